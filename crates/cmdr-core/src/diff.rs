@@ -1,0 +1,114 @@
+//! The difference between two profile views, as a list of changes.
+
+use crate::profile::ProfileView;
+
+/// One profile-level change between two views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileChange {
+    Added {
+        profile: String,
+    },
+    Removed {
+        profile: String,
+    },
+    /// Anything about the profile changed; `token_changed()` tells whether a secret did.
+    Changed {
+        profile: String,
+        old_fingerprint: Option<String>,
+        new_fingerprint: Option<String>,
+    },
+}
+
+impl ProfileChange {
+    pub fn profile(&self) -> &str {
+        match self {
+            ProfileChange::Added { profile }
+            | ProfileChange::Removed { profile }
+            | ProfileChange::Changed { profile, .. } => profile,
+        }
+    }
+
+    pub fn token_changed(&self) -> bool {
+        matches!(self, ProfileChange::Changed { old_fingerprint, new_fingerprint, .. }
+            if old_fingerprint != new_fingerprint)
+    }
+}
+
+/// Changes from `old` to `new`, in profile-name order.
+pub fn diff(old: &ProfileView, new: &ProfileView) -> Vec<ProfileChange> {
+    let mut changes = Vec::new();
+    for (name, before) in &old.profiles {
+        match new.profiles.get(name) {
+            None => changes.push(ProfileChange::Removed {
+                profile: name.clone(),
+            }),
+            Some(after) if after != before => changes.push(ProfileChange::Changed {
+                profile: name.clone(),
+                old_fingerprint: before.fingerprint.clone(),
+                new_fingerprint: after.fingerprint.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for name in new.profiles.keys() {
+        if !old.profiles.contains_key(name) {
+            changes.push(ProfileChange::Added {
+                profile: name.clone(),
+            });
+        }
+    }
+    changes.sort_by(|a, b| a.profile().cmp(b.profile()));
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::profile::{Inputs, parse_view};
+
+    fn view(credentials: &str) -> ProfileView {
+        let cache = BTreeMap::new();
+        parse_view(Inputs {
+            config: b"",
+            credentials: credentials.as_bytes(),
+            sso_cache: &cache,
+        })
+        .expect("parses")
+    }
+
+    fn check(old: &str, new: &str, expected: &[(&str, &str)]) {
+        let got: Vec<(String, String)> = diff(&view(old), &view(new))
+            .iter()
+            .map(|c| {
+                let what = match c {
+                    ProfileChange::Added { .. } => "added",
+                    ProfileChange::Removed { .. } => "removed",
+                    ProfileChange::Changed { .. } if c.token_changed() => "token",
+                    ProfileChange::Changed { .. } => "changed",
+                };
+                (c.profile().to_owned(), what.to_owned())
+            })
+            .collect();
+        let expected: Vec<(String, String)> =
+            expected.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect();
+        assert_eq!(got, expected, "{old:?} -> {new:?}");
+    }
+
+    #[test]
+    fn diffs() {
+        let a1 = "[a]\naws_access_key_id = AKIA1\naws_secret_access_key = s1\n";
+        let a2 = "[a]\naws_access_key_id = AKIA1\naws_secret_access_key = s2\n";
+        let a1r = "[a]\naws_access_key_id = AKIA1\naws_secret_access_key = s1\nregion = x\n";
+        let b = "[b]\nregion = y\n";
+        check(a1, a1, &[]);
+        check(a1, a2, &[("a", "token")]);
+        check(a1, a1r, &[("a", "changed")]);
+        check(a1, &format!("{a1}{b}"), &[("b", "added")]);
+        check(&format!("{a1}{b}"), b, &[("a", "removed")]);
+        check("", "", &[]);
+        // Same bytes in a different order mean nothing changed.
+        check(&format!("{a1}{b}"), &format!("{b}{a1}"), &[]);
+    }
+}

@@ -1,0 +1,183 @@
+//! When a session ends and how we know it: lenient timestamp parsing for the formats the
+//! credential tools write, and the source of each expiry.
+
+use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
+
+/// The keys that credential tools write next to a session token, in order of preference.
+pub const EXPIRY_KEYS: &[&str] = &[
+    "x_security_token_expires",
+    "aws_expiration",
+    "aws_session_expiration",
+    "aws_credential_expiration",
+    "expiration",
+];
+
+/// Where an expiry came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpirySource {
+    /// A key in the profile, e.g. `x_security_token_expires`.
+    Key(String),
+    /// A `# Expires: …` comment inside the profile's section.
+    Comment,
+    /// The SSO token cache's `expiresAt`.
+    SsoCache,
+    /// The `source_profile` this role is assumed from.
+    SourceProfile(String),
+    /// First seen plus the configured session length.
+    Estimated,
+    /// Long-lived keys.
+    Never,
+}
+
+impl ExpirySource {
+    /// The name used in `--json` output and events.
+    pub fn label(&self) -> String {
+        match self {
+            ExpirySource::Key(key) => key.clone(),
+            ExpirySource::Comment => "comment".to_owned(),
+            ExpirySource::SsoCache => "sso_cache".to_owned(),
+            ExpirySource::SourceProfile(name) => format!("source_profile:{name}"),
+            ExpirySource::Estimated => "estimated".to_owned(),
+            ExpirySource::Never => "never".to_owned(),
+        }
+    }
+}
+
+/// An expiry: `at` is `None` only for [`ExpirySource::Never`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    pub at: Option<DateTime<Utc>>,
+    pub source: ExpirySource,
+}
+
+impl Expiry {
+    pub fn at(at: DateTime<Utc>, source: ExpirySource) -> Self {
+        Expiry {
+            at: Some(at),
+            source,
+        }
+    }
+
+    pub fn never() -> Self {
+        Expiry {
+            at: None,
+            source: ExpirySource::Never,
+        }
+    }
+}
+
+/// Parses the timestamp formats credential tools write: RFC 3339, `+0000` offsets, a `UTC`
+/// or `Z` suffix, with or without fractional seconds, `T` or a space between date and time,
+/// and zone-less local time (awsume). `None` if nothing fits.
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim().trim_matches(|c| c == '"' || c == '\'');
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some(at.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f %z"] {
+        if let Ok(at) = DateTime::parse_from_str(text, format) {
+            return Some(at.with_timezone(&Utc));
+        }
+    }
+    let (naive_text, utc) = match strip_utc_suffix(text) {
+        Some(rest) => (rest, true),
+        None => (text, false),
+    };
+    let naive = parse_naive(naive_text)?;
+    if utc {
+        Some(Utc.from_utc_datetime(&naive))
+    } else {
+        // awsume writes local wall-clock time without a zone.
+        Local
+            .from_local_datetime(&naive)
+            .earliest()
+            .map(|at| at.with_timezone(&Utc))
+    }
+}
+
+fn strip_utc_suffix(text: &str) -> Option<&str> {
+    for suffix in ["UTC", "Z", "GMT"] {
+        if let Some(rest) = text.strip_suffix(suffix) {
+            return Some(rest.trim_end());
+        }
+    }
+    None
+}
+
+fn parse_naive(text: &str) -> Option<NaiveDateTime> {
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+}
+
+/// Reads a `# Expires: …` (or `; expires = …`) comment line; `None` if it is not one.
+pub fn parse_expires_comment(line: &str) -> Option<DateTime<Utc>> {
+    let body = line.trim_start().strip_prefix(['#', ';'])?.trim_start();
+    let head = body.get(..7)?;
+    if !head.eq_ignore_ascii_case("expires") {
+        return None;
+    }
+    let rest = body[7..].trim_start();
+    let rest = rest.strip_prefix([':', '='])?;
+    parse_timestamp(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected: Option<&str>) {
+        let got = parse_timestamp(input).map(|at| at.to_rfc3339());
+        let expected = expected.map(|e| {
+            DateTime::parse_from_rfc3339(e)
+                .expect("valid expectation")
+                .with_timezone(&Utc)
+                .to_rfc3339()
+        });
+        assert_eq!(got, expected, "input {input:?}");
+    }
+
+    #[test]
+    fn timestamp_formats() {
+        let cases = [
+            ("2026-11-29T10:00:00Z", Some("2026-11-29T10:00:00Z")),
+            ("2026-11-29T10:00:00+01:00", Some("2026-11-29T09:00:00Z")),
+            ("2026-11-29T10:00:00.123Z", Some("2026-11-29T10:00:00.123Z")),
+            ("2026-11-29T10:00:00+0000", Some("2026-11-29T10:00:00Z")),
+            ("2026-11-29T10:00:00-0500", Some("2026-11-29T15:00:00Z")),
+            ("2021-12-07T01:19:12UTC", Some("2021-12-07T01:19:12Z")),
+            ("2026-11-29 10:00:00 UTC", Some("2026-11-29T10:00:00Z")),
+            ("\"2026-11-29T10:00:00Z\"", Some("2026-11-29T10:00:00Z")),
+            ("tomorrow", None),
+            ("", None),
+        ];
+        for (input, expected) in cases {
+            check(input, expected);
+        }
+    }
+
+    #[test]
+    fn zone_less_is_local_time() {
+        let naive = NaiveDateTime::parse_from_str("2026-11-29T10:00:00", "%Y-%m-%dT%H:%M:%S")
+            .expect("naive");
+        let expected = Local
+            .from_local_datetime(&naive)
+            .earliest()
+            .map(|at| at.with_timezone(&Utc));
+        assert_eq!(parse_timestamp("2026-11-29T10:00:00"), expected);
+        assert_eq!(parse_timestamp("2026-11-29 10:00:00"), expected);
+    }
+
+    #[test]
+    fn expires_comments() {
+        let at = Some(Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap());
+        assert_eq!(parse_expires_comment("# Expires: 2026-11-29T10:00:00Z"), at);
+        assert_eq!(parse_expires_comment(";expires = 2026-11-29T10:00:00Z"), at);
+        assert_eq!(parse_expires_comment("# EXPIRES: 2026-11-29 10:00:00 UTC"), at);
+        assert_eq!(parse_expires_comment("# expiresAt 2026"), None);
+        assert_eq!(parse_expires_comment("# just a note"), None);
+    }
+}

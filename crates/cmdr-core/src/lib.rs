@@ -1,0 +1,18 @@
+//! cmdr-core: the AWS profile model, fingerprints, expiry, accounts and their state machine,
+//! and the diff of two views. Pure: bytes and time in, values out; no I/O, no async runtime.
+
+pub mod account;
+pub mod diff;
+pub mod expiry;
+pub mod profile;
+mod sdk;
+
+pub use account::{
+    Account, AccountChange, AccountError, AccountPatch, AccountState, Accounts, NewAccount,
+    OnChange, Target,
+};
+pub use diff::{ProfileChange, diff};
+pub use expiry::{Expiry, ExpirySource};
+pub use profile::{
+    Credentials, FileKind, Inputs, ParseError, Profile, ProfileKind, ProfileView, parse_view,
+};
