@@ -164,9 +164,7 @@ pub enum AccountError {
     NotFound(String),
     #[error("an account named `{0}` already exists (use `cmdrctl accounts edit`)")]
     Exists(String),
-    #[error(
-        "profile `{0}` is not in the AWS config or credentials file (see `cmdrctl profiles`)"
-    )]
+    #[error("profile `{0}` is not in the AWS config or credentials file (see `cmdrctl profiles`)")]
     NoProfile(String),
     #[error("invalid account name `{0}`: use 1-64 letters, digits, `.`, `_` or `-`")]
     BadName(String),
@@ -363,10 +361,9 @@ impl Accounts {
                     (old_fingerprint.clone(), new_fingerprint.clone())
                 }
                 // A profile that comes back may hold a new token.
-                ProfileChange::Added { profile } => (
-                    None,
-                    view.get(profile).and_then(|p| p.fingerprint.clone()),
-                ),
+                ProfileChange::Added { profile } => {
+                    (None, view.get(profile).and_then(|p| p.fingerprint.clone()))
+                }
                 _ => continue,
             };
             let Some(profile) = view.get(change.profile()) else {
@@ -489,7 +486,12 @@ mod tests {
 
     fn state(accounts: &Accounts, name: &str, view: &ProfileView) -> AccountState {
         let a = accounts.get(name).expect("account");
-        a.state(view.get(&a.profile), None, Utc::now(), Duration::minutes(15))
+        a.state(
+            view.get(&a.profile),
+            None,
+            Utc::now(),
+            Duration::minutes(15),
+        )
     }
 
     #[test]
@@ -497,9 +499,16 @@ mod tests {
         let now = Utc::now();
         let (v1, v2) = (view("one"), view("two"));
         let mut accounts = Accounts::default();
-        accounts.add(spec("ask", OnChange::Ask), &v1, now).expect("add");
-        accounts.add(spec("auto", OnChange::Auto), &v1, now).expect("add");
-        assert_eq!(accounts.get("ask").expect("a").region.as_deref(), Some("eu-west-1"));
+        accounts
+            .add(spec("ask", OnChange::Ask), &v1, now)
+            .expect("add");
+        accounts
+            .add(spec("auto", OnChange::Auto), &v1, now)
+            .expect("add");
+        assert_eq!(
+            accounts.get("ask").expect("a").region.as_deref(),
+            Some("eu-west-1")
+        );
         assert_eq!(state(&accounts, "ask", &v1), AccountState::Ok);
 
         let changes = accounts.apply(&diff(&v1, &v2), &v2, now);
@@ -511,14 +520,24 @@ mod tests {
                 _ => ("?", "?"),
             })
             .collect();
-        assert_eq!(kinds, [("ask", "changed"), ("auto", "changed"), ("auto", "accepted")]);
+        assert_eq!(
+            kinds,
+            [
+                ("ask", "changed"),
+                ("auto", "changed"),
+                ("auto", "accepted")
+            ]
+        );
         assert_eq!(state(&accounts, "ask", &v2), AccountState::Changed);
         assert_eq!(state(&accounts, "auto", &v2), AccountState::Ok);
 
         accounts.accept("ask", &v2, now).expect("accept");
         assert_eq!(state(&accounts, "ask", &v2), AccountState::Ok);
         let creds = accounts.get("ask").expect("a").accepted_credentials.clone();
-        assert_eq!(creds.and_then(|c| c.session_token.clone()).as_deref(), Some("two"));
+        assert_eq!(
+            creds.and_then(|c| c.session_token.clone()).as_deref(),
+            Some("two")
+        );
     }
 
     #[test]
@@ -526,7 +545,9 @@ mod tests {
         let now = Utc::now();
         let v = view("one");
         let mut accounts = Accounts::default();
-        accounts.add(spec("a", OnChange::Ask), &v, now).expect("add");
+        accounts
+            .add(spec("a", OnChange::Ask), &v, now)
+            .expect("add");
         let a = accounts.get("a").expect("a");
         let p = v.get("p");
         let m = Duration::minutes(15);
@@ -553,25 +574,45 @@ mod tests {
             name: name.to_owned(),
             ..spec("x", OnChange::Ask)
         };
-        assert!(matches!(accounts.add(bad("a b"), &v, now), Err(AccountError::BadName(_))));
-        assert!(matches!(accounts.add(bad(""), &v, now), Err(AccountError::BadName(_))));
+        assert!(matches!(
+            accounts.add(bad("a b"), &v, now),
+            Err(AccountError::BadName(_))
+        ));
+        assert!(matches!(
+            accounts.add(bad(""), &v, now),
+            Err(AccountError::BadName(_))
+        ));
         let mut nope = spec("n", OnChange::Ask);
         nope.profile = "nope".into();
-        assert!(matches!(accounts.add(nope, &v, now), Err(AccountError::NoProfile(_))));
+        assert!(matches!(
+            accounts.add(nope, &v, now),
+            Err(AccountError::NoProfile(_))
+        ));
         let mut ep = spec("e", OnChange::Ask);
         ep.target = Target::Endpoint {
             endpoint: "ftp://x".into(),
         };
-        assert!(matches!(accounts.add(ep, &v, now), Err(AccountError::BadEndpoint(_))));
-        accounts.add(spec("a", OnChange::Ask), &v, now).expect("add");
+        assert!(matches!(
+            accounts.add(ep, &v, now),
+            Err(AccountError::BadEndpoint(_))
+        ));
+        accounts
+            .add(spec("a", OnChange::Ask), &v, now)
+            .expect("add");
         assert!(matches!(
             accounts.add(spec("a", OnChange::Ask), &v, now),
             Err(AccountError::Exists(_))
         ));
         assert!(accounts.reconcile(&v, now).is_empty());
         let changes = accounts.reconcile(&view("two"), now);
-        assert!(matches!(changes.as_slice(), [AccountChange::TokenChanged { .. }]));
-        assert!(matches!(accounts.remove("zz"), Err(AccountError::NotFound(_))));
+        assert!(matches!(
+            changes.as_slice(),
+            [AccountChange::TokenChanged { .. }]
+        ));
+        assert!(matches!(
+            accounts.remove("zz"),
+            Err(AccountError::NotFound(_))
+        ));
         accounts.remove("a").expect("remove");
         assert!(accounts.is_empty());
     }

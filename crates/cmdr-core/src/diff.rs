@@ -91,8 +91,10 @@ mod tests {
                 (c.profile().to_owned(), what.to_owned())
             })
             .collect();
-        let expected: Vec<(String, String)> =
-            expected.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect();
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect();
         assert_eq!(got, expected, "{old:?} -> {new:?}");
     }
 

@@ -77,7 +77,11 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Some(at.with_timezone(&Utc));
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f %z"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f %z",
+    ] {
         if let Ok(at) = DateTime::parse_from_str(text, format) {
             return Some(at.with_timezone(&Utc));
         }
@@ -176,7 +180,10 @@ mod tests {
         let at = Some(Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap());
         assert_eq!(parse_expires_comment("# Expires: 2026-11-29T10:00:00Z"), at);
         assert_eq!(parse_expires_comment(";expires = 2026-11-29T10:00:00Z"), at);
-        assert_eq!(parse_expires_comment("# EXPIRES: 2026-11-29 10:00:00 UTC"), at);
+        assert_eq!(
+            parse_expires_comment("# EXPIRES: 2026-11-29 10:00:00 UTC"),
+            at
+        );
         assert_eq!(parse_expires_comment("# expiresAt 2026"), None);
         assert_eq!(parse_expires_comment("# just a note"), None);
     }

@@ -49,7 +49,12 @@ pub struct ParseError {
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "{} file, line {line}: {}", self.file.label(), self.message),
+            Some(line) => write!(
+                f,
+                "{} file, line {line}: {}",
+                self.file.label(),
+                self.message
+            ),
             None => write!(f, "{} file: {}", self.file.label(), self.message),
         }
     }
@@ -94,7 +99,10 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("access_key_id", &mask_access_key_id(&self.access_key_id))
             .field("secret_access_key", &REDACTED)
-            .field("session_token", &self.session_token.as_ref().map(|_| REDACTED))
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| REDACTED),
+            )
             .finish()
     }
 }
@@ -199,7 +207,8 @@ pub fn parse_view(inputs: Inputs<'_>) -> Result<ProfileView, Vec<ParseError>> {
 
     let mut view = ProfileView::default();
     view.warnings.extend(config_scan.warnings.iter().cloned());
-    view.warnings.extend(credentials_scan.warnings.iter().cloned());
+    view.warnings
+        .extend(credentials_scan.warnings.iter().cloned());
     for name in merged.sso_sessions() {
         let Some(session) = merged.sso_session(name) else {
             continue;
@@ -306,7 +315,9 @@ fn build_profile(
                 &get("sso_role_name").unwrap_or_default(),
             ]));
             if expiry.is_none() {
-                expiry = token.expires_at.map(|at| Expiry::at(at, ExpirySource::SsoCache));
+                expiry = token
+                    .expires_at
+                    .map(|at| Expiry::at(at, ExpirySource::SsoCache));
             }
         }
     }
@@ -408,7 +419,11 @@ fn scan(kind: FileKind, text: &str) -> Scan {
         if line.starts_with('[') {
             section = section_name(kind, line);
             if section.is_none() {
-                let header = line.split(']').next().unwrap_or(line).trim_start_matches('[');
+                let header = line
+                    .split(']')
+                    .next()
+                    .unwrap_or(line)
+                    .trim_start_matches('[');
                 out.warnings.push(format!(
                     "{} file, line {}: section [{}] is ignored by the AWS SDKs{}",
                     kind.label(),
@@ -512,7 +527,9 @@ mod tests {
 
     fn check(config: &str, credentials: &str, name: &str, kind: ProfileKind, region: Option<&str>) {
         let v = view(config, credentials);
-        let p = v.get(name).unwrap_or_else(|| panic!("profile {name} missing in {v:?}"));
+        let p = v
+            .get(name)
+            .unwrap_or_else(|| panic!("profile {name} missing in {v:?}"));
         assert_eq!(p.kind, kind, "{name}");
         assert_eq!(p.region.as_deref(), region, "{name}");
     }
@@ -566,7 +583,13 @@ mod tests {
                 ProfileKind::WebIdentity,
                 None,
             ),
-            ("[default]\nregion = us-east-1\n", "", "default", ProfileKind::Other, Some("us-east-1")),
+            (
+                "[default]\nregion = us-east-1\n",
+                "",
+                "default",
+                ProfileKind::Other,
+                Some("us-east-1"),
+            ),
         ];
         for (config, credentials, name, kind, region) in cases {
             check(config, credentials, name, *kind, *region);
@@ -583,13 +606,23 @@ mod tests {
              [notprefixed]\nregion = x\n",
             "[a]\nregion = sa-east-1\n",
         );
-        assert_eq!(v.get("default").and_then(|p| p.region.as_deref()), Some("eu-north-1"));
+        assert_eq!(
+            v.get("default").and_then(|p| p.region.as_deref()),
+            Some("eu-north-1")
+        );
         let a = v.get("a").expect("a");
         assert_eq!(a.region.as_deref(), Some("sa-east-1"));
-        assert_eq!(a.properties.get("output").map(String::as_str), Some("json#not-a-comment"));
+        assert_eq!(
+            a.properties.get("output").map(String::as_str),
+            Some("json#not-a-comment")
+        );
         assert_eq!(a.sources, vec![FileKind::Config, FileKind::Credentials]);
         assert!(v.get("notprefixed").is_none());
-        assert!(v.warnings.iter().any(|w| w.contains("[notprefixed]")), "{:?}", v.warnings);
+        assert!(
+            v.warnings.iter().any(|w| w.contains("[notprefixed]")),
+            "{:?}",
+            v.warnings
+        );
     }
 
     #[test]
@@ -601,15 +634,24 @@ mod tests {
         assert_eq!(a.properties["aws_access_key_id"], "AKIAIOSFODNN7EXAMPLE");
         assert_eq!(a.masked_access_key_id.as_deref(), Some("AKIA…MPLE"));
         let debug = format!("{v:?}");
-        assert!(!debug.contains("s3cr3t") && !debug.contains("tok1"), "{debug}");
+        assert!(
+            !debug.contains("s3cr3t") && !debug.contains("tok1"),
+            "{debug}"
+        );
 
         let fp1 = a.fingerprint.clone().expect("fingerprint");
         let v2 = view("", &format!("[a]\n{KEYS}aws_session_token = tok2\n"));
-        let fp2 = v2.get("a").and_then(|p| p.fingerprint.clone()).expect("fingerprint");
+        let fp2 = v2
+            .get("a")
+            .and_then(|p| p.fingerprint.clone())
+            .expect("fingerprint");
         assert_ne!(fp1, fp2);
         assert_eq!(fp1.len(), 16);
         // Non-secret edits keep the fingerprint.
-        let v3 = view("[profile a]\nregion = eu-west-1\n", &format!("[a]\n{KEYS}aws_session_token = tok1\n"));
+        let v3 = view(
+            "[profile a]\nregion = eu-west-1\n",
+            &format!("[a]\n{KEYS}aws_session_token = tok1\n"),
+        );
         assert_eq!(v3.get("a").and_then(|p| p.fingerprint.clone()), Some(fp1));
     }
 
@@ -663,12 +705,21 @@ mod tests {
         };
         assert_eq!(
             label("a"),
-            Some((Some("2026-11-29T10:00:00+00:00".into()), "x_security_token_expires".into()))
+            Some((
+                Some("2026-11-29T10:00:00+00:00".into()),
+                "x_security_token_expires".into()
+            ))
         );
-        assert_eq!(label("b"), Some((Some("2026-11-29T11:00:00+00:00".into()), "comment".into())));
+        assert_eq!(
+            label("b"),
+            Some((Some("2026-11-29T11:00:00+00:00".into()), "comment".into()))
+        );
         assert_eq!(
             label("c"),
-            Some((Some("2026-11-29T12:00:00+00:00".into()), "aws_session_expiration".into()))
+            Some((
+                Some("2026-11-29T12:00:00+00:00".into()),
+                "aws_session_expiration".into()
+            ))
         );
         assert_eq!(label("d"), Some((None, "never".into())));
         assert_eq!(label("e"), None);
@@ -692,7 +743,10 @@ mod tests {
         assert!(s.fingerprint.is_some());
         let e = s.expiry.as_ref().expect("expiry");
         assert_eq!(e.source, ExpirySource::SsoCache);
-        assert_eq!(e.at.map(|a| a.to_rfc3339()).as_deref(), Some("2021-12-07T01:19:12+00:00"));
+        assert_eq!(
+            e.at.map(|a| a.to_rfc3339()).as_deref(),
+            Some("2021-12-07T01:19:12+00:00")
+        );
         assert_eq!(v.sso_sessions["corp"]["sso_start_url"], "https://x");
     }
 }

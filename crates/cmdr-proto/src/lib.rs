@@ -1,1 +1,211 @@
-//! cmdr-proto
+//! cmdr-proto: the wire contract between cmdrd and its clients. Messages, the one
+//! [`PROTOCOL_VERSION`], and the two frame codecs. serde only, no I/O.
+//!
+//! A connection starts with the client's [`Hello`]; its first byte picks the codec for the
+//! whole connection: `{` means JSON lines (one JSON object per `\n`-terminated line, for
+//! editor plugins in any language), anything else means binary frames (a big-endian `u32`
+//! length, then postcard). The daemon answers [`Welcome`] or [`ServerMessage::Refused`].
+
+mod codec;
+mod event;
+
+use serde::{Deserialize, Serialize};
+
+pub use codec::{Codec, FrameDecoder, ProtoError, encode};
+pub use event::{Event, EventKind};
+
+/// Bumped on any incompatible change. Within a version, changes are additive.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame either side accepts, checked before allocating.
+pub const MAX_FRAME_LEN: usize = 1 << 20;
+
+/// The first message on every connection. Its shape never changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub client: String,
+    pub client_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub protocol: u32,
+    pub daemon_version: String,
+    pub features: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientMessage {
+    Hello(Hello),
+    Request { id: u64, request: Request },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome(Welcome),
+    /// The connection is refused (incompatible protocol, too many connections); it closes.
+    Refused {
+        message: String,
+    },
+    Response {
+        id: u64,
+        outcome: Outcome,
+    },
+    Event(Event),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok(Response),
+    Err(ErrorReply),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    Profiles,
+    ListAccounts,
+    ShowAccount {
+        name: String,
+    },
+    AddAccount(AccountSpec),
+    EditAccount {
+        name: String,
+        edit: AccountEdit,
+    },
+    RemoveAccount {
+        name: String,
+    },
+    Accept {
+        name: String,
+    },
+    /// Start receiving events on this connection.
+    Subscribe,
+    Unsubscribe,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Status(StatusInfo),
+    Profiles(Vec<ProfileInfo>),
+    Accounts(Vec<AccountInfo>),
+    Account(AccountInfo),
+    Subscribed,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    NotFound,
+    Exists,
+    NoProfile,
+    BadRequest,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// `aws`, `localstack` or `endpoint`, with the endpoint URL for the last two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetSpec {
+    pub target: String,
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSpec {
+    pub name: String,
+    pub profile: String,
+    pub region: Option<String>,
+    pub target: TargetSpec,
+    /// `ask` or `auto`.
+    pub on_change: String,
+}
+
+/// Fields to change; `None` keeps the value. `clear_region` drops the region.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountEdit {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub clear_region: bool,
+    pub target: Option<TargetSpec>,
+    pub on_change: Option<String>,
+}
+
+/// One account, as `accounts list --json` prints it. Times are RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    pub name: String,
+    pub profile: String,
+    pub region: Option<String>,
+    pub target: String,
+    pub endpoint: Option<String>,
+    pub on_change: String,
+    pub state: String,
+    pub fingerprint: Option<String>,
+    pub accepted_fingerprint: Option<String>,
+    pub accepted_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub expiry_source: Option<String>,
+    pub account_id: Option<String>,
+}
+
+/// One profile, as `profiles --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileInfo {
+    pub name: String,
+    pub kind: String,
+    pub region: Option<String>,
+    pub sources: Vec<String>,
+    pub access_key_id: Option<String>,
+    pub fingerprint: Option<String>,
+    pub expires_at: Option<String>,
+    pub expiry_source: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    pub daemon_version: String,
+    pub protocol: u32,
+    pub pid: u32,
+    pub started_at: String,
+    pub uptime_secs: u64,
+    pub socket: String,
+    /// Why the socket is not in the default place, if it is not.
+    pub socket_note: Option<String>,
+    pub files: Vec<FileStatus>,
+    pub profiles: u32,
+    pub accounts: Vec<StateCount>,
+    /// What changed in the files while the daemon was not running, found at start.
+    pub changes_while_down: Vec<String>,
+    pub subscribers: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStatus {
+    /// `config`, `credentials` or `sso_cache`.
+    pub kind: String,
+    pub path: String,
+    pub exists: bool,
+    /// `ok` or `error`.
+    pub health: String,
+    pub error_line: Option<u32>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCount {
+    pub state: String,
+    pub count: u32,
+}

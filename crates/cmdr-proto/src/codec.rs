@@ -1,0 +1,165 @@
+//! Frame codecs: binary (big-endian `u32` length + postcard) and JSON lines. The size cap
+//! is checked before anything is allocated for a frame; "need more bytes" is `Ok(None)`.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::MAX_FRAME_LEN;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Binary,
+    JsonLines,
+}
+
+impl Codec {
+    /// The codec a connection uses, from its first byte.
+    pub fn detect(first_byte: u8) -> Codec {
+        if first_byte == b'{' {
+            Codec::JsonLines
+        } else {
+            Codec::Binary
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("could not encode message: {0}")]
+    Encode(String),
+}
+
+/// Encodes one message as a complete frame.
+pub fn encode<T: Serialize>(codec: Codec, message: &T) -> Result<Vec<u8>, ProtoError> {
+    let frame = match codec {
+        Codec::Binary => {
+            let body =
+                postcard::to_stdvec(message).map_err(|e| ProtoError::Encode(e.to_string()))?;
+            let len = u32::try_from(body.len()).map_err(|_| ProtoError::TooLarge {
+                len: body.len(),
+                max: MAX_FRAME_LEN,
+            })?;
+            let mut frame = Vec::with_capacity(4 + body.len());
+            frame.extend_from_slice(&len.to_be_bytes());
+            frame.extend_from_slice(&body);
+            frame
+        }
+        Codec::JsonLines => {
+            let mut frame =
+                serde_json::to_vec(message).map_err(|e| ProtoError::Encode(e.to_string()))?;
+            frame.push(b'\n');
+            frame
+        }
+    };
+    if frame.len() > MAX_FRAME_LEN + 4 {
+        return Err(ProtoError::TooLarge {
+            len: frame.len(),
+            max: MAX_FRAME_LEN,
+        });
+    }
+    Ok(frame)
+}
+
+/// Accumulates bytes from a stream and yields complete messages. The codec is fixed by the
+/// first byte unless given up front.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    codec: Option<Codec>,
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder that picks its codec from the first byte (the daemon's side).
+    pub fn detecting() -> Self {
+        FrameDecoder {
+            codec: None,
+            buf: Vec::new(),
+            max: MAX_FRAME_LEN,
+        }
+    }
+
+    pub fn new(codec: Codec) -> Self {
+        FrameDecoder {
+            codec: Some(codec),
+            buf: Vec::new(),
+            max: MAX_FRAME_LEN,
+        }
+    }
+
+    pub fn codec(&self) -> Option<Codec> {
+        self.codec
+    }
+
+    /// Appends bytes read from the stream. Callers read in bounded chunks, and `next`
+    /// rejects an oversized frame as soon as its header (or `max` bytes of a line) is seen,
+    /// so the buffer stays within `max` plus one chunk.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        if self.codec.is_none()
+            && let Some(first) = bytes.first()
+        {
+            self.codec = Some(Codec::detect(*first));
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete message, `Ok(None)` if more bytes are needed.
+    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ProtoError> {
+        let Some(codec) = self.codec else {
+            return Ok(None);
+        };
+        match codec {
+            Codec::Binary => {
+                let Some(header) = self.buf.get(..4) else {
+                    return Ok(None);
+                };
+                let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+                if len > self.max {
+                    return Err(ProtoError::TooLarge { len, max: self.max });
+                }
+                if self.buf.len() < 4 + len {
+                    return Ok(None);
+                }
+                let message = postcard::from_bytes(&self.buf[4..4 + len])
+                    .map_err(|e| ProtoError::Malformed(e.to_string()));
+                self.buf.drain(..4 + len);
+                message.map(Some)
+            }
+            Codec::JsonLines => {
+                let Some(end) = self.buf.iter().position(|b| *b == b'\n') else {
+                    if self.buf.len() > self.max {
+                        return Err(ProtoError::TooLarge {
+                            len: self.buf.len(),
+                            max: self.max,
+                        });
+                    }
+                    return Ok(None);
+                };
+                if end > self.max {
+                    return Err(ProtoError::TooLarge {
+                        len: end,
+                        max: self.max,
+                    });
+                }
+                let message = serde_json::from_slice(&self.buf[..end])
+                    .map_err(|e| ProtoError::Malformed(json_error(&e)));
+                self.buf.drain(..=end);
+                message.map(Some)
+            }
+        }
+    }
+}
+
+/// serde_json's message, without echoing input (which could be anything).
+fn json_error(err: &serde_json::Error) -> String {
+    format!(
+        "invalid JSON message ({:?} at line {}, column {})",
+        err.classify(),
+        err.line(),
+        err.column()
+    )
+}

@@ -1,0 +1,386 @@
+//! Round trips of every message variant in both codecs, and golden encodings that must keep
+//! decoding for as long as `PROTOCOL_VERSION` stays the same.
+
+use cmdr_proto::*;
+
+fn account_info() -> AccountInfo {
+    AccountInfo {
+        name: "acme".into(),
+        profile: "acme".into(),
+        region: Some("eu-west-1".into()),
+        target: "localstack".into(),
+        endpoint: Some("http://localhost:4566".into()),
+        on_change: "ask".into(),
+        state: "changed".into(),
+        fingerprint: Some("0123456789abcdef".into()),
+        accepted_fingerprint: None,
+        accepted_at: None,
+        expires_at: Some("2026-11-29T10:00:00Z".into()),
+        expiry_source: Some("x_security_token_expires".into()),
+        account_id: None,
+    }
+}
+
+fn client_messages() -> Vec<ClientMessage> {
+    let spec = AccountSpec {
+        name: "acme".into(),
+        profile: "acme".into(),
+        region: None,
+        target: TargetSpec {
+            target: "aws".into(),
+            endpoint: None,
+        },
+        on_change: "auto".into(),
+    };
+    let requests = vec![
+        Request::Status,
+        Request::Profiles,
+        Request::ListAccounts,
+        Request::ShowAccount { name: "a".into() },
+        Request::AddAccount(spec),
+        Request::EditAccount {
+            name: "a".into(),
+            edit: AccountEdit {
+                region: Some("us-east-1".into()),
+                ..AccountEdit::default()
+            },
+        },
+        Request::RemoveAccount { name: "a".into() },
+        Request::Accept { name: "a".into() },
+        Request::Subscribe,
+        Request::Unsubscribe,
+    ];
+    let mut out = vec![ClientMessage::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        client: "test".into(),
+        client_version: "0.1.0".into(),
+    })];
+    out.extend(
+        requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, request)| ClientMessage::Request {
+                id: i as u64,
+                request,
+            }),
+    );
+    out
+}
+
+fn event_kinds() -> Vec<EventKind> {
+    let a = || "acme".to_string();
+    vec![
+        EventKind::ProfileAdded { profile: a() },
+        EventKind::ProfileRemoved { profile: a() },
+        EventKind::ProfileChanged { profile: a() },
+        EventKind::TokenChanged {
+            account: a(),
+            profile: a(),
+            old_fingerprint: Some("aaaa".into()),
+            new_fingerprint: Some("bbbb".into()),
+            expires_at: None,
+            expiry_source: None,
+        },
+        EventKind::TokenAccepted {
+            account: a(),
+            profile: a(),
+        },
+        EventKind::ExpiringSoon {
+            account: a(),
+            profile: a(),
+            expires_at: "2026-11-29T10:00:00Z".into(),
+        },
+        EventKind::Expired {
+            account: a(),
+            profile: a(),
+            expires_at: "2026-11-29T10:00:00Z".into(),
+        },
+        EventKind::Validated {
+            account: a(),
+            profile: a(),
+            account_id: "123456789012".into(),
+            arn: "arn:aws:sts::123456789012:user/moto".into(),
+        },
+        EventKind::ValidationFailed {
+            account: a(),
+            profile: a(),
+            error: "expired".into(),
+        },
+        EventKind::IdentityChanged {
+            account: a(),
+            profile: a(),
+            old_account_id: "1".into(),
+            new_account_id: "2".into(),
+        },
+        EventKind::FileError {
+            path: "/h/.aws/credentials".into(),
+            line: Some(3),
+            message: "bad".into(),
+        },
+        EventKind::FileRecovered {
+            path: "/h/.aws/credentials".into(),
+        },
+        EventKind::AccountAdded {
+            account: a(),
+            profile: a(),
+        },
+        EventKind::AccountRemoved {
+            account: a(),
+            profile: a(),
+        },
+        EventKind::AccountUpdated {
+            account: a(),
+            profile: a(),
+        },
+        EventKind::Lagged { missed: 7 },
+        EventKind::DaemonStopping,
+    ]
+}
+
+fn server_messages() -> Vec<ServerMessage> {
+    let responses = vec![
+        Response::Status(StatusInfo {
+            daemon_version: "0.1.0".into(),
+            protocol: PROTOCOL_VERSION,
+            pid: 42,
+            started_at: "2026-11-29T09:00:00Z".into(),
+            uptime_secs: 5,
+            socket: "/run/user/1000/cmdr/cmdrd.sock".into(),
+            socket_note: None,
+            files: vec![FileStatus {
+                kind: "credentials".into(),
+                path: "/h/.aws/credentials".into(),
+                exists: true,
+                health: "error".into(),
+                error_line: Some(3),
+                error: Some("bad".into()),
+            }],
+            profiles: 2,
+            accounts: vec![StateCount {
+                state: "ok".into(),
+                count: 1,
+            }],
+            changes_while_down: vec!["token for `acme` changed".into()],
+            subscribers: 0,
+        }),
+        Response::Profiles(vec![ProfileInfo {
+            name: "acme".into(),
+            kind: "session".into(),
+            region: None,
+            sources: vec!["credentials".into()],
+            access_key_id: Some("AKIA…MPLE".into()),
+            fingerprint: Some("0123456789abcdef".into()),
+            expires_at: None,
+            expiry_source: None,
+        }]),
+        Response::Accounts(vec![account_info()]),
+        Response::Account(account_info()),
+        Response::Subscribed,
+        Response::Done,
+    ];
+    let mut out = vec![
+        ServerMessage::Welcome(Welcome {
+            protocol: PROTOCOL_VERSION,
+            daemon_version: "0.1.0".into(),
+            features: vec!["json-lines".into()],
+        }),
+        ServerMessage::Refused {
+            message: "no".into(),
+        },
+        ServerMessage::Response {
+            id: 9,
+            outcome: Outcome::Err(ErrorReply {
+                code: ErrorCode::NotFound,
+                message: "no account".into(),
+            }),
+        },
+    ];
+    out.extend(responses.into_iter().map(|r| ServerMessage::Response {
+        id: 1,
+        outcome: Outcome::Ok(r),
+    }));
+    out.extend(event_kinds().into_iter().map(|kind| {
+        ServerMessage::Event(Event {
+            at: "2026-11-29T09:00:00Z".into(),
+            kind,
+        })
+    }));
+    out
+}
+
+fn round_trip<T>(messages: Vec<T>)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    for codec in [Codec::Binary, Codec::JsonLines] {
+        let mut decoder = FrameDecoder::new(codec);
+        let mut stream = Vec::new();
+        for m in &messages {
+            stream.extend(encode(codec, m).expect("encode"));
+        }
+        // Feed byte by byte: every prefix must be "need more", never an error.
+        let mut decoded = Vec::new();
+        for byte in stream {
+            decoder.extend(&[byte]);
+            while let Some(m) = decoder.next::<T>().expect("decode") {
+                decoded.push(m);
+            }
+        }
+        assert_eq!(decoded, messages, "{codec:?}");
+    }
+}
+
+#[test]
+fn every_variant_round_trips() {
+    round_trip(client_messages());
+    round_trip(server_messages());
+}
+
+#[test]
+fn codec_is_detected_from_the_first_byte() {
+    let hello = &client_messages()[0];
+    for codec in [Codec::Binary, Codec::JsonLines] {
+        let mut decoder = FrameDecoder::detecting();
+        decoder.extend(&encode(codec, hello).expect("encode"));
+        assert_eq!(decoder.codec(), Some(codec));
+        assert_eq!(
+            decoder.next::<ClientMessage>().expect("decode").as_ref(),
+            Some(hello)
+        );
+    }
+}
+
+#[test]
+fn oversized_frames_are_refused_before_allocating() {
+    let mut decoder = FrameDecoder::new(Codec::Binary);
+    decoder.extend(&u32::MAX.to_be_bytes());
+    assert!(matches!(
+        decoder.next::<ClientMessage>(),
+        Err(ProtoError::TooLarge { .. })
+    ));
+
+    let mut decoder = FrameDecoder::new(Codec::JsonLines);
+    decoder.extend(&vec![b' '; MAX_FRAME_LEN + 1]);
+    assert!(matches!(
+        decoder.next::<ClientMessage>(),
+        Err(ProtoError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn garbage_is_malformed_not_a_panic() {
+    let mut decoder = FrameDecoder::new(Codec::Binary);
+    decoder.extend(&[0, 0, 0, 3, 0xff, 0xff, 0xff]);
+    assert!(matches!(
+        decoder.next::<ClientMessage>(),
+        Err(ProtoError::Malformed(_))
+    ));
+    let mut decoder = FrameDecoder::new(Codec::JsonLines);
+    decoder.extend(b"{\"hello\": 12}\n");
+    assert!(matches!(
+        decoder.next::<ClientMessage>(),
+        Err(ProtoError::Malformed(_))
+    ));
+}
+
+#[test]
+fn events_in_json_are_flat() {
+    let event = Event {
+        at: "2026-11-29T09:00:00Z".into(),
+        kind: EventKind::TokenChanged {
+            account: "acme".into(),
+            profile: "acme".into(),
+            old_fingerprint: Some("aaaa".into()),
+            new_fingerprint: Some("bbbb".into()),
+            expires_at: None,
+            expiry_source: None,
+        },
+    };
+    let json = serde_json::to_string(&event).expect("json");
+    assert_eq!(
+        json,
+        r#"{"type":"token_changed","at":"2026-11-29T09:00:00Z","account":"acme","profile":"acme","old_fingerprint":"aaaa","new_fingerprint":"bbbb","expires_at":null,"expiry_source":null}"#
+    );
+    assert_eq!(event.kind.type_name(), "token_changed");
+    let stopping = Event {
+        at: "t".into(),
+        kind: EventKind::DaemonStopping,
+    };
+    assert_eq!(
+        serde_json::to_string(&stopping).expect("json"),
+        r#"{"type":"daemon_stopping","at":"t"}"#
+    );
+}
+
+/// Frozen encodings. If one of these fails, the change broke compatibility: bump
+/// `PROTOCOL_VERSION` or make the change additive.
+#[test]
+fn golden_encodings_keep_decoding() {
+    let cases: &[(&str, &str)] = &[
+        ("hello", GOLDEN_HELLO_BIN),
+        ("accept", GOLDEN_ACCEPT_BIN),
+        ("event", GOLDEN_EVENT_BIN),
+    ];
+    for (name, hex) in cases {
+        let bytes = unhex(hex);
+        let mut decoder = FrameDecoder::detecting();
+        decoder.extend(&bytes);
+        match *name {
+            "event" => {
+                let m: ServerMessage = decoder.next().expect("decodes").expect("complete");
+                assert!(
+                    matches!(
+                        m,
+                        ServerMessage::Event(Event {
+                            kind: EventKind::TokenAccepted { .. },
+                            ..
+                        })
+                    ),
+                    "{m:?}"
+                );
+                assert_eq!(encode(Codec::Binary, &m).expect("encode"), bytes, "{name}");
+            }
+            _ => {
+                let m: ClientMessage = decoder.next().expect("decodes").expect("complete");
+                assert_eq!(encode(Codec::Binary, &m).expect("encode"), bytes, "{name}");
+            }
+        }
+    }
+    for (json, is_client) in [
+        (GOLDEN_HELLO_JSON, true),
+        (GOLDEN_ACCEPT_JSON, true),
+        (GOLDEN_STATUS_JSON, true),
+        (GOLDEN_EVENT_JSON, false),
+        (GOLDEN_RESPONSE_JSON, false),
+    ] {
+        let mut decoder = FrameDecoder::detecting();
+        decoder.extend(json.as_bytes());
+        decoder.extend(b"\n");
+        let reencoded = if is_client {
+            let m: ClientMessage = decoder.next().expect("decodes").expect("complete");
+            encode(Codec::JsonLines, &m).expect("encode")
+        } else {
+            let m: ServerMessage = decoder.next().expect("decodes").expect("complete");
+            encode(Codec::JsonLines, &m).expect("encode")
+        };
+        assert_eq!(String::from_utf8(reencoded).expect("utf8").trim_end(), json);
+    }
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+const GOLDEN_HELLO_BIN: &str = "0000000d0001047465737405302e312e30";
+const GOLDEN_ACCEPT_BIN: &str = "000000080107070461636d65";
+const GOLDEN_EVENT_BIN: &str =
+    "000000210314323032362d31312d32395430393a30303a30305a040461636d650461636d65";
+const GOLDEN_HELLO_JSON: &str =
+    r#"{"hello":{"protocol":1,"client":"test","client_version":"0.1.0"}}"#;
+const GOLDEN_ACCEPT_JSON: &str = r#"{"request":{"id":7,"request":{"accept":{"name":"acme"}}}}"#;
+const GOLDEN_STATUS_JSON: &str = r#"{"request":{"id":1,"request":"status"}}"#;
+const GOLDEN_EVENT_JSON: &str = r#"{"event":{"type":"token_accepted","at":"2026-11-29T09:00:00Z","account":"acme","profile":"acme"}}"#;
+const GOLDEN_RESPONSE_JSON: &str = r#"{"response":{"id":3,"outcome":{"ok":"done"}}}"#;
