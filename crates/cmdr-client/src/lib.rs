@@ -1,1 +1,263 @@
-//! cmdr-client
+//! cmdr-client: find the daemon's socket, connect, handshake, send requests and receive
+//! events. Used by cmdrctl and by any Rust tool that wants cmdr's events.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cmdr_proto::{
+    ClientMessage, Codec, ErrorReply, Event, FrameDecoder, Hello, Outcome, PROTOCOL_VERSION,
+    ProtoError, Request, Response, ServerMessage, Welcome, encode,
+};
+use interprocess::local_socket::tokio::{Stream, prelude::*};
+use interprocess::local_socket::{GenericFilePath, ToFsName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Where the socket is, and why it is not in the default place if it is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketLocation {
+    pub path: PathBuf,
+    pub note: Option<String>,
+}
+
+/// The socket path: `CMDR_SOCKET`, else `$XDG_RUNTIME_DIR/cmdr/cmdrd.sock` on Linux, else a
+/// private per-user directory under the temp dir.
+pub fn default_socket() -> SocketLocation {
+    if let Some(path) = std::env::var_os("CMDR_SOCKET").filter(|p| !p.is_empty()) {
+        return SocketLocation {
+            path: PathBuf::from(path),
+            note: None,
+        };
+    }
+    default_socket_for(std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from))
+}
+
+#[cfg(unix)]
+fn default_socket_for(runtime_dir: Option<PathBuf>) -> SocketLocation {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if cfg!(target_os = "linux")
+        && let Some(dir) = runtime_dir.filter(|d| d.is_absolute())
+    {
+        return SocketLocation {
+            path: dir.join("cmdr").join("cmdrd.sock"),
+            note: None,
+        };
+    }
+    // macOS: TMPDIR is already per user. Elsewhere /tmp, in a directory only we may own.
+    let base = std::env::var_os("TMPDIR")
+        .filter(|_| cfg!(target_os = "macos"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let dir = base.join(format!("cmdr-{uid}"));
+    SocketLocation {
+        note: cfg!(target_os = "linux").then(|| {
+            format!(
+                "XDG_RUNTIME_DIR is not set; using the private fallback {}",
+                dir.display()
+            )
+        }),
+        path: dir.join("cmdrd.sock"),
+    }
+}
+
+#[cfg(windows)]
+fn default_socket_for(_runtime_dir: Option<PathBuf>) -> SocketLocation {
+    let user = std::env::var("USERNAME").unwrap_or_else(|_| "user".to_owned());
+    SocketLocation {
+        path: PathBuf::from(format!(r"\\.\pipe\cmdrd-{user}")),
+        note: None,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cmdrd is not running (no daemon at {}): start it with `cmdrd` or `cmdrctl service install`", socket.display())]
+    NotRunning { socket: PathBuf, source: io::Error },
+    #[error("incompatible cmdrd: {0}")]
+    Incompatible(String),
+    #[error("cmdrd refused the connection: {0}")]
+    Refused(String),
+    #[error("{}", .0.message)]
+    Daemon(ErrorReply),
+    #[error("connection to cmdrd at {}: {source}", socket.display())]
+    Io { socket: PathBuf, source: io::Error },
+    #[error("protocol error talking to cmdrd: {0}")]
+    Proto(#[from] ProtoError),
+    #[error("cmdrd closed the connection")]
+    Closed,
+    #[error("cmdrd did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A connection to cmdrd that has completed the handshake.
+pub struct Client {
+    socket: PathBuf,
+    stream: Stream,
+    decoder: FrameDecoder,
+    next_id: u64,
+    pending_events: VecDeque<Event>,
+    welcome: Welcome,
+}
+
+impl Client {
+    /// Connects and says hello. `client` names the program, e.g. `cmdrctl`.
+    pub async fn connect(socket: &Path, client_name: &str) -> Result<Client, ClientError> {
+        let name =
+            socket
+                .to_fs_name::<GenericFilePath>()
+                .map_err(|source| ClientError::NotRunning {
+                    socket: socket.to_owned(),
+                    source,
+                })?;
+        let stream = Stream::connect(name)
+            .await
+            .map_err(|source| ClientError::NotRunning {
+                socket: socket.to_owned(),
+                source,
+            })?;
+        let mut client = Client {
+            socket: socket.to_owned(),
+            stream,
+            decoder: FrameDecoder::new(Codec::Binary),
+            next_id: 1,
+            pending_events: VecDeque::new(),
+            welcome: Welcome {
+                protocol: 0,
+                daemon_version: String::new(),
+                features: Vec::new(),
+            },
+        };
+        client
+            .send(&ClientMessage::Hello(Hello {
+                protocol: PROTOCOL_VERSION,
+                client: client_name.to_owned(),
+                client_version: env!("CARGO_PKG_VERSION").to_owned(),
+            }))
+            .await?;
+        match client.read().await? {
+            ServerMessage::Welcome(welcome) if welcome.protocol == PROTOCOL_VERSION => {
+                client.welcome = welcome;
+                Ok(client)
+            }
+            ServerMessage::Welcome(welcome) => Err(ClientError::Incompatible(format!(
+                "cmdrd {} speaks protocol {}, this client speaks {PROTOCOL_VERSION}",
+                welcome.daemon_version, welcome.protocol
+            ))),
+            ServerMessage::Refused { message } if message.contains("protocol") => {
+                Err(ClientError::Incompatible(message))
+            }
+            ServerMessage::Refused { message } => Err(ClientError::Refused(message)),
+            _ => Err(ClientError::Proto(ProtoError::Malformed(
+                "expected a welcome".to_owned(),
+            ))),
+        }
+    }
+
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// Sends a request and waits for its response; events that arrive meanwhile are kept
+    /// for [`Client::next_event`].
+    pub async fn request(&mut self, request: Request) -> Result<Response, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&ClientMessage::Request { id, request }).await?;
+        loop {
+            match self.read().await? {
+                ServerMessage::Response { id: got, outcome } if got == id => {
+                    return match outcome {
+                        Outcome::Ok(response) => Ok(response),
+                        Outcome::Err(err) => Err(ClientError::Daemon(err)),
+                    };
+                }
+                ServerMessage::Event(event) => self.pending_events.push_back(event),
+                ServerMessage::Refused { message } => return Err(ClientError::Refused(message)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Subscribes this connection to events.
+    pub async fn subscribe(&mut self) -> Result<(), ClientError> {
+        self.request(Request::Subscribe).await.map(|_| ())
+    }
+
+    /// The next event; `Ok(None)` when the daemon closed the connection.
+    pub async fn next_event(&mut self) -> Result<Option<Event>, ClientError> {
+        if let Some(event) = self.pending_events.pop_front() {
+            return Ok(Some(event));
+        }
+        loop {
+            match self.read().await {
+                Ok(ServerMessage::Event(event)) => return Ok(Some(event)),
+                Ok(_) => {}
+                Err(ClientError::Closed) => return Ok(None),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    async fn send(&mut self, message: &ClientMessage) -> Result<(), ClientError> {
+        let frame = encode(Codec::Binary, message)?;
+        self.stream
+            .write_all(&frame)
+            .await
+            .map_err(|source| self.io_error(source))
+    }
+
+    async fn read(&mut self) -> Result<ServerMessage, ClientError> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some(message) = self.decoder.next()? {
+                return Ok(message);
+            }
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|source| self.io_error(source))?;
+            if n == 0 {
+                return Err(ClientError::Closed);
+            }
+            self.decoder.extend(&chunk[..n]);
+        }
+    }
+
+    fn io_error(&self, source: io::Error) -> ClientError {
+        match source.kind() {
+            io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::UnexpectedEof => ClientError::Closed,
+            _ => ClientError::Io {
+                socket: self.socket.clone(),
+                source,
+            },
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_paths() {
+        let loc = default_socket_for(Some(PathBuf::from("/run/user/1000")));
+        if cfg!(target_os = "linux") {
+            assert_eq!(loc.path, PathBuf::from("/run/user/1000/cmdr/cmdrd.sock"));
+            assert_eq!(loc.note, None);
+            let fallback = default_socket_for(None);
+            assert!(fallback.path.starts_with("/tmp"), "{fallback:?}");
+            assert!(fallback.note.is_some());
+            // A relative XDG_RUNTIME_DIR is invalid per the spec: fall back.
+            assert!(
+                default_socket_for(Some(PathBuf::from("rel")))
+                    .note
+                    .is_some()
+            );
+        }
+    }
+}

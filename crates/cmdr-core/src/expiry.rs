@@ -188,3 +188,82 @@ mod tests {
         assert_eq!(parse_expires_comment("# just a note"), None);
     }
 }
+
+/// Parses a duration like `90s`, `15m`, `12h`, `1h30m`, `2d`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Option<chrono::Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = text.parse::<i64>() {
+        return chrono::Duration::try_seconds(secs).filter(|d| *d >= chrono::Duration::zero());
+    }
+    let mut total = chrono::Duration::zero();
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: i64 = number.parse().ok()?;
+        number.clear();
+        let part = match c {
+            's' => chrono::Duration::try_seconds(n)?,
+            'm' => chrono::Duration::try_minutes(n)?,
+            'h' => chrono::Duration::try_hours(n)?,
+            'd' => chrono::Duration::try_days(n)?,
+            _ => return None,
+        };
+        total = total.checked_add(&part)?;
+    }
+    number.is_empty().then_some(total)
+}
+
+/// `3h12m`, `45m`, `30s`, `2d4h`: a short human form of a positive duration.
+pub fn format_duration(d: chrono::Duration) -> String {
+    let secs = d.num_seconds().max(0);
+    let (days, hours, mins) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (days, hours, mins) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h{m:02}m"),
+        (d, h, _) => format!("{d}d{h}h"),
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("90s", Some(90)),
+            ("15m", Some(900)),
+            ("12h", Some(43_200)),
+            ("1h30m", Some(5400)),
+            ("2d", Some(172_800)),
+            ("45", Some(45)),
+            ("", None),
+            ("1x", None),
+            ("h", None),
+            ("1h3", None),
+            ("-5", None),
+        ];
+        for (text, secs) in cases {
+            assert_eq!(
+                parse_duration(text).map(|d| d.num_seconds()),
+                secs,
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            format_duration(chrono::Duration::seconds(3 * 3600 + 12 * 60 + 5)),
+            "3h12m"
+        );
+        assert_eq!(format_duration(chrono::Duration::seconds(45 * 60)), "45m");
+        assert_eq!(format_duration(chrono::Duration::seconds(30)), "30s");
+        assert_eq!(format_duration(chrono::Duration::seconds(-30)), "0s");
+        assert_eq!(format_duration(chrono::Duration::hours(52)), "2d4h");
+    }
+}

@@ -12,7 +12,7 @@ pub use account::{
     OnChange, Target,
 };
 pub use diff::{ProfileChange, diff};
-pub use expiry::{Expiry, ExpirySource};
+pub use expiry::{Expiry, ExpirySource, format_duration, parse_duration};
 pub use profile::{
     Credentials, FileKind, Inputs, ParseError, Profile, ProfileKind, ProfileView, parse_view,
 };

@@ -1,1 +1,105 @@
-//! cmdrd
+//! cmdrd as a library: `run(settings, shutdown)` starts the watcher, the engine and the
+//! socket server, and stops them in order when `shutdown` resolves. `main.rs` is thin, so
+//! tests can run the daemon in-process with their own paths.
+
+pub mod config;
+pub mod engine;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod watch;
+mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Settings;
+pub use server::BindError;
+
+use crate::engine::Engine;
+use crate::watch::{FileWatcher, Snapshot, Targets};
+
+/// Runs the daemon until `shutdown` resolves. `ready` is called once the socket accepts.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(),
+) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let is_default = settings.socket == cmdr_client::default_socket()
+        && std::env::var_os("CMDR_SOCKET").is_none();
+    let bound = server::bind(&settings.socket, is_default)?;
+    if let Some(note) = &settings.socket.note {
+        tracing::warn!("{note}");
+    }
+
+    let targets = Targets {
+        config: settings.aws_config.clone(),
+        credentials: settings.aws_credentials.clone(),
+        sso_cache: settings.sso_cache.clone(),
+    };
+    let snapshot = Snapshot::read(&targets);
+    let digest = snapshot.digest();
+    let (rescan_tx, rescan_rx) = mpsc::channel(1);
+    let (snapshot_tx, snapshot_rx) = mpsc::channel(4);
+    let (engine, handle, commands) = Engine::start(settings.clone(), snapshot, rescan_tx)?;
+
+    let tracker = TaskTracker::new();
+    let stop_watching = CancellationToken::new();
+    let stop_accepting = CancellationToken::new();
+    let stop_engine = CancellationToken::new();
+    let stop_sessions = CancellationToken::new();
+    tracker.spawn(
+        FileWatcher {
+            targets,
+            debounce: settings.debounce,
+            out: snapshot_tx,
+            rescan: rescan_rx,
+            last_digest: digest,
+        }
+        .run(stop_watching.clone()),
+    );
+    let engine_task = tracker.spawn(engine.run(commands, snapshot_rx, stop_engine.clone()));
+    let socket_path = bound.path.clone();
+    let server_task = tracker.spawn(server::serve(
+        bound,
+        handle,
+        settings.max_connections,
+        stop_accepting.clone(),
+        stop_sessions.clone(),
+        tracker.clone(),
+    ));
+    tracing::info!(
+        socket = %socket_path.display(),
+        config = %settings.aws_config.display(),
+        credentials = %settings.aws_credentials.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "cmdrd ready"
+    );
+    ready();
+
+    shutdown.await;
+    tracing::info!("stopping");
+    // Stop accepting, tell subscribers `daemon_stopping`, flush state, remove the socket.
+    stop_accepting.cancel();
+    stop_watching.cancel();
+    let _ = server_task.await;
+    stop_engine.cancel();
+    let _ = engine_task.await;
+    stop_sessions.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time");
+    }
+    let _ = std::fs::remove_file(&socket_path);
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,591 @@
+//! The engine: the one task that owns the current view, the accounts and the state file.
+//! File snapshots and client requests arrive as commands; changes leave as events on a
+//! bounded broadcast channel (a slow subscriber lags; it never slows the others).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cmdr_core::{
+    AccountChange, AccountPatch, Accounts, Expiry, ExpirySource, FileKind, NewAccount, Profile,
+    ProfileKind, ProfileView, diff, profile,
+};
+use cmdr_proto::{
+    AccountInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome, PROTOCOL_VERSION,
+    ProfileInfo, Request, Response, StateCount, StatusInfo,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::store::{Seen, Store, StoredState};
+use crate::watch::{FileRead, Snapshot};
+use crate::wire::{
+    account_event, bad_request, error_reply, on_change_from, profile_event, target_from_spec,
+    timestamp,
+};
+
+/// Retries of a file that failed to parse, in case it was caught mid-write.
+const RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+];
+
+pub enum Command {
+    Request(Request, oneshot::Sender<Outcome>),
+}
+
+/// A cheap handle to the engine for sessions.
+#[derive(Clone)]
+pub struct EngineHandle {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+}
+
+impl EngineHandle {
+    pub async fn request(&self, request: Request) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        let stopped = || {
+            Outcome::Err(ErrorReply {
+                code: ErrorCode::Internal,
+                message: "cmdrd is stopping".to_owned(),
+            })
+        };
+        if self
+            .commands
+            .send(Command::Request(request, tx))
+            .await
+            .is_err()
+        {
+            return stopped();
+        }
+        rx.await.unwrap_or_else(|_| stopped())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct FileHealth {
+    exists: bool,
+    error: Option<(Option<u32>, String)>,
+}
+
+pub struct Engine {
+    settings: Arc<Settings>,
+    store: Store,
+    view: ProfileView,
+    /// The last bytes of each file that parsed: a broken file keeps these.
+    good: [Vec<u8>; 2],
+    sso_cache: BTreeMap<String, Vec<u8>>,
+    health: [FileHealth; 2],
+    accounts: Accounts,
+    seen: BTreeMap<String, Seen>,
+    events: broadcast::Sender<Event>,
+    rescan: mpsc::Sender<()>,
+    retries: usize,
+    started_at: DateTime<Utc>,
+    changes_while_down: Vec<String>,
+    /// A failed save is retried with the next change.
+    dirty: bool,
+}
+
+impl Engine {
+    /// Builds the engine from the state file and the files as they are now, and works out
+    /// what changed while the daemon was not running.
+    pub fn start(
+        settings: Arc<Settings>,
+        snapshot: Snapshot,
+        rescan: mpsc::Sender<()>,
+    ) -> anyhow::Result<(Engine, EngineHandle, mpsc::Receiver<Command>)> {
+        let store = Store::new(settings.state_file());
+        let stored = store.load()?;
+        let (events, _) = broadcast::channel(settings.event_buffer);
+        let (commands, rx) = mpsc::channel(256);
+        let mut engine = Engine {
+            settings,
+            store,
+            view: ProfileView::default(),
+            good: [Vec::new(), Vec::new()],
+            sso_cache: BTreeMap::new(),
+            health: [FileHealth::default(), FileHealth::default()],
+            accounts: Accounts::from_list(stored.accounts),
+            seen: stored.seen.clone(),
+            events: events.clone(),
+            rescan,
+            retries: 0,
+            started_at: Utc::now(),
+            changes_while_down: Vec::new(),
+            dirty: false,
+        };
+        engine.load_snapshot(snapshot, false);
+        engine.report_changes_while_down(&stored.seen);
+        engine.save();
+        Ok((engine, EngineHandle { commands, events }, rx))
+    }
+
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut snapshots: mpsc::Receiver<Snapshot>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                Some(snapshot) = snapshots.recv() => self.load_snapshot(snapshot, true),
+                command = commands.recv() => match command {
+                    Some(Command::Request(request, reply)) => {
+                        let outcome = self.handle(request);
+                        let _ = reply.send(outcome);
+                    }
+                    None => break,
+                },
+            }
+        }
+        self.emit(EventKind::DaemonStopping);
+        self.save();
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn emit(&self, kind: EventKind) {
+        tracing::info!(event = %kind.type_name(), account = kind.account().unwrap_or(""), "event");
+        // No receivers is fine: nobody is listening.
+        let _ = self.events.send(Event {
+            at: timestamp(Self::now()),
+            kind,
+        });
+    }
+
+    fn emit_account_changes(&self, changes: Vec<AccountChange>) {
+        for change in changes {
+            self.emit(account_event(change));
+        }
+    }
+
+    fn path_of(&self, kind: FileKind) -> &std::path::Path {
+        match kind {
+            FileKind::Config => &self.settings.aws_config,
+            FileKind::Credentials => &self.settings.aws_credentials,
+        }
+    }
+
+    /// Takes a new snapshot: each file that parses replaces its last good bytes; one that
+    /// does not keeps them and reports `file_error` once, until `file_recovered`.
+    fn load_snapshot(&mut self, snapshot: Snapshot, publish: bool) {
+        let mut recovered = Vec::new();
+        let mut any_error = false;
+        for (index, (kind, read)) in [
+            (FileKind::Config, snapshot.config),
+            (FileKind::Credentials, snapshot.credentials),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (exists, result) = match read {
+                FileRead::Missing => (false, Ok(Vec::new())),
+                FileRead::Bytes(bytes) => {
+                    let checked = profile::check_file(kind, &bytes)
+                        .map(|()| bytes)
+                        .map_err(|e| (e.line, e.message));
+                    (true, checked)
+                }
+                FileRead::Failed(message) => (true, Err((None, message))),
+            };
+            let was_error = self.health[index].error.is_some();
+            self.health[index].exists = exists;
+            match result {
+                Ok(bytes) => {
+                    self.good[index] = bytes;
+                    self.health[index].error = None;
+                    if was_error {
+                        recovered.push(kind);
+                    }
+                }
+                Err(error) => {
+                    any_error = true;
+                    if self.health[index].error.as_ref() != Some(&error) {
+                        let path = self.path_of(kind).display().to_string();
+                        tracing::warn!(path = %path, line = ?error.0, message = %error.1, "file does not parse; keeping the last good view");
+                        self.health[index].error = Some(error.clone());
+                        if publish {
+                            self.emit(EventKind::FileError {
+                                path,
+                                line: error.0,
+                                message: error.1,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        self.sso_cache = snapshot.sso_cache;
+        if any_error {
+            self.schedule_retry();
+        } else {
+            self.retries = 0;
+        }
+
+        let inputs = cmdr_core::Inputs {
+            config: &self.good[0],
+            credentials: &self.good[1],
+            sso_cache: &self.sso_cache,
+        };
+        let view = match cmdr_core::parse_view(inputs) {
+            Ok(view) => view,
+            Err(errors) => {
+                // Each file parsed alone; together they should too. Keep the last view.
+                for e in errors {
+                    tracing::warn!(error = %e, "merged view does not parse");
+                }
+                return;
+            }
+        };
+        let changes = diff(&self.view, &view);
+        self.view = view;
+        if publish {
+            for kind in recovered {
+                let path = self.path_of(kind).display().to_string();
+                tracing::info!(path = %path, "file parses again");
+                self.emit(EventKind::FileRecovered { path });
+            }
+            for change in &changes {
+                self.emit(profile_event(change));
+            }
+            let account_changes = self.accounts.apply(&changes, &self.view, Self::now());
+            let accepted = account_changes
+                .iter()
+                .any(|c| matches!(c, AccountChange::TokenAccepted { .. }));
+            self.emit_account_changes(account_changes);
+            if accepted {
+                self.dirty = true;
+            }
+        }
+        if !any_error {
+            self.update_seen();
+        }
+        if publish && self.dirty {
+            self.save();
+        }
+    }
+
+    fn schedule_retry(&mut self) {
+        let Some(delay) = RETRY_DELAYS.get(self.retries).copied() else {
+            return;
+        };
+        self.retries += 1;
+        let rescan = self.rescan.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = rescan.try_send(());
+        });
+    }
+
+    /// Records when each token was first seen; drops profiles that are gone.
+    fn update_seen(&mut self) {
+        let now = Self::now();
+        let before = self.seen.len();
+        self.seen
+            .retain(|name, _| self.view.profiles.contains_key(name));
+        let mut changed = before != self.seen.len();
+        for (name, profile) in &self.view.profiles {
+            let Some(fingerprint) = &profile.fingerprint else {
+                continue;
+            };
+            if self.seen.get(name).map(|s| &s.fingerprint) != Some(fingerprint) {
+                self.seen.insert(
+                    name.clone(),
+                    Seen {
+                        fingerprint: fingerprint.clone(),
+                        first_seen: now,
+                    },
+                );
+                changed = true;
+            }
+        }
+        self.dirty |= changed;
+    }
+
+    fn report_changes_while_down(&mut self, before: &BTreeMap<String, Seen>) {
+        let mut notes = Vec::new();
+        if self.health.iter().any(|h| h.error.is_some()) {
+            notes.push("a file did not parse at start; changes are reported once it does".into());
+        } else if !before.is_empty() {
+            for (name, seen) in before {
+                match self.view.get(name).and_then(|p| p.fingerprint.as_ref()) {
+                    None if self.view.get(name).is_none() => {
+                        notes.push(format!("profile `{name}` was removed"));
+                    }
+                    Some(fp) if *fp != seen.fingerprint => {
+                        notes.push(format!("token of profile `{name}` changed"));
+                    }
+                    _ => {}
+                }
+            }
+            for (name, profile) in &self.view.profiles {
+                if profile.fingerprint.is_some() && !before.contains_key(name) {
+                    notes.push(format!("profile `{name}` was added"));
+                }
+            }
+        }
+        let changes = self.accounts.reconcile(&self.view, Self::now());
+        for change in &changes {
+            match change {
+                AccountChange::TokenChanged { account, .. } => {
+                    notes.push(format!("token for account `{account}` changed"));
+                }
+                AccountChange::TokenAccepted { account, .. } => {
+                    notes.push(format!("account `{account}` accepted the new token (auto)"));
+                    self.dirty = true;
+                }
+                _ => {}
+            }
+        }
+        for note in &notes {
+            tracing::info!("while cmdrd was not running: {note}");
+        }
+        self.changes_while_down = notes;
+    }
+
+    fn stored(&self) -> StoredState {
+        StoredState {
+            version: 1,
+            accounts: self.accounts.iter().cloned().collect(),
+            seen: self.seen.clone(),
+        }
+    }
+
+    fn save(&mut self) {
+        match self.store.save(&self.stored()) {
+            Ok(()) => self.dirty = false,
+            Err(err) => {
+                self.dirty = true;
+                tracing::error!(error = %err, "could not save state; will retry with the next change");
+            }
+        }
+    }
+
+    /// Applies an account operation and saves; if the save fails, the operation is undone
+    /// and the client gets the error, so memory and disk never disagree.
+    fn mutate(
+        &mut self,
+        op: impl FnOnce(&mut Accounts, &ProfileView) -> Result<Vec<AccountChange>, ErrorReply>,
+    ) -> Result<Vec<AccountChange>, ErrorReply> {
+        let before = self.accounts.clone();
+        let changes = op(&mut self.accounts, &self.view)?;
+        if let Err(err) = self.store.save(&self.stored()) {
+            self.accounts = before;
+            tracing::error!(error = %err, "could not save state");
+            return Err(ErrorReply {
+                code: ErrorCode::Internal,
+                message: err.to_string(),
+            });
+        }
+        self.dirty = false;
+        self.emit_account_changes(changes.clone());
+        Ok(changes)
+    }
+
+    fn handle(&mut self, request: Request) -> Outcome {
+        let result = match request {
+            Request::Status => Ok(Response::Status(self.status())),
+            Request::Profiles => Ok(Response::Profiles(
+                self.view
+                    .profiles
+                    .values()
+                    .map(|p| self.profile_info(p))
+                    .collect(),
+            )),
+            Request::ListAccounts => Ok(Response::Accounts(
+                self.accounts.iter().map(|a| self.account_info(a)).collect(),
+            )),
+            Request::ShowAccount { name } => self.show(&name),
+            Request::AddAccount(spec) => {
+                let name = spec.name.clone();
+                let parsed = target_from_spec(&spec.target).and_then(|target| {
+                    Ok(NewAccount {
+                        name: spec.name,
+                        profile: spec.profile,
+                        region: spec.region,
+                        target,
+                        on_change: on_change_from(&spec.on_change)?,
+                    })
+                });
+                parsed
+                    .and_then(|new| {
+                        let now = Self::now();
+                        self.mutate(|accounts, view| {
+                            accounts.add(new, view, now).map_err(|e| error_reply(&e))
+                        })
+                    })
+                    .and_then(|_| self.show(&name))
+            }
+            Request::EditAccount { name, edit } => {
+                let patch = (|| {
+                    Ok::<_, ErrorReply>(AccountPatch {
+                        profile: edit.profile,
+                        region: if edit.clear_region {
+                            Some(None)
+                        } else {
+                            edit.region.map(Some)
+                        },
+                        target: edit.target.as_ref().map(target_from_spec).transpose()?,
+                        on_change: edit.on_change.as_deref().map(on_change_from).transpose()?,
+                    })
+                })();
+                patch
+                    .and_then(|patch| {
+                        let now = Self::now();
+                        self.mutate(|accounts, view| {
+                            accounts
+                                .edit(&name, patch, view, now)
+                                .map_err(|e| error_reply(&e))
+                        })
+                    })
+                    .and_then(|_| self.show(&name))
+            }
+            Request::RemoveAccount { name } => self
+                .mutate(|accounts, _| accounts.remove(&name).map_err(|e| error_reply(&e)))
+                .map(|_| Response::Done),
+            Request::Accept { name } => {
+                let now = Self::now();
+                self.mutate(|accounts, view| {
+                    accounts
+                        .accept(&name, view, now)
+                        .map_err(|e| error_reply(&e))
+                })
+                .and_then(|_| self.show(&name))
+            }
+            Request::Subscribe | Request::Unsubscribe => {
+                Err(bad_request("subscriptions are handled by the session"))
+            }
+        };
+        match result {
+            Ok(response) => Outcome::Ok(response),
+            Err(err) => Outcome::Err(err),
+        }
+    }
+
+    fn show(&self, name: &str) -> Result<Response, ErrorReply> {
+        self.accounts
+            .get(name)
+            .map(|a| Response::Account(self.account_info(a)))
+            .map_err(|e| error_reply(&e))
+    }
+
+    /// The expiry the files give, else an estimate from when the token was first seen.
+    fn expiry(&self, profile: &Profile) -> Option<Expiry> {
+        if let Some(expiry) = &profile.expiry {
+            return Some(expiry.clone());
+        }
+        let estimable = matches!(profile.kind, ProfileKind::Session | ProfileKind::Sso);
+        let seen = self.seen.get(&profile.name)?;
+        (estimable && profile.fingerprint.as_ref() == Some(&seen.fingerprint)).then(|| {
+            Expiry::at(
+                seen.first_seen + self.settings.default_session_duration,
+                ExpirySource::Estimated,
+            )
+        })
+    }
+
+    fn profile_info(&self, profile: &Profile) -> ProfileInfo {
+        let expiry = self.expiry(profile);
+        ProfileInfo {
+            name: profile.name.clone(),
+            kind: profile.kind.label().to_owned(),
+            region: profile.region.clone(),
+            sources: profile
+                .sources
+                .iter()
+                .map(|s| s.label().to_owned())
+                .collect(),
+            access_key_id: profile.masked_access_key_id.clone(),
+            fingerprint: profile.fingerprint.clone(),
+            expires_at: expiry.as_ref().and_then(|e| e.at).map(timestamp),
+            expiry_source: Some(expiry.map_or_else(|| "unknown".to_owned(), |e| e.source.label())),
+        }
+    }
+
+    fn account_info(&self, account: &cmdr_core::Account) -> AccountInfo {
+        let profile = self.view.get(&account.profile);
+        let expiry = profile.and_then(|p| self.expiry(p));
+        let state = account.state(
+            profile,
+            expiry.as_ref().and_then(|e| e.at),
+            Self::now(),
+            self.settings.warn_before,
+        );
+        AccountInfo {
+            name: account.name.clone(),
+            profile: account.profile.clone(),
+            region: account.region.clone(),
+            target: account.target.label().to_owned(),
+            endpoint: account.target.endpoint().map(str::to_owned),
+            on_change: account.on_change.label().to_owned(),
+            state: state.label().to_owned(),
+            fingerprint: profile.and_then(|p| p.fingerprint.clone()),
+            accepted_fingerprint: account.accepted_fingerprint.clone(),
+            accepted_at: account.accepted_at.map(timestamp),
+            expires_at: expiry.as_ref().and_then(|e| e.at).map(timestamp),
+            expiry_source: Some(expiry.map_or_else(|| "unknown".to_owned(), |e| e.source.label())),
+            account_id: account.account_id.clone(),
+        }
+    }
+
+    fn status(&self) -> StatusInfo {
+        let now = Self::now();
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        for account in self.accounts.iter() {
+            *counts.entry(self.account_info(account).state).or_default() += 1;
+        }
+        let mut files: Vec<FileStatus> = [FileKind::Config, FileKind::Credentials]
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| FileStatus {
+                kind: kind.label().to_owned(),
+                path: self.path_of(kind).display().to_string(),
+                exists: self.health[i].exists,
+                health: if self.health[i].error.is_some() {
+                    "error"
+                } else {
+                    "ok"
+                }
+                .to_owned(),
+                error_line: self.health[i].error.as_ref().and_then(|e| e.0),
+                error: self.health[i].error.as_ref().map(|e| e.1.clone()),
+            })
+            .collect();
+        files.push(FileStatus {
+            kind: "sso_cache".to_owned(),
+            path: self.settings.sso_cache.display().to_string(),
+            exists: self.settings.sso_cache.is_dir(),
+            health: "ok".to_owned(),
+            error_line: None,
+            error: None,
+        });
+        StatusInfo {
+            daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol: PROTOCOL_VERSION,
+            pid: std::process::id(),
+            started_at: timestamp(self.started_at),
+            uptime_secs: u64::try_from((now - self.started_at).num_seconds()).unwrap_or(0),
+            socket: self.settings.socket.path.display().to_string(),
+            socket_note: self.settings.socket.note.clone(),
+            files,
+            profiles: u32::try_from(self.view.profiles.len()).unwrap_or(u32::MAX),
+            accounts: counts
+                .into_iter()
+                .map(|(state, count)| StateCount { state, count })
+                .collect(),
+            changes_while_down: self.changes_while_down.clone(),
+            subscribers: u32::try_from(self.events.receiver_count()).unwrap_or(u32::MAX),
+        }
+    }
+}

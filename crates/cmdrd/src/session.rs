@@ -1,0 +1,218 @@
+//! One client connection: the handshake (with a deadline), requests with ids, and the
+//! event subscription. A malformed or oversized frame closes this connection only; a
+//! client that stops reading lags, then is dropped, and never holds up anyone else.
+
+use std::time::Duration;
+
+use cmdr_proto::{
+    ClientMessage, Codec, Event, EventKind, FrameDecoder, Outcome, PROTOCOL_VERSION, ProtoError,
+    Request, Response, ServerMessage, Welcome, encode,
+};
+use interprocess::local_socket::tokio::Stream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::EngineHandle;
+use crate::wire::timestamp;
+
+/// An unauthenticated connection that has not said hello by then is closed.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client that cannot take one frame in this time is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+const OUTGOING_QUEUE: usize = 64;
+
+/// Features announced in `Welcome`.
+pub const FEATURES: &[&str] = &["json-lines", "events"];
+
+pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationToken) {
+    let (mut reader, writer) = tokio::io::split(stream);
+    let mut decoder = FrameDecoder::detecting();
+    let hello =
+        match tokio::time::timeout(HELLO_TIMEOUT, read_message(&mut reader, &mut decoder)).await {
+            Ok(Ok(Some(ClientMessage::Hello(hello)))) => hello,
+            Ok(Ok(Some(ClientMessage::Request { .. }))) => {
+                let codec = decoder.codec().unwrap_or(Codec::Binary);
+                send_once(writer, codec, refused("the first message must be a hello")).await;
+                return;
+            }
+            Ok(Ok(None)) => return,
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "closing connection: bad handshake");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("closing connection: no hello within {HELLO_TIMEOUT:?}");
+                return;
+            }
+        };
+    let codec = decoder.codec().unwrap_or(Codec::Binary);
+    if hello.protocol != PROTOCOL_VERSION {
+        let message = format!(
+            "protocol version mismatch: cmdrd {} speaks protocol {PROTOCOL_VERSION}, {} {} speaks protocol {}; install matching versions of cmdrd and the client",
+            env!("CARGO_PKG_VERSION"),
+            hello.client,
+            hello.client_version,
+            hello.protocol
+        );
+        send_once(writer, codec, refused(&message)).await;
+        return;
+    }
+    tracing::debug!(client = %hello.client, version = %hello.client_version, ?codec, "client connected");
+
+    let broken = CancellationToken::new();
+    let (out, out_rx) = mpsc::channel::<Vec<u8>>(OUTGOING_QUEUE);
+    let writer_task = tokio::spawn(write_loop(writer, out_rx, broken.clone()));
+    let send = |message: ServerMessage| {
+        let out = out.clone();
+        async move {
+            match encode(codec, &message) {
+                Ok(frame) => out.send(frame).await.is_ok(),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot encode a message");
+                    true
+                }
+            }
+        }
+    };
+    let welcome = ServerMessage::Welcome(Welcome {
+        protocol: PROTOCOL_VERSION,
+        daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
+        features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+    });
+    if !send(welcome).await {
+        return;
+    }
+
+    let mut events: Option<broadcast::Receiver<Event>> = None;
+    loop {
+        tokio::select! {
+            () = broken.cancelled() => break,
+            // Subscribers leave after forwarding `daemon_stopping`; others at shutdown.
+            () = shutdown.cancelled(), if events.is_none() => break,
+            message = read_message(&mut reader, &mut decoder) => match message {
+                Ok(Some(ClientMessage::Request { id, request })) => {
+                    let outcome = match request {
+                        Request::Subscribe => {
+                            events = Some(engine.subscribe());
+                            Outcome::Ok(Response::Subscribed)
+                        }
+                        Request::Unsubscribe => {
+                            events = None;
+                            Outcome::Ok(Response::Done)
+                        }
+                        other => engine.request(other).await,
+                    };
+                    if !send(ServerMessage::Response { id, outcome }).await {
+                        break;
+                    }
+                }
+                Ok(Some(ClientMessage::Hello(_))) => {
+                    send(refused("hello was already said on this connection")).await;
+                    break;
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::debug!(error = %err, "closing connection");
+                    break;
+                }
+            },
+            event = next_event(&mut events) => match event {
+                Ok(event) => {
+                    let stopping = matches!(event.kind, EventKind::DaemonStopping);
+                    if !send(ServerMessage::Event(event)).await || stopping {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    let lagged = Event {
+                        at: timestamp(chrono::Utc::now()),
+                        kind: EventKind::Lagged { missed },
+                    };
+                    if !send(ServerMessage::Event(lagged)).await {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+    drop(out);
+    // Let queued frames (e.g. `daemon_stopping`) go out, but not forever.
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
+}
+
+/// Answers a connection over the limit with a refusal and closes it.
+pub async fn refuse(stream: Stream, message: String) {
+    let (mut reader, writer) = tokio::io::split(stream);
+    let mut decoder = FrameDecoder::detecting();
+    // Read the hello to learn the codec; do not wait long.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        read_message(&mut reader, &mut decoder),
+    )
+    .await;
+    let codec = decoder.codec().unwrap_or(Codec::Binary);
+    send_once(writer, codec, refused(&message)).await;
+}
+
+fn refused(message: &str) -> ServerMessage {
+    ServerMessage::Refused {
+        message: message.to_owned(),
+    }
+}
+
+async fn send_once(mut writer: WriteHalf<Stream>, codec: Codec, message: ServerMessage) {
+    if let Ok(frame) = encode(codec, &message) {
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&frame)).await;
+    }
+}
+
+async fn next_event(
+    events: &mut Option<broadcast::Receiver<Event>>,
+) -> Result<Event, broadcast::error::RecvError> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads one message. Cancel-safe: bytes already read stay in the decoder.
+async fn read_message<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    decoder: &mut FrameDecoder,
+) -> Result<Option<ClientMessage>, ProtoError> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(message) = decoder.next()? {
+            return Ok(Some(message));
+        }
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => decoder.extend(&chunk[..n]),
+        }
+    }
+}
+
+async fn write_loop(
+    mut writer: WriteHalf<Stream>,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    broken: CancellationToken,
+) {
+    while let Some(frame) = frames.recv().await {
+        match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "client went away");
+                broken.cancel();
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("dropping a client that stopped reading");
+                broken.cancel();
+                return;
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+}

@@ -1,0 +1,231 @@
+//! The state file under the data dir: accounts, accepted fingerprints, first-seen times.
+//! Never a secret. Written atomically (temp file, fsync, rename, fsync of the directory);
+//! a corrupt file is moved aside, never silently dropped.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use cmdr_core::Account;
+use serde::{Deserialize, Serialize};
+
+const STATE_VERSION: u32 = 1;
+
+/// When a profile's current token was first seen (for estimated expiry and for reporting
+/// what changed while the daemon was down).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub fingerprint: String,
+    pub first_seen: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredState {
+    pub version: u32,
+    pub accounts: Vec<Account>,
+    pub seen: BTreeMap<String, Seen>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot write state file {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read state file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn new(path: PathBuf) -> Store {
+        Store { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Loads the state. A missing file is an empty state; a corrupt one is renamed to
+    /// `state.json.corrupt-<time>` with an error in the log, and the daemon starts empty.
+    pub fn load(&self) -> Result<StoredState, StoreError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(StoredState {
+                    version: STATE_VERSION,
+                    ..StoredState::default()
+                });
+            }
+            Err(source) => {
+                return Err(StoreError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        match serde_json::from_slice::<StoredState>(&bytes) {
+            Ok(state) if state.version == STATE_VERSION => Ok(state),
+            outcome => {
+                let reason = match outcome {
+                    Ok(state) => format!("unsupported version {}", state.version),
+                    Err(err) => format!(
+                        "line {}, column {}: {:?}",
+                        err.line(),
+                        err.column(),
+                        err.classify()
+                    ),
+                };
+                let aside = self.path.with_extension(format!(
+                    "json.corrupt-{}",
+                    Utc::now().format("%Y%m%dT%H%M%SZ")
+                ));
+                match std::fs::rename(&self.path, &aside) {
+                    Ok(()) => tracing::error!(
+                        path = %self.path.display(),
+                        moved_to = %aside.display(),
+                        %reason,
+                        "state file is corrupt; moved it aside and starting with no accounts"
+                    ),
+                    Err(err) => {
+                        return Err(StoreError::Read {
+                            path: self.path.clone(),
+                            source: std::io::Error::other(format!(
+                                "corrupt ({reason}) and cannot be moved aside: {err}"
+                            )),
+                        });
+                    }
+                }
+                Ok(StoredState {
+                    version: STATE_VERSION,
+                    ..StoredState::default()
+                })
+            }
+        }
+    }
+
+    pub fn save(&self, state: &StoredState) -> Result<(), StoreError> {
+        let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Write {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        bytes.push(b'\n');
+        write_atomic(&self.path, &bytes, 0o600).map_err(|source| StoreError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Replaces `path` with `bytes` atomically: a temp file in the same directory, fsync,
+/// rename over the target, fsync of the directory. New files get `mode`.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    create_private_dir(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(mode);
+        }
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Creates a directory (and parents) readable only by us.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_load_and_corrupt_file_moved_aside() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(tmp.path().join("data").join("state.json"));
+        assert_eq!(store.load().expect("load").accounts.len(), 0);
+
+        let mut state = StoredState {
+            version: STATE_VERSION,
+            ..StoredState::default()
+        };
+        state.seen.insert(
+            "p".into(),
+            Seen {
+                fingerprint: "abc".into(),
+                first_seen: Utc::now(),
+            },
+        );
+        store.save(&state).expect("save");
+        assert_eq!(store.load().expect("load"), state);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(store.path())
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+
+        std::fs::write(store.path(), b"{ not json").expect("write");
+        assert_eq!(store.load().expect("load").seen.len(), 0);
+        let aside: Vec<_> = std::fs::read_dir(tmp.path().join("data"))
+            .expect("dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(std::fs::read(aside[0].path()).expect("read"), b"{ not json");
+    }
+}

@@ -1,0 +1,349 @@
+//! Watching the AWS files: directory watches (never file watches, which die on a rename
+//! save), symlink targets, the nearest existing ancestor of anything missing, a debounce,
+//! and a content hash so that only real changes reach the engine.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep};
+use tokio_util::sync::CancellationToken;
+
+/// Larger AWS files are refused rather than read (a safety cap, far above real files).
+pub const MAX_FILE_LEN: u64 = 64 << 20;
+const MAX_CACHE_FILE_LEN: u64 = 1 << 20;
+const MAX_CACHE_FILES: usize = 1000;
+/// A storm of events still produces a read this often.
+const MAX_DEBOUNCE_WAIT: Duration = Duration::from_millis(500);
+/// A cheap safety check for what events miss (network file systems, WSL).
+pub const SAFETY_RESCAN: Duration = Duration::from_secs(60);
+/// Rescan interval while some directory could not be watched (e.g. inotify limits).
+const DEGRADED_RESCAN: Duration = Duration::from_secs(2);
+
+/// The paths to watch.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    pub config: PathBuf,
+    pub credentials: PathBuf,
+    pub sso_cache: PathBuf,
+}
+
+/// One file as read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FileRead {
+    Missing,
+    Bytes(Vec<u8>),
+    /// Exists but cannot be read (permissions, a directory, too large).
+    Failed(String),
+}
+
+/// Both files and the SSO cache, read at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Snapshot {
+    pub config: FileRead,
+    pub credentials: FileRead,
+    pub sso_cache: BTreeMap<String, Vec<u8>>,
+}
+
+impl Snapshot {
+    pub fn read(targets: &Targets) -> Snapshot {
+        Snapshot {
+            config: read_file(&targets.config),
+            credentials: read_file(&targets.credentials),
+            sso_cache: read_cache(&targets.sso_cache),
+        }
+    }
+
+    pub fn digest(&self) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        self.hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
+fn read_file(path: &Path) -> FileRead {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == ErrorKind::NotFound => return FileRead::Missing,
+        Err(err) => return FileRead::Failed(err.to_string()),
+    };
+    if meta.is_dir() {
+        return FileRead::Failed("is a directory".to_owned());
+    }
+    if meta.len() > MAX_FILE_LEN {
+        return FileRead::Failed(format!("file is larger than {} MiB", MAX_FILE_LEN >> 20));
+    }
+    match std::fs::read(path) {
+        Ok(bytes) => FileRead::Bytes(bytes),
+        Err(err) if err.kind() == ErrorKind::NotFound => FileRead::Missing,
+        Err(err) => FileRead::Failed(err.to_string()),
+    }
+}
+
+/// The SSO token cache: `*.json` files, bounded in number and size. Unreadable ones are
+/// skipped: the cache holds unrelated files too.
+fn read_cache(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut names: Vec<(String, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.ends_with(".json").then(|| (name, e.path()))
+        })
+        .collect();
+    names.sort();
+    for (name, path) in names.into_iter().take(MAX_CACHE_FILES) {
+        let small =
+            std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() <= MAX_CACHE_FILE_LEN);
+        if small && let Ok(bytes) = std::fs::read(&path) {
+            out.insert(name, bytes);
+        }
+    }
+    out
+}
+
+/// The directories to watch so that every way of saving the targets is seen.
+pub fn desired_dirs(targets: &Targets) -> BTreeSet<PathBuf> {
+    let mut dirs = BTreeSet::new();
+    for file in [&targets.config, &targets.credentials] {
+        add_file(file, &mut dirs, 0);
+    }
+    dirs.insert(nearest_existing_dir(&targets.sso_cache));
+    if let Some(parent) = targets.sso_cache.parent() {
+        dirs.insert(nearest_existing_dir(parent));
+    }
+    dirs
+}
+
+fn add_file(file: &Path, dirs: &mut BTreeSet<PathBuf>, depth: usize) {
+    let Some(parent) = file.parent() else { return };
+    dirs.insert(nearest_existing_dir(parent));
+    // A symlinked directory (stow links `~/.aws` itself): a watch through it follows the
+    // old target, so watch where the link lives too, to see it replaced.
+    if parent
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+        && let Some(grandparent) = parent.parent()
+    {
+        dirs.insert(nearest_existing_dir(grandparent));
+    }
+    // A symlinked file: its target's directory holds the real changes.
+    if depth < 8
+        && let Ok(target) = std::fs::read_link(file)
+    {
+        let target = if target.is_absolute() {
+            target
+        } else {
+            parent.join(target)
+        };
+        add_file(&target, dirs, depth + 1);
+    }
+}
+
+fn nearest_existing_dir(path: &Path) -> PathBuf {
+    let mut current = path;
+    loop {
+        if current.is_dir() {
+            return current.to_owned();
+        }
+        match current.parent() {
+            Some(parent) => current = parent,
+            None => return PathBuf::from("/"),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|_| (0, 0))
+}
+
+/// The watcher actor: sends a [`Snapshot`] to the engine whenever the bytes change.
+pub struct FileWatcher {
+    pub targets: Targets,
+    pub debounce: Duration,
+    pub out: mpsc::Sender<Snapshot>,
+    pub rescan: mpsc::Receiver<()>,
+    /// The digest of the snapshot the engine already has.
+    pub last_digest: u64,
+}
+
+impl FileWatcher {
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let (wake_tx, mut wake) = mpsc::channel::<()>(1);
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let relevant = match res {
+                // Our own reads show up as access events: only close-after-write matters.
+                Ok(event) => match event.kind {
+                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                    EventKind::Access(_) => false,
+                    _ => true,
+                },
+                // An error (e.g. queue overflow) means events were lost: rescan.
+                Err(_) => true,
+            };
+            if relevant {
+                // Full means a wake-up is already pending; one is enough.
+                let _ = wake_tx.try_send(());
+            }
+        });
+        let mut watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(err) => {
+                tracing::warn!(error = %err, "file watching unavailable; rescanning every {DEGRADED_RESCAN:?}");
+                None
+            }
+        };
+        let mut watched: BTreeMap<PathBuf, Option<(u64, u64)>> = BTreeMap::new();
+        let mut degraded = update_watches(watcher.as_mut(), &self.targets, &mut watched);
+        // The engine read the files before the watches existed: check once more.
+        self.check(&cancel).await;
+        loop {
+            let idle = if degraded {
+                DEGRADED_RESCAN
+            } else {
+                SAFETY_RESCAN
+            };
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                Some(()) = wake.recv() => self.settle(&mut wake).await,
+                Some(()) = self.rescan.recv() => {}
+                () = sleep(idle) => {}
+            }
+            degraded = update_watches(watcher.as_mut(), &self.targets, &mut watched);
+            self.check(&cancel).await;
+        }
+    }
+
+    /// Waits until events stop for `debounce` (at most `MAX_DEBOUNCE_WAIT` in a storm).
+    async fn settle(&self, wake: &mut mpsc::Receiver<()>) {
+        let started = Instant::now();
+        loop {
+            tokio::select! {
+                () = sleep(self.debounce) => return,
+                got = wake.recv() => {
+                    if got.is_none() || started.elapsed() >= MAX_DEBOUNCE_WAIT {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn check(&mut self, cancel: &CancellationToken) {
+        let targets = self.targets.clone();
+        let Ok(snapshot) = tokio::task::spawn_blocking(move || Snapshot::read(&targets)).await
+        else {
+            return;
+        };
+        let digest = snapshot.digest();
+        if digest != self.last_digest {
+            self.last_digest = digest;
+            tokio::select! {
+                _ = self.out.send(snapshot) => {}
+                () = cancel.cancelled() => {}
+            }
+        }
+    }
+}
+
+/// Brings the set of watched directories in line with what the targets need now.
+/// Returns true when some directory could not be watched (so we fall back to rescans).
+fn update_watches(
+    watcher: Option<&mut notify::RecommendedWatcher>,
+    targets: &Targets,
+    watched: &mut BTreeMap<PathBuf, Option<(u64, u64)>>,
+) -> bool {
+    let Some(watcher) = watcher else { return true };
+    let desired = desired_dirs(targets);
+    let mut degraded = false;
+    watched.retain(|dir, _| {
+        if desired.contains(dir) {
+            return true;
+        }
+        let _ = watcher.unwatch(dir);
+        tracing::debug!(dir = %dir.display(), "unwatched");
+        false
+    });
+    for dir in desired {
+        let id = identity(&dir);
+        match watched.get(&dir) {
+            // Same directory as before: the watch is alive.
+            Some(old) if *old == id && id.is_some() => continue,
+            // Deleted and recreated: the old watch died with the old inode.
+            Some(_) => {
+                let _ = watcher.unwatch(&dir);
+            }
+            None => {}
+        }
+        match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                tracing::debug!(dir = %dir.display(), "watching");
+                watched.insert(dir, id);
+            }
+            Err(err) => {
+                tracing::warn!(dir = %dir.display(), error = %err, "cannot watch directory; falling back to periodic rescans");
+                degraded = true;
+            }
+        }
+    }
+    degraded
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watches_parents_ancestors_and_symlink_targets() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = tmp.path();
+        let aws = home.join(".aws");
+        let targets = Targets {
+            config: aws.join("config"),
+            credentials: aws.join("credentials"),
+            sso_cache: aws.join("sso").join("cache"),
+        };
+        // Nothing exists yet: the home directory stands in.
+        assert_eq!(desired_dirs(&targets), BTreeSet::from([home.to_owned()]));
+
+        std::fs::create_dir(&aws).expect("mkdir");
+        let dotfiles = home.join("dotfiles");
+        std::fs::create_dir(&dotfiles).expect("mkdir");
+        std::fs::write(dotfiles.join("credentials"), "").expect("write");
+        std::os::unix::fs::symlink("../dotfiles/credentials", aws.join("credentials"))
+            .expect("symlink");
+        let dirs = desired_dirs(&targets);
+        assert!(dirs.contains(&aws), "{dirs:?}");
+        assert!(dirs.contains(&dotfiles), "{dirs:?}");
+    }
+
+    #[test]
+    fn reads_are_bounded_and_classified() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        assert_eq!(read_file(&tmp.path().join("nope")), FileRead::Missing);
+        assert!(matches!(read_file(tmp.path()), FileRead::Failed(_)));
+        let cache = tmp.path().join("cache");
+        std::fs::create_dir(&cache).expect("mkdir");
+        std::fs::write(cache.join("a.json"), "{}").expect("write");
+        std::fs::write(cache.join("b.txt"), "{}").expect("write");
+        assert_eq!(
+            read_cache(&cache).keys().collect::<Vec<_>>(),
+            vec!["a.json"]
+        );
+    }
+}
