@@ -156,7 +156,7 @@ impl Engine {
     }
 
     fn emit(&self, kind: EventKind) {
-        tracing::info!(event = %kind.type_name(), account = kind.account().unwrap_or(""), "event");
+        tracing::info!(event = %kind.type_name(), account = ?kind.account(), "event");
         // No receivers is fine: nobody is listening.
         let _ = self.events.send(Event {
             at: timestamp(Self::now()),
@@ -165,7 +165,15 @@ impl Engine {
     }
 
     fn emit_account_changes(&self, changes: Vec<AccountChange>) {
-        for change in changes {
+        for mut change in changes {
+            // The files may say nothing about expiry; the engine's estimate is still news.
+            if let AccountChange::TokenChanged {
+                profile, expiry, ..
+            } = &mut change
+                && expiry.is_none()
+            {
+                *expiry = self.view.get(profile).and_then(|p| self.expiry(p));
+            }
             self.emit(account_event(change));
         }
     }
@@ -250,6 +258,10 @@ impl Engine {
         };
         let changes = diff(&self.view, &view);
         self.view = view;
+        // A file that failed at start has no good bytes yet: do not forget its tokens.
+        if !any_error {
+            self.update_seen();
+        }
         if publish {
             for kind in recovered {
                 let path = self.path_of(kind).display().to_string();
@@ -267,9 +279,6 @@ impl Engine {
             if accepted {
                 self.dirty = true;
             }
-        }
-        if !any_error {
-            self.update_seen();
         }
         if publish && self.dirty {
             self.save();

@@ -1,0 +1,151 @@
+//! `cmdrctl doctor`: parses both AWS files without the daemon and reports problems with
+//! path and line. Exit 1 when there are errors.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use cmdr_core::{FileKind, Inputs, ProfileView, parse_view, profile};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Report {
+    profiles: BTreeMap<String, BTreeMap<String, String>>,
+    sso_sessions: BTreeMap<String, BTreeMap<String, String>>,
+    errors: Vec<Problem>,
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Problem {
+    path: String,
+    line: Option<u32>,
+    message: String,
+}
+
+pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
+    let settings = match cmdrd::Settings::load(config_file, None) {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("cmdrctl: {err:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut read = |kind: FileKind, path: &Path| -> Vec<u8> {
+        let problem = |message: String| Problem {
+            path: path.display().to_string(),
+            line: None,
+            message,
+        };
+        match std::fs::read(path) {
+            Ok(bytes) => match profile::check_file(kind, &bytes) {
+                Ok(()) => {
+                    warn_permissions(kind, path, &mut warnings);
+                    bytes
+                }
+                Err(e) => {
+                    errors.push(Problem {
+                        path: path.display().to_string(),
+                        line: e.line,
+                        message: e.message,
+                    });
+                    Vec::new()
+                }
+            },
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                warnings.push(format!("{} does not exist", path.display()));
+                Vec::new()
+            }
+            Err(err) => {
+                errors.push(problem(format!("cannot read: {err}")));
+                Vec::new()
+            }
+        }
+    };
+    let config = read(FileKind::Config, &settings.aws_config);
+    let credentials = read(FileKind::Credentials, &settings.aws_credentials);
+    let cache = BTreeMap::new();
+    let view = parse_view(Inputs {
+        config: &config,
+        credentials: &credentials,
+        sso_cache: &cache,
+    })
+    .unwrap_or_else(|errs| {
+        for e in errs {
+            errors.push(Problem {
+                path: match e.file {
+                    FileKind::Config => settings.aws_config.display().to_string(),
+                    FileKind::Credentials => settings.aws_credentials.display().to_string(),
+                },
+                line: e.line,
+                message: e.message,
+            });
+        }
+        ProfileView::default()
+    });
+    warnings.extend(view.warnings.iter().cloned());
+    let report = Report {
+        profiles: view
+            .profiles
+            .iter()
+            .map(|(name, p)| (name.clone(), p.properties.clone()))
+            .collect(),
+        sso_sessions: view.sso_sessions.clone(),
+        errors,
+        warnings,
+    };
+    if json {
+        crate::output::print_json(&report);
+    } else {
+        print_text(&report, &settings);
+    }
+    if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_text(report: &Report, settings: &cmdrd::Settings) {
+    println!("config:      {}", settings.aws_config.display());
+    println!("credentials: {}", settings.aws_credentials.display());
+    println!("profiles:    {}", report.profiles.len());
+    if !report.sso_sessions.is_empty() {
+        println!("sso sessions: {}", report.sso_sessions.len());
+    }
+    for e in &report.errors {
+        match e.line {
+            Some(line) => println!("error: {}:{line}: {}", e.path, e.message),
+            None => println!("error: {}: {}", e.path, e.message),
+        }
+    }
+    for w in &report.warnings {
+        println!("warning: {w}");
+    }
+    if report.errors.is_empty() && report.warnings.is_empty() {
+        println!("no problems found");
+    }
+}
+
+#[cfg(unix)]
+fn warn_permissions(kind: FileKind, path: &Path, warnings: &mut Vec<String>) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if kind != FileKind::Credentials {
+        return;
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warnings.push(format!(
+                "{} is readable by other users (mode {mode:o}); run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_permissions(_kind: FileKind, _path: &Path, _warnings: &mut Vec<String>) {}

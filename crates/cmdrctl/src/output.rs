@@ -1,0 +1,225 @@
+//! How cmdrctl prints: aligned text for people, the documented JSON shapes for programs.
+
+use chrono::{DateTime, Utc};
+use cmdr_proto::{AccountInfo, Event, ProfileInfo, StatusInfo};
+use serde::Serialize;
+
+pub fn print_json<T: Serialize + ?Sized>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(err) => eprintln!("cmdrctl: cannot print JSON: {err}"),
+    }
+}
+
+/// `3h12m left`, `EXPIRED 5m ago`, or the source when there is no time.
+pub fn time_left(expires_at: Option<&str>, source: Option<&str>) -> String {
+    let Some(at) = expires_at.and_then(|t| DateTime::parse_from_rfc3339(t).ok()) else {
+        return match source {
+            Some("never") => "never".to_owned(),
+            _ => "unknown".to_owned(),
+        };
+    };
+    let left = at.with_timezone(&Utc) - Utc::now();
+    if left <= chrono::Duration::zero() {
+        format!("EXPIRED {} ago", cmdr_core::format_duration(-left))
+    } else {
+        format!("{} left", cmdr_core::format_duration(left))
+    }
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn or_dash(value: Option<&str>) -> String {
+    value.unwrap_or("-").to_owned()
+}
+
+pub fn status(status: &StatusInfo, json: bool) {
+    if json {
+        return print_json(status);
+    }
+    println!(
+        "cmdrd {} (protocol {}), pid {}, up {}",
+        status.daemon_version,
+        status.protocol,
+        status.pid,
+        cmdr_core::format_duration(chrono::Duration::seconds(
+            i64::try_from(status.uptime_secs).unwrap_or(i64::MAX)
+        ))
+    );
+    println!("socket: {}", status.socket);
+    if let Some(note) = &status.socket_note {
+        println!("  note: {note}");
+    }
+    let rows = status
+        .files
+        .iter()
+        .map(|f| {
+            let health = match (&f.error, f.error_line) {
+                (Some(e), Some(line)) => format!("error at line {line}: {e}"),
+                (Some(e), None) => format!("error: {e}"),
+                (None, _) if !f.exists => "ok (missing)".to_owned(),
+                (None, _) => "ok".to_owned(),
+            };
+            vec![f.kind.clone(), f.path.clone(), health]
+        })
+        .collect();
+    table(&["FILE", "PATH", "HEALTH"], rows);
+    let total: u32 = status.accounts.iter().map(|c| c.count).sum();
+    let by_state: Vec<String> = status
+        .accounts
+        .iter()
+        .map(|c| format!("{} {}", c.state, c.count))
+        .collect();
+    println!("profiles: {}", status.profiles);
+    if by_state.is_empty() {
+        println!("accounts: 0");
+    } else {
+        println!("accounts: {total} ({})", by_state.join(", "));
+    }
+    println!("subscribers: {}", status.subscribers);
+    if !status.changes_while_down.is_empty() {
+        println!("while cmdrd was not running:");
+        for change in &status.changes_while_down {
+            println!("  {change}");
+        }
+    }
+}
+
+pub fn profiles(profiles: &[ProfileInfo], json: bool) {
+    if json {
+        return print_json(profiles);
+    }
+    if profiles.is_empty() {
+        println!("no profiles in the AWS config or credentials file");
+        return;
+    }
+    let rows = profiles
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.kind.clone(),
+                or_dash(p.region.as_deref()),
+                p.sources.join("+"),
+                time_left(p.expires_at.as_deref(), p.expiry_source.as_deref()),
+                or_dash(p.expiry_source.as_deref()),
+                or_dash(p.fingerprint.as_deref()),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "KIND", "REGION", "SOURCES", "EXPIRES", "EXPIRY SOURCE", "FINGERPRINT"],
+        rows,
+    );
+}
+
+pub fn accounts(accounts: &[AccountInfo], json: bool) {
+    if json {
+        return print_json(accounts);
+    }
+    if accounts.is_empty() {
+        println!("no accounts; add one with `cmdrctl accounts add NAME --profile PROFILE`");
+        return;
+    }
+    let rows = accounts
+        .iter()
+        .map(|a| {
+            vec![
+                a.name.clone(),
+                a.profile.clone(),
+                or_dash(a.region.as_deref()),
+                match &a.endpoint {
+                    Some(e) => format!("{} {e}", a.target),
+                    None => a.target.clone(),
+                },
+                a.on_change.clone(),
+                a.state.clone(),
+                time_left(a.expires_at.as_deref(), a.expiry_source.as_deref()),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "PROFILE", "REGION", "TARGET", "ON CHANGE", "STATE", "EXPIRES"],
+        rows,
+    );
+}
+
+pub fn account(account: &AccountInfo, verb: &str, json: bool) {
+    if json {
+        return print_json(account);
+    }
+    if !verb.is_empty() {
+        println!("{verb} account {}", account.name);
+    }
+    let fields = [
+        ("name", Some(account.name.clone())),
+        ("profile", Some(account.profile.clone())),
+        ("region", account.region.clone()),
+        ("target", Some(account.target.clone())),
+        ("endpoint", account.endpoint.clone()),
+        ("on change", Some(account.on_change.clone())),
+        ("state", Some(account.state.clone())),
+        ("fingerprint", account.fingerprint.clone()),
+        ("accepted", account.accepted_fingerprint.clone()),
+        ("accepted at", account.accepted_at.clone()),
+        (
+            "expires",
+            Some(time_left(account.expires_at.as_deref(), account.expiry_source.as_deref())),
+        ),
+        ("expires at", account.expires_at.clone()),
+        ("expiry source", account.expiry_source.clone()),
+        ("account id", account.account_id.clone()),
+    ];
+    for (name, value) in fields {
+        println!("{name:<14} {}", value.as_deref().unwrap_or("-"));
+    }
+    if account.state == "changed" {
+        println!(
+            "the file holds a token this account has not accepted: run `cmdrctl accept {}`",
+            account.name
+        );
+    }
+}
+
+pub fn event(event: &Event, json: bool) {
+    if json {
+        match event.to_json() {
+            Ok(value) => println!("{value}"),
+            Err(err) => eprintln!("cmdrctl: cannot print event: {err}"),
+        }
+        return;
+    }
+    let mut line = format!("{} {}", event.at, event.kind.type_name());
+    if let Ok(serde_json::Value::Object(fields)) = event.to_json() {
+        for (key, value) in fields {
+            if key == "type" || key == "at" || value.is_null() {
+                continue;
+            }
+            let text = match value {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            line.push_str(&format!(" {key}={text}"));
+        }
+    }
+    println!("{line}");
+}
