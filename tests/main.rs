@@ -1,1 +1,23 @@
-fn main() {}
+//! End-to-end tests: the real `cmdrd` and `cmdrctl` binaries in a temp HOME, over the real
+//! socket. Build the binaries first (`scripts/test` does).
+
+// The temp HOME, the binaries, waiting for events.
+mod sandbox;
+
+// Every way of saving the files: in place, truncate, rename, delete+recreate, symlinks,
+// ~/.aws created or removed while running, bursts.
+mod save_patterns;
+// A broken file keeps the last good view; file_error, then file_recovered.
+mod broken_files;
+// Accounts: ask/changed/accept, auto, edit/remove, errors, restart and changes while down.
+mod accounts;
+// One daemon per user, stale sockets, modes, shutdown, exit codes.
+mod daemon;
+// The wire: JSON lines from a raw socket, bad frames, slow subscribers, version mismatch.
+mod protocol;
+// doctor without the daemon.
+mod doctor;
+// No secret in logs, state, events or output.
+mod secrets;
+// One test per fixed bug.
+mod regression;

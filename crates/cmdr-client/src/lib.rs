@@ -211,7 +211,7 @@ impl Client {
     async fn read(&mut self) -> Result<ServerMessage, ClientError> {
         let mut chunk = [0u8; 16 * 1024];
         loop {
-            if let Some(message) = self.decoder.next()? {
+            if let Some(message) = self.decoder.decode()? {
                 return Ok(message);
             }
             let n = self

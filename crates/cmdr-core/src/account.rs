@@ -373,6 +373,10 @@ impl Accounts {
                 if matches!(change, ProfileChange::Added { .. })
                     && account.accepted_fingerprint == new_fingerprint
                 {
+                    // The accepted token is back (e.g. the file was broken at start).
+                    if account.accepted_credentials.is_none() {
+                        account.accepted_credentials = profile.credentials.clone();
+                    }
                     continue;
                 }
                 out.extend(token_changed(

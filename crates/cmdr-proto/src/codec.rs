@@ -108,7 +108,7 @@ impl FrameDecoder {
     }
 
     /// The next complete message, `Ok(None)` if more bytes are needed.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ProtoError> {
+    pub fn decode<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ProtoError> {
         let Some(codec) = self.codec else {
             return Ok(None);
         };

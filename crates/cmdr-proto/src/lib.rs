@@ -59,6 +59,7 @@ pub enum ServerMessage {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // built once per response, never stored in bulk
 pub enum Outcome {
     Ok(Response),
     Err(ErrorReply),

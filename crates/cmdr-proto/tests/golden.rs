@@ -222,7 +222,7 @@ where
         let mut decoded = Vec::new();
         for byte in stream {
             decoder.extend(&[byte]);
-            while let Some(m) = decoder.next::<T>().expect("decode") {
+            while let Some(m) = decoder.decode::<T>().expect("decode") {
                 decoded.push(m);
             }
         }
@@ -244,7 +244,7 @@ fn codec_is_detected_from_the_first_byte() {
         decoder.extend(&encode(codec, hello).expect("encode"));
         assert_eq!(decoder.codec(), Some(codec));
         assert_eq!(
-            decoder.next::<ClientMessage>().expect("decode").as_ref(),
+            decoder.decode::<ClientMessage>().expect("decode").as_ref(),
             Some(hello)
         );
     }
@@ -255,14 +255,14 @@ fn oversized_frames_are_refused_before_allocating() {
     let mut decoder = FrameDecoder::new(Codec::Binary);
     decoder.extend(&u32::MAX.to_be_bytes());
     assert!(matches!(
-        decoder.next::<ClientMessage>(),
+        decoder.decode::<ClientMessage>(),
         Err(ProtoError::TooLarge { .. })
     ));
 
     let mut decoder = FrameDecoder::new(Codec::JsonLines);
     decoder.extend(&vec![b' '; MAX_FRAME_LEN + 1]);
     assert!(matches!(
-        decoder.next::<ClientMessage>(),
+        decoder.decode::<ClientMessage>(),
         Err(ProtoError::TooLarge { .. })
     ));
 }
@@ -272,13 +272,13 @@ fn garbage_is_malformed_not_a_panic() {
     let mut decoder = FrameDecoder::new(Codec::Binary);
     decoder.extend(&[0, 0, 0, 3, 0xff, 0xff, 0xff]);
     assert!(matches!(
-        decoder.next::<ClientMessage>(),
+        decoder.decode::<ClientMessage>(),
         Err(ProtoError::Malformed(_))
     ));
     let mut decoder = FrameDecoder::new(Codec::JsonLines);
     decoder.extend(b"{\"hello\": 12}\n");
     assert!(matches!(
-        decoder.next::<ClientMessage>(),
+        decoder.decode::<ClientMessage>(),
         Err(ProtoError::Malformed(_))
     ));
 }
@@ -327,7 +327,7 @@ fn golden_encodings_keep_decoding() {
         decoder.extend(&bytes);
         match *name {
             "event" => {
-                let m: ServerMessage = decoder.next().expect("decodes").expect("complete");
+                let m: ServerMessage = decoder.decode().expect("decodes").expect("complete");
                 assert!(
                     matches!(
                         m,
@@ -341,7 +341,7 @@ fn golden_encodings_keep_decoding() {
                 assert_eq!(encode(Codec::Binary, &m).expect("encode"), bytes, "{name}");
             }
             _ => {
-                let m: ClientMessage = decoder.next().expect("decodes").expect("complete");
+                let m: ClientMessage = decoder.decode().expect("decodes").expect("complete");
                 assert_eq!(encode(Codec::Binary, &m).expect("encode"), bytes, "{name}");
             }
         }
@@ -357,10 +357,10 @@ fn golden_encodings_keep_decoding() {
         decoder.extend(json.as_bytes());
         decoder.extend(b"\n");
         let reencoded = if is_client {
-            let m: ClientMessage = decoder.next().expect("decodes").expect("complete");
+            let m: ClientMessage = decoder.decode().expect("decodes").expect("complete");
             encode(Codec::JsonLines, &m).expect("encode")
         } else {
-            let m: ServerMessage = decoder.next().expect("decodes").expect("complete");
+            let m: ServerMessage = decoder.decode().expect("decodes").expect("complete");
             encode(Codec::JsonLines, &m).expect("encode")
         };
         assert_eq!(String::from_utf8(reencoded).expect("utf8").trim_end(), json);

@@ -184,7 +184,7 @@ async fn read_message<R: AsyncRead + Unpin>(
 ) -> Result<Option<ClientMessage>, ProtoError> {
     let mut chunk = [0u8; 8192];
     loop {
-        if let Some(message) = decoder.next()? {
+        if let Some(message) = decoder.decode()? {
             return Ok(Some(message));
         }
         match reader.read(&mut chunk).await {

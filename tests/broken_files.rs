@@ -1,0 +1,90 @@
+//! A broken file never wipes state: the last good view stays, `file_error` names the path
+//! and line, `file_recovered` follows the fix.
+
+use crate::sandbox::{Sandbox, creds, set_mode};
+
+#[test]
+fn broken_then_fixed() {
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    sb.start();
+    sb.add_account("acme", &[]);
+    let mut watch = sb.watch();
+
+    let broken = format!("{}[half-written\naws_session_token = X\n", creds("acme", "TOKEN-TWO"));
+    sb.write_credentials(&broken);
+    let error = watch.wait_type("file_error");
+    assert_eq!(error["path"], sb.credentials().display().to_string());
+    assert_eq!(error["line"], 5);
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    // The last good view is kept: same profile, same token, account still ok.
+    let account = sb.account("acme");
+    assert_eq!(account["state"], "ok");
+    assert_eq!(account["fingerprint"], account["accepted_fingerprint"]);
+    let status = sb.json(&["status"]);
+    let cred_status = status["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["kind"] == "credentials")
+        .expect("credentials")
+        .clone();
+    assert_eq!(cred_status["health"], "error");
+    assert_eq!(cred_status["error_line"], 5);
+
+    sb.write_credentials(&creds("acme", "TOKEN-THREE"));
+    let recovered = watch.wait_type("file_recovered");
+    assert_eq!(recovered["path"], sb.credentials().display().to_string());
+    watch.wait_type("token_changed");
+    assert_eq!(sb.account("acme")["state"], "changed");
+    // Exactly one file_error for one broken episode.
+    let errors = watch.seen.iter().filter(|e| e["type"] == "file_error").count();
+    assert_eq!(errors, 1, "{:?}", watch.seen);
+}
+
+#[test]
+fn unreadable_file_is_an_error_not_a_crash() {
+    // Root reads anything: only meaningful for other users.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let mut sb = Sandbox::with_profile("TOKEN-ONE");
+        sb.start();
+        // A directory where the file should be is unreadable as a file, even for root.
+        let mut watch = sb.watch();
+        std::fs::remove_file(sb.credentials()).expect("rm");
+        std::fs::create_dir(sb.credentials()).expect("mkdir");
+        let error = watch.wait_type("file_error");
+        assert!(error["message"].as_str().unwrap_or("").contains("directory"), "{error}");
+        assert_eq!(sb.json(&["profiles"]).as_array().map(Vec::len), Some(1));
+        std::fs::remove_dir(sb.credentials()).expect("rmdir");
+        sb.write_credentials(&creds("acme", "TOKEN-ONE"));
+        watch.wait_type("file_recovered");
+        return;
+    }
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    sb.start();
+    let mut watch = sb.watch();
+    set_mode(&sb.credentials(), 0o000);
+    sb.write_credentials(&creds("acme", "TOKEN-TWO"));
+    watch.wait_type("file_error");
+    set_mode(&sb.credentials(), 0o600);
+    sb.write_credentials(&creds("acme", "TOKEN-TWO"));
+    watch.wait_type("file_recovered");
+}
+
+#[test]
+fn broken_at_start_is_reported_and_recovers() {
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    sb.start();
+    sb.add_account("acme", &[]);
+    sb.stop();
+    sb.write_credentials("[acme\n");
+    sb.start();
+    let status = sb.json(&["status"]);
+    let files = status["files"].as_array().expect("files");
+    assert!(files.iter().any(|f| f["kind"] == "credentials" && f["health"] == "error"), "{status}");
+    let mut watch = sb.watch();
+    sb.write_credentials(&creds("acme", "TOKEN-ONE"));
+    watch.wait_type("file_recovered");
+    sb.wait_until("account ok", || sb.account("acme")["state"] == "ok");
+}

@@ -1,0 +1,328 @@
+//! The `Sandbox`: a temp HOME with its own XDG directories and socket, the real `cmdrd`
+//! and `cmdrctl` binaries, and helpers to wait for events (never fixed sleeps).
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const WAIT: Duration = Duration::from_secs(15);
+
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the tests (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+pub struct Sandbox {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub home: PathBuf,
+    pub aws: PathBuf,
+    pub run_dir: PathBuf,
+    pub data_dir: PathBuf,
+    daemon: Option<Child>,
+    pub log: PathBuf,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("cmdr-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let root = dir.path().to_owned();
+        let home = root.join("home");
+        let run_dir = root.join("run");
+        std::fs::create_dir_all(&home).expect("home");
+        std::fs::create_dir_all(&run_dir).expect("run");
+        set_mode(&run_dir, 0o700);
+        Sandbox {
+            aws: home.join(".aws"),
+            data_dir: home.join(".local/share/cmdr"),
+            log: root.join("cmdrd.log"),
+            _dir: dir,
+            root,
+            home,
+            run_dir,
+            daemon: None,
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// A sandbox with `~/.aws/credentials` holding `[acme]` with `token`.
+    pub fn with_profile(token: &str) -> Sandbox {
+        let sb = Sandbox::new();
+        std::fs::create_dir_all(&sb.aws).expect("aws dir");
+        sb.write_credentials(&creds("acme", token));
+        sb
+    }
+
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.extra_env.push((key.to_owned(), value.to_owned()));
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.run_dir.join("cmdr").join("cmdrd.sock")
+    }
+
+    pub fn credentials(&self) -> PathBuf {
+        self.aws.join("credentials")
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.aws.join("config")
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.data_dir.join("state.json")
+    }
+
+    pub fn write_credentials(&self, text: &str) {
+        std::fs::write(self.credentials(), text).expect("write credentials");
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("XDG_RUNTIME_DIR", &self.run_dir)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env("RUST_LOG", "trace")
+            .env("TZ", "UTC");
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+    }
+
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(bin(program));
+        self.env(&mut cmd);
+        cmd
+    }
+
+    /// Starts cmdrd and waits until it answers.
+    pub fn start(&mut self) {
+        assert!(self.daemon.is_none(), "daemon already started");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let child = self
+            .command("cmdrd")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn cmdrd");
+        self.daemon = Some(child);
+        let start = Instant::now();
+        while start.elapsed() < WAIT {
+            if self.ctl(&["status"]).status.success() {
+                return;
+            }
+            if let Some(status) = self.daemon.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("cmdrd exited with {status}\n{}", self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("cmdrd did not answer\n{}", self.log_tail());
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.daemon.take()?;
+        // SAFETY: kill with a valid pid and signal has no memory effects.
+        unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
+        let status = child.wait().expect("wait");
+        status.code()
+    }
+
+    /// SIGKILL: the daemon gets no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        self.command("cmdrctl")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cmdrctl")
+    }
+
+    /// Runs cmdrctl with `--json` and parses stdout; panics with stderr on failure.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--json");
+        let out = self.ctl(&all);
+        assert!(
+            out.status.success(),
+            "cmdrctl {all:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json output")
+    }
+
+    pub fn account(&self, name: &str) -> Value {
+        self.json(&["accounts", "show", name])
+    }
+
+    pub fn add_account(&self, name: &str, extra: &[&str]) {
+        let mut args = vec!["accounts", "add", name, "--profile", "acme"];
+        args.extend_from_slice(extra);
+        let out = self.ctl(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts `cmdrctl watch --json` and waits until it is subscribed.
+    pub fn watch(&self) -> Watch {
+        let before = self.json(&["status"])["subscribers"].as_u64().unwrap_or(0);
+        let mut child = self
+            .command("cmdrctl")
+            .args(["watch", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn watch");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(value) = serde_json::from_str::<Value>(&line)
+                    && tx.send(value).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        self.wait_until("watch subscribed", || {
+            self.json(&["status"])["subscribers"].as_u64().unwrap_or(0) > before
+        });
+        Watch {
+            child,
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn wait_until(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < WAIT {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("timed out waiting for {what}\n--- daemon log tail ---\n{}", self.log_tail());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Watch {
+    child: Child,
+    rx: mpsc::Receiver<Value>,
+    /// Every event received so far.
+    pub seen: Vec<Value>,
+}
+
+impl Watch {
+    /// Waits for the next event matching `pred`; panics after [`WAIT`].
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(event) => {
+                    self.seen.push(event.clone());
+                    if pred(&event) {
+                        return event;
+                    }
+                }
+                Err(_) => panic!("timed out waiting for {what}; got {:#?}", self.seen),
+            }
+        }
+    }
+
+    pub fn wait_type(&mut self, kind: &str) -> Value {
+        self.wait_for(kind, |e| e["type"] == kind)
+    }
+
+    /// Events that arrive within `quiet` (used only to check that nothing else arrives).
+    pub fn drain(&mut self, quiet: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Ok(event) = self.rx.recv_timeout(quiet) {
+            self.seen.push(event.clone());
+            out.push(event);
+        }
+        out
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A credentials section with fixed keys and the given session token.
+pub fn creds(profile: &str, token: &str) -> String {
+    format!(
+        "[{profile}]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI-SECRET-{profile}\naws_session_token = {token}\n"
+    )
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::symlink_metadata(path).expect("stat").permissions().mode() & 0o777
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
