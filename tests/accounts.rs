@@ -70,7 +70,11 @@ fn targets_edit_and_remove() {
     let mut sb = Sandbox::with_profile("TOKEN-ONE");
     std::fs::write(
         sb.aws.join("credentials"),
-        format!("{}{}", creds("acme", "TOKEN-ONE"), creds("acme-dev", "TOKEN-DEV")),
+        format!(
+            "{}{}",
+            creds("acme", "TOKEN-ONE"),
+            creds("acme-dev", "TOKEN-DEV")
+        ),
     )
     .expect("write");
     sb.start();
@@ -84,8 +88,16 @@ fn targets_edit_and_remove() {
 
     let mut watch = sb.watch();
     let out = sb.ctl(&[
-        "accounts", "edit", "local", "--profile", "acme-dev", "--region", "eu-west-3", "--aws",
-        "--on-change", "auto",
+        "accounts",
+        "edit",
+        "local",
+        "--profile",
+        "acme-dev",
+        "--region",
+        "eu-west-3",
+        "--aws",
+        "--on-change",
+        "auto",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     watch.wait_type("account_updated");
@@ -108,12 +120,29 @@ fn errors_are_clear_and_exit_1() {
     let mut sb = Sandbox::with_profile("TOKEN-ONE");
     sb.start();
     let cases: &[(&[&str], &str)] = &[
-        (&["accounts", "add", "x", "--profile", "nope"], "profile `nope`"),
-        (&["accounts", "add", "bad name", "--profile", "acme"], "invalid account name"),
+        (
+            &["accounts", "add", "x", "--profile", "nope"],
+            "profile `nope`",
+        ),
+        (
+            &["accounts", "add", "bad name", "--profile", "acme"],
+            "invalid account name",
+        ),
         (&["accounts", "show", "ghost"], "no account named `ghost`"),
         (&["accept", "ghost"], "no account named `ghost`"),
         (&["accounts", "remove", "ghost"], "no account named `ghost`"),
-        (&["accounts", "add", "e", "--profile", "acme", "--endpoint", "ftp://x"], "invalid endpoint"),
+        (
+            &[
+                "accounts",
+                "add",
+                "e",
+                "--profile",
+                "acme",
+                "--endpoint",
+                "ftp://x",
+            ],
+            "invalid endpoint",
+        ),
     ];
     for (args, message) in cases {
         let out = sb.ctl(args);
@@ -127,7 +156,15 @@ fn errors_are_clear_and_exit_1() {
     // Usage errors are 2 (clap).
     let out = sb.ctl(&["accounts", "add"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = sb.ctl(&["accounts", "add", "acme", "--on-change", "sometimes", "--profile", "acme"]);
+    let out = sb.ctl(&[
+        "accounts",
+        "add",
+        "acme",
+        "--on-change",
+        "sometimes",
+        "--profile",
+        "acme",
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -148,7 +185,10 @@ fn restart_keeps_accounts_and_reports_changes_while_down() {
     assert_eq!(sb.account("auto")["state"], "ok");
     let status = sb.json(&["status"]);
     let notes = status["changes_while_down"].to_string();
-    assert!(notes.contains("token for account `acme` changed"), "{notes}");
+    assert!(
+        notes.contains("token for account `acme` changed"),
+        "{notes}"
+    );
     assert!(notes.contains("`auto` accepted"), "{notes}");
     let text = stdout(&sb.ctl(&["status"]));
     assert!(text.contains("while cmdrd was not running"), "{text}");
@@ -170,5 +210,9 @@ fn corrupt_state_file_is_moved_aside() {
         .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
         .collect();
     assert_eq!(aside.len(), 1);
-    assert!(sb.log_text().contains("state file is corrupt"), "{}", sb.log_text());
+    assert!(
+        sb.log_text().contains("state file is corrupt"),
+        "{}",
+        sb.log_text()
+    );
 }

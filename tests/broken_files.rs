@@ -10,7 +10,10 @@ fn broken_then_fixed() {
     sb.add_account("acme", &[]);
     let mut watch = sb.watch();
 
-    let broken = format!("{}[half-written\naws_session_token = X\n", creds("acme", "TOKEN-TWO"));
+    let broken = format!(
+        "{}[half-written\naws_session_token = X\n",
+        creds("acme", "TOKEN-TWO")
+    );
     sb.write_credentials(&broken);
     let error = watch.wait_type("file_error");
     assert_eq!(error["path"], sb.credentials().display().to_string());
@@ -38,7 +41,11 @@ fn broken_then_fixed() {
     watch.wait_type("token_changed");
     assert_eq!(sb.account("acme")["state"], "changed");
     // Exactly one file_error for one broken episode.
-    let errors = watch.seen.iter().filter(|e| e["type"] == "file_error").count();
+    let errors = watch
+        .seen
+        .iter()
+        .filter(|e| e["type"] == "file_error")
+        .count();
     assert_eq!(errors, 1, "{:?}", watch.seen);
 }
 
@@ -54,7 +61,13 @@ fn unreadable_file_is_an_error_not_a_crash() {
         std::fs::remove_file(sb.credentials()).expect("rm");
         std::fs::create_dir(sb.credentials()).expect("mkdir");
         let error = watch.wait_type("file_error");
-        assert!(error["message"].as_str().unwrap_or("").contains("directory"), "{error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("directory"),
+            "{error}"
+        );
         assert_eq!(sb.json(&["profiles"]).as_array().map(Vec::len), Some(1));
         std::fs::remove_dir(sb.credentials()).expect("rmdir");
         sb.write_credentials(&creds("acme", "TOKEN-ONE"));
@@ -82,7 +95,12 @@ fn broken_at_start_is_reported_and_recovers() {
     sb.start();
     let status = sb.json(&["status"]);
     let files = status["files"].as_array().expect("files");
-    assert!(files.iter().any(|f| f["kind"] == "credentials" && f["health"] == "error"), "{status}");
+    assert!(
+        files
+            .iter()
+            .any(|f| f["kind"] == "credentials" && f["health"] == "error"),
+        "{status}"
+    );
     let mut watch = sb.watch();
     sb.write_credentials(&creds("acme", "TOKEN-ONE"));
     watch.wait_type("file_recovered");

@@ -10,7 +10,12 @@ fn socket_and_directory_modes() {
     let mut sb = Sandbox::new();
     sb.start();
     let socket = sb.socket();
-    assert!(std::fs::symlink_metadata(&socket).expect("socket").file_type().is_socket());
+    assert!(
+        std::fs::symlink_metadata(&socket)
+            .expect("socket")
+            .file_type()
+            .is_socket()
+    );
     assert_eq!(mode(&socket), 0o600);
     assert_eq!(mode(socket.parent().expect("dir")), 0o700);
 }
@@ -58,7 +63,10 @@ fn no_daemon_exit_3_with_hint() {
     let out = sb.ctl(&["status"]);
     assert_eq!(out.status.code(), Some(3));
     let err = stderr(&out);
-    assert!(err.contains("not running") && err.contains("cmdrd"), "{err}");
+    assert!(
+        err.contains("not running") && err.contains("cmdrd"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -80,7 +88,10 @@ fn status_reports_version_files_and_accounts() {
     let status = sb.json(&["status"]);
     assert_eq!(status["daemon_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["profiles"], 1);
-    assert_eq!(status["accounts"], serde_json::json!([{"state": "ok", "count": 1}]));
+    assert_eq!(
+        status["accounts"],
+        serde_json::json!([{"state": "ok", "count": 1}])
+    );
     let kinds: Vec<&str> = status["files"]
         .as_array()
         .expect("files")
@@ -88,7 +99,11 @@ fn status_reports_version_files_and_accounts() {
         .filter_map(|f| f["kind"].as_str())
         .collect();
     assert_eq!(kinds, ["config", "credentials", "sso_cache"]);
-    let out = sb.command("cmdrd").arg("--version").output().expect("version");
+    let out = sb
+        .command("cmdrd")
+        .arg("--version")
+        .output()
+        .expect("version");
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
 
@@ -97,8 +112,15 @@ fn paths_from_environment_and_config_file() {
     let mut sb = Sandbox::new();
     let elsewhere = sb.root.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).expect("dir");
-    std::fs::write(elsewhere.join("creds"), crate::sandbox::creds("envprof", "T")).expect("w");
-    sb.set_env("AWS_SHARED_CREDENTIALS_FILE", elsewhere.join("creds").to_str().expect("utf8"));
+    std::fs::write(
+        elsewhere.join("creds"),
+        crate::sandbox::creds("envprof", "T"),
+    )
+    .expect("w");
+    sb.set_env(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        elsewhere.join("creds").to_str().expect("utf8"),
+    );
     sb.start();
     assert_eq!(sb.json(&["profiles"])[0]["name"], "envprof");
     sb.stop();
@@ -106,10 +128,17 @@ fn paths_from_environment_and_config_file() {
     // The [paths] table of cmdr's own config file wins over the environment.
     let conf_dir = sb.home.join(".config/cmdr");
     std::fs::create_dir_all(&conf_dir).expect("conf");
-    std::fs::write(elsewhere.join("creds2"), crate::sandbox::creds("fileprof", "T")).expect("w");
+    std::fs::write(
+        elsewhere.join("creds2"),
+        crate::sandbox::creds("fileprof", "T"),
+    )
+    .expect("w");
     std::fs::write(
         conf_dir.join("config.toml"),
-        format!("[paths]\ncredentials = \"{}\"\n", elsewhere.join("creds2").display()),
+        format!(
+            "[paths]\ncredentials = \"{}\"\n",
+            elsewhere.join("creds2").display()
+        ),
     )
     .expect("config");
     sb.start();
@@ -117,7 +146,15 @@ fn paths_from_environment_and_config_file() {
     sb.stop();
 
     std::fs::write(conf_dir.join("config.toml"), "[paths]\ncredentails = 1\n").expect("config");
-    let out = sb.command("cmdrd").stdin(Stdio::null()).output().expect("cmdrd");
+    let out = sb
+        .command("cmdrd")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cmdrd");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("invalid config file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid config file"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -20,10 +20,20 @@ fn doctor_json_shape_and_redaction() {
     assert_eq!(acme["aws_secret_access_key"], "<redacted>");
     assert_eq!(acme["aws_session_token"], "<redacted>");
     assert_eq!(acme["aws_access_key_id"], "AKIAIOSFODNN7EXAMPLE");
-    assert!(acme["s3"].as_str().is_some_and(|v| v.contains("max_concurrent_requests")));
-    assert_eq!(report["sso_sessions"]["corp"]["sso_start_url"], "https://corp.awsapps.com/start");
+    assert!(
+        acme["s3"]
+            .as_str()
+            .is_some_and(|v| v.contains("max_concurrent_requests"))
+    );
+    assert_eq!(
+        report["sso_sessions"]["corp"]["sso_start_url"],
+        "https://corp.awsapps.com/start"
+    );
     assert_eq!(report["errors"], serde_json::json!([]));
-    assert!(report["warnings"].to_string().contains("[oops]"), "{report}");
+    assert!(
+        report["warnings"].to_string().contains("[oops]"),
+        "{report}"
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("TOKEN-SECRET-DOCTOR"));
 }
 
@@ -39,5 +49,8 @@ fn doctor_reports_path_and_line_and_exits_1() {
     assert_eq!(error["line"], 6);
     assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
     let text = stdout(&sb.ctl(&["doctor"]));
-    assert!(text.contains(&format!("{}:6:", sb.credentials().display())), "{text}");
+    assert!(
+        text.contains(&format!("{}:6:", sb.credentials().display())),
+        "{text}"
+    );
 }

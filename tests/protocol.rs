@@ -11,7 +11,9 @@ use crate::sandbox::{Sandbox, creds};
 
 fn json_client(sb: &Sandbox) -> (UnixStream, BufReader<UnixStream>) {
     let stream = UnixStream::connect(sb.socket()).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let reader = BufReader::new(stream.try_clone().expect("clone"));
     (stream, reader)
 }
@@ -41,12 +43,24 @@ fn json_lines_plugin_session() {
     send(&mut stream, hello());
     let welcome = recv(&mut reader);
     assert_eq!(welcome["welcome"]["protocol"], 1, "{welcome}");
-    send(&mut stream, json!({"request": {"id": 1, "request": "subscribe"}}));
-    assert_eq!(recv(&mut reader), json!({"response": {"id": 1, "outcome": {"ok": "subscribed"}}}));
-    send(&mut stream, json!({"request": {"id": 2, "request": "list_accounts"}}));
+    send(
+        &mut stream,
+        json!({"request": {"id": 1, "request": "subscribe"}}),
+    );
+    assert_eq!(
+        recv(&mut reader),
+        json!({"response": {"id": 1, "outcome": {"ok": "subscribed"}}})
+    );
+    send(
+        &mut stream,
+        json!({"request": {"id": 2, "request": "list_accounts"}}),
+    );
     let list = recv(&mut reader);
     assert_eq!(list["response"]["id"], 2);
-    assert_eq!(list["response"]["outcome"]["ok"]["accounts"][0]["name"], "acme");
+    assert_eq!(
+        list["response"]["outcome"]["ok"]["accounts"][0]["name"],
+        "acme"
+    );
 
     sb.write_credentials(&creds("acme", "TOKEN-TWO"));
     let event = loop {
@@ -57,16 +71,25 @@ fn json_lines_plugin_session() {
     };
     assert_eq!(event["account"], "acme");
 
-    send(&mut stream, json!({"request": {"id": 3, "request": {"accept": {"name": "acme"}}}}));
+    send(
+        &mut stream,
+        json!({"request": {"id": 3, "request": {"accept": {"name": "acme"}}}}),
+    );
     let reply = loop {
         let message = recv(&mut reader);
         if message.get("response").is_some() {
             break message;
         }
     };
-    assert_eq!(reply["response"]["outcome"]["ok"]["account"]["state"], "ok", "{reply}");
+    assert_eq!(
+        reply["response"]["outcome"]["ok"]["account"]["state"], "ok",
+        "{reply}"
+    );
 
-    send(&mut stream, json!({"request": {"id": 4, "request": {"show_account": {"name": "nope"}}}}));
+    send(
+        &mut stream,
+        json!({"request": {"id": 4, "request": {"show_account": {"name": "nope"}}}}),
+    );
     let reply = loop {
         let message = recv(&mut reader);
         if message.get("response").is_some() {
@@ -81,10 +104,16 @@ fn version_mismatch_is_refused_clearly() {
     let mut sb = Sandbox::new();
     sb.start();
     let (mut stream, mut reader) = json_client(&sb);
-    send(&mut stream, json!({"hello": {"protocol": 99, "client": "future", "client_version": "9.0"}}));
+    send(
+        &mut stream,
+        json!({"hello": {"protocol": 99, "client": "future", "client_version": "9.0"}}),
+    );
     let refused = recv(&mut reader);
     let message = refused["refused"]["message"].as_str().expect("refused");
-    assert!(message.contains("protocol") && message.contains("99"), "{message}");
+    assert!(
+        message.contains("protocol") && message.contains("99"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -103,16 +132,23 @@ fn bad_frames_close_only_that_connection() {
     ];
     for bytes in cases {
         let mut stream = UnixStream::connect(sb.socket()).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         stream.write_all(&bytes).expect("write");
         let mut rest = Vec::new();
         // The daemon closes the connection (possibly after a refusal).
         let _ = stream.read_to_end(&mut rest);
-        assert!(sb.ctl(&["status"]).status.success(), "daemon must keep serving");
+        assert!(
+            sb.ctl(&["status"]).status.success(),
+            "daemon must keep serving"
+        );
     }
     // An oversized JSON line is cut off at the cap.
     let mut stream = UnixStream::connect(sb.socket()).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let big = vec![b'{'; (1 << 20) + 4096];
     let _ = stream.write_all(&big);
     let mut rest = Vec::new();
@@ -125,7 +161,9 @@ fn silent_connection_is_closed_after_the_hello_timeout() {
     let mut sb = Sandbox::new();
     sb.start();
     let mut stream = UnixStream::connect(sb.socket()).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     let mut buf = [0u8; 16];
     // EOF (0) once the daemon gives up on the handshake.
     assert_eq!(stream.read(&mut buf).expect("read"), 0);
@@ -134,7 +172,9 @@ fn silent_connection_is_closed_after_the_hello_timeout() {
 #[test]
 fn subscriber_that_never_reads_lags_and_does_not_stall_others() {
     let many = |round: usize| -> String {
-        (0..400).map(|p| creds(&format!("p{p}"), &format!("T{round}-{p}"))).collect()
+        (0..400)
+            .map(|p| creds(&format!("p{p}"), &format!("T{round}-{p}")))
+            .collect()
     };
     let mut sb = Sandbox::new();
     std::fs::create_dir_all(&sb.aws).expect("aws");
@@ -144,14 +184,19 @@ fn subscriber_that_never_reads_lags_and_does_not_stall_others() {
     let (mut stuck, mut reader) = json_client(&sb);
     send(&mut stuck, hello());
     recv(&mut reader);
-    send(&mut stuck, json!({"request": {"id": 1, "request": "subscribe"}}));
+    send(
+        &mut stuck,
+        json!({"request": {"id": 1, "request": "subscribe"}}),
+    );
     recv(&mut reader);
 
     let mut watch = sb.watch();
     for round in 1..=8 {
         sb.write_credentials(&many(round));
         // Each round reaches the healthy subscriber: 400 profile changes.
-        watch.wait_for("last profile", |e| e["type"] == "profile_changed" && e["profile"] == "p399");
+        watch.wait_for("last profile", |e| {
+            e["type"] == "profile_changed" && e["profile"] == "p399"
+        });
     }
     assert!(sb.ctl(&["status"]).status.success());
 
@@ -173,6 +218,9 @@ fn subscriber_that_never_reads_lags_and_does_not_stall_others() {
             }
         }
     }
-    assert!(lagged, "a subscriber that fell behind must get `lagged` or be dropped");
+    assert!(
+        lagged,
+        "a subscriber that fell behind must get `lagged` or be dropped"
+    );
     drop(stuck);
 }

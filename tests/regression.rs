@@ -16,5 +16,9 @@ fn accepted_token_restored_after_broken_start() {
     sb.write_credentials(&creds("acme", "T1"));
     watch.wait_type("profile_added");
     assert_eq!(sb.account("acme")["state"], "ok");
-    assert!(!watch.seen.iter().any(|e| e["type"] == "token_changed"), "{:?}", watch.seen);
+    assert!(
+        !watch.seen.iter().any(|e| e["type"] == "token_changed"),
+        "{:?}",
+        watch.seen
+    );
 }

@@ -13,10 +13,7 @@ pub const WAIT: Duration = Duration::from_secs(15);
 
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -136,7 +133,11 @@ impl Sandbox {
             if self.ctl(&["status"]).status.success() {
                 return;
             }
-            if let Some(status) = self.daemon.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .daemon
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("cmdrd exited with {status}\n{}", self.log_tail());
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -191,7 +192,11 @@ impl Sandbox {
         let mut args = vec!["accounts", "add", name, "--profile", "acme"];
         args.extend_from_slice(extra);
         let out = self.ctl(&args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Starts `cmdrctl watch --json` and waits until it is subscribed.
@@ -235,7 +240,10 @@ impl Sandbox {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("timed out waiting for {what}\n--- daemon log tail ---\n{}", self.log_tail());
+        panic!(
+            "timed out waiting for {what}\n--- daemon log tail ---\n{}",
+            self.log_tail()
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -316,7 +324,11 @@ pub fn set_mode(path: &Path, mode: u32) {
 
 pub fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::symlink_metadata(path).expect("stat").permissions().mode() & 0o777
+    std::fs::symlink_metadata(path)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 pub fn stderr(out: &Output) -> String {

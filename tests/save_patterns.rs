@@ -32,7 +32,8 @@ fn in_place_write() {
         .open(sb.credentials())
         .expect("open");
     // Same length, new token, no truncation: an in-place overwrite.
-    file.write_all(creds("acme", "TOKEN-TWO").as_bytes()).expect("write");
+    file.write_all(creds("acme", "TOKEN-TWO").as_bytes())
+        .expect("write");
     drop(file);
     expect_token_change(&sb, &mut watch, "TOKEN-TWO");
 }
@@ -43,11 +44,16 @@ fn truncate_then_rewrite_in_two_steps() {
     let mut file = std::fs::File::create(sb.credentials()).expect("truncate");
     file.flush().expect("flush");
     std::thread::sleep(std::time::Duration::from_millis(10));
-    file.write_all(creds("acme", "TOKEN-TWO").as_bytes()).expect("write");
+    file.write_all(creds("acme", "TOKEN-TWO").as_bytes())
+        .expect("write");
     drop(file);
     expect_token_change(&sb, &mut watch, "TOKEN-TWO");
     // The empty moment must not have been published as "profile removed".
-    assert!(!watch.seen.iter().any(|e| e["type"] == "profile_removed"), "{:?}", watch.seen);
+    assert!(
+        !watch.seen.iter().any(|e| e["type"] == "profile_removed"),
+        "{:?}",
+        watch.seen
+    );
 }
 
 #[test]
@@ -155,13 +161,19 @@ fn burst_of_writes_is_coalesced_and_ends_right() {
     assert_eq!(sb.json(&["profiles"])[0]["fingerprint"], expected);
     // Nothing else arrives after the final state.
     let late = watch.drain(std::time::Duration::from_millis(300));
-    assert!(late.iter().all(|e| e["type"] != "token_changed"), "{late:?}");
+    assert!(
+        late.iter().all(|e| e["type"] != "token_changed"),
+        "{late:?}"
+    );
     let changes = watch
         .seen
         .iter()
         .filter(|e| e["type"] == "token_changed")
         .count();
-    assert!(changes < 300, "writes were not coalesced: {changes} token_changed events");
+    assert!(
+        changes < 300,
+        "writes were not coalesced: {changes} token_changed events"
+    );
 }
 
 #[test]
@@ -172,7 +184,10 @@ fn config_file_changes_are_seen_too() {
     assert_eq!(event["profile"], "acme");
     let profiles = sb.json(&["profiles"]);
     assert_eq!(profiles[0]["region"], "eu-central-1");
-    assert_eq!(profiles[0]["sources"], serde_json::json!(["config", "credentials"]));
+    assert_eq!(
+        profiles[0]["sources"],
+        serde_json::json!(["config", "credentials"])
+    );
     // A region change is not a token change.
     assert_eq!(sb.account("acme")["state"], "ok");
 }

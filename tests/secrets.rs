@@ -13,7 +13,10 @@ fn secrets_never_leak() {
     sb.write_credentials(&creds("acme", SECRET_TOKENS[1]));
     watch.wait_type("token_accepted");
     // A broken file whose bad line holds a secret: the error must not quote it.
-    sb.write_credentials(&format!("[acme\naws_session_token = {}\n", SECRET_TOKENS[1]));
+    sb.write_credentials(&format!(
+        "[acme\naws_session_token = {}\n",
+        SECRET_TOKENS[1]
+    ));
     watch.wait_type("file_error");
     let outputs: Vec<String> = [
         vec!["status", "--json"],
@@ -27,13 +30,20 @@ fn secrets_never_leak() {
     .iter()
     .map(|args| {
         let out = sb.ctl(args);
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     })
     .collect();
     sb.stop();
     let events = serde_json::to_string(&watch.seen).expect("events");
     let log = sb.log_text();
-    assert!(log.contains("TRACE") || log.contains("DEBUG"), "the test must run with RUST_LOG=trace");
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "the test must run with RUST_LOG=trace"
+    );
     let state = std::fs::read_to_string(sb.state_file()).expect("state");
     let secret_key = "wJalrXUtnFEMI-SECRET-acme";
     for secret in SECRET_TOKENS.iter().chain([&secret_key]) {
@@ -41,7 +51,10 @@ fn secrets_never_leak() {
             assert!(!text.contains(secret), "{secret} leaked into the {name}");
         }
         for text in &outputs {
-            assert!(!text.contains(secret), "{secret} leaked into cmdrctl output: {text}");
+            assert!(
+                !text.contains(secret),
+                "{secret} leaked into cmdrctl output: {text}"
+            );
         }
     }
 }

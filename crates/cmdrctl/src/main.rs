@@ -135,7 +135,9 @@ fn report(err: &ClientError) -> ExitCode {
     match err {
         ClientError::NotRunning { .. } => ExitCode::from(EXIT_NO_DAEMON),
         ClientError::Incompatible(_) => {
-            eprintln!("hint: restart cmdrd after upgrading, so that both come from the same release");
+            eprintln!(
+                "hint: restart cmdrd after upgrading, so that both come from the same release"
+            );
             ExitCode::from(EXIT_FAILURE)
         }
         _ => ExitCode::from(EXIT_FAILURE),

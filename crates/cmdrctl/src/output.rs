@@ -127,7 +127,15 @@ pub fn profiles(profiles: &[ProfileInfo], json: bool) {
         })
         .collect();
     table(
-        &["NAME", "KIND", "REGION", "SOURCES", "EXPIRES", "EXPIRY SOURCE", "FINGERPRINT"],
+        &[
+            "NAME",
+            "KIND",
+            "REGION",
+            "SOURCES",
+            "EXPIRES",
+            "EXPIRY SOURCE",
+            "FINGERPRINT",
+        ],
         rows,
     );
 }
@@ -158,7 +166,15 @@ pub fn accounts(accounts: &[AccountInfo], json: bool) {
         })
         .collect();
     table(
-        &["NAME", "PROFILE", "REGION", "TARGET", "ON CHANGE", "STATE", "EXPIRES"],
+        &[
+            "NAME",
+            "PROFILE",
+            "REGION",
+            "TARGET",
+            "ON CHANGE",
+            "STATE",
+            "EXPIRES",
+        ],
         rows,
     );
 }
@@ -183,7 +199,10 @@ pub fn account(account: &AccountInfo, verb: &str, json: bool) {
         ("accepted at", account.accepted_at.clone()),
         (
             "expires",
-            Some(time_left(account.expires_at.as_deref(), account.expiry_source.as_deref())),
+            Some(time_left(
+                account.expires_at.as_deref(),
+                account.expiry_source.as_deref(),
+            )),
         ),
         ("expires at", account.expires_at.clone()),
         ("expiry source", account.expiry_source.clone()),
