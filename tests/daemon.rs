@@ -70,7 +70,7 @@ fn no_daemon_exit_3_with_hint() {
 }
 
 #[test]
-fn fallback_socket_without_xdg_runtime_dir() {
+fn explicit_socket_path_wins() {
     let mut sb = Sandbox::new();
     // An explicit socket path wins over everything.
     let custom = sb.root.join("sock").join("d.sock");
