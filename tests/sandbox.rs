@@ -47,6 +47,11 @@ impl Sandbox {
         std::fs::create_dir_all(&home).expect("home");
         std::fs::create_dir_all(&run_dir).expect("run");
         set_mode(&run_dir, 0o700);
+        // No test may reach real AWS: validation is opt-in per test (against moto).
+        let conf = home.join(".config/cmdr");
+        std::fs::create_dir_all(&conf).expect("config dir");
+        std::fs::write(conf.join("config.toml"), "[daemon]\nvalidate_on_change = false\n")
+            .expect("config");
         Sandbox {
             aws: home.join(".aws"),
             data_dir: home.join(".local/share/cmdr"),
@@ -70,6 +75,11 @@ impl Sandbox {
 
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.extra_env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Replaces cmdr's `config.toml`.
+    pub fn write_cmdr_config(&self, text: &str) {
+        std::fs::write(self.home.join(".config/cmdr/config.toml"), text).expect("config");
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -100,6 +110,7 @@ impl Sandbox {
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
             .env("XDG_DATA_HOME", self.home.join(".local/share"))
             .env("RUST_LOG", "trace")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("TZ", "UTC");
         for (k, v) in &self.extra_env {
             cmd.env(k, v);

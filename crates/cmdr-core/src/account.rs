@@ -98,9 +98,13 @@ pub struct Account {
     /// The AWS account id STS reported last, to notice a different account pasted in.
     #[serde(default)]
     pub account_id: Option<String>,
-    /// Set when STS rejected the accepted credentials; cleared by `accept`.
+    /// Set when STS rejected the credentials or named another AWS account; cleared by
+    /// `accept`.
     #[serde(default)]
     pub invalid: Option<String>,
+    /// The other AWS account id STS reported; becomes `account_id` on `accept`.
+    #[serde(default)]
+    pub identity_pending: Option<String>,
     /// The secrets accepted in this run: only these are handed out. Never persisted.
     #[serde(skip)]
     pub accepted_credentials: Option<Credentials>,
@@ -136,6 +140,9 @@ impl Account {
         self.accepted_credentials = profile.credentials.clone();
         self.accepted_at = Some(now);
         self.invalid = None;
+        if let Some(new) = self.identity_pending.take() {
+            self.account_id = Some(new);
+        }
     }
 }
 
@@ -170,6 +177,16 @@ pub enum AccountError {
     BadName(String),
     #[error("invalid endpoint `{0}`: expected an http:// or https:// URL")]
     BadEndpoint(String),
+}
+
+/// What a successful STS validation means for an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityCheck {
+    /// The first validation: this account id is remembered.
+    First,
+    Same,
+    /// A different AWS account: the account is `invalid` until accepted.
+    Changed { old: String },
 }
 
 /// An account-level change, to be published as an event.
@@ -262,6 +279,7 @@ impl Accounts {
             accepted_at: None,
             account_id: None,
             invalid: None,
+            identity_pending: None,
             accepted_credentials: None,
         };
         account.accept(profile, now);
@@ -340,6 +358,39 @@ impl Accounts {
             account: name.to_owned(),
             profile: account.profile.clone(),
         }])
+    }
+
+    /// Records the AWS account id STS reported for this account's credentials.
+    pub fn record_identity(
+        &mut self,
+        name: &str,
+        account_id: &str,
+    ) -> Result<IdentityCheck, AccountError> {
+        let account = self.get_mut(name)?;
+        match account.account_id.clone() {
+            None => {
+                account.account_id = Some(account_id.to_owned());
+                Ok(IdentityCheck::First)
+            }
+            Some(old) if old == account_id => {
+                account.identity_pending = None;
+                Ok(IdentityCheck::Same)
+            }
+            Some(old) => {
+                account.invalid = Some(format!(
+                    "profile `{}` now holds credentials of AWS account {account_id}, not {old}; run `cmdrctl accept {name}` if that is intended",
+                    account.profile
+                ));
+                account.identity_pending = Some(account_id.to_owned());
+                Ok(IdentityCheck::Changed { old })
+            }
+        }
+    }
+
+    /// STS rejected the credentials: the account is `invalid` until accepted again.
+    pub fn mark_invalid(&mut self, name: &str, reason: &str) -> Result<(), AccountError> {
+        self.get_mut(name)?.invalid = Some(reason.to_owned());
+        Ok(())
     }
 
     /// Follows a new view: a changed fingerprint of a bound profile is a `TokenChanged`;
@@ -567,6 +618,27 @@ mod tests {
             a.state(view("two").get("p"), None, now, m),
             AccountState::Changed
         );
+    }
+
+    #[test]
+    fn identity_changes_until_accepted() {
+        let now = Utc::now();
+        let v = view("one");
+        let mut accounts = Accounts::default();
+        accounts.add(spec("a", OnChange::Ask), &v, now).expect("add");
+        assert_eq!(accounts.record_identity("a", "111"), Ok(IdentityCheck::First));
+        assert_eq!(accounts.record_identity("a", "111"), Ok(IdentityCheck::Same));
+        assert_eq!(
+            accounts.record_identity("a", "222"),
+            Ok(IdentityCheck::Changed { old: "111".into() })
+        );
+        assert_eq!(state(&accounts, "a", &v), AccountState::Invalid);
+        accounts.accept("a", &v, now).expect("accept");
+        assert_eq!(state(&accounts, "a", &v), AccountState::Ok);
+        assert_eq!(accounts.get("a").expect("a").account_id.as_deref(), Some("222"));
+        assert_eq!(accounts.record_identity("a", "222"), Ok(IdentityCheck::Same));
+        accounts.mark_invalid("a", "rejected").expect("mark");
+        assert_eq!(state(&accounts, "a", &v), AccountState::Invalid);
     }
 
     #[test]

@@ -267,3 +267,52 @@ mod duration_tests {
         assert_eq!(format_duration(chrono::Duration::hours(52)), "2d4h");
     }
 }
+
+/// The expiry to use for a profile: what the files or the SSO cache say, else an estimate
+/// from when its current token was first seen (`seen`: fingerprint and time) for kinds
+/// whose sessions end, else `None` (unknown).
+pub fn effective(
+    profile: &crate::profile::Profile,
+    seen: Option<(&str, DateTime<Utc>)>,
+    session_length: chrono::Duration,
+) -> Option<Expiry> {
+    use crate::profile::ProfileKind;
+    if let Some(expiry) = &profile.expiry {
+        return Some(expiry.clone());
+    }
+    let estimable = matches!(profile.kind, ProfileKind::Session | ProfileKind::Sso);
+    let (fingerprint, first_seen) = seen?;
+    (estimable && profile.fingerprint.as_deref() == Some(fingerprint))
+        .then(|| Expiry::at(first_seen + session_length, ExpirySource::Estimated))
+}
+
+#[cfg(test)]
+mod effective_tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::profile::{Inputs, parse_view};
+
+    #[test]
+    fn estimated_only_for_the_token_first_seen() {
+        let cache = BTreeMap::new();
+        let v = parse_view(Inputs {
+            config: b"",
+            credentials: b"[s]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = x\naws_session_token = t\n\
+                           [k]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = x\n",
+            sso_cache: &cache,
+        })
+        .expect("parses");
+        let s = v.get("s").expect("s");
+        let fp = s.fingerprint.clone().expect("fp");
+        let seen = Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
+        let twelve = chrono::Duration::hours(12);
+        let e = effective(s, Some((&fp, seen)), twelve).expect("estimated");
+        assert_eq!(e.source, ExpirySource::Estimated);
+        assert_eq!(e.at, Some(seen + twelve));
+        assert_eq!(effective(s, Some(("other", seen)), twelve), None);
+        assert_eq!(effective(s, None, twelve), None);
+        let k = v.get("k").expect("k");
+        assert_eq!(effective(k, None, twelve), Some(Expiry::never()));
+    }
+}

@@ -8,7 +8,8 @@ pub mod profile;
 mod sdk;
 
 pub use account::{
-    Account, AccountChange, AccountError, AccountPatch, AccountState, Accounts, NewAccount,
+    Account, AccountChange, AccountError, AccountPatch, AccountState, Accounts, IdentityCheck,
+    NewAccount,
     OnChange, Target,
 };
 pub use diff::{ProfileChange, diff};

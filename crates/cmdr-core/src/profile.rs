@@ -261,7 +261,39 @@ pub fn parse_view(inputs: Inputs<'_>) -> Result<ProfileView, Vec<ParseError>> {
         let profile = build_profile(name, &get, properties, sources, comment, &cache, &merged);
         view.profiles.insert(name.to_owned(), profile);
     }
+    resolve_source_profile_expiry(&mut view);
     Ok(view)
+}
+
+/// An assumed role lives no longer than the credentials it is assumed from: follow the
+/// `source_profile` chain (cycle-safe) to the first profile with a known expiry.
+fn resolve_source_profile_expiry(view: &mut ProfileView) {
+    let mut found = Vec::new();
+    for (name, profile) in &view.profiles {
+        if profile.kind != ProfileKind::AssumeRole || profile.expiry.is_some() {
+            continue;
+        }
+        let mut current = profile;
+        let mut visited = BTreeSet::from([name.as_str()]);
+        while let Some(source) = current.properties.get("source_profile") {
+            if !visited.insert(source.as_str()) {
+                break;
+            }
+            let Some(next) = view.profiles.get(source) else {
+                break;
+            };
+            if let Some(at) = next.expiry.as_ref().and_then(|e| e.at) {
+                found.push((name.clone(), Expiry::at(at, ExpirySource::SourceProfile(source.clone()))));
+                break;
+            }
+            current = next;
+        }
+    }
+    for (name, expiry) in found {
+        if let Some(profile) = view.profiles.get_mut(&name) {
+            profile.expiry = Some(expiry);
+        }
+    }
 }
 
 fn build_profile(
@@ -724,6 +756,20 @@ mod tests {
         assert_eq!(label("d"), Some((None, "never".into())));
         assert_eq!(label("e"), None);
 
+        // An assumed role inherits the expiry of its source chain; cycles end the walk.
+        let v = view(
+            "[profile r1]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = r2\n\
+             [profile r2]\nrole_arn = arn:aws:iam::1:role/y\nsource_profile = a\n\
+             [profile c1]\nrole_arn = arn\nsource_profile = c2\n\
+             [profile c2]\nrole_arn = arn\nsource_profile = c1\n",
+            &format!(
+                "[a]\n{KEYS}aws_session_token = t\nx_security_token_expires = 2026-11-29T10:00:00Z\n"
+            ),
+        );
+        let r1 = v.get("r1").and_then(|p| p.expiry.clone()).expect("r1 expiry");
+        assert_eq!(r1.source.label(), "source_profile:a");
+        assert!(v.get("c1").and_then(|p| p.expiry.clone()).is_none());
+
         let mut cache = BTreeMap::new();
         let name = format!("{}.json", hex::encode(sha1::Sha1::digest(b"corp")));
         cache.insert(
@@ -748,5 +794,29 @@ mod tests {
             Some("2021-12-07T01:19:12+00:00")
         );
         assert_eq!(v.sso_sessions["corp"]["sso_start_url"], "https://x");
+
+        // Legacy SSO profiles: the cache file is named by the start URL's hash.
+        let mut cache = BTreeMap::new();
+        let name = format!("{}.json", hex::encode(sha1::Sha1::digest(b"https://legacy")));
+        cache.insert(
+            name,
+            br#"{"accessToken":"tok","expiresAt":"2026-11-29T10:00:00Z","region":"x"}"#.to_vec(),
+        );
+        let v = parse_view(Inputs {
+            config: b"[profile l]\nsso_start_url = https://legacy\nsso_account_id = 1\nsso_role_name = R\nsso_region = us-east-1\n",
+            credentials: b"",
+            sso_cache: &cache,
+        })
+        .expect("parses");
+        let e = v.get("l").and_then(|p| p.expiry.clone()).expect("expiry");
+        assert_eq!(e.at.map(|a| a.to_rfc3339()).as_deref(), Some("2026-11-29T10:00:00+00:00"));
+        // No cache file: no expiry, no fingerprint, no error.
+        let v = parse_view(Inputs {
+            config: b"[profile l]\nsso_start_url = https://other\nsso_account_id = 1\n",
+            credentials: b"",
+            sso_cache: &cache,
+        })
+        .expect("parses");
+        assert!(v.get("l").is_some_and(|p| p.expiry.is_none() && p.fingerprint.is_none()));
     }
 }

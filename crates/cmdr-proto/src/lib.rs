@@ -88,6 +88,8 @@ pub enum Request {
     /// Start receiving events on this connection.
     Subscribe,
     Unsubscribe,
+    /// STS GetCallerIdentity with the account's credentials against its target.
+    Validate { name: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +101,15 @@ pub enum Response {
     Account(AccountInfo),
     Subscribed,
     Done,
+    Validated(Identity),
+}
+
+/// What STS says the credentials are. `validate --json` prints exactly this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub account_id: String,
+    pub arn: String,
+    pub user_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +120,7 @@ pub enum ErrorCode {
     NoProfile,
     BadRequest,
     Internal,
+    ValidationFailed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

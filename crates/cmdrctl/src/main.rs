@@ -3,6 +3,7 @@
 
 mod doctor;
 mod output;
+mod prompt;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,18 @@ enum Command {
     Accept { name: String },
     /// Stream events until interrupted.
     Watch,
+    /// Check an account's credentials with STS GetCallerIdentity against its target.
+    Validate { name: String },
+    /// One short line for shell prompts, e.g. `acme 3h12m`; silent when nothing is bound
+    /// or the daemon is down.
+    Prompt {
+        /// The account to show (default: $CMDR_ACCOUNT, else every account).
+        #[arg(long, env = "CMDR_ACCOUNT")]
+        account: Option<String>,
+        /// Template with {account}, {left}, {state}, {profile}, {region}.
+        #[arg(long, default_value = "{account} {left}")]
+        format: String,
+    },
     /// Check both AWS files without the daemon: problems with path and line.
     Doctor {
         /// Config file of cmdr (default: $XDG_CONFIG_HOME/cmdr/config.toml).
@@ -156,6 +169,10 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Command::Status => Request::Status,
         Command::Profiles => Request::Profiles,
         Command::Accept { name } => Request::Accept { name },
+        Command::Validate { name } => Request::Validate { name },
+        Command::Prompt { account, format } => {
+            return Ok(prompt::run(&socket, account.as_deref(), &format).await);
+        }
         Command::Accounts(command) => match command {
             AccountsCommand::List => Request::ListAccounts,
             AccountsCommand::Show { name } => Request::ShowAccount { name },
@@ -220,6 +237,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 println!("done");
             }
         }
+        Response::Validated(identity) => output::identity(&identity, json),
         Response::Subscribed => {}
     }
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,7 @@
 //! How cmdrctl prints: aligned text for people, the documented JSON shapes for programs.
 
 use chrono::{DateTime, Utc};
-use cmdr_proto::{AccountInfo, Event, ProfileInfo, StatusInfo};
+use cmdr_proto::{AccountInfo, Event, Identity, ProfileInfo, StatusInfo};
 use serde::Serialize;
 
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
@@ -241,4 +241,13 @@ pub fn event(event: &Event, json: bool) {
         }
     }
     println!("{line}");
+}
+
+pub fn identity(identity: &Identity, json: bool) {
+    if json {
+        return print_json(identity);
+    }
+    println!("account id  {}", identity.account_id);
+    println!("arn         {}", identity.arn);
+    println!("user id     {}", identity.user_id);
 }

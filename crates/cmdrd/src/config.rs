@@ -35,6 +35,7 @@ struct DaemonSection {
     validate_on_change: Option<bool>,
     max_connections: Option<usize>,
     event_buffer: Option<usize>,
+    validate_timeout: Option<String>,
 }
 
 /// Everything the daemon needs to know, resolved.
@@ -50,6 +51,8 @@ pub struct Settings {
     pub warn_before: chrono::Duration,
     pub default_session_duration: chrono::Duration,
     pub validate_on_change: bool,
+    /// Deadline of one STS call.
+    pub validate_timeout: Duration,
     pub max_connections: usize,
     /// Events kept for a slow subscriber before it gets `lagged`.
     pub event_buffer: usize,
@@ -157,6 +160,13 @@ impl Settings {
                 "default_session_duration",
             )?,
             validate_on_change: d.validate_on_change.unwrap_or(true),
+            validate_timeout: duration(
+                d.validate_timeout.as_deref(),
+                chrono::Duration::seconds(5),
+                "validate_timeout",
+            )?
+            .to_std()
+            .unwrap_or(Duration::from_secs(5)),
             max_connections: d.max_connections.unwrap_or(256).max(1),
             event_buffer: d.event_buffer.unwrap_or(1024).clamp(16, 1 << 16),
             config_file,

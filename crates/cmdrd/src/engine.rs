@@ -2,14 +2,14 @@
 //! File snapshots and client requests arrive as commands; changes leave as events on a
 //! bounded broadcast channel (a slow subscriber lags; it never slows the others).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cmdr_core::{
-    AccountChange, AccountPatch, Accounts, Expiry, ExpirySource, FileKind, NewAccount, Profile,
-    ProfileKind, ProfileView, diff, profile,
+    AccountChange, AccountPatch, Accounts, IdentityCheck, Expiry, FileKind, NewAccount, Profile, ProfileView, diff,
+    profile,
 };
 use cmdr_proto::{
     AccountInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome, PROTOCOL_VERSION,
@@ -19,6 +19,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::expiry::{self, Clock, Deadline, Timers};
+use crate::validate::{self, Failure, Identity, Job};
 use crate::store::{Seen, Store, StoredState};
 use crate::watch::{FileRead, Snapshot};
 use crate::wire::{
@@ -35,6 +37,11 @@ const RETRY_DELAYS: [Duration; 3] = [
 
 pub enum Command {
     Request(Request, oneshot::Sender<Outcome>),
+    /// A validation task finished (sent by the engine's own tasks).
+    Validated {
+        account: String,
+        result: Result<Identity, Failure>,
+    },
 }
 
 /// A cheap handle to the engine for sessions.
@@ -92,6 +99,13 @@ pub struct Engine {
     changes_while_down: Vec<String>,
     /// A failed save is retried with the next change.
     dirty: bool,
+    clock: Arc<dyn Clock>,
+    timers: Timers,
+    next_deadline: Option<DateTime<Utc>>,
+    /// Validations in flight, with the clients waiting for each: at most one per account.
+    validations: HashMap<String, Vec<oneshot::Sender<Outcome>>>,
+    /// For the engine's own tasks to report back; weak so the channel can still close.
+    own_commands: mpsc::WeakSender<Command>,
 }
 
 impl Engine {
@@ -101,6 +115,7 @@ impl Engine {
         settings: Arc<Settings>,
         snapshot: Snapshot,
         rescan: mpsc::Sender<()>,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<(Engine, EngineHandle, mpsc::Receiver<Command>)> {
         let store = Store::new(settings.state_file());
         let stored = store.load()?;
@@ -118,9 +133,14 @@ impl Engine {
             events: events.clone(),
             rescan,
             retries: 0,
-            started_at: Utc::now(),
+            started_at: clock.now(),
             changes_while_down: Vec::new(),
             dirty: false,
+            clock,
+            timers: Timers::default(),
+            next_deadline: None,
+            validations: HashMap::new(),
+            own_commands: commands.downgrade(),
         };
         engine.load_snapshot(snapshot, false);
         engine.report_changes_while_down(&stored.seen);
@@ -134,32 +154,167 @@ impl Engine {
         mut snapshots: mpsc::Receiver<Snapshot>,
         cancel: CancellationToken,
     ) {
+        self.tick();
         loop {
+            // One timer, for the next wall-clock deadline only; none when nothing is due.
+            let sleep = self.next_deadline.map(|d| expiry::sleep_for(d, self.now()));
             tokio::select! {
                 () = cancel.cancelled() => break,
                 Some(snapshot) = snapshots.recv() => self.load_snapshot(snapshot, true),
                 command = commands.recv() => match command {
-                    Some(Command::Request(request, reply)) => {
-                        let outcome = self.handle(request);
-                        let _ = reply.send(outcome);
+                    Some(Command::Request(request, reply)) => self.handle(request, reply),
+                    Some(Command::Validated { account, result }) => {
+                        self.finish_validation(&account, result);
                     }
                     None => break,
                 },
+                () = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {}
             }
+            self.tick();
         }
         self.emit(EventKind::DaemonStopping);
         self.save();
     }
 
-    fn now() -> DateTime<Utc> {
-        Utc::now()
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Fires the expiry events that are due and arms the timer for the next deadline.
+    fn tick(&mut self) {
+        let now = self.now();
+        let deadlines: Vec<(String, String, Option<DateTime<Utc>>)> = self
+            .accounts
+            .iter()
+            .map(|a| {
+                let at = self
+                    .view
+                    .get(&a.profile)
+                    .and_then(|p| self.expiry(p))
+                    .and_then(|e| e.at);
+                (a.name.clone(), a.profile.clone(), at)
+            })
+            .collect();
+        let (events, next) = self.timers.poll(
+            deadlines.iter().map(|(account, profile, at)| Deadline {
+                account,
+                profile,
+                expires_at: *at,
+            }),
+            now,
+            self.settings.warn_before,
+        );
+        for event in events {
+            self.emit(event);
+        }
+        self.next_deadline = next;
+    }
+
+    /// Starts an STS validation of the account's current credentials, unless one is
+    /// already running for it.
+    fn start_validation(&mut self, name: &str, waiter: Option<oneshot::Sender<Outcome>>) {
+        let Ok(account) = self.accounts.get(name) else {
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(Outcome::Err(error_reply(&cmdr_core::AccountError::NotFound(
+                    name.to_owned(),
+                ))));
+            }
+            return;
+        };
+        let in_flight = self.validations.contains_key(name);
+        let waiters = self.validations.entry(name.to_owned()).or_default();
+        waiters.extend(waiter);
+        if in_flight {
+            return;
+        }
+        let job = Job {
+            profile: account.profile.clone(),
+            region: account.region.clone(),
+            endpoint: account.target.endpoint().map(str::to_owned),
+            credentials: self
+                .view
+                .get(&account.profile)
+                .and_then(|p| p.credentials.clone()),
+            config_file: self.settings.aws_config.clone(),
+            credentials_file: self.settings.aws_credentials.clone(),
+            timeout: self.settings.validate_timeout,
+        };
+        let Some(reply_to) = self.own_commands.upgrade() else {
+            return;
+        };
+        let account = name.to_owned();
+        tokio::spawn(async move {
+            let result = validate::validate(job).await;
+            let _ = reply_to.send(Command::Validated { account, result }).await;
+        });
+    }
+
+    fn finish_validation(&mut self, name: &str, result: Result<Identity, Failure>) {
+        let waiters = self.validations.remove(name).unwrap_or_default();
+        let profile = match self.accounts.get(name) {
+            Ok(a) => a.profile.clone(),
+            Err(err) => {
+                for waiter in waiters {
+                    let _ = waiter.send(Outcome::Err(error_reply(&err)));
+                }
+                return;
+            }
+        };
+        let outcome = match result {
+            Ok(identity) => {
+                let check = self.accounts.record_identity(name, &identity.account_id);
+                self.emit(EventKind::Validated {
+                    account: name.to_owned(),
+                    profile: profile.clone(),
+                    account_id: identity.account_id.clone(),
+                    arn: identity.arn.clone(),
+                });
+                if let Ok(IdentityCheck::Changed { old }) = check {
+                    tracing::warn!(account = name, old_account_id = %old, new_account_id = %identity.account_id, "a different AWS account was pasted into the profile");
+                    self.emit(EventKind::IdentityChanged {
+                        account: name.to_owned(),
+                        profile,
+                        old_account_id: old,
+                        new_account_id: identity.account_id.clone(),
+                    });
+                }
+                self.dirty = true;
+                self.save();
+                Outcome::Ok(Response::Validated(cmdr_proto::Identity {
+                    account_id: identity.account_id,
+                    arn: identity.arn,
+                    user_id: identity.user_id,
+                }))
+            }
+            Err(failure) => {
+                let error = failure.to_string();
+                if matches!(failure, Failure::Invalid(_)) {
+                    let _ = self.accounts.mark_invalid(name, &error);
+                    self.dirty = true;
+                    self.save();
+                }
+                tracing::info!(account = name, %error, "validation failed");
+                self.emit(EventKind::ValidationFailed {
+                    account: name.to_owned(),
+                    profile,
+                    error: error.clone(),
+                });
+                Outcome::Err(ErrorReply {
+                    code: ErrorCode::ValidationFailed,
+                    message: format!("validation of `{name}` failed: {error}"),
+                })
+            }
+        };
+        for waiter in waiters {
+            let _ = waiter.send(outcome.clone());
+        }
     }
 
     fn emit(&self, kind: EventKind) {
         tracing::info!(event = %kind.type_name(), account = ?kind.account(), "event");
         // No receivers is fine: nobody is listening.
         let _ = self.events.send(Event {
-            at: timestamp(Self::now()),
+            at: timestamp(self.now()),
             kind,
         });
     }
@@ -271,11 +426,23 @@ impl Engine {
             for change in &changes {
                 self.emit(profile_event(change));
             }
-            let account_changes = self.accounts.apply(&changes, &self.view, Self::now());
+            let account_changes = self.accounts.apply(&changes, &self.view, self.now());
             let accepted = account_changes
                 .iter()
                 .any(|c| matches!(c, AccountChange::TokenAccepted { .. }));
+            let changed: Vec<String> = account_changes
+                .iter()
+                .filter_map(|c| match c {
+                    AccountChange::TokenChanged { account, .. } => Some(account.clone()),
+                    _ => None,
+                })
+                .collect();
             self.emit_account_changes(account_changes);
+            if self.settings.validate_on_change {
+                for account in changed {
+                    self.start_validation(&account, None);
+                }
+            }
             if accepted {
                 self.dirty = true;
             }
@@ -299,7 +466,7 @@ impl Engine {
 
     /// Records when each token was first seen; drops profiles that are gone.
     fn update_seen(&mut self) {
-        let now = Self::now();
+        let now = self.now();
         let before = self.seen.len();
         self.seen
             .retain(|name, _| self.view.profiles.contains_key(name));
@@ -344,7 +511,7 @@ impl Engine {
                 }
             }
         }
-        let changes = self.accounts.reconcile(&self.view, Self::now());
+        let changes = self.accounts.reconcile(&self.view, self.now());
         for change in &changes {
             match change {
                 AccountChange::TokenChanged { account, .. } => {
@@ -402,8 +569,9 @@ impl Engine {
         Ok(changes)
     }
 
-    fn handle(&mut self, request: Request) -> Outcome {
+    fn handle(&mut self, request: Request, reply: oneshot::Sender<Outcome>) {
         let result = match request {
+            Request::Validate { name } => return self.start_validation(&name, Some(reply)),
             Request::Status => Ok(Response::Status(self.status())),
             Request::Profiles => Ok(Response::Profiles(
                 self.view
@@ -427,14 +595,17 @@ impl Engine {
                         on_change: on_change_from(&spec.on_change)?,
                     })
                 });
-                parsed
-                    .and_then(|new| {
-                        let now = Self::now();
-                        self.mutate(|accounts, view| {
-                            accounts.add(new, view, now).map_err(|e| error_reply(&e))
-                        })
+                let added = parsed.and_then(|new| {
+                    let now = self.now();
+                    self.mutate(|accounts, view| {
+                        accounts.add(new, view, now).map_err(|e| error_reply(&e))
                     })
-                    .and_then(|_| self.show(&name))
+                });
+                // Adding accepts the token in the file: learn whose it is.
+                if added.is_ok() && self.settings.validate_on_change {
+                    self.start_validation(&name, None);
+                }
+                added.and_then(|_| self.show(&name))
             }
             Request::EditAccount { name, edit } => {
                 let patch = (|| {
@@ -451,7 +622,7 @@ impl Engine {
                 })();
                 patch
                     .and_then(|patch| {
-                        let now = Self::now();
+                        let now = self.now();
                         self.mutate(|accounts, view| {
                             accounts
                                 .edit(&name, patch, view, now)
@@ -464,22 +635,25 @@ impl Engine {
                 .mutate(|accounts, _| accounts.remove(&name).map_err(|e| error_reply(&e)))
                 .map(|_| Response::Done),
             Request::Accept { name } => {
-                let now = Self::now();
-                self.mutate(|accounts, view| {
+                let now = self.now();
+                let accepted = self.mutate(|accounts, view| {
                     accounts
                         .accept(&name, view, now)
                         .map_err(|e| error_reply(&e))
-                })
-                .and_then(|_| self.show(&name))
+                });
+                if accepted.is_ok() && self.settings.validate_on_change {
+                    self.start_validation(&name, None);
+                }
+                accepted.and_then(|_| self.show(&name))
             }
             Request::Subscribe | Request::Unsubscribe => {
                 Err(bad_request("subscriptions are handled by the session"))
             }
         };
-        match result {
+        let _ = reply.send(match result {
             Ok(response) => Outcome::Ok(response),
             Err(err) => Outcome::Err(err),
-        }
+        });
     }
 
     fn show(&self, name: &str) -> Result<Response, ErrorReply> {
@@ -489,19 +663,12 @@ impl Engine {
             .map_err(|e| error_reply(&e))
     }
 
-    /// The expiry the files give, else an estimate from when the token was first seen.
     fn expiry(&self, profile: &Profile) -> Option<Expiry> {
-        if let Some(expiry) = &profile.expiry {
-            return Some(expiry.clone());
-        }
-        let estimable = matches!(profile.kind, ProfileKind::Session | ProfileKind::Sso);
-        let seen = self.seen.get(&profile.name)?;
-        (estimable && profile.fingerprint.as_ref() == Some(&seen.fingerprint)).then(|| {
-            Expiry::at(
-                seen.first_seen + self.settings.default_session_duration,
-                ExpirySource::Estimated,
-            )
-        })
+        let seen = self
+            .seen
+            .get(&profile.name)
+            .map(|s| (s.fingerprint.as_str(), s.first_seen));
+        cmdr_core::expiry::effective(profile, seen, self.settings.default_session_duration)
     }
 
     fn profile_info(&self, profile: &Profile) -> ProfileInfo {
@@ -528,7 +695,7 @@ impl Engine {
         let state = account.state(
             profile,
             expiry.as_ref().and_then(|e| e.at),
-            Self::now(),
+            self.now(),
             self.settings.warn_before,
         );
         AccountInfo {
@@ -549,7 +716,7 @@ impl Engine {
     }
 
     fn status(&self) -> StatusInfo {
-        let now = Self::now();
+        let now = self.now();
         let mut counts: BTreeMap<String, u32> = BTreeMap::new();
         for account in self.accounts.iter() {
             *counts.entry(self.account_info(account).state).or_default() += 1;

@@ -4,10 +4,12 @@
 
 pub mod config;
 pub mod engine;
+pub mod expiry;
 pub mod server;
 pub mod session;
 pub mod store;
 pub mod watch;
+pub mod validate;
 mod wire;
 
 use std::future::Future;
@@ -47,7 +49,12 @@ pub async fn run(
     let digest = snapshot.digest();
     let (rescan_tx, rescan_rx) = mpsc::channel(1);
     let (snapshot_tx, snapshot_rx) = mpsc::channel(4);
-    let (engine, handle, commands) = Engine::start(settings.clone(), snapshot, rescan_tx)?;
+    let (engine, handle, commands) = Engine::start(
+        settings.clone(),
+        snapshot,
+        rescan_tx,
+        Arc::new(expiry::SystemClock),
+    )?;
 
     let tracker = TaskTracker::new();
     let stop_watching = CancellationToken::new();

@@ -1,0 +1,170 @@
+//! Expiry timers: `expiring_soon` at `warn_before`, `expired` at the deadline. Deadlines
+//! are wall-clock times; the engine sleeps until the next one but never longer than
+//! [`MAX_SLEEP`], so a suspend or a clock jump is caught soon after wake-up. Nothing due,
+//! no timer at all.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cmdr_proto::EventKind;
+
+use crate::wire::timestamp;
+
+/// While a deadline is pending, the wall clock is re-read at least this often.
+pub const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// The wall clock, replaceable in tests.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// One account's deadline, as the engine sees it now.
+pub struct Deadline<'a> {
+    pub account: &'a str,
+    pub profile: &'a str,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fired {
+    at: DateTime<Utc>,
+    warned: bool,
+    expired: bool,
+}
+
+/// Which warnings were already given, so each fires once per token.
+#[derive(Debug, Default)]
+pub struct Timers {
+    fired: HashMap<String, Fired>,
+}
+
+impl Timers {
+    /// Events due at `now`, and the next wall-clock deadline.
+    pub fn poll<'a>(
+        &mut self,
+        deadlines: impl IntoIterator<Item = Deadline<'a>>,
+        now: DateTime<Utc>,
+        warn_before: chrono::Duration,
+    ) -> (Vec<EventKind>, Option<DateTime<Utc>>) {
+        let mut events = Vec::new();
+        let mut next: Option<DateTime<Utc>> = None;
+        let mut live = HashMap::new();
+        for d in deadlines {
+            let Some(at) = d.expires_at else { continue };
+            let mut fired = match self.fired.get(d.account) {
+                // A new token (or a new expiry) re-arms both warnings.
+                Some(f) if f.at == at => *f,
+                _ => Fired {
+                    at,
+                    warned: false,
+                    expired: false,
+                },
+            };
+            if now >= at {
+                if !fired.expired {
+                    events.push(EventKind::Expired {
+                        account: d.account.to_owned(),
+                        profile: d.profile.to_owned(),
+                        expires_at: timestamp(at),
+                    });
+                }
+                fired.expired = true;
+                fired.warned = true;
+            } else if now >= at - warn_before {
+                if !fired.warned {
+                    events.push(EventKind::ExpiringSoon {
+                        account: d.account.to_owned(),
+                        profile: d.profile.to_owned(),
+                        expires_at: timestamp(at),
+                    });
+                }
+                fired.warned = true;
+            }
+            let pending = if !fired.warned {
+                Some(at - warn_before)
+            } else if !fired.expired {
+                Some(at)
+            } else {
+                None
+            };
+            if let Some(p) = pending {
+                next = Some(next.map_or(p, |n| n.min(p)));
+            }
+            live.insert(d.account.to_owned(), fired);
+        }
+        self.fired = live;
+        (events, next)
+    }
+}
+
+/// How long to sleep for a wall-clock deadline: until it, but at most [`MAX_SLEEP`].
+pub fn sleep_for(deadline: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (deadline - now)
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+        .min(MAX_SLEEP)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    fn t(minute: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap() + chrono::Duration::minutes(minute)
+    }
+
+    fn names(events: &[EventKind]) -> Vec<String> {
+        events.iter().map(EventKind::type_name).collect()
+    }
+
+    #[test]
+    fn fires_once_each_and_rearms_on_a_new_token() {
+        let warn = chrono::Duration::minutes(15);
+        let mut timers = Timers::default();
+        let at = t(60);
+        let d = |exp| Deadline {
+            account: "acme",
+            profile: "acme",
+            expires_at: Some(exp),
+        };
+        let (ev, next) = timers.poll([d(at)], t(0), warn);
+        assert!(ev.is_empty());
+        assert_eq!(next, Some(t(45)));
+        let (ev, next) = timers.poll([d(at)], t(45), warn);
+        assert_eq!(names(&ev), ["expiring_soon"]);
+        assert_eq!(next, Some(t(60)));
+        let (ev, _) = timers.poll([d(at)], t(50), warn);
+        assert!(ev.is_empty(), "fires once");
+        let (ev, next) = timers.poll([d(at)], t(61), warn);
+        assert_eq!(names(&ev), ["expired"]);
+        assert_eq!(next, None, "nothing due: no timer");
+        // A new token re-arms.
+        let (ev, next) = timers.poll([d(t(180))], t(62), warn);
+        assert!(ev.is_empty());
+        assert_eq!(next, Some(t(165)));
+        // A jump far past both deadlines gives only `expired`.
+        let (ev, _) = timers.poll([d(t(180))], t(500), warn);
+        assert_eq!(names(&ev), ["expired"]);
+    }
+
+    #[test]
+    fn sleeps_are_capped() {
+        assert_eq!(sleep_for(t(60), t(0)), MAX_SLEEP);
+        assert_eq!(sleep_for(t(0), t(60)), Duration::ZERO);
+        assert_eq!(
+            sleep_for(t(0) + chrono::Duration::seconds(5), t(0)),
+            Duration::from_secs(5)
+        );
+    }
+}
