@@ -19,5 +19,7 @@ mod protocol;
 mod doctor;
 // No secret in logs, state, events or output.
 mod secrets;
+// STS validation against moto and loopback stubs; expiry events; prompt.
+mod sts;
 // One test per fixed bug.
 mod regression;

@@ -50,8 +50,11 @@ impl Sandbox {
         // No test may reach real AWS: validation is opt-in per test (against moto).
         let conf = home.join(".config/cmdr");
         std::fs::create_dir_all(&conf).expect("config dir");
-        std::fs::write(conf.join("config.toml"), "[daemon]\nvalidate_on_change = false\n")
-            .expect("config");
+        std::fs::write(
+            conf.join("config.toml"),
+            "[daemon]\nvalidate_on_change = false\n",
+        )
+        .expect("config");
         Sandbox {
             aws: home.join(".aws"),
             data_dir: home.join(".local/share/cmdr"),

@@ -186,7 +186,9 @@ pub enum IdentityCheck {
     First,
     Same,
     /// A different AWS account: the account is `invalid` until accepted.
-    Changed { old: String },
+    Changed {
+        old: String,
+    },
 }
 
 /// An account-level change, to be published as an event.
@@ -625,9 +627,17 @@ mod tests {
         let now = Utc::now();
         let v = view("one");
         let mut accounts = Accounts::default();
-        accounts.add(spec("a", OnChange::Ask), &v, now).expect("add");
-        assert_eq!(accounts.record_identity("a", "111"), Ok(IdentityCheck::First));
-        assert_eq!(accounts.record_identity("a", "111"), Ok(IdentityCheck::Same));
+        accounts
+            .add(spec("a", OnChange::Ask), &v, now)
+            .expect("add");
+        assert_eq!(
+            accounts.record_identity("a", "111"),
+            Ok(IdentityCheck::First)
+        );
+        assert_eq!(
+            accounts.record_identity("a", "111"),
+            Ok(IdentityCheck::Same)
+        );
         assert_eq!(
             accounts.record_identity("a", "222"),
             Ok(IdentityCheck::Changed { old: "111".into() })
@@ -635,8 +645,14 @@ mod tests {
         assert_eq!(state(&accounts, "a", &v), AccountState::Invalid);
         accounts.accept("a", &v, now).expect("accept");
         assert_eq!(state(&accounts, "a", &v), AccountState::Ok);
-        assert_eq!(accounts.get("a").expect("a").account_id.as_deref(), Some("222"));
-        assert_eq!(accounts.record_identity("a", "222"), Ok(IdentityCheck::Same));
+        assert_eq!(
+            accounts.get("a").expect("a").account_id.as_deref(),
+            Some("222")
+        );
+        assert_eq!(
+            accounts.record_identity("a", "222"),
+            Ok(IdentityCheck::Same)
+        );
         accounts.mark_invalid("a", "rejected").expect("mark");
         assert_eq!(state(&accounts, "a", &v), AccountState::Invalid);
     }

@@ -9,8 +9,7 @@ mod sdk;
 
 pub use account::{
     Account, AccountChange, AccountError, AccountPatch, AccountState, Accounts, IdentityCheck,
-    NewAccount,
-    OnChange, Target,
+    NewAccount, OnChange, Target,
 };
 pub use diff::{ProfileChange, diff};
 pub use expiry::{Expiry, ExpirySource, format_duration, parse_duration};

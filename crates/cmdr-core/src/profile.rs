@@ -283,7 +283,10 @@ fn resolve_source_profile_expiry(view: &mut ProfileView) {
                 break;
             };
             if let Some(at) = next.expiry.as_ref().and_then(|e| e.at) {
-                found.push((name.clone(), Expiry::at(at, ExpirySource::SourceProfile(source.clone()))));
+                found.push((
+                    name.clone(),
+                    Expiry::at(at, ExpirySource::SourceProfile(source.clone())),
+                ));
                 break;
             }
             current = next;
@@ -766,7 +769,10 @@ mod tests {
                 "[a]\n{KEYS}aws_session_token = t\nx_security_token_expires = 2026-11-29T10:00:00Z\n"
             ),
         );
-        let r1 = v.get("r1").and_then(|p| p.expiry.clone()).expect("r1 expiry");
+        let r1 = v
+            .get("r1")
+            .and_then(|p| p.expiry.clone())
+            .expect("r1 expiry");
         assert_eq!(r1.source.label(), "source_profile:a");
         assert!(v.get("c1").and_then(|p| p.expiry.clone()).is_none());
 
@@ -797,7 +803,10 @@ mod tests {
 
         // Legacy SSO profiles: the cache file is named by the start URL's hash.
         let mut cache = BTreeMap::new();
-        let name = format!("{}.json", hex::encode(sha1::Sha1::digest(b"https://legacy")));
+        let name = format!(
+            "{}.json",
+            hex::encode(sha1::Sha1::digest(b"https://legacy"))
+        );
         cache.insert(
             name,
             br#"{"accessToken":"tok","expiresAt":"2026-11-29T10:00:00Z","region":"x"}"#.to_vec(),
@@ -809,7 +818,10 @@ mod tests {
         })
         .expect("parses");
         let e = v.get("l").and_then(|p| p.expiry.clone()).expect("expiry");
-        assert_eq!(e.at.map(|a| a.to_rfc3339()).as_deref(), Some("2026-11-29T10:00:00+00:00"));
+        assert_eq!(
+            e.at.map(|a| a.to_rfc3339()).as_deref(),
+            Some("2026-11-29T10:00:00+00:00")
+        );
         // No cache file: no expiry, no fingerprint, no error.
         let v = parse_view(Inputs {
             config: b"[profile l]\nsso_start_url = https://other\nsso_account_id = 1\n",
@@ -817,6 +829,9 @@ mod tests {
             sso_cache: &cache,
         })
         .expect("parses");
-        assert!(v.get("l").is_some_and(|p| p.expiry.is_none() && p.fingerprint.is_none()));
+        assert!(
+            v.get("l")
+                .is_some_and(|p| p.expiry.is_none() && p.fingerprint.is_none())
+        );
     }
 }

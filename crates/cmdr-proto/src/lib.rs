@@ -89,7 +89,9 @@ pub enum Request {
     Subscribe,
     Unsubscribe,
     /// STS GetCallerIdentity with the account's credentials against its target.
-    Validate { name: String },
+    Validate {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

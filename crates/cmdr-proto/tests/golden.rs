@@ -49,6 +49,7 @@ fn client_messages() -> Vec<ClientMessage> {
         Request::Accept { name: "a".into() },
         Request::Subscribe,
         Request::Unsubscribe,
+        Request::Validate { name: "a".into() },
     ];
     let mut out = vec![ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
@@ -177,6 +178,11 @@ fn server_messages() -> Vec<ServerMessage> {
         Response::Account(account_info()),
         Response::Subscribed,
         Response::Done,
+        Response::Validated(Identity {
+            account_id: "123456789012".into(),
+            arn: "arn:aws:sts::123456789012:user/moto".into(),
+            user_id: "AIDAEXAMPLE".into(),
+        }),
     ];
     let mut out = vec![
         ServerMessage::Welcome(Welcome {

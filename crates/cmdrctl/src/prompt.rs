@@ -90,9 +90,21 @@ mod tests {
             .expect("time")
             .with_timezone(&Utc);
         let cases = [
-            (info("ok", Some("2026-11-29T12:12:30Z")), "{account} {left}", "acme 3h12m"),
-            (info("expired", Some("2026-11-29T08:00:00Z")), "{account} {left}", "acme EXPIRED"),
-            (info("ok", Some("2026-11-29T08:00:00Z")), "{account} {left}", "acme EXPIRED"),
+            (
+                info("ok", Some("2026-11-29T12:12:30Z")),
+                "{account} {left}",
+                "acme 3h12m",
+            ),
+            (
+                info("expired", Some("2026-11-29T08:00:00Z")),
+                "{account} {left}",
+                "acme EXPIRED",
+            ),
+            (
+                info("ok", Some("2026-11-29T08:00:00Z")),
+                "{account} {left}",
+                "acme EXPIRED",
+            ),
             (info("changed", None), "{account} {left}", "acme CHANGED"),
             (info("ok", None), "{account} {left}", "acme"),
             (info("ok", None), "[{profile}@{region}]", "[acme@eu-west-1]"),

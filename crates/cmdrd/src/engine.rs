@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cmdr_core::{
-    AccountChange, AccountPatch, Accounts, IdentityCheck, Expiry, FileKind, NewAccount, Profile, ProfileView, diff,
-    profile,
+    AccountChange, AccountPatch, Accounts, Expiry, FileKind, IdentityCheck, NewAccount, Profile,
+    ProfileView, diff, profile,
 };
 use cmdr_proto::{
     AccountInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome, PROTOCOL_VERSION,
@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::expiry::{self, Clock, Deadline, Timers};
-use crate::validate::{self, Failure, Identity, Job};
 use crate::store::{Seen, Store, StoredState};
+use crate::validate::{self, Failure, Identity, Job};
 use crate::watch::{FileRead, Snapshot};
 use crate::wire::{
     account_event, bad_request, error_reply, on_change_from, profile_event, target_from_spec,
@@ -215,9 +215,9 @@ impl Engine {
     fn start_validation(&mut self, name: &str, waiter: Option<oneshot::Sender<Outcome>>) {
         let Ok(account) = self.accounts.get(name) else {
             if let Some(waiter) = waiter {
-                let _ = waiter.send(Outcome::Err(error_reply(&cmdr_core::AccountError::NotFound(
-                    name.to_owned(),
-                ))));
+                let _ = waiter.send(Outcome::Err(error_reply(
+                    &cmdr_core::AccountError::NotFound(name.to_owned()),
+                )));
             }
             return;
         };

@@ -8,8 +8,8 @@ pub mod expiry;
 pub mod server;
 pub mod session;
 pub mod store;
-pub mod watch;
 pub mod validate;
+pub mod watch;
 mod wire;
 
 use std::future::Future;

@@ -145,7 +145,10 @@ fn add_file(file: &Path, dirs: &mut BTreeSet<PathBuf>, depth: usize) {
             parent.join(target)
         };
         // `../dotfiles/credentials` is resolved by the kernel, not lexically.
-        let target = match (target.parent().map(std::fs::canonicalize), target.file_name()) {
+        let target = match (
+            target.parent().map(std::fs::canonicalize),
+            target.file_name(),
+        ) {
             (Some(Ok(dir)), Some(name)) => dir.join(name),
             _ => target,
         };

@@ -110,12 +110,18 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
     let kind = next_kind(&mut events).await;
     assert!(matches!(kind, EventKind::ExpiringSoon { .. }), "{kind:?}");
     let late = clock.now() - (expires - chrono::Duration::minutes(15));
-    assert!(late >= chrono::Duration::zero() && late <= chrono::Duration::seconds(1), "{late}");
+    assert!(
+        late >= chrono::Duration::zero() && late <= chrono::Duration::seconds(1),
+        "{late}"
+    );
 
     let kind = next_kind(&mut events).await;
     assert!(matches!(kind, EventKind::Expired { .. }), "{kind:?}");
     let late = clock.now() - expires;
-    assert!(late >= chrono::Duration::zero() && late <= chrono::Duration::seconds(1), "{late}");
+    assert!(
+        late >= chrono::Duration::zero() && late <= chrono::Duration::seconds(1),
+        "{late}"
+    );
 
     // A new token re-arms; then the wall clock jumps 3 hours (suspend) while the
     // monotonic clock barely moves: `expired` must still come within a minute.
@@ -132,7 +138,11 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
     *clock.jump.lock().expect("lock") += chrono::Duration::hours(3);
     let kind = next_kind(&mut events).await;
     assert!(matches!(kind, EventKind::Expired { .. }), "{kind:?}");
-    assert!(before.elapsed() <= Duration::from_secs(60), "{:?}", before.elapsed());
+    assert!(
+        before.elapsed() <= Duration::from_secs(60),
+        "{:?}",
+        before.elapsed()
+    );
 
     // Nothing is due any more: the engine sleeps without a timer (no event within a day).
     let quiet = tokio::time::timeout(Duration::from_secs(86_400), events.recv()).await;
