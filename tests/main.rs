@@ -21,5 +21,9 @@ mod doctor;
 mod secrets;
 // STS validation against moto and loopback stubs; expiry events; prompt.
 mod sts;
+// env, exec, credential-process: real shells, a real child, the real AWS CLI.
+mod handout;
+// paste: byte-preserving, locked, atomic edits of the credentials file.
+mod paste;
 // One test per fixed bug.
 mod regression;

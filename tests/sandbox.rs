@@ -121,7 +121,12 @@ impl Sandbox {
     }
 
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(bin(program));
+        self.external(bin(program))
+    }
+
+    /// Any program, with the sandbox's environment (HOME, XDG dirs, socket).
+    pub fn external(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
         self.env(&mut cmd);
         cmd
     }

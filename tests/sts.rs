@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use crate::sandbox::{Sandbox, creds, stderr};
 
 /// A `moto_server` on a free loopback port, killed on drop.
-struct Moto {
+pub struct Moto {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Moto {
-    fn start(env: &[(&str, &str)]) -> Moto {
+    pub fn start(env: &[(&str, &str)]) -> Moto {
         let port = free_port();
         let mut cmd = Command::new("moto_server");
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod diff;
 pub mod expiry;
+pub mod paste;
 pub mod profile;
 mod sdk;
 

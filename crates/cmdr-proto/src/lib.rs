@@ -92,6 +92,13 @@ pub enum Request {
     Validate {
         name: String,
     },
+    /// The account's accepted credentials, for `env`, `exec` and `credential-process`.
+    /// Refused while the account is `changed`, `expired`, `missing` or `invalid` unless
+    /// `force`.
+    Credentials {
+        name: String,
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +111,35 @@ pub enum Response {
     Subscribed,
     Done,
     Validated(Identity),
+    Credentials(HandOut),
+}
+
+/// Secrets for one account. `Debug` is redacted and memory is zeroed on drop; it only
+/// ever travels to a client of the same uid, in answer to `Request::Credentials`.
+#[derive(
+    Clone, PartialEq, Eq, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop,
+)]
+pub struct HandOut {
+    pub account: String,
+    pub profile: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub expires_at: Option<String>,
+}
+
+impl std::fmt::Debug for HandOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandOut")
+            .field("account", &self.account)
+            .field("profile", &self.profile)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What STS says the credentials are. `validate --json` prints exactly this.
@@ -123,6 +159,8 @@ pub enum ErrorCode {
     BadRequest,
     Internal,
     ValidationFailed,
+    /// The account's credentials are not handed out in its current state.
+    NotAccepted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,7 +2,9 @@
 //! (clap), 3 daemon not reachable.
 
 mod doctor;
+mod handout;
 mod output;
+mod paste;
 mod prompt;
 
 use std::path::PathBuf;
@@ -53,6 +55,50 @@ enum Command {
         /// Template with {account}, {left}, {state}, {profile}, {region}.
         #[arg(long, default_value = "{account} {left}")]
         format: String,
+    },
+    /// Print shell lines that set the account's accepted credentials, region and endpoint:
+    /// `eval "$(cmdrctl env acme)"`.
+    Env {
+        name: String,
+        /// bash, zsh, fish or powershell (default: from $SHELL).
+        #[arg(long, value_parser = ["bash", "zsh", "sh", "fish", "powershell", "pwsh"])]
+        shell: Option<String>,
+        /// Hand out the accepted credentials even while the account is changed or expired.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run a command with the account's accepted credentials in its environment.
+    Exec {
+        name: String,
+        /// Hand out the accepted credentials even while the account is changed or expired.
+        #[arg(long)]
+        force: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Print the account's credentials for an SDK: `credential_process = cmdrctl
+    /// credential-process acme`.
+    CredentialProcess {
+        name: String,
+        /// Hand out the accepted credentials even while the account is changed or expired.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Read an "Option 2" block on stdin and write it into the credentials file.
+    Paste {
+        /// Profile to write (default: the block's `[header]`).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Record when the session ends, e.g. 12h.
+        #[arg(long, value_name = "DURATION", conflicts_with = "expires_at")]
+        expires_in: Option<String>,
+        /// Record when the session ends, RFC 3339.
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<String>,
+        /// Config file of cmdr (default: $XDG_CONFIG_HOME/cmdr/config.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
     },
     /// Check both AWS files without the daemon: problems with path and line.
     Doctor {
@@ -165,6 +211,40 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     let json = cli.json;
     let request = match cli.command {
         Command::Doctor { config } => return Ok(doctor::run(config.as_deref(), json)),
+        Command::Paste {
+            profile,
+            expires_in,
+            expires_at,
+            config,
+        } => {
+            return Ok(paste::run(paste::Options {
+                config: config.as_deref(),
+                profile,
+                expires_in,
+                expires_at,
+            }));
+        }
+        Command::Env { name, shell, force } => {
+            let handout = credentials(&socket, name, force).await?;
+            print!(
+                "{}",
+                handout::env_lines(&handout, handout::Shell::pick(shell.as_deref()))
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Exec {
+            name,
+            force,
+            command,
+        } => {
+            let handout = credentials(&socket, name, force).await?;
+            return Ok(handout::exec(&handout, &command));
+        }
+        Command::CredentialProcess { name, force } => {
+            let handout = credentials(&socket, name, force).await?;
+            println!("{}", handout::credential_process_json(&handout));
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Watch => return watch(Client::connect(&socket, "cmdrctl").await?, json).await,
         Command::Status => Request::Status,
         Command::Profiles => Request::Profiles,
@@ -238,9 +318,23 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             }
         }
         Response::Validated(identity) => output::identity(&identity, json),
-        Response::Subscribed => {}
+        Response::Subscribed | Response::Credentials(_) => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn credentials(
+    socket: &std::path::Path,
+    name: String,
+    force: bool,
+) -> Result<cmdr_proto::HandOut, ClientError> {
+    let mut client = Client::connect(socket, "cmdrctl").await?;
+    match client.request(Request::Credentials { name, force }).await? {
+        Response::Credentials(handout) => Ok(handout),
+        _ => Err(ClientError::Proto(cmdr_proto::ProtoError::Malformed(
+            "unexpected answer to a credentials request".to_owned(),
+        ))),
+    }
 }
 
 async fn watch(mut client: Client, json: bool) -> Result<ExitCode, ClientError> {

@@ -646,6 +646,7 @@ impl Engine {
                 }
                 accepted.and_then(|_| self.show(&name))
             }
+            Request::Credentials { name, force } => self.hand_out(&name, force),
             Request::Subscribe | Request::Unsubscribe => {
                 Err(bad_request("subscriptions are handled by the session"))
             }
@@ -654,6 +655,68 @@ impl Engine {
             Ok(response) => Outcome::Ok(response),
             Err(err) => Outcome::Err(err),
         });
+    }
+
+    /// The accepted credentials of an account, refused in states where they would be the
+    /// wrong ones unless `force`. Never logged.
+    fn hand_out(&self, name: &str, force: bool) -> Result<Response, ErrorReply> {
+        let account = self.accounts.get(name).map_err(|e| error_reply(&e))?;
+        let info = self.account_info(account);
+        let refuse = |message: String| ErrorReply {
+            code: ErrorCode::NotAccepted,
+            message,
+        };
+        if !force {
+            let why = match info.state.as_str() {
+                "changed" => Some(format!(
+                    "the file holds a new token for `{name}` that it has not accepted: run `cmdrctl accept {name}` (or pass --force for the previously accepted one)"
+                )),
+                "expired" => Some(format!(
+                    "the accepted token of `{name}` expired at {}: paste a new one, then run `cmdrctl accept {name}`",
+                    info.expires_at.as_deref().unwrap_or("?")
+                )),
+                "missing" => Some(format!(
+                    "profile `{}` of account `{name}` is gone from the AWS files: restore it, then run `cmdrctl accept {name}`",
+                    account.profile
+                )),
+                "invalid" => Some(format!(
+                    "{}; after fixing it, run `cmdrctl accept {name}`",
+                    account
+                        .invalid
+                        .as_deref()
+                        .unwrap_or("STS rejected the credentials")
+                )),
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(refuse(why));
+            }
+        }
+        let Some(credentials) = &account.accepted_credentials else {
+            let kind = self
+                .view
+                .get(&account.profile)
+                .map_or("missing", |p| p.kind.label());
+            return Err(refuse(format!(
+                "no accepted keys for `{name}`: profile `{}` (kind {kind}) has no access keys in the files, or its accepted token is no longer there; run `cmdrctl accept {name}` once it has",
+                account.profile
+            )));
+        };
+        // The expiry shown belongs to the file's token: only valid if that is the accepted one.
+        let expires_at = (info.fingerprint == info.accepted_fingerprint)
+            .then_some(info.expires_at)
+            .flatten();
+        tracing::info!(account = name, "handed out credentials to a client");
+        Ok(Response::Credentials(cmdr_proto::HandOut {
+            account: name.to_owned(),
+            profile: account.profile.clone(),
+            access_key_id: credentials.access_key_id.clone(),
+            secret_access_key: credentials.secret_access_key.clone(),
+            session_token: credentials.session_token.clone(),
+            region: account.region.clone(),
+            endpoint: account.target.endpoint().map(str::to_owned),
+            expires_at,
+        }))
     }
 
     fn show(&self, name: &str) -> Result<Response, ErrorReply> {

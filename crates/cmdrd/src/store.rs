@@ -128,8 +128,14 @@ impl Store {
 }
 
 /// Replaces `path` with `bytes` atomically: a temp file in the same directory, fsync,
-/// rename over the target, fsync of the directory. New files get `mode`.
+/// rename over the target, fsync of the directory. An existing file keeps its mode; a new
+/// one gets `mode`. `path` must not be a symlink (resolve it first).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    let mode = {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path).map_or(mode, |m| m.permissions().mode() & 0o7777)
+    };
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -149,6 +155,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
             options.mode(mode);
         }
         let mut file = options.open(&tmp)?;
+        #[cfg(unix)]
+        {
+            // The umask may have narrowed the mode at creation: set it exactly.
+            use std::os::unix::fs::PermissionsExt as _;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);

@@ -1,0 +1,170 @@
+//! Handing an account's accepted credentials to tools: `env` (shell lines), `exec` (a child
+//! with them in its environment) and `credential-process` (the JSON the SDKs expect).
+//! Secrets go to stdout or the child only, never to stderr or a log.
+
+use std::process::ExitCode;
+
+use cmdr_proto::HandOut;
+
+/// The variables cmdr owns; those without a value are unset.
+fn variables(h: &HandOut) -> Vec<(&'static str, Option<String>)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", Some(h.access_key_id.clone())),
+        ("AWS_SECRET_ACCESS_KEY", Some(h.secret_access_key.clone())),
+        ("AWS_SESSION_TOKEN", h.session_token.clone()),
+        // The legacy name some tools still read: never leave a stale one behind.
+        ("AWS_SECURITY_TOKEN", None),
+        ("AWS_REGION", h.region.clone()),
+        ("AWS_DEFAULT_REGION", h.region.clone()),
+        ("AWS_ENDPOINT_URL", h.endpoint.clone()),
+        ("AWS_CREDENTIAL_EXPIRATION", h.expires_at.clone()),
+        ("CMDR_ACCOUNT", Some(h.account.clone())),
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shell {
+    Posix,
+    Fish,
+    Pwsh,
+}
+
+impl Shell {
+    /// From `--shell`, else from `$SHELL`, else POSIX.
+    pub fn pick(flag: Option<&str>) -> Shell {
+        let name = flag.map(str::to_owned).or_else(|| {
+            std::env::var("SHELL").ok().and_then(|s| {
+                std::path::Path::new(&s)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+        });
+        match name.as_deref() {
+            Some("fish") => Shell::Fish,
+            Some("powershell" | "pwsh") => Shell::Pwsh,
+            _ => Shell::Posix,
+        }
+    }
+}
+
+/// Single-quoted for each shell, so no character is interpreted.
+pub fn quote(shell: Shell, value: &str) -> String {
+    match shell {
+        Shell::Posix => format!("'{}'", value.replace('\'', r"'\''")),
+        Shell::Fish => format!("'{}'", value.replace('\\', r"\\").replace('\'', r"\'")),
+        Shell::Pwsh => format!("'{}'", value.replace('\'', "''")),
+    }
+}
+
+pub fn env_lines(h: &HandOut, shell: Shell) -> String {
+    let mut out = String::new();
+    for (name, value) in variables(h) {
+        let line = match (shell, value) {
+            (Shell::Posix, Some(v)) => format!("export {name}={}", quote(shell, &v)),
+            (Shell::Posix, None) => format!("unset {name}"),
+            (Shell::Fish, Some(v)) => format!("set -gx {name} {}", quote(shell, &v)),
+            (Shell::Fish, None) => format!("set -e {name}"),
+            (Shell::Pwsh, Some(v)) => format!("$env:{name} = {}", quote(shell, &v)),
+            (Shell::Pwsh, None) => {
+                format!("Remove-Item Env:{name} -ErrorAction SilentlyContinue")
+            }
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// `credential_process` output: `Version` is the number 1.
+pub fn credential_process_json(h: &HandOut) -> String {
+    let mut map = serde_json::Map::new();
+    map.insert("Version".into(), 1.into());
+    map.insert("AccessKeyId".into(), h.access_key_id.clone().into());
+    map.insert("SecretAccessKey".into(), h.secret_access_key.clone().into());
+    if let Some(token) = &h.session_token {
+        map.insert("SessionToken".into(), token.clone().into());
+    }
+    if let Some(at) = &h.expires_at {
+        map.insert("Expiration".into(), at.clone().into());
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+/// Replaces this process with `command` (no shell in between): signals reach it directly
+/// and its exit code is ours. Returns only on failure.
+pub fn exec(h: &HandOut, command: &[String]) -> ExitCode {
+    let Some((program, args)) = command.split_first() else {
+        eprintln!("cmdrctl: exec needs a command after `--`");
+        return ExitCode::from(2);
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    for (name, value) in variables(h) {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt as _;
+        let err = cmd.exec();
+        eprintln!("cmdrctl: cannot run `{program}`: {err}");
+        ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        match cmd.status() {
+            Ok(status) => ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8),
+            Err(err) => {
+                eprintln!("cmdrctl: cannot run `{program}`: {err}");
+                ExitCode::from(127)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handout() -> HandOut {
+        HandOut {
+            account: "acme".into(),
+            profile: "acme".into(),
+            access_key_id: "ASIA1".into(),
+            secret_access_key: "a'b\"c$d\\e f".into(),
+            session_token: None,
+            region: Some("eu-west-1".into()),
+            endpoint: None,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn quoting() {
+        let v = "a'b\"c$d\\e f";
+        assert_eq!(quote(Shell::Posix, v), r#"'a'\''b"c$d\e f'"#);
+        assert_eq!(quote(Shell::Fish, v), r#"'a\'b"c$d\\e f'"#);
+        assert_eq!(quote(Shell::Pwsh, v), r#"'a''b"c$d\e f'"#);
+    }
+
+    #[test]
+    fn env_sets_and_unsets() {
+        let text = env_lines(&handout(), Shell::Posix);
+        assert!(text.contains("export AWS_REGION='eu-west-1'\n"));
+        assert!(text.contains("unset AWS_SESSION_TOKEN\n"));
+        assert!(text.contains("unset AWS_ENDPOINT_URL\n"));
+        assert!(text.contains("export CMDR_ACCOUNT='acme'\n"));
+        let json = credential_process_json(&handout());
+        assert!(
+            json.starts_with(r#"{"Version":1,"AccessKeyId":"ASIA1""#),
+            "{json}"
+        );
+        assert!(!json.contains("SessionToken") && !json.contains("Expiration"));
+    }
+}

@@ -1,0 +1,190 @@
+//! env, exec and credential-process hand out the accepted credentials, to real shells, a
+//! real child process and the real AWS CLI; refused while the account is `changed`.
+
+use std::os::unix::process::ExitStatusExt as _;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::sandbox::{Sandbox, creds, stderr, stdout};
+
+/// A secret that needs quoting in every shell.
+const NASTY_SECRET: &str = r#"wJal'r"X$U`t\n F;|&"#;
+
+fn nasty() -> (Sandbox, String) {
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    sb.write_credentials(&format!(
+        "[acme]\naws_access_key_id = ASIAEXAMPLEKEY\naws_secret_access_key = {NASTY_SECRET}\naws_session_token = TOKEN-ONE\n\
+         [static]\naws_access_key_id = AKIASTATICKEY\naws_secret_access_key = plain\n"
+    ));
+    sb.start();
+    sb.add_account("acme", &["--region", "eu-west-1", "--localstack"]);
+    let out = sb.ctl(&["accounts", "add", "static", "--profile", "static"]);
+    assert!(out.status.success());
+    let ctl = crate::sandbox::bin("cmdrctl").display().to_string();
+    (sb, ctl)
+}
+
+const PRINT: &str = "AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION AWS_ENDPOINT_URL CMDR_ACCOUNT";
+
+fn expected_acme() -> Vec<String> {
+    [
+        "ASIAEXAMPLEKEY",
+        NASTY_SECRET,
+        "TOKEN-ONE",
+        "eu-west-1",
+        "eu-west-1",
+        "http://localhost:4566",
+        "acme",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+fn values(out: &std::process::Output) -> Vec<String> {
+    stdout(out).lines().map(str::to_owned).collect()
+}
+
+fn have(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn env_is_evaluated_by_real_shells() {
+    let (sb, ctl) = nasty();
+    let posix = |shell: &str| {
+        let script = format!(
+            "export AWS_SESSION_TOKEN=stale; eval \"$('{ctl}' env acme --shell {shell})\"; for v in {PRINT}; do eval \"printf '%s\\n' \\\"\\${{$v}}\\\"\"; done"
+        );
+        sb.external(shell)
+            .args(["-c", &script])
+            .output()
+            .expect(shell)
+    };
+    let out = posix("bash");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(values(&out), expected_acme());
+    if have("zsh") {
+        let out = posix("zsh");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(values(&out), expected_acme());
+    }
+    if have("fish") {
+        let script = format!(
+            "set -gx AWS_SESSION_TOKEN stale; '{ctl}' env acme --shell fish | source; for v in {PRINT}; printf '%s\\n' $$v; end"
+        );
+        let out = sb
+            .external("fish")
+            .args(["-c", &script])
+            .output()
+            .expect("fish");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(values(&out), expected_acme());
+    }
+    // A static account unsets what does not apply, e.g. a stale session token.
+    let script = format!(
+        "export AWS_SESSION_TOKEN=stale AWS_ENDPOINT_URL=http://old; eval \"$('{ctl}' env static --shell bash)\"; echo \"[${{AWS_SESSION_TOKEN-unset}}] [${{AWS_ENDPOINT_URL-unset}}] [$AWS_ACCESS_KEY_ID]\""
+    );
+    let out = sb
+        .external("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("bash");
+    assert_eq!(stdout(&out).trim(), "[unset] [unset] [AKIASTATICKEY]");
+}
+
+#[test]
+fn exec_passes_env_exit_code_and_signals() {
+    let (sb, _) = nasty();
+    let out = sb.ctl(&[
+        "exec",
+        "acme",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s' \"$AWS_SECRET_ACCESS_KEY\"; exit 42",
+    ]);
+    assert_eq!(out.status.code(), Some(42));
+    assert_eq!(stdout(&out), NASTY_SECRET);
+
+    let out = sb.ctl(&["exec", "acme", "--", "no-such-program-cmdr"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("no-such-program-cmdr"));
+
+    // The child replaces cmdrctl: a signal to "cmdrctl" reaches it directly.
+    let mut child = sb
+        .command("cmdrctl")
+        .args(["exec", "acme", "--", "sleep", "30"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill with a valid pid and signal has no memory effects.
+    unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+}
+
+#[test]
+fn refused_while_changed_unless_forced() {
+    let (sb, _) = nasty();
+    let mut watch = sb.watch();
+    sb.write_credentials(&creds("acme", "TOKEN-TWO"));
+    watch.wait_type("token_changed");
+    for args in [
+        vec!["env", "acme"],
+        vec!["credential-process", "acme"],
+        vec!["exec", "acme", "--", "true"],
+    ] {
+        let out = sb.ctl(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains("cmdrctl accept acme"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty());
+    }
+    // --force hands out the previously accepted token, not the new one.
+    let out = sb.ctl(&["credential-process", "acme", "--force"]);
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["SessionToken"], "TOKEN-ONE");
+    assert!(sb.ctl(&["accept", "acme"]).status.success());
+    let json: serde_json::Value =
+        serde_json::from_slice(&sb.ctl(&["credential-process", "acme"]).stdout).expect("json");
+    assert_eq!(json["SessionToken"], "TOKEN-TWO");
+    assert_eq!(json["Version"], 1);
+}
+
+#[test]
+fn credential_process_feeds_the_real_aws_cli() {
+    let moto = crate::sts::Moto::start(&[]);
+    let (sb, ctl) = nasty();
+    std::fs::write(
+        sb.config(),
+        format!("[profile viacmdr]\ncredential_process = {ctl} credential-process static\nregion = us-east-1\n"),
+    )
+    .expect("config");
+    let out = sb
+        .external("aws")
+        .args([
+            "sts",
+            "get-caller-identity",
+            "--profile",
+            "viacmdr",
+            "--endpoint-url",
+            &moto.url,
+            "--output",
+            "json",
+        ])
+        .output()
+        .expect("aws cli (pip install awscli; scripts/test does)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let identity: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(identity["Account"], "123456789012");
+}
