@@ -25,5 +25,7 @@ mod sts;
 mod handout;
 // paste: byte-preserving, locked, atomic edits of the credentials file.
 mod paste;
+// Start at login: unit, plist, service dry runs, completions, man pages, versions.
+mod service;
 // One test per fixed bug.
 mod regression;

@@ -1,11 +1,13 @@
 //! cmdrctl: the command line over cmdr-client. Exit codes: 0 ok, 1 failure, 2 usage error
 //! (clap), 3 daemon not reachable.
 
+mod assets;
 mod doctor;
 mod handout;
 mod output;
 mod paste;
 mod prompt;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +22,7 @@ const EXIT_NO_DAEMON: u8 = 3;
 /// Talk to cmdrd, the AWS credentials daemon.
 #[derive(Debug, Parser)]
 #[command(name = "cmdrctl", version, about, propagate_version = true)]
-struct Cli {
+pub struct Cli {
     /// Socket of the daemon (default: $XDG_RUNTIME_DIR/cmdr/cmdrd.sock).
     #[arg(long, global = true, env = "CMDR_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
@@ -99,6 +101,28 @@ enum Command {
         /// Config file of cmdr (default: $XDG_CONFIG_HOME/cmdr/config.toml).
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
+    },
+    /// Register cmdrd to start at login (systemd user unit, launchd agent).
+    Service {
+        #[command(subcommand)]
+        action: service::Action,
+        /// Print the files and commands instead of doing anything.
+        #[arg(long, global = true)]
+        dry_run: bool,
+        /// Generate for another platform (with --dry-run).
+        #[arg(long, global = true, value_enum)]
+        platform: Option<service::Platform>,
+    },
+    /// Print shell completions for cmdrctl.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages and completions of both binaries under DIR (for packages).
+    #[command(hide = true)]
+    GenerateAssets {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Check both AWS files without the daemon: problems with path and line.
     Doctor {
@@ -211,6 +235,16 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     let json = cli.json;
     let request = match cli.command {
         Command::Doctor { config } => return Ok(doctor::run(config.as_deref(), json)),
+        Command::Service {
+            action,
+            dry_run,
+            platform,
+        } => return Ok(service::run(action, platform, dry_run)),
+        Command::Completions { shell } => {
+            assets::completions(shell, &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::GenerateAssets { out } => return Ok(assets::generate(&out)),
         Command::Paste {
             profile,
             expires_in,

@@ -2,6 +2,7 @@
 //! socket server, and stops them in order when `shutdown` resolves. `main.rs` is thin, so
 //! tests can run the daemon in-process with their own paths.
 
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod expiry;

@@ -1,24 +1,11 @@
 //! The cmdrd binary: arguments, logging, signals; everything else is in the library.
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
+use cmdrd::cli::Args;
 use tracing_subscriber::EnvFilter;
-
-/// cmdr's per-user daemon: watches the AWS config and credentials files and pushes
-/// account events to clients over a local socket.
-#[derive(Debug, Parser)]
-#[command(name = "cmdrd", version, about)]
-struct Args {
-    /// Socket path (default: $XDG_RUNTIME_DIR/cmdr/cmdrd.sock).
-    #[arg(long, env = "CMDR_SOCKET", value_name = "PATH")]
-    socket: Option<PathBuf>,
-    /// Config file (default: $XDG_CONFIG_HOME/cmdr/config.toml).
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -42,7 +29,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(cmdrd::run(settings, shutdown_signal(), || {})) {
+    let ready = || {
+        // Type=notify units wait for this; without NOTIFY_SOCKET it does nothing.
+        if let Err(err) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+            tracing::warn!(error = %err, "could not notify systemd");
+        }
+    };
+    let result = runtime.block_on(cmdrd::run(settings, shutdown_signal(), ready));
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("cmdrd: {err:#}");

@@ -1,0 +1,370 @@
+//! `cmdrctl service install|uninstall|status`: register cmdrd to start at login, as a
+//! systemd user unit (Linux) or a launchd agent (macOS). The unit and the plist are
+//! generated here, and `systemd/` and `launchd/` in the repository hold the same output
+//! (a test keeps them equal). `--dry-run` prints the files and commands instead.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+pub const UNIT_NAME: &str = "cmdrd.service";
+pub const LAUNCHD_LABEL: &str = "dev.cmdr.cmdrd";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Platform {
+    Linux,
+    Macos,
+    Windows,
+}
+
+impl Platform {
+    pub fn current() -> Platform {
+        if cfg!(target_os = "macos") {
+            Platform::Macos
+        } else if cfg!(windows) {
+            Platform::Windows
+        } else {
+            Platform::Linux
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Action {
+    /// Write the unit or agent for this user, then enable and start it.
+    Install,
+    /// Stop, disable and remove it.
+    Uninstall,
+    /// Show whether it is installed and running.
+    Status,
+}
+
+/// The systemd user unit for a `cmdrd` at `cmdrd`.
+pub fn systemd_unit(cmdrd: &Path) -> String {
+    format!(
+        "\
+# cmdrd: cmdr's per-user AWS credentials daemon, as a systemd user unit.
+# Installed by `cmdrctl service install` (with the path of your cmdrd) or by the package.
+#
+# A user unit does not see your shell's environment. Set the AWS file paths in
+# ~/.config/cmdr/config.toml ([paths] config = ..., credentials = ...), or with
+# `systemctl --user set-environment AWS_SHARED_CREDENTIALS_FILE=...`, or in
+# ~/.config/environment.d/cmdr.conf; then `systemctl --user restart cmdrd`.
+[Unit]
+Description=cmdr AWS credentials daemon
+Documentation=man:cmdrd(1)
+
+[Service]
+Type=notify
+ExecStart={}
+Restart=on-failure
+RestartSec=2s
+Environment=RUST_LOG=info
+UMask=0077
+NoNewPrivileges=yes
+LockPersonality=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+RestrictNamespaces=yes
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+
+[Install]
+WantedBy=default.target
+",
+        cmdrd.display()
+    )
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The launchd agent: started at login, restarted after a crash but not after a clean
+/// exit, background priority, logs under ~/Library/Logs.
+pub fn launchd_plist(cmdrd: &Path, home: &Path) -> String {
+    let program = xml_escape(&cmdrd.display().to_string());
+    let log = xml_escape(&home.join("Library/Logs/cmdrd.log").display().to_string());
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<!-- cmdrd, cmdr's per-user AWS credentials daemon. `cmdrctl service install` writes this
+     to ~/Library/LaunchAgents with your paths. -->
+<plist version="1.0">
+<dict>
+  <key>Label</key>
+  <string>{LAUNCHD_LABEL}</string>
+  <key>ProgramArguments</key>
+  <array>
+    <string>{program}</string>
+  </array>
+  <key>RunAtLoad</key>
+  <true/>
+  <key>KeepAlive</key>
+  <dict>
+    <key>SuccessfulExit</key>
+    <false/>
+  </dict>
+  <key>ProcessType</key>
+  <string>Background</string>
+  <key>StandardOutPath</key>
+  <string>{log}</string>
+  <key>StandardErrorPath</key>
+  <string>{log}</string>
+  <key>EnvironmentVariables</key>
+  <dict>
+    <key>RUST_LOG</key>
+    <string>info</string>
+  </dict>
+</dict>
+</plist>
+"#
+    )
+}
+
+/// What an action does: files to write or remove, commands to run.
+struct Plan {
+    write: Vec<(PathBuf, String)>,
+    remove: Vec<PathBuf>,
+    commands: Vec<Vec<String>>,
+    /// Commands whose failure is fine (e.g. stopping what is not running).
+    tolerant: Vec<Vec<String>>,
+}
+
+fn cmd(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|p| (*p).to_owned()).collect()
+}
+
+fn home() -> anyhow::Result<PathBuf> {
+    directories::BaseDirs::new()
+        .map(|d| d.home_dir().to_owned())
+        .ok_or_else(|| anyhow::anyhow!("cannot determine the home directory"))
+}
+
+/// The installed cmdrd: next to this cmdrctl, else on PATH.
+fn find_cmdrd() -> anyhow::Result<PathBuf> {
+    let name = if cfg!(windows) { "cmdrd.exe" } else { "cmdrd" };
+    if let Some(sibling) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file())
+    {
+        return Ok(sibling);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!("cmdrd not found next to cmdrctl or on PATH; install it first")
+        })
+}
+
+fn plan(action: Action, platform: Platform, cmdrd: &Path) -> anyhow::Result<Plan> {
+    let home = home()?;
+    match platform {
+        Platform::Linux => {
+            let config = std::env::var_os("XDG_CONFIG_HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .unwrap_or_else(|| home.join(".config"));
+            let unit = config.join("systemd/user").join(UNIT_NAME);
+            Ok(match action {
+                Action::Install => Plan {
+                    write: vec![(unit, systemd_unit(cmdrd))],
+                    remove: vec![],
+                    commands: vec![
+                        cmd(&["systemctl", "--user", "daemon-reload"]),
+                        cmd(&["systemctl", "--user", "enable", "--now", UNIT_NAME]),
+                    ],
+                    tolerant: vec![],
+                },
+                Action::Uninstall => Plan {
+                    write: vec![],
+                    remove: vec![unit],
+                    commands: vec![cmd(&["systemctl", "--user", "daemon-reload"])],
+                    tolerant: vec![cmd(&["systemctl", "--user", "disable", "--now", UNIT_NAME])],
+                },
+                Action::Status => Plan {
+                    write: vec![],
+                    remove: vec![],
+                    commands: vec![cmd(&[
+                        "systemctl",
+                        "--user",
+                        "status",
+                        "--no-pager",
+                        UNIT_NAME,
+                    ])],
+                    tolerant: vec![],
+                },
+            })
+        }
+        Platform::Macos => {
+            let plist = home
+                .join("Library/LaunchAgents")
+                .join(format!("{LAUNCHD_LABEL}.plist"));
+            let domain = format!("gui/{}", uid());
+            let service = format!("{domain}/{LAUNCHD_LABEL}");
+            let plist_arg = plist.display().to_string();
+            Ok(match action {
+                Action::Install => Plan {
+                    write: vec![(plist, launchd_plist(cmdrd, &home))],
+                    remove: vec![],
+                    commands: vec![cmd(&["launchctl", "bootstrap", &domain, &plist_arg])],
+                    tolerant: vec![cmd(&["launchctl", "bootout", &service])],
+                },
+                Action::Uninstall => Plan {
+                    write: vec![],
+                    remove: vec![plist],
+                    commands: vec![],
+                    tolerant: vec![cmd(&["launchctl", "bootout", &service])],
+                },
+                Action::Status => Plan {
+                    write: vec![],
+                    remove: vec![],
+                    commands: vec![cmd(&["launchctl", "print", &service])],
+                    tolerant: vec![],
+                },
+            })
+        }
+        Platform::Windows => anyhow::bail!(
+            "starting cmdrd at login is not supported on Windows yet; run `cmdrd` from a startup script"
+        ),
+    }
+}
+
+#[cfg(unix)]
+fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+#[cfg(not(unix))]
+fn uid() -> u32 {
+    0
+}
+
+pub fn run(action: Action, platform: Option<Platform>, dry_run: bool) -> ExitCode {
+    match execute(action, platform.unwrap_or_else(Platform::current), dry_run) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("cmdrctl: service: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn execute(action: Action, platform: Platform, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let cmdrd = if dry_run {
+        find_cmdrd().unwrap_or_else(|_| PathBuf::from("/usr/bin/cmdrd"))
+    } else {
+        find_cmdrd()?
+    };
+    let plan = plan(action, platform, &cmdrd)?;
+    if dry_run {
+        for command in &plan.tolerant {
+            println!("# run (failure ignored): {}", command.join(" "));
+        }
+        for (path, content) in &plan.write {
+            println!("# write {}\n{content}", path.display());
+        }
+        for path in &plan.remove {
+            println!("# remove {}", path.display());
+        }
+        for command in &plan.commands {
+            println!("# run: {}", command.join(" "));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if platform != Platform::current() {
+        anyhow::bail!("--platform other than this machine's works only with --dry-run");
+    }
+    let manager = match platform {
+        Platform::Linux => "systemctl",
+        _ => "launchctl",
+    };
+    let available = match platform {
+        Platform::Linux => Command::new("systemctl")
+            .args(["--user", "show-environment"])
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        _ => Command::new("launchctl").arg("version").output().is_ok(),
+    };
+    if !available {
+        anyhow::bail!(
+            "no {} service manager for this user here (`{manager}` is missing or has no user session); start `cmdrd` another way",
+            if platform == Platform::Linux {
+                "systemd"
+            } else {
+                "launchd"
+            }
+        );
+    }
+    for command in &plan.tolerant {
+        let _ = Command::new(&command[0]).args(&command[1..]).output();
+    }
+    for (path, content) in &plan.write {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        if platform == Platform::Macos {
+            std::fs::create_dir_all(home()?.join("Library/Logs"))?;
+        }
+        std::fs::write(path, content)?;
+        println!("wrote {}", path.display());
+    }
+    for path in &plan.remove {
+        match std::fs::remove_file(path) {
+            Ok(()) => println!("removed {}", path.display()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                println!("{} was not installed", path.display());
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    for command in &plan.commands {
+        let status = Command::new(&command[0]).args(&command[1..]).status()?;
+        if !status.success() {
+            if action == Action::Status {
+                return Ok(ExitCode::from(1));
+            }
+            anyhow::bail!("`{}` failed ({status})", command.join(" "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The repository's unit and plist are exactly what this module generates.
+    #[test]
+    fn repository_files_are_generated() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let unit = std::fs::read_to_string(root.join("systemd").join(UNIT_NAME)).expect("unit");
+        assert_eq!(unit, systemd_unit(Path::new("/usr/bin/cmdrd")));
+        let plist =
+            std::fs::read_to_string(root.join("launchd").join(format!("{LAUNCHD_LABEL}.plist")))
+                .expect("plist");
+        assert_eq!(
+            plist,
+            launchd_plist(
+                Path::new("/usr/local/bin/cmdrd"),
+                Path::new("/Users/USERNAME")
+            )
+        );
+    }
+
+    #[test]
+    fn paths_are_escaped_in_the_plist() {
+        let plist = launchd_plist(Path::new("/opt/a&b/cmdrd"), Path::new("/Users/x"));
+        assert!(plist.contains("<string>/opt/a&amp;b/cmdrd</string>"));
+    }
+}
