@@ -29,3 +29,5 @@ mod paste;
 mod service;
 // One test per fixed bug.
 mod regression;
+// The fuzz properties (fuzz/props.rs) as bounded proptests.
+mod fuzz_props;
