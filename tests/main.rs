@@ -27,6 +27,10 @@ mod handout;
 mod paste;
 // Start at login: unit, plist, service dry runs, completions, man pages, versions.
 mod service;
+// Prompt hooks keep long-lived shells on the accepted token.
+mod shell_hook;
+// The Neovim plugin in a headless Neovim.
+mod nvim;
 // One test per fixed bug.
 mod regression;
 // The fuzz properties (fuzz/props.rs) as bounded proptests.

@@ -19,7 +19,18 @@ fn variables(h: &HandOut) -> Vec<(&'static str, Option<String>)> {
         ("AWS_ENDPOINT_URL", h.endpoint.clone()),
         ("AWS_CREDENTIAL_EXPIRATION", h.expires_at.clone()),
         ("CMDR_ACCOUNT", Some(h.account.clone())),
+        // Which token this shell holds, so `cmdrctl hook` can tell when it is stale.
+        ("CMDR_FINGERPRINT", Some(fingerprint(h))),
     ]
+}
+
+/// The same fingerprint the daemon shows for these credentials (reveals nothing).
+pub fn fingerprint(h: &HandOut) -> String {
+    cmdr_core::profile::fingerprint_of(&[
+        &h.access_key_id,
+        &h.secret_access_key,
+        h.session_token.as_deref().unwrap_or(""),
+    ])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 mod assets;
 mod doctor;
 mod handout;
+mod hook;
 mod output;
 mod paste;
 mod prompt;
@@ -68,6 +69,15 @@ enum Command {
         /// Hand out the accepted credentials even while the account is changed or expired.
         #[arg(long)]
         force: bool,
+        /// Print nothing if the accepted token still has this fingerprint (for `hook`).
+        #[arg(long, value_name = "FINGERPRINT")]
+        if_changed: Option<String>,
+    },
+    /// Print a snippet for your shell's rc file that refreshes the AWS_* variables of a
+    /// shell that ran `eval "$(cmdrctl env NAME)"` once the account accepts a new token.
+    Hook {
+        #[arg(value_parser = ["bash", "zsh", "fish"])]
+        shell: String,
     },
     /// Run a command with the account's accepted credentials in its environment.
     Exec {
@@ -258,8 +268,20 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 expires_at,
             }));
         }
-        Command::Env { name, shell, force } => {
+        Command::Hook { shell } => {
+            print!("{}", hook::snippet(&shell));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Env {
+            name,
+            shell,
+            force,
+            if_changed,
+        } => {
             let handout = credentials(&socket, name, force).await?;
+            if if_changed.is_some_and(|fp| fp == handout::fingerprint(&handout)) {
+                return Ok(ExitCode::SUCCESS);
+            }
             print!(
                 "{}",
                 handout::env_lines(&handout, handout::Shell::pick(shell.as_deref()))

@@ -8,12 +8,26 @@ use anyhow::{Context as _, bail};
 use cmdr_client::SocketLocation;
 use serde::Deserialize;
 
+use crate::desktop::DesktopSettings;
+
 /// `config.toml`. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct ConfigFile {
     paths: PathsSection,
     daemon: DaemonSection,
+    notifications: NotificationsSection,
+}
+
+/// `[notifications]`: desktop notifications, per kind.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct NotificationsSection {
+    enabled: Option<bool>,
+    token_changed: Option<bool>,
+    expiring_soon: Option<bool>,
+    expired: Option<bool>,
+    identity_changed: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +72,7 @@ pub struct Settings {
     pub event_buffer: usize,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
+    pub desktop: DesktopSettings,
 }
 
 impl Settings {
@@ -170,6 +185,17 @@ impl Settings {
             max_connections: d.max_connections.unwrap_or(256).max(1),
             event_buffer: d.event_buffer.unwrap_or(1024).clamp(16, 1 << 16),
             config_file,
+            desktop: {
+                let n = &file.notifications;
+                let on = DesktopSettings::default();
+                DesktopSettings {
+                    enabled: n.enabled.unwrap_or(on.enabled),
+                    token_changed: n.token_changed.unwrap_or(on.token_changed),
+                    expiring_soon: n.expiring_soon.unwrap_or(on.expiring_soon),
+                    expired: n.expired.unwrap_or(on.expired),
+                    identity_changed: n.identity_changed.unwrap_or(on.identity_changed),
+                }
+            },
         };
         Ok(settings)
     }

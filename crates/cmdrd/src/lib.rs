@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod desktop;
 pub mod engine;
 pub mod expiry;
 pub mod server;
@@ -73,6 +74,11 @@ pub async fn run(
         .run(stop_watching.clone()),
     );
     let engine_task = tracker.spawn(engine.run(commands, snapshot_rx, stop_engine.clone()));
+    tracker.spawn(desktop::run(
+        handle.clone(),
+        settings.desktop,
+        stop_sessions.clone(),
+    ));
     let socket_path = bound.path.clone();
     let server_task = tracker.spawn(server::serve(
         bound,

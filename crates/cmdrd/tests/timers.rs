@@ -45,6 +45,7 @@ fn settings(dir: &std::path::Path) -> cmdrd::Settings {
         max_connections: 8,
         event_buffer: 64,
         config_file: None,
+        desktop: cmdrd::desktop::DesktopSettings::default(),
     }
 }
 

@@ -1,0 +1,58 @@
+//! `cmdrctl hook bash|zsh|fish`: a prompt hook for long-lived shells. A shell that ran
+//! `eval "$(cmdrctl env NAME)"` carries `CMDR_ACCOUNT` and `CMDR_FINGERPRINT`; before each
+//! prompt the hook asks the daemon (one request) whether the account has accepted another
+//! token since, and if so re-exports the variables. Silent when nothing changed, when the
+//! daemon is down or when the account's token is not handed out.
+
+/// The snippet, calling this very `cmdrctl` binary.
+pub fn snippet(shell: &str) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "cmdrctl".to_owned());
+    let quoted = format!("'{}'", exe.replace('\'', r"'\''"));
+    match shell {
+        "fish" => format!(
+            "\
+# cmdr: keep this shell's AWS_* variables on the account's accepted token.
+function __cmdr_refresh --on-event fish_prompt
+    set -q CMDR_ACCOUNT; or return
+    set -l lines ({quoted} env $CMDR_ACCOUNT --shell fish --if-changed \"$CMDR_FINGERPRINT\" 2>/dev/null)
+    and test -n \"$lines\"
+    and printf '%s\\n' $lines | source
+end
+"
+        ),
+        "zsh" => format!(
+            "\
+# cmdr: keep this shell's AWS_* variables on the account's accepted token.
+_cmdr_refresh() {{
+  [[ -n \"${{CMDR_ACCOUNT-}}\" ]] || return 0
+  local lines
+  lines=\"$({quoted} env \"$CMDR_ACCOUNT\" --shell zsh --if-changed \"${{CMDR_FINGERPRINT-}}\" 2>/dev/null)\" \\
+    && [[ -n \"$lines\" ]] && eval \"$lines\"
+  return 0
+}}
+autoload -Uz add-zsh-hook
+add-zsh-hook precmd _cmdr_refresh
+"
+        ),
+        _ => format!(
+            "\
+# cmdr: keep this shell's AWS_* variables on the account's accepted token.
+_cmdr_refresh() {{
+  local status=$?
+  if [ -n \"${{CMDR_ACCOUNT-}}\" ]; then
+    local lines
+    lines=\"$({quoted} env \"$CMDR_ACCOUNT\" --shell bash --if-changed \"${{CMDR_FINGERPRINT-}}\" 2>/dev/null)\" \\
+      && [ -n \"$lines\" ] && eval \"$lines\"
+  fi
+  return $status
+}}
+case \";${{PROMPT_COMMAND-}};\" in
+  *\";_cmdr_refresh;\"*) ;;
+  *) PROMPT_COMMAND=\"_cmdr_refresh${{PROMPT_COMMAND:+;$PROMPT_COMMAND}}\" ;;
+esac
+"
+        ),
+    }
+}

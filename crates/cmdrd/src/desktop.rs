@@ -1,0 +1,248 @@
+//! Desktop notifications: the freedesktop notification service over D-Bus on Linux (with
+//! "Use new token" / "Ignore" actions on `token_changed` for `ask` accounts), the
+//! notification centre on macOS. Listens to the engine's events like any subscriber.
+//! Without a notification service it logs once and carries on; texts never hold secrets.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cmdr_proto::{Event, EventKind, Outcome, Request, Response};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::EngineHandle;
+
+/// Which events become notifications (`[notifications]` in config.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DesktopSettings {
+    pub enabled: bool,
+    pub token_changed: bool,
+    pub expiring_soon: bool,
+    pub expired: bool,
+    pub identity_changed: bool,
+}
+
+impl Default for DesktopSettings {
+    fn default() -> Self {
+        DesktopSettings {
+            enabled: true,
+            token_changed: true,
+            expiring_soon: true,
+            expired: true,
+            identity_changed: true,
+        }
+    }
+}
+
+/// The action key of "Use new token": `default` is what a click on the notification
+/// invokes too.
+pub const ACCEPT_ACTION: &str = "default";
+pub const IGNORE_ACTION: &str = "ignore";
+
+/// What to show for an event; `ask` is the account to accept on "Use new token".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub summary: String,
+    pub body: String,
+    pub ask: Option<String>,
+    pub urgent: bool,
+}
+
+/// The note for an event, if this kind is enabled. `ask_account` says whether a
+/// `token_changed` account waits for acceptance (policy `ask`).
+pub fn note_for(event: &EventKind, settings: &DesktopSettings, ask_account: bool) -> Option<Note> {
+    match event {
+        EventKind::TokenChanged {
+            account, profile, ..
+        } if settings.token_changed && ask_account => Some(Note {
+            summary: format!("New AWS token for {account}"),
+            body: format!(
+                "Profile {profile} holds a new session token. Use it for {account}? (cmdrctl accept {account})"
+            ),
+            ask: Some(account.clone()),
+            urgent: false,
+        }),
+        EventKind::ExpiringSoon {
+            account,
+            expires_at,
+            ..
+        } if settings.expiring_soon => Some(Note {
+            summary: format!("{account} expires soon"),
+            body: format!("The AWS session of {account} ends at {expires_at}. Paste a new token."),
+            ask: None,
+            urgent: false,
+        }),
+        EventKind::Expired {
+            account,
+            expires_at,
+            ..
+        } if settings.expired => Some(Note {
+            summary: format!("{account} expired"),
+            body: format!("The AWS session of {account} ended at {expires_at}."),
+            ask: None,
+            urgent: true,
+        }),
+        EventKind::IdentityChanged {
+            account,
+            profile,
+            old_account_id,
+            new_account_id,
+        } if settings.identity_changed => Some(Note {
+            summary: format!("{account}: a different AWS account"),
+            body: format!(
+                "Profile {profile} now holds credentials of AWS account {new_account_id}, not {old_account_id}. Run `cmdrctl accept {account}` if that is intended."
+            ),
+            ask: None,
+            urgent: true,
+        }),
+        _ => None,
+    }
+}
+
+/// Runs until `cancel`: turns events into notifications.
+pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: CancellationToken) {
+    if !settings.enabled {
+        return;
+    }
+    let mut events = engine.subscribe();
+    let warned = Arc::new(AtomicBool::new(false));
+    loop {
+        let event: Event = tokio::select! {
+            () = cancel.cancelled() => return,
+            received = events.recv() => match received {
+                Ok(event) => event,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            },
+        };
+        let ask_account = match &event.kind {
+            EventKind::TokenChanged { account, .. } => {
+                let reply = engine
+                    .request(Request::ShowAccount {
+                        name: account.clone(),
+                    })
+                    .await;
+                matches!(reply, Outcome::Ok(Response::Account(a)) if a.on_change == "ask" && a.state == "changed")
+            }
+            _ => false,
+        };
+        let Some(note) = note_for(&event.kind, &settings, ask_account) else {
+            continue;
+        };
+        let engine = engine.clone();
+        let warned = warned.clone();
+        // Showing and waiting for an action block (D-Bus round trips, the user's click).
+        tokio::task::spawn_blocking(move || {
+            let handle = tokio::runtime::Handle::current();
+            match show(&note) {
+                Ok(Some(action)) if action == ACCEPT_ACTION => {
+                    if let Some(account) = note.ask {
+                        let outcome = handle.block_on(engine.request(Request::Accept {
+                            name: account.clone(),
+                        }));
+                        match outcome {
+                            Outcome::Ok(_) => {
+                                tracing::info!(account = %account, "accepted from a desktop notification")
+                            }
+                            Outcome::Err(err) => {
+                                tracing::warn!(account = %account, error = %err.message, "accept from a desktop notification failed")
+                            }
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    if !warned.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(error = %err, "desktop notifications are unavailable; continuing without them");
+                    } else {
+                        tracing::debug!(error = %err, "desktop notification not shown");
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Shows the note; for a note with `ask`, waits for the user's action and returns it.
+#[cfg(all(unix, not(target_os = "macos")))]
+fn show(note: &Note) -> Result<Option<String>, notify_rust::error::Error> {
+    use notify_rust::{Hint, Notification, Timeout, Urgency};
+    let mut notification = Notification::new();
+    notification
+        .appname("cmdr")
+        .summary(&note.summary)
+        .body(&note.body)
+        .icon("dialog-password")
+        .urgency(if note.urgent {
+            Urgency::Critical
+        } else {
+            Urgency::Normal
+        });
+    if note.ask.is_some() {
+        notification
+            .action(ACCEPT_ACTION, "Use new token")
+            .action(IGNORE_ACTION, "Ignore")
+            .hint(Hint::Resident(true))
+            .timeout(Timeout::Never);
+    }
+    let handle = notification.show()?;
+    if note.ask.is_none() {
+        return Ok(None);
+    }
+    let mut chosen = None;
+    handle.wait_for_action(|action| chosen = Some(action.to_owned()));
+    Ok(chosen)
+}
+
+#[cfg(target_os = "macos")]
+fn show(note: &Note) -> Result<Option<String>, notify_rust::error::Error> {
+    // The notification centre has no actions through notify-rust: the body says what to run.
+    notify_rust::Notification::new()
+        .appname("cmdr")
+        .summary(&note.summary)
+        .body(&note.body)
+        .show()?;
+    Ok(None)
+}
+
+#[cfg(windows)]
+fn show(_note: &Note) -> Result<Option<String>, std::io::Error> {
+    Err(std::io::Error::other(
+        "desktop notifications are not supported on Windows yet",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_follow_settings_and_policy() {
+        let changed = EventKind::TokenChanged {
+            account: "acme".into(),
+            profile: "acme".into(),
+            old_fingerprint: None,
+            new_fingerprint: None,
+            expires_at: None,
+            expiry_source: None,
+        };
+        let all = DesktopSettings::default();
+        let note = note_for(&changed, &all, true).expect("note");
+        assert_eq!(note.ask.as_deref(), Some("acme"));
+        assert!(note.body.contains("cmdrctl accept acme"));
+        // `auto` accounts already use the new token: nothing to ask.
+        assert_eq!(note_for(&changed, &all, false), None);
+        let off = DesktopSettings {
+            token_changed: false,
+            ..all
+        };
+        assert_eq!(note_for(&changed, &off, true), None);
+        let expired = EventKind::Expired {
+            account: "acme".into(),
+            profile: "acme".into(),
+            expires_at: "2026-11-29T10:00:00Z".into(),
+        };
+        assert!(note_for(&expired, &all, false).is_some_and(|n| n.urgent && n.ask.is_none()));
+        assert_eq!(note_for(&EventKind::DaemonStopping, &all, false), None);
+    }
+}

@@ -1,0 +1,360 @@
+-- cmdr.nvim: cmdr's events in Neovim. Talks to cmdrd over its socket with the JSON-lines
+-- codec (see README "Talking to the socket"): shows events with vim.notify, offers
+-- :CmdrAccept and :CmdrStatus, and a statusline component. Reconnects when the daemon
+-- restarts; stays quiet while it is absent.
+local M = {}
+
+local uv = vim.uv or vim.loop
+
+local defaults = {
+  -- Socket of cmdrd; nil means $CMDR_SOCKET, else $XDG_RUNTIME_DIR/cmdr/cmdrd.sock,
+  -- else /tmp/cmdr-UID/cmdrd.sock (the daemon's own fallback).
+  socket = nil,
+  -- Seconds between reconnection attempts while the daemon is absent.
+  reconnect = 5,
+  -- Event types to show with vim.notify, and their levels.
+  notify = {
+    token_changed = vim.log.levels.WARN,
+    token_accepted = vim.log.levels.INFO,
+    expiring_soon = vim.log.levels.WARN,
+    expired = vim.log.levels.ERROR,
+    identity_changed = vim.log.levels.ERROR,
+    validation_failed = vim.log.levels.WARN,
+    file_error = vim.log.levels.WARN,
+    file_recovered = vim.log.levels.INFO,
+  },
+  -- Statusline: which account (nil: $CMDR_ACCOUNT, else all) and the template.
+  statusline_account = nil,
+  statusline_format = "{account} {left}",
+}
+
+local state = {
+  config = vim.deepcopy(defaults),
+  pipe = nil,
+  connected = false,
+  buffer = "",
+  next_id = 1,
+  pending = {},
+  accounts = {},
+  events = {},
+  timer = nil,
+  started = false,
+}
+
+-- Exposed for tests and for users who want to react to events themselves.
+M.state = state
+
+local function socket_path()
+  if state.config.socket then
+    return state.config.socket
+  end
+  local env = vim.env.CMDR_SOCKET
+  if env and env ~= "" then
+    return env
+  end
+  local runtime = vim.env.XDG_RUNTIME_DIR
+  if runtime and runtime ~= "" and vim.fn.has("mac") == 0 then
+    return runtime .. "/cmdr/cmdrd.sock"
+  end
+  local tmp = (vim.fn.has("mac") == 1 and vim.env.TMPDIR) or "/tmp"
+  local ok, uid = pcall(uv.getuid)
+  if not ok then
+    uid = vim.trim(vim.fn.system({ "id", "-u" }))
+  end
+  return tmp .. "/cmdr-" .. uid .. "/cmdrd.sock"
+end
+
+local function notify(message, level)
+  vim.schedule(function()
+    vim.notify("cmdr: " .. message, level)
+  end)
+end
+
+local function send(message)
+  if not state.pipe then
+    return false
+  end
+  state.pipe:write(vim.json.encode(message) .. "\n")
+  return true
+end
+
+--- Sends a request; `callback(ok, value)` gets the response's `ok` value or the error.
+function M.request(request, callback)
+  if not state.connected then
+    if callback then
+      callback(false, { message = "cmdrd is not running" })
+    end
+    return
+  end
+  local id = state.next_id
+  state.next_id = id + 1
+  state.pending[id] = callback or function() end
+  send({ request = { id = id, request = request } })
+end
+
+local function refresh_accounts()
+  M.request("list_accounts", function(ok, value)
+    if ok and value.accounts then
+      local by_name = {}
+      for _, account in ipairs(value.accounts) do
+        by_name[account.name] = account
+      end
+      state.accounts = by_name
+    end
+  end)
+end
+
+local function describe(event)
+  local t = event.type
+  if t == "token_changed" then
+    return ("new token for %s (profile %s): :CmdrAccept %s"):format(event.account, event.profile, event.account)
+  elseif t == "token_accepted" then
+    return ("%s now uses the new token"):format(event.account)
+  elseif t == "expiring_soon" then
+    return ("%s expires at %s"):format(event.account, event.expires_at)
+  elseif t == "expired" then
+    return ("%s EXPIRED at %s"):format(event.account, event.expires_at)
+  elseif t == "identity_changed" then
+    return ("%s now holds AWS account %s, not %s: :CmdrAccept %s if intended"):format(
+      event.account, event.new_account_id, event.old_account_id, event.account)
+  elseif t == "validation_failed" then
+    return ("validating %s failed: %s"):format(event.account, event.error)
+  elseif t == "file_error" then
+    return ("%s line %s: %s"):format(event.path, tostring(event.line or "?"), event.message)
+  elseif t == "file_recovered" then
+    return ("%s parses again"):format(event.path)
+  end
+  return nil
+end
+
+local function on_event(event)
+  table.insert(state.events, event)
+  if #state.events > 100 then
+    table.remove(state.events, 1)
+  end
+  local level = state.config.notify[event.type]
+  local text = describe(event)
+  if level and text then
+    notify(text, level)
+  end
+  if event.account then
+    refresh_accounts()
+  end
+end
+
+local schedule_reconnect
+
+local function disconnect()
+  state.connected = false
+  if state.pipe then
+    pcall(function()
+      state.pipe:read_stop()
+      state.pipe:close()
+    end)
+  end
+  state.pipe = nil
+  state.buffer = ""
+  for _, callback in pairs(state.pending) do
+    pcall(callback, false, { message = "connection to cmdrd closed" })
+  end
+  state.pending = {}
+end
+
+local function on_message(message)
+  if message.welcome then
+    state.connected = true
+    M.request("subscribe")
+    refresh_accounts()
+  elseif message.response then
+    local callback = state.pending[message.response.id]
+    state.pending[message.response.id] = nil
+    if callback then
+      local outcome = message.response.outcome
+      if outcome.ok ~= nil then
+        callback(true, outcome.ok)
+      else
+        callback(false, outcome.err)
+      end
+    end
+  elseif message.event then
+    on_event(message.event)
+    if message.event.type == "daemon_stopping" then
+      disconnect()
+      schedule_reconnect()
+    end
+  elseif message.refused then
+    notify(message.refused.message, vim.log.levels.WARN)
+  end
+end
+
+local function on_data(err, chunk)
+  if err or not chunk then
+    disconnect()
+    schedule_reconnect()
+    return
+  end
+  state.buffer = state.buffer .. chunk
+  while true do
+    local newline = state.buffer:find("\n", 1, true)
+    if not newline then
+      break
+    end
+    local line = state.buffer:sub(1, newline - 1)
+    state.buffer = state.buffer:sub(newline + 1)
+    local ok, message = pcall(vim.json.decode, line)
+    if ok and type(message) == "table" then
+      vim.schedule(function()
+        on_message(message)
+      end)
+    end
+  end
+end
+
+local function connect()
+  if state.pipe then
+    return
+  end
+  local pipe = uv.new_pipe(false)
+  state.pipe = pipe
+  pipe:connect(socket_path(), function(err)
+    if err then
+      -- The daemon is absent: stay quiet and try again later.
+      pcall(function()
+        pipe:close()
+      end)
+      if state.pipe == pipe then
+        state.pipe = nil
+      end
+      schedule_reconnect()
+      return
+    end
+    pipe:read_start(on_data)
+    send({ hello = { protocol = 1, client = "cmdr.nvim", client_version = "0.1.0" } })
+  end)
+end
+
+schedule_reconnect = function()
+  if state.timer then
+    return
+  end
+  state.timer = uv.new_timer()
+  state.timer:start(state.config.reconnect * 1000, 0, function()
+    state.timer:close()
+    state.timer = nil
+    connect()
+  end)
+end
+
+--- Accepts the token now in the file for `name`, like `cmdrctl accept`.
+function M.accept(name, callback)
+  M.request({ accept = { name = name } }, function(ok, value)
+    if ok then
+      notify(("%s accepted the new token"):format(name), vim.log.levels.INFO)
+      refresh_accounts()
+    else
+      notify(value and value.message or "accept failed", vim.log.levels.ERROR)
+    end
+    if callback then
+      callback(ok, value)
+    end
+  end)
+end
+
+--- Shows the daemon's status.
+function M.status()
+  if not state.connected then
+    notify("cmdrd is not running (start it with `cmdrd` or `cmdrctl service install`)", vim.log.levels.WARN)
+    return
+  end
+  M.request("status", function(ok, value)
+    if not ok then
+      notify(value and value.message or "status failed", vim.log.levels.ERROR)
+      return
+    end
+    local s = value.status
+    local lines = { ("cmdrd %s, %d profiles"):format(s.daemon_version, s.profiles) }
+    for _, f in ipairs(s.files) do
+      table.insert(lines, ("%s %s: %s"):format(f.kind, f.path, f.health))
+    end
+    for _, account in pairs(state.accounts) do
+      table.insert(lines, ("%s → %s: %s %s"):format(account.name, account.profile, account.state, M.left(account)))
+    end
+    notify(table.concat(lines, "\n"), vim.log.levels.INFO)
+  end)
+end
+
+local function utc_seconds(text)
+  local y, mo, d, h, mi, s = tostring(text):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
+  if not y then
+    return nil
+  end
+  local local_time = os.time({ year = y, month = mo, day = d, hour = h, min = mi, sec = s })
+  -- os.time reads the table as local time: correct by this machine's UTC offset.
+  local now = os.time()
+  local offset = os.difftime(now, os.time(os.date("!*t", now)))
+  return local_time + offset
+end
+
+--- `3h12m`, `EXPIRED`, or the state when it needs attention (as `cmdrctl prompt`).
+function M.left(account)
+  local attention = { changed = "CHANGED", missing = "MISSING", invalid = "INVALID", expired = "EXPIRED" }
+  if attention[account.state] then
+    return attention[account.state]
+  end
+  local at = account.expires_at and utc_seconds(account.expires_at)
+  if not at then
+    return ""
+  end
+  local left = at - os.time()
+  if left <= 0 then
+    return "EXPIRED"
+  end
+  local h, m = math.floor(left / 3600), math.floor(left % 3600 / 60)
+  if h >= 24 then
+    return ("%dd%dh"):format(math.floor(h / 24), h % 24)
+  elseif h > 0 then
+    return ("%dh%02dm"):format(h, m)
+  elseif m > 0 then
+    return ("%dm"):format(m)
+  end
+  return ("%ds"):format(left)
+end
+
+--- For the statusline: `acme 3h12m`, or "" when nothing is bound or the daemon is absent.
+function M.statusline()
+  if not state.connected then
+    return ""
+  end
+  local wanted = state.config.statusline_account or vim.env.CMDR_ACCOUNT
+  local parts = {}
+  local names = vim.tbl_keys(state.accounts)
+  table.sort(names)
+  for _, name in ipairs(names) do
+    if not wanted or wanted == "" or wanted == name then
+      local account = state.accounts[name]
+      local text = state.config.statusline_format
+        :gsub("{account}", account.name)
+        :gsub("{left}", M.left(account))
+        :gsub("{state}", account.state)
+      table.insert(parts, vim.trim(text))
+    end
+  end
+  return table.concat(parts, " ")
+end
+
+--- Account names, for command completion.
+function M.account_names()
+  local names = vim.tbl_keys(state.accounts)
+  table.sort(names)
+  return names
+end
+
+function M.setup(opts)
+  state.config = vim.tbl_deep_extend("force", vim.deepcopy(defaults), opts or {})
+  if not state.started then
+    state.started = true
+    connect()
+  end
+end
+
+return M
