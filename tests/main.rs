@@ -31,6 +31,8 @@ mod service;
 mod shell_hook;
 // The Neovim plugin in a headless Neovim.
 mod nvim;
+// Desktop notifications through a real notification server on a private D-Bus.
+mod desktop;
 // One test per fixed bug.
 mod regression;
 // The fuzz properties (fuzz/props.rs) as bounded proptests.

@@ -1,0 +1,157 @@
+//! Desktop notifications against a real notification server (dunst under Xvfb) on a
+//! private D-Bus session bus: the notification arrives with its actions, and invoking
+//! "Use new token" accepts the account. Without any server, the daemon logs once.
+
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::process::CommandExt as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::sandbox::{Sandbox, WAIT, creds};
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A private session bus with dunst (under Xvfb) and a dbus-monitor recording
+/// notification calls. Every process is in its own group, killed on drop.
+struct Desktop {
+    children: Vec<Child>,
+    address: String,
+    monitor: std::path::PathBuf,
+}
+
+impl Desktop {
+    fn start(root: &std::path::Path) -> Option<Desktop> {
+        for tool in ["dbus-daemon", "xvfb-run", "dunst", "dunstctl", "dbus-monitor"] {
+            if !have(tool) {
+                eprintln!("{tool} is missing (Debian: dbus, xvfb, dunst); skipped");
+                return None;
+            }
+        }
+        let bus = root.join("bus");
+        let mut dbus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .arg(format!("--address=unix:path={}", bus.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("dbus-daemon");
+        let mut line = String::new();
+        BufReader::new(dbus.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("bus address");
+        let address = line.trim().to_owned();
+        let mut desktop = Desktop {
+            children: vec![dbus],
+            address,
+            monitor: root.join("monitor.txt"),
+        };
+        let dunst = Command::new("xvfb-run")
+            .args(["-a", "dunst"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &desktop.address)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("dunst");
+        desktop.children.push(dunst);
+        // dunst answers on the bus once it is up.
+        let start = Instant::now();
+        while !desktop.dunstctl(&["count", "displayed"]).status.success() {
+            assert!(start.elapsed() < WAIT, "dunst did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let monitor = Command::new("dbus-monitor")
+            .args(["--session", "interface='org.freedesktop.Notifications'"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &desktop.address)
+            .stdout(std::fs::File::create(&desktop.monitor).expect("monitor file"))
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("dbus-monitor");
+        desktop.children.push(monitor);
+        Some(desktop)
+    }
+
+    fn dunstctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("dunstctl")
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .output()
+            .expect("dunstctl")
+    }
+
+    fn recorded(&self) -> String {
+        std::fs::read_to_string(&self.monitor).unwrap_or_default()
+    }
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            // SAFETY: signalling a process group we created; no memory effects.
+            unsafe { libc::kill(-(i32::try_from(child.id()).unwrap_or(0)), libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn use_new_token_from_a_real_notification_server() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(desktop) = Desktop::start(root.path()) else {
+        return;
+    };
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    sb.set_env("DBUS_SESSION_BUS_ADDRESS", &desktop.address);
+    sb.start();
+    sb.add_account("acme", &[]);
+    let mut watch = sb.watch();
+    sb.write_credentials(&creds("acme", "TOKEN-TWO-SECRET"));
+    watch.wait_type("token_changed");
+
+    // The Notify call carries the summary and both actions.
+    sb.wait_until("notification with actions", || {
+        let text = desktop.recorded();
+        text.contains("New AWS token for acme")
+            && text.contains("string \"default\"")
+            && text.contains("string \"Use new token\"")
+            && text.contains("string \"ignore\"")
+            && text.contains("string \"Ignore\"")
+    });
+    let shown = desktop.dunstctl(&["count", "displayed"]);
+    assert_ne!(String::from_utf8_lossy(&shown.stdout).trim(), "0");
+    assert!(!desktop.recorded().contains("TOKEN-TWO-SECRET"), "a secret in a notification");
+    assert_eq!(sb.account("acme")["state"], "changed");
+
+    // Clicking "Use new token" (the default action) accepts, like `cmdrctl accept`.
+    let out = desktop.dunstctl(&["action", "0"]);
+    assert!(out.status.success());
+    watch.wait_type("token_accepted");
+    let account = sb.account("acme");
+    assert_eq!(account["state"], "ok");
+    assert_eq!(account["accepted_fingerprint"], account["fingerprint"]);
+}
+
+#[test]
+fn without_a_notification_service_the_daemon_logs_once_and_carries_on() {
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    sb.start();
+    sb.add_account("acme", &[]);
+    let mut watch = sb.watch();
+    for token in ["TOKEN-TWO", "TOKEN-THREE"] {
+        sb.write_credentials(&creds("acme", token));
+        watch.wait_type("token_changed");
+    }
+    sb.wait_until("the warning", || {
+        sb.log_text().contains("desktop notifications are unavailable")
+    });
+    assert!(sb.ctl(&["status"]).status.success());
+    let warnings = sb.log_text().matches("desktop notifications are unavailable").count();
+    assert_eq!(warnings, 1);
+}
