@@ -17,3 +17,15 @@ pub use expiry::{Expiry, ExpirySource, format_duration, parse_duration};
 pub use profile::{
     Credentials, FileKind, Inputs, ParseError, Profile, ProfileKind, ProfileView, parse_view,
 };
+
+/// The innermost message of an error chain: the AWS SDK's top-level messages are generic
+/// ("could not parse profile file", "dispatch failure"); the useful text is at the bottom.
+pub fn innermost_message(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        text = inner.to_string();
+        source = inner.source();
+    }
+    text
+}

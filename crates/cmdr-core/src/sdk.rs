@@ -27,7 +27,7 @@ pub(crate) fn load(config: Option<&str>, credentials: Option<&str>) -> Result<Pr
     let future = aws_config::profile::load(&fs, &env, &files, None);
     match poll_once(future) {
         Some(Ok(set)) => Ok(set),
-        Some(Err(err)) => Err(error_text(&err)),
+        Some(Err(err)) => Err(crate::innermost_message(&err)),
         None => Err("the AWS profile parser did not complete synchronously".to_owned()),
     }
 }
@@ -39,15 +39,4 @@ fn poll_once<F: Future>(future: F) -> Option<F::Output> {
         Poll::Ready(out) => Some(out),
         Poll::Pending => None,
     }
-}
-
-/// The SDK's top-level message is generic; the useful text (line, reason) is in `source()`.
-fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text = inner.to_string();
-        source = inner.source();
-    }
-    text
 }

@@ -107,9 +107,9 @@ fn classify(err: &SdkError<GetCallerIdentityError>) -> Failure {
         SdkError::DispatchFailure(failure) => {
             if failure.is_user() {
                 // No usable credentials (e.g. a profile without keys): not a network fault.
-                Failure::Invalid(source_text(err))
+                Failure::Invalid(cmdr_core::innermost_message(err))
             } else {
-                Failure::Unreachable(source_text(err))
+                Failure::Unreachable(cmdr_core::innermost_message(err))
             }
         }
         SdkError::TimeoutError(_) => Failure::Unreachable("timed out".to_owned()),
@@ -134,12 +134,12 @@ fn classify(err: &SdkError<GetCallerIdentityError>) -> Failure {
                     if service.raw().status().as_u16() == 403 {
                         Failure::Invalid("the credentials were rejected (HTTP 403)".to_owned())
                     } else {
-                        Failure::Other(source_text(err))
+                        Failure::Other(cmdr_core::innermost_message(err))
                     }
                 }
             }
         }
-        _ => Failure::Other(source_text(err)),
+        _ => Failure::Other(cmdr_core::innermost_message(err)),
     }
 }
 
@@ -149,15 +149,4 @@ fn or_default(message: String, default: &str) -> String {
     } else {
         message
     }
-}
-
-/// The innermost useful error text (the SDK's top level says only "dispatch failure").
-fn source_text(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text = inner.to_string();
-        source = inner.source();
-    }
-    text
 }
