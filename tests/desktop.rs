@@ -26,7 +26,13 @@ struct Desktop {
 
 impl Desktop {
     fn start(root: &std::path::Path) -> Option<Desktop> {
-        for tool in ["dbus-daemon", "xvfb-run", "dunst", "dunstctl", "dbus-monitor"] {
+        for tool in [
+            "dbus-daemon",
+            "xvfb-run",
+            "dunst",
+            "dunstctl",
+            "dbus-monitor",
+        ] {
             if !have(tool) {
                 eprintln!("{tool} is missing (Debian: dbus, xvfb, dunst); skipped");
                 return None;
@@ -126,7 +132,10 @@ fn use_new_token_from_a_real_notification_server() {
     });
     let shown = desktop.dunstctl(&["count", "displayed"]);
     assert_ne!(String::from_utf8_lossy(&shown.stdout).trim(), "0");
-    assert!(!desktop.recorded().contains("TOKEN-TWO-SECRET"), "a secret in a notification");
+    assert!(
+        !desktop.recorded().contains("TOKEN-TWO-SECRET"),
+        "a secret in a notification"
+    );
     assert_eq!(sb.account("acme")["state"], "changed");
 
     // Clicking "Use new token" (the default action) accepts, like `cmdrctl accept`.
@@ -149,9 +158,13 @@ fn without_a_notification_service_the_daemon_logs_once_and_carries_on() {
         watch.wait_type("token_changed");
     }
     sb.wait_until("the warning", || {
-        sb.log_text().contains("desktop notifications are unavailable")
+        sb.log_text()
+            .contains("desktop notifications are unavailable")
     });
     assert!(sb.ctl(&["status"]).status.success());
-    let warnings = sb.log_text().matches("desktop notifications are unavailable").count();
+    let warnings = sb
+        .log_text()
+        .matches("desktop notifications are unavailable")
+        .count();
     assert_eq!(warnings, 1);
 }
