@@ -37,3 +37,5 @@ mod desktop;
 mod regression;
 // The fuzz properties (fuzz/props.rs) as bounded proptests.
 mod fuzz_props;
+// Hostile clients: noise, half frames, 1000 connections, storms, the connection cap.
+mod hostile;

@@ -173,6 +173,11 @@ impl Sandbox {
         status.code()
     }
 
+    /// The running daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: the daemon gets no chance to clean up.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.daemon.take() {
