@@ -39,3 +39,5 @@ mod regression;
 mod fuzz_props;
 // Hostile clients: noise, half frames, 1000 connections, storms, the connection cap.
 mod hostile;
+// Another uid is refused even with open socket permissions; unsafe socket directories.
+mod another_user;

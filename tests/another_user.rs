@@ -1,0 +1,140 @@
+//! Another user on the same machine: with the socket's permissions deliberately opened, a
+//! process of another uid is still refused by the peer-credential check; a socket directory
+//! that is a symlink or owned by someone else is refused at start. Needs root to act as
+//! another uid (CI runs as root); skipped with a message otherwise.
+
+use std::os::unix::process::CommandExt as _;
+use std::process::{Output, Stdio};
+use std::time::Instant;
+
+use crate::sandbox::{Sandbox, WAIT, bin, set_mode};
+
+const NOBODY: u32 = 65534;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipped: acting as another uid needs root");
+    }
+    root
+}
+
+/// Runs cmdrd until it exits on its own (it must refuse to start); kills it after `WAIT`.
+fn daemon_must_exit(sb: &Sandbox) -> Output {
+    let mut child = sb
+        .command("cmdrd")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cmdrd");
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    panic!(
+        "cmdrd started on an unsafe socket directory\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn another_uid_is_refused_even_with_open_permissions() {
+    if !is_root() {
+        return;
+    }
+    let mut sb = Sandbox::with_profile("SECRET-ANOTHER-USER-TOKEN");
+    sb.start();
+    sb.add_account("acme", &[]);
+    // Open everything on the way to the socket: only the peer check is left.
+    set_mode(&sb.root, 0o755);
+    set_mode(&sb.run_dir, 0o755);
+    set_mode(sb.socket().parent().expect("socket dir"), 0o755);
+    set_mode(&sb.socket(), 0o666);
+    // A copy of cmdrctl the other user can certainly execute.
+    let ctl = sb.root.join("cmdrctl-other");
+    std::fs::copy(bin("cmdrctl"), &ctl).expect("copy cmdrctl");
+    set_mode(&ctl, 0o755);
+    let other_home = sb.root.join("other-home");
+    std::fs::create_dir_all(&other_home).expect("home");
+    std::os::unix::fs::chown(&other_home, Some(NOBODY), Some(NOBODY)).expect("chown");
+
+    for args in [
+        vec!["status"],
+        vec!["accounts", "list", "--json"],
+        vec!["env", "acme", "--force"],
+    ] {
+        let out = std::process::Command::new(&ctl)
+            .args(&args)
+            .env_clear()
+            .env("HOME", &other_home)
+            .env("CMDR_SOCKET", sb.socket())
+            .uid(NOBODY)
+            // std also drops the supplementary groups when it changes the uid as root.
+            .gid(NOBODY)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cmdrctl as nobody");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success(),
+            "uid {NOBODY} got an answer: {stdout}"
+        );
+        assert!(!stdout.contains("SECRET-ANOTHER-USER-TOKEN"), "{stdout}");
+        assert!(!stdout.contains("acme"), "{stdout}");
+    }
+    sb.wait_until("refusal logged", || {
+        sb.log_text()
+            .contains("refused a connection from another user")
+    });
+    assert!(
+        sb.log_text().contains("peer_uid=Some(65534)"),
+        "{}",
+        sb.log_text()
+    );
+    // The owner is still served.
+    assert!(sb.ctl(&["status"]).status.success());
+}
+
+#[test]
+fn symlinked_socket_directory_is_refused() {
+    let sb = Sandbox::new();
+    let elsewhere = sb.root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    set_mode(&elsewhere, 0o700);
+    std::os::unix::fs::symlink(&elsewhere, sb.run_dir.join("cmdr")).expect("symlink");
+    let out = daemon_must_exit(&sb);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("unsafe socket directory") && stderr.contains("symlink"),
+        "{stderr}"
+    );
+    assert!(!elsewhere.join("cmdrd.sock").exists());
+}
+
+#[test]
+fn socket_directory_owned_by_another_user_is_refused() {
+    if !is_root() {
+        return;
+    }
+    let sb = Sandbox::new();
+    let dir = sb.run_dir.join("cmdr");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    set_mode(&dir, 0o700);
+    std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).expect("chown");
+    let out = daemon_must_exit(&sb);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("unsafe socket directory") && stderr.contains("owned by uid 65534"),
+        "{stderr}"
+    );
+    assert!(!dir.join("cmdrd.sock").exists());
+}
