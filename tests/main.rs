@@ -41,3 +41,5 @@ mod fuzz_props;
 mod hostile;
 // Another uid is refused even with open socket permissions; unsafe socket directories.
 mod another_user;
+// Faults: kill -9, full disk, read-only data dir, unreadable file, inotify overflow and limits.
+mod faults;

@@ -33,6 +33,10 @@ pub struct Sandbox {
     daemon: Option<Child>,
     pub log: PathBuf,
     extra_env: Vec<(String, String)>,
+    /// Runs every command (daemon and clients) as this uid/gid (tests/faults.rs).
+    pub run_as: Option<u32>,
+    /// A program (and its arguments) that execs cmdrd, e.g. `unshare …` (tests/faults.rs).
+    pub daemon_wrapper: Vec<String>,
 }
 
 impl Sandbox {
@@ -65,6 +69,8 @@ impl Sandbox {
             run_dir,
             daemon: None,
             extra_env: Vec::new(),
+            run_as: None,
+            daemon_wrapper: Vec::new(),
         }
     }
 
@@ -118,6 +124,10 @@ impl Sandbox {
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
+        if let Some(id) = self.run_as {
+            use std::os::unix::process::CommandExt as _;
+            cmd.uid(id).gid(id);
+        }
     }
 
     pub fn command(&self, program: &str) -> Command {
@@ -139,8 +149,15 @@ impl Sandbox {
             .append(true)
             .open(&self.log)
             .expect("log");
-        let child = self
-            .command("cmdrd")
+        let mut daemon = match self.daemon_wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = self.external(program);
+                cmd.args(args).arg(bin("cmdrd"));
+                cmd
+            }
+            None => self.command("cmdrd"),
+        };
+        let child = daemon
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

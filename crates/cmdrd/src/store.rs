@@ -59,6 +59,7 @@ impl Store {
     /// Loads the state. A missing file is an empty state; a corrupt one is renamed to
     /// `state.json.corrupt-<time>` with an error in the log, and the daemon starts empty.
     pub fn load(&self) -> Result<StoredState, StoreError> {
+        self.remove_stale_temps();
         let bytes = match std::fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -110,6 +111,33 @@ impl Store {
                     version: STATE_VERSION,
                     ..StoredState::default()
                 })
+            }
+        }
+    }
+
+    /// Removes the temp files of saves cut short by a crash (`kill -9`, power loss), which
+    /// would otherwise pile up, one per crash. Only the daemon holding the socket lock
+    /// writes the state file, and it calls this before its first save: any such file is stale.
+    fn remove_stale_temps(&self) {
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
+            return;
+        };
+        let prefix = format!(".{}.tmp-", name.to_string_lossy());
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            let path = entry.path();
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed the temp file of an interrupted save")
+                }
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), error = %err, "cannot remove the temp file of an interrupted save")
+                }
             }
         }
     }
@@ -239,5 +267,20 @@ mod tests {
             .collect();
         assert_eq!(aside.len(), 1);
         assert_eq!(std::fs::read(aside[0].path()).expect("read"), b"{ not json");
+    }
+
+    /// Regression: every `kill -9` during a save left a `.state.json.tmp-PID` file behind
+    /// for good (found by tests/faults.rs).
+    #[test]
+    fn temp_files_of_interrupted_saves_are_removed_at_load() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let store = Store::new(dir.join("state.json"));
+        std::fs::write(dir.join(".state.json.tmp-4242"), b"{ half").expect("write");
+        std::fs::write(dir.join("other.tmp-1"), b"keep").expect("write");
+        store.load().expect("load");
+        assert!(!dir.join(".state.json.tmp-4242").exists());
+        assert!(dir.join("other.tmp-1").exists());
     }
 }

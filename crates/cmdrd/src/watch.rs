@@ -194,6 +194,11 @@ impl FileWatcher {
     pub async fn run(mut self, cancel: CancellationToken) {
         let (wake_tx, mut wake) = mpsc::channel::<()>(1);
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(event) = &res
+                && event.need_rescan()
+            {
+                tracing::warn!("file events were lost (event queue overflow); rescanning");
+            }
             let relevant = match res {
                 // Our own reads show up as access events: only close-after-write matters.
                 Ok(event) => match event.kind {
@@ -201,8 +206,11 @@ impl FileWatcher {
                     EventKind::Access(_) => false,
                     _ => true,
                 },
-                // An error (e.g. queue overflow) means events were lost: rescan.
-                Err(_) => true,
+                // An error means events may have been lost: rescan.
+                Err(err) => {
+                    tracing::warn!(error = %err, "file watcher error; rescanning");
+                    true
+                }
             };
             if relevant {
                 // Full means a wake-up is already pending; one is enough.

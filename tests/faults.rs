@@ -1,0 +1,453 @@
+//! Faults: `kill -9` at random moments during account and file operations, a full disk,
+//! a read-only data dir, an unreadable credentials file, an inotify queue overflow and the
+//! inotify watch limit. The state file is never corrupt, nothing accepted is lost, and the
+//! daemon keeps serving. Mounts and sysctls need root (CI runs as root); those parts are
+//! skipped with a message otherwise, and every system setting is restored on drop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::hostile::{Rng, scale};
+use crate::sandbox::{Sandbox, creds, set_mode};
+
+const NOBODY: u32 = 65534;
+
+/// One system-wide inotify experiment at a time.
+static SYSCTL: Mutex<()> = Mutex::new(());
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A mount that is undone (lazily) when dropped, even when the test fails.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn new(args: &[&str], target: &Path) -> Option<Mount> {
+        let ok = Command::new("mount")
+            .args(args)
+            .arg(target)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Mount(target.to_owned()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A sysctl value restored when dropped.
+struct Sysctl {
+    path: &'static str,
+    old: String,
+}
+
+impl Sysctl {
+    fn set(path: &'static str, value: &str) -> Option<Sysctl> {
+        let old = std::fs::read_to_string(path).ok()?;
+        std::fs::write(path, value).ok()?;
+        Some(Sysctl { path, old })
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.path, self.old.trim());
+    }
+}
+
+/// The profile fingerprints a fresh parse of the files gives (the test's own parse).
+pub fn fresh_fingerprints(sb: &Sandbox) -> BTreeMap<String, Option<String>> {
+    let read = |p: PathBuf| std::fs::read(p).unwrap_or_default();
+    let (config, credentials) = (read(sb.config()), read(sb.credentials()));
+    let cache = BTreeMap::new();
+    let view = cmdr_core::parse_view(cmdr_core::Inputs {
+        config: &config,
+        credentials: &credentials,
+        sso_cache: &cache,
+    })
+    .expect("the test writes only valid files");
+    view.profiles
+        .into_iter()
+        .map(|(name, p)| (name, p.fingerprint))
+        .collect()
+}
+
+/// The daemon's view: profile name → fingerprint.
+pub fn daemon_fingerprints(sb: &Sandbox) -> BTreeMap<String, Option<String>> {
+    let profiles = sb.json(&["profiles"]);
+    profiles
+        .as_array()
+        .expect("profiles array")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or_default().to_owned(),
+                p["fingerprint"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+fn state_is_sound(sb: &Sandbox) -> Value {
+    let corrupt: Vec<_> = std::fs::read_dir(&sb.data_dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("corrupt"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        corrupt.is_empty(),
+        "state moved aside as corrupt: {corrupt:?}"
+    );
+    match std::fs::read(sb.state_file()) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "state.json is corrupt: {e}\n{}",
+                String::from_utf8_lossy(&bytes)
+            )
+        }),
+        Err(_) => Value::Null,
+    }
+}
+
+fn accounts(sb: &Sandbox) -> BTreeMap<String, Value> {
+    sb.json(&["accounts", "list"])
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap_or_default().to_owned(), a.clone()))
+        .collect()
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_nothing() {
+    let profiles = 4;
+    let mut rng = Rng::seeded();
+    let mut tokens: Vec<String> = (0..profiles).map(|p| format!("TOKEN-K0-{p}")).collect();
+    let render = |tokens: &[String]| -> String {
+        tokens
+            .iter()
+            .enumerate()
+            .map(|(p, t)| creds(&format!("p{p}"), t))
+            .collect()
+    };
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    sb.write_credentials(&render(&tokens));
+    // Every fingerprint each profile ever had: an accepted one must be among them.
+    let mut history: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let remember = |sb: &Sandbox, history: &mut BTreeMap<String, BTreeSet<String>>| {
+        for (name, fp) in fresh_fingerprints(sb) {
+            history.entry(name).or_default().extend(fp);
+        }
+    };
+    remember(&sb, &mut history);
+    // Accounts whose `add` returned success: they must survive every crash.
+    let mut confirmed: BTreeSet<String> = BTreeSet::new();
+    let iterations = scale(25, 1_000);
+    let mut kills = 0;
+    for i in 0..iterations {
+        sb.start();
+        // After every crash: the state parses and nothing confirmed is missing.
+        state_is_sound(&sb);
+        let list = accounts(&sb);
+        for name in &confirmed {
+            let account = list
+                .get(name)
+                .unwrap_or_else(|| panic!("confirmed account {name} lost after kill -9"));
+            let accepted = account["accepted_fingerprint"].as_str();
+            let profile = account["profile"].as_str().unwrap_or_default();
+            let known = history.get(profile).cloned().unwrap_or_default();
+            assert!(
+                accepted.is_some_and(|fp| known.contains(fp)),
+                "{name}: accepted fingerprint {accepted:?} lost or unknown ({known:?})"
+            );
+        }
+        let delay = Duration::from_micros(rng.below(40_000) as u64);
+        match rng.below(3) {
+            0 => {
+                let name = format!("a{i}");
+                let profile = format!("p{}", rng.below(profiles));
+                let mut child = sb
+                    .command("cmdrctl")
+                    .args([
+                        "accounts",
+                        "add",
+                        &name,
+                        "--profile",
+                        &profile,
+                        "--on-change",
+                        "auto",
+                    ])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn");
+                std::thread::sleep(delay);
+                sb.kill9();
+                if child.wait().expect("wait").success() {
+                    confirmed.insert(name);
+                }
+            }
+            1 => {
+                let p = rng.below(profiles);
+                tokens[p] = format!("TOKEN-K{i}-{p}");
+                sb.write_credentials(&render(&tokens));
+                remember(&sb, &mut history);
+                std::thread::sleep(delay);
+                sb.kill9();
+            }
+            _ => {
+                let target = confirmed.iter().nth(rng.below(confirmed.len().max(1)));
+                let name = target.cloned().unwrap_or_else(|| "nobody".to_owned());
+                let mut child = sb
+                    .command("cmdrctl")
+                    .args(["accept", &name])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn");
+                std::thread::sleep(delay);
+                sb.kill9();
+                let _ = child.wait();
+            }
+        }
+        kills += 1;
+    }
+    sb.start();
+    state_is_sound(&sb);
+    // Crashed writes must not leave temp files piling up next to the state.
+    let leftovers: Vec<_> = std::fs::read_dir(&sb.data_dir)
+        .expect("data dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "stale temp files: {leftovers:?}");
+    eprintln!(
+        "figure: kill -9 during operations: {kills}, confirmed accounts kept: {}/{}",
+        confirmed.len(),
+        confirmed.len()
+    );
+}
+
+fn add(sb: &Sandbox, name: &str) -> std::process::Output {
+    sb.ctl(&["accounts", "add", name, "--profile", "acme"])
+}
+
+/// Shared by the full-disk and read-only cases: saving fails clearly, the old state stays,
+/// the daemon keeps serving, and it recovers once the disk is writable again.
+fn unwritable_data_dir(make_unwritable: impl FnOnce(&Sandbox) -> Box<dyn FnOnce()>) {
+    let mut sb = Sandbox::with_profile("TOKEN-FAULT-ONE");
+    std::fs::create_dir_all(&sb.data_dir).expect("data dir");
+    sb.start();
+    sb.add_account("first", &[]);
+    let before = std::fs::read(sb.state_file()).expect("state");
+    let restore = make_unwritable(&sb);
+    let out = add(&sb, "second");
+    let stderr = crate::sandbox::stderr(&out);
+    assert!(!out.status.success(), "saving cannot have worked");
+    assert!(
+        stderr.contains("state") && stderr.contains(&sb.data_dir.display().to_string()),
+        "the error must say what could not be saved and where: {stderr}"
+    );
+    assert_eq!(std::fs::read(sb.state_file()).expect("state"), before);
+    // Still serving, and the failed change was rolled back.
+    let list = accounts(&sb);
+    assert!(list.contains_key("first") && !list.contains_key("second"));
+    sb.write_credentials(&creds("acme", "TOKEN-FAULT-TWO"));
+    sb.wait_until("the new token is seen", || {
+        sb.account("first")["state"] == "changed"
+    });
+    restore();
+    assert!(add(&sb, "second").status.success());
+    sb.stop();
+    sb.start();
+    let list = accounts(&sb);
+    assert!(list.contains_key("first") && list.contains_key("second"));
+}
+
+#[test]
+fn full_disk_keeps_old_state_and_serving() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    unwritable_data_dir(|sb| {
+        // Move the data dir onto a tiny tmpfs, then fill it.
+        let old = std::fs::read(sb.state_file()).expect("state");
+        let mount = Mount::new(
+            &["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"],
+            &sb.data_dir,
+        )
+        .expect("mount tmpfs (needs CAP_SYS_ADMIN)");
+        std::fs::write(sb.state_file(), &old).expect("state onto tmpfs");
+        let filler = sb.data_dir.join("filler");
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+        drop(file);
+        Box::new(move || {
+            std::fs::remove_file(&filler).expect("free space");
+            // Keep the mount until the end of the test: the state lives there now.
+            std::mem::forget(mount);
+        })
+    });
+}
+
+#[test]
+fn read_only_data_dir_keeps_old_state_and_serving() {
+    if !is_root() {
+        eprintln!("skipped: a read-only bind mount needs root");
+        return;
+    }
+    unwritable_data_dir(|sb| {
+        let dir = sb.data_dir.to_str().expect("utf-8 path").to_owned();
+        let bind = Mount::new(&["--bind", &dir], &sb.data_dir).expect("bind mount");
+        let ok = Command::new("mount")
+            .args(["-o", "remount,bind,ro", &dir])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount read-only");
+        Box::new(move || drop(bind))
+    });
+}
+
+#[test]
+fn unreadable_credentials_file_is_a_file_error_not_a_crash() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run the daemon as another uid");
+        return;
+    }
+    // As root, mode 000 is still readable: run the whole sandbox as nobody.
+    let mut sb = Sandbox::with_profile("TOKEN-UNREADABLE-ONE");
+    set_mode(&sb.root, 0o755);
+    let status = Command::new("chown")
+        .args(["-R", &format!("{NOBODY}:{NOBODY}")])
+        .arg(&sb.root)
+        .status()
+        .expect("chown");
+    assert!(status.success());
+    sb.run_as = Some(NOBODY);
+    sb.start();
+    sb.add_account("acme", &[]);
+    let mut watch = sb.watch();
+    set_mode(&sb.credentials(), 0o000);
+    let event = watch.wait_type("file_error");
+    assert!(event.to_string().contains("credentials"), "{event}");
+    assert!(sb.ctl(&["status"]).status.success());
+    // The last good view is kept.
+    assert_eq!(sb.account("acme")["state"], "ok");
+    set_mode(&sb.credentials(), 0o600);
+    watch.wait_type("file_recovered");
+    assert_eq!(sb.account("acme")["state"], "ok");
+}
+
+#[test]
+fn inotify_queue_overflow_triggers_a_rescan() {
+    if !is_root() {
+        eprintln!("skipped: lowering fs.inotify.max_queued_events needs root");
+        return;
+    }
+    let _one = SYSCTL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sb = Sandbox::with_profile("TOKEN-OVERFLOW-0");
+    {
+        // Only inotify instances created while it is low get the tiny queue: the daemon's.
+        let _low = Sysctl::set("/proc/sys/fs/inotify/max_queued_events", "8")
+            .expect("write max_queued_events");
+        sb.start();
+        sb.wait_until("watches set up", || sb.log_text().contains("watching"));
+    }
+    let mut storms = 0;
+    let mut round = 0;
+    while !sb.log_text().contains("event queue overflow") && storms < 5 {
+        storms += 1;
+        for i in 0..2000 {
+            let junk = sb.aws.join(format!("junk{i}"));
+            let _ = std::fs::write(&junk, "x");
+            let _ = std::fs::remove_file(&junk);
+            if i % 500 == 0 {
+                round += 1;
+                sb.write_credentials(&creds("acme", &format!("TOKEN-OVERFLOW-{round}")));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        sb.log_text().contains("event queue overflow"),
+        "no overflow after {storms} storms"
+    );
+    let want = fresh_fingerprints(&sb);
+    sb.wait_until("the final view after overflow", || {
+        daemon_fingerprints(&sb) == want
+    });
+    eprintln!("figure: inotify overflow storms: {storms}, final view right");
+}
+
+#[test]
+fn inotify_watch_limit_falls_back_to_polling() {
+    let userns = Command::new("unshare")
+        .args(["--user", "--map-root-user", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !userns {
+        eprintln!("skipped: cannot create a user namespace for a private inotify watch limit");
+        return;
+    }
+    // The credentials file is a symlink into ~/dotfiles (stow, chezmoi): the daemon needs
+    // watches on ~/.aws and ~/dotfiles.
+    let mut sb = Sandbox::new();
+    let dotfiles = sb.home.join("dotfiles");
+    std::fs::create_dir_all(&dotfiles).expect("dotfiles");
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    std::fs::write(
+        dotfiles.join("credentials"),
+        creds("acme", "TOKEN-LIMIT-ONE"),
+    )
+    .expect("write");
+    std::os::unix::fs::symlink("../dotfiles/credentials", sb.credentials()).expect("symlink");
+    // A user namespace of its own with a limit of one inotify watch: ~/dotfiles cannot be
+    // watched. Nothing outside the namespace is affected.
+    sb.daemon_wrapper = [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/user/max_inotify_watches && exec \"$0\"",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    sb.start();
+    sb.wait_until("the fallback", || {
+        sb.log_text().contains("falling back to periodic rescans")
+    });
+    for round in 2..5 {
+        // Written into the unwatched directory: only the rescans can see it.
+        std::fs::write(
+            dotfiles.join("credentials"),
+            creds("acme", &format!("TOKEN-LIMIT-{round}")),
+        )
+        .expect("write");
+        let want = fresh_fingerprints(&sb);
+        sb.wait_until("the view after a change in an unwatched dir", || {
+            daemon_fingerprints(&sb) == want
+        });
+    }
+}
