@@ -343,6 +343,8 @@ impl Engine {
     /// Takes a new snapshot: each file that parses replaces its last good bytes; one that
     /// does not keeps them and reports `file_error` once, until `file_recovered`.
     fn load_snapshot(&mut self, snapshot: Snapshot, publish: bool) {
+        // One line per parse: `scripts/bench` counts them in a storm of writes.
+        tracing::debug!("parsing snapshot");
         let mut recovered = Vec::new();
         let mut any_error = false;
         for (index, (kind, read)) in [
