@@ -252,13 +252,16 @@ fn add(sb: &Sandbox, name: &str) -> std::process::Output {
 
 /// Shared by the full-disk and read-only cases: saving fails clearly, the old state stays,
 /// the daemon keeps serving, and it recovers once the disk is writable again.
-fn unwritable_data_dir(make_unwritable: impl FnOnce(&Sandbox) -> Box<dyn FnOnce()>) {
+/// `make_unwritable` returns how to make it writable again and a mount to undo at the end.
+fn unwritable_data_dir(
+    make_unwritable: impl FnOnce(&Sandbox) -> (Box<dyn FnOnce()>, Option<Mount>),
+) {
     let mut sb = Sandbox::with_profile("TOKEN-FAULT-ONE");
     std::fs::create_dir_all(&sb.data_dir).expect("data dir");
     sb.start();
     sb.add_account("first", &[]);
     let before = std::fs::read(sb.state_file()).expect("state");
-    let restore = make_unwritable(&sb);
+    let (restore, _mount) = make_unwritable(&sb);
     let out = add(&sb, "second");
     let stderr = crate::sandbox::stderr(&out);
     assert!(!out.status.success(), "saving cannot have worked");
@@ -302,11 +305,9 @@ fn full_disk_keeps_old_state_and_serving() {
         let chunk = vec![0u8; 4096];
         while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
         drop(file);
-        Box::new(move || {
-            std::fs::remove_file(&filler).expect("free space");
-            // Keep the mount until the end of the test: the state lives there now.
-            std::mem::forget(mount);
-        })
+        // The mount stays until the end of the test: the state lives there now.
+        let restore = move || std::fs::remove_file(&filler).expect("free space");
+        (Box::new(restore), Some(mount))
     });
 }
 
@@ -324,7 +325,7 @@ fn read_only_data_dir_keeps_old_state_and_serving() {
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "remount read-only");
-        Box::new(move || drop(bind))
+        (Box::new(move || drop(bind)), None)
     });
 }
 
