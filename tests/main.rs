@@ -43,3 +43,5 @@ mod hostile;
 mod another_user;
 // Faults: kill -9, full disk, read-only data dir, unreadable file, inotify overflow and limits.
 mod faults;
+// Randomised soak: every save pattern at random; the view always equals a fresh parse.
+mod soak;
