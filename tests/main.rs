@@ -45,3 +45,5 @@ mod another_user;
 mod faults;
 // Randomised soak: every save pattern at random; the view always equals a fresh parse.
 mod soak;
+// Secrets in memory: the daemon is non-dumpable even to its own uid.
+mod memory;

@@ -1,10 +1,11 @@
 //! The `Sandbox`: a temp HOME with its own XDG directories and socket, the real `cmdrd`
 //! and `cmdrctl` binaries, and helpers to wait for events (never fixed sleeps).
 
+use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -37,6 +38,9 @@ pub struct Sandbox {
     pub run_as: Option<u32>,
     /// A program (and its arguments) that execs cmdrd, e.g. `unshare …` (tests/faults.rs).
     pub daemon_wrapper: Vec<String>,
+    /// Every secret written through this sandbox: checked against the daemon's log, the
+    /// state file and every event stream when the sandbox is dropped.
+    secrets: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Sandbox {
@@ -71,6 +75,7 @@ impl Sandbox {
             extra_env: Vec::new(),
             run_as: None,
             daemon_wrapper: Vec::new(),
+            secrets: Arc::default(),
         }
     }
 
@@ -108,7 +113,21 @@ impl Sandbox {
     }
 
     pub fn write_credentials(&self, text: &str) {
+        self.remember_secrets(text);
         std::fs::write(self.credentials(), text).expect("write credentials");
+    }
+
+    /// Records the secret values in `text` (keys and tokens) for the leak scan on drop.
+    pub fn remember_secrets(&self, text: &str) {
+        let mut secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        for line in text.lines() {
+            if let Some((key, value)) = line.split_once('=')
+                && SECRET_KEYS.contains(&key.trim())
+                && value.trim().len() >= 8
+            {
+                secrets.insert(value.trim().to_owned());
+            }
+        }
     }
 
     fn env(&self, cmd: &mut Command) {
@@ -270,6 +289,7 @@ impl Sandbox {
             child,
             rx,
             seen: Vec::new(),
+            secrets: Arc::clone(&self.secrets),
         }
     }
 
@@ -301,7 +321,59 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            return;
+        }
+        let mut texts = vec![("daemon log", self.log_text())];
+        if let Ok(state) = std::fs::read_to_string(self.state_file()) {
+            texts.push(("state file", state));
+        }
+        let secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let hits = scan(&secrets, &texts);
+        assert!(hits.is_empty(), "secrets leaked: {hits:?}");
     }
+}
+
+/// Keys whose values are secrets.
+const SECRET_KEYS: [&str; 3] = [
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_security_token",
+];
+
+/// Every secret key [`creds`] writes contains this, however the test wrote the file.
+const SECRET_MARKER: &str = "wJalrXUtnFEMI-SECRET";
+
+/// Where any of `secrets` (or the marker) appears in `texts`; appends a line of figures to
+/// `$CMDR_SECRET_SCAN_REPORT` when set (docs/reliability.md).
+fn scan(secrets: &BTreeSet<String>, texts: &[(&str, String)]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for (name, text) in texts {
+        for secret in secrets.iter().map(String::as_str).chain([SECRET_MARKER]) {
+            if text.contains(secret) {
+                hits.push(format!("{secret} in the {name}"));
+            }
+        }
+    }
+    if let Some(report) = std::env::var_os("CMDR_SECRET_SCAN_REPORT") {
+        use std::io::Write as _;
+        let bytes: usize = texts.iter().map(|(_, t)| t.len()).sum();
+        let kinds: Vec<&str> = texts.iter().map(|(n, _)| *n).collect();
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(report)
+        {
+            let _ = writeln!(
+                file,
+                "{} secrets, {bytes} bytes ({}), {} hits",
+                secrets.len() + 1,
+                kinds.join(", "),
+                hits.len()
+            );
+        }
+    }
+    hits
 }
 
 pub struct Watch {
@@ -309,6 +381,7 @@ pub struct Watch {
     rx: mpsc::Receiver<Value>,
     /// Every event received so far.
     pub seen: Vec<Value>,
+    secrets: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Watch {
@@ -348,6 +421,17 @@ impl Drop for Watch {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            return;
+        }
+        // Whatever is still buffered counts too.
+        while let Ok(event) = self.rx.try_recv() {
+            self.seen.push(event);
+        }
+        let events = serde_json::to_string(&self.seen).unwrap_or_default();
+        let secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        let hits = scan(&secrets, &[("event stream", events)]);
+        assert!(hits.is_empty(), "secrets leaked: {hits:?}");
     }
 }
 
