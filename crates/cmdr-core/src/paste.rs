@@ -195,14 +195,11 @@ pub fn apply(file: &str, profile: &str, block: &Block, expires: Option<&str>) ->
     let mut written: Vec<&str> = Vec::new();
     for (index, line) in lines.iter().enumerate() {
         let in_section = sections.iter().find(|s| s.body.contains(&index));
-        let Some(section) = in_section else {
-            out.push_str(line);
-            continue;
-        };
-        let managed = managed_key(line);
-        match managed {
-            None => out.push_str(line),
-            Some(key) if section.header == last.header => {
+        // Not `continue` for lines outside a body: the header of a section without key
+        // lines is where its missing keys go (below).
+        match in_section.map(|section| (section, managed_key(line))) {
+            None | Some((_, None)) => out.push_str(line),
+            Some((section, Some(key))) if section.header == last.header => {
                 // Replace the first line of each wanted key in place; drop the rest.
                 if let Some((k, v)) = wanted.iter().find(|(k, _)| *k == key)
                     && !written.contains(k)
@@ -412,6 +409,23 @@ mod tests {
                 "NEWSECRET".into(),
                 Some("NEWTOKEN".into())
             )
+        );
+    }
+
+    /// Regression (found by the `paste` property in `fuzz/props.rs`): a section with a
+    /// header and no key lines got no keys at all; the edited file had no credentials.
+    #[test]
+    fn section_without_key_lines_gets_the_keys() {
+        let new = "aws_access_key_id = ASIANEWKEY\naws_secret_access_key = NEWSECRET\naws_session_token = NEWTOKEN\n";
+        check("[acme]\n", &format!("[acme]\n{new}"));
+        check("[acme]", &format!("[acme]\n{new}"));
+        check(
+            "[acme]\n# a comment\n\n[b]\nx = 1\n",
+            &format!("[acme]\n{new}# a comment\n\n[b]\nx = 1\n"),
+        );
+        check(
+            "[acme]\r\n",
+            &format!("[acme]\r\n{}", new.replace('\n', "\r\n")),
         );
     }
 
