@@ -64,6 +64,8 @@ pub enum PasteError {
     EmptyValue(&'static str),
     #[error("invalid profile name `{0}`")]
     BadProfileName(String),
+    #[error("`{0}` contains `#` or `;`, which the AWS SDKs would read as a comment")]
+    CommentChar(&'static str),
 }
 
 /// Parses the block: one optional `[name]` header and the three keys; CRLF, surrounding
@@ -143,6 +145,17 @@ pub fn parse_block(input: &[u8]) -> Result<Block, PasteError> {
         .any(char::is_whitespace)
     {
         return Err(PasteError::BadLine(0));
+    }
+    // AWS keys and tokens never hold `#` or `;`, and written as `key = #…` the SDKs would
+    // read the value as a comment (found by the `paste` fuzz property).
+    for (key, value) in [
+        (ACCESS_KEY, Some(&block.access_key_id)),
+        (SECRET_KEY, Some(&block.secret_access_key)),
+        (TOKEN_KEY, block.session_token.as_ref()),
+    ] {
+        if value.is_some_and(|v| v.contains(['#', ';'])) {
+            return Err(PasteError::CommentChar(key));
+        }
     }
     Ok(block)
 }
@@ -378,6 +391,15 @@ mod tests {
                 "expected `key = value`",
             ),
             (b"[a\naws_access_key_id = A\n", "invalid section"),
+            // Regression (fuzz): the SDKs would read `= #…` as an empty value.
+            (
+                b"aws_access_key_id = A\naws_secret_access_key = #]SECRETVALUE\n",
+                "read as a comment",
+            ),
+            (
+                b"aws_access_key_id = A\naws_secret_access_key = S\naws_session_token = x;SECRETVALUE\n",
+                "read as a comment",
+            ),
             (
                 b"[a]\naws_access_key_id = A\naws_access_key_id = B\naws_secret_access_key = S\n",
                 "twice",
