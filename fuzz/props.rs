@@ -114,7 +114,10 @@ pub fn paste(data: &[u8]) {
     let Ok(before) = view(b"", file.as_bytes()) else {
         return;
     };
-    let expires = data.len().is_multiple_of(2).then_some("2030-01-02T03:04:05Z");
+    let expires = data
+        .len()
+        .is_multiple_of(2)
+        .then_some("2030-01-02T03:04:05Z");
     let edited = apply(file, &target, &block, expires);
     let after = view(b"", edited.as_bytes()).unwrap_or_else(|errors| {
         panic!("the edited file does not parse ({errors} errors):\n{edited:?}\nfrom\n{file:?}")
