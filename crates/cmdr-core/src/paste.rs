@@ -160,11 +160,15 @@ pub fn parse_block(input: &[u8]) -> Result<Block, PasteError> {
     Ok(block)
 }
 
+/// A name the SDKs accept for a profile: they silently drop sections with any other
+/// character (`validate_identifier` in aws-runtime), so credentials pasted under such a
+/// name would be invisible to them (found by the `paste` fuzz property).
 pub fn valid_profile_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && !name.contains(['[', ']', '#', ';'])
-        && !name.chars().any(|c| c.is_control() || c.is_whitespace())
+        && name.chars().all(|c| {
+            c.is_ascii_alphanumeric() || ['_', '-', '/', '.', '%', '@', ':', '+'].contains(&c)
+        })
 }
 
 /// Puts `block` into the credentials file text as profile `profile`, with an optional
@@ -449,6 +453,17 @@ mod tests {
             "[acme]\r\n",
             &format!("[acme]\r\n{}", new.replace('\n', "\r\n")),
         );
+    }
+
+    #[test]
+    fn profile_names_are_those_the_sdks_accept() {
+        for ok in ["acme", "123456789012_Admin", "a-b.c/d%e@f:g+h"] {
+            assert!(valid_profile_name(ok), "{ok}");
+        }
+        // Regression (fuzz): `!` and other characters make the SDKs drop the section.
+        for bad in ["", "a b", "a!b", "a[b", "a#b", "a;b", "ünï", "a\tb", "a\"b"] {
+            assert!(!valid_profile_name(bad), "{bad}");
+        }
     }
 
     #[test]
