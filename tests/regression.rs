@@ -55,3 +55,33 @@ fn paste_into_a_section_without_keys() {
         "[other]\nregion = eu-west-1\n\n[acme]\naws_access_key_id = ASIAREGRESSION\naws_secret_access_key = regression-secret-key\naws_session_token = regression-session-token\n# to be filled\n"
     );
 }
+
+/// `~/.aws` removed and recreated at once can get the same inode number back: the watch
+/// was thought alive and writes went unseen until the 60 s safety rescan.
+#[test]
+fn aws_dir_recreated_at_once_is_watched_again() {
+    let mut sb = Sandbox::with_profile("T0");
+    sb.start();
+    sb.add_account("acme", &[]);
+    for round in 1..=5 {
+        std::fs::remove_dir_all(&sb.aws).expect("rm -rf");
+        std::fs::create_dir_all(&sb.aws).expect("mkdir");
+        sb.write_credentials(&creds("acme", &format!("T{round}-a")));
+        // Let the daemon settle on this directory, then write again into it.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        sb.write_credentials(&creds("acme", &format!("T{round}-b")));
+        let start = std::time::Instant::now();
+        let expected = {
+            let mut fresh = Sandbox::with_profile(&format!("T{round}-b"));
+            fresh.start();
+            fresh.json(&["profiles"])[0]["fingerprint"].clone()
+        };
+        while sb.json(&["profiles"])[0]["fingerprint"] != expected {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "round {round}: the write after recreating ~/.aws was not seen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}

@@ -169,17 +169,6 @@ fn nearest_existing_dir(path: &Path) -> PathBuf {
     }
 }
 
-#[cfg(unix)]
-fn identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-#[cfg(not(unix))]
-fn identity(path: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().map(|_| (0, 0))
-}
-
 /// The watcher actor: sends a [`Snapshot`] to the engine whenever the bytes change.
 pub struct FileWatcher {
     pub targets: Targets,
@@ -224,8 +213,10 @@ impl FileWatcher {
                 None
             }
         };
-        let mut watched: BTreeMap<PathBuf, Option<(u64, u64)>> = BTreeMap::new();
-        let mut degraded = update_watches(watcher.as_mut(), &self.targets, &mut watched);
+        let mut watched = BTreeSet::new();
+        let mut failing = BTreeSet::new();
+        let mut degraded =
+            update_watches(watcher.as_mut(), &self.targets, &mut watched, &mut failing);
         // The engine read the files before the watches existed: check once more.
         self.check(&cancel).await;
         loop {
@@ -240,7 +231,7 @@ impl FileWatcher {
                 Some(()) = self.rescan.recv() => {}
                 () = sleep(idle) => {}
             }
-            degraded = update_watches(watcher.as_mut(), &self.targets, &mut watched);
+            degraded = update_watches(watcher.as_mut(), &self.targets, &mut watched, &mut failing);
             self.check(&cancel).await;
         }
     }
@@ -278,16 +269,19 @@ impl FileWatcher {
 }
 
 /// Brings the set of watched directories in line with what the targets need now.
+/// Every desired directory is (re)added each time: inotify hands back the same watch for
+/// the same inode, so this is cheap, and it revives a watch that died with a directory
+/// removed and recreated at once, which the file system may give the same inode number.
 /// Returns true when some directory could not be watched (so we fall back to rescans).
 fn update_watches(
     watcher: Option<&mut notify::RecommendedWatcher>,
     targets: &Targets,
-    watched: &mut BTreeMap<PathBuf, Option<(u64, u64)>>,
+    watched: &mut BTreeSet<PathBuf>,
+    failing: &mut BTreeSet<PathBuf>,
 ) -> bool {
     let Some(watcher) = watcher else { return true };
     let desired = desired_dirs(targets);
-    let mut degraded = false;
-    watched.retain(|dir, _| {
+    watched.retain(|dir| {
         if desired.contains(dir) {
             return true;
         }
@@ -295,29 +289,23 @@ fn update_watches(
         tracing::debug!(dir = %dir.display(), "unwatched");
         false
     });
+    failing.retain(|dir| desired.contains(dir));
     for dir in desired {
-        let id = identity(&dir);
-        match watched.get(&dir) {
-            // Same directory as before: the watch is alive.
-            Some(old) if *old == id && id.is_some() => continue,
-            // Deleted and recreated: the old watch died with the old inode.
-            Some(_) => {
-                let _ = watcher.unwatch(&dir);
-            }
-            None => {}
-        }
         match watcher.watch(&dir, RecursiveMode::NonRecursive) {
             Ok(()) => {
-                tracing::debug!(dir = %dir.display(), "watching");
-                watched.insert(dir, id);
+                if watched.insert(dir.clone()) {
+                    tracing::debug!(dir = %dir.display(), "watching");
+                }
+                failing.remove(&dir);
             }
             Err(err) => {
-                tracing::warn!(dir = %dir.display(), error = %err, "cannot watch directory; falling back to periodic rescans");
-                degraded = true;
+                if failing.insert(dir.clone()) {
+                    tracing::warn!(dir = %dir.display(), error = %err, "cannot watch directory; falling back to periodic rescans");
+                }
             }
         }
     }
-    degraded
+    !failing.is_empty()
 }
 
 #[cfg(all(test, unix))]
