@@ -155,6 +155,8 @@ pub struct Inputs<'a> {
 /// `# Expires:` comments, and sections the SDK drops.
 #[derive(Default)]
 struct Scan {
+    /// Profiles (and `sso-session x`) with a section in this file.
+    sections: BTreeSet<String>,
     keys: BTreeMap<String, BTreeSet<String>>,
     expires_comment: BTreeMap<String, DateTime<Utc>>,
     warnings: Vec<String>,
@@ -182,24 +184,27 @@ pub fn parse_view(inputs: Inputs<'_>) -> Result<ProfileView, Vec<ParseError>> {
     let (Ok(config), Ok(credentials)) = (config, credentials) else {
         return Err(errors);
     };
-    let config_only = sdk::load(Some(config), None);
-    let credentials_only = sdk::load(None, Some(credentials));
-    if let Err(message) = &config_only {
-        errors.push(sdk_error(FileKind::Config, message));
-    }
-    if let Err(message) = &credentials_only {
-        errors.push(sdk_error(FileKind::Credentials, message));
-    }
-    let (Ok(config_only), Ok(credentials_only)) = (config_only, credentials_only) else {
-        return Err(errors);
+    // One SDK load of both files on the happy path; only a failure is worth loading each
+    // file alone, to say which file and line is broken.
+    let merged = match sdk::load(Some(config), Some(credentials)) {
+        Ok(merged) => merged,
+        Err(merged_message) => {
+            if let Err(message) = sdk::load(Some(config), None) {
+                errors.push(sdk_error(FileKind::Config, &message));
+            }
+            if let Err(message) = sdk::load(None, Some(credentials)) {
+                errors.push(sdk_error(FileKind::Credentials, &message));
+            }
+            if errors.is_empty() {
+                errors.push(ParseError {
+                    file: FileKind::Credentials,
+                    line: None,
+                    message: merged_message,
+                });
+            }
+            return Err(errors);
+        }
     };
-    let merged = sdk::load(Some(config), Some(credentials)).map_err(|message| {
-        vec![ParseError {
-            file: FileKind::Credentials,
-            line: None,
-            message,
-        }]
-    })?;
 
     let config_scan = scan(FileKind::Config, config);
     let credentials_scan = scan(FileKind::Credentials, credentials);
@@ -228,10 +233,10 @@ pub fn parse_view(inputs: Inputs<'_>) -> Result<ProfileView, Vec<ParseError>> {
             continue;
         };
         let mut sources = Vec::new();
-        if config_only.get_profile(name).is_some() {
+        if config_scan.sections.contains(name) {
             sources.push(FileKind::Config);
         }
-        if credentials_only.get_profile(name).is_some() {
+        if credentials_scan.sections.contains(name) {
             sources.push(FileKind::Credentials);
         }
         let keys: BTreeSet<&String> = config_scan
@@ -453,7 +458,9 @@ fn scan(kind: FileKind, text: &str) -> Scan {
     for (index, line) in text.lines().enumerate() {
         if line.starts_with('[') {
             section = section_name(kind, line);
-            if section.is_none() {
+            if let Some(name) = &section {
+                out.sections.insert(name.clone());
+            } else {
                 let header = line
                     .split(']')
                     .next()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use cmdr_core::{
     AccountChange, AccountPatch, Accounts, Expiry, FileKind, IdentityCheck, NewAccount, Profile,
-    ProfileView, diff, profile,
+    ProfileView, diff,
 };
 use cmdr_proto::{
     AccountInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome, PROTOCOL_VERSION,
@@ -362,26 +362,62 @@ impl Engine {
         tracing::debug!("parsing snapshot");
         let mut recovered = Vec::new();
         let mut any_error = false;
-        for (index, (kind, read)) in [
-            (FileKind::Config, snapshot.config),
-            (FileKind::Credentials, snapshot.credentials),
-        ]
-        .into_iter()
-        .enumerate()
+        let mut exists = [false; 2];
+        // Each file's new bytes, or why they cannot be used.
+        let mut candidates: [Result<Vec<u8>, (Option<u32>, String)>; 2] =
+            [Ok(Vec::new()), Ok(Vec::new())];
+        for (index, read) in [snapshot.config, snapshot.credentials]
+            .into_iter()
+            .enumerate()
         {
-            let (exists, result) = match read {
+            (exists[index], candidates[index]) = match read {
                 FileRead::Missing => (false, Ok(Vec::new())),
-                FileRead::Bytes(bytes) => {
-                    let checked = profile::check_file(kind, &bytes)
-                        .map(|()| bytes)
-                        .map_err(|e| (e.line, e.message));
-                    (true, checked)
-                }
+                FileRead::Bytes(bytes) => (true, Ok(bytes)),
                 FileRead::Failed(message) => (true, Err((None, message))),
             };
+        }
+        self.sso_cache = snapshot.sso_cache;
+        // Parse the new bytes together (one SDK load when all is well). A file the parser
+        // names as broken falls back to its last good bytes and the rest is parsed again.
+        let view = loop {
+            let pick = |i: usize| match &candidates[i] {
+                Ok(bytes) => bytes.as_slice(),
+                Err(_) => self.good[i].as_slice(),
+            };
+            let inputs = cmdr_core::Inputs {
+                config: pick(0),
+                credentials: pick(1),
+                sso_cache: &self.sso_cache,
+            };
+            match cmdr_core::parse_view(inputs) {
+                Ok(view) => break Some(view),
+                Err(errors) => {
+                    let mut fell_back = false;
+                    for e in errors {
+                        let index = usize::from(e.file == FileKind::Credentials);
+                        if candidates[index].is_ok() {
+                            candidates[index] = Err((e.line, e.message));
+                            fell_back = true;
+                        }
+                    }
+                    if !fell_back {
+                        // The last good bytes do not parse together either: keep the view.
+                        tracing::warn!(
+                            "the last good files do not parse together; keeping the last view"
+                        );
+                        break None;
+                    }
+                }
+            }
+        };
+        for (index, (kind, candidate)) in [FileKind::Config, FileKind::Credentials]
+            .into_iter()
+            .zip(candidates)
+            .enumerate()
+        {
             let was_error = self.health[index].error.is_some();
-            self.health[index].exists = exists;
-            match result {
+            self.health[index].exists = exists[index];
+            match candidate {
                 Ok(bytes) => {
                     self.good[index] = bytes;
                     self.health[index].error = None;
@@ -406,27 +442,13 @@ impl Engine {
                 }
             }
         }
-        self.sso_cache = snapshot.sso_cache;
         if any_error {
             self.schedule_retry();
         } else {
             self.retries = 0;
         }
-
-        let inputs = cmdr_core::Inputs {
-            config: &self.good[0],
-            credentials: &self.good[1],
-            sso_cache: &self.sso_cache,
-        };
-        let view = match cmdr_core::parse_view(inputs) {
-            Ok(view) => view,
-            Err(errors) => {
-                // Each file parsed alone; together they should too. Keep the last view.
-                for e in errors {
-                    tracing::warn!(error = %e, "merged view does not parse");
-                }
-                return;
-            }
+        let Some(view) = view else {
+            return;
         };
         let changes = diff(&self.view, &view);
         self.view = view;
