@@ -76,10 +76,13 @@ impl EngineHandle {
     }
 }
 
+/// Why a file cannot be used: the line (if known) and the message.
+type FileProblem = (Option<u32>, String);
+
 #[derive(Debug, Clone, Default)]
 struct FileHealth {
     exists: bool,
-    error: Option<(Option<u32>, String)>,
+    error: Option<FileProblem>,
 }
 
 pub struct Engine {
@@ -364,8 +367,7 @@ impl Engine {
         let mut any_error = false;
         let mut exists = [false; 2];
         // Each file's new bytes, or why they cannot be used.
-        let mut candidates: [Result<Vec<u8>, (Option<u32>, String)>; 2] =
-            [Ok(Vec::new()), Ok(Vec::new())];
+        let mut candidates: [Result<Vec<u8>, FileProblem>; 2] = [Ok(Vec::new()), Ok(Vec::new())];
         for (index, read) in [snapshot.config, snapshot.credentials]
             .into_iter()
             .enumerate()
