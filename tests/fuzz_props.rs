@@ -122,3 +122,25 @@ fn encoded_requests_survive_any_split() {
         props::frames(Some(codec), &data[1..]);
     }
 }
+
+/// Every input the fuzzers ever failed on, kept in `fuzz/crashes/` or `fuzz/open-crashes/`,
+/// must now pass its property.
+#[test]
+fn former_fuzz_findings_pass() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut checked = 0;
+    for dir in ["crashes", "open-crashes"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let data = std::fs::read(entry.path()).expect("finding");
+            if name.starts_with("paste") {
+                props::paste(&data);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no saved findings found under {}", root.display());
+}

@@ -311,9 +311,15 @@ fn sections_named(lines: &[&str], profile: &str) -> Vec<Section> {
     out
 }
 
+/// The section a header line opens, as the SDKs read it: after `]` only whitespace or a
+/// comment may follow, or the line is not a header of that section.
 fn header_name(line: &str) -> Option<String> {
     let inner = line.strip_prefix('[')?;
     let close = inner.find(']')?;
+    let rest = inner[close + 1..].trim_matches([' ', '\t', '\r', '\n']);
+    if !(rest.is_empty() || rest.starts_with(['#', ';'])) {
+        return None;
+    }
     Some(inner[..close].trim().to_owned())
 }
 
@@ -504,6 +510,18 @@ mod tests {
         for (before, expected) in cases {
             check(&before, &expected);
         }
+    }
+
+    /// Found by the paste fuzz target: junk after `]` means the SDKs do not read the line
+    /// as that profile's header, so the keys must go into a real `[acme]` section.
+    #[test]
+    fn a_header_with_trailing_junk_is_not_the_section() {
+        let before = "[acme]\u{1a}ibe-=\n[other]\nx = 1\n";
+        let after = apply(before, "acme", &block("T"), None);
+        assert!(after.starts_with(before), "{after:?}");
+        assert!(after.ends_with("[acme]\naws_access_key_id = ASIANEWKEY\naws_secret_access_key = NEWSECRET\naws_session_token = T\n"));
+        let comment = apply("[acme] # mine\naws_access_key_id = OLD\naws_secret_access_key = OLD\n", "acme", &block("T"), None);
+        assert!(comment.starts_with("[acme] # mine\naws_access_key_id = ASIANEWKEY\n"), "{comment}");
     }
 
     #[test]
