@@ -142,5 +142,9 @@ fn former_fuzz_findings_pass() {
             }
         }
     }
-    assert!(checked > 0, "no saved findings found under {}", root.display());
+    assert!(
+        checked > 0,
+        "no saved findings found under {}",
+        root.display()
+    );
 }

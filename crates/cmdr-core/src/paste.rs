@@ -520,8 +520,16 @@ mod tests {
         let after = apply(before, "acme", &block("T"), None);
         assert!(after.starts_with(before), "{after:?}");
         assert!(after.ends_with("[acme]\naws_access_key_id = ASIANEWKEY\naws_secret_access_key = NEWSECRET\naws_session_token = T\n"));
-        let comment = apply("[acme] # mine\naws_access_key_id = OLD\naws_secret_access_key = OLD\n", "acme", &block("T"), None);
-        assert!(comment.starts_with("[acme] # mine\naws_access_key_id = ASIANEWKEY\n"), "{comment}");
+        let comment = apply(
+            "[acme] # mine\naws_access_key_id = OLD\naws_secret_access_key = OLD\n",
+            "acme",
+            &block("T"),
+            None,
+        );
+        assert!(
+            comment.starts_with("[acme] # mine\naws_access_key_id = ASIANEWKEY\n"),
+            "{comment}"
+        );
     }
 
     #[test]
