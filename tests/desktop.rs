@@ -7,14 +7,7 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{Sandbox, WAIT, creds};
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+use crate::sandbox::{Sandbox, WAIT, creds, have};
 
 /// A private session bus with dunst (under Xvfb) and a dbus-monitor recording
 /// notification calls. Every process is in its own group, killed on drop.

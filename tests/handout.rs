@@ -5,7 +5,7 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::sandbox::{Sandbox, creds, stderr, stdout};
+use crate::sandbox::{Sandbox, creds, have, stderr, stdout};
 
 /// A secret that needs quoting in every shell.
 const NASTY_SECRET: &str = r#"wJal'r"X$U`t\n F;|&"#;
@@ -44,13 +44,6 @@ fn expected_acme() -> Vec<String> {
 
 fn values(out: &std::process::Output) -> Vec<String> {
     stdout(out).lines().map(str::to_owned).collect()
-}
-
-fn have(program: &str) -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 #[test]

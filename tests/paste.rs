@@ -2,11 +2,12 @@
 //! pastes, malformed input that changes nothing, and the daemon seeing the result.
 
 use std::io::Write as _;
-use std::process::{Output, Stdio};
+use std::process::{Child, Output, Stdio};
 
 use crate::sandbox::{Sandbox, mode, set_mode, stderr};
 
-fn paste(sb: &Sandbox, args: &[&str], input: &[u8]) -> Output {
+/// Starts `cmdrctl paste ARGS` with `input` on its stdin.
+fn start_paste(sb: &Sandbox, args: &[&str], input: &[u8]) -> Child {
     let mut child = sb
         .command("cmdrctl")
         .arg("paste")
@@ -22,7 +23,13 @@ fn paste(sb: &Sandbox, args: &[&str], input: &[u8]) -> Output {
         .expect("stdin")
         .write_all(input)
         .expect("write");
-    child.wait_with_output().expect("wait")
+    child
+}
+
+fn paste(sb: &Sandbox, args: &[&str], input: &[u8]) -> Output {
+    start_paste(sb, args, input)
+        .wait_with_output()
+        .expect("wait")
 }
 
 fn block(profile: &str, token: &str) -> String {
@@ -190,21 +197,11 @@ fn concurrent_pastes_lose_nothing_and_backups_are_bounded() {
     std::fs::write(sb.credentials(), "# top\n").expect("write");
     let children: Vec<_> = (0..10)
         .map(|i| {
-            let mut child = sb
-                .command("cmdrctl")
-                .arg("paste")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn");
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(block(&format!("p{i}"), &format!("T{i}")).as_bytes())
-                .expect("write");
-            child
+            start_paste(
+                &sb,
+                &[],
+                block(&format!("p{i}"), &format!("T{i}")).as_bytes(),
+            )
         })
         .collect();
     for child in children {

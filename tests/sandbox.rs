@@ -442,6 +442,14 @@ pub fn creds(profile: &str, token: &str) -> String {
     )
 }
 
+/// Whether a program is on PATH (tests of optional tools skip, saying so, without it).
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");

@@ -3,14 +3,7 @@
 
 use std::process::Command;
 
-use crate::sandbox::{Sandbox, bin, stderr, stdout};
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+use crate::sandbox::{Sandbox, bin, have, stderr, stdout};
 
 #[test]
 fn linux_dry_run_prints_the_unit_and_commands() {

@@ -16,6 +16,7 @@ pub use diff::{ProfileChange, diff};
 pub use expiry::{Expiry, ExpirySource, format_duration, parse_duration};
 pub use profile::{
     Credentials, FileKind, Inputs, ParseError, Profile, ProfileKind, ProfileView, parse_view,
+    parse_view_or,
 };
 
 /// The innermost message of an error chain: the AWS SDK's top-level messages are generic

@@ -304,6 +304,49 @@ fn resolve_source_profile_expiry(view: &mut ProfileView) {
     }
 }
 
+/// Parses both files, and a file that does not parse is replaced by its `fallback` bytes
+/// (the last good ones, or nothing) so that the other file still counts. Returns the view
+/// (`None` if even that does not parse) and the errors of the files that fell back.
+pub fn parse_view_or(
+    inputs: Inputs<'_>,
+    fallback: [&[u8]; 2],
+) -> (Option<ProfileView>, Vec<ParseError>) {
+    let mut fell_back = [false; 2];
+    let mut errors = Vec::new();
+    loop {
+        let attempt = Inputs {
+            config: if fell_back[0] {
+                fallback[0]
+            } else {
+                inputs.config
+            },
+            credentials: if fell_back[1] {
+                fallback[1]
+            } else {
+                inputs.credentials
+            },
+            sso_cache: inputs.sso_cache,
+        };
+        match parse_view(attempt) {
+            Ok(view) => return (Some(view), errors),
+            Err(found) => {
+                let mut progressed = false;
+                for e in found {
+                    let index = usize::from(e.file == FileKind::Credentials);
+                    if !fell_back[index] {
+                        fell_back[index] = true;
+                        progressed = true;
+                        errors.push(e);
+                    }
+                }
+                if !progressed {
+                    return (None, errors);
+                }
+            }
+        }
+    }
+}
+
 fn build_profile(
     name: &str,
     get: &dyn Fn(&str) -> Option<String>,
@@ -727,6 +770,31 @@ mod tests {
         })
         .expect_err("binary");
         assert_eq!((err[0].file, err[0].line), (FileKind::Credentials, Some(2)));
+    }
+
+    #[test]
+    fn a_broken_file_falls_back_and_the_other_still_counts() {
+        let cache = BTreeMap::new();
+        let inputs = Inputs {
+            config: b"[profile a]\nregion = new\n",
+            credentials: b"[broken\n",
+            sso_cache: &cache,
+        };
+        let good = b"[a]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = s\n";
+        let (view, errors) = parse_view_or(inputs, [b"", good]);
+        let view = view.expect("view");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            (errors[0].file, errors[0].line),
+            (FileKind::Credentials, Some(1))
+        );
+        let a = view.get("a").expect("a");
+        assert_eq!(a.region.as_deref(), Some("new"));
+        assert!(a.credentials.is_some());
+        // Fallbacks that are broken too give no view.
+        let (view, errors) = parse_view_or(inputs, [b"", b"[also broken\n"]);
+        assert!(view.is_none());
+        assert_eq!(errors.len(), 1);
     }
 
     #[test]

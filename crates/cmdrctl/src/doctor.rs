@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use cmdr_core::{FileKind, Inputs, ProfileView, parse_view, profile};
+use cmdr_core::{FileKind, Inputs, parse_view_or};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -40,20 +40,10 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
             message,
         };
         match std::fs::read(path) {
-            Ok(bytes) => match profile::check_file(kind, &bytes) {
-                Ok(()) => {
-                    warn_permissions(kind, path, &mut warnings);
-                    bytes
-                }
-                Err(e) => {
-                    errors.push(Problem {
-                        path: path.display().to_string(),
-                        line: e.line,
-                        message: e.message,
-                    });
-                    Vec::new()
-                }
-            },
+            Ok(bytes) => {
+                warn_permissions(kind, path, &mut warnings);
+                bytes
+            }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 warnings.push(format!("{} does not exist", path.display()));
                 Vec::new()
@@ -67,24 +57,26 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
     let config = read(FileKind::Config, &settings.aws_config);
     let credentials = read(FileKind::Credentials, &settings.aws_credentials);
     let cache = BTreeMap::new();
-    let view = parse_view(Inputs {
-        config: &config,
-        credentials: &credentials,
-        sso_cache: &cache,
-    })
-    .unwrap_or_else(|errs| {
-        for e in errs {
-            errors.push(Problem {
-                path: match e.file {
-                    FileKind::Config => settings.aws_config.display().to_string(),
-                    FileKind::Credentials => settings.aws_credentials.display().to_string(),
-                },
-                line: e.line,
-                message: e.message,
-            });
-        }
-        ProfileView::default()
-    });
+    // A broken file is reported and left out, so the other file's profiles still show.
+    let (view, parse_errors) = parse_view_or(
+        Inputs {
+            config: &config,
+            credentials: &credentials,
+            sso_cache: &cache,
+        },
+        [b"", b""],
+    );
+    for e in parse_errors {
+        errors.push(Problem {
+            path: match e.file {
+                FileKind::Config => settings.aws_config.display().to_string(),
+                FileKind::Credentials => settings.aws_credentials.display().to_string(),
+            },
+            line: e.line,
+            message: e.message,
+        });
+    }
+    let view = view.unwrap_or_default();
     warnings.extend(view.warnings.iter().cloned());
     let report = Report {
         profiles: view

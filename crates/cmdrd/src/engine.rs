@@ -379,39 +379,25 @@ impl Engine {
             };
         }
         self.sso_cache = snapshot.sso_cache;
-        // Parse the new bytes together (one SDK load when all is well). A file the parser
-        // names as broken falls back to its last good bytes and the rest is parsed again.
-        let view = loop {
-            let pick = |i: usize| match &candidates[i] {
-                Ok(bytes) => bytes.as_slice(),
-                Err(_) => self.good[i].as_slice(),
-            };
-            let inputs = cmdr_core::Inputs {
-                config: pick(0),
-                credentials: pick(1),
-                sso_cache: &self.sso_cache,
-            };
-            match cmdr_core::parse_view(inputs) {
-                Ok(view) => break Some(view),
-                Err(errors) => {
-                    let mut fell_back = false;
-                    for e in errors {
-                        let index = usize::from(e.file == FileKind::Credentials);
-                        if candidates[index].is_ok() {
-                            candidates[index] = Err((e.line, e.message));
-                            fell_back = true;
-                        }
-                    }
-                    if !fell_back {
-                        // The last good bytes do not parse together either: keep the view.
-                        tracing::warn!(
-                            "the last good files do not parse together; keeping the last view"
-                        );
-                        break None;
-                    }
-                }
-            }
+        // Parse the new bytes together (one SDK load when all is well); a broken file falls
+        // back to its last good bytes, as does one that could not be read.
+        let pick = |i: usize| match &candidates[i] {
+            Ok(bytes) => bytes.as_slice(),
+            Err(_) => self.good[i].as_slice(),
         };
+        let inputs = cmdr_core::Inputs {
+            config: pick(0),
+            credentials: pick(1),
+            sso_cache: &self.sso_cache,
+        };
+        let (view, errors) =
+            cmdr_core::parse_view_or(inputs, [self.good[0].as_slice(), self.good[1].as_slice()]);
+        if view.is_none() {
+            tracing::warn!("the last good files do not parse together; keeping the last view");
+        }
+        for e in errors {
+            candidates[usize::from(e.file == FileKind::Credentials)] = Err((e.line, e.message));
+        }
         for (index, (kind, candidate)) in [FileKind::Config, FileKind::Credentials]
             .into_iter()
             .zip(candidates)
