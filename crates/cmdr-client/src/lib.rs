@@ -35,8 +35,7 @@ pub fn default_socket() -> SocketLocation {
 
 #[cfg(unix)]
 fn default_socket_for(runtime_dir: Option<PathBuf>) -> SocketLocation {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = current_uid();
     if cfg!(target_os = "linux")
         && let Some(dir) = runtime_dir.filter(|d| d.is_absolute())
     {
@@ -60,6 +59,13 @@ fn default_socket_for(runtime_dir: Option<PathBuf>) -> SocketLocation {
         }),
         path: dir.join("cmdrd.sock"),
     }
+}
+
+/// The real uid of this process.
+#[cfg(unix)]
+pub fn current_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
 }
 
 #[cfg(windows)]

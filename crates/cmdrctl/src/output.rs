@@ -13,18 +13,23 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) {
 
 /// `3h12m left`, `EXPIRED 5m ago`, or the source when there is no time.
 pub fn time_left(expires_at: Option<&str>, source: Option<&str>) -> String {
-    let Some(at) = expires_at.and_then(|t| DateTime::parse_from_rfc3339(t).ok()) else {
+    let Some(left) = remaining(expires_at, Utc::now()) else {
         return match source {
             Some("never") => "never".to_owned(),
             _ => "unknown".to_owned(),
         };
     };
-    let left = at.with_timezone(&Utc) - Utc::now();
     if left <= chrono::Duration::zero() {
         format!("EXPIRED {} ago", cmdr_core::format_duration(-left))
     } else {
         format!("{} left", cmdr_core::format_duration(left))
     }
+}
+
+/// Time from `now` until an RFC 3339 `expires_at` (negative once past).
+pub fn remaining(expires_at: Option<&str>, now: DateTime<Utc>) -> Option<chrono::Duration> {
+    let at = DateTime::parse_from_rfc3339(expires_at?).ok()?;
+    Some(at.with_timezone(&Utc) - now)
 }
 
 fn table(header: &[&str], rows: Vec<Vec<String>>) {

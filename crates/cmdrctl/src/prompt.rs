@@ -36,14 +36,9 @@ pub fn left(account: &AccountInfo, now: DateTime<Utc>) -> String {
         "expired" => return "EXPIRED".to_owned(),
         _ => {}
     }
-    let Some(at) = account
-        .expires_at
-        .as_deref()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-    else {
+    let Some(remaining) = crate::output::remaining(account.expires_at.as_deref(), now) else {
         return String::new();
     };
-    let remaining = at.with_timezone(&Utc) - now;
     if remaining <= chrono::Duration::zero() {
         "EXPIRED".to_owned()
     } else {

@@ -241,8 +241,7 @@ fn plan(action: Action, platform: Platform, cmdrd: &Path) -> anyhow::Result<Plan
 
 #[cfg(unix)]
 fn uid() -> u32 {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    unsafe { libc::getuid() }
+    cmdr_client::current_uid()
 }
 
 #[cfg(not(unix))]
