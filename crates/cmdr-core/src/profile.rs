@@ -773,6 +773,22 @@ mod tests {
     }
 
     #[test]
+    fn every_expiry_key_is_read() {
+        for key in crate::expiry::EXPIRY_KEYS {
+            let v = view(
+                "",
+                &format!("[a]\n{KEYS}aws_session_token = t\n{key} = 2026-11-29T10:00:00+0000\n"),
+            );
+            let e = v.get("a").and_then(|p| p.expiry.clone()).expect("expiry");
+            assert_eq!(e.source.label(), *key);
+            assert_eq!(
+                e.at.map(|a| a.to_rfc3339()).as_deref(),
+                Some("2026-11-29T10:00:00+00:00")
+            );
+        }
+    }
+
+    #[test]
     fn a_broken_file_falls_back_and_the_other_still_counts() {
         let cache = BTreeMap::new();
         let inputs = Inputs {
