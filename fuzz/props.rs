@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use cmdr_core::paste::{apply, parse_block, valid_profile_name};
-use cmdr_core::{FileKind, Inputs, ProfileView, parse_view};
+use cmdr_core::profile::redact_secrets;
+use cmdr_core::{Detail, FileKind, Inputs, ProfileView, parse_view, parse_view_with};
 use cmdr_proto::{ClientMessage, Codec, FrameDecoder, MAX_FRAME_LEN, ServerMessage, encode};
 
 /// Splits `data` at the first NUL: (before, after).
@@ -74,17 +75,43 @@ fn view(config: &[u8], credentials: &[u8]) -> Result<ProfileView, usize> {
 }
 
 /// Parsing the view and timestamps never panics, is deterministic, and a parse failure
-/// always names at least one error.
+/// always names at least one error; cmdr's parser and the AWS SDK's read every file alike.
 pub fn profile_view(data: &[u8]) {
     let (config, credentials) = split(data);
+    if let (Ok(c), Ok(k)) = (
+        std::str::from_utf8(config),
+        std::str::from_utf8(credentials),
+    ) && let Some(why) = cmdr_core::sdk::disagreement(c, k)
+    {
+        panic!("cmdr and the SDK disagree: {why}\nconfig: {c:?}\ncredentials: {k:?}");
+    }
     let first = view(config, credentials);
     assert_eq!(
         first,
         view(config, credentials),
         "parse_view is not deterministic"
     );
-    if let Err(count) = first {
-        assert!(count > 0, "a failed parse must carry an error");
+    match &first {
+        Err(count) => assert!(*count > 0, "a failed parse must carry an error"),
+        Ok(real) => {
+            // What the daemon keeps of a good file rebuilds the same view.
+            let (c, k) = (redact_secrets(config), redact_secrets(credentials));
+            let cache = BTreeMap::new();
+            let detail = Detail {
+                previous: Some(real),
+                ..Detail::FULL
+            };
+            let inputs = Inputs {
+                config: &c,
+                credentials: &k,
+                sso_cache: &cache,
+            };
+            let again = parse_view_with(inputs, detail).expect("a redacted file parses");
+            assert_eq!(&again, real, "redacting changed the view");
+            for (name, p) in &real.profiles {
+                assert_eq!(again.profiles[name].credentials, p.credentials, "{name}");
+            }
+        }
     }
     let text = String::from_utf8_lossy(data);
     for line in text.lines().take(64) {

@@ -1,7 +1,7 @@
 //! A broken file never wipes state: the last good view stays, `file_error` names the path
 //! and line, `file_recovered` follows the fix.
 
-use crate::sandbox::{Sandbox, creds, set_mode};
+use crate::sandbox::{Sandbox, creds, set_mode, stderr, stdout};
 
 #[test]
 fn broken_then_fixed() {
@@ -47,6 +47,82 @@ fn broken_then_fixed() {
         .filter(|e| e["type"] == "file_error")
         .count();
     assert_eq!(errors, 1, "{:?}", watch.seen);
+}
+
+/// While one file is broken the other still counts. The daemon keeps the broken file's last
+/// good version without its secrets; the tokens come from the view, so fingerprints stay,
+/// and a bound account still hands out its keys, as does one bound meanwhile.
+#[test]
+fn the_other_file_still_counts_while_one_is_broken() {
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    sb.write_credentials(&format!(
+        "{}\n{}",
+        creds("acme", "TOKEN-ONE"),
+        creds("other", "TOKEN-OTHER")
+    ));
+    sb.start();
+    sb.add_account("acme", &[]);
+    let before = sb.json(&["profiles"]);
+    let mut watch = sb.watch();
+    sb.write_credentials(&format!("{}[half-written\n", creds("acme", "TOKEN-TWO")));
+    watch.wait_type("file_error");
+
+    std::fs::write(
+        sb.config(),
+        "[profile acme]\nregion = eu-north-1\n[profile other]\nregion = sa-east-1\n",
+    )
+    .expect("write config");
+    watch.wait_for("acme's profile_changed", |e| {
+        e["type"] == "profile_changed" && e["profile"] == "acme"
+    });
+    let after = sb.json(&["profiles"]);
+    for name in ["acme", "other"] {
+        let find = |list: &serde_json::Value| {
+            list.as_array()
+                .and_then(|l| l.iter().find(|p| p["name"] == name))
+                .cloned()
+                .expect("profile")
+        };
+        let (b, a) = (find(&before), find(&after));
+        assert_eq!(a["fingerprint"], b["fingerprint"], "{name}");
+        assert_eq!(a["kind"], "session", "{name}");
+    }
+    assert_eq!(
+        after
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["name"] == "acme"))
+            .map(|p| p["region"].clone()),
+        Some(serde_json::json!("eu-north-1"))
+    );
+    let account = sb.account("acme");
+    assert_eq!(account["state"], "ok");
+    let env = sb.ctl(&["env", "acme"]);
+    assert!(stdout(&env).contains("TOKEN-ONE"), "{}", stderr(&env));
+
+    // Binding the other profile now: its keys are read from the file, which is broken, so
+    // they come with the next view that has them.
+    let out = sb.ctl(&["accounts", "add", "other", "--profile", "other"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    sb.write_credentials(&format!(
+        "{}\n{}",
+        creds("acme", "TOKEN-ONE"),
+        creds("other", "TOKEN-OTHER")
+    ));
+    watch.wait_type("file_recovered");
+    let quiet = watch.drain(std::time::Duration::from_millis(300));
+    assert!(
+        !quiet.iter().any(|e| e["type"] == "token_changed"),
+        "{quiet:?}"
+    );
+    let env = sb.ctl(&["env", "other"]);
+    assert!(
+        stdout(&env).contains("TOKEN-OTHER"),
+        "{:?} {} {} {}",
+        env.status,
+        stdout(&env),
+        stderr(&env),
+        sb.account("other")
+    );
 }
 
 #[test]

@@ -137,7 +137,7 @@ impl Account {
 
     fn accept(&mut self, profile: &Profile, now: DateTime<Utc>) {
         self.accepted_fingerprint = profile.fingerprint.clone();
-        self.accepted_credentials = profile.credentials.clone();
+        self.accepted_credentials = profile.credentials.as_deref().cloned();
         self.accepted_at = Some(now);
         self.invalid = None;
         if let Some(new) = self.identity_pending.take() {
@@ -428,7 +428,7 @@ impl Accounts {
                 {
                     // The accepted token is back (e.g. the file was broken at start).
                     if account.accepted_credentials.is_none() {
-                        account.accepted_credentials = profile.credentials.clone();
+                        account.accepted_credentials = profile.credentials.as_deref().cloned();
                     }
                     continue;
                 }
@@ -444,6 +444,22 @@ impl Accounts {
         out
     }
 
+    /// Gives an account that has accepted the token a profile holds the keys of that
+    /// token, once a view has them (it may not have had them when the account accepted).
+    pub fn fill_credentials(&mut self, view: &ProfileView) {
+        for account in self.map.values_mut() {
+            if account.accepted_credentials.is_some() {
+                continue;
+            }
+            if let Some(profile) = view.get(&account.profile)
+                && profile.fingerprint.is_some()
+                && profile.fingerprint == account.accepted_fingerprint
+            {
+                account.accepted_credentials = profile.credentials.as_deref().cloned();
+            }
+        }
+    }
+
     /// Compares every account with the view, e.g. at start-up after the daemon was down:
     /// a profile whose token differs from the accepted one is a `TokenChanged`.
     pub fn reconcile(&mut self, view: &ProfileView, now: DateTime<Utc>) -> Vec<AccountChange> {
@@ -454,7 +470,7 @@ impl Accounts {
             };
             if profile.fingerprint == account.accepted_fingerprint {
                 // Same token as accepted: hand it out again after a restart.
-                account.accepted_credentials = profile.credentials.clone();
+                account.accepted_credentials = profile.credentials.as_deref().cloned();
                 continue;
             }
             let old = account.accepted_fingerprint.clone();

@@ -16,7 +16,7 @@ pub const EXPIRY_KEYS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExpirySource {
     /// A key in the profile, e.g. `x_security_token_expires`.
-    Key(String),
+    Key(&'static str),
     /// A `# Expires: …` comment inside the profile's section.
     Comment,
     /// The SSO token cache's `expiresAt`.
@@ -33,7 +33,7 @@ impl ExpirySource {
     /// The name used in `--json` output and events.
     pub fn label(&self) -> String {
         match self {
-            ExpirySource::Key(key) => key.clone(),
+            ExpirySource::Key(key) => (*key).to_owned(),
             ExpirySource::Comment => "comment".to_owned(),
             ExpirySource::SsoCache => "sso_cache".to_owned(),
             ExpirySource::SourceProfile(name) => format!("source_profile:{name}"),

@@ -4,9 +4,10 @@
 pub mod account;
 pub mod diff;
 pub mod expiry;
+mod grammar;
 pub mod paste;
 pub mod profile;
-mod sdk;
+pub mod sdk;
 
 pub use account::{
     Account, AccountChange, AccountError, AccountPatch, AccountState, Accounts, IdentityCheck,
@@ -15,8 +16,8 @@ pub use account::{
 pub use diff::{ProfileChange, diff};
 pub use expiry::{Expiry, ExpirySource, format_duration, parse_duration};
 pub use profile::{
-    Credentials, FileKind, Inputs, ParseError, Profile, ProfileKind, ProfileView, parse_view,
-    parse_view_or,
+    Credentials, Detail, FileKind, Inputs, ParseError, Profile, ProfileKind, ProfileView,
+    parse_view, parse_view_or, parse_view_with,
 };
 
 /// The innermost message of an error chain: the AWS SDK's top-level messages are generic

@@ -349,7 +349,7 @@ mod tests {
         .expect("parses");
         let c = view
             .get(profile)
-            .and_then(|p| p.credentials.clone())
+            .and_then(|p| p.credentials.as_deref().cloned())
             .expect("credentials");
         (
             c.access_key_id.clone(),

@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::hash::{Hash as _, Hasher as _};
 
 use chrono::{DateTime, Utc};
 use sha1::Digest as _;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::expiry::{EXPIRY_KEYS, Expiry, ExpirySource, parse_expires_comment, parse_timestamp};
-use crate::sdk;
+use crate::expiry::{EXPIRY_KEYS, Expiry, ExpirySource, parse_timestamp};
+use crate::grammar;
 
 /// Properties whose values are secrets: never shown, never stored.
 pub const SECRET_KEYS: &[&str] = &[
@@ -108,7 +109,7 @@ impl fmt::Debug for Credentials {
 }
 
 /// One merged profile as the SDKs see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Profile {
     pub name: String,
     pub kind: ProfileKind,
@@ -116,15 +117,56 @@ pub struct Profile {
     /// The files that define a section for this profile.
     pub sources: Vec<FileKind>,
     /// Every property, lower-cased keys, SDK values; secrets replaced by [`REDACTED`].
+    /// Empty unless the view was built with [`Detail::properties`].
     pub properties: BTreeMap<String, String>,
+    /// A hash of what `properties` holds, kept either way: a change of any property
+    /// changes it.
+    pub digest: u64,
+    /// Where an assumed role's credentials come from.
+    pub source_profile: Option<String>,
     /// `AKIA…WXYZ`: enough to tell keys apart, useless to an attacker.
     pub masked_access_key_id: Option<String>,
     /// Changes whenever any secret changes; reveals nothing about them.
     pub fingerprint: Option<String>,
     /// What the files (or the SSO cache) say; `estimated` is the daemon's business.
     pub expiry: Option<Expiry>,
-    pub credentials: Option<Credentials>,
+    /// Kept only for the profiles [`Detail::secrets_for`] names; never compared, since the
+    /// fingerprint changes with any secret.
+    pub credentials: Option<Box<Credentials>>,
 }
+
+impl PartialEq for Profile {
+    /// Everything but the credentials: whether they are kept depends on the view's
+    /// [`Detail`], and the fingerprint already changes with them. (Destructured in full, so
+    /// a new field cannot be forgotten here.)
+    fn eq(&self, other: &Self) -> bool {
+        let Profile {
+            name,
+            kind,
+            region,
+            sources,
+            properties,
+            digest,
+            source_profile,
+            masked_access_key_id,
+            fingerprint,
+            expiry,
+            credentials: _,
+        } = self;
+        *name == other.name
+            && *kind == other.kind
+            && *region == other.region
+            && *sources == other.sources
+            && *properties == other.properties
+            && *digest == other.digest
+            && *source_profile == other.source_profile
+            && *masked_access_key_id == other.masked_access_key_id
+            && *fingerprint == other.fingerprint
+            && *expiry == other.expiry
+    }
+}
+
+impl Eq for Profile {}
 
 /// Everything the SDKs would see, keyed by profile name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -151,32 +193,57 @@ pub struct Inputs<'a> {
     pub sso_cache: &'a BTreeMap<String, Vec<u8>>,
 }
 
-/// What the line scan learns that the SDK does not expose: key names per section, the
-/// `# Expires:` comments, and sections the SDK drops.
-#[derive(Default)]
-struct Scan {
-    /// Profiles (and `sso-session x`) with a section in this file.
-    sections: BTreeSet<String>,
-    keys: BTreeMap<String, BTreeSet<String>>,
-    expires_comment: BTreeMap<String, DateTime<Utc>>,
-    warnings: Vec<String>,
+/// How much of each profile a view keeps. The daemon keeps the properties only as a
+/// digest, and secrets only for the profiles its accounts are bound to: with thousands of
+/// profiles that is most of its memory. `doctor`, `paste` and the tests keep everything.
+#[derive(Debug, Clone, Copy)]
+pub struct Detail<'a> {
+    /// Keep [`Profile::properties`]; without it only [`Profile::digest`] tells changes.
+    pub properties: bool,
+    /// Keep [`Profile::credentials`] of these profiles only (`None`: of every profile).
+    pub secrets_for: Option<&'a BTreeSet<String>>,
+    /// The view before this one: where a file's secrets were [`redact_secrets`]-ed away,
+    /// fingerprints and credentials are taken from it.
+    pub previous: Option<&'a ProfileView>,
 }
 
-/// Parses one file with the SDK, so a broken file is attributed to the right path.
-pub fn check_file(kind: FileKind, bytes: &[u8]) -> Result<(), ParseError> {
-    let text = as_text(kind, bytes)?;
-    let (config, credentials) = match kind {
-        FileKind::Config => (Some(text), None),
-        FileKind::Credentials => (None, Some(text)),
+impl Detail<'static> {
+    pub const FULL: Detail<'static> = Detail {
+        properties: true,
+        secrets_for: None,
+        previous: None,
     };
-    sdk::load(config, credentials)
-        .map(|_| ())
-        .map_err(|message| sdk_error(kind, &message))
 }
 
-/// Builds the merged view of both files. Each file is checked on its own first, so every
-/// error names its file and line; any error means no view (the caller keeps the last good one).
+/// A file that parses, with every secret value replaced by a stand-in: what the daemon
+/// keeps of a file's last good version (a fallback should the file break), so that each
+/// token is held once, in the view of the profiles that need it, not in a copy of the file.
+/// Parsing it gives the same view except fingerprints and credentials, which
+/// [`Detail::previous`] supplies.
+pub fn redact_secrets(bytes: &[u8]) -> Vec<u8> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => grammar::redact(text).into_bytes(),
+        Err(_) => bytes.to_vec(),
+    }
+}
+
+/// Checks one file against the grammar alone, so an error names the right file.
+pub fn check_file(kind: FileKind, bytes: &[u8]) -> Result<(), ParseError> {
+    grammar::check(kind, as_text(kind, bytes)?)
+}
+
+/// Builds the merged view of both files, keeping everything. Every file that does not
+/// parse gives an error with its line; any error means no view (the caller keeps the last
+/// good one).
 pub fn parse_view(inputs: Inputs<'_>) -> Result<ProfileView, Vec<ParseError>> {
+    parse_view_with(inputs, Detail::FULL)
+}
+
+/// [`parse_view`], keeping what `detail` asks for.
+pub fn parse_view_with(
+    inputs: Inputs<'_>,
+    detail: Detail<'_>,
+) -> Result<ProfileView, Vec<ParseError>> {
     let mut errors = Vec::new();
     let config = as_text(FileKind::Config, inputs.config).map_err(|e| errors.push(e));
     let credentials =
@@ -184,88 +251,30 @@ pub fn parse_view(inputs: Inputs<'_>) -> Result<ProfileView, Vec<ParseError>> {
     let (Ok(config), Ok(credentials)) = (config, credentials) else {
         return Err(errors);
     };
-    // One SDK load of both files on the happy path; only a failure is worth loading each
-    // file alone, to say which file and line is broken.
-    let merged = match sdk::load(Some(config), Some(credentials)) {
-        Ok(merged) => merged,
-        Err(merged_message) => {
-            if let Err(message) = sdk::load(Some(config), None) {
-                errors.push(sdk_error(FileKind::Config, &message));
-            }
-            if let Err(message) = sdk::load(None, Some(credentials)) {
-                errors.push(sdk_error(FileKind::Credentials, &message));
-            }
-            if errors.is_empty() {
-                errors.push(ParseError {
-                    file: FileKind::Credentials,
-                    line: None,
-                    message: merged_message,
-                });
-            }
-            return Err(errors);
-        }
-    };
-
-    let config_scan = scan(FileKind::Config, config);
-    let credentials_scan = scan(FileKind::Credentials, credentials);
+    let parsed = grammar::parse(config, credentials)?;
     let cache = SsoCache::new(inputs.sso_cache);
 
-    let mut view = ProfileView::default();
-    view.warnings.extend(config_scan.warnings.iter().cloned());
-    view.warnings
-        .extend(credentials_scan.warnings.iter().cloned());
-    for name in merged.sso_sessions() {
-        let Some(session) = merged.sso_session(name) else {
-            continue;
-        };
-        let keys = config_scan
-            .keys
-            .get(&format!("sso-session {name}"))
-            .into_iter()
-            .flatten();
-        let properties = keys
-            .filter_map(|key| session.get(key).map(|v| (key.clone(), v.to_owned())))
+    let mut view = ProfileView {
+        warnings: parsed.warnings.clone(),
+        ..ProfileView::default()
+    };
+    for (name, session) in &parsed.sso_sessions {
+        let properties = session
+            .props
+            .iter()
+            .map(|(k, v)| (k.to_owned(), shown(k, v).to_owned()))
             .collect();
-        view.sso_sessions.insert(name.to_owned(), properties);
+        view.sso_sessions.insert((*name).to_owned(), properties);
     }
-    for name in merged.profiles() {
-        let Some(sdk_profile) = merged.get_profile(name) else {
-            continue;
-        };
-        let mut sources = Vec::new();
-        if config_scan.sections.contains(name) {
-            sources.push(FileKind::Config);
-        }
-        if credentials_scan.sections.contains(name) {
-            sources.push(FileKind::Credentials);
-        }
-        let keys: BTreeSet<&String> = config_scan
-            .keys
-            .get(name)
-            .into_iter()
-            .chain(credentials_scan.keys.get(name))
-            .flatten()
-            .collect();
-        let get = |key: &str| sdk_profile.get(key).map(str::to_owned);
-        let properties = keys
-            .into_iter()
-            .filter_map(|key| {
-                let value = sdk_profile.get(key)?;
-                let shown = if SECRET_KEYS.contains(&key.as_str()) {
-                    REDACTED
-                } else {
-                    value
-                };
-                Some((key.clone(), shown.to_owned()))
-            })
-            .collect();
-        let comment = credentials_scan
-            .expires_comment
-            .get(name)
-            .or_else(|| config_scan.expires_comment.get(name));
-        let profile = build_profile(name, &get, properties, sources, comment, &cache, &merged);
-        view.profiles.insert(name.to_owned(), profile);
-    }
+    // Sorted already, so the map is built in bulk.
+    view.profiles = parsed
+        .profiles
+        .iter()
+        .map(|(name, section)| {
+            let profile = build_profile(name, section, &parsed, &cache, detail);
+            ((*name).to_owned(), profile)
+        })
+        .collect();
     resolve_source_profile_expiry(&mut view);
     Ok(view)
 }
@@ -280,7 +289,7 @@ fn resolve_source_profile_expiry(view: &mut ProfileView) {
         }
         let mut current = profile;
         let mut visited = BTreeSet::from([name.as_str()]);
-        while let Some(source) = current.properties.get("source_profile") {
+        while let Some(source) = &current.source_profile {
             if !visited.insert(source.as_str()) {
                 break;
             }
@@ -310,6 +319,7 @@ fn resolve_source_profile_expiry(view: &mut ProfileView) {
 pub fn parse_view_or(
     inputs: Inputs<'_>,
     fallback: [&[u8]; 2],
+    detail: Detail<'_>,
 ) -> (Option<ProfileView>, Vec<ParseError>) {
     let mut fell_back = [false; 2];
     let mut errors = Vec::new();
@@ -327,7 +337,7 @@ pub fn parse_view_or(
             },
             sso_cache: inputs.sso_cache,
         };
-        match parse_view(attempt) {
+        match parse_view_with(attempt, detail) {
             Ok(view) => return (Some(view), errors),
             Err(found) => {
                 let mut progressed = false;
@@ -349,53 +359,70 @@ pub fn parse_view_or(
 
 fn build_profile(
     name: &str,
-    get: &dyn Fn(&str) -> Option<String>,
-    properties: BTreeMap<String, String>,
-    sources: Vec<FileKind>,
-    comment: Option<&DateTime<Utc>>,
+    section: &grammar::Section<'_>,
+    parsed: &grammar::Parsed<'_>,
     cache: &SsoCache<'_>,
-    set: &aws_config::profile::ProfileSet,
+    detail: Detail<'_>,
 ) -> Profile {
-    let access_key_id = get("aws_access_key_id").filter(|v| !v.is_empty());
-    let secret = get("aws_secret_access_key").filter(|v| !v.is_empty());
+    let props = &section.props;
+    let get = |key| props.get(key);
+    let non_empty = |key| props.get_non_empty(key);
+    let access_key_id = non_empty("aws_access_key_id");
+    let secret = non_empty("aws_secret_access_key");
     let token = get("aws_session_token")
         .or_else(|| get("aws_security_token"))
         .filter(|v| !v.is_empty());
-    let kind = classify(get, access_key_id.is_some(), token.is_some());
-    let credentials = match (&access_key_id, secret) {
-        (Some(id), Some(secret)) => Some(Credentials {
-            access_key_id: id.clone(),
-            secret_access_key: secret,
-            session_token: token,
-        }),
+    let kind = classify(props, access_key_id.is_some(), token.is_some());
+
+    let mut fingerprint = match (access_key_id, secret) {
+        (Some(id), Some(secret)) => Some(fingerprint_of(&[id, secret, token.unwrap_or("")])),
         _ => None,
     };
-
-    let mut fingerprint = credentials.as_ref().map(|c| {
-        fingerprint_of(&[
-            &c.access_key_id,
-            &c.secret_access_key,
-            c.session_token.as_deref().unwrap_or(""),
-        ])
-    });
+    let keep_secrets = detail.secrets_for.is_none_or(|names| names.contains(name));
+    // Secrets of a redacted last good file: the view built from the real one knows them.
+    // (Were a profile's secrets split across both files and only one redacted, its
+    // fingerprint stays as it was until the broken file parses again.)
+    let stood_in = [secret, token].contains(&Some(grammar::STAND_IN));
+    let before = detail
+        .previous
+        .filter(|_| stood_in)
+        .and_then(|view| view.get(name));
+    if stood_in {
+        fingerprint = before.and_then(|p| p.fingerprint.clone());
+    }
+    let credentials = match (access_key_id, secret) {
+        _ if stood_in => before
+            .filter(|_| keep_secrets)
+            .and_then(|p| p.credentials.clone()),
+        (Some(id), Some(secret)) if keep_secrets => Some(Box::new(Credentials {
+            access_key_id: id.to_owned(),
+            secret_access_key: secret.to_owned(),
+            session_token: token.map(str::to_owned),
+        })),
+        _ => None,
+    };
     let mut expiry = EXPIRY_KEYS.iter().find_map(|key| {
-        let at = parse_timestamp(&get(key)?)?;
-        Some(Expiry::at(at, ExpirySource::Key((*key).to_owned())))
+        let at = parse_timestamp(get(key)?)?;
+        Some(Expiry::at(at, ExpirySource::Key(key)))
     });
     if expiry.is_none() {
-        expiry = comment.map(|at| Expiry::at(*at, ExpirySource::Comment));
+        expiry = section
+            .expires_comment
+            .map(|at| Expiry::at(at, ExpirySource::Comment));
     }
     if kind == ProfileKind::Sso {
         let session = get("sso_session");
         let start_url = get("sso_start_url").or_else(|| {
-            let session = set.sso_session(session.as_deref()?)?;
-            session.get("sso_start_url").map(str::to_owned)
+            parsed
+                .sso_sessions
+                .get(session?)
+                .and_then(|s| s.props.get("sso_start_url"))
         });
-        if let Some(token) = cache.lookup(session.as_deref(), start_url.as_deref()) {
+        if let Some(token) = cache.lookup(session, start_url) {
             fingerprint = Some(fingerprint_of(&[
                 &token.access_token,
-                &get("sso_account_id").unwrap_or_default(),
-                &get("sso_role_name").unwrap_or_default(),
+                get("sso_account_id").unwrap_or_default(),
+                get("sso_role_name").unwrap_or_default(),
             ]));
             if expiry.is_none() {
                 expiry = token
@@ -407,21 +434,53 @@ fn build_profile(
     if expiry.is_none() && kind == ProfileKind::Static {
         expiry = Some(Expiry::never());
     }
+
+    // What is shown of each property: secrets replaced, keys sorted.
+    let mut shown: Vec<(&str, &str)> = section
+        .props
+        .iter()
+        .map(|(k, v)| (k, shown(k, v)))
+        .collect();
+    shown.sort_unstable();
+    let mut hasher = std::hash::DefaultHasher::new();
+    shown.hash(&mut hasher);
+    let properties = if detail.properties {
+        shown
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     Profile {
         name: name.to_owned(),
         kind,
-        region: get("region").filter(|r| !r.is_empty()),
-        sources,
+        region: non_empty("region").map(str::to_owned),
+        sources: [FileKind::Config, FileKind::Credentials]
+            .into_iter()
+            .filter(|kind| section.sources[usize::from(*kind == FileKind::Credentials)])
+            .collect(),
         properties,
-        masked_access_key_id: access_key_id.as_deref().map(mask_access_key_id),
+        digest: hasher.finish(),
+        source_profile: get("source_profile").map(str::to_owned),
+        masked_access_key_id: access_key_id.map(mask_access_key_id),
         fingerprint,
         expiry,
         credentials,
     }
 }
 
-fn classify(get: &dyn Fn(&str) -> Option<String>, has_key: bool, has_token: bool) -> ProfileKind {
-    let has = |key: &str| get(key).is_some_and(|v| !v.is_empty());
+/// A property's value as the view shows it: secrets never.
+fn shown<'v>(key: &str, value: &'v str) -> &'v str {
+    if SECRET_KEYS.contains(&key) {
+        REDACTED
+    } else {
+        value
+    }
+}
+
+fn classify(props: &grammar::Props<'_>, has_key: bool, has_token: bool) -> ProfileKind {
+    let has = |key| props.get_non_empty(key).is_some();
     if has("role_arn") && has("web_identity_token_file") {
         ProfileKind::WebIdentity
     } else if has("role_arn") && (has("source_profile") || has("credential_source")) {
@@ -474,93 +533,6 @@ fn as_text(kind: FileKind, bytes: &[u8]) -> Result<&str, ParseError> {
             message: "file is not valid UTF-8".to_owned(),
         }
     })
-}
-
-/// The SDK says `error parsing <path> on line N:\n  <message>`; keep N and the message.
-fn sdk_error(kind: FileKind, text: &str) -> ParseError {
-    let line = text.split_once(" on line ").and_then(|(_, rest)| {
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().ok()
-    });
-    let message = match text.split_once(":\n") {
-        Some((_, message)) => message.trim().to_owned(),
-        None => text.trim().to_owned(),
-    };
-    ParseError {
-        file: kind,
-        line,
-        message,
-    }
-}
-
-/// A line scan of one file for what the SDK parser does not expose. It never decides
-/// semantics: values always come from the SDK.
-fn scan(kind: FileKind, text: &str) -> Scan {
-    let mut out = Scan::default();
-    let mut section: Option<String> = None;
-    for (index, line) in text.lines().enumerate() {
-        if line.starts_with('[') {
-            section = section_name(kind, line);
-            if let Some(name) = &section {
-                out.sections.insert(name.clone());
-            } else {
-                let header = line
-                    .split(']')
-                    .next()
-                    .unwrap_or(line)
-                    .trim_start_matches('[');
-                out.warnings.push(format!(
-                    "{} file, line {}: section [{}] is ignored by the AWS SDKs{}",
-                    kind.label(),
-                    index + 1,
-                    header.trim(),
-                    if kind == FileKind::Config {
-                        " (config sections need the `profile ` prefix)"
-                    } else {
-                        ""
-                    }
-                ));
-            }
-            continue;
-        }
-        let Some(name) = &section else { continue };
-        let trimmed = line.trim_start();
-        if trimmed.starts_with(['#', ';']) {
-            if let Some(at) = parse_expires_comment(trimmed) {
-                out.expires_comment.insert(name.clone(), at);
-            }
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            continue;
-        }
-        if let Some((key, _)) = line.split_once('=') {
-            let key = key.trim().to_ascii_lowercase();
-            if !key.is_empty() {
-                out.keys.entry(name.clone()).or_default().insert(key);
-            }
-        }
-    }
-    out
-}
-
-/// The profile (or `sso-session NAME`) a section header introduces, as the SDK names it.
-fn section_name(kind: FileKind, line: &str) -> Option<String> {
-    let inner = line.strip_prefix('[')?;
-    let inner = inner[..inner.find(']')?].trim();
-    match kind {
-        FileKind::Credentials => Some(inner.to_owned()),
-        FileKind::Config => {
-            let mut words = inner.split_whitespace();
-            match (words.next(), words.next(), words.next()) {
-                (Some("default"), None, None) => Some("default".to_owned()),
-                (Some("profile"), Some(name), None) => Some(name.to_owned()),
-                (Some("sso-session"), Some(name), None) => Some(format!("sso-session {name}")),
-                (Some("services"), Some(name), None) => Some(format!("services {name}")),
-                _ => None,
-            }
-        }
-    }
 }
 
 /// A token from the SSO cache. Only the hash of `access_token` leaves this module.
@@ -788,6 +760,71 @@ mod tests {
         }
     }
 
+    /// The view of redacted files, given the view of the real ones, is the same view.
+    fn check_redacted(config: &str, credentials: &str) {
+        let cache = BTreeMap::new();
+        let real = view(config, credentials);
+        let (config_r, credentials_r) = (
+            redact_secrets(config.as_bytes()),
+            redact_secrets(credentials.as_bytes()),
+        );
+        let detail = Detail {
+            previous: Some(&real),
+            ..Detail::FULL
+        };
+        let again = parse_view_with(
+            Inputs {
+                config: &config_r,
+                credentials: &credentials_r,
+                sso_cache: &cache,
+            },
+            detail,
+        )
+        .expect("a redacted file parses");
+        assert_eq!(again, real, "{config:?} {credentials:?}");
+        for (name, p) in &real.profiles {
+            assert_eq!(again.profiles[name].credentials, p.credentials, "{name}");
+            if let Some(c) = &p.credentials {
+                let kept =
+                    [&config_r, &credentials_r].map(|b| String::from_utf8_lossy(b).into_owned());
+                for secret in [Some(&c.secret_access_key), c.session_token.as_ref()]
+                    .into_iter()
+                    .flatten()
+                {
+                    for part in secret.split('\n') {
+                        assert!(
+                            !kept.iter().any(|k| k.contains(part)),
+                            "{part:?} kept in {kept:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn redacted_files_keep_the_view_but_not_the_secrets() {
+        check_redacted("", &format!("[a]\n{KEYS}aws_session_token = tok-one\n"));
+        check_redacted(
+            "[profile a]\nregion = eu-west-1\naws_session_token = in-config-zz\n",
+            "[a]\r\nAWS_Access_Key_Id = AKIAIOSFODNN7EXAMPLE\r\naws_secret_access_key = sec-two # c\r\n\
+             aws_security_token = legacy-tok\r\n# Expires: 2030-01-01T00:00:00Z\r\n",
+        );
+        // Continuation lines, an empty value continued, empty values, a last line without
+        // a line end, duplicates.
+        check_redacted(
+            "",
+            "[a]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = s3c\n  r3t-part\n\
+             aws_session_token =\n# Expires: 2030-01-01T00:00:00Z\n\n  x-tok = y-part\n\
+             region = r\n[b]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key =\n\
+             [a]\naws_secret_access_key = later-sec\naws_session_token = tail-tok\r",
+        );
+        assert!(
+            String::from_utf8_lossy(&redact_secrets(b"[a]\naws_session_token = t\n"))
+                .contains("aws_session_token")
+        );
+    }
+
     #[test]
     fn a_broken_file_falls_back_and_the_other_still_counts() {
         let cache = BTreeMap::new();
@@ -797,7 +834,7 @@ mod tests {
             sso_cache: &cache,
         };
         let good = b"[a]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = s\n";
-        let (view, errors) = parse_view_or(inputs, [b"", good]);
+        let (view, errors) = parse_view_or(inputs, [b"", good], Detail::FULL);
         let view = view.expect("view");
         assert_eq!(errors.len(), 1);
         assert_eq!(
@@ -808,7 +845,7 @@ mod tests {
         assert_eq!(a.region.as_deref(), Some("new"));
         assert!(a.credentials.is_some());
         // Fallbacks that are broken too give no view.
-        let (view, errors) = parse_view_or(inputs, [b"", b"[also broken\n"]);
+        let (view, errors) = parse_view_or(inputs, [b"", b"[also broken\n"], Detail::FULL);
         assert!(view.is_none());
         assert_eq!(errors.len(), 1);
     }

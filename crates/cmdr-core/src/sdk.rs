@@ -12,7 +12,7 @@ use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_types::os_shim_internal::{Env, Fs};
 
 /// Parses the given contents with the SDK. `Err` carries the SDK's message (with the line).
-pub(crate) fn load(config: Option<&str>, credentials: Option<&str>) -> Result<ProfileSet, String> {
+fn load(config: Option<&str>, credentials: Option<&str>) -> Result<ProfileSet, String> {
     let mut builder = EnvConfigFiles::builder();
     if let Some(config) = config {
         builder = builder.with_contents(EnvConfigFileKind::Config, config);
@@ -39,4 +39,102 @@ fn poll_once<F: Future>(future: F) -> Option<F::Output> {
         Poll::Ready(out) => Some(out),
         Poll::Pending => None,
     }
+}
+
+/// Where cmdr's own reading of the files ([`crate::grammar`]) and the SDK's differ, if
+/// they do: which sections exist, every value of every key, and for a broken file the line
+/// and the message. `None` means they agree. `doctor`, the tests and the fuzz target ask.
+pub fn disagreement(config: &str, credentials: &str) -> Option<String> {
+    let ours = crate::grammar::parse(config, credentials);
+    let sdk = load(Some(config), Some(credentials));
+    match (ours, sdk) {
+        (Err(ours), Err(message)) => {
+            let theirs = error_parts(&message);
+            let first = ours.first().map(|e| (e.line, e.message.clone()));
+            (first.as_ref() != Some(&theirs))
+                .then(|| format!("both fail, cmdr with {first:?}, the SDK with {theirs:?}"))
+        }
+        (Ok(_), Err(message)) => Some(format!("the SDK fails ({message}), cmdr parses")),
+        (Err(ours), Ok(_)) => Some(format!("cmdr fails ({ours:?}), the SDK parses")),
+        (Ok(ours), Ok(set)) => {
+            let keys = candidate_keys(config, credentials);
+            let our_names: Vec<&str> = ours.profiles.keys().copied().collect();
+            let mut sdk_names: Vec<&str> = set.profiles().collect();
+            sdk_names.sort_unstable();
+            if our_names != sdk_names {
+                return Some(format!("profiles: cmdr {our_names:?}, SDK {sdk_names:?}"));
+            }
+            let our_sessions: Vec<&str> = ours.sso_sessions.keys().copied().collect();
+            let mut sdk_sessions: Vec<&str> = set.sso_sessions().collect();
+            sdk_sessions.sort_unstable();
+            if our_sessions != sdk_sessions {
+                return Some(format!(
+                    "sso sessions: cmdr {our_sessions:?}, SDK {sdk_sessions:?}"
+                ));
+            }
+            for (name, section) in &ours.profiles {
+                let profile = set.get_profile(name)?;
+                for key in &keys {
+                    let (a, b) = (section.props.get(key), profile.get(key));
+                    if a != b {
+                        return Some(format!(
+                            "profile {name:?}, key {key:?}: {}",
+                            values(key, a, b)
+                        ));
+                    }
+                }
+            }
+            for (name, ours) in &ours.sso_sessions {
+                let session = set.sso_session(name)?;
+                for key in &keys {
+                    let (a, b) = (ours.props.get(key), session.get(key));
+                    if a != b {
+                        return Some(format!(
+                            "sso-session {name:?}, key {key:?}: {}",
+                            values(key, a, b)
+                        ));
+                    }
+                }
+            }
+            None
+        }
+    }
+}
+
+/// Two differing values, unless they are secrets: this text may reach a terminal.
+fn values(key: &str, ours: Option<&str>, sdk: Option<&str>) -> String {
+    if crate::profile::SECRET_KEYS.contains(&key) {
+        let state = |v: Option<&str>| if v.is_some() { "set" } else { "not set" };
+        format!(
+            "cmdr {}, the SDK {} (values not shown)",
+            state(ours),
+            state(sdk)
+        )
+    } else {
+        format!("cmdr {ours:?}, the SDK {sdk:?}")
+    }
+}
+
+/// Every string that could be a key anywhere in the files (a superset of the SDK's keys,
+/// which it does not list).
+fn candidate_keys(config: &str, credentials: &str) -> std::collections::BTreeSet<String> {
+    config
+        .lines()
+        .chain(credentials.lines())
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, _)| key.trim().to_ascii_lowercase())
+        .collect()
+}
+
+/// The SDK says `error parsing <path> on line N:\n  <message>`; keep N and the message.
+pub(crate) fn error_parts(text: &str) -> (Option<u32>, String) {
+    let line = text.split_once(" on line ").and_then(|(_, rest)| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    });
+    let message = match text.split_once(":\n") {
+        Some((_, message)) => message.trim().to_owned(),
+        None => text.trim().to_owned(),
+    };
+    (line, message)
 }

@@ -65,7 +65,19 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
             sso_cache: &cache,
         },
         [b"", b""],
+        cmdr_core::Detail::FULL,
     );
+    // cmdr reads the files with its own parser, built to match the SDK's; here, where time
+    // does not matter, the SDK's parser reads them too, and any difference is reported.
+    if let (Ok(config), Ok(credentials)) = (
+        std::str::from_utf8(&config),
+        std::str::from_utf8(&credentials),
+    ) && let Some(why) = cmdr_core::sdk::disagreement(config, credentials)
+    {
+        warnings.push(format!(
+            "cmdr reads these files differently from the AWS SDK ({why}); please report this"
+        ));
+    }
     for e in parse_errors {
         errors.push(Problem {
             path: match e.file {

@@ -2,14 +2,14 @@
 //! File snapshots and client requests arrive as commands; changes leave as events on a
 //! bounded broadcast channel (a slow subscriber lags; it never slows the others).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cmdr_core::{
-    AccountChange, AccountPatch, Accounts, Expiry, FileKind, IdentityCheck, NewAccount, Profile,
-    ProfileView, diff,
+    AccountChange, AccountPatch, Accounts, Detail, Expiry, FileKind, IdentityCheck, NewAccount,
+    Profile, ProfileView, diff,
 };
 use cmdr_proto::{
     AccountInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome, PROTOCOL_VERSION,
@@ -89,7 +89,8 @@ pub struct Engine {
     settings: Arc<Settings>,
     store: Store,
     view: ProfileView,
-    /// The last bytes of each file that parsed: a broken file keeps these.
+    /// The last bytes of each file that parsed, secrets redacted: a broken file keeps
+    /// these (with the secrets the view had), so no token is held twice.
     good: [Vec<u8>; 2],
     sso_cache: BTreeMap<String, Vec<u8>>,
     health: [FileHealth; 2],
@@ -122,7 +123,60 @@ fn release_free_memory() {
     }
 }
 
+/// What the engine keeps of each profile: no property copies (a digest tells changes), and
+/// secrets only of the profiles accounts are bound to; those of a redacted last good file
+/// come from `previous`, the view it was good in.
+fn lean<'a>(bound: &'a BTreeSet<String>, previous: &'a ProfileView) -> Detail<'a> {
+    Detail {
+        properties: false,
+        secrets_for: Some(bound),
+        previous: Some(previous),
+    }
+}
+
 impl Engine {
+    /// Profiles some account is bound to: the only ones whose secrets the view keeps.
+    fn bound_profiles(&self) -> BTreeSet<String> {
+        self.accounts.iter().map(|a| a.profile.clone()).collect()
+    }
+
+    /// Before an account binds `profile`, fetches its secrets: the view keeps only those of
+    /// bound profiles, and the last good files are kept redacted, so this reads the files
+    /// (a rare, user-initiated request; the state file is written the same way). Taken only
+    /// if the token there is the one the view shows; otherwise the account gets its keys
+    /// from the next view that has them (`Accounts::fill_credentials`).
+    fn keep_secrets_of(&mut self, profile: &str) {
+        let Some(current) = self.view.profiles.get(profile) else {
+            return;
+        };
+        if current.credentials.is_some() || current.masked_access_key_id.is_none() {
+            return;
+        }
+        let read = |path: &std::path::Path| std::fs::read(path).unwrap_or_default();
+        let (config, credentials) = (
+            read(&self.settings.aws_config),
+            read(&self.settings.aws_credentials),
+        );
+        let only = BTreeSet::from([profile.to_owned()]);
+        let inputs = cmdr_core::Inputs {
+            config: &config,
+            credentials: &credentials,
+            sso_cache: &self.sso_cache,
+        };
+        let Ok(mut fresh) = cmdr_core::parse_view_with(inputs, lean(&only, &self.view)) else {
+            return;
+        };
+        let credentials = fresh
+            .profiles
+            .remove(profile)
+            .filter(|p| p.fingerprint == current.fingerprint)
+            .and_then(|p| p.credentials);
+        if let Some(kept) = self.view.profiles.get_mut(profile) {
+            kept.credentials = credentials;
+        }
+        release_free_memory();
+    }
+
     /// Builds the engine from the state file and the files as they are now, and works out
     /// what changed while the daemon was not running.
     pub fn start(
@@ -252,7 +306,7 @@ impl Engine {
             credentials: self
                 .view
                 .get(&account.profile)
-                .and_then(|p| p.credentials.clone()),
+                .and_then(|p| p.credentials.as_deref().cloned()),
             config_file: self.settings.aws_config.clone(),
             credentials_file: self.settings.aws_credentials.clone(),
             timeout: self.settings.validate_timeout,
@@ -390,8 +444,12 @@ impl Engine {
             credentials: pick(1),
             sso_cache: &self.sso_cache,
         };
-        let (view, errors) =
-            cmdr_core::parse_view_or(inputs, [self.good[0].as_slice(), self.good[1].as_slice()]);
+        let bound = self.bound_profiles();
+        let (view, errors) = cmdr_core::parse_view_or(
+            inputs,
+            [self.good[0].as_slice(), self.good[1].as_slice()],
+            lean(&bound, &self.view),
+        );
         if view.is_none() {
             tracing::warn!("the last good files do not parse together; keeping the last view");
         }
@@ -407,7 +465,7 @@ impl Engine {
             self.health[index].exists = exists[index];
             match candidate {
                 Ok(bytes) => {
-                    self.good[index] = bytes;
+                    self.good[index] = cmdr_core::profile::redact_secrets(&bytes);
                     self.health[index].error = None;
                     if was_error {
                         recovered.push(kind);
@@ -440,6 +498,7 @@ impl Engine {
         };
         let changes = diff(&self.view, &view);
         self.view = view;
+        self.accounts.fill_credentials(&self.view);
         // A file that failed at start has no good bytes yet: do not forget its tokens.
         if !any_error {
             self.update_seen();
@@ -613,6 +672,7 @@ impl Engine {
             Request::ShowAccount { name } => self.show(&name),
             Request::AddAccount(spec) => {
                 let name = spec.name.clone();
+                self.keep_secrets_of(&spec.profile);
                 let parsed = target_from_spec(&spec.target).and_then(|target| {
                     Ok(NewAccount {
                         name: spec.name,
@@ -635,6 +695,9 @@ impl Engine {
                 added.and_then(|_| self.show(&name))
             }
             Request::EditAccount { name, edit } => {
+                if let Some(profile) = &edit.profile {
+                    self.keep_secrets_of(profile);
+                }
                 let patch = (|| {
                     Ok::<_, ErrorReply>(AccountPatch {
                         profile: edit.profile,
