@@ -70,6 +70,33 @@ fn rename_save_like_vim() {
     expect_token_change(&sb, &mut watch, "TOKEN-THREE");
 }
 
+/// A rename puts a complete file in place, so it is read without waiting out the debounce
+/// (which is for writers that truncate first); an in-place write still waits for it.
+#[test]
+fn a_rename_save_does_not_wait_for_the_debounce() {
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\ndebounce_ms = 10000\n");
+    sb.start();
+    sb.add_account("acme", &[]);
+    let mut watch = sb.watch();
+    let tmp = sb.aws.join(".credentials.swp");
+    std::fs::write(&tmp, creds("acme", "TOKEN-TWO")).expect("write");
+    std::fs::rename(&tmp, sb.credentials()).expect("rename");
+    // Events within 5 s: half the debounce.
+    let soon = watch.drain(std::time::Duration::from_secs(5));
+    assert!(
+        soon.iter().any(|e| e["type"] == "token_changed"),
+        "a rename save waited for the debounce: {soon:?}"
+    );
+
+    std::fs::write(sb.credentials(), creds("acme", "TOKEN-THREE")).expect("write");
+    let early = watch.drain(std::time::Duration::from_secs(2));
+    assert!(
+        !early.iter().any(|e| e["type"] == "token_changed"),
+        "an in-place write was read before its debounce: {early:?}"
+    );
+}
+
 #[test]
 fn delete_and_recreate() {
     let (sb, mut watch) = setup();

@@ -295,6 +295,7 @@ pub(crate) fn redact(text: &str) -> String {
         }
         out.push_str(piece);
     }
+    out.shrink_to_fit();
     out
 }
 

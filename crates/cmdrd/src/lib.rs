@@ -70,6 +70,7 @@ pub async fn run(
             out: snapshot_tx,
             rescan: rescan_rx,
             last_digest: digest,
+            last_quick: None,
         }
         .run(stop_watching.clone()),
     );

@@ -8,6 +8,7 @@ use cmdrd::cli::Args;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    tune_allocator();
     let args = Args::parse();
     init_logging();
     harden_process();
@@ -43,6 +44,21 @@ fn main() -> ExitCode {
             eprintln!("cmdrd: {err:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// glibc's defaults suit servers that allocate from many threads, not a daemon that idles:
+/// an arena per thread and a large-allocation threshold that rises after each big file
+/// read left an idle 5,000-profile daemon at 20 MiB (measured; docs/benchmarks.md), most of
+/// it free memory stranded between live objects. One arena (the engine does nearly all the
+/// allocating) and file-sized buffers always in their own mappings, returned on free, bring
+/// it down to what is live. Set before any thread starts.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

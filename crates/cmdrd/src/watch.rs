@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep};
@@ -20,6 +22,10 @@ const MAX_CACHE_FILE_LEN: u64 = 1 << 20;
 const MAX_CACHE_FILES: usize = 1000;
 /// A storm of events still produces a read this often.
 const MAX_DEBOUNCE_WAIT: Duration = Duration::from_millis(500);
+/// A rename onto a watched file (vim, VS Code, JetBrains, `paste`) puts a complete file in
+/// place at once: after this short pause, which still gathers the rest of a burst, it is
+/// read without waiting out the whole debounce meant for writers that truncate first.
+const RENAME_SETTLE: Duration = Duration::from_millis(3);
 /// A cheap safety check for what events miss (network file systems, WSL).
 pub const SAFETY_RESCAN: Duration = Duration::from_secs(60);
 /// Rescan interval while some directory could not be watched (e.g. inotify limits).
@@ -169,6 +175,37 @@ fn nearest_existing_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// What the events since the last read did to the watched files themselves.
+#[derive(Default)]
+struct Seen {
+    /// Something was renamed onto one of them.
+    renamed: AtomicBool,
+    /// They were written, created, truncated or removed in place: maybe half-written.
+    partial: AtomicBool,
+}
+
+impl Seen {
+    fn note(&self, event: &notify::Event, names: &[std::ffi::OsString]) {
+        let named = |p: &PathBuf| p.file_name().is_some_and(|n| names.iter().any(|m| m == n));
+        let ours = event.paths.iter().any(named);
+        match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) if ours => {
+                self.partial.store(true, Ordering::SeqCst);
+            }
+            EventKind::Access(_) => {}
+            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+                if event.paths.last().is_some_and(named) =>
+            {
+                self.renamed.store(true, Ordering::SeqCst);
+            }
+            // Renamed away, or onto another file: nothing is half-written.
+            EventKind::Modify(ModifyKind::Name(_)) => {}
+            _ if ours => self.partial.store(true, Ordering::SeqCst),
+            _ => {}
+        }
+    }
+}
+
 /// The watcher actor: sends a [`Snapshot`] to the engine whenever the bytes change.
 pub struct FileWatcher {
     pub targets: Targets,
@@ -177,12 +214,23 @@ pub struct FileWatcher {
     pub rescan: mpsc::Receiver<()>,
     /// The digest of the snapshot the engine already has.
     pub last_digest: u64,
+    /// When a rename was last read after only [`RENAME_SETTLE`].
+    pub last_quick: Option<Instant>,
 }
 
 impl FileWatcher {
     pub async fn run(mut self, cancel: CancellationToken) {
         let (wake_tx, mut wake) = mpsc::channel::<()>(1);
+        let seen = Arc::new(Seen::default());
+        let names: Vec<std::ffi::OsString> = [&self.targets.config, &self.targets.credentials]
+            .iter()
+            .filter_map(|p| p.file_name().map(ToOwned::to_owned))
+            .collect();
+        let callback_seen = Arc::clone(&seen);
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(event) = &res {
+                callback_seen.note(event, &names);
+            }
             if let Ok(event) = &res
                 && event.need_rescan()
             {
@@ -227,7 +275,7 @@ impl FileWatcher {
             };
             tokio::select! {
                 () = cancel.cancelled() => return,
-                Some(()) = wake.recv() => self.settle(&mut wake).await,
+                Some(()) = wake.recv() => self.settle(&mut wake, &seen).await,
                 Some(()) = self.rescan.recv() => {}
                 () = sleep(idle) => {}
             }
@@ -236,14 +284,40 @@ impl FileWatcher {
         }
     }
 
-    /// Waits until events stop for `debounce` (at most `MAX_DEBOUNCE_WAIT` in a storm).
-    async fn settle(&self, wake: &mut mpsc::Receiver<()>) {
+    /// Waits until events stop for `debounce` (at most `MAX_DEBOUNCE_WAIT` in a storm);
+    /// when the only events on the watched files were renames onto them, for
+    /// [`RENAME_SETTLE`] — at most once per `debounce`, so a storm of renames is still
+    /// read about as often as any other storm.
+    async fn settle(&mut self, wake: &mut mpsc::Receiver<()>, seen: &Seen) {
         let started = Instant::now();
         loop {
+            let renamed_only = seen.renamed.load(Ordering::SeqCst)
+                && !seen.partial.load(Ordering::SeqCst)
+                && self
+                    .last_quick
+                    .is_none_or(|at| at.elapsed() >= self.debounce);
+            let quiet = if renamed_only {
+                RENAME_SETTLE.min(self.debounce)
+            } else {
+                self.debounce
+            };
             tokio::select! {
-                () = sleep(self.debounce) => return,
+                () = sleep(quiet) => {
+                    // A write that began during a short pause gets the whole debounce.
+                    if renamed_only && seen.partial.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    if renamed_only {
+                        self.last_quick = Some(Instant::now());
+                    }
+                    seen.renamed.store(false, Ordering::SeqCst);
+                    seen.partial.store(false, Ordering::SeqCst);
+                    return;
+                }
                 got = wake.recv() => {
                     if got.is_none() || started.elapsed() >= MAX_DEBOUNCE_WAIT {
+                        seen.renamed.store(false, Ordering::SeqCst);
+                        seen.partial.store(false, Ordering::SeqCst);
                         return;
                     }
                 }
