@@ -34,30 +34,47 @@ impl ProfileChange {
     }
 }
 
-/// Changes from `old` to `new`, in profile-name order.
+/// Changes from `old` to `new`, in profile-name order: one walk over both sorted maps.
 pub fn diff(old: &ProfileView, new: &ProfileView) -> Vec<ProfileChange> {
+    use std::cmp::Ordering;
     let mut changes = Vec::new();
-    for (name, before) in &old.profiles {
-        match new.profiles.get(name) {
-            None => changes.push(ProfileChange::Removed {
-                profile: name.clone(),
-            }),
-            Some(after) if after != before => changes.push(ProfileChange::Changed {
-                profile: name.clone(),
-                old_fingerprint: before.fingerprint.clone(),
-                new_fingerprint: after.fingerprint.clone(),
-            }),
-            Some(_) => {}
+    let mut before = old.profiles.iter().peekable();
+    let mut after = new.profiles.iter().peekable();
+    loop {
+        let order = match (before.peek(), after.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+        };
+        match order {
+            Ordering::Less => {
+                if let Some((name, _)) = before.next() {
+                    changes.push(ProfileChange::Removed {
+                        profile: name.clone(),
+                    });
+                }
+            }
+            Ordering::Greater => {
+                if let Some((name, _)) = after.next() {
+                    changes.push(ProfileChange::Added {
+                        profile: name.clone(),
+                    });
+                }
+            }
+            Ordering::Equal => {
+                if let (Some((name, was)), Some((_, is))) = (before.next(), after.next())
+                    && was != is
+                {
+                    changes.push(ProfileChange::Changed {
+                        profile: name.clone(),
+                        old_fingerprint: was.fingerprint.clone(),
+                        new_fingerprint: is.fingerprint.clone(),
+                    });
+                }
+            }
         }
     }
-    for name in new.profiles.keys() {
-        if !old.profiles.contains_key(name) {
-            changes.push(ProfileChange::Added {
-                profile: name.clone(),
-            });
-        }
-    }
-    changes.sort_by(|a, b| a.profile().cmp(b.profile()));
     changes
 }
 

@@ -256,45 +256,69 @@ pub(crate) const STAND_IN: &str = "\u{1}cmdr-redacted\u{1}";
 /// the view if the file breaks, without a second copy of every token.
 pub(crate) fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len() / 3);
-    // While the property being continued is a secret: where its line starts in `out`, and
-    // whether that line already holds the stand-in (an empty value so far does not).
+    // Text is copied in runs, up to the next secret.
+    let mut copied = 0;
+    // While the property being continued is a secret: where its value goes in `out`, and
+    // whether the stand-in is there already (an empty value so far has none).
     let mut secret: Option<(usize, bool)> = None;
-    // Kept lines are copied with their own line ends, as the grammar reads them.
-    for piece in text.split_inclusive('\n') {
-        let line = lines(piece).next().unwrap_or_default();
-        if trim(line).is_empty() || starts_comment(line) {
+    let mut at = 0;
+    while at < text.len() {
+        let end = memchr::memchr(b'\n', &text.as_bytes()[at..]).map_or(text.len(), |i| at + i);
+        let line = &text[at..end];
+        let line = if end < text.len() {
+            line.strip_suffix('\r').unwrap_or(line)
+        } else {
+            line
+        };
+        let (start, next) = (at, (end + 1).min(text.len()));
+        at = end + 1;
+        let first = line.as_bytes().first().copied();
+        if trim(line).is_empty() || matches!(first, Some(b'#' | b';')) {
             // Neither ends a property: a continuation may still follow.
-        } else if line.starts_with('[') {
+            continue;
+        }
+        if first == Some(b'[') {
             secret = None;
-        } else if starts_blank(line) {
-            if let Some((start, stood_in)) = &mut secret {
+            continue;
+        }
+        if starts_blank(line) {
+            if let Some((value_at, stood_in)) = &mut secret {
+                out.push_str(&text[copied..start]);
                 if !*stood_in {
                     // An empty value continued on later lines is a value after all.
-                    out.insert_str(*start, STAND_IN);
+                    out.insert_str(*value_at, STAND_IN);
                     *stood_in = true;
                 }
                 // A blank line keeps the line numbers (for warnings) and ends nothing.
-                if piece.ends_with('\n') {
+                if next > end {
                     out.push('\n');
                 }
-                continue;
+                copied = next;
             }
-        } else if let Ok((key, value)) = parse_property_line(line) {
-            if crate::profile::SECRET_KEYS.contains(&key.as_ref()) {
-                out.push_str(&key);
-                out.push_str(" = ");
-                let start = out.len();
-                if !value.is_empty() {
-                    out.push_str(STAND_IN);
-                }
-                out.push('\n');
-                secret = Some((start, !value.is_empty()));
-                continue;
-            }
-            secret = None;
+            continue;
         }
-        out.push_str(piece);
+        // A property line (the file parses): its key is what precedes the first `=`.
+        let key = line.split_once('=').map_or("", |(key, _)| trim(key));
+        if !crate::profile::SECRET_KEYS
+            .iter()
+            .any(|s| key.eq_ignore_ascii_case(s))
+        {
+            secret = None;
+            continue;
+        }
+        let empty = parse_property_line(line).is_ok_and(|(_, value)| value.is_empty());
+        out.push_str(&text[copied..start]);
+        out.push_str(&key.to_ascii_lowercase());
+        out.push_str(" = ");
+        let value_at = out.len();
+        if !empty {
+            out.push_str(STAND_IN);
+        }
+        out.push('\n');
+        secret = Some((value_at, !empty));
+        copied = next;
     }
+    out.push_str(&text[copied..]);
     out.shrink_to_fit();
     out
 }

@@ -134,14 +134,6 @@ fn lean<'a>(bound: &'a BTreeSet<String>, previous: &'a ProfileView) -> Detail<'a
     }
 }
 
-/// A copy of `value` made after the allocations around it were freed: it packs into the
-/// holes they left, so an idle daemon's memory is what it keeps, not the parse's pattern.
-fn compact<T: Clone>(value: T) -> T {
-    let copy = value.clone();
-    drop(value);
-    copy
-}
-
 impl Engine {
     /// Profiles some account is bound to: the only ones whose secrets the view keeps.
     fn bound_profiles(&self) -> BTreeSet<String> {
@@ -504,9 +496,6 @@ impl Engine {
         let Some(view) = view else {
             return;
         };
-        // The new view's many small allocations sit between the parse's freed ones; a copy
-        // made now fills those holes densely, and freeing the original returns whole pages.
-        let view = compact(view);
         let changes = diff(&self.view, &view);
         self.view = view;
         self.accounts.fill_credentials(&self.view);
@@ -582,9 +571,6 @@ impl Engine {
                 );
                 changed = true;
             }
-        }
-        if changed {
-            self.seen = compact(std::mem::take(&mut self.seen));
         }
         self.dirty |= changed;
     }
