@@ -168,7 +168,8 @@ pub(crate) fn check(kind: FileKind, text: &str) -> Result<(), ParseError> {
 }
 
 /// A section as written, before its name is checked: `header` is the text between the
-/// brackets. Sections with the same header are one (the SDK keys them by the header).
+/// brackets. A header that appears again starts another one; merging in file order gives
+/// what the SDK gets by keying raw sections by header.
 struct RawSection<'a> {
     header: &'a str,
     line: usize,

@@ -152,7 +152,11 @@ impl Engine {
         if current.credentials.is_some() || current.masked_access_key_id.is_none() {
             return;
         }
-        let read = |path: &std::path::Path| std::fs::read(path).unwrap_or_default();
+        // Bounded as the watcher's reads are; unreadable means no keys yet.
+        let read = |path: &std::path::Path| match crate::watch::read_file(path) {
+            FileRead::Bytes(bytes) => bytes,
+            FileRead::Missing | FileRead::Failed(_) => Vec::new(),
+        };
         let (config, credentials) = (
             read(&self.settings.aws_config),
             read(&self.settings.aws_credentials),

@@ -72,7 +72,7 @@ impl Snapshot {
     }
 }
 
-fn read_file(path: &Path) -> FileRead {
+pub(crate) fn read_file(path: &Path) -> FileRead {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(err) if err.kind() == ErrorKind::NotFound => return FileRead::Missing,
