@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{Sandbox, creds, stderr};
+use crate::sandbox::{Sandbox, creds, set_mode, stderr};
 
 /// A `moto_server` on a free loopback port, killed on drop.
 pub struct Moto {
@@ -287,4 +287,68 @@ fn expiry_events_on_the_wall_clock_and_prompt() {
         String::from_utf8_lossy(&formatted.stdout).trim(),
         "[acme:expired]"
     );
+}
+
+/// A `credential_process` profile's expiry is what its process printed, learned when the
+/// account is validated (the SDK runs the process then, as for any tool), and forgotten
+/// when the profile changes.
+#[test]
+fn credential_process_expiration_is_learned_on_validate() {
+    let moto = Moto::start(&[]);
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    let secret = "wJalrXUtnFEMI-SECRET-process";
+    sb.remember_secrets(&format!(
+        "aws_secret_access_key = {secret}\naws_session_token = PROCESS-TOKEN-1\n"
+    ));
+    let script = sb.aws.join("process.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho '{{\"Version\": 1, \"AccessKeyId\": \"ASIAPROCESSEXAMPLE1\", \
+             \"SecretAccessKey\": \"{secret}\", \"SessionToken\": \"PROCESS-TOKEN-1\", \
+             \"Expiration\": \"2031-05-06T07:08:09Z\"}}'\n"
+        ),
+    )
+    .expect("script");
+    set_mode(&script, 0o755);
+    let config = format!(
+        "[profile proc]\ncredential_process = {}\n",
+        script.display()
+    );
+    std::fs::write(sb.config(), &config).expect("config");
+    sb.start();
+    let out = sb.ctl(&[
+        "accounts",
+        "add",
+        "p",
+        "--profile",
+        "proc",
+        "--endpoint",
+        &moto.url,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(sb.account("p")["expires_at"].is_null());
+
+    let out = validate(&sb, "p");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let account = sb.account("p");
+    assert!(
+        account["expires_at"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("2031-05-06T07:08:09")),
+        "{account}"
+    );
+    assert_eq!(account["expiry_source"], "credential_process");
+    let profiles = sb.json(&["profiles"]);
+    let proc = profiles
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["name"] == "proc"))
+        .expect("proc");
+    assert_eq!(proc["expiry_source"], "credential_process");
+
+    let mut watch = sb.watch();
+    std::fs::write(sb.config(), format!("{config}region = eu-west-1\n")).expect("config");
+    watch.wait_type("profile_changed");
+    assert!(sb.account("p")["expires_at"].is_null());
 }

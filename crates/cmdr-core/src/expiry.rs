@@ -23,6 +23,9 @@ pub enum ExpirySource {
     SsoCache,
     /// The `source_profile` this role is assumed from.
     SourceProfile(String),
+    /// The `Expiration` a profile's `credential_process` printed when cmdr last validated
+    /// it (the daemon runs that process only to validate, as the SDK would).
+    CredentialProcess,
     /// First seen plus the configured session length.
     Estimated,
     /// Long-lived keys.
@@ -37,6 +40,7 @@ impl ExpirySource {
             ExpirySource::Comment => "comment".to_owned(),
             ExpirySource::SsoCache => "sso_cache".to_owned(),
             ExpirySource::SourceProfile(name) => format!("source_profile:{name}"),
+            ExpirySource::CredentialProcess => "credential_process".to_owned(),
             ExpirySource::Estimated => "estimated".to_owned(),
             ExpirySource::Never => "never".to_owned(),
         }

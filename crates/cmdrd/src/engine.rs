@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cmdr_core::{
-    AccountChange, AccountPatch, Accounts, Detail, Expiry, FileKind, IdentityCheck, NewAccount,
-    Profile, ProfileView, diff,
+    AccountChange, AccountPatch, Accounts, Detail, Expiry, ExpirySource, FileKind, IdentityCheck,
+    NewAccount, Profile, ProfileKind, ProfileView, diff,
 };
 use cmdr_proto::{
     AccountInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome, PROTOCOL_VERSION,
@@ -92,6 +92,9 @@ pub struct Engine {
     /// The last bytes of each file that parsed, secrets redacted: a broken file keeps
     /// these (with the secrets the view had), so no token is held twice.
     good: [Vec<u8>; 2],
+    /// When the credentials of `credential_process` profiles end, as the process said when
+    /// last validated; forgotten when the profile changes.
+    process_expiry: BTreeMap<String, DateTime<Utc>>,
     sso_cache: BTreeMap<String, Vec<u8>>,
     health: [FileHealth; 2],
     accounts: Accounts,
@@ -198,6 +201,7 @@ impl Engine {
             store,
             view: ProfileView::default(),
             good: [Vec::new(), Vec::new()],
+            process_expiry: BTreeMap::new(),
             sso_cache: BTreeMap::new(),
             health: [FileHealth::default(), FileHealth::default()],
             accounts: Accounts::from_list(stored.accounts),
@@ -338,6 +342,14 @@ impl Engine {
         };
         let outcome = match result {
             Ok(identity) => {
+                if let Some(at) = identity.expires_at
+                    && self
+                        .view
+                        .get(&profile)
+                        .is_some_and(|p| p.kind == ProfileKind::CredentialProcess)
+                {
+                    self.process_expiry.insert(profile.clone(), at);
+                }
                 let check = self.accounts.record_identity(name, &identity.account_id);
                 self.emit(EventKind::Validated {
                     account: name.to_owned(),
@@ -501,6 +513,9 @@ impl Engine {
             return;
         };
         let changes = diff(&self.view, &view);
+        for change in &changes {
+            self.process_expiry.remove(change.profile());
+        }
         self.view = view;
         self.accounts.fill_credentials(&self.view);
         // A file that failed at start has no good bytes yet: do not forget its tokens.
@@ -821,6 +836,12 @@ impl Engine {
     }
 
     fn expiry(&self, profile: &Profile) -> Option<Expiry> {
+        if profile.expiry.is_none()
+            && profile.kind == ProfileKind::CredentialProcess
+            && let Some(at) = self.process_expiry.get(&profile.name)
+        {
+            return Some(Expiry::at(*at, ExpirySource::CredentialProcess));
+        }
         let seen = self
             .seen
             .get(&profile.name)

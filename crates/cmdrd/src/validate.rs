@@ -9,7 +9,9 @@ use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_sdk_sts::config::retry::RetryConfig;
 use aws_sdk_sts::config::timeout::TimeoutConfig;
-use aws_sdk_sts::config::{BehaviorVersion, Region, SharedCredentialsProvider};
+use aws_sdk_sts::config::{
+    BehaviorVersion, ProvideCredentials as _, Region, SharedCredentialsProvider,
+};
 use aws_sdk_sts::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError;
 
@@ -30,6 +32,9 @@ pub struct Identity {
     pub account_id: String,
     pub arn: String,
     pub user_id: String,
+    /// When the credentials the SDK resolved from the profile end, if it said (e.g. a
+    /// `credential_process`'s `Expiration`); `None` for the profile's own keys.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +61,7 @@ impl std::fmt::Display for Failure {
 
 pub async fn validate(job: Job) -> Result<Identity, Failure> {
     let region = Region::new(job.region.unwrap_or_else(|| "us-east-1".to_owned()));
+    let mut expires_at = None;
     let provider = match job.credentials {
         Some(c) => SharedCredentialsProvider::new(aws_sdk_sts::config::Credentials::new(
             c.access_key_id.clone(),
@@ -65,16 +71,33 @@ pub async fn validate(job: Job) -> Result<Identity, Failure> {
             "cmdr",
         )),
         None => {
-            let files = EnvConfigFiles::builder()
-                .with_file(EnvConfigFileKind::Config, &job.config_file)
-                .with_file(EnvConfigFileKind::Credentials, &job.credentials_file)
+            // Resolved here rather than inside the STS call, to learn when they end (the
+            // SDK runs the profile's `credential_process`, assumes its role, …).
+            // The SDK refuses a named file that does not exist; SSO users often have no
+            // credentials file at all, so a missing one counts as empty, as it does for the
+            // SDK's default locations.
+            let mut files = EnvConfigFiles::builder();
+            for (kind, path) in [
+                (EnvConfigFileKind::Config, &job.config_file),
+                (EnvConfigFileKind::Credentials, &job.credentials_file),
+            ] {
+                files = if path.exists() {
+                    files.with_file(kind, path)
+                } else {
+                    files.with_contents(kind, "")
+                };
+            }
+            let files = files.build();
+            let provider = ProfileFileCredentialsProvider::builder()
+                .profile_files(files)
+                .profile_name(&job.profile)
                 .build();
-            SharedCredentialsProvider::new(
-                ProfileFileCredentialsProvider::builder()
-                    .profile_files(files)
-                    .profile_name(&job.profile)
-                    .build(),
-            )
+            let resolved = tokio::time::timeout(job.timeout, provider.provide_credentials())
+                .await
+                .map_err(|_| Failure::Unreachable("resolving the credentials timed out".into()))?
+                .map_err(|err| Failure::Invalid(cmdr_core::innermost_message(&err)))?;
+            expires_at = resolved.expiry().map(chrono::DateTime::<chrono::Utc>::from);
+            SharedCredentialsProvider::new(resolved)
         }
     };
     let mut config = aws_sdk_sts::Config::builder()
@@ -97,6 +120,7 @@ pub async fn validate(job: Job) -> Result<Identity, Failure> {
             account_id: out.account().unwrap_or_default().to_owned(),
             arn: out.arn().unwrap_or_default().to_owned(),
             user_id: out.user_id().unwrap_or_default().to_owned(),
+            expires_at,
         }),
         Err(err) => Err(classify(&err)),
     }
