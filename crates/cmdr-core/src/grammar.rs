@@ -508,16 +508,22 @@ fn merge_in<'a>(parsed: &mut Parsed<'a>, kind: FileKind, raw: Vec<RawSection<'a>
             continue;
         }
         target.props.entries.reserve(entries.len());
+        let mut dropped = 0;
         for (key, value) in entries.drain(..) {
             if is_identifier(&key) {
                 target.props.insert(key, value);
             } else {
-                parsed.warnings.push(format!(
-                    "{label} file, section [{}]: key `{key}` is ignored by the AWS SDKs: \
-                     not a valid name",
-                    section.header.trim()
-                ));
+                dropped += 1;
             }
+        }
+        if dropped > 0 {
+            // The key is not quoted: a mangled line may hold part of a secret.
+            parsed.warnings.push(format!(
+                "{label} file, section [{}] (line {}): {dropped} key(s) ignored by the AWS \
+                 SDKs: a key may hold only A-Z a-z 0-9 and _ - / . % @ : +",
+                section.header.trim(),
+                section.line
+            ));
         }
     }
 }
@@ -679,7 +685,7 @@ mod tests {
         for needle in [
             "[profile a] and [profile  a]",
             "line 5: section [notprefixed]",
-            "key `bad key`",
+            "section [profile a] (line 6): 1 key(s) ignored",
             "credentials file, line 1: section [profile x]",
         ] {
             assert!(all.contains(needle), "{needle:?} not in {all}");
