@@ -73,32 +73,34 @@ pub fn disagreement(config: &str, credentials: &str) -> Option<String> {
                 ));
             }
             for (name, section) in &ours.profiles {
-                let profile = set.get_profile(name)?;
-                for key in &keys {
-                    let (a, b) = (section.props.get(key), profile.get(key));
-                    if a != b {
-                        return Some(format!(
-                            "profile {name:?}, key {key:?}: {}",
-                            values(key, a, b)
-                        ));
-                    }
+                let theirs = set.get_profile(name);
+                let get = |key: &str| theirs.and_then(|p| p.get(key));
+                if let Some(why) = differing_key(&keys, &section.props, get) {
+                    return Some(format!("profile {name:?}, {why}"));
                 }
             }
-            for (name, ours) in &ours.sso_sessions {
-                let session = set.sso_session(name)?;
-                for key in &keys {
-                    let (a, b) = (ours.props.get(key), session.get(key));
-                    if a != b {
-                        return Some(format!(
-                            "sso-session {name:?}, key {key:?}: {}",
-                            values(key, a, b)
-                        ));
-                    }
+            for (name, session) in &ours.sso_sessions {
+                let theirs = set.sso_session(name);
+                let get = |key: &str| theirs.and_then(|s| s.get(key));
+                if let Some(why) = differing_key(&keys, &session.props, get) {
+                    return Some(format!("sso-session {name:?}, {why}"));
                 }
             }
             None
         }
     }
+}
+
+/// The first of `keys` whose value differs between cmdr's section and the SDK's.
+fn differing_key<'s>(
+    keys: &std::collections::BTreeSet<String>,
+    ours: &crate::grammar::Props<'_>,
+    theirs: impl Fn(&str) -> Option<&'s str>,
+) -> Option<String> {
+    keys.iter().find_map(|key| {
+        let (a, b) = (ours.get(key), theirs(key));
+        (a != b).then(|| format!("key {key:?}: {}", values(key, a, b)))
+    })
 }
 
 /// Two differing values, unless they are secrets: this text may reach a terminal.
@@ -137,4 +139,39 @@ pub(crate) fn error_parts(text: &str) -> (Option<u32>, String) {
         None => text.trim().to_owned(),
     };
     (line, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The oracle can fail: a differing value is found and named, a secret never shown.
+    #[test]
+    fn a_difference_is_found_and_secrets_stay_hidden() {
+        let parsed =
+            crate::grammar::parse("[profile a]\nk = v\naws_session_token = s3cr3t-value\n", "")
+                .expect("parses");
+        let props = &parsed.profiles["a"].props;
+        let keys: std::collections::BTreeSet<String> =
+            ["k", "aws_session_token"].map(str::to_owned).into();
+        let same = |key: &str| props.get(key);
+        assert_eq!(differing_key(&keys, props, same), None);
+
+        let other_value = |key: &str| {
+            if key == "k" {
+                Some("w")
+            } else {
+                props.get(key)
+            }
+        };
+        let why = differing_key(&keys, props, other_value).expect("differs");
+        assert!(why.contains("\"k\"") && why.contains("\"w\""), "{why}");
+
+        let no_token = |key: &str| if key == "k" { props.get(key) } else { None };
+        let why = differing_key(&keys, props, no_token).expect("differs");
+        assert!(
+            why.contains("values not shown") && !why.contains("s3cr3t"),
+            "{why}"
+        );
+    }
 }
