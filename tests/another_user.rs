@@ -109,14 +109,7 @@ fn symlinked_socket_directory_is_refused() {
     std::fs::create_dir_all(&elsewhere).expect("mkdir");
     set_mode(&elsewhere, 0o700);
     std::os::unix::fs::symlink(&elsewhere, sb.run_dir.join("cmdr")).expect("symlink");
-    let out = daemon_must_exit(&sb);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("unsafe socket directory") && stderr.contains("symlink"),
-        "{stderr}"
-    );
-    assert!(!elsewhere.join("cmdrd.sock").exists());
+    refused_as_unsafe(&sb, "symlink", &elsewhere);
 }
 
 #[test]
@@ -129,11 +122,17 @@ fn socket_directory_owned_by_another_user_is_refused() {
     std::fs::create_dir_all(&dir).expect("mkdir");
     set_mode(&dir, 0o700);
     std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).expect("chown");
-    let out = daemon_must_exit(&sb);
+    refused_as_unsafe(&sb, "owned by uid 65534", &dir);
+}
+
+/// The daemon refuses to start, naming the unsafe socket directory and `why`, and leaves
+/// no socket in `dir`.
+fn refused_as_unsafe(sb: &Sandbox, why: &str, dir: &std::path::Path) {
+    let out = daemon_must_exit(sb);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("unsafe socket directory") && stderr.contains("owned by uid 65534"),
+        stderr.contains("unsafe socket directory") && stderr.contains(why),
         "{stderr}"
     );
     assert!(!dir.join("cmdrd.sock").exists());

@@ -195,25 +195,13 @@ fn kill_9_at_random_moments_loses_nothing() {
             0 => {
                 let name = format!("a{i}");
                 let profile = format!("p{}", rng.below(profiles));
-                let mut child = sb
-                    .command("cmdrctl")
-                    .args([
-                        "accounts",
-                        "add",
-                        &name,
-                        "--profile",
-                        &profile,
-                        "--on-change",
-                        "auto",
-                    ])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("spawn");
-                std::thread::sleep(delay);
-                sb.kill9();
-                if child.wait().expect("wait").success() {
+                let args = ["accounts", "add", &name, "--profile", &profile];
+                let added = ctl_then_kill9(
+                    &mut sb,
+                    &[&args[..], &["--on-change", "auto"]].concat(),
+                    delay,
+                );
+                if added {
                     confirmed.insert(name);
                 }
             }
@@ -228,17 +216,7 @@ fn kill_9_at_random_moments_loses_nothing() {
             _ => {
                 let target = confirmed.iter().nth(rng.below(confirmed.len().max(1)));
                 let name = target.cloned().unwrap_or_else(|| "nobody".to_owned());
-                let mut child = sb
-                    .command("cmdrctl")
-                    .args(["accept", &name])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("spawn");
-                std::thread::sleep(delay);
-                sb.kill9();
-                let _ = child.wait();
+                ctl_then_kill9(&mut sb, &["accept", &name], delay);
             }
         }
         kills += 1;
@@ -465,4 +443,20 @@ fn inotify_watch_limit_falls_back_to_polling() {
             daemon_fingerprints(&sb) == want
         });
     }
+}
+
+/// Starts `cmdrctl ARGS` quietly, kills the daemon with SIGKILL after `delay`, and says
+/// whether the command still reported success.
+fn ctl_then_kill9(sb: &mut Sandbox, args: &[&str], delay: Duration) -> bool {
+    let mut child = sb
+        .command("cmdrctl")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(delay);
+    sb.kill9();
+    child.wait().expect("wait").success()
 }

@@ -123,6 +123,15 @@ pub fn session(sb: &Sandbox) -> (UnixStream, Value) {
     (stream, value)
 }
 
+/// Records RSS before and after, and fails if it grew by 64 MiB or more.
+fn rss_did_not_grow(before: u64, after: u64) {
+    figure("rss before/after KiB", format!("{before}/{after}"));
+    assert!(
+        after < before + 64 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
+}
+
 fn figure(what: &str, value: impl std::fmt::Display) {
     eprintln!("figure: {what}: {value}");
 }
@@ -181,11 +190,7 @@ fn random_bytes_and_half_frames_close_only_their_connection() {
     let after = rss_kib(pid);
     figure("random/half-frame connections", rounds);
     figure("status after, ms", took.as_millis());
-    figure("rss before/after KiB", format!("{before}/{after}"));
-    assert!(
-        after < before + 64 * 1024,
-        "RSS grew from {before} to {after} KiB"
-    );
+    rss_did_not_grow(before, after);
 }
 
 #[test]
@@ -250,11 +255,7 @@ fn connect_disconnect_storm() {
     figure("connect/disconnect cycles", cycles);
     figure("cycles per second", cycles as f64 / elapsed.as_secs_f64());
     figure("status after, ms", took.as_millis());
-    figure("rss before/after KiB", format!("{before}/{after}"));
-    assert!(
-        after < before + 64 * 1024,
-        "RSS grew from {before} to {after} KiB"
-    );
+    rss_did_not_grow(before, after);
 }
 
 #[test]
@@ -326,10 +327,6 @@ fn subscriber_that_never_reads_keeps_memory_bounded() {
     let after = rss_kib(pid);
     figure("events while 4 subscribers never read", rounds * profiles);
     figure("status after, ms", took.as_millis());
-    figure("rss before/after KiB", format!("{before}/{after}"));
-    assert!(
-        after < before + 64 * 1024,
-        "RSS grew from {before} to {after} KiB"
-    );
+    rss_did_not_grow(before, after);
     drop(stuck);
 }

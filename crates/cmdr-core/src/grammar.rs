@@ -414,14 +414,6 @@ fn is_identifier(s: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b"_-/.%@:+".contains(&b))
 }
 
-/// Where a valid section's properties go.
-enum Target<'a> {
-    Profile(&'a str),
-    SsoSession(&'a str),
-    /// `[services x]` and other prefixed config sections: valid, but not a profile.
-    Other,
-}
-
 /// `merge_in` in aws-runtime's `normalize.rs`: checks section names (dropping invalid
 /// ones with a warning), lets `[profile default]` replace `[default]`, and merges the
 /// properties with valid keys into the result, later values winning.
@@ -470,17 +462,13 @@ fn merge_in<'a>(parsed: &mut Parsed<'a>, kind: FileKind, raw: Vec<RawSection<'a>
             ));
             continue;
         }
-        let target = match (prefix, name) {
-            (Some("profile") | None, name) => Target::Profile(name),
-            (Some("sso-session"), name) => Target::SsoSession(name),
-            (Some(_), _) => Target::Other,
+        let target = match prefix {
+            Some("profile") | None => parsed.profiles.entry(name).or_default(),
+            Some("sso-session") => parsed.sso_sessions.entry(name).or_default(),
+            // `[services x]` and other prefixed config sections: valid, but not profiles.
+            Some(_) => continue,
         };
         let file = usize::from(kind == FileKind::Credentials);
-        let target = match target {
-            Target::Profile(name) => parsed.profiles.entry(name).or_default(),
-            Target::SsoSession(name) => parsed.sso_sessions.entry(name).or_default(),
-            Target::Other => continue,
-        };
         // Two spellings of one section (`[profile a]`, `[profile  a]`): the SDKs merge them
         // in hash-map order, so where both set a key either value may win.
         let first = *target.spelling[file].get_or_insert(section.header);

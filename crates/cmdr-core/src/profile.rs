@@ -376,32 +376,32 @@ fn build_profile(
         .filter(|v| !v.is_empty());
     let kind = classify(props, access_key_id.is_some(), token.is_some());
 
-    let mut fingerprint = match (access_key_id, secret) {
-        (Some(id), Some(secret)) => Some(fingerprint_of(&[id, secret, token.unwrap_or("")])),
-        _ => None,
-    };
     let keep_secrets = detail.secrets_for.is_none_or(|names| names.contains(name));
     // Secrets of a redacted last good file: the view built from the real one knows them.
     // (Were a profile's secrets split across both files and only one redacted, its
     // fingerprint stays as it was until the broken file parses again.)
-    let stood_in = [secret, token].contains(&Some(grammar::STAND_IN));
-    let before = detail
-        .previous
-        .filter(|_| stood_in)
-        .and_then(|view| view.get(name));
-    if stood_in {
-        fingerprint = before.and_then(|p| p.fingerprint.clone());
-    }
-    let credentials = match (access_key_id, secret) {
-        _ if stood_in => before
-            .filter(|_| keep_secrets)
-            .and_then(|p| p.credentials.clone()),
-        (Some(id), Some(secret)) if keep_secrets => Some(Box::new(Credentials {
-            access_key_id: id.to_owned(),
-            secret_access_key: secret.to_owned(),
-            session_token: token.map(str::to_owned),
-        })),
-        _ => None,
+    let (mut fingerprint, credentials) = if [secret, token].contains(&Some(grammar::STAND_IN)) {
+        let before = detail.previous.and_then(|view| view.get(name));
+        (
+            before.and_then(|p| p.fingerprint.clone()),
+            before
+                .filter(|_| keep_secrets)
+                .and_then(|p| p.credentials.clone()),
+        )
+    } else {
+        match (access_key_id, secret) {
+            (Some(id), Some(secret)) => (
+                Some(fingerprint_of(&[id, secret, token.unwrap_or("")])),
+                keep_secrets.then(|| {
+                    Box::new(Credentials {
+                        access_key_id: id.to_owned(),
+                        secret_access_key: secret.to_owned(),
+                        session_token: token.map(str::to_owned),
+                    })
+                }),
+            ),
+            _ => (None, None),
+        }
     };
     let mut expiry = EXPIRY_KEYS.iter().find_map(|key| {
         let at = parse_timestamp(get(key)?)?;

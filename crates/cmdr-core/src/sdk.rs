@@ -129,7 +129,7 @@ fn candidate_keys(config: &str, credentials: &str) -> std::collections::BTreeSet
 }
 
 /// The SDK says `error parsing <path> on line N:\n  <message>`; keep N and the message.
-pub(crate) fn error_parts(text: &str) -> (Option<u32>, String) {
+fn error_parts(text: &str) -> (Option<u32>, String) {
     let line = text.split_once(" on line ").and_then(|(_, rest)| {
         let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
         digits.parse().ok()

@@ -185,6 +185,12 @@ struct Seen {
 }
 
 impl Seen {
+    /// Starts afresh for the events after a read.
+    fn clear(&self) {
+        self.renamed.store(false, Ordering::SeqCst);
+        self.partial.store(false, Ordering::SeqCst);
+    }
+
     fn note(&self, event: &notify::Event, names: &[std::ffi::OsString]) {
         let named = |p: &PathBuf| p.file_name().is_some_and(|n| names.iter().any(|m| m == n));
         let ours = event.paths.iter().any(named);
@@ -310,14 +316,12 @@ impl FileWatcher {
                     if renamed_only {
                         self.last_quick = Some(Instant::now());
                     }
-                    seen.renamed.store(false, Ordering::SeqCst);
-                    seen.partial.store(false, Ordering::SeqCst);
+                    seen.clear();
                     return;
                 }
                 got = wake.recv() => {
                     if got.is_none() || started.elapsed() >= MAX_DEBOUNCE_WAIT {
-                        seen.renamed.store(false, Ordering::SeqCst);
-                        seen.partial.store(false, Ordering::SeqCst);
+                        seen.clear();
                         return;
                     }
                 }
