@@ -23,6 +23,8 @@ mod secrets;
 mod sts;
 // env, exec, credential-process: real shells, a real child, the real AWS CLI.
 mod handout;
+// The credentials endpoint: boto3, JavaScript and Rust SDK processes follow `accept`.
+mod endpoint;
 // paste: byte-preserving, locked, atomic edits of the credentials file.
 mod paste;
 // Start at login: unit, plist, service dry runs, completions, man pages, versions.

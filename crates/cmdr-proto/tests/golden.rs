@@ -163,6 +163,7 @@ fn server_messages() -> Vec<ServerMessage> {
             }],
             changes_while_down: vec!["token for `acme` changed".into()],
             subscribers: 0,
+            endpoint: None,
         }),
         Response::Profiles(vec![ProfileInfo {
             name: "acme".into(),

@@ -72,6 +72,10 @@ enum Command {
         /// Print nothing if the accepted token still has this fingerprint (for `hook`).
         #[arg(long, value_name = "FINGERPRINT")]
         if_changed: Option<String>,
+        /// Print the credentials endpoint's variables instead of the keys: the shell's
+        /// processes then follow the accepted token.
+        #[arg(long, conflicts_with_all = ["force", "if_changed"])]
+        serve: bool,
     },
     /// Print a snippet for your shell's rc file that refreshes the AWS_* variables of a
     /// shell that ran `eval "$(cmdrctl env NAME)"` once the account accepts a new token.
@@ -79,11 +83,17 @@ enum Command {
         #[arg(value_parser = ["bash", "zsh", "fish"])]
         shell: String,
     },
-    /// Run a command with the account's accepted credentials in its environment.
+    /// Run a command that gets the account's credentials from the daemon's endpoint, so it
+    /// follows the accepted token while it runs (`--static`: the keys themselves).
     Exec {
         name: String,
-        /// Hand out the accepted credentials even while the account is changed or expired.
-        #[arg(long)]
+        /// Put the accepted keys themselves in the environment (for tools without an AWS
+        /// SDK); they do not follow a newly accepted token.
+        #[arg(long = "static")]
+        static_keys: bool,
+        /// With --static: hand out the accepted credentials even while the account is
+        /// changed or expired.
+        #[arg(long, requires = "static_keys")]
         force: bool,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -277,28 +287,46 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             shell,
             force,
             if_changed,
+            serve,
         } => {
-            let handout = credentials(&socket, name, force).await?;
-            if if_changed.is_some_and(|fp| fp == handout::fingerprint(&handout)) {
+            // A shell on the endpoint follows the accepted token by itself.
+            if if_changed.as_deref() == Some(handout::SERVED) {
                 return Ok(ExitCode::SUCCESS);
             }
+            let vars = if serve {
+                served(&socket, name).await?
+            } else {
+                let handout = credentials(&socket, name, force).await?;
+                if if_changed.is_some_and(|fp| fp == handout::fingerprint(&handout)) {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                handout::variables(&handout)
+            };
             print!(
                 "{}",
-                handout::env_lines(&handout, handout::Shell::pick(shell.as_deref()))
+                handout::env_lines(vars, handout::Shell::pick(shell.as_deref()))
             );
             return Ok(ExitCode::SUCCESS);
         }
         Command::Exec {
             name,
+            static_keys,
             force,
             command,
         } => {
-            let handout = credentials(&socket, name, force).await?;
-            return Ok(handout::exec(&handout, &command));
+            let vars = if static_keys {
+                handout::variables(&credentials(&socket, name, force).await?)
+            } else {
+                served(&socket, name).await?
+            };
+            return Ok(handout::exec(vars, &command));
         }
         Command::CredentialProcess { name, force } => {
             let handout = credentials(&socket, name, force).await?;
-            println!("{}", handout::credential_process_json(&handout));
+            println!(
+                "{}",
+                handout::credential_process_json(&handout, chrono::Utc::now())
+            );
             return Ok(ExitCode::SUCCESS);
         }
         Command::Watch => return watch(Client::connect(&socket, "cmdrctl").await?, json).await,
@@ -374,7 +402,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             }
         }
         Response::Validated(identity) => output::identity(&identity, json),
-        Response::Subscribed | Response::Credentials(_) => {}
+        Response::Subscribed | Response::Credentials(_) | Response::Served(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -385,12 +413,36 @@ async fn credentials(
     force: bool,
 ) -> Result<cmdr_proto::HandOut, ClientError> {
     let mut client = Client::connect(socket, "cmdrctl").await?;
-    match client.request(Request::Credentials { name, force }).await? {
-        Response::Credentials(handout) => Ok(handout),
-        _ => Err(ClientError::Proto(cmdr_proto::ProtoError::Malformed(
-            "unexpected answer to a credentials request".to_owned(),
-        ))),
+    match client.request(Request::Serve { name, force }).await? {
+        Response::Served(served) => Ok(served.handout.clone()),
+        _ => Err(unexpected("a credentials request")),
     }
+}
+
+/// The endpoint variables of an account: checked first (a refusal now is clearer than an
+/// SDK error in the child later), then the endpoint from `status`.
+async fn served(
+    socket: &std::path::Path,
+    name: String,
+) -> Result<Vec<(&'static str, Option<String>)>, ClientError> {
+    let handout = credentials(socket, name, false).await?;
+    let mut client = Client::connect(socket, "cmdrctl").await?;
+    let Response::Status(status) = client.request(Request::Status).await? else {
+        return Err(unexpected("a status request"));
+    };
+    let Some(endpoint) = status.endpoint else {
+        return Err(ClientError::Daemon(cmdr_proto::ErrorReply {
+            code: cmdr_proto::ErrorCode::BadRequest,
+            message: "the credentials endpoint is disabled (endpoint.enabled in cmdr's config.toml): use --static".to_owned(),
+        }));
+    };
+    Ok(handout::served_variables(&handout, &endpoint))
+}
+
+fn unexpected(what: &str) -> ClientError {
+    ClientError::Proto(cmdr_proto::ProtoError::Malformed(format!(
+        "unexpected answer to {what}"
+    )))
 }
 
 async fn watch(mut client: Client, json: bool) -> Result<ExitCode, ClientError> {

@@ -101,6 +101,10 @@ pub fn status(status: &StatusInfo, json: bool) {
         println!("accounts: {total} ({})", by_state.join(", "));
     }
     println!("subscribers: {}", status.subscribers);
+    match &status.endpoint {
+        Some(e) => println!("endpoint: {}NAME (token in {})", e.url, e.token_file),
+        None => println!("endpoint: disabled"),
+    }
     if !status.changes_while_down.is_empty() {
         println!("while cmdrd was not running:");
         for change in &status.changes_while_down {
