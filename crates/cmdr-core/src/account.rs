@@ -108,6 +108,9 @@ pub struct Account {
     /// The secrets accepted in this run: only these are handed out. Never persisted.
     #[serde(skip)]
     pub accepted_credentials: Option<Credentials>,
+    /// Where its tokens come from (`--portal`); `None`: the profile's `sso_start_url`.
+    #[serde(default)]
+    pub portal: Option<String>,
 }
 
 impl Account {
@@ -135,6 +138,16 @@ impl Account {
         }
     }
 
+    /// The access portal to renew at: `--portal`, else the profile's `sso_start_url` if it
+    /// is a URL that may be opened (the files are not checked when they are written).
+    pub fn portal<'a>(&'a self, profile: Option<&'a Profile>) -> Option<&'a str> {
+        self.portal.as_deref().or_else(|| {
+            profile
+                .and_then(|p| p.sso_start_url.as_deref())
+                .filter(|url| check_portal(url).is_ok())
+        })
+    }
+
     fn accept(&mut self, profile: &Profile, now: DateTime<Utc>) {
         self.accepted_fingerprint = profile.fingerprint.clone();
         self.accepted_credentials = profile.credentials.as_deref().cloned();
@@ -154,6 +167,7 @@ pub struct NewAccount {
     pub region: Option<String>,
     pub target: Target,
     pub on_change: OnChange,
+    pub portal: Option<String>,
 }
 
 /// What `accounts edit` may change; `None` keeps the current value.
@@ -163,6 +177,8 @@ pub struct AccountPatch {
     pub region: Option<Option<String>>,
     pub target: Option<Target>,
     pub on_change: Option<OnChange>,
+    /// `Some(None)` drops the portal (back to the profile's `sso_start_url`).
+    pub portal: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -177,6 +193,31 @@ pub enum AccountError {
     BadName(String),
     #[error("invalid endpoint `{0}`: expected an http:// or https:// URL")]
     BadEndpoint(String),
+    /// Holds the rejected URL already escaped (it may hold control characters).
+    #[error("invalid portal `{0}`: {PORTAL_RULE}")]
+    BadPortal(String),
+}
+
+/// What a portal URL must be: it is handed to the browser (`xdg-open`, `open`, `start`).
+pub const PORTAL_RULE: &str = "expected an http:// or https:// URL of at most 2048 printable ASCII characters (no spaces or control characters; internationalised names in punycode)";
+
+/// Checks a portal URL against [`PORTAL_RULE`]; the error holds the URL escaped for display.
+pub fn check_portal(url: &str) -> Result<(), AccountError> {
+    let scheme_ok = ["http://", "https://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+            && url.len() > scheme.len()
+    });
+    let chars_ok = url.bytes().all(|b| b.is_ascii_graphic());
+    if scheme_ok && chars_ok && url.len() <= 2048 {
+        Ok(())
+    } else {
+        let mut shown: String = url.chars().take(200).collect();
+        if shown.len() < url.len() {
+            shown.push('…');
+        }
+        Err(AccountError::BadPortal(shown.escape_debug().to_string()))
+    }
 }
 
 /// What a successful STS validation means for an account.
@@ -265,6 +306,9 @@ impl Accounts {
     ) -> Result<Vec<AccountChange>, AccountError> {
         validate_name(&spec.name)?;
         validate_target(&spec.target)?;
+        if let Some(url) = &spec.portal {
+            check_portal(url)?;
+        }
         if self.map.contains_key(&spec.name) {
             return Err(AccountError::Exists(spec.name));
         }
@@ -283,6 +327,7 @@ impl Accounts {
             invalid: None,
             identity_pending: None,
             accepted_credentials: None,
+            portal: spec.portal,
         };
         account.accept(profile, now);
         self.map.insert(spec.name.clone(), account);
@@ -302,6 +347,9 @@ impl Accounts {
     ) -> Result<Vec<AccountChange>, AccountError> {
         if let Some(target) = &patch.target {
             validate_target(target)?;
+        }
+        if let Some(Some(url)) = &patch.portal {
+            check_portal(url)?;
         }
         let new_profile = match &patch.profile {
             Some(p) => Some(
@@ -326,6 +374,9 @@ impl Accounts {
         }
         if let Some(on_change) = patch.on_change {
             account.on_change = on_change;
+        }
+        if let Some(portal) = patch.portal {
+            account.portal = portal;
         }
         Ok(vec![AccountChange::Updated {
             account: name.to_owned(),
@@ -554,6 +605,7 @@ mod tests {
             region: None,
             target: Target::Aws,
             on_change,
+            portal: None,
         }
     }
 
@@ -671,6 +723,53 @@ mod tests {
         );
         accounts.mark_invalid("a", "rejected").expect("mark");
         assert_eq!(state(&accounts, "a", &v), AccountState::Invalid);
+    }
+
+    #[test]
+    fn portals() {
+        let check = |url: &str, ok: bool| {
+            assert_eq!(check_portal(url).is_ok(), ok, "{url:?}");
+        };
+        check("https://acme.awsapps.com/start", true);
+        check("HTTP://localhost:8080/x?a=1&b=2#f", true);
+        check("https://", false);
+        check("ftp://acme", false);
+        check("file:///etc/passwd", false);
+        check("-https://x", false);
+        check("https://a b", false);
+        check("https://a\u{1b}[31m", false);
+        check("https://a\u{202e}b", false);
+        check("https://\u{e9}.example", false);
+        check(&format!("https://{}", "a".repeat(2048)), false);
+        let err = check_portal("https://a\u{1b}[31m").expect_err("bad");
+        assert!(!err.to_string().contains('\u{1b}'), "{err}");
+        assert!(err.to_string().contains(PORTAL_RULE), "{err}");
+
+        let now = Utc::now();
+        let v = view("one");
+        let mut accounts = Accounts::default();
+        let mut bad = spec("a", OnChange::Ask);
+        bad.portal = Some("javascript:alert(1)".into());
+        assert!(matches!(
+            accounts.add(bad, &v, now),
+            Err(AccountError::BadPortal(_))
+        ));
+        let mut with = spec("a", OnChange::Ask);
+        with.portal = Some("https://acme.awsapps.com/start".into());
+        accounts.add(with, &v, now).expect("add");
+        let a = accounts.get("a").expect("a");
+        assert_eq!(a.portal(v.get("p")), Some("https://acme.awsapps.com/start"));
+        let patch = |portal| AccountPatch {
+            portal: Some(portal),
+            ..AccountPatch::default()
+        };
+        assert!(matches!(
+            accounts.edit("a", patch(Some("ssh://x".into())), &v, now),
+            Err(AccountError::BadPortal(_))
+        ));
+        accounts.edit("a", patch(None), &v, now).expect("edit");
+        // The profile in `view` has no sso_start_url: no portal at all.
+        assert_eq!(accounts.get("a").expect("a").portal(v.get("p")), None);
     }
 
     #[test]

@@ -699,6 +699,7 @@ impl Engine {
                         region: spec.region,
                         target,
                         on_change: on_change_from(&spec.on_change)?,
+                        portal: spec.portal,
                     })
                 });
                 let added = parsed.and_then(|new| {
@@ -727,6 +728,11 @@ impl Engine {
                         },
                         target: edit.target.as_ref().map(target_from_spec).transpose()?,
                         on_change: edit.on_change.as_deref().map(on_change_from).transpose()?,
+                        portal: if edit.clear_portal {
+                            Some(None)
+                        } else {
+                            edit.portal.map(Some)
+                        },
                     })
                 })();
                 patch
@@ -890,6 +896,8 @@ impl Engine {
             expires_at: expiry.as_ref().and_then(|e| e.at).map(timestamp),
             expiry_source: Some(expiry.map_or_else(|| "unknown".to_owned(), |e| e.source.label())),
             account_id: account.account_id.clone(),
+            portal: account.portal(profile).map(str::to_owned),
+            profile_kind: profile.map(|p| p.kind.label().to_owned()),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod desktop;
 pub mod engine;
 pub mod expiry;
+pub mod renew;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -103,6 +103,7 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
                 endpoint: None,
             },
             on_change: "ask".into(),
+            portal: None,
         }))
         .await;
     assert!(matches!(added, Outcome::Ok(_)), "{added:?}");
