@@ -493,6 +493,15 @@ fn clipboard_without_a_tool_says_what_to_install() {
         "{}",
         stderr(&out)
     );
+    // A tool that never answers (a wedged selection owner) is given up on.
+    std::fs::write(&script, "#!/bin/sh\nexec /bin/sleep 600\n").expect("script");
+    let out = sb.ctl(&["paste", "--clipboard"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("xclip: no answer within"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(
         std::fs::read_to_string(sb.credentials()).expect("read"),
         before
