@@ -35,6 +35,8 @@ mod shell_hook;
 mod nvim;
 // Desktop notifications through a real notification server on a private D-Bus.
 mod desktop;
+// Renew: portals, `renew` with recorders for xdg-open and aws, `paste --clipboard` (xclip).
+mod renew;
 // One test per fixed bug.
 mod regression;
 // The fuzz properties (fuzz/props.rs) as bounded proptests.

@@ -170,6 +170,9 @@ pub struct Account {
     /// that token makes it the account's `account_id`.
     #[serde(default)]
     pub pending_identity: Option<PendingIdentity>,
+    /// Where its tokens come from (`--portal`); `None`: the profile's `sso_start_url`.
+    #[serde(default)]
+    pub portal: Option<String>,
 }
 
 /// A token whose credentials belong to another AWS account than the account's.
@@ -252,7 +255,11 @@ impl Account {
         if let Some(reason) = &self.invalid {
             return Status::new(AccountState::Invalid, reason.clone());
         }
-        if let Some(reason) = self.misconfigured.clone().or_else(|| profile_problem(profile)) {
+        if let Some(reason) = self
+            .misconfigured
+            .clone()
+            .or_else(|| profile_problem(profile))
+        {
             return Status::new(AccountState::Misconfigured, reason);
         }
         match self.accepted.expiry.as_ref().and_then(|e| e.at) {
@@ -265,7 +272,9 @@ impl Account {
                     ),
                 );
             }
-            Some(at) if at - warn_before <= now => return Status::new(AccountState::Expiring, None),
+            Some(at) if at - warn_before <= now => {
+                return Status::new(AccountState::Expiring, None);
+            }
             _ => {}
         }
         if self.unreachable && !self.confirmed {
@@ -285,6 +294,16 @@ impl Account {
         warn_before: Duration,
     ) -> AccountState {
         self.status(profile, now, warn_before).state
+    }
+
+    /// The access portal to renew at: `--portal`, else the profile's `sso_start_url` if it
+    /// is a URL that may be opened (the files are not checked when they are written).
+    pub fn portal<'a>(&'a self, profile: Option<&'a Profile>) -> Option<&'a str> {
+        self.portal.as_deref().or_else(|| {
+            profile
+                .and_then(|p| p.sso_start_url.as_deref())
+                .filter(|url| check_portal(url).is_ok())
+        })
     }
 
     fn accept(&mut self, profile: &Profile, expiry: Option<Expiry>, now: DateTime<Utc>) {
@@ -333,6 +352,7 @@ pub struct NewAccount {
     pub region: Option<String>,
     pub target: Target,
     pub on_change: OnChange,
+    pub portal: Option<String>,
 }
 
 /// What `accounts edit` may change; `None` keeps the current value.
@@ -342,6 +362,8 @@ pub struct AccountPatch {
     pub region: Option<Option<String>>,
     pub target: Option<Target>,
     pub on_change: Option<OnChange>,
+    /// `Some(None)` drops the portal (back to the profile's `sso_start_url`).
+    pub portal: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -356,6 +378,31 @@ pub enum AccountError {
     BadName(String),
     #[error("invalid endpoint `{0}`: expected an http:// or https:// URL")]
     BadEndpoint(String),
+    /// Holds the rejected URL already escaped (it may hold control characters).
+    #[error("invalid portal `{0}`: {PORTAL_RULE}")]
+    BadPortal(String),
+}
+
+/// What a portal URL must be: it is handed to the browser (`xdg-open`, `open`, `start`).
+pub const PORTAL_RULE: &str = "expected an http:// or https:// URL of at most 2048 printable ASCII characters (no spaces or control characters; internationalised names in punycode)";
+
+/// Checks a portal URL against [`PORTAL_RULE`]; the error holds the URL escaped for display.
+pub fn check_portal(url: &str) -> Result<(), AccountError> {
+    let scheme_ok = ["http://", "https://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+            && url.len() > scheme.len()
+    });
+    let chars_ok = url.bytes().all(|b| b.is_ascii_graphic());
+    if scheme_ok && chars_ok && url.len() <= 2048 {
+        Ok(())
+    } else {
+        let mut shown: String = url.chars().take(200).collect();
+        if shown.len() < url.len() {
+            shown.push('…');
+        }
+        Err(AccountError::BadPortal(shown.escape_debug().to_string()))
+    }
 }
 
 /// What a successful STS validation means for an account.
@@ -445,6 +492,9 @@ impl Accounts {
     ) -> Result<Vec<AccountChange>, AccountError> {
         validate_name(&spec.name)?;
         validate_target(&spec.target)?;
+        if let Some(url) = &spec.portal {
+            check_portal(url)?;
+        }
         if self.map.contains_key(&spec.name) {
             return Err(AccountError::Exists(spec.name));
         }
@@ -464,6 +514,7 @@ impl Accounts {
             confirmed: false,
             unreachable: false,
             pending_identity: None,
+            portal: spec.portal,
         };
         account.accept(profile, expiry(profile), now);
         self.map.insert(spec.name.clone(), account);
@@ -484,6 +535,9 @@ impl Accounts {
     ) -> Result<Vec<AccountChange>, AccountError> {
         if let Some(target) = &patch.target {
             validate_target(target)?;
+        }
+        if let Some(Some(url)) = &patch.portal {
+            check_portal(url)?;
         }
         let new_profile = match &patch.profile {
             Some(p) => Some(
@@ -509,6 +563,9 @@ impl Accounts {
         }
         if let Some(on_change) = patch.on_change {
             account.on_change = on_change;
+        }
+        if let Some(portal) = patch.portal {
+            account.portal = portal;
         }
         Ok(vec![AccountChange::Updated {
             account: name.to_owned(),
@@ -800,6 +857,7 @@ mod tests {
             region: None,
             target: Target::Aws,
             on_change,
+            portal: None,
         }
     }
 
@@ -857,7 +915,9 @@ mod tests {
         };
         assert_eq!(token(&accounts).as_deref(), Some("one"));
 
-        accounts.accept("ask", &v2, &files_only, now).expect("accept");
+        accounts
+            .accept("ask", &v2, &files_only, now)
+            .expect("accept");
         assert_eq!(state(&accounts, "ask", &v2), AccountState::Ok);
         assert_eq!(token(&accounts).as_deref(), Some("two"));
     }
@@ -889,7 +949,9 @@ mod tests {
         let m = Duration::minutes(15);
         assert_eq!(a.state(long.get("p"), later, m), AccountState::Changed);
         assert_eq!(a.state(short.get("p"), later, m), AccountState::Expiring);
-        accounts.accept("a", &long, &files_only, now).expect("accept");
+        accounts
+            .accept("a", &long, &files_only, now)
+            .expect("accept");
         let a = accounts.get("a").expect("a");
         assert_eq!(a.state(long.get("p"), later, m), AccountState::Ok);
     }
@@ -915,10 +977,7 @@ mod tests {
         check(Some(now - Duration::seconds(1)), AccountState::Expired);
         let a = accounts.get("a").expect("a");
         assert_eq!(a.state(None, now, m), AccountState::Missing);
-        assert_eq!(
-            a.state(view("two").get("p"), now, m),
-            AccountState::Changed
-        );
+        assert_eq!(a.state(view("two").get("p"), now, m), AccountState::Changed);
         // The token vanished from the profile (credentials file deleted).
         let bare = parse("");
         assert_eq!(a.state(bare.get("p"), now, m), AccountState::Missing);
@@ -951,7 +1010,11 @@ mod tests {
         assert_eq!(kinds(&changes), [("auto", "changed"), ("auto", "accepted")]);
         assert!(matches!(
             &changes[0],
-            AccountChange::TokenChanged { old_fingerprint: Some(_), new_fingerprint: Some(_), .. }
+            AccountChange::TokenChanged {
+                old_fingerprint: Some(_),
+                new_fingerprint: Some(_),
+                ..
+            }
         ));
     }
 
@@ -1070,6 +1133,55 @@ mod tests {
     }
 
     #[test]
+    fn portals() {
+        let check = |url: &str, ok: bool| {
+            assert_eq!(check_portal(url).is_ok(), ok, "{url:?}");
+        };
+        check("https://acme.awsapps.com/start", true);
+        check("HTTP://localhost:8080/x?a=1&b=2#f", true);
+        check("https://", false);
+        check("ftp://acme", false);
+        check("file:///etc/passwd", false);
+        check("-https://x", false);
+        check("https://a b", false);
+        check("https://a\u{1b}[31m", false);
+        check("https://a\u{202e}b", false);
+        check("https://\u{e9}.example", false);
+        check(&format!("https://{}", "a".repeat(2048)), false);
+        let err = check_portal("https://a\u{1b}[31m").expect_err("bad");
+        assert!(!err.to_string().contains('\u{1b}'), "{err}");
+        assert!(err.to_string().contains(PORTAL_RULE), "{err}");
+
+        let now = Utc::now();
+        let v = view("one");
+        let mut accounts = Accounts::default();
+        let mut bad = spec("a", OnChange::Ask);
+        bad.portal = Some("javascript:alert(1)".into());
+        assert!(matches!(
+            accounts.add(bad, &v, &files_only, now),
+            Err(AccountError::BadPortal(_))
+        ));
+        let mut with = spec("a", OnChange::Ask);
+        with.portal = Some("https://acme.awsapps.com/start".into());
+        accounts.add(with, &v, &files_only, now).expect("add");
+        let a = accounts.get("a").expect("a");
+        assert_eq!(a.portal(v.get("p")), Some("https://acme.awsapps.com/start"));
+        let patch = |portal| AccountPatch {
+            portal: Some(portal),
+            ..AccountPatch::default()
+        };
+        assert!(matches!(
+            accounts.edit("a", patch(Some("ssh://x".into())), &v, &files_only, now),
+            Err(AccountError::BadPortal(_))
+        ));
+        accounts
+            .edit("a", patch(None), &v, &files_only, now)
+            .expect("edit");
+        // The profile in `view` has no sso_start_url: no portal at all.
+        assert_eq!(accounts.get("a").expect("a").portal(v.get("p")), None);
+    }
+
+    #[test]
     fn errors_and_reconcile() {
         let now = Utc::now();
         let v = view("one");
@@ -1128,7 +1240,10 @@ mod tests {
             .expect("add");
         let a = accounts.get("a").expect("a");
         let json = serde_json::to_value(a).expect("json");
-        assert!(json.get("accepted_fingerprint").is_some_and(|v| v.is_string()));
+        assert!(
+            json.get("accepted_fingerprint")
+                .is_some_and(|v| v.is_string())
+        );
         assert!(json.get("credentials").is_none() && !json.to_string().contains("AKIA"));
         let back: Account = serde_json::from_value(json).expect("back");
         assert_eq!(back.accepted.fingerprint, a.accepted.fingerprint);

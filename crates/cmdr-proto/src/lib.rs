@@ -239,6 +239,9 @@ pub struct AccountSpec {
     pub target: TargetSpec,
     /// `ask` or `auto`.
     pub on_change: String,
+    /// The access portal, an http(s) URL; `None`: the profile's `sso_start_url`.
+    #[serde(default)]
+    pub portal: Option<String>,
 }
 
 /// Fields to change; `None` keeps the value. `clear_region` drops the region.
@@ -249,6 +252,11 @@ pub struct AccountEdit {
     pub clear_region: bool,
     pub target: Option<TargetSpec>,
     pub on_change: Option<String>,
+    #[serde(default)]
+    pub portal: Option<String>,
+    /// Drops the portal: back to the profile's `sso_start_url`.
+    #[serde(default)]
+    pub clear_portal: bool,
 }
 
 /// One account, as `accounts list --json` prints it. Times are RFC 3339 UTC.
@@ -267,6 +275,13 @@ pub struct AccountInfo {
     pub expires_at: Option<String>,
     pub expiry_source: Option<String>,
     pub account_id: Option<String>,
+    /// Where `renew` sends the user: `--portal`, else the profile's `sso_start_url`.
+    #[serde(default)]
+    pub portal: Option<String>,
+    /// The bound profile's kind (`sso`, `session`, …; `None` while it is missing): `renew`
+    /// runs `aws sso login` for `sso`.
+    #[serde(default)]
+    pub profile_kind: Option<String>,
 }
 
 /// One profile, as `profiles --json` prints it.

@@ -256,7 +256,9 @@ mod tests {
         // Never later than the token's own expiry.
         let mut soon = handout();
         soon.expires_at = Some("2020-01-01T00:00:00Z".into());
-        assert!(credential_process_json(&soon, now).contains(r#""Expiration":"2020-01-01T00:00:00Z""#));
+        assert!(
+            credential_process_json(&soon, now).contains(r#""Expiration":"2020-01-01T00:00:00Z""#)
+        );
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! (clap), 3 daemon not reachable.
 
 mod assets;
+mod clipboard;
 mod doctor;
 mod handout;
 mod hook;
 mod output;
 mod paste;
 mod prompt;
+mod renew;
 mod service;
 
 use std::path::PathBuf;
@@ -49,6 +51,9 @@ enum Command {
     Watch,
     /// Check an account's credentials with STS GetCallerIdentity against its target.
     Validate { name: String },
+    /// Start getting a new token: open the account's access portal in the browser, or for
+    /// an SSO profile run `aws sso login` for it.
+    Renew { name: String },
     /// One short line for shell prompts, e.g. `acme 3h12m`; silent when nothing is bound
     /// or the daemon is down.
     Prompt {
@@ -107,11 +112,16 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Read an "Option 2" block on stdin and write it into the credentials file.
+    /// Read an "Option 2" block on stdin (or the clipboard) and write it into the
+    /// credentials file.
     Paste {
         /// Profile to write (default: the block's `[header]`).
         #[arg(long)]
         profile: Option<String>,
+        /// Read the block from the clipboard (wl-paste, xclip, xsel, pbpaste,
+        /// Get-Clipboard) instead of stdin.
+        #[arg(long)]
+        clipboard: bool,
         /// Record when the session ends, e.g. 12h.
         #[arg(long, value_name = "DURATION", conflicts_with = "expires_at")]
         expires_in: Option<String>,
@@ -175,6 +185,9 @@ enum AccountsCommand {
         /// Target real AWS again.
         #[arg(long, conflicts_with_all = ["localstack", "endpoint"])]
         aws: bool,
+        /// Drop the account's portal (back to the profile's sso_start_url).
+        #[arg(long, conflicts_with = "portal")]
+        no_portal: bool,
     },
     /// Remove an account (the profile and the files are untouched).
     Remove { name: String },
@@ -197,6 +210,10 @@ struct AccountArgs {
     /// What to do when the token in the file changes.
     #[arg(long, value_parser = ["ask", "auto"])]
     on_change: Option<String>,
+    /// The access portal tokens come from, opened by `cmdrctl renew` (default: the
+    /// profile's sso_start_url).
+    #[arg(long, value_name = "URL")]
+    portal: Option<String>,
 }
 
 impl AccountArgs {
@@ -253,6 +270,16 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         .clone()
         .unwrap_or_else(|| cmdr_client::default_socket().path);
     let json = cli.json;
+    // A malformed portal is a usage error, stated before the daemon (which checks it too)
+    // is asked.
+    if let Command::Accounts(AccountsCommand::Add { spec, .. } | AccountsCommand::Edit { spec, .. }) =
+        &cli.command
+        && let Some(url) = &spec.portal
+        && let Err(err) = cmdr_core::account::check_portal(url)
+    {
+        eprintln!("cmdrctl: {err}");
+        return Ok(ExitCode::from(2));
+    }
     let request = match cli.command {
         Command::Doctor { config } => return Ok(doctor::run(config.as_deref(), json)),
         Command::Service {
@@ -267,6 +294,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Command::GenerateAssets { out } => return Ok(assets::generate(&out)),
         Command::Paste {
             profile,
+            clipboard,
             expires_in,
             expires_at,
             config,
@@ -274,6 +302,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             return Ok(paste::run(paste::Options {
                 config: config.as_deref(),
                 profile,
+                clipboard,
                 expires_in,
                 expires_at,
             }));
@@ -334,6 +363,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Command::Profiles => Request::Profiles,
         Command::Accept { name } => Request::Accept { name },
         Command::Validate { name } => Request::Validate { name },
+        Command::Renew { name } => return renew::run(&socket, name, json).await,
         Command::Prompt { account, format } => {
             return Ok(prompt::run(&socket, account.as_deref(), &format).await);
         }
@@ -355,6 +385,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                         endpoint: None,
                     }),
                     on_change: spec.on_change.clone().unwrap_or_else(|| "ask".into()),
+                    portal: spec.portal.clone(),
                 })
             }
             AccountsCommand::Edit {
@@ -362,6 +393,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 spec,
                 no_region,
                 aws,
+                no_portal,
             } => Request::EditAccount {
                 name,
                 edit: AccountEdit {
@@ -377,6 +409,8 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                         spec.target()
                     },
                     on_change: spec.on_change.clone(),
+                    portal: spec.portal.clone(),
+                    clear_portal: no_portal,
                 },
             },
         },

@@ -216,6 +216,7 @@ pub fn account(account: &AccountInfo, verb: &str, json: bool) {
         ("expires at", account.expires_at.clone()),
         ("expiry source", account.expiry_source.clone()),
         ("account id", account.account_id.clone()),
+        ("portal", account.portal.clone()),
     ];
     for (name, value) in fields {
         println!("{name:<14} {}", value.as_deref().unwrap_or("-"));

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::expiry::{self, Clock, Deadline, Timers};
-use crate::store::{Seen, Store, StoredState};
 use crate::serve::{self, Cached, Waiter};
+use crate::store::{Seen, Store, StoredState};
 use crate::validate::{self, Failure, Identity, Job, Resolved};
 use crate::watch::{FileRead, Snapshot};
 use crate::wire::{
@@ -799,6 +799,7 @@ impl Engine {
                         region: spec.region,
                         target,
                         on_change: on_change_from(&spec.on_change)?,
+                        portal: spec.portal,
                     })
                 });
                 let added = parsed.and_then(|new| {
@@ -829,6 +830,11 @@ impl Engine {
                         },
                         target: edit.target.as_ref().map(target_from_spec).transpose()?,
                         on_change: edit.on_change.as_deref().map(on_change_from).transpose()?,
+                        portal: if edit.clear_portal {
+                            Some(None)
+                        } else {
+                            edit.portal.map(Some)
+                        },
                     })
                 })();
                 patch
@@ -942,7 +948,10 @@ impl Engine {
             });
         }
         if let Some(cached) = cached {
-            tracing::debug!(account = name, "handed out resolved credentials to a client");
+            tracing::debug!(
+                account = name,
+                "handed out resolved credentials to a client"
+            );
             return waiter.answer(
                 &served,
                 &cached.credentials,
@@ -1076,6 +1085,8 @@ impl Engine {
             expires_at: expiry.as_ref().and_then(|e| e.at).map(timestamp),
             expiry_source: Some(expiry.map_or_else(|| "unknown".to_owned(), |e| e.source.label())),
             account_id: account.account_id.clone(),
+            portal: account.portal(profile).map(str::to_owned),
+            profile_kind: profile.map(|p| p.kind.label().to_owned()),
         }
     }
 

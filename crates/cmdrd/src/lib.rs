@@ -8,6 +8,7 @@ pub mod desktop;
 pub mod endpoint;
 pub mod engine;
 pub mod expiry;
+pub mod renew;
 pub mod serve;
 pub mod server;
 pub mod session;
