@@ -739,7 +739,10 @@ impl Accounts {
                 account.accepted.credentials = profile.credentials.as_deref().cloned();
             }
             let now_known = expiry(profile);
-            if now_known.is_some() && now_known != account.accepted.expiry {
+            // A profile without a token in the files (credential_process, a role) has
+            // nothing to pin an expiry to: it is whatever is known now.
+            let follows = now_known.is_some() || profile.fingerprint.is_none();
+            if follows && now_known != account.accepted.expiry {
                 account.accepted.expiry = now_known;
                 changed = true;
             }

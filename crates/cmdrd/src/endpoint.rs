@@ -299,31 +299,34 @@ async fn answer(
 }
 
 /// How long served credentials last, by SDK: each refreshes a fixed time before the
-/// `Expiration` it got, measured in `docs/benchmarks.md` ("Propagation"). The lifetime is
-/// that window plus a minute, so each comes back about a minute after a fetch — often
-/// enough to follow an `accept`, rarely enough that none fetches on every call.
+/// `Expiration` it got (its window, measured in `docs/benchmarks.md`, "Running processes
+/// follow `accept`"). The lifetime is that window plus 45 s, so each comes back 45 s after
+/// a fetch — soon enough to follow an `accept` within a minute, rarely enough that none
+/// fetches on every call.
 ///
 /// - botocore (boto3, AWS CLI; `User-Agent: python-urllib3/…`): refreshes in the last
-///   15 minutes → 16 minutes.
+///   15 minutes → 15 min 45 s.
 /// - AWS SDK for JavaScript v3 (no `User-Agent`, no `Accept`): the last 5 minutes →
-///   6 minutes.
+///   5 min 45 s.
 /// - AWS SDK for Rust (no `User-Agent`, `Accept: application/json`): the last 10–20 s →
-///   80 s.
-/// - anything else: 16 minutes, the longest window known, so that no client re-fetches on
-///   every call.
+///   65 s.
+/// - anything else: 15 min 45 s, for the longest window known, so that no client
+///   re-fetches on every call.
 pub fn lifetime_for(headers: &HeaderMap<HeaderValue>) -> (chrono::Duration, &'static str) {
+    const MARGIN: i64 = 45;
     let agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
     let accept = headers.get(header::ACCEPT).is_some();
-    match agent {
+    let (window, family) = match agent {
         Some(a) if a.starts_with("python-urllib3/") || a.contains("otocore") => {
-            (chrono::Duration::minutes(16), "botocore")
+            (15 * 60, "botocore")
         }
-        None if !accept => (chrono::Duration::minutes(6), "js-v3"),
-        None => (chrono::Duration::seconds(80), "rust"),
-        Some(_) => (chrono::Duration::minutes(16), "other"),
-    }
+        None if !accept => (5 * 60, "js-v3"),
+        None => (20, "rust"),
+        Some(_) => (15 * 60, "other"),
+    };
+    (chrono::Duration::seconds(window + MARGIN), family)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -378,7 +381,7 @@ mod tests {
             header::USER_AGENT,
             HeaderValue::from_static("python-urllib3/2.7.0"),
         );
-        assert_eq!(lifetime_for(&h).0, chrono::Duration::minutes(16));
+        assert_eq!(lifetime_for(&h).0, chrono::Duration::seconds(945));
         h.insert(
             header::USER_AGENT,
             HeaderValue::from_static("Go-http-client/1.1"),
