@@ -409,3 +409,98 @@ fn chrono_parse(text: &str) -> i64 {
         .parse()
         .expect("epoch")
 }
+
+/// A loopback stand-in for the SSO portal's GetRoleCredentials (moto has no portal): role
+/// credentials whose key id names the bearer token they were issued for.
+fn sso_portal() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut bearer = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("x-amz-sso_bearer_token:") {
+                    bearer = v.trim().to_owned();
+                }
+            }
+            let body = format!(
+                r#"{{"roleCredentials":{{"accessKeyId":"ASIA{}","secretAccessKey":"role-secret-{bearer}","sessionToken":"role-session-{bearer}","expiration":{}}}}}"#,
+                bearer.to_ascii_uppercase(),
+                (now_secs() + 3600) * 1000
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn sso_accounts_are_served_role_credentials_from_the_cache_token() {
+    let portal = sso_portal();
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(sb.aws.join("sso/cache")).expect("cache dir");
+    std::fs::write(
+        sb.config(),
+        format!(
+            "[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = Dev\nregion = us-east-1\nservices = portal\n\
+             [sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = us-east-1\n\
+             [services portal]\nsso =\n  endpoint_url = {portal}\n"
+        ),
+    )
+    .expect("config");
+    let hash = {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "printf %s corp | sha1sum | cut -d' ' -f1"])
+            .output()
+            .expect("sha1sum");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let cache = sb.aws.join(format!("sso/cache/{hash}.json"));
+    let token = |t: &str| {
+        format!(
+            r#"{{"accessToken":"{t}","expiresAt":"2099-01-01T00:00:00Z","region":"us-east-1","startUrl":"https://corp.awsapps.com/start"}}"#
+        )
+    };
+    std::fs::write(&cache, token("first")).expect("cache");
+    sb.start();
+    let out = sb.ctl(&["accounts", "add", "dev", "--profile", "dev"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (base, secret) = endpoint(&sb);
+    let (status, body) = get(&format!("{base}dev"), Some(&secret));
+    assert_eq!(status, 200, "{body}");
+    let creds: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(creds["AccessKeyId"], "ASIAFIRST");
+    assert_eq!(creds["Token"], "role-session-first");
+
+    // `aws sso login` writes a new cache token: the account is `changed` (the role
+    // credentials of the old token are still served from the cache); once accepted, the
+    // next fetch gets role credentials of the new token.
+    let mut watch = sb.watch();
+    std::fs::write(&cache, token("second")).expect("cache");
+    watch.wait_type("token_changed");
+    let (_, body) = get(&format!("{base}dev"), Some(&secret));
+    assert!(body.contains("ASIAFIRST"), "{body}");
+    assert!(sb.ctl(&["accept", "dev"]).status.success());
+    let (status, body) = get(&format!("{base}dev"), Some(&secret));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("ASIASECOND"), "{body}");
+    let out = sb.ctl(&["exec", "--static", "dev", "--", "printenv", "AWS_ACCESS_KEY_ID"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ASIASECOND");
+
+    // Signed out (the cache token is gone): misconfigured, with the fix.
+    std::fs::remove_file(&cache).expect("rm cache");
+    sb.wait_until("signed out", || sb.account("dev")["state"] == "misconfigured");
+    let (status, body) = get(&format!("{base}dev"), Some(&secret));
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("aws sso login"), "{body}");
+}

@@ -596,19 +596,7 @@ impl Engine {
         if self.accounts.refresh_accepted(&self.view, &expiry_of) {
             self.dirty = true;
         }
-        // Resolved credentials of a profile that changed are not its credentials any more.
-        for change in &changes {
-            let profile = change.profile();
-            let bound: Vec<String> = self
-                .accounts
-                .iter()
-                .filter(|a| a.profile == profile)
-                .map(|a| a.name.clone())
-                .collect();
-            for account in bound {
-                self.resolved.remove(&account);
-            }
-        }
+
         // A file that failed at start has no good bytes yet: do not forget its tokens.
         if !any_error {
             self.update_seen();
