@@ -425,7 +425,10 @@ fn sso_portal() -> String {
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                     break;
                 }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("x-amz-sso_bearer_token:") {
+                if let Some(v) = line
+                    .to_ascii_lowercase()
+                    .strip_prefix("x-amz-sso_bearer_token:")
+                {
                     bearer = v.trim().to_owned();
                 }
             }
@@ -494,13 +497,144 @@ fn sso_accounts_are_served_role_credentials_from_the_cache_token() {
     let (status, body) = get(&format!("{base}dev"), Some(&secret));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("ASIASECOND"), "{body}");
-    let out = sb.ctl(&["exec", "--static", "dev", "--", "printenv", "AWS_ACCESS_KEY_ID"]);
+    let out = sb.ctl(&[
+        "exec",
+        "--static",
+        "dev",
+        "--",
+        "printenv",
+        "AWS_ACCESS_KEY_ID",
+    ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ASIASECOND");
 
     // Signed out (the cache token is gone): misconfigured, with the fix.
     std::fs::remove_file(&cache).expect("rm cache");
-    sb.wait_until("signed out", || sb.account("dev")["state"] == "misconfigured");
+    sb.wait_until("signed out", || {
+        sb.account("dev")["state"] == "misconfigured"
+    });
     let (status, body) = get(&format!("{base}dev"), Some(&secret));
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("aws sso login"), "{body}");
+}
+
+/// Raises this process's descriptor limit to its hard limit (10,000 sockets).
+fn raise_nofile() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid resource and a valid struct pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+    limit.rlim_cur
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A local client without the token file gets nothing, however it tries; while it tries,
+/// a client with the token is still served and the socket API still answers.
+#[test]
+fn hostile_endpoint_clients_get_nothing_and_stall_nobody() {
+    let (sb, _moto, users) = alice_and_bob();
+    let (base, token) = endpoint(&sb);
+    let url = format!("{base}acme");
+    let host = base
+        .strip_prefix("http://")
+        .and_then(|r| r.split('/').next())
+        .expect("host")
+        .to_owned();
+    let pid = sb.pid().expect("pid");
+    let before = rss_kib(pid);
+
+    // Brute force: 2,000 guesses, every one 403 and none with a key in it.
+    for i in 0..2000 {
+        let (status, body) = get(&url, Some(&format!("{i:064x}")));
+        assert_eq!(status, 403);
+        assert!(!body.contains(&users[0].id));
+    }
+    assert_eq!(get(&url, Some(&token)).0, 200);
+
+    // 64 KiB of headers: refused, the daemon carries on.
+    let mut stream = TcpStream::connect(&host).expect("connect");
+    let _ = write!(
+        stream,
+        "GET /v1/credentials/acme HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(!answer.contains(&users[0].id));
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+
+    // Pipelined garbage: an error or a close, never a key.
+    let mut stream = TcpStream::connect(&host).expect("connect");
+    let _ = stream.write_all(&b"\x00\xffGARBAGE\r\n\r\nGET / HTTP/9\r\n\r\n".repeat(200));
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains(&users[0].id));
+
+    // Slowloris and a flood: 10,000 connections that send half a request line and then
+    // nothing, held open. The real client is still served, and so is the socket API.
+    let nofile = raise_nofile();
+    let flood = 10_000.min(usize::try_from(nofile).unwrap_or(0).saturating_sub(200));
+    let mut held = Vec::with_capacity(flood);
+    for _ in 0..flood {
+        if let Ok(mut s) = TcpStream::connect(&host) {
+            let _ = s.write_all(b"GET /v1/credentials/acme HT");
+            held.push(s);
+        }
+    }
+    let mut served = 0;
+    for _ in 0..20 {
+        let (status, body) = get(&url, Some(&token));
+        assert_eq!(status, 200, "{body}");
+        served += 1;
+    }
+    assert_eq!(served, 20);
+    assert!(sb.ctl(&["status"]).status.success());
+    let during = rss_kib(pid);
+    drop(held);
+    // Memory stays bounded: a few MiB for hundreds of live connections, not per attempt.
+    assert!(
+        during < before + 64 * 1024,
+        "RSS grew from {before} KiB to {during} KiB under the flood"
+    );
+    assert!(
+        flood >= 1000,
+        "the test could open only {flood} connections"
+    );
+    assert!(!sb.log_text().contains(&users[0].secret));
+}
+
+/// A process started through `exec` keeps working across `cmdrd` restarts (same URL, a
+/// new token in the same file) and still follows `accept` after one.
+#[test]
+fn a_running_process_survives_a_daemon_restart() {
+    let (mut sb, _moto, users) = alice_and_bob();
+    let rust = exec_loop(
+        &sb,
+        "Rust SDK",
+        &[bin("cmdr-sts-loop").to_str().expect("utf8")],
+    );
+    rust.wait_for(&users[0].arn, Duration::from_secs(60));
+    sb.stop();
+    sb.start();
+    sb.write_credentials(&user_creds("acme", &users[1]));
+    sb.wait_until("changed", || sb.account("acme")["state"] == "changed");
+    assert!(sb.ctl(&["accept", "acme"]).status.success());
+    rust.wait_for(&users[1].arn, FOLLOW);
 }

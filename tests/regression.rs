@@ -108,8 +108,15 @@ fn delete_and_recreate_is_missing_then_ok_again() {
     let localstack = format!("http://127.0.0.1:{port}");
     for (name, policy) in [("local", "ask"), ("auto", "auto")] {
         let out = sb.ctl(&[
-            "accounts", "add", name, "--profile", "local", "--localstack", &localstack,
-            "--on-change", policy,
+            "accounts",
+            "add",
+            name,
+            "--profile",
+            "local",
+            "--localstack",
+            &localstack,
+            "--on-change",
+            policy,
         ]);
         assert!(out.status.success(), "{}", crate::sandbox::stderr(&out));
     }

@@ -134,10 +134,7 @@ fn now_ms() -> u128 {
 fn ctl_ok(sb: &Sandbox, args: &[&str]) -> anyhow::Result<String> {
     let out = sb.ctl().args(args).output().context("cmdrctl")?;
     if !out.status.success() {
-        bail!(
-            "cmdrctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("cmdrctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -181,7 +178,15 @@ pub async fn propagation(opts: &Opts) -> anyhow::Result<Section> {
     sb.start("warn,cmdrd::endpoint=debug").await?;
     ctl_ok(
         &sb,
-        &["accounts", "add", "acme", "--profile", "acme", "--endpoint", &moto.1],
+        &[
+            "accounts",
+            "add",
+            "acme",
+            "--profile",
+            "acme",
+            "--endpoint",
+            &moto.1,
+        ],
     )?;
     let status: serde_json::Value = serde_json::from_str(&ctl_ok(&sb, &["status", "--json"])?)?;
     let base = status["endpoint"]["url"]
@@ -210,7 +215,10 @@ pub async fn propagation(opts: &Opts) -> anyhow::Result<Section> {
         Client::spawn("boto3", exec(&["python3", "sts_loop.py"]))?,
         Client::spawn("JavaScript SDK v3", exec(&["node", "sts-loop.mjs"]))?,
         Client::spawn("Rust SDK", exec(&[rust]))?,
-        Client::spawn("AWS CLI v1 (a process per call)", exec(&["sh", "-c", cli_loop]))?,
+        Client::spawn(
+            "AWS CLI v1 (a process per call)",
+            exec(&["sh", "-c", cli_loop]),
+        )?,
     ];
     let started = now_ms();
     for c in &clients {
@@ -405,9 +413,14 @@ fn wait_for(c: &Client, arn: &str, since: u128, within: Duration) -> anyhow::Res
 /// Endpoint fetches served so far, by client family, from the daemon's debug log.
 fn count_fetches(log: &str) -> std::collections::BTreeMap<&'static str, usize> {
     let mut out = std::collections::BTreeMap::new();
-    for line in log.lines().filter(|l| l.contains("served account credentials")) {
+    for line in log
+        .lines()
+        .filter(|l| l.contains("served account credentials"))
+    {
         for family in ["botocore", "js-v3", "rust", "other"] {
-            if line.contains(&format!("client=\"{family}\"")) || line.contains(&format!("client={family}")) {
+            if line.contains(&format!("client=\"{family}\""))
+                || line.contains(&format!("client={family}"))
+            {
                 *out.entry(family).or_insert(0) += 1;
             }
         }

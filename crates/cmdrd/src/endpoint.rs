@@ -19,7 +19,6 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,7 +27,7 @@ use crate::wire::timestamp;
 
 /// The path every account's URL starts with; the percent-encoded name follows.
 pub const PATH_PREFIX: &str = "/v1/credentials/";
-/// Connections served at once; more are closed at once (each lasts milliseconds).
+/// Connections served at once; a newcomer beyond this closes the oldest.
 const MAX_CONNECTIONS: usize = 512;
 /// A client that has not sent its request headers by then is dropped (slowloris).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -158,6 +157,33 @@ pub fn account_url(base: &str, account: &str) -> String {
     )
 }
 
+/// The connections being served, oldest first: when all slots are taken, the oldest is
+/// closed for the newcomer (sshd's MaxStartups idea), so a flood of idle or slow
+/// connections cannot lock real clients out — an SDK's fetch takes milliseconds.
+#[derive(Default)]
+struct Slots {
+    next: u64,
+    live: std::collections::VecDeque<(u64, CancellationToken)>,
+}
+
+impl Slots {
+    fn take(&mut self) -> (u64, CancellationToken) {
+        if self.live.len() >= MAX_CONNECTIONS
+            && let Some((_, oldest)) = self.live.pop_front()
+        {
+            oldest.cancel();
+        }
+        self.next += 1;
+        let cancel = CancellationToken::new();
+        self.live.push_back((self.next, cancel.clone()));
+        (self.next, cancel)
+    }
+
+    fn give_back(&mut self, id: u64) {
+        self.live.retain(|(i, _)| *i != id);
+    }
+}
+
 /// Serves until `stop` is cancelled.
 pub async fn serve(
     bound: Bound,
@@ -165,7 +191,7 @@ pub async fn serve(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(std::sync::Mutex::new(Slots::default()));
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
@@ -179,13 +205,11 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            drop(stream);
-            continue;
-        };
+        let (id, evicted) = slots.lock().unwrap_or_else(|e| e.into_inner()).take();
         let engine = engine.clone();
         let token = bound.token.clone();
         let stop = stop.clone();
+        let slots = slots.clone();
         tracker.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let (engine, token) = (engine.clone(), token.clone());
@@ -201,9 +225,13 @@ pub async fn serve(
             tokio::select! {
                 _ = &mut connection => {}
                 () = tokio::time::sleep(CONNECTION_LIFETIME) => {}
+                () = evicted.cancelled() => {}
                 () = stop.cancelled() => connection.as_mut().graceful_shutdown(),
             }
-            drop(permit);
+            slots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .give_back(id);
         });
     }
 }

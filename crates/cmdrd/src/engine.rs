@@ -888,10 +888,10 @@ impl Engine {
         // is still at hand (not after a restart, nor for a profile resolved from files
         // that now hold the new token).
         let held = status.state == AccountState::Changed
-            && !account
+            && account
                 .pending_identity
                 .as_ref()
-                .is_some_and(|p| p.fingerprint == account.accepted.fingerprint)
+                .is_none_or(|p| p.fingerprint != account.accepted.fingerprint)
             && (account.accepted.credentials.is_some() || cached.is_some());
         if !force
             && !held
