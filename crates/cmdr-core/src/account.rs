@@ -352,10 +352,9 @@ pub enum AccountError {
     Exists(String),
     #[error("profile `{0}` is not in the AWS config or credentials file (see `cmdrctl profiles`)")]
     NoProfile(String),
-    #[error("invalid account name `{0}`: use 1-64 letters, digits, `.`, `_` or `-`")]
-    BadName(String),
-    #[error("invalid endpoint `{0}`: expected an http:// or https:// URL")]
-    BadEndpoint(String),
+    /// A malformed name, region or endpoint (the rule is in the message).
+    #[error(transparent)]
+    Invalid(#[from] crate::input::InputError),
 }
 
 /// What a successful STS validation means for an account.
@@ -445,6 +444,7 @@ impl Accounts {
     ) -> Result<Vec<AccountChange>, AccountError> {
         validate_name(&spec.name)?;
         validate_target(&spec.target)?;
+        validate_region(spec.region.as_deref())?;
         if self.map.contains_key(&spec.name) {
             return Err(AccountError::Exists(spec.name));
         }
@@ -485,6 +485,9 @@ impl Accounts {
         if let Some(target) = &patch.target {
             validate_target(target)?;
         }
+        if let Some(region) = &patch.region {
+            validate_region(region.as_deref())?;
+        }
         let new_profile = match &patch.profile {
             Some(p) => Some(
                 view.get(p)
@@ -493,6 +496,7 @@ impl Accounts {
             None => None,
         };
         let account = self.get_mut(name)?;
+        let before = account.clone();
         if let Some(profile) = new_profile
             && profile.name != account.profile
         {
@@ -504,11 +508,19 @@ impl Accounts {
         if let Some(region) = patch.region {
             account.region = region;
         }
-        if let Some(target) = patch.target {
+        if let Some(target) = patch.target
+            && target != account.target
+        {
+            // Another target may be another AWS account: what STS said no longer holds.
             account.target = target;
+            account.account_id = None;
+            account.pending_identity = None;
         }
         if let Some(on_change) = patch.on_change {
             account.on_change = on_change;
+        }
+        if *account == before {
+            return Ok(Vec::new());
         }
         Ok(vec![AccountChange::Updated {
             account: name.to_owned(),
@@ -539,6 +551,15 @@ impl Accounts {
         let profile = view
             .get(&account.profile)
             .ok_or_else(|| AccountError::NoProfile(account.profile.clone()))?;
+        if account.accepted.fingerprint == profile.fingerprint
+            && account.invalid.is_none()
+            && account.misconfigured.is_none()
+            && account.pending_identity.is_none()
+            && (account.accepted.credentials.is_some() || profile.credentials.is_none())
+        {
+            // Nothing new to accept: no event, and the accepted time keeps its meaning.
+            return Ok(Vec::new());
+        }
         account.accept(profile, expiry(profile), now);
         Ok(vec![AccountChange::TokenAccepted {
             account: name.to_owned(),
@@ -743,25 +764,17 @@ fn token_changed(
 }
 
 fn validate_name(name: &str) -> Result<(), AccountError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(AccountError::BadName(name.to_owned()))
-    }
+    Ok(crate::input::check_name(name)?)
 }
 
 fn validate_target(target: &Target) -> Result<(), AccountError> {
-    match target.endpoint() {
-        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-            Err(AccountError::BadEndpoint(url.to_owned()))
-        }
-        _ => Ok(()),
-    }
+    Ok(target
+        .endpoint()
+        .map_or(Ok(()), crate::input::check_endpoint)?)
+}
+
+fn validate_region(region: Option<&str>) -> Result<(), AccountError> {
+    Ok(region.map_or(Ok(()), crate::input::check_region)?)
 }
 
 #[cfg(test)]
@@ -1078,10 +1091,10 @@ mod tests {
             name: name.to_owned(),
             ..spec("x", OnChange::Ask)
         };
-        for name in ["a b", ""] {
+        for name in ["a b", "", "-dash"] {
             assert!(matches!(
                 accounts.add(bad(name), &v, &files_only, now),
-                Err(AccountError::BadName(_))
+                Err(AccountError::Invalid(_))
             ));
         }
         let mut nope = spec("n", OnChange::Ask);
@@ -1096,7 +1109,7 @@ mod tests {
         };
         assert!(matches!(
             accounts.add(ep, &v, &files_only, now),
-            Err(AccountError::BadEndpoint(_))
+            Err(AccountError::Invalid(_))
         ));
         accounts
             .add(spec("a", OnChange::Ask), &v, &files_only, now)
