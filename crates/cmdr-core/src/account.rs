@@ -105,16 +105,22 @@ impl Status {
     /// Why the accepted credentials are not handed out in this state, with the command
     /// that fixes it; `None` when they are. `expiring` and `unvalidated` still hand out:
     /// the token works (or may: an unreachable target says nothing against it).
-    pub fn refusal(&self, account: &str) -> Option<String> {
+    /// An `auto` account switches to a pasted token by itself: it is never told to accept.
+    pub fn refusal(&self, account: &str, on_change: OnChange) -> Option<String> {
         let reason = self.reason.as_deref().unwrap_or("");
         match self.state {
             AccountState::Ok | AccountState::Expiring | AccountState::Unvalidated => None,
             AccountState::Changed | AccountState::Missing | AccountState::Misconfigured => {
                 Some(reason.to_owned())
             }
-            AccountState::Expired => Some(format!(
-                "{reason}: paste a new one (or run `cmdrctl renew {account}`), then run `cmdrctl accept {account}` if it does not switch by itself"
-            )),
+            AccountState::Expired => Some(match on_change {
+                OnChange::Ask => format!(
+                    "{reason}: paste a new one (or run `cmdrctl renew {account}`), then run `cmdrctl accept {account}`"
+                ),
+                OnChange::Auto => format!(
+                    "{reason}: paste a new one (or run `cmdrctl renew {account}`); `{account}` switches to it by itself"
+                ),
+            }),
             AccountState::Invalid => Some(format!(
                 "{reason}; after fixing it, run `cmdrctl accept {account}`"
             )),
@@ -1020,7 +1026,7 @@ mod tests {
         assert_eq!(status(&accounts).state, AccountState::Invalid);
         assert!(
             status(&accounts)
-                .refusal("a")
+                .refusal("a", OnChange::Ask)
                 .is_some_and(|r| r.contains("cmdrctl accept a"))
         );
         let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
@@ -1056,7 +1062,7 @@ mod tests {
         );
         let s = status(&accounts);
         assert_eq!(s.state, AccountState::Changed);
-        let reason = s.refusal("a").expect("refused");
+        let reason = s.refusal("a", OnChange::Ask).expect("refused");
         assert_eq!(reason.matches("cmdrctl accept a").count(), 1, "{reason}");
         accounts.accept("a", &v, &files_only, now).expect("accept");
         assert_eq!(status(&accounts).state, AccountState::Ok);
