@@ -258,7 +258,11 @@ impl Account {
         if let Some(reason) = &self.invalid {
             return Status::new(AccountState::Invalid, reason.clone());
         }
-        if let Some(reason) = self.misconfigured.clone().or_else(|| profile_problem(profile)) {
+        if let Some(reason) = self
+            .misconfigured
+            .clone()
+            .or_else(|| profile_problem(profile))
+        {
             return Status::new(AccountState::Misconfigured, reason);
         }
         match self.accepted.expiry.as_ref().and_then(|e| e.at) {
@@ -271,7 +275,9 @@ impl Account {
                     ),
                 );
             }
-            Some(at) if at - warn_before <= now => return Status::new(AccountState::Expiring, None),
+            Some(at) if at - warn_before <= now => {
+                return Status::new(AccountState::Expiring, None);
+            }
             _ => {}
         }
         if self.unreachable && !self.confirmed {
@@ -876,7 +882,9 @@ mod tests {
         };
         assert_eq!(token(&accounts).as_deref(), Some("one"));
 
-        accounts.accept("ask", &v2, &files_only, now).expect("accept");
+        accounts
+            .accept("ask", &v2, &files_only, now)
+            .expect("accept");
         assert_eq!(state(&accounts, "ask", &v2), AccountState::Ok);
         assert_eq!(token(&accounts).as_deref(), Some("two"));
     }
@@ -908,7 +916,9 @@ mod tests {
         let m = Duration::minutes(15);
         assert_eq!(a.state(long.get("p"), later, m), AccountState::Changed);
         assert_eq!(a.state(short.get("p"), later, m), AccountState::Expiring);
-        accounts.accept("a", &long, &files_only, now).expect("accept");
+        accounts
+            .accept("a", &long, &files_only, now)
+            .expect("accept");
         let a = accounts.get("a").expect("a");
         assert_eq!(a.state(long.get("p"), later, m), AccountState::Ok);
     }
@@ -934,10 +944,7 @@ mod tests {
         check(Some(now - Duration::seconds(1)), AccountState::Expired);
         let a = accounts.get("a").expect("a");
         assert_eq!(a.state(None, now, m), AccountState::Missing);
-        assert_eq!(
-            a.state(view("two").get("p"), now, m),
-            AccountState::Changed
-        );
+        assert_eq!(a.state(view("two").get("p"), now, m), AccountState::Changed);
         // The token vanished from the profile (credentials file deleted).
         let bare = parse("");
         assert_eq!(a.state(bare.get("p"), now, m), AccountState::Missing);
@@ -970,7 +977,11 @@ mod tests {
         assert_eq!(kinds(&changes), [("auto", "changed"), ("auto", "accepted")]);
         assert!(matches!(
             &changes[0],
-            AccountChange::TokenChanged { old_fingerprint: Some(_), new_fingerprint: Some(_), .. }
+            AccountChange::TokenChanged {
+                old_fingerprint: Some(_),
+                new_fingerprint: Some(_),
+                ..
+            }
         ));
     }
 
@@ -1147,7 +1158,10 @@ mod tests {
             .expect("add");
         let a = accounts.get("a").expect("a");
         let json = serde_json::to_value(a).expect("json");
-        assert!(json.get("accepted_fingerprint").is_some_and(|v| v.is_string()));
+        assert!(
+            json.get("accepted_fingerprint")
+                .is_some_and(|v| v.is_string())
+        );
         assert!(json.get("credentials").is_none() && !json.to_string().contains("AKIA"));
         let back: Account = serde_json::from_value(json).expect("back");
         assert_eq!(back.accepted.fingerprint, a.accepted.fingerprint);

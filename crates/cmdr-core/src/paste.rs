@@ -432,7 +432,10 @@ mod tests {
         }
         assert_eq!(parse_block(blocks[0].as_bytes()).expect("ok").profile, None);
         assert_eq!(
-            parse_block(blocks[3].as_bytes()).expect("ok").profile.as_deref(),
+            parse_block(blocks[3].as_bytes())
+                .expect("ok")
+                .profile
+                .as_deref(),
             Some("named")
         );
         // An unbalanced quote is a copy cut short, not part of a key.

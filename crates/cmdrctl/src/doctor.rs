@@ -136,7 +136,12 @@ fn property_value(value: &str) -> Value {
     let object = block
         .lines()
         .filter_map(|line| line.split_once('='))
-        .map(|(key, value)| (key.trim().to_owned(), Value::String(value.trim().to_owned())))
+        .map(|(key, value)| {
+            (
+                key.trim().to_owned(),
+                Value::String(value.trim().to_owned()),
+            )
+        })
         .collect();
     Value::Object(object)
 }

@@ -91,7 +91,12 @@ pub fn env_json(
     vars: Vec<(&'static str, Option<String>)>,
 ) -> serde_json::Map<String, serde_json::Value> {
     vars.into_iter()
-        .map(|(name, value)| (name.to_owned(), value.map_or(serde_json::Value::Null, Into::into)))
+        .map(|(name, value)| {
+            (
+                name.to_owned(),
+                value.map_or(serde_json::Value::Null, Into::into),
+            )
+        })
         .collect()
 }
 
@@ -283,7 +288,9 @@ mod tests {
         // Never later than the token's own expiry.
         let mut soon = handout();
         soon.expires_at = Some("2020-01-01T00:00:00Z".into());
-        assert!(credential_process_json(&soon, now).contains(r#""Expiration":"2020-01-01T00:00:00Z""#));
+        assert!(
+            credential_process_json(&soon, now).contains(r#""Expiration":"2020-01-01T00:00:00Z""#)
+        );
     }
 
     #[test]

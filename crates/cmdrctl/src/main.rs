@@ -93,9 +93,9 @@ enum Command {
     Prompt {
         /// The account to show (default: $CMDR_ACCOUNT, the account of this shell, else the
         /// one expiring first).
-        #[arg(long, env = "CMDR_ACCOUNT", conflicts_with = "all")]
+        #[arg(long, env = "CMDR_ACCOUNT")]
         account: Option<String>,
-        /// Show every account.
+        /// Show every account (even in a shell with $CMDR_ACCOUNT).
         #[arg(long)]
         all: bool,
         /// Template with {account}, {left}, {state}, {profile}, {region}.
@@ -287,7 +287,9 @@ fn report(err: &ClientError) -> ExitCode {
             ExitCode::from(EXIT_NO_DAEMON)
         }
         // The daemon found a value malformed (or the name taken): a usage error.
-        ClientError::Daemon(reply) if matches!(reply.code, ErrorCode::BadRequest | ErrorCode::Exists) => {
+        ClientError::Daemon(reply)
+            if matches!(reply.code, ErrorCode::BadRequest | ErrorCode::Exists) =>
+        {
             ExitCode::from(EXIT_USAGE)
         }
         ClientError::Incompatible(_) => {
@@ -478,9 +480,16 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
 
 /// `accept NAME`: says so when there is nothing new to accept (the daemon then changes
 /// nothing and emits no event).
-async fn accept(socket: &std::path::Path, name: String, json: bool) -> Result<ExitCode, ClientError> {
+async fn accept(
+    socket: &std::path::Path,
+    name: String,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
     let mut client = Client::connect(socket, "cmdrctl").await?;
-    let before = match client.request(Request::ShowAccount { name: name.clone() }).await? {
+    let before = match client
+        .request(Request::ShowAccount { name: name.clone() })
+        .await?
+    {
         Response::Account(info) => info,
         _ => return Err(unexpected("show")),
     };

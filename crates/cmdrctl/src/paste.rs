@@ -1,6 +1,6 @@
 //! `cmdrctl paste`: reads an "Option 2" block (or a "Set AWS environment variables" one) on
 //! stdin and writes it into the credentials file. Works without the daemon. Locked (a
-//! sidecar lock file), re-read just before the write, atomic (temp file, fsync, rename,
+//! lock file in cmdr's data directory), re-read just before the write, atomic (temp file, fsync, rename,
 //! fsync of the directory), through symlinks to their target, keeping the file's mode,
 //! refusing a read-only file unless forced, with a bounded number of backups in cmdr's own
 //! data directory (never beside a symlink's target, which may be a dotfiles repository).
@@ -106,7 +106,11 @@ fn paste(options: Options<'_>) -> anyhow::Result<Pasted> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "credentials".to_owned());
-    let _lock = lock(&dir.join(format!(".{name}.cmdr.lock")))?;
+    // The lock lives in cmdr's data directory too: nothing of cmdr's lands in a dotfiles
+    // repository the file may be linked from.
+    cmdrd::store::create_private_dir(&settings.data_dir)
+        .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
+    let _lock = lock(&settings.data_dir.join("paste.lock"))?;
 
     for _ in 0..MAX_RETRIES {
         let before = read_existing(&path)?;
