@@ -10,6 +10,7 @@ pub fn snippet(shell: &str) -> String {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "cmdrctl".to_owned());
     let quoted = format!("'{}'", exe.replace('\'', r"'\''"));
+    let pwsh_quoted = format!("'{}'", exe.replace('\'', "''"));
     match shell {
         // Wraps the current `prompt` function; `$LASTEXITCODE` is the user's again
         // afterwards, so a prompt that shows it is not fooled by the hook.
@@ -27,7 +28,7 @@ function global:prompt {{
     & $global:__cmdrPrompt
 }}
 ",
-            exe = format!("'{}'", exe.replace('\'', "''"))
+            exe = pwsh_quoted
         ),
         "fish" => format!(
             "\
