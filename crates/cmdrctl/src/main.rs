@@ -491,12 +491,14 @@ async fn accept(
         .await?
     {
         Response::Account(info) => info,
-        _ => return Err(unexpected("show")),
+        _ => return Err(unexpected("a show request")),
     };
     let Response::Account(after) = client.request(Request::Accept { name }).await? else {
-        return Err(unexpected("accept"));
+        return Err(unexpected("an accept request"));
     };
-    let new_token = before.fingerprint != before.accepted_fingerprint || before.state == "invalid";
+    // What the daemon accepts: another token, or the same one after a failure.
+    let new_token = before.fingerprint != before.accepted_fingerprint
+        || matches!(before.state.as_str(), "invalid" | "misconfigured");
     if json {
         output::print_json(&after);
     } else if new_token {
@@ -508,12 +510,6 @@ async fn accept(
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn unexpected(what: &str) -> ClientError {
-    ClientError::Proto(cmdr_proto::ProtoError::Malformed(format!(
-        "unexpected answer to a {what} request"
-    )))
 }
 
 async fn credentials(
