@@ -134,7 +134,15 @@ pub fn alice_and_bob() -> (Sandbox, Moto, Vec<User>) {
     .expect("config");
     sb.write_credentials(&user_creds("acme", &users[0]));
     sb.start();
-    let out = sb.ctl(&["accounts", "add", "acme", "--profile", "acme", "--endpoint", &moto.url]);
+    let out = sb.ctl(&[
+        "accounts",
+        "add",
+        "acme",
+        "--profile",
+        "acme",
+        "--endpoint",
+        &moto.url,
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     (sb, moto, users)
 }
@@ -164,7 +172,11 @@ fn running_sdk_processes_follow_the_accepted_token() {
     let mut loops = vec![
         exec_loop(&sb, "boto3", &["python3", "sts_loop.py"]),
         exec_loop(&sb, "JavaScript SDK v3", &["node", "sts-loop.mjs"]),
-        exec_loop(&sb, "Rust SDK", &[bin("cmdr-sts-loop").to_str().expect("utf8")]),
+        exec_loop(
+            &sb,
+            "Rust SDK",
+            &[bin("cmdr-sts-loop").to_str().expect("utf8")],
+        ),
     ];
     let mut proc = sb.external("python3");
     proc.arg(clients_dir().join("sts_loop.py"))
@@ -205,7 +217,11 @@ fn running_sdk_processes_follow_the_accepted_token() {
             .into_iter()
             .filter(|line| line.contains("error:"))
             .collect();
-        assert!(errors.is_empty(), "the {} loop failed calls: {errors:#?}", l.name);
+        assert!(
+            errors.is_empty(),
+            "the {} loop failed calls: {errors:#?}",
+            l.name
+        );
     }
 }
 
@@ -239,8 +255,8 @@ pub fn get(url: &str, authorization: Option<&str>) -> (u16, String) {
 pub fn endpoint(sb: &Sandbox) -> (String, String) {
     let status = sb.json(&["status"]);
     let e = &status["endpoint"];
-    let token = std::fs::read_to_string(e["token_file"].as_str().expect("token file"))
-        .expect("read token");
+    let token =
+        std::fs::read_to_string(e["token_file"].as_str().expect("token file")).expect("read token");
     (e["url"].as_str().expect("url").to_owned(), token)
 }
 
@@ -270,7 +286,10 @@ fn the_endpoint_answers_the_protocol_and_refuses_with_the_fix() {
     // Without the token, or with a wrong one, nothing but the status.
     let (status, body) = get(&url, None);
     assert_eq!(status, 401);
-    assert!(!body.contains("acme") && !body.contains(&users[0].id), "{body}");
+    assert!(
+        !body.contains("acme") && !body.contains(&users[0].id),
+        "{body}"
+    );
     let (status, body) = get(&url, Some(&"0".repeat(64)));
     assert_eq!(status, 403);
     assert!(!body.contains(&users[0].id), "{body}");
@@ -315,7 +334,11 @@ fn the_sdks_show_cmdrs_refusal() {
     let loops = [
         exec_loop(&sb, "boto3", &["python3", "sts_loop.py"]),
         exec_loop(&sb, "JavaScript SDK v3", &["node", "sts-loop.mjs"]),
-        exec_loop(&sb, "Rust SDK", &[bin("cmdr-sts-loop").to_str().expect("utf8")]),
+        exec_loop(
+            &sb,
+            "Rust SDK",
+            &[bin("cmdr-sts-loop").to_str().expect("utf8")],
+        ),
     ];
     for l in &loops {
         l.wait_for(&users[0].arn, Duration::from_secs(60));
@@ -349,7 +372,10 @@ fn the_sdks_show_cmdrs_refusal() {
                 // JavaScript SDK's default chain hides every provider's error behind one
                 // message; the Rust SDK names the status only.
                 if name.starts_with("JavaScript") {
-                    assert!(line.contains("Could not load credentials"), "{name}: {line}");
+                    assert!(
+                        line.contains("Could not load credentials"),
+                        "{name}: {line}"
+                    );
                 } else if name.starts_with("Rust") {
                     assert!(line.contains("409"), "{name}: {line}");
                 } else {

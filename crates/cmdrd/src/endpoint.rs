@@ -379,7 +379,10 @@ mod tests {
             HeaderValue::from_static("python-urllib3/2.7.0"),
         );
         assert_eq!(lifetime_for(&h).0, chrono::Duration::minutes(16));
-        h.insert(header::USER_AGENT, HeaderValue::from_static("Go-http-client/1.1"));
+        h.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static("Go-http-client/1.1"),
+        );
         assert_eq!(lifetime_for(&h).1, "other");
     }
 

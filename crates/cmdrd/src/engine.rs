@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::expiry::{self, Clock, Deadline, Timers};
-use crate::store::{Seen, Store, StoredState};
 use crate::serve::{self, Cached, Waiter};
+use crate::store::{Seen, Store, StoredState};
 use crate::validate::{self, Failure, Identity, Job, Resolved};
 use crate::watch::{FileRead, Snapshot};
 use crate::wire::{
@@ -919,10 +919,10 @@ impl Engine {
         // is still at hand (not after a restart, nor for a profile resolved from files
         // that now hold the new token).
         let held = status.state == AccountState::Changed
-            && !account
+            && account
                 .pending_identity
                 .as_ref()
-                .is_some_and(|p| p.fingerprint == account.accepted.fingerprint)
+                .is_none_or(|p| p.fingerprint != account.accepted.fingerprint)
             && (account.accepted.credentials.is_some() || cached.is_some());
         if !force
             && !held
@@ -967,7 +967,10 @@ impl Engine {
             });
         }
         if let Some(cached) = cached {
-            tracing::debug!(account = name, "handed out resolved credentials to a client");
+            tracing::debug!(
+                account = name,
+                "handed out resolved credentials to a client"
+            );
             return waiter.answer(
                 &served,
                 &cached.credentials,

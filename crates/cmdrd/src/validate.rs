@@ -12,9 +12,9 @@ use aws_sdk_sts::config::timeout::TimeoutConfig;
 use aws_sdk_sts::config::{
     BehaviorVersion, ProvideCredentials as _, Region, SharedCredentialsProvider,
 };
-use cmdr_core::Verdict;
 use aws_sdk_sts::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError;
+use cmdr_core::Verdict;
 
 /// What to validate. `credentials` are the profile's keys when it has them; otherwise the
 /// SDK resolves the profile (SSO, assume-role, …) from the files.
@@ -125,9 +125,17 @@ fn classify_provider(err: &aws_credential_types::provider::error::CredentialsErr
     let message = cmdr_core::innermost_message(err);
     let network = {
         let lower = message.to_ascii_lowercase();
-        ["dispatch failure", "connection refused", "timed out", "timeout", "dns error", "connect error", "io error"]
-            .iter()
-            .any(|needle| lower.contains(needle))
+        [
+            "dispatch failure",
+            "connection refused",
+            "timed out",
+            "timeout",
+            "dns error",
+            "connect error",
+            "io error",
+        ]
+        .iter()
+        .any(|needle| lower.contains(needle))
     };
     match err {
         CredentialsError::ProviderTimedOut(_) => Failure::Unreachable(message),

@@ -46,6 +46,7 @@ fn settings(dir: &std::path::Path) -> cmdrd::Settings {
         event_buffer: 64,
         config_file: None,
         desktop: cmdrd::desktop::DesktopSettings::default(),
+        endpoint: cmdrd::endpoint::EndpointSettings::default(),
     }
 }
 
@@ -87,6 +88,7 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
         snapshot(credentials(expires)),
         rescan,
         clock.clone(),
+        None,
     )
     .expect("engine");
     let (snapshots_tx, snapshots) = mpsc::channel(4);
