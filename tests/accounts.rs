@@ -116,7 +116,7 @@ fn targets_edit_and_remove() {
 }
 
 #[test]
-fn errors_are_clear_and_exit_1() {
+fn errors_are_clear_and_exit_1_or_2() {
     let mut sb = Sandbox::with_profile("TOKEN-ONE");
     sb.start();
     let cases: &[(&[&str], &str)] = &[
@@ -146,12 +146,19 @@ fn errors_are_clear_and_exit_1() {
     ];
     for (args, message) in cases {
         let out = sb.ctl(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        // A malformed value is a usage error (2); a missing profile or account a failure.
+        let expected = if message.starts_with("invalid") { 2 } else { 1 };
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
         assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
     }
     sb.add_account("acme", &[]);
     let out = sb.ctl(&["accounts", "add", "acme", "--profile", "acme"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("already exists"));
     // Usage errors are 2 (clap).
     let out = sb.ctl(&["accounts", "add"]);

@@ -17,12 +17,8 @@ fn start_paste(sb: &Sandbox, args: &[&str], input: &[u8]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write");
+    // A refused option ends cmdrctl before it reads stdin: a broken pipe here is fine.
+    let _ = child.stdin.take().expect("stdin").write_all(input);
     child
 }
 
@@ -38,10 +34,18 @@ fn block(profile: &str, token: &str) -> String {
     )
 }
 
+/// Backups live in cmdr's data directory, never beside the credentials file.
 fn backups(sb: &Sandbox) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(&sb.aws)
+    let beside: Vec<_> = std::fs::read_dir(&sb.aws)
         .expect("aws")
         .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("cmdr"))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
+    let Ok(dir) = std::fs::read_dir(sb.data_dir.join("backups")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().contains("cmdr-backup"))
         .map(|e| e.path())
         .collect()
@@ -161,7 +165,9 @@ fn malformed_input_changes_nothing() {
     ];
     for (input, message) in cases {
         let out = paste(&sb, &[], input);
-        assert_eq!(out.status.code(), Some(1), "{input:?}");
+        // No profile named anywhere is a usage error (2); a bad block a failure (1).
+        let expected = if *message == "--profile" { 2 } else { 1 };
+        assert_eq!(out.status.code(), Some(expected), "{input:?}");
         assert!(
             stderr(&out).contains(message),
             "{input:?}: {}",
@@ -177,7 +183,8 @@ fn malformed_input_changes_nothing() {
         &["--expires-in", "soon"],
         block("acme", "T").as_bytes(),
     );
-    assert_eq!(out.status.code(), Some(1));
+    // A malformed value: a usage error, refused before anything is read or written.
+    assert_eq!(out.status.code(), Some(2));
     // A broken file is not written into.
     std::fs::write(sb.credentials(), "[broken\n").expect("write");
     let out = paste(&sb, &[], block("acme", "T").as_bytes());

@@ -68,6 +68,28 @@ pub fn current_uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
+/// Why a daemon closed the connection before saying anything, or could not be reached:
+/// the socket or its directory belongs to another uid.
+#[cfg(unix)]
+fn other_user(socket: &Path) -> Option<ClientError> {
+    use std::os::unix::fs::MetadataExt as _;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let owner = std::fs::symlink_metadata(socket)
+        .ok()
+        .or_else(|| std::fs::metadata(socket.parent()?).ok())?
+        .uid();
+    (owner != euid).then(|| ClientError::OtherUser {
+        socket: socket.to_owned(),
+        uid: owner,
+    })
+}
+
+#[cfg(not(unix))]
+fn other_user(_socket: &Path) -> Option<ClientError> {
+    None
+}
+
 #[cfg(windows)]
 fn default_socket_for(_runtime_dir: Option<PathBuf>) -> SocketLocation {
     let user = std::env::var("USERNAME").unwrap_or_else(|_| "user".to_owned());
@@ -93,6 +115,10 @@ pub enum ClientError {
     Proto(#[from] ProtoError),
     #[error("cmdrd closed the connection")]
     Closed,
+    /// The socket (or its directory) belongs to another uid: that daemon serves only its
+    /// owner and closes other users' connections.
+    #[error("the cmdrd at {} belongs to another user (uid {uid}): start your own with `cmdrd`, or point CMDR_SOCKET at your own socket", socket.display())]
+    OtherUser { socket: PathBuf, uid: u32 },
     #[error("cmdrd did not answer within {0:?}")]
     Timeout(Duration),
 }
@@ -117,12 +143,12 @@ impl Client {
                     socket: socket.to_owned(),
                     source,
                 })?;
-        let stream = Stream::connect(name)
-            .await
-            .map_err(|source| ClientError::NotRunning {
+        let stream = Stream::connect(name).await.map_err(|source| {
+            other_user(socket).unwrap_or_else(|| ClientError::NotRunning {
                 socket: socket.to_owned(),
                 source,
-            })?;
+            })
+        })?;
         let mut client = Client {
             socket: socket.to_owned(),
             stream,
@@ -135,14 +161,21 @@ impl Client {
                 features: Vec::new(),
             },
         };
-        client
-            .send(&ClientMessage::Hello(Hello {
-                protocol: PROTOCOL_VERSION,
-                client: client_name.to_owned(),
-                client_version: env!("CARGO_PKG_VERSION").to_owned(),
-            }))
-            .await?;
-        match client.read().await? {
+        let greeting = async {
+            client
+                .send(&ClientMessage::Hello(Hello {
+                    protocol: PROTOCOL_VERSION,
+                    client: client_name.to_owned(),
+                    client_version: env!("CARGO_PKG_VERSION").to_owned(),
+                }))
+                .await?;
+            client.read().await
+        };
+        let answer = match greeting.await {
+            Err(ClientError::Closed) => Err(other_user(socket).unwrap_or(ClientError::Closed)),
+            other => other,
+        };
+        match answer? {
             ServerMessage::Welcome(welcome) if welcome.protocol == PROTOCOL_VERSION => {
                 client.welcome = welcome;
                 Ok(client)

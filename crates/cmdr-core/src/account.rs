@@ -105,16 +105,22 @@ impl Status {
     /// Why the accepted credentials are not handed out in this state, with the command
     /// that fixes it; `None` when they are. `expiring` and `unvalidated` still hand out:
     /// the token works (or may: an unreachable target says nothing against it).
-    pub fn refusal(&self, account: &str) -> Option<String> {
+    /// An `auto` account switches to a pasted token by itself: it is never told to accept.
+    pub fn refusal(&self, account: &str, on_change: OnChange) -> Option<String> {
         let reason = self.reason.as_deref().unwrap_or("");
         match self.state {
             AccountState::Ok | AccountState::Expiring | AccountState::Unvalidated => None,
             AccountState::Changed | AccountState::Missing | AccountState::Misconfigured => {
                 Some(reason.to_owned())
             }
-            AccountState::Expired => Some(format!(
-                "{reason}: paste a new one (or run `cmdrctl renew {account}`), then run `cmdrctl accept {account}` if it does not switch by itself"
-            )),
+            AccountState::Expired => Some(match on_change {
+                OnChange::Ask => format!(
+                    "{reason}: paste a new one (or run `cmdrctl renew {account}`), then run `cmdrctl accept {account}`"
+                ),
+                OnChange::Auto => format!(
+                    "{reason}: paste a new one (or run `cmdrctl renew {account}`); `{account}` switches to it by itself"
+                ),
+            }),
             AccountState::Invalid => Some(format!(
                 "{reason}; after fixing it, run `cmdrctl accept {account}`"
             )),
@@ -374,10 +380,9 @@ pub enum AccountError {
     Exists(String),
     #[error("profile `{0}` is not in the AWS config or credentials file (see `cmdrctl profiles`)")]
     NoProfile(String),
-    #[error("invalid account name `{0}`: use 1-64 letters, digits, `.`, `_` or `-`")]
-    BadName(String),
-    #[error("invalid endpoint `{0}`: expected an http:// or https:// URL")]
-    BadEndpoint(String),
+    /// A malformed name, region or endpoint (the rule is in the message).
+    #[error(transparent)]
+    Invalid(#[from] crate::input::InputError),
     /// Holds the rejected URL already escaped (it may hold control characters).
     #[error("invalid portal `{0}`: {PORTAL_RULE}")]
     BadPortal(String),
@@ -495,6 +500,7 @@ impl Accounts {
         if let Some(url) = &spec.portal {
             check_portal(url)?;
         }
+        validate_region(spec.region.as_deref())?;
         if self.map.contains_key(&spec.name) {
             return Err(AccountError::Exists(spec.name));
         }
@@ -539,6 +545,9 @@ impl Accounts {
         if let Some(Some(url)) = &patch.portal {
             check_portal(url)?;
         }
+        if let Some(region) = &patch.region {
+            validate_region(region.as_deref())?;
+        }
         let new_profile = match &patch.profile {
             Some(p) => Some(
                 view.get(p)
@@ -547,6 +556,7 @@ impl Accounts {
             None => None,
         };
         let account = self.get_mut(name)?;
+        let before = account.clone();
         if let Some(profile) = new_profile
             && profile.name != account.profile
         {
@@ -558,14 +568,22 @@ impl Accounts {
         if let Some(region) = patch.region {
             account.region = region;
         }
-        if let Some(target) = patch.target {
+        if let Some(target) = patch.target
+            && target != account.target
+        {
+            // Another target may be another AWS account: what STS said no longer holds.
             account.target = target;
+            account.account_id = None;
+            account.pending_identity = None;
         }
         if let Some(on_change) = patch.on_change {
             account.on_change = on_change;
         }
         if let Some(portal) = patch.portal {
             account.portal = portal;
+        }
+        if *account == before {
+            return Ok(Vec::new());
         }
         Ok(vec![AccountChange::Updated {
             account: name.to_owned(),
@@ -596,6 +614,15 @@ impl Accounts {
         let profile = view
             .get(&account.profile)
             .ok_or_else(|| AccountError::NoProfile(account.profile.clone()))?;
+        if account.accepted.fingerprint == profile.fingerprint
+            && account.invalid.is_none()
+            && account.misconfigured.is_none()
+            && account.pending_identity.is_none()
+            && (account.accepted.credentials.is_some() || profile.credentials.is_none())
+        {
+            // Nothing new to accept: no event, and the accepted time keeps its meaning.
+            return Ok(Vec::new());
+        }
         account.accept(profile, expiry(profile), now);
         Ok(vec![AccountChange::TokenAccepted {
             account: name.to_owned(),
@@ -803,25 +830,17 @@ fn token_changed(
 }
 
 fn validate_name(name: &str) -> Result<(), AccountError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(AccountError::BadName(name.to_owned()))
-    }
+    Ok(crate::input::check_name(name)?)
 }
 
 fn validate_target(target: &Target) -> Result<(), AccountError> {
-    match target.endpoint() {
-        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-            Err(AccountError::BadEndpoint(url.to_owned()))
-        }
-        _ => Ok(()),
-    }
+    Ok(target
+        .endpoint()
+        .map_or(Ok(()), crate::input::check_endpoint)?)
+}
+
+fn validate_region(region: Option<&str>) -> Result<(), AccountError> {
+    Ok(region.map_or(Ok(()), crate::input::check_region)?)
 }
 
 #[cfg(test)]
@@ -1073,7 +1092,7 @@ mod tests {
         assert_eq!(status(&accounts).state, AccountState::Invalid);
         assert!(
             status(&accounts)
-                .refusal("a")
+                .refusal("a", OnChange::Ask)
                 .is_some_and(|r| r.contains("cmdrctl accept a"))
         );
         let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
@@ -1109,7 +1128,7 @@ mod tests {
         );
         let s = status(&accounts);
         assert_eq!(s.state, AccountState::Changed);
-        let reason = s.refusal("a").expect("refused");
+        let reason = s.refusal("a", OnChange::Ask).expect("refused");
         assert_eq!(reason.matches("cmdrctl accept a").count(), 1, "{reason}");
         accounts.accept("a", &v, &files_only, now).expect("accept");
         assert_eq!(status(&accounts).state, AccountState::Ok);
@@ -1193,10 +1212,10 @@ mod tests {
             name: name.to_owned(),
             ..spec("x", OnChange::Ask)
         };
-        for name in ["a b", ""] {
+        for name in ["a b", "", "-dash"] {
             assert!(matches!(
                 accounts.add(bad(name), &v, &files_only, now),
-                Err(AccountError::BadName(_))
+                Err(AccountError::Invalid(_))
             ));
         }
         let mut nope = spec("n", OnChange::Ask);
@@ -1211,7 +1230,7 @@ mod tests {
         };
         assert!(matches!(
             accounts.add(ep, &v, &files_only, now),
-            Err(AccountError::BadEndpoint(_))
+            Err(AccountError::Invalid(_))
         ));
         accounts
             .add(spec("a", OnChange::Ask), &v, &files_only, now)

@@ -5,6 +5,7 @@ pub mod account;
 pub mod diff;
 pub mod expiry;
 mod grammar;
+pub mod input;
 pub mod paste;
 pub mod profile;
 pub mod sdk;

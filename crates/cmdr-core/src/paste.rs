@@ -108,9 +108,14 @@ pub fn parse_block(input: &[u8]) -> Result<Block, PasteError> {
             seen_header = true;
             continue;
         }
+        let (line, shell) = shell_assignment(line);
         let (key, value) = line.split_once('=').ok_or(PasteError::BadLine(number))?;
         let key = key.trim().to_ascii_lowercase();
-        let value = value.trim().to_owned();
+        let value = value.trim();
+        let value = if shell { unquote(value) } else { value }.to_owned();
+        if shell && value.contains(['"', '\'']) {
+            return Err(PasteError::BadLine(number));
+        }
         let slot = match key.as_str() {
             ACCESS_KEY => &mut akid,
             SECRET_KEY => &mut secret,
@@ -158,6 +163,35 @@ pub fn parse_block(input: &[u8]) -> Result<Block, PasteError> {
         }
     }
     Ok(block)
+}
+
+/// The portal's "Set AWS environment variables" blocks: `export AWS_…="…"` (macOS and
+/// Linux), `set AWS_…=…` (Windows), `$Env:AWS_… = "…"` (PowerShell). Returns the line
+/// without that prefix and whether it had one; the variable names, lower-cased, are the
+/// credentials file's keys.
+fn shell_assignment(line: &str) -> (&str, bool) {
+    for prefix in ["export ", "set ", "$env:"] {
+        if line
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        {
+            return (line[prefix.len()..].trim_start(), true);
+        }
+    }
+    (line, false)
+}
+
+/// A shell value in matching single or double quotes, without them.
+fn unquote(value: &str) -> &str {
+    for quote in ['"', '\''] {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|v| v.strip_suffix(quote))
+        {
+            return inner;
+        }
+    }
+    value
 }
 
 /// A name the SDKs accept for a profile: they silently drop sections with any other
@@ -377,6 +411,38 @@ mod tests {
             parse_block(b"aws_access_key_id = ASIA1\naws_secret_access_key = SECRETVALUE\n")
                 .expect("ok");
         assert!(!format!("{secret:?}").contains("SECRETVALUE"));
+    }
+
+    #[test]
+    fn parses_environment_variable_blocks() {
+        let blocks = [
+            "export AWS_ACCESS_KEY_ID=\"ASIA1\"\nexport AWS_SECRET_ACCESS_KEY=\"S/+x\"\nexport AWS_SESSION_TOKEN=\"T==\"\n",
+            "SET AWS_ACCESS_KEY_ID=ASIA1\r\nSET AWS_SECRET_ACCESS_KEY=S/+x\r\nSET AWS_SESSION_TOKEN=T==\r\n",
+            "$Env:AWS_ACCESS_KEY_ID=\"ASIA1\"\n$Env:AWS_SECRET_ACCESS_KEY = 'S/+x'\n$env:AWS_SESSION_TOKEN=\"T==\"\n",
+            "[named]\nexport AWS_ACCESS_KEY_ID=ASIA1\nexport AWS_SECRET_ACCESS_KEY=S/+x\nexport AWS_SESSION_TOKEN=T==\n",
+        ];
+        for input in blocks {
+            let b = parse_block(input.as_bytes()).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(
+                (b.access_key_id.as_str(), b.secret_access_key.as_str()),
+                ("ASIA1", "S/+x"),
+                "{input:?}"
+            );
+            assert_eq!(b.session_token.as_deref(), Some("T=="), "{input:?}");
+        }
+        assert_eq!(parse_block(blocks[0].as_bytes()).expect("ok").profile, None);
+        assert_eq!(
+            parse_block(blocks[3].as_bytes())
+                .expect("ok")
+                .profile
+                .as_deref(),
+            Some("named")
+        );
+        // An unbalanced quote is a copy cut short, not part of a key.
+        assert_eq!(
+            parse_block(b"export AWS_ACCESS_KEY_ID=\"A\nexport AWS_SECRET_ACCESS_KEY=S\n"),
+            Err(PasteError::BadLine(1))
+        );
     }
 
     #[test]

@@ -7,10 +7,12 @@ use std::process::ExitCode;
 
 use cmdr_core::{FileKind, Inputs, parse_view_or};
 use serde::Serialize;
+use serde_json::Value;
 
 #[derive(Serialize)]
 struct Report {
-    profiles: BTreeMap<String, BTreeMap<String, String>>,
+    /// Property → value; a sub-property block (`s3 =` then indented lines) is an object.
+    profiles: BTreeMap<String, BTreeMap<String, Value>>,
     sso_sessions: BTreeMap<String, BTreeMap<String, String>>,
     errors: Vec<Problem>,
     warnings: Vec<String>,
@@ -56,6 +58,12 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
     };
     let config = read(FileKind::Config, &settings.aws_config);
     let credentials = read(FileKind::Credentials, &settings.aws_credentials);
+    for (path, bytes) in [
+        (&settings.aws_config, &config),
+        (&settings.aws_credentials, &credentials),
+    ] {
+        warnings.extend(unreadable_expiries(path, bytes));
+    }
     let cache = BTreeMap::new();
     // A broken file is reported and left out, so the other file's profiles still show.
     let (view, parse_errors) = parse_view_or(
@@ -94,7 +102,14 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
         profiles: view
             .profiles
             .iter()
-            .map(|(name, p)| (name.clone(), p.properties.clone()))
+            .map(|(name, p)| {
+                let properties = p
+                    .properties
+                    .iter()
+                    .map(|(key, value)| (key.clone(), property_value(value)))
+                    .collect();
+                (name.clone(), properties)
+            })
             .collect(),
         sso_sessions: view.sso_sessions.clone(),
         errors,
@@ -110,6 +125,60 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// A sub-property block is stored as its lines after an empty first one
+/// (`"\nmax_concurrent_requests = 20"`): show it as the object it is.
+fn property_value(value: &str) -> Value {
+    let Some(block) = value.strip_prefix('\n') else {
+        return Value::String(value.to_owned());
+    };
+    let object = block
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| {
+            (
+                key.trim().to_owned(),
+                Value::String(value.trim().to_owned()),
+            )
+        })
+        .collect();
+    Value::Object(object)
+}
+
+/// Expiry keys whose value is no time cmdr can read: the expiry is then estimated, which
+/// the user should know (path and line, never the value).
+fn unreadable_expiries(path: &Path, bytes: &[u8]) -> Vec<String> {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        if !cmdr_core::expiry::EXPIRY_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        // `#` or `;` after whitespace starts a comment, as the SDKs read values.
+        let value = [" #", "\t#", " ;", "\t;"]
+            .iter()
+            .filter_map(|c| value.find(c))
+            .min()
+            .map_or(value, |end| &value[..end]);
+        if cmdr_core::expiry::parse_timestamp(value).is_none() {
+            out.push(format!(
+                "{}:{}: `{key}` is not a time cmdr can read (use RFC 3339, e.g. 2026-11-29T18:00:00Z); the expiry is estimated instead",
+                path.display(),
+                index + 1
+            ));
+        }
+    }
+    out
 }
 
 fn print_text(report: &Report, settings: &cmdrd::Settings) {

@@ -18,7 +18,7 @@ pub fn served_variables(
     h: &HandOut,
     endpoint: &cmdr_proto::EndpointInfo,
 ) -> Vec<(&'static str, Option<String>)> {
-    vec![
+    keep_users_region(vec![
         (
             "AWS_CONTAINER_CREDENTIALS_FULL_URI",
             Some(account_url(&endpoint.url, &h.account)),
@@ -41,7 +41,18 @@ pub fn served_variables(
         ("AWS_ENDPOINT_URL", h.endpoint.clone()),
         ("CMDR_ACCOUNT", Some(h.account.clone())),
         ("CMDR_FINGERPRINT", Some(SERVED.to_owned())),
-    ]
+    ])
+}
+
+/// A region-less account leaves the user's own `AWS_REGION` alone: unsetting it would
+/// break tools that need one.
+fn keep_users_region(
+    mut vars: Vec<(&'static str, Option<String>)>,
+) -> Vec<(&'static str, Option<String>)> {
+    vars.retain(|(name, value)| {
+        value.is_some() || !matches!(*name, "AWS_REGION" | "AWS_DEFAULT_REGION")
+    });
+    vars
 }
 
 /// The URL of one account on the endpoint (its name percent-encoded).
@@ -59,7 +70,7 @@ pub fn account_url(base: &str, account: &str) -> String {
 
 /// The variables cmdr owns; those without a value are unset.
 pub fn variables(h: &HandOut) -> Vec<(&'static str, Option<String>)> {
-    vec![
+    keep_users_region(vec![
         ("AWS_ACCESS_KEY_ID", Some(h.access_key_id.clone())),
         ("AWS_SECRET_ACCESS_KEY", Some(h.secret_access_key.clone())),
         ("AWS_SESSION_TOKEN", h.session_token.clone()),
@@ -72,7 +83,21 @@ pub fn variables(h: &HandOut) -> Vec<(&'static str, Option<String>)> {
         ("CMDR_ACCOUNT", Some(h.account.clone())),
         // Which token this shell holds, so `cmdrctl hook` can tell when it is stale.
         ("CMDR_FINGERPRINT", Some(fingerprint(h))),
-    ]
+    ])
+}
+
+/// `env NAME --json`: variable name → value, null for a variable to unset.
+pub fn env_json(
+    vars: Vec<(&'static str, Option<String>)>,
+) -> serde_json::Map<String, serde_json::Value> {
+    vars.into_iter()
+        .map(|(name, value)| {
+            (
+                name.to_owned(),
+                value.map_or(serde_json::Value::Null, Into::into),
+            )
+        })
+        .collect()
 }
 
 /// The same fingerprint the daemon shows for these credentials (reveals nothing).
@@ -242,6 +267,13 @@ mod tests {
         assert!(text.contains("unset AWS_SESSION_TOKEN\n"));
         assert!(text.contains("unset AWS_ENDPOINT_URL\n"));
         assert!(text.contains("export CMDR_ACCOUNT='acme'\n"));
+        let json = env_json(variables(&handout()));
+        assert_eq!(json["AWS_REGION"], "eu-west-1");
+        assert_eq!(json["AWS_SESSION_TOKEN"], serde_json::Value::Null);
+        let mut no_region = handout();
+        no_region.region = None;
+        assert!(!env_lines(variables(&no_region), Shell::Posix).contains("AWS_REGION"));
+        assert!(!env_json(variables(&no_region)).contains_key("AWS_DEFAULT_REGION"));
         let now = chrono::Utc::now();
         let json = credential_process_json(&handout(), now);
         assert!(

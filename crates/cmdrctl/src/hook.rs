@@ -1,4 +1,4 @@
-//! `cmdrctl hook bash|zsh|fish`: a prompt hook for long-lived shells. A shell that ran
+//! `cmdrctl hook bash|zsh|fish|powershell`: a prompt hook for long-lived shells. A shell that ran
 //! `eval "$(cmdrctl env NAME)"` carries `CMDR_ACCOUNT` and `CMDR_FINGERPRINT`; before each
 //! prompt the hook asks the daemon (one request) whether the account has accepted another
 //! token since, and if so re-exports the variables. Silent when nothing changed, when the
@@ -10,7 +10,26 @@ pub fn snippet(shell: &str) -> String {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "cmdrctl".to_owned());
     let quoted = format!("'{}'", exe.replace('\'', r"'\''"));
+    let pwsh_quoted = format!("'{}'", exe.replace('\'', "''"));
     match shell {
+        // Wraps the current `prompt` function; `$LASTEXITCODE` is the user's again
+        // afterwards, so a prompt that shows it is not fooled by the hook.
+        "powershell" | "pwsh" => format!(
+            "\
+# cmdr: keep this session's AWS_* variables on the account's accepted token.
+if (-not (Test-Path Variable:global:__cmdrPrompt)) {{ $global:__cmdrPrompt = $function:prompt }}
+function global:prompt {{
+    $code = $global:LASTEXITCODE
+    if ($env:CMDR_ACCOUNT) {{
+        $lines = & {exe} env $env:CMDR_ACCOUNT --shell powershell --if-changed \"$env:CMDR_FINGERPRINT\" 2>$null
+        if ($LASTEXITCODE -eq 0 -and $lines) {{ Invoke-Expression ($lines -join \"`n\") }}
+    }}
+    $global:LASTEXITCODE = $code
+    & $global:__cmdrPrompt
+}}
+",
+            exe = pwsh_quoted
+        ),
         "fish" => format!(
             "\
 # cmdr: keep this shell's AWS_* variables on the account's accepted token.

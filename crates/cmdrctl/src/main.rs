@@ -1,5 +1,22 @@
 //! cmdrctl: the command line over cmdr-client. Exit codes: 0 ok, 1 failure, 2 usage error
-//! (clap), 3 daemon not reachable.
+//! (clap, or a value the daemon rejects as malformed), 3 daemon not reachable.
+
+// Every `print!`/`println!` below goes through `stdout::write`, so a closed pipe ends
+// cmdrctl as SIGPIPE ends other Unix tools instead of panicking (see stdout.rs). Defined
+// before the modules so that they use these too.
+macro_rules! println {
+    () => {
+        $crate::stdout::write(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::stdout::write(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::stdout::write(format_args!($($arg)*))
+    };
+}
 
 mod assets;
 mod clipboard;
@@ -11,16 +28,38 @@ mod paste;
 mod prompt;
 mod renew;
 mod service;
+mod stdout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use cmdr_client::{Client, ClientError};
-use cmdr_proto::{AccountEdit, AccountSpec, Request, Response, TargetSpec};
+use cmdr_core::input::{self, InputError};
+use cmdr_proto::{AccountEdit, AccountSpec, ErrorCode, Request, Response, TargetSpec};
 
 const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
 const EXIT_NO_DAEMON: u8 = 3;
+
+// clap value parsers: a value that breaks its rule exits 2 with the rule, before anything
+// is sent (the daemon applies the same rules to what arrives over the socket).
+fn account_name(text: &str) -> Result<String, InputError> {
+    input::check_name(text).map(|()| text.to_owned())
+}
+
+fn region(text: &str) -> Result<String, InputError> {
+    input::check_region(text).map(|()| text.to_owned())
+}
+
+fn endpoint(text: &str) -> Result<String, InputError> {
+    input::check_endpoint(text).map(|()| text.to_owned())
+}
+
+fn expires_at(text: &str) -> Result<DateTime<Utc>, InputError> {
+    input::parse_expires_at(text, Utc::now())
+}
 
 /// Talk to cmdrd, the AWS credentials daemon.
 #[derive(Debug, Parser)]
@@ -57,9 +96,13 @@ enum Command {
     /// One short line for shell prompts, e.g. `acme 3h12m`; silent when nothing is bound
     /// or the daemon is down.
     Prompt {
-        /// The account to show (default: $CMDR_ACCOUNT, else every account).
+        /// The account to show (default: $CMDR_ACCOUNT, the account of this shell, else the
+        /// one expiring first).
         #[arg(long, env = "CMDR_ACCOUNT")]
         account: Option<String>,
+        /// Show every account (even in a shell with $CMDR_ACCOUNT).
+        #[arg(long)]
+        all: bool,
         /// Template with {account}, {left}, {state}, {profile}, {region}.
         #[arg(long, default_value = "{account} {left}")]
         format: String,
@@ -85,7 +128,7 @@ enum Command {
     /// Print a snippet for your shell's rc file that refreshes the AWS_* variables of a
     /// shell that ran `eval "$(cmdrctl env NAME)"` once the account accepts a new token.
     Hook {
-        #[arg(value_parser = ["bash", "zsh", "fish"])]
+        #[arg(value_parser = ["bash", "zsh", "fish", "powershell", "pwsh"])]
         shell: String,
     },
     /// Run a command that gets the account's credentials from the daemon's endpoint, so it
@@ -123,11 +166,14 @@ enum Command {
         #[arg(long)]
         clipboard: bool,
         /// Record when the session ends, e.g. 12h.
-        #[arg(long, value_name = "DURATION", conflicts_with = "expires_at")]
-        expires_in: Option<String>,
+        #[arg(long, value_name = "DURATION", conflicts_with = "expires_at", value_parser = input::parse_session_duration)]
+        expires_in: Option<chrono::Duration>,
         /// Record when the session ends, RFC 3339.
-        #[arg(long, value_name = "TIME")]
-        expires_at: Option<String>,
+        #[arg(long, value_name = "TIME", value_parser = expires_at)]
+        expires_at: Option<DateTime<Utc>>,
+        /// Write even if the credentials file is read-only (its mode is kept).
+        #[arg(long)]
+        force: bool,
         /// Config file of cmdr (default: $XDG_CONFIG_HOME/cmdr/config.toml).
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
@@ -166,6 +212,7 @@ enum Command {
 enum AccountsCommand {
     /// Bind a new account to a profile, accepting the token in the file now.
     Add {
+        #[arg(value_parser = account_name)]
         name: String,
         #[command(flatten)]
         spec: AccountArgs,
@@ -199,13 +246,13 @@ struct AccountArgs {
     #[arg(long)]
     profile: Option<String>,
     /// Region (default: the profile's region).
-    #[arg(long)]
+    #[arg(long, value_parser = region)]
     region: Option<String>,
     /// Target LocalStack (default endpoint http://localhost:4566).
-    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = cmdr_core::account::DEFAULT_LOCALSTACK, conflicts_with = "endpoint")]
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = cmdr_core::account::DEFAULT_LOCALSTACK, conflicts_with = "endpoint", value_parser = endpoint)]
     localstack: Option<String>,
     /// Target any AWS-compatible endpoint.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = endpoint)]
     endpoint: Option<String>,
     /// What to do when the token in the file changes.
     #[arg(long, value_parser = ["ask", "auto"])]
@@ -253,7 +300,15 @@ fn main() -> ExitCode {
 fn report(err: &ClientError) -> ExitCode {
     eprintln!("cmdrctl: {err}");
     match err {
-        ClientError::NotRunning { .. } => ExitCode::from(EXIT_NO_DAEMON),
+        ClientError::NotRunning { .. } | ClientError::OtherUser { .. } => {
+            ExitCode::from(EXIT_NO_DAEMON)
+        }
+        // The daemon found a value malformed (or the name taken): a usage error.
+        ClientError::Daemon(reply)
+            if matches!(reply.code, ErrorCode::BadRequest | ErrorCode::Exists) =>
+        {
+            ExitCode::from(EXIT_USAGE)
+        }
         ClientError::Incompatible(_) => {
             eprintln!(
                 "hint: restart cmdrd after upgrading, so that both come from the same release"
@@ -288,7 +343,9 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             platform,
         } => return Ok(service::run(action, platform, dry_run)),
         Command::Completions { shell } => {
-            assets::completions(shell, &mut std::io::stdout());
+            let mut text = Vec::new();
+            assets::completions(shell, &mut text);
+            stdout::write_bytes(&text);
             return Ok(ExitCode::SUCCESS);
         }
         Command::GenerateAssets { out } => return Ok(assets::generate(&out)),
@@ -297,14 +354,16 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             clipboard,
             expires_in,
             expires_at,
+            force,
             config,
         } => {
             return Ok(paste::run(paste::Options {
                 config: config.as_deref(),
                 profile,
                 clipboard,
-                expires_in,
-                expires_at,
+                expires: expires_in.map(|d| Utc::now() + d).or(expires_at),
+                force,
+                json,
             }));
         }
         Command::Hook { shell } => {
@@ -331,6 +390,10 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 }
                 handout::variables(&handout)
             };
+            if json {
+                output::print_json(&handout::env_json(vars));
+                return Ok(ExitCode::SUCCESS);
+            }
             print!(
                 "{}",
                 handout::env_lines(vars, handout::Shell::pick(shell.as_deref()))
@@ -361,11 +424,20 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Command::Watch => return watch(Client::connect(&socket, "cmdrctl").await?, json).await,
         Command::Status => Request::Status,
         Command::Profiles => Request::Profiles,
-        Command::Accept { name } => Request::Accept { name },
+        Command::Accept { name } => return accept(&socket, name, json).await,
         Command::Validate { name } => Request::Validate { name },
         Command::Renew { name } => return renew::run(&socket, name, json).await,
-        Command::Prompt { account, format } => {
-            return Ok(prompt::run(&socket, account.as_deref(), &format).await);
+        Command::Prompt {
+            account,
+            all,
+            format,
+        } => {
+            let pick = match (&account, all) {
+                (_, true) => prompt::Pick::All,
+                (Some(name), false) => prompt::Pick::Named(name),
+                (None, false) => prompt::Pick::ExpiringFirst,
+            };
+            return Ok(prompt::run(&socket, pick, &format, json).await);
         }
         Command::Accounts(command) => match command {
             AccountsCommand::List => Request::ListAccounts,
@@ -418,7 +490,6 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     let verb = match &request {
         Request::AddAccount(_) => "added",
         Request::EditAccount { .. } => "updated",
-        Request::Accept { .. } => "accepted",
         _ => "",
     };
     let mut client = Client::connect(&socket, "cmdrctl").await?;
@@ -437,6 +508,40 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         }
         Response::Validated(identity) => output::identity(&identity, json),
         Response::Subscribed | Response::Credentials(_) | Response::Served(_) => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `accept NAME`: says so when there is nothing new to accept (the daemon then changes
+/// nothing and emits no event).
+async fn accept(
+    socket: &std::path::Path,
+    name: String,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
+    let mut client = Client::connect(socket, "cmdrctl").await?;
+    let before = match client
+        .request(Request::ShowAccount { name: name.clone() })
+        .await?
+    {
+        Response::Account(info) => info,
+        _ => return Err(unexpected("a show request")),
+    };
+    let Response::Account(after) = client.request(Request::Accept { name }).await? else {
+        return Err(unexpected("an accept request"));
+    };
+    // What the daemon accepts: another token, or the same one after a failure.
+    let new_token = before.fingerprint != before.accepted_fingerprint
+        || matches!(before.state.as_str(), "invalid" | "misconfigured");
+    if json {
+        output::print_json(&after);
+    } else if new_token {
+        output::account(&after, "accepted", false);
+    } else {
+        println!(
+            "account {} already uses the token in the file (state {}): nothing to accept",
+            after.name, after.state
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -495,7 +600,8 @@ async fn watch(mut client: Client, json: bool) -> Result<ExitCode, ClientError> 
         };
         output::event(&event, json);
         if matches!(event.kind, cmdr_proto::EventKind::DaemonStopping) {
-            return Ok(ExitCode::SUCCESS);
+            eprintln!("cmdrctl: cmdrd stopped; nothing more to watch");
+            return Ok(ExitCode::from(EXIT_NO_DAEMON));
         }
     }
 }

@@ -1,19 +1,21 @@
-//! `cmdrctl paste`: reads an "Option 2" block on stdin and writes it into the credentials
-//! file. Works without the daemon. Locked (a sidecar lock file), re-read just before the
-//! write, atomic (temp file, fsync, rename, fsync of the directory), through symlinks to
-//! their target, keeping the file's mode, with a bounded number of backups.
+//! `cmdrctl paste`: reads an "Option 2" block (or a "Set AWS environment variables" one) on
+//! stdin and writes it into the credentials file. Works without the daemon. Locked (a
+//! lock file in cmdr's data directory), re-read just before the write, atomic (temp file, fsync, rename,
+//! fsync of the directory), through symlinks to their target, keeping the file's mode,
+//! refusing a read-only file unless forced, with a bounded number of backups in cmdr's own
+//! data directory (never beside a symlink's target, which may be a dotfiles repository).
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use cmdr_core::FileKind;
 use cmdr_core::paste::{MAX_BLOCK_LEN, apply, parse_block, valid_profile_name};
 use cmdr_core::profile::check_file;
 
-/// Backups kept next to the file (`.credentials.cmdr-backup-<time>`, mode 0600).
+/// Backups kept in `<data dir>/backups/` (`credentials.cmdr-backup-<time>`, mode 0600).
 pub const KEEP_BACKUPS: usize = 5;
 const MAX_RETRIES: usize = 5;
 
@@ -22,24 +24,59 @@ pub struct Options<'a> {
     pub profile: Option<String>,
     /// Read the block from the clipboard instead of stdin.
     pub clipboard: bool,
-    pub expires_in: Option<String>,
-    pub expires_at: Option<String>,
+    /// Checked by the CLI (`cmdr_core::input`): in the future, within the longest session.
+    pub expires: Option<DateTime<Utc>>,
+    /// Write even if the file is read-only.
+    pub force: bool,
+    pub json: bool,
 }
 
+/// What a paste did; `paste --json` prints exactly this.
+#[derive(serde::Serialize)]
+struct Pasted {
+    profile: String,
+    path: String,
+    backup: Option<String>,
+    expires_at: Option<String>,
+}
+
+/// The block names no profile and none was given: a usage error.
+#[derive(Debug)]
+struct NoProfile;
+
+impl std::fmt::Display for NoProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the input names no profile (no `[profile]` header): pass --profile NAME")
+    }
+}
+
+impl std::error::Error for NoProfile {}
+
 pub fn run(options: Options<'_>) -> ExitCode {
+    let json = options.json;
     match paste(options) {
-        Ok(message) => {
+        Ok(done) => {
+            let mut message = format!("wrote profile `{}` to {}", done.profile, done.path);
+            if let Some(at) = &done.expires_at {
+                message.push_str(&format!(" (expires {at})"));
+            }
+            if let Some(b) = &done.backup {
+                message.push_str(&format!("; previous file kept as {b}"));
+            }
             eprintln!("{message}");
+            if json {
+                crate::output::print_json(&done);
+            }
             ExitCode::SUCCESS
         }
         Err(err) => {
             eprintln!("cmdrctl: paste: {err:#}");
-            ExitCode::from(1)
+            ExitCode::from(if err.is::<NoProfile>() { 2 } else { 1 })
         }
     }
 }
 
-fn paste(options: Options<'_>) -> anyhow::Result<String> {
+fn paste(options: Options<'_>) -> anyhow::Result<Pasted> {
     let mut input = Vec::new();
     if options.clipboard {
         input = crate::clipboard::read(MAX_BLOCK_LEN + 1)?;
@@ -60,11 +97,16 @@ fn paste(options: Options<'_>) -> anyhow::Result<String> {
     let profile = match options.profile.or_else(|| block.profile.clone()) {
         Some(p) if valid_profile_name(&p) => p,
         Some(p) => bail!("invalid profile name `{}`", p.escape_debug()),
-        None => bail!("{source} has no `[profile]` header: pass --profile NAME"),
+        None => return Err(NoProfile.into()),
     };
-    let expires = expiry(options.expires_in.as_deref(), options.expires_at.as_deref())?;
+    let expires = options
+        .expires
+        .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true));
     let settings = cmdrd::Settings::load(options.config, None)?;
     let path = resolve_symlinks(&settings.aws_credentials)?;
+    if !options.force {
+        refuse_read_only(&path)?;
+    }
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -76,7 +118,11 @@ fn paste(options: Options<'_>) -> anyhow::Result<String> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "credentials".to_owned());
-    let _lock = lock(&dir.join(format!(".{name}.cmdr.lock")))?;
+    // The lock lives in cmdr's data directory too: nothing of cmdr's lands in a dotfiles
+    // repository the file may be linked from.
+    cmdrd::store::create_private_dir(&settings.data_dir)
+        .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
+    let _lock = lock(&settings.data_dir.join("paste.lock"))?;
 
     for _ in 0..MAX_RETRIES {
         let before = read_existing(&path)?;
@@ -103,36 +149,49 @@ fn paste(options: Options<'_>) -> anyhow::Result<String> {
             continue;
         }
         let backup = match &before {
-            Some(bytes) => Some(backup(&dir, &name, bytes)?),
+            Some(bytes) => Some(backup(&settings.data_dir.join("backups"), &name, bytes)?),
             None => None,
         };
         cmdrd::store::write_atomic(&path, after.as_bytes(), 0o600)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        let mut message = format!("wrote profile `{profile}` to {}", path.display());
-        if let Some(at) = &expires {
-            message.push_str(&format!(" (expires {at})"));
-        }
-        if let Some(b) = backup {
-            message.push_str(&format!("; previous file kept as {}", b.display()));
-        }
-        return Ok(message);
+        return Ok(Pasted {
+            profile,
+            path: path.display().to_string(),
+            backup: backup.map(|b| b.display().to_string()),
+            expires_at: expires,
+        });
     }
     bail!("{} kept changing while writing; try again", path.display())
 }
 
-fn expiry(expires_in: Option<&str>, expires_at: Option<&str>) -> anyhow::Result<Option<String>> {
-    let at = match (expires_in, expires_at) {
-        (Some(d), _) => {
-            let duration = cmdr_core::parse_duration(d)
-                .with_context(|| format!("invalid --expires-in `{d}` (use e.g. 1h, 12h, 90m)"))?;
-            Utc::now() + duration
-        }
-        (None, Some(t)) => cmdr_core::expiry::parse_timestamp(t).with_context(|| {
-            format!("invalid --expires-at `{t}` (use RFC 3339, e.g. 2026-11-29T18:00:00Z)")
-        })?,
-        (None, None) => return Ok(None),
+/// A credentials file without its owner's write bit was made read-only on purpose (even
+/// root, who could write it, is refused): replacing it needs `--force`.
+#[cfg(unix)]
+fn refuse_read_only(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
     };
-    Ok(Some(at.to_rfc3339_opts(SecondsFormat::Secs, true)))
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o200 == 0 {
+        bail!(
+            "{} is read-only (mode {mode:o}); nothing was written: make it writable (`chmod u+w {}`) or pass --force (its mode is kept)",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_read_only(path: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.permissions().readonly() => bail!(
+            "{} is read-only; nothing was written: make it writable or pass --force",
+            path.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The result must parse and give exactly the pasted keys to the SDKs.
@@ -201,9 +260,12 @@ fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
-/// Keeps the previous file, mode 0600, and prunes all but the newest [`KEEP_BACKUPS`].
+/// Keeps the previous file in `dir` (created 0700), mode 0600, and prunes all but the
+/// newest [`KEEP_BACKUPS`].
 fn backup(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
-    let prefix = format!(".{name}.cmdr-backup-");
+    cmdrd::store::create_private_dir(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let prefix = format!("{name}.cmdr-backup-");
     let path = dir.join(format!(
         "{prefix}{}",
         Utc::now().format("%Y%m%dT%H%M%S%.6fZ")

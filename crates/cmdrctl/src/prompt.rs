@@ -1,5 +1,7 @@
 //! `cmdrctl prompt`: one request, one short line. Silent (exit 3) when the daemon is down,
-//! silent (exit 0) when nothing is bound; never parses a file.
+//! silent (exit 0) when nothing is bound; never parses a file. It shows the account of this
+//! shell (`CMDR_ACCOUNT`, set by `env`/`exec`), else the one expiring first; `--all` every
+//! one.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -7,8 +9,26 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use cmdr_client::Client;
 use cmdr_proto::{AccountInfo, Request, Response};
+use serde::Serialize;
 
-pub async fn run(socket: &Path, account: Option<&str>, format: &str) -> ExitCode {
+/// Which accounts the prompt shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick<'a> {
+    Named(&'a str),
+    ExpiringFirst,
+    All,
+}
+
+/// One account as `prompt --json` prints it.
+#[derive(Debug, Serialize)]
+struct Entry<'a> {
+    account: &'a str,
+    state: &'a str,
+    expires_at: Option<&'a str>,
+    left: String,
+}
+
+pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> ExitCode {
     let Ok(mut client) = Client::connect(socket, "cmdrctl-prompt").await else {
         return ExitCode::from(3);
     };
@@ -16,15 +36,46 @@ pub async fn run(socket: &Path, account: Option<&str>, format: &str) -> ExitCode
         return ExitCode::from(1);
     };
     let now = Utc::now();
-    let parts: Vec<String> = accounts
-        .iter()
-        .filter(|a| account.is_none_or(|name| a.name == name))
-        .map(|a| render(a, format, now))
-        .collect();
+    let shown = select(&accounts, pick);
+    if json {
+        let entries: Vec<Entry<'_>> = shown
+            .iter()
+            .map(|a| Entry {
+                account: &a.name,
+                state: &a.state,
+                expires_at: a.expires_at.as_deref(),
+                left: left(a, now),
+            })
+            .collect();
+        crate::output::print_json(&entries);
+        return ExitCode::SUCCESS;
+    }
+    let parts: Vec<String> = shown.iter().map(|a| render(a, format, now)).collect();
     if !parts.is_empty() {
         println!("{}", parts.join(" "));
     }
     ExitCode::SUCCESS
+}
+
+/// The named account; or the one whose accepted token ends first (accounts without an
+/// expiry after those with one, then by name); or all, in name order.
+fn select<'a>(accounts: &'a [AccountInfo], pick: Pick<'_>) -> Vec<&'a AccountInfo> {
+    match pick {
+        Pick::All => accounts.iter().collect(),
+        Pick::Named(name) => accounts.iter().filter(|a| a.name == name).collect(),
+        Pick::ExpiringFirst => accounts
+            .iter()
+            .min_by_key(|a| {
+                let at = a
+                    .expires_at
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                (at.is_none(), at, a.name.clone())
+            })
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// `3h12m`, `EXPIRED`, or the state when it needs attention; empty when unknown.
@@ -109,5 +160,30 @@ mod tests {
         for (account, format, expected) in cases {
             assert_eq!(render(&account, format, now), expected);
         }
+    }
+
+    #[test]
+    fn picks_the_account_expiring_first() {
+        let named = |name: &str, at: Option<&str>| AccountInfo {
+            name: name.into(),
+            ..info("ok", at)
+        };
+        let accounts = [
+            named("acme", Some("2026-11-29T12:00:00Z")),
+            named("local", None),
+            named("moto", Some("2026-11-29T10:00:00Z")),
+        ];
+        let names = |pick| -> Vec<String> {
+            select(&accounts, pick)
+                .iter()
+                .map(|a| a.name.clone())
+                .collect()
+        };
+        assert_eq!(names(Pick::ExpiringFirst), ["moto"]);
+        assert_eq!(names(Pick::Named("local")), ["local"]);
+        assert_eq!(names(Pick::Named("nope")), Vec::<String>::new());
+        assert_eq!(names(Pick::All), ["acme", "local", "moto"]);
+        assert_eq!(select(&accounts[1..2], Pick::ExpiringFirst).len(), 1);
+        assert!(select(&[], Pick::ExpiringFirst).is_empty());
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -57,6 +58,17 @@ pub enum Command {
 pub struct EngineHandle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
+    subscribers: Arc<AtomicU32>,
+}
+
+/// One client subscribed over the socket, counted for `status` while this is alive (the
+/// daemon's own subscribers, such as desktop notifications, are not clients).
+pub struct Subscriber(Arc<AtomicU32>);
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl EngineHandle {
@@ -81,6 +93,11 @@ impl EngineHandle {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    pub fn count_subscriber(&self) -> Subscriber {
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        Subscriber(Arc::clone(&self.subscribers))
     }
 }
 
@@ -108,6 +125,8 @@ pub struct Engine {
     accounts: Accounts,
     seen: BTreeMap<String, Seen>,
     events: broadcast::Sender<Event>,
+    /// Clients subscribed over the socket (see [`Subscriber`]).
+    subscribers: Arc<AtomicU32>,
     rescan: mpsc::Sender<()>,
     retries: usize,
     started_at: DateTime<Utc>,
@@ -257,6 +276,7 @@ impl Engine {
             accounts: Accounts::from_list(stored.accounts),
             seen: stored.seen.clone(),
             events: events.clone(),
+            subscribers: Arc::default(),
             rescan,
             retries: 0,
             started_at: clock.now(),
@@ -275,7 +295,12 @@ impl Engine {
         release_free_memory();
         engine.report_changes_while_down(&stored.seen);
         engine.save();
-        Ok((engine, EngineHandle { commands, events }, rx))
+        let handle = EngineHandle {
+            commands,
+            events,
+            subscribers: Arc::clone(&engine.subscribers),
+        };
+        Ok((engine, handle, rx))
     }
 
     pub async fn run(
@@ -895,7 +920,7 @@ impl Engine {
             && (account.accepted.credentials.is_some() || cached.is_some());
         if !force
             && !held
-            && let Some(why) = status.refusal(name)
+            && let Some(why) = status.refusal(name, account.on_change)
         {
             return waiter.refuse(ErrorReply {
                 code: serve::refusal_code(status.state),
@@ -1124,7 +1149,7 @@ impl Engine {
                 .map(|(state, count)| StateCount { state, count })
                 .collect(),
             changes_while_down: self.changes_while_down.clone(),
-            subscribers: u32::try_from(self.events.receiver_count()).unwrap_or(u32::MAX),
+            subscribers: self.subscribers.load(Ordering::Relaxed),
             endpoint: self.endpoint.clone(),
         }
     }

@@ -39,6 +39,8 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
             Ok(Ok(None)) => return,
             Ok(Err(err)) => {
                 tracing::debug!(error = %err, "closing connection: bad handshake");
+                let codec = decoder.codec().unwrap_or(Codec::Binary);
+                send_once(writer, codec, refused(&unreadable(&err))).await;
                 return;
             }
             Err(_) => {
@@ -85,6 +87,8 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
     }
 
     let mut events: Option<broadcast::Receiver<Event>> = None;
+    // Counts this connection in `status` while it is subscribed.
+    let mut counted = None;
     loop {
         tokio::select! {
             () = broken.cancelled() => break,
@@ -95,10 +99,12 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
                     let outcome = match request {
                         Request::Subscribe => {
                             events = Some(engine.subscribe());
+                            counted.get_or_insert_with(|| engine.count_subscriber());
                             Outcome::Ok(Response::Subscribed)
                         }
                         Request::Unsubscribe => {
                             events = None;
+                            counted = None;
                             Outcome::Ok(Response::Done)
                         }
                         other => engine.request(other).await,
@@ -113,7 +119,9 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
                 }
                 Ok(None) => break,
                 Err(err) => {
+                    // Say why before closing: a plugin author sees the reason, not just EOF.
                     tracing::debug!(error = %err, "closing connection");
+                    send(refused(&unreadable(&err))).await;
                     break;
                 }
             },
@@ -154,6 +162,14 @@ pub async fn refuse(stream: Stream, message: String) {
     .await;
     let codec = decoder.codec().unwrap_or(Codec::Binary);
     send_once(writer, codec, refused(&message)).await;
+}
+
+/// The answer to a message that cannot be read (invalid JSON, an unknown request, a frame
+/// over the limit). The decoder's error never quotes the input.
+fn unreadable(err: &ProtoError) -> String {
+    format!(
+        "cannot read this message ({err}); expected a hello, then requests like {{\"request\":{{\"id\":1,\"request\":\"status\"}}}}; closing the connection"
+    )
 }
 
 fn refused(message: &str) -> ServerMessage {

@@ -56,9 +56,8 @@ pub fn error_reply(err: &AccountError) -> ErrorReply {
         AccountError::NotFound(_) => ErrorCode::NotFound,
         AccountError::Exists(_) => ErrorCode::Exists,
         AccountError::NoProfile(_) => ErrorCode::NoProfile,
-        AccountError::BadName(_) | AccountError::BadEndpoint(_) | AccountError::BadPortal(_) => {
-            ErrorCode::BadRequest
-        }
+        AccountError::Invalid(_) => ErrorCode::BadRequest,
+        AccountError::BadPortal(_) => ErrorCode::BadRequest,
     };
     ErrorReply {
         code,
