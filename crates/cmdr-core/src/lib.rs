@@ -8,6 +8,7 @@ mod grammar;
 pub mod paste;
 pub mod profile;
 pub mod sdk;
+pub mod text;
 
 pub use account::{
     Account, AccountChange, AccountError, AccountPatch, AccountState, Accounts, IdentityCheck,

@@ -224,9 +224,17 @@ fn main() -> ExitCode {
 }
 
 fn report(err: &ClientError) -> ExitCode {
-    eprintln!("cmdrctl: {err}");
+    // Daemon errors may quote what a peer or a file said.
+    eprintln!(
+        "cmdrctl: {}",
+        cmdr_core::text::escape_controls(&err.to_string())
+    );
     match err {
         ClientError::NotRunning { .. } => ExitCode::from(EXIT_NO_DAEMON),
+        ClientError::Timeout(_) => {
+            eprintln!("hint: cmdrd may be stopped or stuck; restart it (`cmdrctl service install` sets it up to restart)");
+            ExitCode::from(EXIT_NO_DAEMON)
+        }
         ClientError::Incompatible(_) => {
             eprintln!(
                 "hint: restart cmdrd after upgrading, so that both come from the same release"
@@ -278,7 +286,19 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             force,
             if_changed,
         } => {
-            let handout = credentials(&socket, name, force).await?;
+            // The prompt hooks run this at every prompt: 200 ms at most, and silent.
+            let deadline = if if_changed.is_some() {
+                cmdr_client::PROMPT_DEADLINE
+            } else {
+                cmdr_client::DEFAULT_DEADLINE
+            };
+            let handout = match credentials(&socket, name, force, deadline).await {
+                Ok(handout) => handout,
+                Err(ClientError::Timeout(_)) if if_changed.is_some() => {
+                    return Ok(ExitCode::from(EXIT_NO_DAEMON));
+                }
+                Err(err) => return Err(err),
+            };
             if if_changed.is_some_and(|fp| fp == handout::fingerprint(&handout)) {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -293,11 +313,11 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             force,
             command,
         } => {
-            let handout = credentials(&socket, name, force).await?;
+            let handout = credentials(&socket, name, force, cmdr_client::DEFAULT_DEADLINE).await?;
             return Ok(handout::exec(&handout, &command));
         }
         Command::CredentialProcess { name, force } => {
-            let handout = credentials(&socket, name, force).await?;
+            let handout = credentials(&socket, name, force, cmdr_client::DEFAULT_DEADLINE).await?;
             println!("{}", handout::credential_process_json(&handout));
             return Ok(ExitCode::SUCCESS);
         }
@@ -383,8 +403,9 @@ async fn credentials(
     socket: &std::path::Path,
     name: String,
     force: bool,
+    deadline: std::time::Duration,
 ) -> Result<cmdr_proto::HandOut, ClientError> {
-    let mut client = Client::connect(socket, "cmdrctl").await?;
+    let mut client = Client::connect_within(socket, "cmdrctl", deadline).await?;
     match client.request(Request::Credentials { name, force }).await? {
         Response::Credentials(handout) => Ok(handout),
         _ => Err(ClientError::Proto(cmdr_proto::ProtoError::Malformed(
