@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cmdr_proto::{
-    ClientMessage, Codec, ErrorReply, Event, FrameDecoder, Hello, Outcome, PROTOCOL_VERSION,
-    ProtoError, Request, Response, ServerMessage, Welcome, encode,
+    ClientMessage, Codec, ErrorReply, Event, FrameDecoder, Hello, MAX_REPLY_LEN, Outcome,
+    PROTOCOL_VERSION, ProtoError, Request, Response, ServerMessage, Welcome, encode,
 };
 use interprocess::local_socket::tokio::{Stream, prelude::*};
 use interprocess::local_socket::{GenericFilePath, ToFsName};
@@ -164,7 +164,7 @@ impl Client {
         let mut client = Client {
             socket: socket.to_owned(),
             stream,
-            decoder: FrameDecoder::new(Codec::Binary),
+            decoder: FrameDecoder::with_max(Codec::Binary, MAX_REPLY_LEN),
             next_id: 1,
             pending_events: VecDeque::new(),
             welcome: Welcome {

@@ -77,7 +77,10 @@ fn too_large(max: u64) -> String {
 
 fn check_regular(meta: &Metadata) -> io::Result<()> {
     if meta.is_dir() {
-        Err(io::Error::new(io::ErrorKind::InvalidInput, "is a directory"))
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a directory",
+        ))
     } else if !meta.is_file() {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,

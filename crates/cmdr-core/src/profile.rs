@@ -555,6 +555,43 @@ fn as_text(kind: FileKind, bytes: &[u8]) -> Result<&str, ParseError> {
     })
 }
 
+/// The SSO cache files the two files name: `<sha1>.json` of every `sso_session` and
+/// `sso_start_url` (a profile's own and its `[sso-session]`'s), which the view looks up.
+/// The watcher reads these first and always, however many other files the cache holds.
+/// Files that do not parse name none.
+pub fn sso_cache_files(config: &[u8], credentials: &[u8]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let (Ok(config), Ok(credentials)) = (
+        std::str::from_utf8(config),
+        std::str::from_utf8(credentials),
+    ) else {
+        return out;
+    };
+    let Ok(parsed) = grammar::parse(config, credentials) else {
+        return out;
+    };
+    let mut add = |key: &str| {
+        out.insert(format!(
+            "{}.json",
+            hex::encode(sha1::Sha1::digest(key.as_bytes()))
+        ));
+    };
+    for section in parsed.profiles.values() {
+        for key in ["sso_session", "sso_start_url"] {
+            if let Some(value) = section.props.get_non_empty(key) {
+                add(value);
+            }
+        }
+    }
+    for (name, section) in &parsed.sso_sessions {
+        add(name);
+        if let Some(url) = section.props.get_non_empty("sso_start_url") {
+            add(url);
+        }
+    }
+    out
+}
+
 /// A token from the SSO cache. Only the hash of `access_token` leaves this module.
 struct CachedToken {
     access_token: String,
@@ -711,11 +748,16 @@ mod tests {
         // Nested under a sub-property too (issue 15): at every depth.
         let v = view(
             "",
-            &format!("[b]\n{KEYS}s3 =\n  aws_secret_access_key = nested-secret\n  max_concurrent_requests = 20\n"),
+            &format!(
+                "[b]\n{KEYS}s3 =\n  aws_secret_access_key = nested-secret\n  max_concurrent_requests = 20\n"
+            ),
         );
         let s3 = &v.get("b").expect("b").properties["s3"];
         assert!(!s3.contains("nested-secret"), "{s3}");
-        assert!(s3.contains(REDACTED) && s3.contains("max_concurrent_requests = 20"), "{s3}");
+        assert!(
+            s3.contains(REDACTED) && s3.contains("max_concurrent_requests = 20"),
+            "{s3}"
+        );
         assert_eq!(a.properties["aws_access_key_id"], "AKIAIOSFODNN7EXAMPLE");
         assert_eq!(a.masked_access_key_id.as_deref(), Some("AKIA…MPLE"));
         let debug = format!("{v:?}");

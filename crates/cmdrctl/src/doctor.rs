@@ -115,7 +115,10 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
 fn print_text(report: &Report, settings: &cmdrd::Settings) {
     use crate::output::say;
     say(&format!("config:      {}", settings.aws_config.display()));
-    say(&format!("credentials: {}", settings.aws_credentials.display()));
+    say(&format!(
+        "credentials: {}",
+        settings.aws_credentials.display()
+    ));
     say(&format!("profiles:    {}", report.profiles.len()));
     if !report.sso_sessions.is_empty() {
         say(&format!("sso sessions: {}", report.sso_sessions.len()));

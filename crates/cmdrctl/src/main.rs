@@ -232,7 +232,9 @@ fn report(err: &ClientError) -> ExitCode {
     match err {
         ClientError::NotRunning { .. } => ExitCode::from(EXIT_NO_DAEMON),
         ClientError::Timeout(_) => {
-            eprintln!("hint: cmdrd may be stopped or stuck; restart it (`cmdrctl service install` sets it up to restart)");
+            eprintln!(
+                "hint: cmdrd may be stopped or stuck; restart it (`cmdrctl service install` sets it up to restart)"
+            );
             ExitCode::from(EXIT_NO_DAEMON)
         }
         ClientError::Incompatible(_) => {

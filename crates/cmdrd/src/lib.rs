@@ -9,6 +9,7 @@ pub mod engine;
 pub mod expiry;
 pub mod server;
 pub mod session;
+pub mod slots;
 pub mod store;
 pub mod validate;
 pub mod watch;

@@ -24,12 +24,17 @@ pub const MAX_FILE_LEN: u64 = userfile::MAX_USER_FILE_LEN;
 const TIMESTAMP_GRAIN: Duration = Duration::from_secs(1);
 const MAX_CACHE_FILE_LEN: u64 = 1 << 20;
 const MAX_CACHE_FILES: usize = 1000;
+/// Directory entries looked at in the SSO cache (a directory can hold millions).
+const MAX_LISTED: usize = 100_000;
 /// A storm of events still produces a read this often.
 const MAX_DEBOUNCE_WAIT: Duration = Duration::from_millis(500);
 /// A rename onto a watched file (vim, VS Code, JetBrains, `paste`) puts a complete file in
 /// place at once: after this short pause, which still gathers the rest of a burst, it is
 /// read without waiting out the whole debounce meant for writers that truncate first.
 const RENAME_SETTLE: Duration = Duration::from_millis(3);
+/// Reads that fail for want of descriptors are retried this often, this many times.
+const DESCRIPTOR_RETRY: Duration = Duration::from_millis(100);
+const DESCRIPTOR_RETRIES: usize = 20;
 /// A cheap safety check for what events miss (network file systems, WSL).
 pub const SAFETY_RESCAN: Duration = Duration::from_secs(60);
 /// Rescan interval while some directory could not be watched (e.g. inotify limits).
@@ -62,11 +67,30 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn read(targets: &Targets) -> Snapshot {
+        let config = read_file(&targets.config);
+        let credentials = read_file(&targets.credentials);
+        let bytes = |read: &FileRead| match read {
+            FileRead::Bytes(bytes) => bytes.clone(),
+            _ => Vec::new(),
+        };
+        let sso_cache = read_cache(&targets.sso_cache, || {
+            cmdr_core::profile::sso_cache_files(&bytes(&config), &bytes(&credentials))
+        });
         Snapshot {
-            config: read_file(&targets.config),
-            credentials: read_file(&targets.credentials),
-            sso_cache: read_cache(&targets.sso_cache),
+            config,
+            credentials,
+            sso_cache,
         }
+    }
+
+    /// True when a read failed for want of descriptors: that says nothing about the file,
+    /// so it is retried rather than reported.
+    fn out_of_descriptors(&self) -> bool {
+        let exhausted = [libc::EMFILE, libc::ENFILE]
+            .map(|code| std::io::Error::from_raw_os_error(code).to_string());
+        [&self.config, &self.credentials]
+            .iter()
+            .any(|read| matches!(read, FileRead::Failed(e) if exhausted.contains(e)))
     }
 
     pub fn digest(&self) -> u64 {
@@ -86,12 +110,13 @@ pub(crate) fn read_file(path: &Path) -> FileRead {
     }
 }
 
-/// The `*.json` files of the SSO token cache, sorted: at most [`MAX_CACHE_FILES`].
+/// The `*.json` files of the SSO token cache, sorted (at most [`MAX_LISTED`]).
 fn cache_names(dir: &Path) -> Vec<(String, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut names: Vec<(String, PathBuf)> = entries
+        .take(MAX_LISTED)
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
@@ -99,18 +124,28 @@ fn cache_names(dir: &Path) -> Vec<(String, PathBuf)> {
         })
         .collect();
     names.sort();
-    names.truncate(MAX_CACHE_FILES);
     names
 }
 
-/// The SSO token cache: `*.json` files, bounded in number and size. Unreadable ones are
-/// skipped: the cache holds unrelated files too.
-fn read_cache(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+/// The SSO token cache: `*.json` files, bounded in number and size. The files the AWS
+/// files name (`wanted`, computed only when the cache holds more than [`MAX_CACHE_FILES`])
+/// are read first and always; then others in sorted order up to the bound. Unreadable ones
+/// are skipped: the cache holds unrelated files too.
+fn read_cache(dir: &Path, wanted: impl FnOnce() -> BTreeSet<String>) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    for (name, path) in cache_names(dir) {
-        if let Ok(bytes) = userfile::read_bounded(&path, MAX_CACHE_FILE_LEN) {
-            out.insert(name, bytes);
+    let names = cache_names(dir);
+    let mut read = |name: &str, path: &Path| {
+        if let Ok(bytes) = userfile::read_bounded(path, MAX_CACHE_FILE_LEN) {
+            out.insert(name.to_owned(), bytes);
         }
+    };
+    if names.len() > MAX_CACHE_FILES {
+        for name in wanted() {
+            read(&name, &dir.join(&name));
+        }
+    }
+    for (name, path) in names.iter().take(MAX_CACHE_FILES) {
+        read(name, path);
     }
     out
 }
@@ -416,7 +451,17 @@ impl FileWatcher {
             {
                 return (None, last);
             }
-            (Some(Snapshot::read(&targets)), Some((now, read_at)))
+            // Out of descriptors says nothing about the files: try again shortly (a flood
+            // of connections is being shed meanwhile), and report nothing.
+            for _ in 0..DESCRIPTOR_RETRIES {
+                let snapshot = Snapshot::read(&targets);
+                if !snapshot.out_of_descriptors() {
+                    return (Some(snapshot), Some((now, read_at)));
+                }
+                std::thread::sleep(DESCRIPTOR_RETRY);
+            }
+            tracing::warn!("out of file descriptors; reading the files again at the next event");
+            (None, None)
         })
         .await;
         let Ok((snapshot, taken)) = read else {
@@ -513,7 +558,7 @@ mod tests {
         std::fs::write(cache.join("a.json"), "{}").expect("write");
         std::fs::write(cache.join("b.txt"), "{}").expect("write");
         assert_eq!(
-            read_cache(&cache).keys().collect::<Vec<_>>(),
+            read_cache(&cache, BTreeSet::new).keys().collect::<Vec<_>>(),
             vec!["a.json"]
         );
     }
