@@ -10,16 +10,15 @@ fn needs_escape(c: char) -> bool {
 }
 
 /// `s` with every control character written as an escape (`\n`, `\r`, `\t`, `\e`,
-/// `\u{…}`) and each backslash doubled, so an escape cannot be faked by the text itself;
-/// borrowed when nothing needed escaping.
+/// `\u{…}`); borrowed when nothing needed escaping. Backslashes stay as they are (Windows
+/// paths): a literal `\e` in a value only looks like an escape, it does nothing.
 pub fn escape_controls(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(|c| needs_escape(c) || c == '\\') {
+    if !s.chars().any(needs_escape) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
-            '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
@@ -51,6 +50,6 @@ mod tests {
         );
         check("a\rb\tc\u{7f}\u{9b}", "a\\rb\\tc\\u{7f}\\u{9b}");
         check("x\u{202e}y", "x\\u{202e}y");
-        check("C:\\n", "C:\\\\n");
+        check("C:\\n", "C:\\n");
     }
 }

@@ -11,7 +11,8 @@ pub fn say(line: &str) {
     std::println!("{}", cmdr_core::text::escape_controls(line));
 }
 
-/// Every `println!` in this module goes through [`say`], so no printer can forget it.
+/// Every `println!` in this module goes through [`say`], so no printer can forget it
+/// (JSON, which escapes control characters itself, is printed with `std::println!`).
 macro_rules! println {
     ($($arg:tt)*) => {
         $crate::output::say(&format!($($arg)*))
@@ -19,8 +20,9 @@ macro_rules! println {
 }
 
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
+    // JSON escapes control characters itself; this must not be escaped again.
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => std::println!("{text}"),
         Err(err) => eprintln!("cmdrctl: cannot print JSON: {err}"),
     }
 }
@@ -250,7 +252,7 @@ pub fn account(account: &AccountInfo, verb: &str, json: bool) {
 pub fn event(event: &Event, json: bool) {
     if json {
         match event.to_json() {
-            Ok(value) => println!("{value}"),
+            Ok(value) => std::println!("{value}"),
             Err(err) => eprintln!("cmdrctl: cannot print event: {err}"),
         }
         return;

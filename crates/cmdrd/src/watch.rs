@@ -453,6 +453,7 @@ impl FileWatcher {
             }
             // Out of descriptors says nothing about the files: try again shortly (a flood
             // of connections is being shed meanwhile), and report nothing.
+            tracing::trace!("reading the watched files");
             for _ in 0..DESCRIPTOR_RETRIES {
                 let snapshot = Snapshot::read(&targets);
                 if !snapshot.out_of_descriptors() {
