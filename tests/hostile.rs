@@ -836,3 +836,90 @@ fn doctor_json_redacts_secrets_at_every_depth() {
     assert!(!text.contains("NESTED-SECRET-VALUE"), "{text}");
     assert!(text.contains("max_concurrent_requests"), "{text}");
 }
+
+#[test]
+fn the_access_key_id_is_not_logged_even_at_trace() {
+    let moto = crate::sts::Moto::start(&[]);
+    let mut sb = Sandbox::with_profile("TOKEN-TRACE-ONE");
+    sb.start();
+    sb.add_account("acme", &["--endpoint", &moto.url, "--region", "eu-west-1"]);
+    let out = sb.ctl(&["validate", "acme", "--json"]);
+    assert!(out.status.success(), "{}", crate::sandbox::stderr(&out));
+    // RUST_LOG=trace (the sandbox's): the SDK's own trace lines show the key id in full.
+    let log = sb.log_text();
+    assert!(log.contains("TRACE"), "the log is at trace level");
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("AKIAIOSFODNN7EXAMPLE"))
+        .collect();
+    assert!(
+        lines.is_empty(),
+        "the full access key id is logged: {lines:#?}"
+    );
+}
+
+const NVIM_STOPPED: &str = r#"
+vim.g.cmdr_no_autostart = true
+vim.opt.rtp:prepend(PLUGIN_DIR)
+vim.cmd('runtime plugin/cmdr.lua')
+local cmdr = require('cmdr')
+local function write(line)
+  local f = io.open(OUT, 'a'); f:write(line .. '\n'); f:close()
+end
+vim.notify = function() end
+local function wait(what, cond)
+  if not vim.wait(30000, cond, 20) then write('FAIL ' .. what); vim.cmd('cquit 1') end
+end
+cmdr.setup({ socket = SOCKET, reconnect = 1, timeout = 1 })
+wait('connect', function() return cmdr.state.connected end)
+write('ready')
+wait('stopped', function() return (vim.uv or vim.loop).fs_stat(STOPPED) ~= nil end)
+local answer
+cmdr.request('status', function(ok, value) answer = { ok = ok, message = value and value.message } end)
+wait('answer', function() return answer ~= nil end)
+write('answer ' .. tostring(answer.ok) .. ' ' .. tostring(answer.message) .. ' [' .. cmdr.statusline() .. ']')
+vim.cmd('qall!')
+"#;
+
+#[test]
+fn the_neovim_plugin_gives_up_on_a_stopped_daemon() {
+    if !crate::sandbox::have("nvim") {
+        eprintln!("nvim is not installed (Debian package `neovim`); skipped");
+        return;
+    }
+    let lua = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+    let mut sb = Sandbox::with_profile("TOKEN-NVIM-STOPPED");
+    sb.start();
+    let out = sb.root.join("nvim.out");
+    let stopped = sb.root.join("stopped");
+    let plugin = concat!(env!("CARGO_MANIFEST_DIR"), "/../editors/nvim");
+    let script = NVIM_STOPPED
+        .replace("PLUGIN_DIR", &lua(plugin))
+        .replace("SOCKET", &lua(&sb.socket().display().to_string()))
+        .replace("STOPPED", &lua(&stopped.display().to_string()))
+        .replace("OUT", &lua(&out.display().to_string()));
+    let script_path = sb.root.join("test.lua");
+    std::fs::write(&script_path, script).expect("script");
+    let mut nvim = sb.external("nvim");
+    nvim.args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
+        .arg(format!("luafile {}", script_path.display()));
+    let nvim = std::thread::spawn(move || bounded(nvim, "nvim"));
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    sb.wait_until("nvim connected", || read().contains("ready"));
+    let pid = i32::try_from(sb.pid().expect("pid")).expect("pid");
+    // SAFETY: kill with a valid pid and signal has no memory effects.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::fs::write(&stopped, b"").expect("stopped");
+    let status = nvim.join();
+    let Ok(status) = status else {
+        panic!("nvim hung; it wrote:\n{}", read());
+    };
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let text = read();
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("answer false cmdrd did not answer within 1 s"),
+        "{text}"
+    );
+}
