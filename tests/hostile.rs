@@ -1,6 +1,8 @@
 //! Hostile and careless clients against the real daemon: random bytes, half frames, a
 //! thousand connections at once, connect/disconnect storms, a subscriber that never reads,
 //! the connection cap. Afterwards `status` still answers and memory stays bounded.
+//! Then hostile files (FIFOs, devices, a crowded SSO cache), a stopped daemon, answers
+//! over the frame limit, floods that would lock clients out, and control characters.
 //! `CMDR_LONG_TESTS=1` runs the long variants (figures in docs/reliability.md).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -121,6 +123,17 @@ pub fn session(sb: &Sandbox) -> (UnixStream, Value) {
     reader.read_line(&mut line).expect("read welcome");
     let value = serde_json::from_str(&line).unwrap_or(Value::Null);
     (stream, value)
+}
+
+/// Subscribes a JSON session and waits for the answer.
+fn subscribe(stream: &mut UnixStream) {
+    stream
+        .write_all(b"{\"request\":{\"id\":1,\"request\":\"subscribe\"}}\n")
+        .expect("subscribe");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("subscribed");
+    assert!(line.contains("subscribed"), "{line}");
 }
 
 /// Records RSS before and after, and fails if it grew by 64 MiB or more.
@@ -263,10 +276,13 @@ fn connection_cap_refuses_clearly_and_recovers() {
     let mut sb = Sandbox::new();
     sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\nmax_connections = 3\n");
     sb.start();
+    // Subscribed sessions are never shed for a newcomer (idle ones are: see
+    // `floods_of_silent_clients_do_not_lock_anyone_out`).
     let mut held: Vec<UnixStream> = (0..3)
         .map(|_| {
-            let (stream, welcome) = session(&sb);
+            let (mut stream, welcome) = session(&sb);
             assert!(welcome.get("welcome").is_some(), "{welcome}");
+            subscribe(&mut stream);
             stream
         })
         .collect();
@@ -329,4 +345,581 @@ fn subscriber_that_never_reads_keeps_memory_bounded() {
     figure("status after, ms", took.as_millis());
     rss_did_not_grow(before, after);
     drop(stuck);
+}
+
+// ---- Hostile files, a stopped daemon, big answers, lock-outs, control characters ----
+
+/// How long a command may take before the test calls it hung (a guard, not a measure).
+const HUNG: Duration = Duration::from_secs(30);
+
+/// Runs `cmd` to completion, killing it and failing the test if it is still running after
+/// [`HUNG`]: the defects here were hangs.
+fn bounded(cmd: std::process::Command, what: &str) -> std::process::Output {
+    bounded_with_input(cmd, what, b"")
+}
+
+/// [`bounded`], with `input` on standard input.
+fn bounded_with_input(
+    mut cmd: std::process::Command,
+    what: &str,
+    input: &[u8],
+) -> std::process::Output {
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input).expect("stdin");
+    }
+    // Drained meanwhile: a big answer must not fill the pipe and stall the child.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > HUNG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
+    }
+}
+
+fn ctl_bounded(sb: &Sandbox, args: &[&str]) -> std::process::Output {
+    let mut cmd = sb.command("cmdrctl");
+    cmd.args(args);
+    bounded(cmd, &format!("cmdrctl {}", args.join(" ")))
+}
+
+/// `cmdrctl paste --profile acme` with a valid block on stdin.
+fn paste_bounded(sb: &Sandbox) -> std::process::Output {
+    let mut cmd = sb.command("cmdrctl");
+    cmd.args(["paste", "--profile", "acme"]);
+    let block = b"aws_access_key_id = ASIAPASTEDHOSTILE\naws_secret_access_key = pasted-hostile-secret\naws_session_token = pasted-hostile-token\n";
+    bounded_with_input(cmd, "cmdrctl paste", block)
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let _ = std::fs::remove_file(path);
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+}
+
+/// The `health`/`error` of one file in `status --json`.
+fn file_error(sb: &Sandbox, kind: &str) -> Option<String> {
+    let status = sb.json(&["status"]);
+    status["files"]
+        .as_array()
+        .and_then(|files| files.iter().find(|f| f["kind"] == kind))
+        .and_then(|f| f["error"].as_str().map(str::to_owned))
+}
+
+fn profile_names(sb: &Sandbox) -> Vec<String> {
+    sb.json(&["profiles"])
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn fifos_never_hang_the_daemon_doctor_or_paste() {
+    // At start: both AWS files are FIFOs with no writer.
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    mkfifo(&sb.credentials());
+    mkfifo(&sb.config());
+    sb.start();
+    assert_eq!(
+        file_error(&sb, "credentials").as_deref(),
+        Some("not a regular file")
+    );
+    assert_eq!(
+        file_error(&sb, "config").as_deref(),
+        Some("not a regular file")
+    );
+    let doctor = ctl_bounded(&sb, &["doctor"]);
+    assert!(!doctor.status.success());
+    assert!(
+        crate::sandbox::stdout(&doctor).contains("not a regular file"),
+        "{}",
+        crate::sandbox::stdout(&doctor)
+    );
+    let paste = paste_bounded(&sb);
+    assert!(!paste.status.success());
+    assert!(
+        crate::sandbox::stderr(&paste).contains("not a regular file"),
+        "{}",
+        crate::sandbox::stderr(&paste)
+    );
+    assert_eq!(sb.stop(), Some(0));
+
+    // While running: a good file replaced by a FIFO keeps the last good view, reports
+    // the error, and the watcher still sees the other file and shuts down on SIGTERM.
+    let mut sb = Sandbox::with_profile("TOKEN-FIFO-ONE");
+    sb.start();
+    let mut watch = sb.watch();
+    mkfifo(&sb.credentials());
+    let event = watch.wait_type("file_error");
+    assert_eq!(event["message"], "not a regular file", "{event}");
+    assert_eq!(profile_names(&sb), ["acme"]);
+    std::fs::write(sb.config(), "[profile other]\nregion = eu-west-1\n").expect("config");
+    watch.wait_for("the config still watched", |e| {
+        e["type"] == "profile_added" && e["profile"] == "other"
+    });
+    // Binding a profile reads the files in the engine: that must not hang either.
+    let add = ctl_bounded(&sb, &["accounts", "add", "o", "--profile", "other"]);
+    assert!(add.status.success(), "{}", crate::sandbox::stderr(&add));
+    assert!(status_answers(&sb) < HUNG);
+    // (Writing into the FIFO would block this test: replace it.)
+    std::fs::remove_file(sb.credentials()).expect("rm fifo");
+    sb.write_credentials(&creds("acme", "TOKEN-FIFO-TWO"));
+    watch.wait_type("file_recovered");
+    drop(watch);
+    assert_eq!(sb.stop(), Some(0));
+
+    // A FIFO at state.json: cmdrd says so and exits instead of never becoming ready.
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.data_dir).expect("data");
+    mkfifo(&sb.state_file());
+    let out = bounded(sb.command("cmdrd"), "cmdrd with a FIFO state file");
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        crate::sandbox::stdout(&out),
+        crate::sandbox::stderr(&out)
+    );
+    assert!(text.contains("not a regular file"), "{text}");
+    // (The sandbox reads the state file when dropped.)
+    std::fs::remove_file(sb.state_file()).expect("rm fifo");
+    figure("FIFO cases that returned", 6);
+}
+
+/// Every line of the daemon's log that says it read the watched files.
+fn reads_logged(sb: &Sandbox) -> usize {
+    sb.log_text().matches("reading the watched files").count()
+}
+
+#[test]
+fn devices_are_refused_and_churn_beside_a_target_is_not_reread() {
+    // `credentials -> /dev/zero`: refused at once, memory stays put.
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    std::os::unix::fs::symlink("/dev/zero", sb.credentials()).expect("symlink");
+    sb.start();
+    let pid = sb.pid().expect("pid");
+    let before = rss_kib(pid);
+    assert_eq!(
+        file_error(&sb, "credentials").as_deref(),
+        Some("not a regular file")
+    );
+    // `/dev` is watched now; closing /dev/null after writing wakes the watcher each time.
+    let reads = reads_logged(&sb);
+    for _ in 0..scale(200, 2_000) {
+        std::fs::write("/dev/null", b"x").expect("/dev/null");
+    }
+    assert!(status_answers(&sb) < HUNG);
+    let after = rss_kib(pid);
+    rss_did_not_grow(before, after);
+    let doctor = ctl_bounded(&sb, &["doctor"]);
+    assert!(crate::sandbox::stdout(&doctor).contains("not a regular file"));
+    // Oversized regular files: refused while reading, by doctor and paste as well.
+    drop(sb);
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    let big = std::fs::File::create(sb.credentials()).expect("create");
+    big.set_len(2 << 30).expect("sparse 2 GiB");
+    sb.start();
+    assert_eq!(
+        file_error(&sb, "credentials").as_deref(),
+        Some("file is larger than 64 MiB")
+    );
+    let doctor = ctl_bounded(&sb, &["doctor"]);
+    assert!(crate::sandbox::stdout(&doctor).contains("file is larger than 64 MiB"));
+    let paste = paste_bounded(&sb);
+    assert!(!paste.status.success());
+    assert!(crate::sandbox::stderr(&paste).contains("file is larger than 64 MiB"));
+    drop(sb);
+
+    // A symlink into a busy directory: churn there is not turned into re-reads.
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    let busy = sb.home.join("busy");
+    std::fs::create_dir_all(&busy).expect("busy");
+    std::fs::write(busy.join("credentials"), creds("acme", "TOKEN-BUSY-ONE")).expect("write");
+    sb.remember_secrets(&creds("acme", "TOKEN-BUSY-ONE"));
+    std::os::unix::fs::symlink(busy.join("credentials"), sb.credentials()).expect("symlink");
+    sb.start();
+    // Let the file's modification time fall behind the reads (see watch.rs `Stamp`).
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(busy.join("nudge"), b"x").expect("nudge");
+    let mut watch = sb.watch();
+    let churn = scale(300, 3_000);
+    let start_reads = reads_logged(&sb);
+    for i in 0..churn {
+        let other = busy.join(format!("other-{i}"));
+        std::fs::write(&other, b"x").expect("churn");
+        std::fs::remove_file(&other).expect("churn");
+    }
+    // A real change is still seen, through the link.
+    let text = creds("acme", "TOKEN-BUSY-TWO");
+    sb.remember_secrets(&text);
+    std::fs::write(busy.join("credentials"), text).expect("write");
+    watch.wait_type("profile_changed");
+    let churn_reads = reads_logged(&sb) - start_reads;
+    figure(
+        "/dev/null closes, reads of the files",
+        reads_logged(&sb) - reads,
+    );
+    figure("churn events beside the target, reads", churn_reads);
+    assert!(
+        churn_reads <= 3,
+        "{churn_reads} reads for {churn} churn events"
+    );
+}
+
+#[test]
+fn clients_give_up_on_a_stopped_daemon() {
+    let mut sb = Sandbox::with_profile("TOKEN-STOPPED-ONE");
+    sb.start();
+    sb.add_account("acme", &[]);
+    let pid = i32::try_from(sb.pid().expect("pid")).expect("pid");
+    // SAFETY: kill with a valid pid and signal has no memory effects.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let prompt = ctl_bounded(&sb, &["prompt"]);
+    let hook = ctl_bounded(&sb, &["env", "acme", "--if-changed", "sha256:none"]);
+    let status = ctl_bounded(&sb, &["status"]);
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_eq!(prompt.status.code(), Some(3));
+    assert!(
+        prompt.stdout.is_empty() && prompt.stderr.is_empty(),
+        "{prompt:?}"
+    );
+    assert_eq!(hook.status.code(), Some(3));
+    assert!(hook.stdout.is_empty() && hook.stderr.is_empty(), "{hook:?}");
+    assert_eq!(status.status.code(), Some(3));
+    assert!(
+        crate::sandbox::stderr(&status).contains("did not answer within"),
+        "{}",
+        crate::sandbox::stderr(&status)
+    );
+    // And everything works again once it runs.
+    assert!(status_answers(&sb) < HUNG);
+}
+
+#[test]
+fn answers_over_the_frame_limit_arrive() {
+    let profiles = scale(12_000, 100_000);
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    let mut config = String::new();
+    for p in 0..profiles {
+        config.push_str(&format!(
+            "[profile a-rather-long-profile-name-to-fill-the-frame-{p:06}]\nregion = eu-west-1\noutput = json\n"
+        ));
+    }
+    std::fs::write(sb.config(), &config).expect("config");
+    sb.start();
+    let out = ctl_bounded(&sb, &["profiles", "--json"]);
+    assert!(out.status.success(), "{}", crate::sandbox::stderr(&out));
+    assert!(out.stdout.len() > 1 << 20, "{} bytes", out.stdout.len());
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(profiles));
+    figure("profiles listed in one answer", profiles);
+    figure("answer bytes (JSON output)", out.stdout.len());
+}
+
+/// Sessions that said hello and went quiet.
+fn quiet_sessions(sb: &Sandbox, n: usize) -> Vec<UnixStream> {
+    (0..n)
+        .map(|_| {
+            let mut stream = connect(sb);
+            stream.write_all(&hello_line()).expect("hello");
+            stream
+        })
+        .collect()
+}
+
+fn warnings_about_connections(sb: &Sandbox) -> usize {
+    sb.log_text()
+        .lines()
+        .filter(|l| {
+            l.contains("WARN")
+                && (l.contains("too many connections")
+                    || l.contains("to make room")
+                    || l.contains("accept failed"))
+        })
+        .count()
+}
+
+#[test]
+fn floods_of_silent_clients_do_not_lock_anyone_out() {
+    raise_fd_limit();
+    let mut sb = Sandbox::with_profile("TOKEN-FLOOD-ONE");
+    sb.start();
+    // 300 clients that say hello and go quiet, over the default 256 slots.
+    let quiet = quiet_sessions(&sb, 300);
+    let status = ctl_bounded(&sb, &["status"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        crate::sandbox::stderr(&status)
+    );
+    // 2,000 connections that never say hello.
+    let silent: Vec<UnixStream> = (0..scale(2_000, 5_000)).map(|_| connect(&sb)).collect();
+    let status = ctl_bounded(&sb, &["status"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        crate::sandbox::stderr(&status)
+    );
+    let warnings = warnings_about_connections(&sb);
+    figure("connection warnings logged during the floods", warnings);
+    assert!(warnings <= 6, "{warnings} warning lines");
+    drop((quiet, silent));
+
+    // Under a descriptor limit of 256, 400 clients: still served, and a token change is
+    // read (no false "Too many open files").
+    let mut sb = Sandbox::with_profile("TOKEN-FLOOD-TWO");
+    sb.daemon_wrapper = vec!["prlimit".into(), "--nofile=256".into(), "--".into()];
+    sb.start();
+    let mut watch = sb.watch();
+    let quiet = quiet_sessions(&sb, 400);
+    let status = ctl_bounded(&sb, &["status"]);
+    assert!(
+        status.status.success(),
+        "{}",
+        crate::sandbox::stderr(&status)
+    );
+    sb.write_credentials(&creds("acme", "TOKEN-FLOOD-THREE"));
+    watch.wait_type("profile_changed");
+    assert_eq!(file_error(&sb, "credentials"), None);
+    // A burst may briefly find no descriptor for `accept` (the connection waits in the
+    // backlog): that is logged, throttled, but never taken for a problem with the files.
+    let log = sb.log_text();
+    assert!(!log.contains("keeping the last good view"), "{log}");
+    let accept_warnings = log.lines().filter(|l| l.contains("accept failed")).count();
+    figure(
+        "accept warnings under --nofile=256 with 400 clients",
+        accept_warnings,
+    );
+    assert!(accept_warnings <= 3, "{accept_warnings}");
+    drop(quiet);
+}
+
+#[test]
+fn control_characters_are_escaped_in_output_and_logs() {
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    std::fs::write(
+        sb.config(),
+        "[profile evil]\nregion = eu-west-1\u{1b}[2J\u{1b}[31mFAKE\racme  ok\n",
+    )
+    .expect("config");
+    sb.start();
+    for args in [&["profiles"][..], &["doctor"]] {
+        let out = ctl_bounded(&sb, args);
+        let text = crate::sandbox::stdout(&out);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\r'),
+            "{args:?}: {text:?}"
+        );
+        if args == ["profiles"] {
+            assert!(text.contains("eu-west-1\\e[2J\\e[31mFAKE\\racme"), "{text}");
+        }
+    }
+    let add = ctl_bounded(&sb, &["accounts", "add", "e", "--profile", "evil"]);
+    assert!(add.status.success(), "{}", crate::sandbox::stderr(&add));
+    for args in [
+        &["accounts", "list"][..],
+        &["accounts", "show", "e"],
+        &["prompt", "--format", "{region}"],
+    ] {
+        let out = ctl_bounded(&sb, args);
+        let text = crate::sandbox::stdout(&out);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\r'),
+            "{args:?}: {text:?}"
+        );
+    }
+    // A hello whose client name holds a newline cannot forge a log line.
+    let mut stream = connect(&sb);
+    let hello = json!({"hello": {"protocol": 1, "client": "x\nFORGED log line\u{1b}[2J", "client_version": "0"}});
+    let mut line = serde_json::to_vec(&hello).expect("json");
+    line.push(b'\n');
+    stream.write_all(&line).expect("hello");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut welcome = String::new();
+    reader.read_line(&mut welcome).expect("welcome");
+    drop(stream);
+    sb.wait_until("the hello logged", || sb.log_text().contains("FORGED"));
+    let log = sb.log_text();
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")) && !log.contains('\u{1b}'),
+        "{log}"
+    );
+}
+
+#[test]
+fn sso_tokens_the_config_names_are_read_however_crowded_the_cache() {
+    let mut sb = Sandbox::new();
+    let cache = sb.aws.join("sso/cache");
+    std::fs::create_dir_all(&cache).expect("cache");
+    for i in 0..1_000 {
+        std::fs::write(cache.join(format!("{i:05}.json")), "{}").expect("junk");
+    }
+    std::fs::write(
+        sb.config(),
+        "[profile s]\nsso_session = corp\nsso_account_id = 111122223333\nsso_role_name = R\n\
+         [sso-session corp]\nsso_start_url = https://corp.example/start\nsso_region = eu-west-1\n",
+    )
+    .expect("config");
+    let name = std::process::Command::new("sh")
+        .args(["-c", "printf corp | sha1sum | cut -d' ' -f1"])
+        .output()
+        .expect("sha1sum");
+    let name = format!("{}.json", String::from_utf8_lossy(&name.stdout).trim());
+    std::fs::write(
+        cache.join(&name),
+        r#"{"accessToken": "SSO-ACCESS-TOKEN-VALUE", "expiresAt": "2099-01-01T00:00:00Z"}"#,
+    )
+    .expect("token");
+    sb.start();
+    let profiles = sb.json(&["profiles"]);
+    let s = profiles
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "s"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(s["expiry_source"], "sso_cache", "{s}");
+    assert!(!sb.log_text().contains("SSO-ACCESS-TOKEN-VALUE"));
+}
+
+#[test]
+fn doctor_json_redacts_secrets_at_every_depth() {
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    std::fs::write(
+        sb.config(),
+        "[profile p]\nregion = eu-west-1\ns3 =\n  aws_secret_access_key = NESTED-SECRET-VALUE\n  max_concurrent_requests = 20\n",
+    )
+    .expect("config");
+    let _ = &mut sb;
+    let out = ctl_bounded(&sb, &["doctor", "--json"]);
+    let text = crate::sandbox::stdout(&out);
+    assert!(!text.contains("NESTED-SECRET-VALUE"), "{text}");
+    assert!(text.contains("max_concurrent_requests"), "{text}");
+}
+
+#[test]
+fn the_access_key_id_is_not_logged_even_at_trace() {
+    let moto = crate::sts::Moto::start(&[]);
+    let mut sb = Sandbox::with_profile("TOKEN-TRACE-ONE");
+    sb.start();
+    sb.add_account("acme", &["--endpoint", &moto.url, "--region", "eu-west-1"]);
+    let out = sb.ctl(&["validate", "acme", "--json"]);
+    assert!(out.status.success(), "{}", crate::sandbox::stderr(&out));
+    // RUST_LOG=trace (the sandbox's): the SDK's own trace lines show the key id in full.
+    let log = sb.log_text();
+    assert!(log.contains("TRACE"), "the log is at trace level");
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("AKIAIOSFODNN7EXAMPLE"))
+        .collect();
+    assert!(
+        lines.is_empty(),
+        "the full access key id is logged: {lines:#?}"
+    );
+}
+
+const NVIM_STOPPED: &str = r#"
+vim.g.cmdr_no_autostart = true
+vim.opt.rtp:prepend(PLUGIN_DIR)
+vim.cmd('runtime plugin/cmdr.lua')
+local cmdr = require('cmdr')
+local function write(line)
+  local f = io.open(OUT, 'a'); f:write(line .. '\n'); f:close()
+end
+vim.notify = function() end
+local function wait(what, cond)
+  if not vim.wait(30000, cond, 20) then write('FAIL ' .. what); vim.cmd('cquit 1') end
+end
+cmdr.setup({ socket = SOCKET, reconnect = 1, timeout = 1 })
+wait('connect', function() return cmdr.state.connected end)
+write('ready')
+wait('stopped', function() return (vim.uv or vim.loop).fs_stat(STOPPED) ~= nil end)
+local answer
+cmdr.request('status', function(ok, value) answer = { ok = ok, message = value and value.message } end)
+wait('answer', function() return answer ~= nil end)
+write('answer ' .. tostring(answer.ok) .. ' ' .. tostring(answer.message) .. ' [' .. cmdr.statusline() .. ']')
+vim.cmd('qall!')
+"#;
+
+#[test]
+fn the_neovim_plugin_gives_up_on_a_stopped_daemon() {
+    if !crate::sandbox::have("nvim") {
+        eprintln!("nvim is not installed (Debian package `neovim`); skipped");
+        return;
+    }
+    let lua = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+    let mut sb = Sandbox::with_profile("TOKEN-NVIM-STOPPED");
+    sb.start();
+    let out = sb.root.join("nvim.out");
+    let stopped = sb.root.join("stopped");
+    let plugin = concat!(env!("CARGO_MANIFEST_DIR"), "/../editors/nvim");
+    let script = NVIM_STOPPED
+        .replace("PLUGIN_DIR", &lua(plugin))
+        .replace("SOCKET", &lua(&sb.socket().display().to_string()))
+        .replace("STOPPED", &lua(&stopped.display().to_string()))
+        .replace("OUT", &lua(&out.display().to_string()));
+    let script_path = sb.root.join("test.lua");
+    std::fs::write(&script_path, script).expect("script");
+    let mut nvim = sb.external("nvim");
+    nvim.args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
+        .arg(format!("luafile {}", script_path.display()));
+    let nvim = std::thread::spawn(move || bounded(nvim, "nvim"));
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    sb.wait_until("nvim connected", || read().contains("ready"));
+    let pid = i32::try_from(sb.pid().expect("pid")).expect("pid");
+    // SAFETY: kill with a valid pid and signal has no memory effects.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    std::fs::write(&stopped, b"").expect("stopped");
+    let status = nvim.join();
+    let Ok(status) = status else {
+        panic!("nvim hung; it wrote:\n{}", read());
+    };
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let text = read();
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("answer false cmdrd did not answer within 1 s"),
+        "{text}"
+    );
 }

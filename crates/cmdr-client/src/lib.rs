@@ -7,12 +7,24 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cmdr_proto::{
-    ClientMessage, Codec, ErrorReply, Event, FrameDecoder, Hello, Outcome, PROTOCOL_VERSION,
-    ProtoError, Request, Response, ServerMessage, Welcome, encode,
+    ClientMessage, Codec, ErrorReply, Event, FrameDecoder, Hello, MAX_REPLY_LEN, Outcome,
+    PROTOCOL_VERSION, ProtoError, Request, Response, ServerMessage, Welcome, encode,
 };
 use interprocess::local_socket::tokio::{Stream, prelude::*};
 use interprocess::local_socket::{GenericFilePath, ToFsName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub mod userfile;
+
+/// How long a command waits for the daemon by default: connect, handshake, and each
+/// request. A wedged or stopped daemon is an error after this, never a hang.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+/// What the shell prompt and the prompt hooks allow: they run at every prompt, so a slow
+/// daemon must cost the user no more than this, silently.
+pub const PROMPT_DEADLINE: Duration = Duration::from_millis(200);
+/// `validate` waits for STS, which the daemon bounds with its own timeouts
+/// (`validate_timeout`, for resolving the credentials and for the call itself).
+pub const VALIDATE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Where the socket is, and why it is not in the default place if it is not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,11 +143,37 @@ pub struct Client {
     next_id: u64,
     pending_events: VecDeque<Event>,
     welcome: Welcome,
+    deadline: Duration,
 }
 
 impl Client {
-    /// Connects and says hello. `client` names the program, e.g. `cmdrctl`.
+    /// Connects and says hello within [`DEFAULT_DEADLINE`]; each request then has that
+    /// deadline too. `client` names the program, e.g. `cmdrctl`.
     pub async fn connect(socket: &Path, client_name: &str) -> Result<Client, ClientError> {
+        Client::connect_within(socket, client_name, DEFAULT_DEADLINE).await
+    }
+
+    /// Connects and says hello within `deadline`, which each request then gets as well.
+    pub async fn connect_within(
+        socket: &Path,
+        client_name: &str,
+        deadline: Duration,
+    ) -> Result<Client, ClientError> {
+        tokio::time::timeout(deadline, Client::handshake(socket, client_name, deadline))
+            .await
+            .map_err(|_| ClientError::Timeout(deadline))?
+    }
+
+    /// The deadline of each later request.
+    pub fn set_deadline(&mut self, deadline: Duration) {
+        self.deadline = deadline;
+    }
+
+    async fn handshake(
+        socket: &Path,
+        client_name: &str,
+        deadline: Duration,
+    ) -> Result<Client, ClientError> {
         let name =
             socket
                 .to_fs_name::<GenericFilePath>()
@@ -152,7 +190,7 @@ impl Client {
         let mut client = Client {
             socket: socket.to_owned(),
             stream,
-            decoder: FrameDecoder::new(Codec::Binary),
+            decoder: FrameDecoder::with_max(Codec::Binary, MAX_REPLY_LEN),
             next_id: 1,
             pending_events: VecDeque::new(),
             welcome: Welcome {
@@ -160,6 +198,7 @@ impl Client {
                 daemon_version: String::new(),
                 features: Vec::new(),
             },
+            deadline,
         };
         let greeting = async {
             client
@@ -198,9 +237,20 @@ impl Client {
         &self.welcome
     }
 
-    /// Sends a request and waits for its response; events that arrive meanwhile are kept
-    /// for [`Client::next_event`].
+    /// Sends a request and waits for its response, within the client's deadline (at least
+    /// [`VALIDATE_DEADLINE`] for `validate`); events that arrive meanwhile are kept for
+    /// [`Client::next_event`].
     pub async fn request(&mut self, request: Request) -> Result<Response, ClientError> {
+        let deadline = match request {
+            Request::Validate { .. } => self.deadline.max(VALIDATE_DEADLINE),
+            _ => self.deadline,
+        };
+        tokio::time::timeout(deadline, self.request_now(request))
+            .await
+            .map_err(|_| ClientError::Timeout(deadline))?
+    }
+
+    async fn request_now(&mut self, request: Request) -> Result<Response, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         self.send(&ClientMessage::Request { id, request }).await?;

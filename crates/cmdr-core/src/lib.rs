@@ -9,6 +9,7 @@ pub mod input;
 pub mod paste;
 pub mod profile;
 pub mod sdk;
+pub mod text;
 
 pub use account::{
     AcceptedToken, Account, AccountChange, AccountError, AccountPatch, AccountState, Accounts,

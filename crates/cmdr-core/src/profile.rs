@@ -2,6 +2,7 @@
 //! plus what cmdr derives from it (kind, region, source files, masked key, fingerprint,
 //! expiry). Secrets are kept apart in [`Credentials`], which never prints and is zeroed on drop.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::hash::{Hash as _, Hasher as _};
@@ -269,7 +270,7 @@ pub fn parse_view_with(
         let properties = session
             .props
             .iter()
-            .map(|(k, v)| (k.to_owned(), shown(k, v).to_owned()))
+            .map(|(k, v)| (k.to_owned(), shown(k, v).into_owned()))
             .collect();
         view.sso_sessions.insert((*name).to_owned(), properties);
     }
@@ -443,7 +444,7 @@ fn build_profile(
     }
 
     // What is shown of each property: secrets replaced, keys sorted.
-    let mut shown: Vec<(&str, &str)> = section
+    let mut shown: Vec<(&str, Cow<'_, str>)> = section
         .props
         .iter()
         .map(|(k, v)| (k, shown(k, v)))
@@ -454,7 +455,7 @@ fn build_profile(
     let properties = if detail.properties {
         shown
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .map(|(k, v)| ((*k).to_owned(), v.clone().into_owned()))
             .collect()
     } else {
         BTreeMap::new()
@@ -483,13 +484,30 @@ fn build_profile(
     }
 }
 
-/// A property's value as the view shows it: secrets never.
-fn shown<'v>(key: &str, value: &'v str) -> &'v str {
+/// A property's value as the view shows it: secrets never, at any depth — a value with
+/// sub-properties (`s3 =` then indented `key = value` lines) has its secret ones redacted.
+fn shown<'v>(key: &str, value: &'v str) -> Cow<'v, str> {
     if SECRET_KEYS.contains(&key) {
-        REDACTED
-    } else {
-        value
+        return Cow::Borrowed(REDACTED);
     }
+    let secret_line = |line: &str| {
+        line.split_once('=').is_some_and(|(k, _)| {
+            SECRET_KEYS
+                .iter()
+                .any(|s| k.trim_matches([' ', '\t']).eq_ignore_ascii_case(s))
+        })
+    };
+    if !value.contains('\n') || !value.split('\n').any(secret_line) {
+        return Cow::Borrowed(value);
+    }
+    let lines: Vec<Cow<'_, str>> = value
+        .split('\n')
+        .map(|line| match line.split_once('=') {
+            Some((k, _)) if secret_line(line) => Cow::Owned(format!("{k}= {REDACTED}")),
+            _ => Cow::Borrowed(line),
+        })
+        .collect();
+    Cow::Owned(lines.join("\n"))
 }
 
 fn classify(props: &grammar::Props<'_>, has_key: bool, has_token: bool) -> ProfileKind {
@@ -546,6 +564,43 @@ fn as_text(kind: FileKind, bytes: &[u8]) -> Result<&str, ParseError> {
             message: "file is not valid UTF-8".to_owned(),
         }
     })
+}
+
+/// The SSO cache files the two files name: `<sha1>.json` of every `sso_session` and
+/// `sso_start_url` (a profile's own and its `[sso-session]`'s), which the view looks up.
+/// The watcher reads these first and always, however many other files the cache holds.
+/// Files that do not parse name none.
+pub fn sso_cache_files(config: &[u8], credentials: &[u8]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let (Ok(config), Ok(credentials)) = (
+        std::str::from_utf8(config),
+        std::str::from_utf8(credentials),
+    ) else {
+        return out;
+    };
+    let Ok(parsed) = grammar::parse(config, credentials) else {
+        return out;
+    };
+    let mut add = |key: &str| {
+        out.insert(format!(
+            "{}.json",
+            hex::encode(sha1::Sha1::digest(key.as_bytes()))
+        ));
+    };
+    for section in parsed.profiles.values() {
+        for key in ["sso_session", "sso_start_url"] {
+            if let Some(value) = section.props.get_non_empty(key) {
+                add(value);
+            }
+        }
+    }
+    for (name, section) in &parsed.sso_sessions {
+        add(name);
+        if let Some(url) = section.props.get_non_empty("sso_start_url") {
+            add(url);
+        }
+    }
+    out
 }
 
 /// A token from the SSO cache. Only the hash of `access_token` leaves this module.
@@ -701,6 +756,19 @@ mod tests {
         let a = v.get("a").expect("a");
         assert_eq!(a.properties["aws_secret_access_key"], REDACTED);
         assert_eq!(a.properties["aws_session_token"], REDACTED);
+        // Nested under a sub-property too (issue 15): at every depth.
+        let v = view(
+            "",
+            &format!(
+                "[b]\n{KEYS}s3 =\n  aws_secret_access_key = nested-secret\n  max_concurrent_requests = 20\n"
+            ),
+        );
+        let s3 = &v.get("b").expect("b").properties["s3"];
+        assert!(!s3.contains("nested-secret"), "{s3}");
+        assert!(
+            s3.contains(REDACTED) && s3.contains("max_concurrent_requests = 20"),
+            "{s3}"
+        );
         assert_eq!(a.properties["aws_access_key_id"], "AKIAIOSFODNN7EXAMPLE");
         assert_eq!(a.masked_access_key_id.as_deref(), Some("AKIA…MPLE"));
         let debug = format!("{v:?}");

@@ -33,15 +33,25 @@ pub enum ProtoError {
     Encode(String),
 }
 
-/// Encodes one message as a complete frame.
+/// Encodes one message as a complete frame of at most [`MAX_FRAME_LEN`] bytes.
 pub fn encode<T: Serialize>(codec: Codec, message: &T) -> Result<Vec<u8>, ProtoError> {
+    encode_within(codec, message, MAX_FRAME_LEN)
+}
+
+/// Encodes one message as a complete frame of at most `max` bytes (plus the length
+/// prefix), e.g. [`crate::MAX_REPLY_LEN`] for what the daemon sends.
+pub fn encode_within<T: Serialize>(
+    codec: Codec,
+    message: &T,
+    max: usize,
+) -> Result<Vec<u8>, ProtoError> {
     let frame = match codec {
         Codec::Binary => {
             let body =
                 postcard::to_stdvec(message).map_err(|e| ProtoError::Encode(e.to_string()))?;
             let len = u32::try_from(body.len()).map_err(|_| ProtoError::TooLarge {
                 len: body.len(),
-                max: MAX_FRAME_LEN,
+                max,
             })?;
             let mut frame = Vec::with_capacity(4 + body.len());
             frame.extend_from_slice(&len.to_be_bytes());
@@ -55,10 +65,10 @@ pub fn encode<T: Serialize>(codec: Codec, message: &T) -> Result<Vec<u8>, ProtoE
             frame
         }
     };
-    if frame.len() > MAX_FRAME_LEN + 4 {
+    if frame.len() > max + 4 {
         return Err(ProtoError::TooLarge {
             len: frame.len(),
-            max: MAX_FRAME_LEN,
+            max,
         });
     }
     Ok(frame)
@@ -88,6 +98,16 @@ impl FrameDecoder {
             codec: Some(codec),
             buf: Vec::new(),
             max: MAX_FRAME_LEN,
+        }
+    }
+
+    /// A decoder for one codec that accepts frames of up to `max` bytes (a client reading
+    /// the daemon's answers: [`crate::MAX_REPLY_LEN`]).
+    pub fn with_max(codec: Codec, max: usize) -> Self {
+        FrameDecoder {
+            codec: Some(codec),
+            buf: Vec::new(),
+            max,
         }
     }
 

@@ -11,14 +11,20 @@ mod event;
 
 use serde::{Deserialize, Serialize};
 
-pub use codec::{Codec, FrameDecoder, ProtoError, encode};
+pub use codec::{Codec, FrameDecoder, ProtoError, encode, encode_within};
 pub use event::{Event, EventKind};
 
 /// Bumped on any incompatible change. Within a version, changes are additive.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// The largest frame either side accepts, checked before allocating.
+/// The largest frame either side accepts, checked before allocating; what a client sends
+/// (hello, requests) stays within it.
 pub const MAX_FRAME_LEN: usize = 1 << 20;
+
+/// The largest frame the daemon sends and a client accepts: answers grow with the files
+/// and the accounts (100,000 profiles are ~10 MB). Beyond it the daemon sends an error
+/// reply instead, never nothing.
+pub const MAX_REPLY_LEN: usize = 64 << 20;
 
 /// The first message on every connection. Its shape never changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -41,7 +41,7 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
             line: None,
             message,
         };
-        match std::fs::read(path) {
+        match cmdr_client::userfile::read_bounded(path, cmdr_client::userfile::MAX_USER_FILE_LEN) {
             Ok(bytes) => {
                 warn_permissions(kind, path, &mut warnings);
                 bytes
@@ -182,23 +182,27 @@ fn unreadable_expiries(path: &Path, bytes: &[u8]) -> Vec<String> {
 }
 
 fn print_text(report: &Report, settings: &cmdrd::Settings) {
-    println!("config:      {}", settings.aws_config.display());
-    println!("credentials: {}", settings.aws_credentials.display());
-    println!("profiles:    {}", report.profiles.len());
+    use crate::output::say;
+    say(&format!("config:      {}", settings.aws_config.display()));
+    say(&format!(
+        "credentials: {}",
+        settings.aws_credentials.display()
+    ));
+    say(&format!("profiles:    {}", report.profiles.len()));
     if !report.sso_sessions.is_empty() {
-        println!("sso sessions: {}", report.sso_sessions.len());
+        say(&format!("sso sessions: {}", report.sso_sessions.len()));
     }
     for e in &report.errors {
         match e.line {
-            Some(line) => println!("error: {}:{line}: {}", e.path, e.message),
-            None => println!("error: {}: {}", e.path, e.message),
+            Some(line) => say(&format!("error: {}:{line}: {}", e.path, e.message)),
+            None => say(&format!("error: {}: {}", e.path, e.message)),
         }
     }
     for w in &report.warnings {
-        println!("warning: {w}");
+        say(&format!("warning: {w}"));
     }
     if report.errors.is_empty() && report.warnings.is_empty() {
-        println!("no problems found");
+        say("no problems found");
     }
 }
 

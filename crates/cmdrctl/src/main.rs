@@ -298,7 +298,11 @@ fn main() -> ExitCode {
 }
 
 fn report(err: &ClientError) -> ExitCode {
-    eprintln!("cmdrctl: {err}");
+    // Daemon errors may quote what a peer or a file said.
+    eprintln!(
+        "cmdrctl: {}",
+        cmdr_core::text::escape_controls(&err.to_string())
+    );
     match err {
         ClientError::NotRunning { .. } | ClientError::OtherUser { .. } => {
             ExitCode::from(EXIT_NO_DAEMON)
@@ -308,6 +312,12 @@ fn report(err: &ClientError) -> ExitCode {
             if matches!(reply.code, ErrorCode::BadRequest | ErrorCode::Exists) =>
         {
             ExitCode::from(EXIT_USAGE)
+        }
+        ClientError::Timeout(_) => {
+            eprintln!(
+                "hint: cmdrd may be stopped or stuck; restart it (`cmdrctl service install` sets it up to restart)"
+            );
+            ExitCode::from(EXIT_NO_DAEMON)
         }
         ClientError::Incompatible(_) => {
             eprintln!(
@@ -381,10 +391,22 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             if if_changed.as_deref() == Some(handout::SERVED) {
                 return Ok(ExitCode::SUCCESS);
             }
-            let vars = if serve {
-                served(&socket, name).await?
+            // The prompt hooks run this at every prompt: 200 ms at most, and silent.
+            let deadline = if if_changed.is_some() {
+                cmdr_client::PROMPT_DEADLINE
             } else {
-                let handout = credentials(&socket, name, force).await?;
+                cmdr_client::DEFAULT_DEADLINE
+            };
+            let vars = if serve {
+                served(&socket, name, deadline).await?
+            } else {
+                let handout = match credentials(&socket, name, force, deadline).await {
+                    Ok(handout) => handout,
+                    Err(ClientError::Timeout(_)) if if_changed.is_some() => {
+                        return Ok(ExitCode::from(EXIT_NO_DAEMON));
+                    }
+                    Err(err) => return Err(err),
+                };
                 if if_changed.is_some_and(|fp| fp == handout::fingerprint(&handout)) {
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -406,15 +428,16 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             force,
             command,
         } => {
+            let deadline = cmdr_client::DEFAULT_DEADLINE;
             let vars = if static_keys {
-                handout::variables(&credentials(&socket, name, force).await?)
+                handout::variables(&credentials(&socket, name, force, deadline).await?)
             } else {
-                served(&socket, name).await?
+                served(&socket, name, deadline).await?
             };
             return Ok(handout::exec(vars, &command));
         }
         Command::CredentialProcess { name, force } => {
-            let handout = credentials(&socket, name, force).await?;
+            let handout = credentials(&socket, name, force, cmdr_client::DEFAULT_DEADLINE).await?;
             println!(
                 "{}",
                 handout::credential_process_json(&handout, chrono::Utc::now())
@@ -550,8 +573,9 @@ async fn credentials(
     socket: &std::path::Path,
     name: String,
     force: bool,
+    deadline: std::time::Duration,
 ) -> Result<cmdr_proto::HandOut, ClientError> {
-    let mut client = Client::connect(socket, "cmdrctl").await?;
+    let mut client = Client::connect_within(socket, "cmdrctl", deadline).await?;
     match client.request(Request::Serve { name, force }).await? {
         Response::Served(served) => Ok(served.handout.clone()),
         _ => Err(unexpected("a credentials request")),
@@ -563,9 +587,10 @@ async fn credentials(
 async fn served(
     socket: &std::path::Path,
     name: String,
+    deadline: std::time::Duration,
 ) -> Result<Vec<(&'static str, Option<String>)>, ClientError> {
-    let handout = credentials(socket, name, false).await?;
-    let mut client = Client::connect(socket, "cmdrctl").await?;
+    let handout = credentials(socket, name, false, deadline).await?;
+    let mut client = Client::connect_within(socket, "cmdrctl", deadline).await?;
     let Response::Status(status) = client.request(Request::Status).await? else {
         return Err(unexpected("a status request"));
     };

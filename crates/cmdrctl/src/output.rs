@@ -4,9 +4,25 @@ use chrono::{DateTime, Utc};
 use cmdr_proto::{AccountInfo, Event, Identity, ProfileInfo, StatusInfo};
 use serde::Serialize;
 
+/// Prints one line of text output with its control characters escaped
+/// ([`cmdr_core::text::escape_controls`]): the values come from files and peers, and a
+/// region like `eu-west-1\n\e[2J…` must not clear the screen or forge a line.
+pub fn say(line: &str) {
+    std::println!("{}", cmdr_core::text::escape_controls(line));
+}
+
+/// Every `println!` in this module goes through [`say`], so no printer can forget it
+/// (JSON, which escapes control characters itself, is printed with `std::println!`).
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::output::say(&format!($($arg)*))
+    };
+}
+
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
+    // JSON escapes control characters itself; this must not be escaped again.
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => std::println!("{text}"),
         Err(err) => eprintln!("cmdrctl: cannot print JSON: {err}"),
     }
 }
@@ -33,6 +49,15 @@ pub fn remaining(expires_at: Option<&str>, now: DateTime<Utc>) -> Option<chrono:
 }
 
 fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    // Escaped before measuring, so the columns line up as printed.
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|c| cmdr_core::text::escape_controls(&c).into_owned())
+                .collect()
+        })
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (i, cell) in row.iter().enumerate() {
@@ -232,7 +257,7 @@ pub fn account(account: &AccountInfo, verb: &str, json: bool) {
 pub fn event(event: &Event, json: bool) {
     if json {
         match event.to_json() {
-            Ok(value) => println!("{value}"),
+            Ok(value) => std::println!("{value}"),
             Err(err) => eprintln!("cmdrctl: cannot print event: {err}"),
         }
         return;

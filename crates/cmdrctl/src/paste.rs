@@ -219,8 +219,10 @@ fn verify(after: &str, profile: &str, block: &cmdr_core::paste::Block) -> anyhow
     Ok(())
 }
 
+/// The same bounded reader as the daemon's: a FIFO or device is refused, not waited on,
+/// and a file the daemon would refuse as too large is not rewritten either.
 fn read_existing(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
+    match cmdr_client::userfile::read_bounded(path, cmdr_client::userfile::MAX_USER_FILE_LEN) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),

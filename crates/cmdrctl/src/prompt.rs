@@ -1,7 +1,7 @@
-//! `cmdrctl prompt`: one request, one short line. Silent (exit 3) when the daemon is down,
-//! silent (exit 0) when nothing is bound; never parses a file. It shows the account of this
-//! shell (`CMDR_ACCOUNT`, set by `env`/`exec`), else the one expiring first; `--all` every
-//! one.
+//! `cmdrctl prompt`: one request, one short line. Silent (exit 3) when the daemon is down
+//! or does not answer within 200 ms, silent (exit 0) when nothing is bound; never parses a
+//! file. It shows the account of this shell (`CMDR_ACCOUNT`, set by `env`/`exec`), else the
+//! one expiring first; `--all` every one.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -29,11 +29,16 @@ struct Entry<'a> {
 }
 
 pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> ExitCode {
-    let Ok(mut client) = Client::connect(socket, "cmdrctl-prompt").await else {
+    // It runs at every shell prompt: a stopped or stuck daemon costs 200 ms, silently.
+    let Ok(mut client) =
+        Client::connect_within(socket, "cmdrctl-prompt", cmdr_client::PROMPT_DEADLINE).await
+    else {
         return ExitCode::from(3);
     };
-    let Ok(Response::Accounts(accounts)) = client.request(Request::ListAccounts).await else {
-        return ExitCode::from(1);
+    let accounts = match client.request(Request::ListAccounts).await {
+        Ok(Response::Accounts(accounts)) => accounts,
+        Err(cmdr_client::ClientError::Timeout(_)) => return ExitCode::from(3),
+        _ => return ExitCode::from(1),
     };
     let now = Utc::now();
     let shown = select(&accounts, pick);
@@ -97,13 +102,16 @@ pub fn left(account: &AccountInfo, now: DateTime<Utc>) -> String {
     }
 }
 
+/// The user's format is theirs (it may hold colour codes); the values come from the daemon
+/// and the files, so their control characters are escaped.
 fn render(account: &AccountInfo, format: &str, now: DateTime<Utc>) -> String {
+    let value = |s: &str| cmdr_core::text::escape_controls(s).into_owned();
     format
-        .replace("{account}", &account.name)
+        .replace("{account}", &value(&account.name))
         .replace("{left}", &left(account, now))
-        .replace("{state}", &account.state)
-        .replace("{profile}", &account.profile)
-        .replace("{region}", account.region.as_deref().unwrap_or(""))
+        .replace("{state}", &value(&account.state))
+        .replace("{profile}", &value(&account.profile))
+        .replace("{region}", &value(account.region.as_deref().unwrap_or("")))
         .trim()
         .to_owned()
 }
@@ -156,6 +164,14 @@ mod tests {
             (info("changed", None), "{account} {left}", "acme CHANGED"),
             (info("ok", None), "{account} {left}", "acme"),
             (info("ok", None), "[{profile}@{region}]", "[acme@eu-west-1]"),
+            (
+                AccountInfo {
+                    region: Some("eu-west-1\n\u{1b}[2J".into()),
+                    ..info("ok", None)
+                },
+                "\u{1b}[1m{region}",
+                "\u{1b}[1meu-west-1\\n\\e[2J",
+            ),
         ];
         for (account, format, expected) in cases {
             assert_eq!(render(&account, format, now), expected);

@@ -12,6 +12,7 @@ pub mod renew;
 pub mod serve;
 pub mod server;
 pub mod session;
+pub mod slots;
 pub mod store;
 pub mod validate;
 pub mod watch;

@@ -64,6 +64,7 @@ fn tune_allocator() {
 
 fn init_logging() {
     // The SDK's profile parser may quote a line of the file in its warnings: never log it.
+    // Explicit directives replace those from RUST_LOG for the same target.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info"))
         .add_directive(
@@ -71,7 +72,17 @@ fn init_logging() {
                 .parse()
                 .expect("static directive"),
         )
-        .add_directive("aws_config::profile=off".parse().expect("static directive"));
+        .add_directive("aws_config::profile=off".parse().expect("static directive"))
+        // At debug and trace the SDK's runtime prints resolved identities, endpoint and
+        // signing parameters and whole responses with the access key id in full (its
+        // `Credentials` Debug masks only the secret): never below info.
+        .add_directive("aws_smithy_runtime=info".parse().expect("static directive"))
+        .add_directive(
+            "aws_smithy_runtime_api=info"
+                .parse()
+                .expect("static directive"),
+        )
+        .add_directive("aws_sigv4=info".parse().expect("static directive"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::engine::EngineHandle;
 use crate::session;
+use crate::slots::{self, Admission, Slots, Throttled};
 use crate::store::create_private_dir;
 
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +184,8 @@ pub fn current_euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Accepts connections until `stop_accepting`; each one gets a session task.
+/// Accepts connections until `stop_accepting`; each one gets a session task in a slot
+/// ([`crate::slots`]: the oldest silent or idle session makes room for a newcomer).
 pub async fn serve(
     bound: Bound,
     engine: EngineHandle,
@@ -192,7 +194,13 @@ pub async fn serve(
     sessions: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let permits = Arc::new(Semaphore::new(max_connections));
+    let slots = Slots::new(slots::effective_cap(max_connections));
+    let cap = slots.cap();
+    // Refusals each hold a descriptor for up to a second: only so many at once.
+    let refusing = Arc::new(Semaphore::new((slots::FD_RESERVE / 2) as usize));
+    let mut accept_failed = Throttled::new("accept failed");
+    let mut refused = Throttled::new("connection refused: too many connections");
+    let mut shed = Throttled::new("closed the oldest silent or idle connection to make room");
     loop {
         let stream = tokio::select! {
             () = stop_accepting.cancelled() => break,
@@ -200,7 +208,7 @@ pub async fn serve(
                 Ok(stream) => stream,
                 Err(err) => {
                     // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %err, "accept failed");
+                    accept_failed.warn(&err);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -209,21 +217,26 @@ pub async fn serve(
         if !peer_allowed(&stream) {
             continue;
         }
-        match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
+        match slots.admit() {
+            (Admission::Admitted(slot), sheds) => {
+                if sheds > 0 {
+                    shed.warn(&format_args!("limit {cap}"));
+                }
                 let engine = engine.clone();
                 let sessions = sessions.clone();
-                tracker.spawn(async move {
-                    session::run(stream, engine, sessions).await;
-                    drop(permit);
-                });
+                tracker.spawn(session::run(stream, engine, sessions, slot));
             }
-            Err(_) => {
-                tracing::warn!(max_connections, "connection refused: too many connections");
-                tracker.spawn(session::refuse(
-                    stream,
-                    format!("too many connections (limit {max_connections})"),
+            (Admission::Full, _) => {
+                refused.warn(&format_args!(
+                    "limit {cap}, every session busy or subscribed"
                 ));
+                if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                    tracker.spawn(async move {
+                        session::refuse(stream, format!("too many connections (limit {cap})"))
+                            .await;
+                        drop(permit);
+                    });
+                }
             }
         }
     }

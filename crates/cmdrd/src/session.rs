@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use cmdr_proto::{
-    ClientMessage, Codec, Event, EventKind, FrameDecoder, Outcome, PROTOCOL_VERSION, ProtoError,
-    Request, Response, ServerMessage, Welcome, encode,
+    ClientMessage, Codec, ErrorCode, ErrorReply, Event, EventKind, FrameDecoder, MAX_REPLY_LEN,
+    Outcome, PROTOCOL_VERSION, ProtoError, Request, Response, ServerMessage, Welcome,
+    encode_within,
 };
 use interprocess::local_socket::tokio::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
@@ -14,7 +15,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::EngineHandle;
+use crate::slots::{Phase, Slot};
 use crate::wire::timestamp;
+use cmdr_core::text::escape_controls;
 
 /// An unauthenticated connection that has not said hello by then is closed.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,29 +28,36 @@ const OUTGOING_QUEUE: usize = 64;
 /// Features announced in `Welcome`.
 pub const FEATURES: &[&str] = &["json-lines", "events"];
 
-pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationToken) {
+/// Runs one session in `slot`; it ends early when the slot is shed for a newcomer.
+pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationToken, slot: Slot) {
     let (mut reader, writer) = tokio::io::split(stream);
     let mut decoder = FrameDecoder::detecting();
-    let hello =
-        match tokio::time::timeout(HELLO_TIMEOUT, read_message(&mut reader, &mut decoder)).await {
-            Ok(Ok(Some(ClientMessage::Hello(hello)))) => hello,
-            Ok(Ok(Some(ClientMessage::Request { .. }))) => {
-                let codec = decoder.codec().unwrap_or(Codec::Binary);
-                send_once(writer, codec, refused("the first message must be a hello")).await;
-                return;
-            }
-            Ok(Ok(None)) => return,
-            Ok(Err(err)) => {
-                tracing::debug!(error = %err, "closing connection: bad handshake");
-                let codec = decoder.codec().unwrap_or(Codec::Binary);
-                send_once(writer, codec, refused(&unreadable(&err))).await;
-                return;
-            }
-            Err(_) => {
-                tracing::debug!("closing connection: no hello within {HELLO_TIMEOUT:?}");
-                return;
-            }
-        };
+    let first = tokio::select! {
+        first = tokio::time::timeout(HELLO_TIMEOUT, read_message(&mut reader, &mut decoder)) => first,
+        () = slot.shed.cancelled() => {
+            tracing::debug!("closing connection: shed before hello to make room");
+            return;
+        }
+    };
+    let hello = match first {
+        Ok(Ok(Some(ClientMessage::Hello(hello)))) => hello,
+        Ok(Ok(Some(ClientMessage::Request { .. }))) => {
+            let codec = decoder.codec().unwrap_or(Codec::Binary);
+            send_once(writer, codec, refused("the first message must be a hello")).await;
+            return;
+        }
+        Ok(Ok(None)) => return,
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "closing connection: bad handshake");
+            let codec = decoder.codec().unwrap_or(Codec::Binary);
+            send_once(writer, codec, refused(&unreadable(&err))).await;
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("closing connection: no hello within {HELLO_TIMEOUT:?}");
+            return;
+        }
+    };
     let codec = decoder.codec().unwrap_or(Codec::Binary);
     if hello.protocol != PROTOCOL_VERSION {
         let message = format!(
@@ -60,7 +70,14 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
         send_once(writer, codec, refused(&message)).await;
         return;
     }
-    tracing::debug!(client = %hello.client, version = %hello.client_version, ?codec, "client connected");
+    slot.set(Phase::Idle);
+    // What a peer says is logged escaped: a newline in it must not forge a log line.
+    tracing::debug!(
+        client = %escape_controls(&hello.client),
+        version = %escape_controls(&hello.client_version),
+        ?codec,
+        "client connected"
+    );
 
     let broken = CancellationToken::new();
     let (out, out_rx) = mpsc::channel::<Vec<u8>>(OUTGOING_QUEUE);
@@ -68,12 +85,9 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
     let send = |message: ServerMessage| {
         let out = out.clone();
         async move {
-            match encode(codec, &message) {
-                Ok(frame) => out.send(frame).await.is_ok(),
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot encode a message");
-                    true
-                }
+            match encode_reply(codec, &message) {
+                Some(frame) => out.send(frame).await.is_ok(),
+                None => true,
             }
         }
     };
@@ -92,10 +106,15 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
     loop {
         tokio::select! {
             () = broken.cancelled() => break,
+            () = slot.shed.cancelled() => {
+                tracing::debug!("closing an idle connection to make room");
+                break;
+            }
             // Subscribers leave after forwarding `daemon_stopping`; others at shutdown.
             () = shutdown.cancelled(), if events.is_none() => break,
             message = read_message(&mut reader, &mut decoder) => match message {
                 Ok(Some(ClientMessage::Request { id, request })) => {
+                    slot.set(Phase::Busy);
                     let outcome = match request {
                         Request::Subscribe => {
                             events = Some(engine.subscribe());
@@ -109,6 +128,7 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
                         }
                         other => engine.request(other).await,
                     };
+                    slot.set(if events.is_some() { Phase::Subscribed } else { Phase::Idle });
                     if !send(ServerMessage::Response { id, outcome }).await {
                         break;
                     }
@@ -172,6 +192,28 @@ fn unreadable(err: &ProtoError) -> String {
     )
 }
 
+/// Encodes what the daemon sends, within [`MAX_REPLY_LEN`]. An answer that does not fit
+/// becomes an error reply to the same request: the client is told, never left waiting.
+fn encode_reply(codec: Codec, message: &ServerMessage) -> Option<Vec<u8>> {
+    match encode_within(codec, message, MAX_REPLY_LEN) {
+        Ok(frame) => Some(frame),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot encode a message");
+            let ServerMessage::Response { id, .. } = message else {
+                return None;
+            };
+            let reply = ServerMessage::Response {
+                id: *id,
+                outcome: Outcome::Err(ErrorReply {
+                    code: ErrorCode::Internal,
+                    message: format!("the answer is too large to send ({err})"),
+                }),
+            };
+            encode_within(codec, &reply, MAX_REPLY_LEN).ok()
+        }
+    }
+}
+
 fn refused(message: &str) -> ServerMessage {
     ServerMessage::Refused {
         message: message.to_owned(),
@@ -179,7 +221,7 @@ fn refused(message: &str) -> ServerMessage {
 }
 
 async fn send_once(mut writer: WriteHalf<Stream>, codec: Codec, message: ServerMessage) {
-    if let Ok(frame) = encode(codec, &message) {
+    if let Some(frame) = encode_reply(codec, &message) {
         let _ = tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&frame)).await;
     }
 }

@@ -60,7 +60,11 @@ impl Store {
     /// `state.json.corrupt-<time>` with an error in the log, and the daemon starts empty.
     pub fn load(&self) -> Result<StoredState, StoreError> {
         self.remove_stale_temps();
-        let bytes = match std::fs::read(&self.path) {
+        // Bounded, regular files only: a FIFO or device here must not hang the start.
+        let bytes = match cmdr_client::userfile::read_bounded(
+            &self.path,
+            cmdr_client::userfile::MAX_USER_FILE_LEN,
+        ) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(StoredState {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use cmdr_client::userfile;
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
@@ -17,15 +18,23 @@ use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
 /// Larger AWS files are refused rather than read (a safety cap, far above real files).
-pub const MAX_FILE_LEN: u64 = 64 << 20;
+pub const MAX_FILE_LEN: u64 = userfile::MAX_USER_FILE_LEN;
+/// File systems stamp modification times from a coarse clock (a few ms); a file modified
+/// within this of a read may change again without its time moving.
+const TIMESTAMP_GRAIN: Duration = Duration::from_secs(1);
 const MAX_CACHE_FILE_LEN: u64 = 1 << 20;
 const MAX_CACHE_FILES: usize = 1000;
+/// Directory entries looked at in the SSO cache (a directory can hold millions).
+const MAX_LISTED: usize = 100_000;
 /// A storm of events still produces a read this often.
 const MAX_DEBOUNCE_WAIT: Duration = Duration::from_millis(500);
 /// A rename onto a watched file (vim, VS Code, JetBrains, `paste`) puts a complete file in
 /// place at once: after this short pause, which still gathers the rest of a burst, it is
 /// read without waiting out the whole debounce meant for writers that truncate first.
 const RENAME_SETTLE: Duration = Duration::from_millis(3);
+/// Reads that fail for want of descriptors are retried this often, this many times.
+const DESCRIPTOR_RETRY: Duration = Duration::from_millis(100);
+const DESCRIPTOR_RETRIES: usize = 20;
 /// A cheap safety check for what events miss (network file systems, WSL).
 pub const SAFETY_RESCAN: Duration = Duration::from_secs(60);
 /// Rescan interval while some directory could not be watched (e.g. inotify limits).
@@ -58,11 +67,30 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn read(targets: &Targets) -> Snapshot {
+        let config = read_file(&targets.config);
+        let credentials = read_file(&targets.credentials);
+        let bytes = |read: &FileRead| match read {
+            FileRead::Bytes(bytes) => bytes.clone(),
+            _ => Vec::new(),
+        };
+        let sso_cache = read_cache(&targets.sso_cache, || {
+            cmdr_core::profile::sso_cache_files(&bytes(&config), &bytes(&credentials))
+        });
         Snapshot {
-            config: read_file(&targets.config),
-            credentials: read_file(&targets.credentials),
-            sso_cache: read_cache(&targets.sso_cache),
+            config,
+            credentials,
+            sso_cache,
         }
+    }
+
+    /// True when a read failed for want of descriptors: that says nothing about the file,
+    /// so it is retried rather than reported.
+    fn out_of_descriptors(&self) -> bool {
+        let exhausted = [libc::EMFILE, libc::ENFILE]
+            .map(|code| std::io::Error::from_raw_os_error(code).to_string());
+        [&self.config, &self.credentials]
+            .iter()
+            .any(|read| matches!(read, FileRead::Failed(e) if exhausted.contains(e)))
     }
 
     pub fn digest(&self) -> u64 {
@@ -72,33 +100,23 @@ impl Snapshot {
     }
 }
 
+/// Reads one AWS file with the shared bounded reader: regular files only, never blocking,
+/// capped while reading.
 pub(crate) fn read_file(path: &Path) -> FileRead {
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == ErrorKind::NotFound => return FileRead::Missing,
-        Err(err) => return FileRead::Failed(err.to_string()),
-    };
-    if meta.is_dir() {
-        return FileRead::Failed("is a directory".to_owned());
-    }
-    if meta.len() > MAX_FILE_LEN {
-        return FileRead::Failed(format!("file is larger than {} MiB", MAX_FILE_LEN >> 20));
-    }
-    match std::fs::read(path) {
+    match userfile::read_bounded(path, MAX_FILE_LEN) {
         Ok(bytes) => FileRead::Bytes(bytes),
         Err(err) if err.kind() == ErrorKind::NotFound => FileRead::Missing,
         Err(err) => FileRead::Failed(err.to_string()),
     }
 }
 
-/// The SSO token cache: `*.json` files, bounded in number and size. Unreadable ones are
-/// skipped: the cache holds unrelated files too.
-fn read_cache(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
+/// The `*.json` files of the SSO token cache, sorted (at most [`MAX_LISTED`]).
+fn cache_names(dir: &Path) -> Vec<(String, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
+        return Vec::new();
     };
     let mut names: Vec<(String, PathBuf)> = entries
+        .take(MAX_LISTED)
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
@@ -106,14 +124,71 @@ fn read_cache(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         })
         .collect();
     names.sort();
-    for (name, path) in names.into_iter().take(MAX_CACHE_FILES) {
-        let small =
-            std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() <= MAX_CACHE_FILE_LEN);
-        if small && let Ok(bytes) = std::fs::read(&path) {
-            out.insert(name, bytes);
+    names
+}
+
+/// The SSO token cache: `*.json` files, bounded in number and size. The files the AWS
+/// files name (`wanted`, computed only when the cache holds more than [`MAX_CACHE_FILES`])
+/// are read first and always; then others in sorted order up to the bound. Unreadable ones
+/// are skipped: the cache holds unrelated files too.
+fn read_cache(dir: &Path, wanted: impl FnOnce() -> BTreeSet<String>) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let names = cache_names(dir);
+    let mut read = |name: &str, path: &Path| {
+        if let Ok(bytes) = userfile::read_bounded(path, MAX_CACHE_FILE_LEN) {
+            out.insert(name.to_owned(), bytes);
+        }
+    };
+    if names.len() > MAX_CACHE_FILES {
+        for name in wanted() {
+            read(&name, &dir.join(&name));
         }
     }
+    for (name, path) in names.iter().take(MAX_CACHE_FILES) {
+        read(name, path);
+    }
     out
+}
+
+/// The identities of everything a [`Snapshot`] reads: when none changed since a read made
+/// after the files' last modification, reading again would give the same bytes. This is
+/// what keeps churn in a watched directory (a symlink target's, e.g. `/dev` or `/etc`)
+/// from turning into re-reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp(Vec<(PathBuf, Option<userfile::Identity>)>);
+
+impl Stamp {
+    fn take(targets: &Targets) -> Stamp {
+        let mut paths = vec![
+            targets.config.clone(),
+            targets.credentials.clone(),
+            targets.sso_cache.clone(),
+        ];
+        paths.extend(cache_names(&targets.sso_cache).into_iter().map(|(_, p)| p));
+        Stamp(
+            paths
+                .into_iter()
+                .map(|p| {
+                    let id = userfile::identity(&p).ok().flatten();
+                    (p, id)
+                })
+                .collect(),
+        )
+    }
+
+    /// True when every file was last modified well before `read_at` (ns since the epoch):
+    /// a later write then moves its modification time past what we saw.
+    fn settled_before(&self, read_at: i128) -> bool {
+        self.0.iter().all(|(_, id)| {
+            id.is_none_or(|id| id.modified_ns() + TIMESTAMP_GRAIN.as_nanos() as i128 <= read_at)
+        })
+    }
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
 }
 
 /// The directories to watch so that every way of saving the targets is seen.
@@ -180,7 +255,10 @@ fn nearest_existing_dir(path: &Path) -> PathBuf {
 struct Seen {
     /// Something was renamed onto one of them.
     renamed: AtomicBool,
-    /// They were written, created, truncated or removed in place: maybe half-written.
+    /// A writer closed one after writing it in place (`aws configure set`, `sed -i`
+    /// without rename, editors with backupcopy=yes): its write is complete.
+    closed: AtomicBool,
+    /// They were written, created, truncated or removed in place since: maybe half-written.
     partial: AtomicBool,
 }
 
@@ -188,15 +266,24 @@ impl Seen {
     /// Starts afresh for the events after a read.
     fn clear(&self) {
         self.renamed.store(false, Ordering::SeqCst);
+        self.closed.store(false, Ordering::SeqCst);
         self.partial.store(false, Ordering::SeqCst);
+    }
+
+    /// Only complete files were put in place: renamed onto, or closed after writing.
+    fn complete(&self) -> bool {
+        (self.renamed.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst))
+            && !self.partial.load(Ordering::SeqCst)
     }
 
     fn note(&self, event: &notify::Event, names: &[std::ffi::OsString]) {
         let named = |p: &PathBuf| p.file_name().is_some_and(|n| names.iter().any(|m| m == n));
         let ours = event.paths.iter().any(named);
         match event.kind {
+            // The writes before it came first: the file is whole again.
             EventKind::Access(AccessKind::Close(AccessMode::Write)) if ours => {
-                self.partial.store(true, Ordering::SeqCst);
+                self.partial.store(false, Ordering::SeqCst);
+                self.closed.store(true, Ordering::SeqCst);
             }
             EventKind::Access(_) => {}
             EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
@@ -271,49 +358,56 @@ impl FileWatcher {
         let mut failing = BTreeSet::new();
         let mut degraded =
             update_watches(watcher.as_mut(), &self.targets, &mut watched, &mut failing);
+        let mut stamp = None;
         // The engine read the files before the watches existed: check once more.
-        self.check(&cancel).await;
+        self.check(&cancel, &mut stamp, true).await;
         loop {
             let idle = if degraded {
                 DEGRADED_RESCAN
             } else {
                 SAFETY_RESCAN
             };
-            tokio::select! {
+            // Rescans read whatever the identities say; events only when they changed.
+            let force = tokio::select! {
                 () = cancel.cancelled() => return,
-                Some(()) = wake.recv() => self.settle(&mut wake, &seen).await,
-                Some(()) = self.rescan.recv() => {}
-                () = sleep(idle) => {}
-            }
+                Some(()) = wake.recv() => {
+                    self.settle(&mut wake, &seen).await;
+                    false
+                }
+                Some(()) = self.rescan.recv() => true,
+                () = sleep(idle) => true,
+            };
             degraded = update_watches(watcher.as_mut(), &self.targets, &mut watched, &mut failing);
-            self.check(&cancel).await;
+            self.check(&cancel, &mut stamp, force).await;
         }
     }
 
     /// Waits until events stop for `debounce` (at most `MAX_DEBOUNCE_WAIT` in a storm);
-    /// when the only events on the watched files were renames onto them, for
-    /// [`RENAME_SETTLE`] — at most once per `debounce`, so a storm of renames is still
-    /// read about as often as any other storm.
+    /// when the only events on the watched files put complete files in place (a rename
+    /// onto them, a close after writing), for [`RENAME_SETTLE`] — at most once per
+    /// `debounce`, so a storm of saves is still read about as often as any other storm.
     async fn settle(&mut self, wake: &mut mpsc::Receiver<()>, seen: &Seen) {
         let started = Instant::now();
         loop {
-            let renamed_only = seen.renamed.load(Ordering::SeqCst)
-                && !seen.partial.load(Ordering::SeqCst)
+            let quick = seen.complete()
                 && self
                     .last_quick
                     .is_none_or(|at| at.elapsed() >= self.debounce);
-            let quiet = if renamed_only {
+            let quiet = if quick {
                 RENAME_SETTLE.min(self.debounce)
             } else {
                 self.debounce
             };
             tokio::select! {
                 () = sleep(quiet) => {
-                    // A write that began during a short pause gets the whole debounce.
-                    if renamed_only && seen.partial.load(Ordering::SeqCst) {
+                    // A write that began during a short pause gets the whole debounce, and
+                    // so does an empty file closed after writing: `: > file` first, then
+                    // the rewrite in a second open.
+                    if quick && (!seen.complete() || self.closed_empty(seen)) {
+                        seen.partial.store(true, Ordering::SeqCst);
                         continue;
                     }
-                    if renamed_only {
+                    if quick {
                         self.last_quick = Some(Instant::now());
                     }
                     seen.clear();
@@ -329,12 +423,53 @@ impl FileWatcher {
         }
     }
 
-    async fn check(&mut self, cancel: &CancellationToken) {
+    /// A file closed after writing that is now empty: probably truncated, to be rewritten.
+    fn closed_empty(&self, seen: &Seen) -> bool {
+        seen.closed.load(Ordering::SeqCst)
+            && [&self.targets.config, &self.targets.credentials]
+                .iter()
+                .any(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() == 0))
+    }
+
+    /// Reads a snapshot and forwards it if its bytes changed. Unless `force`, nothing is
+    /// read when no identity changed since the last read (see [`Stamp`]).
+    async fn check(
+        &mut self,
+        cancel: &CancellationToken,
+        stamp: &mut Option<(Stamp, i128)>,
+        force: bool,
+    ) {
         let targets = self.targets.clone();
-        let Ok(snapshot) = tokio::task::spawn_blocking(move || Snapshot::read(&targets)).await
-        else {
+        let last = stamp.take();
+        let read = tokio::task::spawn_blocking(move || {
+            let read_at = now_ns();
+            let now = Stamp::take(&targets);
+            if !force
+                && let Some((before, at)) = &last
+                && *before == now
+                && now.settled_before(*at)
+            {
+                return (None, last);
+            }
+            // Out of descriptors says nothing about the files: try again shortly (a flood
+            // of connections is being shed meanwhile), and report nothing.
+            tracing::trace!("reading the watched files");
+            for _ in 0..DESCRIPTOR_RETRIES {
+                let snapshot = Snapshot::read(&targets);
+                if !snapshot.out_of_descriptors() {
+                    return (Some(snapshot), Some((now, read_at)));
+                }
+                std::thread::sleep(DESCRIPTOR_RETRY);
+            }
+            tracing::warn!("out of file descriptors; reading the files again at the next event");
+            (None, None)
+        })
+        .await;
+        let Ok((snapshot, taken)) = read else {
             return;
         };
+        *stamp = taken;
+        let Some(snapshot) = snapshot else { return };
         let digest = snapshot.digest();
         if digest != self.last_digest {
             self.last_digest = digest;
@@ -424,7 +559,7 @@ mod tests {
         std::fs::write(cache.join("a.json"), "{}").expect("write");
         std::fs::write(cache.join("b.txt"), "{}").expect("write");
         assert_eq!(
-            read_cache(&cache).keys().collect::<Vec<_>>(),
+            read_cache(&cache, BTreeSet::new).keys().collect::<Vec<_>>(),
             vec!["a.json"]
         );
     }

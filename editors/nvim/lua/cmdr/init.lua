@@ -2,6 +2,7 @@
 -- codec (see README "Talking to the socket"): shows events with vim.notify, offers
 -- :CmdrAccept, :CmdrRenew and :CmdrStatus, "Renew" on expiring_soon/expired, and a
 -- statusline component. Reconnects when the daemon restarts; stays quiet while it is absent.
+-- Everything is asynchronous, with deadlines on the handshake and each request.
 local M = {}
 
 local uv = vim.uv or vim.loop
@@ -12,6 +13,9 @@ local defaults = {
   socket = nil,
   -- Seconds between reconnection attempts while the daemon is absent.
   reconnect = 5,
+  -- Seconds the daemon has to welcome us and to answer each request: a stopped or stuck
+  -- daemon never blocks the editor (nothing here waits synchronously), and is given up on.
+  timeout = 5,
   -- Event types to show with vim.notify, and their levels.
   notify = {
     token_changed = vim.log.levels.WARN,
@@ -73,6 +77,18 @@ local function notify(message, level)
   end)
 end
 
+-- The daemon's largest frame (cmdr-proto MAX_REPLY_LEN): a longer line is not ours.
+local MAX_LINE = 64 * 1024 * 1024
+
+--- Runs `fn` once after `seconds`, on the main loop.
+local function after(seconds, fn)
+  local timer = uv.new_timer()
+  timer:start(math.floor(seconds * 1000), 0, function()
+    timer:close()
+    vim.schedule(fn)
+  end)
+end
+
 local function send(message)
   if not state.pipe then
     return false
@@ -93,6 +109,16 @@ function M.request(request, callback)
   state.next_id = id + 1
   state.pending[id] = callback or function() end
   send({ request = { id = id, request = request } })
+  -- Subscribing answers at once; `validate` waits for STS, bounded by the daemon.
+  local validating = type(request) == "table" and request.validate ~= nil
+  local seconds = validating and 6 * state.config.timeout or state.config.timeout
+  after(seconds, function()
+    local pending = state.pending[id]
+    if pending then
+      state.pending[id] = nil
+      pcall(pending, false, { message = ("cmdrd did not answer within %d s"):format(seconds) })
+    end
+  end)
 end
 
 local function refresh_accounts()
@@ -202,6 +228,11 @@ local function on_data(err, chunk)
     return
   end
   state.buffer = state.buffer .. chunk
+  if #state.buffer > MAX_LINE and not state.buffer:find("\n", 1, true) then
+    disconnect()
+    schedule_reconnect()
+    return
+  end
   while true do
     local newline = state.buffer:find("\n", 1, true)
     if not newline then
@@ -238,6 +269,13 @@ local function connect()
     end
     pipe:read_start(on_data)
     send({ hello = { protocol = 1, client = "cmdr.nvim", client_version = "0.1.0" } })
+    -- No welcome in time (a stopped or stuck daemon): drop this connection, try later.
+    after(state.config.timeout, function()
+      if state.pipe == pipe and not state.connected then
+        disconnect()
+        schedule_reconnect()
+      end
+    end)
   end)
 end
 
@@ -495,6 +533,12 @@ function M.left(account)
   return ("%ds"):format(left)
 end
 
+--- A value from the daemon made safe for the statusline: no control characters, and `%`
+--- doubled (the statusline would read it as an item).
+local function shown(value)
+  return (tostring(value):gsub("%c", "?"):gsub("%%", "%%%%"))
+end
+
 --- For the statusline: `acme 3h12m`, or "" when nothing is bound or the daemon is absent.
 function M.statusline()
   if not state.connected then
@@ -508,9 +552,9 @@ function M.statusline()
     if not wanted or wanted == "" or wanted == name then
       local account = state.accounts[name]
       local text = state.config.statusline_format
-        :gsub("{account}", account.name)
-        :gsub("{left}", M.left(account))
-        :gsub("{state}", account.state)
+        :gsub("{account}", function() return shown(account.name) end)
+        :gsub("{left}", function() return M.left(account) end)
+        :gsub("{state}", function() return shown(account.state) end)
       table.insert(parts, vim.trim(text))
     end
   end
