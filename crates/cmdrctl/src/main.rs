@@ -24,8 +24,8 @@ const EXIT_NO_DAEMON: u8 = 3;
 #[derive(Debug, Parser)]
 #[command(name = "cmdrctl", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Socket of the daemon (default: $XDG_RUNTIME_DIR/cmdr/cmdrd.sock).
-    #[arg(long, global = true, env = "CMDR_SOCKET", value_name = "PATH")]
+    #[arg(long, global = true, env = "CMDR_SOCKET", value_name = "PATH",
+          help = format!("Socket of the daemon (default: {})", cmdr_client::DEFAULT_SOCKET_HELP))]
     socket: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -108,8 +108,8 @@ enum Command {
         /// Record when the session ends, RFC 3339.
         #[arg(long, value_name = "TIME")]
         expires_at: Option<String>,
-        /// Config file of cmdr (default: $XDG_CONFIG_HOME/cmdr/config.toml).
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH",
+              help = format!("Config file of cmdr (default: {})", cmdr_client::DEFAULT_CONFIG_HELP))]
         config: Option<PathBuf>,
     },
     /// Register cmdrd to start at login (systemd user unit, launchd agent).
@@ -136,8 +136,8 @@ enum Command {
     },
     /// Check both AWS files without the daemon: problems with path and line.
     Doctor {
-        /// Config file of cmdr (default: $XDG_CONFIG_HOME/cmdr/config.toml).
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH",
+              help = format!("Config file of cmdr (default: {})", cmdr_client::DEFAULT_CONFIG_HELP))]
         config: Option<PathBuf>,
     },
 }

@@ -39,6 +39,10 @@ pub enum BindError {
     },
     #[error("{} exists and is not a socket; refusing to replace it", .0.display())]
     NotASocket(PathBuf),
+    /// Windows: the pipe name has an instance already (a cmdrd with another data
+    /// directory, or a program squatting on the name).
+    #[error("cmdrd is already running (socket {}), or another program holds that pipe name", .0.display())]
+    PipeTaken(PathBuf),
 }
 
 /// A bound socket and the lock that makes it ours. Dropping it releases both.

@@ -128,7 +128,6 @@ pub fn current_euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-
 pub(super) fn peer_allowed(stream: &interprocess::local_socket::tokio::Stream) -> bool {
     let euid = current_euid();
     match stream.peer_creds() {
