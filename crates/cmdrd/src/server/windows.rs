@@ -109,7 +109,7 @@ mod tests {
     use windows_sys::Win32::Foundation::LocalFree;
     use windows_sys::Win32::Security::Authorization::{
         ConvertSecurityDescriptorToStringSecurityDescriptorW, GetNamedSecurityInfoW,
-        SDDL_REVISION_1, SE_KERNEL_OBJECT,
+        SDDL_REVISION_1, SE_FILE_OBJECT,
     };
     use windows_sys::Win32::Security::{DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR};
 
@@ -130,7 +130,9 @@ mod tests {
         let rc = unsafe {
             GetNamedSecurityInfoW(
                 wide.as_ptr(),
-                SE_KERNEL_OBJECT,
+                // A pipe by name is opened like a file (Wine answers nothing for
+                // SE_KERNEL_OBJECT here).
+                SE_FILE_OBJECT,
                 DACL_SECURITY_INFORMATION,
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
@@ -140,6 +142,11 @@ mod tests {
             )
         };
         assert_eq!(rc, 0, "GetNamedSecurityInfoW failed with {rc}");
+        assert!(
+            !sd.is_null(),
+            "no security descriptor for {}",
+            path.display()
+        );
         let mut text: *mut u16 = std::ptr::null_mut();
         // SAFETY: `sd` came from GetNamedSecurityInfoW; `text` is a valid out pointer.
         let ok = unsafe {
@@ -174,10 +181,26 @@ mod tests {
         assert!(!dacl.contains(";;;WD)"), "Everyone is in: {dacl}");
     }
 
+    /// Wine's ntdll exports `wine_get_version`; Windows' does not.
+    fn under_wine() -> bool {
+        use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleA, GetProcAddress};
+        // SAFETY: NUL-terminated names; ntdll is always loaded; results are checked.
+        unsafe {
+            let ntdll = GetModuleHandleA(c"ntdll.dll".as_ptr().cast());
+            !ntdll.is_null() && GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()).is_some()
+        }
+    }
+
     #[tokio::test]
     async fn a_second_first_instance_is_refused() {
         let loc = location("twice");
         let _first = bind(&loc, true).expect("bind");
+        if under_wine() {
+            // Wine 8 ignores FILE_FLAG_FIRST_PIPE_INSTANCE (checked: the second bind
+            // succeeds), so this holds on Windows only. README says so.
+            eprintln!("skipped under Wine: it does not enforce FILE_FLAG_FIRST_PIPE_INSTANCE");
+            return;
+        }
         match bind(&loc, true) {
             Err(BindError::PipeTaken(path)) => assert_eq!(path, loc.path),
             Err(other) => panic!("expected PipeTaken, got {other}"),
