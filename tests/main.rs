@@ -1,6 +1,11 @@
 //! End-to-end tests: the real `cmdrd` and `cmdrctl` binaries in a temp HOME, over the real
 //! socket. Build the binaries first (`scripts/test` does).
 
+// Unix only: these tests drive the real binaries over a Unix socket, with signals, uids and
+// file modes. On Windows the same parts are tested by the crates' own tests under Wine and
+// by the smoke in scripts/cross-check.
+#![cfg(unix)]
+
 // The temp HOME, the binaries, waiting for events.
 mod sandbox;
 

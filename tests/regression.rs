@@ -878,3 +878,57 @@ fn env_of_a_region_less_account_leaves_aws_region_alone() {
             .contains_key("AWS_REGION")
     );
 }
+
+/// Two daemons on different sockets (e.g. `cmdrd` and `env -u XDG_RUNTIME_DIR cmdrd`) both
+/// started and both wrote the same `state.json`; the last writer won and accounts vanished.
+/// One daemon per data directory: the second exits 1 and names the first one's socket.
+#[test]
+fn second_daemon_on_another_socket_refused_for_the_same_data_dir() {
+    let mut sb = Sandbox::with_profile("T1");
+    sb.start();
+    sb.add_account("acme", &[]);
+    let other = sb.root.join("other.sock");
+    // Spawned, not `output()`: before the fix the second daemon ran on, and the test must
+    // fail rather than hang.
+    let mut second = sb
+        .command("cmdrd")
+        .arg("--socket")
+        .arg(&other)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("second cmdrd");
+    let mut exited = None;
+    sb.wait_until("the second cmdrd to exit or bind", || {
+        exited = second.try_wait().expect("try_wait");
+        exited.is_some() || other.exists()
+    });
+    if exited.is_none() {
+        let _ = second.kill();
+        let _ = second.wait();
+        panic!(
+            "a second daemon started on {} with the same data directory",
+            other.display()
+        );
+    }
+    let out = second.wait_with_output().expect("second cmdrd output");
+    let err = crate::sandbox::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "already running (socket {})",
+            sb.socket().display()
+        )),
+        "{err}"
+    );
+    assert!(
+        !other.exists(),
+        "the second daemon must not bind its socket"
+    );
+    // The first one is unharmed and keeps its accounts.
+    assert_eq!(sb.account("acme")["state"], "ok");
+    sb.stop();
+    let state = std::fs::read_to_string(sb.state_file()).expect("state file");
+    assert!(state.contains("\"acme\""), "{state}");
+}

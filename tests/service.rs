@@ -119,15 +119,19 @@ print(json.dumps(p))
 }
 
 #[test]
-fn no_service_manager_is_a_clear_error_and_windows_is_not_supported() {
+fn no_service_manager_is_a_clear_error_and_windows_uses_the_run_key() {
     let sb = Sandbox::new();
     let out = sb.ctl(&["service", "install", "--dry-run", "--platform", "windows"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
     assert!(
-        stderr(&out).contains("not supported on Windows yet"),
-        "{}",
-        stderr(&out)
+        text.contains(
+            r"# run: reg add HKCU\Software\Microsoft\Windows\CurrentVersion\Run /v cmdrd"
+        ),
+        "{text}"
     );
+    let out = sb.ctl(&["service", "uninstall", "--dry-run", "--platform", "windows"]);
+    assert!(stdout(&out).contains("reg delete"), "{}", stdout(&out));
     // Only where no user systemd answers (containers, CI): never install for real here.
     let user_systemd = sb
         .external("systemctl")

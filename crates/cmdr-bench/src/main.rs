@@ -2,244 +2,31 @@
 //! prints the table and writes the markdown page (`scripts/bench` drives it).
 //!
 //! Usage: `cmdr-bench [--quick] [--build-time] [--bins DIR] [--out PATH]`.
+//!
+//! Unix only: the benchmarks drive the daemon with signals and `wait4`, raise rlimits and
+//! read `sysconf` and file modes. The modules are gated here, at the module level; on other
+//! platforms the binary says so and exits 2.
 
+#[cfg(unix)]
 mod daemon;
+#[cfg(unix)]
 mod files;
+#[cfg(unix)]
 mod measure;
+#[cfg(unix)]
 mod propagation;
+#[cfg(unix)]
 mod report;
+#[cfg(unix)]
+mod run;
 
-use std::fmt::Write as _;
-use std::path::PathBuf;
-use std::process::Command;
-
-use anyhow::{Context as _, bail};
-
-use crate::measure::Opts;
-use crate::report::{Section, Verdict};
-
-/// Hand-written analysis appended to the full page (kept next to the code it explains).
-const ANALYSIS: &str = include_str!("../ANALYSIS.md");
-
-struct Args {
-    quick: bool,
-    /// Run only the sections whose names contain this (e.g. `parse`), for profiling.
-    only: Option<String>,
-    build_time: bool,
-    bins: PathBuf,
-    out: Option<PathBuf>,
-}
-
-fn args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        quick: false,
-        only: None,
-        build_time: false,
-        bins: PathBuf::from("target/release"),
-        out: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--quick" => args.quick = true,
-            "--build-time" => args.build_time = true,
-            "--bins" => args.bins = it.next().context("--bins needs a directory")?.into(),
-            "--only" => args.only = Some(it.next().context("--only needs a name")?),
-            "--out" => args.out = Some(it.next().context("--out needs a path")?.into()),
-            other => bail!(
-                "unknown argument `{other}`; usage: cmdr-bench [--quick] [--build-time] [--bins DIR] [--out PATH]"
-            ),
-        }
-    }
-    Ok(args)
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// The machine: CPU, cores, memory, kernel, toolchain, load.
-fn machine() -> String {
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let mem = read("/proc/meminfo")
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|l| {
-            l.split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-        .map_or("?".to_owned(), |kib| {
-            format!("{:.1} GiB", kib as f64 / 1048576.0)
-        });
-    let kernel = read("/proc/sys/kernel/osrelease");
-    let rustc = Command::new("rustc")
-        .arg("-V")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let python = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, botocore; print(sys.version.split()[0], 'botocore', botocore.__version__)",
-        ])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    format!(
-        "{cpu}, {cores} cores available, {mem} RAM, Linux {}, {rustc}, Python {}",
-        kernel.trim(),
-        if python.is_empty() {
-            "without botocore"
-        } else {
-            &python
-        }
-    )
-}
-
-fn load() -> String {
-    read("/proc/loadavg")
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
+#[cfg(unix)]
 fn main() -> anyhow::Result<()> {
-    // `--maxrss PROGRAM ARGS…`: run one command and print its peak RSS. The bench re-executes
-    // itself for this because a child's `ru_maxrss` starts at its parent's high-water mark
-    // (Linux carries it across fork and exec), and this fresh process is small.
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("--maxrss") {
-        let program = argv.get(2).context("--maxrss needs a program")?;
-        let (_, kib, ok) = daemon::run_measured(Command::new(program).args(&argv[3..]))?;
-        if !ok {
-            bail!("{program} failed");
-        }
-        println!("{kib}");
-        return Ok(());
-    }
-    tokio::runtime::Runtime::new()
-        .context("tokio runtime")?
-        .block_on(run())
+    run::main()
 }
 
-async fn run() -> anyhow::Result<()> {
-    let args = args()?;
-    raise_fd_limit();
-    let opts = Opts {
-        quick: args.quick,
-        bins: args.bins.clone(),
-        debounce_ms: 50.0,
-    };
-    for bin in ["cmdrd", "cmdrctl"] {
-        if !opts.bins.join(bin).exists() {
-            bail!(
-                "{} is missing: build it with `cargo build --release --bins`",
-                opts.bins.join(bin).display()
-            );
-        }
-    }
-    let machine = machine();
-    let load_before = load();
-    let mode = if args.quick { "quick" } else { "full" };
-    eprintln!("cmdr-bench ({mode} run) on {machine}; load average {load_before}");
-    let mut sections: Vec<Section> = Vec::new();
-    let wanted = |name: &str| args.only.as_ref().is_none_or(|o| name.contains(o.as_str()));
-    macro_rules! run {
-        ($name:literal, $e:expr) => {{
-            if wanted($name) {
-                eprintln!("running {} …", $name);
-                let section = $e.with_context(|| format!("benchmark `{}`", $name))?;
-                println!("{}", report::table(std::slice::from_ref(&section)));
-                sections.push(section);
-            }
-        }};
-    }
-    run!("latency", measure::latency(&opts).await);
-    run!("fan-out", measure::fanout(&opts).await);
-    run!("parse", measure::parse(&opts));
-    run!("round trip", measure::round_trip(&opts).await);
-    run!("footprint", measure::footprint(&opts).await);
-    run!("storm", measure::storm(&opts).await);
-    run!("propagation", propagation::propagation(&opts).await);
-    run!("binaries", measure::binaries(&opts, args.build_time));
-    let load_after = load();
-
-    let missed: Vec<String> = sections
-        .iter()
-        .flat_map(|s| &s.rows)
-        .filter_map(|r| match &r.verdict {
-            Verdict::Missed(by) => Some(format!("{}: {by}", r.measure)),
-            _ => None,
-        })
-        .collect();
-    let met = sections
-        .iter()
-        .flat_map(|s| &s.rows)
-        .filter(|r| matches!(r.verdict, Verdict::Met))
-        .count();
-    eprintln!("targets met: {met}, missed: {}", missed.len());
-    for m in &missed {
-        eprintln!("  missed: {m}");
-    }
-
-    if let Some(out) = &args.out {
-        let mut page = String::new();
-        page.push_str("# Benchmarks\n\n");
-        page.push_str(
-            "Generated by `scripts/bench` (crate `crates/cmdr-bench`); do not edit by hand, \
-             except `crates/cmdr-bench/ANALYSIS.md`, which is appended below.\n\
-             Every measure runs against its baseline **in the same run** on a shared, noisy \
-             machine: compare the ratios and medians, not single absolute times.\n\n",
-        );
-        let _ = writeln!(page, "- Machine: {machine}");
-        let _ = writeln!(
-            page,
-            "- Load average (1/5/15 min): {load_before} before, {load_after} after"
-        );
-        let _ = writeln!(
-            page,
-            "- Run: {mode}{}; targets met: {met}, missed: {}",
-            if args.build_time {
-                ", with build time"
-            } else {
-                ""
-            },
-            missed.len()
-        );
-        page.push_str(&report::table(&sections));
-        if !args.quick {
-            page.push('\n');
-            page.push_str(ANALYSIS);
-        }
-        if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent).ok();
-        }
-        std::fs::write(out, page).with_context(|| format!("write {}", out.display()))?;
-        eprintln!("wrote {}", out.display());
-    }
-    Ok(())
-}
-
-/// 1,000 subscribers need more than the usual 1,024 descriptors on both ends (the daemon
-/// inherits our limit).
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid resource and a valid struct pointer.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max.min(65536);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
+#[cfg(not(unix))]
+fn main() -> std::process::ExitCode {
+    eprintln!("cmdr-bench runs on Unix only (signals, wait4, rlimits)");
+    std::process::ExitCode::from(2)
 }

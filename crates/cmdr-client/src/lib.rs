@@ -33,6 +33,24 @@ pub struct SocketLocation {
     pub note: Option<String>,
 }
 
+/// The default socket, as `--help` describes it on this platform.
+#[cfg(target_os = "linux")]
+pub const DEFAULT_SOCKET_HELP: &str = "$XDG_RUNTIME_DIR/cmdr/cmdrd.sock, else /tmp/cmdr-UID/";
+#[cfg(target_os = "macos")]
+pub const DEFAULT_SOCKET_HELP: &str = "$TMPDIR/cmdr-UID/cmdrd.sock";
+#[cfg(windows)]
+pub const DEFAULT_SOCKET_HELP: &str = r"\\.\pipe\cmdrd-SID, SID being your user's";
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+pub const DEFAULT_SOCKET_HELP: &str = "/tmp/cmdr-UID/cmdrd.sock";
+
+/// Where cmdr's `config.toml` is by default, as `--help` describes it on this platform.
+#[cfg(windows)]
+pub const DEFAULT_CONFIG_HELP: &str = r"%APPDATA%\cmdr\config.toml";
+#[cfg(target_os = "macos")]
+pub const DEFAULT_CONFIG_HELP: &str = "~/Library/Application Support/cmdr/config.toml";
+#[cfg(not(any(windows, target_os = "macos")))]
+pub const DEFAULT_CONFIG_HELP: &str = "$XDG_CONFIG_HOME/cmdr/config.toml";
+
 /// The socket path: `CMDR_SOCKET`, else `$XDG_RUNTIME_DIR/cmdr/cmdrd.sock` on Linux, else a
 /// private per-user directory under the temp dir.
 pub fn default_socket() -> SocketLocation {
@@ -102,13 +120,29 @@ fn other_user(_socket: &Path) -> Option<ClientError> {
     None
 }
 
+/// Windows: a named pipe named after the user's SID (not `USERNAME`, which the
+/// environment can change and two domains can share).
 #[cfg(windows)]
 fn default_socket_for(_runtime_dir: Option<PathBuf>) -> SocketLocation {
-    let user = std::env::var("USERNAME").unwrap_or_else(|_| "user".to_owned());
+    let user = windows::current_user_sid()
+        .ok()
+        .or_else(|| std::env::var("USERNAME").ok())
+        .unwrap_or_else(|| "user".to_owned());
     SocketLocation {
         path: PathBuf::from(format!(r"\\.\pipe\cmdrd-{user}")),
         note: None,
     }
+}
+
+#[cfg(windows)]
+pub mod windows;
+#[cfg(windows)]
+use windows::check_daemon_user;
+
+/// Unix: the daemon's socket sits in a directory only we can use (the daemon checks it).
+#[cfg(not(windows))]
+fn check_daemon_user(_stream: &Stream, _socket: &Path) -> Result<(), ClientError> {
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +221,7 @@ impl Client {
                 source,
             })
         })?;
+        check_daemon_user(&stream, socket)?;
         let mut client = Client {
             socket: socket.to_owned(),
             stream,
@@ -325,6 +360,19 @@ impl Client {
                 source,
             },
         }
+    }
+}
+
+#[cfg(all(test, windows))]
+mod windows_tests {
+    use super::*;
+
+    #[test]
+    fn pipe_named_after_the_user_sid() {
+        let loc = default_socket_for(None);
+        let sid = windows::current_user_sid().expect("sid");
+        assert_eq!(loc.path, PathBuf::from(format!(r"\\.\pipe\cmdrd-{sid}")));
+        assert_eq!(loc.note, None);
     }
 }
 

@@ -65,8 +65,8 @@ fn expires_at(text: &str) -> Result<DateTime<Utc>, InputError> {
 #[derive(Debug, Parser)]
 #[command(name = "cmdrctl", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Socket of the daemon (default: $XDG_RUNTIME_DIR/cmdr/cmdrd.sock).
-    #[arg(long, global = true, env = "CMDR_SOCKET", value_name = "PATH")]
+    #[arg(long, global = true, env = "CMDR_SOCKET", value_name = "PATH",
+          help = format!("Socket of the daemon (default: {})", cmdr_client::DEFAULT_SOCKET_HELP))]
     socket: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -174,8 +174,8 @@ enum Command {
         /// Write even if the credentials file is read-only (its mode is kept).
         #[arg(long)]
         force: bool,
-        /// Config file of cmdr (default: $XDG_CONFIG_HOME/cmdr/config.toml).
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH",
+              help = format!("Config file of cmdr (default: {})", cmdr_client::DEFAULT_CONFIG_HELP))]
         config: Option<PathBuf>,
     },
     /// Register cmdrd to start at login (systemd user unit, launchd agent).
@@ -202,8 +202,8 @@ enum Command {
     },
     /// Check both AWS files without the daemon: problems with path and line.
     Doctor {
-        /// Config file of cmdr (default: $XDG_CONFIG_HOME/cmdr/config.toml).
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH",
+              help = format!("Config file of cmdr (default: {})", cmdr_client::DEFAULT_CONFIG_HELP))]
         config: Option<PathBuf>,
     },
 }

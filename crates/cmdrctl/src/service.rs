@@ -1,13 +1,23 @@
 //! `cmdrctl service install|uninstall|status`: register cmdrd to start at login, as a
-//! systemd user unit (Linux) or a launchd agent (macOS). The unit and the plist are
-//! generated here, and `systemd/` and `launchd/` in the repository hold the same output
-//! (a test keeps them equal). `--dry-run` prints the files and commands instead.
+//! systemd user unit (Linux), a launchd agent (macOS) or a value under the user's `Run`
+//! registry key (Windows). The unit and the plist are generated here, and `systemd/` and
+//! `launchd/` in the repository hold the same output (a test keeps them equal).
+//! `--dry-run` prints the files and commands instead.
+//!
+//! Windows uses `HKCU\...\CurrentVersion\Run` rather than a Task Scheduler task: it is per
+//! user and needs no elevation, no Task Scheduler service and no stored password; it is
+//! one value that `reg.exe` (on every Windows) writes, queries and deletes; and it shows in
+//! Task Manager's Startup tab, where users look. What a task would add, restart after a
+//! crash, cmdrd does not need at login. The value starts cmdrd in a minimized console
+//! (`start /min`), where its log is and which closes it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 pub const UNIT_NAME: &str = "cmdrd.service";
 pub const LAUNCHD_LABEL: &str = "dev.cmdr.cmdrd";
+pub const RUN_KEY: &str = r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run";
+pub const RUN_VALUE: &str = "cmdrd";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Platform {
@@ -89,7 +99,8 @@ fn xml_escape(text: &str) -> String {
 /// exit, background priority, logs under ~/Library/Logs.
 pub fn launchd_plist(cmdrd: &Path, home: &Path) -> String {
     let program = xml_escape(&cmdrd.display().to_string());
-    let log = xml_escape(&home.join("Library/Logs/cmdrd.log").display().to_string());
+    // A macOS path, whatever platform generates it (`--platform macos --dry-run`).
+    let log = xml_escape(&format!("{}/Library/Logs/cmdrd.log", home.display()));
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
@@ -233,10 +244,52 @@ fn plan(action: Action, platform: Platform, cmdrd: &Path) -> anyhow::Result<Plan
                 },
             })
         }
-        Platform::Windows => anyhow::bail!(
-            "starting cmdrd at login is not supported on Windows yet; run `cmdrd` from a startup script"
-        ),
+        Platform::Windows => Ok(match action {
+            Action::Install => Plan {
+                write: vec![],
+                remove: vec![],
+                commands: vec![
+                    cmd(&[
+                        "reg",
+                        "add",
+                        RUN_KEY,
+                        "/v",
+                        RUN_VALUE,
+                        "/t",
+                        "REG_SZ",
+                        "/d",
+                        &run_command(cmdrd),
+                        "/f",
+                    ]),
+                    // Start it now too, as the other platforms do.
+                    cmd(&["cmd.exe", "/d", "/c", &start_command(cmdrd)]),
+                ],
+                tolerant: vec![],
+            },
+            Action::Uninstall => Plan {
+                write: vec![],
+                remove: vec![],
+                commands: vec![],
+                tolerant: vec![cmd(&["reg", "delete", RUN_KEY, "/v", RUN_VALUE, "/f"])],
+            },
+            Action::Status => Plan {
+                write: vec![],
+                remove: vec![],
+                commands: vec![cmd(&["reg", "query", RUN_KEY, "/v", RUN_VALUE])],
+                tolerant: vec![],
+            },
+        }),
     }
+}
+
+/// `start` with an empty title and a minimized window, then the quoted program.
+fn start_command(cmdrd: &Path) -> String {
+    format!(r#"start "" /min "{}""#, cmdrd.display())
+}
+
+/// The `Run` value: `cmd.exe` runs `start`, so cmdrd gets its own minimized console.
+pub fn run_command(cmdrd: &Path) -> String {
+    format!("cmd.exe /d /c {}", start_command(cmdrd))
 }
 
 #[cfg(unix)]
@@ -261,7 +314,12 @@ pub fn run(action: Action, platform: Option<Platform>, dry_run: bool) -> ExitCod
 
 fn execute(action: Action, platform: Platform, dry_run: bool) -> anyhow::Result<ExitCode> {
     let cmdrd = if dry_run {
-        find_cmdrd().unwrap_or_else(|_| PathBuf::from("/usr/bin/cmdrd"))
+        find_cmdrd().unwrap_or_else(|_| {
+            PathBuf::from(match platform {
+                Platform::Windows => r"C:\Program Files\cmdr\cmdrd.exe",
+                _ => "/usr/bin/cmdrd",
+            })
+        })
     } else {
         find_cmdrd()?
     };
@@ -284,25 +342,26 @@ fn execute(action: Action, platform: Platform, dry_run: bool) -> anyhow::Result<
     if platform != Platform::current() {
         anyhow::bail!("--platform other than this machine's works only with --dry-run");
     }
-    let manager = match platform {
-        Platform::Linux => "systemctl",
-        _ => "launchctl",
-    };
-    let available = match platform {
-        Platform::Linux => Command::new("systemctl")
-            .args(["--user", "show-environment"])
-            .output()
-            .is_ok_and(|o| o.status.success()),
-        _ => Command::new("launchctl").arg("version").output().is_ok(),
+    let (manager, kind, available) = match platform {
+        Platform::Linux => (
+            "systemctl",
+            "systemd",
+            Command::new("systemctl")
+                .args(["--user", "show-environment"])
+                .output()
+                .is_ok_and(|o| o.status.success()),
+        ),
+        Platform::Macos => (
+            "launchctl",
+            "launchd",
+            Command::new("launchctl").arg("version").output().is_ok(),
+        ),
+        // reg.exe is part of every Windows; it is the manager here.
+        Platform::Windows => ("reg", "registry", true),
     };
     if !available {
         anyhow::bail!(
-            "no {} service manager for this user here (`{manager}` is missing or has no user session); start `cmdrd` another way",
-            if platform == Platform::Linux {
-                "systemd"
-            } else {
-                "launchd"
-            }
+            "no {kind} service manager for this user here (`{manager}` is missing or has no user session); start `cmdrd` another way"
         );
     }
     for command in &plan.tolerant {
@@ -359,6 +418,35 @@ mod tests {
                 Path::new("/Users/USERNAME")
             )
         );
+    }
+
+    #[test]
+    fn windows_install_writes_the_run_value() {
+        let exe = Path::new(r"C:\Users\a b\cmdr\cmdrd.exe");
+        let plan = plan(Action::Install, Platform::Windows, exe).expect("plan");
+        assert_eq!(
+            plan.commands[0],
+            cmd(&[
+                "reg",
+                "add",
+                RUN_KEY,
+                "/v",
+                "cmdrd",
+                "/t",
+                "REG_SZ",
+                "/d",
+                r#"cmd.exe /d /c start "" /min "C:\Users\a b\cmdr\cmdrd.exe""#,
+                "/f"
+            ])
+        );
+        let uninstall = plan_for(Action::Uninstall, exe);
+        assert_eq!(uninstall.tolerant[0][..2], cmd(&["reg", "delete"])[..]);
+        let status = plan_for(Action::Status, exe);
+        assert_eq!(status.commands[0][..2], cmd(&["reg", "query"])[..]);
+    }
+
+    fn plan_for(action: Action, exe: &Path) -> Plan {
+        plan(action, Platform::Windows, exe).expect("plan")
     }
 
     #[test]

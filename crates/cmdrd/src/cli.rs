@@ -10,10 +10,10 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "cmdrd", version, about, long_about = None)]
 pub struct Args {
-    /// Socket path (default: $XDG_RUNTIME_DIR/cmdr/cmdrd.sock).
-    #[arg(long, env = "CMDR_SOCKET", value_name = "PATH")]
+    #[arg(long, env = "CMDR_SOCKET", value_name = "PATH",
+          help = format!("Socket path (default: {})", cmdr_client::DEFAULT_SOCKET_HELP))]
     pub socket: Option<PathBuf>,
-    /// Config file (default: $XDG_CONFIG_HOME/cmdr/config.toml).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH",
+          help = format!("Config file (default: {})", cmdr_client::DEFAULT_CONFIG_HELP))]
     pub config: Option<PathBuf>,
 }

@@ -160,7 +160,7 @@ impl Settings {
             .data_dir
             .as_deref()
             .map(expand)
-            .unwrap_or_else(|| dirs.data_dir().join("cmdr"));
+            .unwrap_or_else(|| dirs.data_local_dir().join("cmdr"));
         let socket = match socket.or_else(|| env_path("CMDR_SOCKET")) {
             Some(path) => SocketLocation { path, note: None },
             None => match file.paths.socket.as_deref() {

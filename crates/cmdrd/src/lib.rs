@@ -8,6 +8,7 @@ pub mod desktop;
 pub mod endpoint;
 pub mod engine;
 pub mod expiry;
+pub mod instance;
 pub mod renew;
 pub mod serve;
 pub mod server;
@@ -41,6 +42,8 @@ pub async fn run(
     let settings = Arc::new(settings);
     let is_default = settings.socket == cmdr_client::default_socket()
         && std::env::var_os("CMDR_SOCKET").is_none();
+    // One daemon per data directory first, so a second one touches neither state nor socket.
+    let _instance = instance::claim(&settings.data_dir, &settings.socket.path)?;
     let bound = server::bind(&settings.socket, is_default)?;
     if let Some(note) = &settings.socket.note {
         tracing::warn!("{note}");

@@ -30,14 +30,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let ready = || {
-        // Type=notify units wait for this; without NOTIFY_SOCKET it does nothing.
-        if let Err(err) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-            tracing::warn!(error = %err, "could not notify systemd");
-        }
-    };
-    let result = runtime.block_on(cmdrd::run(settings, shutdown_signal(), ready));
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    let result = runtime.block_on(cmdrd::run(settings, shutdown_signal(), notify_ready));
+    notify_stopping();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -46,6 +40,26 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Type=notify units wait for this; without NOTIFY_SOCKET it does nothing.
+#[cfg(unix)]
+fn notify_ready() {
+    if let Err(err) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %err, "could not notify systemd");
+    }
+}
+
+#[cfg(unix)]
+fn notify_stopping() {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+}
+
+/// Windows and others: no service manager waits for a readiness message.
+#[cfg(not(unix))]
+fn notify_ready() {}
+
+#[cfg(not(unix))]
+fn notify_stopping() {}
 
 /// glibc's defaults suit servers that allocate from many threads, not a daemon that idles:
 /// an arena per thread and a large-allocation threshold that rises after each big file
@@ -121,8 +135,24 @@ async fn shutdown_signal() {
             }
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        // Ctrl+C and Ctrl+Break in a console; closing it, logging off and shutting down
+        // give a few seconds, enough to flush the state.
+        use tokio::signal::windows::{ctrl_break, ctrl_close, ctrl_logoff, ctrl_shutdown};
+        match (ctrl_break(), ctrl_close(), ctrl_logoff(), ctrl_shutdown()) {
+            (Ok(mut brk), Ok(mut close), Ok(mut logoff), Ok(mut shutdown)) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = brk.recv() => {}
+                    _ = close.recv() => {}
+                    _ = logoff.recv() => {}
+                    _ = shutdown.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     }
 }

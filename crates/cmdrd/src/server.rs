@@ -1,14 +1,15 @@
-//! The local socket: a private directory, one daemon per user (lock file), stale sockets
-//! reclaimed, the peer's uid checked on every accept, and a cap on connections.
+//! The local socket: one daemon per socket, the peer checked on every accept, and a cap on
+//! connections. How the socket is made private and who counts as "the same user" is
+//! platform code: `server/unix.rs` (a Unix socket in a 0700 directory, a lock file,
+//! stale sockets reclaimed, the peer's uid) and `server/windows.rs` (a named pipe with a
+//! user-only security descriptor, first-instance creation, the peer's token SID).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cmdr_client::SocketLocation;
 use interprocess::local_socket::tokio::{Listener, prelude::*};
-use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,7 +17,15 @@ use tokio_util::task::TaskTracker;
 use crate::engine::EngineHandle;
 use crate::session;
 use crate::slots::{self, Admission, Slots, Throttled};
-use crate::store::create_private_dir;
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as platform;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as platform;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -31,13 +40,18 @@ pub enum BindError {
     },
     #[error("{} exists and is not a socket; refusing to replace it", .0.display())]
     NotASocket(PathBuf),
+    /// Windows: the pipe name has an instance already (a cmdrd with another data
+    /// directory, or a program squatting on the name).
+    #[error("cmdrd is already running (socket {}), or another program holds that pipe name", .0.display())]
+    PipeTaken(PathBuf),
 }
 
 /// A bound socket and the lock that makes it ours. Dropping it releases both.
 pub struct Bound {
     pub listener: Listener,
     pub path: PathBuf,
-    _lock: File,
+    /// The per-socket lock (Unix); a named pipe's first instance is its own lock.
+    _lock: Option<File>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BindError + '_ {
@@ -47,142 +61,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BindError + '_ {
     }
 }
 
-/// Takes the per-user lock, reclaims a stale socket, and listens (mode 0600).
-pub fn bind(location: &SocketLocation, is_default: bool) -> Result<Bound, BindError> {
-    let path = location.path.clone();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
-    create_private_dir(&dir).map_err(io_err(&dir))?;
-    check_dir(&dir, is_default)?;
-
-    let lock_path = dir.join(format!(
-        "{}.lock",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    let mut options = OpenOptions::new();
-    options.create(true).truncate(false).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let lock = options.open(&lock_path).map_err(io_err(&lock_path))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Err(BindError::AlreadyRunning(path)),
-        Err(std::fs::TryLockError::Error(source)) => {
-            return Err(BindError::Io {
-                path: lock_path,
-                source,
-            });
-        }
-    }
-
-    // We hold the lock: whatever socket is there belongs to a dead daemon, unless a
-    // daemon with another lock answers on it.
-    match path.symlink_metadata() {
-        Ok(meta) => {
-            if !is_socket(&meta) {
-                return Err(BindError::NotASocket(path));
-            }
-            if answers(&path) {
-                return Err(BindError::AlreadyRunning(path));
-            }
-            tracing::info!(path = %path.display(), "removing stale socket");
-            std::fs::remove_file(&path).map_err(io_err(&path))?;
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(BindError::Io { path, source }),
-    }
-
-    let name = path
-        .as_path()
-        .to_fs_name::<GenericFilePath>()
-        .map_err(io_err(&path))?;
-    let options = ListenerOptions::new().name(name).reclaim_name(true);
-    #[cfg(unix)]
-    let options = {
-        use interprocess::os::unix::local_socket::ListenerOptionsExt as _;
-        options.mode(0o600)
-    };
-    let listener = options.create_tokio().map_err(io_err(&path))?;
-    Ok(Bound {
-        listener,
-        path,
-        _lock: lock,
-    })
-}
-
+pub use platform::bind;
 #[cfg(unix)]
-fn is_socket(meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::FileTypeExt as _;
-    meta.file_type().is_socket()
-}
-
-#[cfg(not(unix))]
-fn is_socket(_meta: &std::fs::Metadata) -> bool {
-    true
-}
-
-#[cfg(unix)]
-fn answers(path: &Path) -> bool {
-    std::os::unix::net::UnixStream::connect(path).is_ok()
-}
-
-#[cfg(not(unix))]
-fn answers(_path: &Path) -> bool {
-    false
-}
-
-/// The socket directory must be a real directory owned by us. The default one is ours by
-/// name, so its mode is set to 0700; a directory the user chose is only warned about.
-#[cfg(unix)]
-fn check_dir(dir: &Path, is_default: bool) -> Result<(), BindError> {
-    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-    let meta = dir.symlink_metadata().map_err(io_err(dir))?;
-    let unsafe_dir = |reason: String| BindError::UnsafeDir {
-        dir: dir.to_owned(),
-        reason,
-    };
-    if meta.file_type().is_symlink() {
-        return Err(unsafe_dir("it is a symlink".to_owned()));
-    }
-    if !meta.is_dir() {
-        return Err(unsafe_dir("it is not a directory".to_owned()));
-    }
-    let euid = current_euid();
-    if meta.uid() != euid {
-        return Err(unsafe_dir(format!(
-            "it is owned by uid {}, not by us (uid {euid})",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o077 != 0 {
-        if is_default {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(io_err(dir))?;
-        } else {
-            tracing::warn!(dir = %dir.display(), mode = format!("{:o}", meta.mode() & 0o777), "socket directory is accessible to others; connections are still checked by uid");
-        }
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_dir(_dir: &Path, _is_default: bool) -> Result<(), BindError> {
-    Ok(())
-}
-
-#[cfg(unix)]
-pub fn current_euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
+pub use platform::current_euid;
 
 /// Accepts connections until `stop_accepting`; each one gets a session task in a slot
 /// ([`crate::slots`]: the oldest silent or idle session makes room for a newcomer).
@@ -214,7 +95,7 @@ pub async fn serve(
                 }
             },
         };
-        if !peer_allowed(&stream) {
+        if !platform::peer_allowed(&stream) {
             continue;
         }
         match slots.admit() {
@@ -241,26 +122,4 @@ pub async fn serve(
         }
     }
     drop(bound);
-}
-
-#[cfg(unix)]
-fn peer_allowed(stream: &interprocess::local_socket::tokio::Stream) -> bool {
-    let euid = current_euid();
-    match stream.peer_creds() {
-        Ok(creds) if creds.euid() == Some(euid) => true,
-        Ok(creds) => {
-            tracing::warn!(peer_uid = ?creds.euid(), peer_pid = ?creds.pid(), "refused a connection from another user");
-            false
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "refused a connection: cannot read peer credentials");
-            false
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn peer_allowed(_stream: &interprocess::local_socket::tokio::Stream) -> bool {
-    // Windows: the pipe's DACL admits only this user; peer credentials give only a pid.
-    true
 }

@@ -3,7 +3,7 @@
 //! a corrupt file is moved aside, never silently dropped.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -163,6 +163,9 @@ impl Store {
 /// rename over the target, fsync of the directory. An existing file keeps its mode; a new
 /// one gets `mode`. `path` must not be a symlink (resolve it first).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    // Windows has no modes: the file inherits the ACL of cmdr's private directory.
+    #[cfg(not(unix))]
+    let _ = mode;
     #[cfg(unix)]
     let mode = {
         use std::os::unix::fs::PermissionsExt as _;
@@ -208,7 +211,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
-        File::open(dir)?.sync_all()
+        std::fs::File::open(dir)?.sync_all()
     }
     #[cfg(not(unix))]
     {

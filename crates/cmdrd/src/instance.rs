@@ -1,0 +1,106 @@
+//! One daemon per data directory: an exclusive lock on `cmdrd.lock` in the data directory
+//! (on Windows `%LOCALAPPDATA%\cmdr\`), held for the daemon's life, and a note of the
+//! holder's socket (`cmdrd.socket`) so a second daemon can say where the first one is.
+//!
+//! Two daemons on different sockets would otherwise both own `state.json` and overwrite
+//! each other's accounts. The note is a separate file because a Windows lock is mandatory:
+//! nobody else could read a lock file's content while it is held.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use crate::server::BindError;
+use crate::store::{create_private_dir, write_atomic};
+
+const LOCK_FILE: &str = "cmdrd.lock";
+const NOTE_FILE: &str = "cmdrd.socket";
+/// A socket path is far shorter; a note longer than this is not ours.
+const NOTE_MAX: u64 = 4096;
+
+/// The claim on a data directory; dropping it releases the lock.
+#[derive(Debug)]
+pub struct Instance {
+    _lock: File,
+}
+
+/// Takes the data directory's lock for the daemon listening on `socket`. Fails with
+/// [`BindError::AlreadyRunning`] (naming the other daemon's socket) when it is taken.
+pub fn claim(data_dir: &Path, socket: &Path) -> Result<Instance, BindError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BindError::Io { path, source }
+    };
+    create_private_dir(data_dir).map_err(io(data_dir))?;
+    let lock_path = data_dir.join(LOCK_FILE);
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let lock = options.open(&lock_path).map_err(io(&lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(BindError::AlreadyRunning(
+                read_note(data_dir).unwrap_or_else(|| data_dir.join(NOTE_FILE)),
+            ));
+        }
+        Err(std::fs::TryLockError::Error(source)) => {
+            return Err(BindError::Io {
+                path: lock_path,
+                source,
+            });
+        }
+    }
+    let note = data_dir.join(NOTE_FILE);
+    let mut text = socket.as_os_str().to_string_lossy().into_owned();
+    text.push('\n');
+    write_atomic(&note, text.as_bytes(), 0o600).map_err(io(&note))?;
+    Ok(Instance { _lock: lock })
+}
+
+/// The socket of the daemon holding the lock, if its note is there and sane.
+fn read_note(data_dir: &Path) -> Option<PathBuf> {
+    let file = File::open(data_dir.join(NOTE_FILE)).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(NOTE_MAX).read_to_string(&mut text).ok()?;
+    let line = text.lines().next()?.trim();
+    (!line.is_empty() && !line.chars().any(char::is_control)).then(|| PathBuf::from(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_claim_names_the_first_socket() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = claim(dir.path(), Path::new("/run/a/cmdrd.sock")).expect("first claim");
+        match claim(dir.path(), Path::new("/run/b/cmdrd.sock")) {
+            Err(err @ BindError::AlreadyRunning(_)) => assert_eq!(
+                err.to_string(),
+                "cmdrd is already running (socket /run/a/cmdrd.sock)"
+            ),
+            other => panic!("expected AlreadyRunning, got {other:?}"),
+        }
+        drop(first);
+        claim(dir.path(), Path::new("/run/b/cmdrd.sock")).expect("claim after release");
+        assert_eq!(
+            read_note(dir.path()),
+            Some(PathBuf::from("/run/b/cmdrd.sock"))
+        );
+    }
+
+    #[test]
+    fn a_note_with_control_characters_is_not_repeated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(NOTE_FILE), "/x\u{1b}[2J\n").expect("write");
+        assert_eq!(read_note(dir.path()), None);
+    }
+}
