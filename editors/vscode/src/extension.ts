@@ -121,9 +121,9 @@ class Cmdr implements vscode.Disposable {
     if (n) {
       this.show(event.type, n.level, n.message, n.actions, n.account);
     }
-    if (event.account !== undefined) {
-      this.refresh();
-    }
+    // Any event may change an account's state (a profile removed, events missed after
+    // `lagged`, types added later): re-list, coalesced while a listing is in flight.
+    this.refresh();
   }
 
   private show(type: string, level: 'info' | 'warning' | 'error', message: string, actions: Action[], account?: string): void {
