@@ -75,7 +75,11 @@ function watchDaemon(/** @type {Sandbox} */ sb) {
   return {
     connection,
     /** @param {(e: any) => boolean} accept */
-    next: (accept) => new Promise((resolve) => waiters.push({ accept, resolve })),
+    next: (accept) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no such event from cmdrd within ${WAIT / 1000} s`)), WAIT);
+        waiters.push({ accept, resolve: (e) => (clearTimeout(timer), resolve(e)) });
+      }),
   };
 }
 
@@ -173,7 +177,6 @@ async function main() {
     await page.waitForSelector('.monaco-workbench');
     const shot = (/** @type {string} */ name) => page.screenshot({ path: path.join(shots, `${name}.png`) });
     failureShot = shot;
-    const statusLabel = () => page.$eval(STATUS, (el) => el.getAttribute('aria-label') || '');
     /** Waits until the cmdr status item's label matches (a MutationObserver, no polling). */
     const waitStatus = (/** @type {RegExp} */ re) =>
       page.waitForFunction(
@@ -185,6 +188,7 @@ async function main() {
         STATUS,
         re.source,
       );
+    const itemClass = () => page.$eval(STATUS, (el) => (el.closest('.statusbar-item') || el).className);
     /** The computed colours of the item and everything in it. */
     const colours = () => page.$eval(STATUS, (el) => [el, ...el.querySelectorAll('*')].map((e) => getComputedStyle(e).color).join(' '));
     const toasts = () =>
@@ -214,6 +218,7 @@ async function main() {
         { polling: 'mutation' },
       );
       await waitStatus(/^cmdr: acme CHANGED/);
+      assert.match(await itemClass(), /error-kind/);
       const toast = (await toasts()).find((t) => /Use new token/.test(t.text));
       assert.ok(toast);
       assert.match(toast.text, /the token for acme \(profile acme\) changed/);
@@ -231,14 +236,49 @@ async function main() {
       await shot('3-accepted');
     });
 
+    await step('a click on the item lists the accounts with their state and actions', async () => {
+      await page.click(STATUS);
+      await page.waitForSelector('.quick-input-widget .quick-input-list ::-p-text(acme)');
+      const rows = await page.$$eval('.quick-input-list .monaco-list-row', (els) => els.map((e) => e.textContent || ''));
+      assert.ok(rows.some((r) => /acme/.test(r) && /(ok|unvalidated) \d+h\d\dm/.test(r)), rows.join(' | '));
+      assert.ok(rows.some((r) => /Status/.test(r)), rows.join(' | '));
+      await shot('3b-accounts-quick-pick');
+      await page.keyboard.press('Enter');
+      await page.waitForSelector('.quick-input-widget .quick-input-list ::-p-text(Renew)');
+      const actions = await page.$$eval('.quick-input-list .monaco-list-row', (els) => els.map((e) => e.textContent || ''));
+      assert.ok(['Renew', 'Validate', 'Open terminal'].every((a) => actions.some((r) => r.includes(a))), actions.join(' | '));
+      await page.keyboard.press('Escape');
+      // Off the item, so later screenshots show its colour, not the hover highlight.
+      await page.mouse.move(640, 300);
+    });
+
+    await step('a session about to expire turns the item yellow and offers Renew', async () => {
+      const soon = new Date(Date.now() + 10 * 60_000).toISOString().replace(/\.\d+Z$/, 'Z');
+      const changed = daemon.next((e) => e.type === 'token_changed' && e.account === 'acme');
+      // The daemon may announce the expiry together with the change: listen from the start.
+      const expiring = daemon.next((e) => e.type === 'expiring_soon' && e.account === 'acme');
+      sb.writeCredentials(`${creds('acme', 'TOKEN-THREE')}x_security_token_expires = ${soon}\n`);
+      await changed;
+      const accept = sb.ctl(['accept', 'acme']);
+      assert.equal(accept.status, 0, accept.stderr);
+      await expiring;
+      await waitStatus(/^cmdr: acme (9|10)m \(expiring\)$/);
+      assert.match(await itemClass(), /warning-kind/);
+      await page.waitForFunction(
+        () => [...document.querySelectorAll('.notification-toast')].some((t) => /acme expires in/.test(t.textContent || '') && /Renew/.test(t.textContent || '')),
+        { polling: 'mutation' },
+      );
+      await shot('3c-expiring-renew');
+    });
+
     await step('stopping the daemon dims the item without an error popup', async () => {
-      // Close the toasts of the previous steps, so any new one would be seen.
-      await page.evaluate(() => document.querySelectorAll('.notification-toast .codicon-notifications-clear, .notification-toast .codicon-close').forEach((b) => /** @type {HTMLElement} */ (b).click()));
+      // Toasts of the previous steps may still be up: only new ones count.
+      const before = new Set((await toasts()).map((t) => t.text));
       await sb.stop();
       await waitStatus(/^cmdr: daemon not running$/);
       const dimmed = await colours();
       assert.notEqual(dimmed, normal, 'the item is dimmed');
-      const popups = (await toasts()).filter((t) => t.error || t.warning || /cmdr/.test(t.text));
+      const popups = (await toasts()).filter((t) => !before.has(t.text) && (t.error || t.warning || /cmdr/.test(t.text)));
       assert.deepEqual(popups, []);
       await shot('4-daemon-stopped');
       console.log(`# colours: connected ${normal}, absent ${dimmed}`);
@@ -246,11 +286,10 @@ async function main() {
 
     await step('restarting the daemon restores the item', async () => {
       await sb.start();
-      await waitStatus(/^cmdr: acme \d+h\d\dm/);
-      assert.match(await statusLabel(), /\((ok|unvalidated)\)$/);
+      await waitStatus(/^cmdr: acme \d+m \(expiring\)$/);
       const popups = (await toasts()).filter((t) => t.error);
       assert.deepEqual(popups, []);
-      assert.equal(await colours(), normal);
+      assert.match(await itemClass(), /warning-kind/);
       await shot('5-daemon-restarted');
     });
 

@@ -151,7 +151,7 @@ describe('against a real cmdrd', () => {
     connections.push(connection);
     connection.start();
     await seen.next((s) => s.kind === 'connected');
-    sb.signal('SIGSTOP');
+    await sb.freeze();
     try {
       await assert.rejects(connection.request('status'), UnavailableError);
       // A fresh connection to the stopped daemon is accepted by the kernel but never

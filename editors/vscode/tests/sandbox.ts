@@ -113,6 +113,25 @@ export class Sandbox {
     this.daemon?.kill(signal);
   }
 
+  /**
+   * SIGSTOP, resolved once every thread of the daemon is stopped: kill() returns before a
+   * thread running on another core has stopped, and it could still answer. The kernel
+   * offers no event for that to a non-parent, so this reads /proc/PID/stat (bounded).
+   */
+  async freeze(): Promise<void> {
+    const pid = this.daemon?.pid;
+    this.signal('SIGSTOP');
+    for (let i = 0; i < 1000; i++) {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // The state follows the parenthesised command name, which may itself contain spaces.
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('T')) {
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    throw new Error('cmdrd did not stop on SIGSTOP');
+  }
+
   log(): string {
     try {
       return fs.readFileSync(path.join(this.root, 'cmdrd.log'), 'utf8').slice(-4000);
