@@ -122,6 +122,8 @@ async function main() {
     PATH: `${process.env.CMDR_BIN_DIR}:${path.dirname(process.execPath)}:${process.env.PATH}`,
     // No extension gallery: code-server would ask one on the internet.
     EXTENSIONS_GALLERY: '{}',
+    // What `env --serve` must unset in the account's terminal (it would shadow the endpoint).
+    AWS_PROFILE: 'inherited-profile',
   });
   const cleanups = [];
   try {
@@ -303,19 +305,22 @@ async function main() {
       await page.keyboard.press('Enter');
       if (serves) {
         // The terminal's shell has the account's endpoint variables: it writes them out.
+        // terminal.show() focuses it, so typing goes to its shell.
         const record = path.join(sb.root, 'terminal-env');
-        await page.waitForSelector('.terminal-tab ::-p-text(cmdr: acme), .tabs-container ::-p-text(cmdr: acme)');
-        await page.waitForSelector('.xterm-helper-textarea');
+        await page.waitForSelector('.terminal-wrapper.active .xterm-helper-textarea, .xterm-helper-textarea');
         await page.focus('.xterm-helper-textarea');
-        await page.keyboard.type(`echo "$CMDR_ACCOUNT $AWS_CONTAINER_CREDENTIALS_FULL_URI \${AWS_ACCESS_KEY_ID-unset}" > '${record}'\n`);
-        await new Promise((resolve) => {
+        const written = new Promise((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error('the terminal wrote nothing')), WAIT);
           const watcher = fs.watch(sb.root, () => {
             if (fs.existsSync(record) && fs.readFileSync(record, 'utf8').endsWith('\n')) {
+              clearTimeout(timer);
               watcher.close();
               resolve(undefined);
             }
           });
         });
+        await page.keyboard.type(`echo "$CMDR_ACCOUNT $AWS_CONTAINER_CREDENTIALS_FULL_URI \${AWS_PROFILE-unset}" > '${record}'\n`);
+        await written;
         assert.match(fs.readFileSync(record, 'utf8'), /^acme http:\/\/127\.0\.0\.1:\d+\/\S* unset\n$/);
       } else {
         console.log('# this cmdrctl has no `env --serve` yet: checking the error the user sees');

@@ -74,20 +74,25 @@ describe('cmdrctl runner', () => {
   });
 
   test('renew: cmdrctl renew NAME opens the portal', LIMIT, async (t) => {
-    const sb = await setup();
+    // xdg-open (and macOS `open`) replaced by a recorder on PATH, for whichever of cmdrctl
+    // and the daemon opens the browser: it must receive the portal URL.
+    const sb = new Sandbox();
+    sandboxes.push(sb);
+    const bin = path.join(sb.root, 'bin');
+    const record = path.join(sb.root, 'opened');
+    fs.mkdirSync(bin);
+    for (const opener of ['xdg-open', 'open']) {
+      fs.writeFileSync(path.join(bin, opener), `#!/bin/sh\nprintf '%s\\n' "$@" >> '${record}'\n`, { mode: 0o755 });
+    }
+    sb.pathPrefix = bin;
+    await sb.start();
+    sb.addAccount('acme');
     const line = renewCommand(cmdrctl(), sb.socket(), 'acme');
     if (supports(sb, ['renew'])) {
       const portal = 'https://example.awsapps.com/start';
       const edit = sb.ctl(['accounts', 'edit', 'acme', '--portal', portal]);
       assert.equal(edit.status, 0, edit.stderr);
-      // xdg-open replaced by a recorder on PATH: it must receive the portal URL.
-      const bin = path.join(sb.root, 'bin');
-      const record = path.join(sb.root, 'opened');
-      fs.mkdirSync(bin);
-      for (const opener of ['xdg-open', 'open']) {
-        fs.writeFileSync(path.join(bin, opener), `#!/bin/sh\nprintf '%s\\n' "$@" >> '${record}'\n`, { mode: 0o755 });
-      }
-      await run(line, 30_000, sb.env({ PATH: `${bin}:${process.env.PATH ?? ''}` }));
+      await run(line, 30_000, sb.env());
       assert.equal(fs.readFileSync(record, 'utf8').trim(), portal);
     } else {
       t.diagnostic('this cmdrctl has no `renew` yet: checking the error the user sees');
@@ -96,6 +101,7 @@ describe('cmdrctl runner', () => {
         const error = e as CmdrctlError;
         assert.equal(error.exitCode, 2);
         assert.match(error.message, /cmdrctl renew acme` failed: .*renew/);
+        assert.equal(fs.existsSync(record), false);
         return true;
       });
     }

@@ -24,6 +24,8 @@ export class Sandbox {
   readonly root: string;
   readonly home: string;
   readonly runDir: string;
+  /** Put before PATH for the daemon and cmdrctl (recorders standing in for xdg-open). */
+  pathPrefix: string | undefined;
   private daemon: ChildProcess | undefined;
   private exited: Promise<void> | undefined;
 
@@ -42,7 +44,7 @@ export class Sandbox {
   /** What cmdrd and cmdrctl see: this sandbox's HOME and XDG directories only. */
   env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
     return {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      PATH: [this.pathPrefix, process.env.PATH ?? '/usr/bin:/bin'].filter((p) => p).join(':'),
       HOME: this.home,
       XDG_RUNTIME_DIR: this.runDir,
       XDG_CONFIG_HOME: path.join(this.home, '.config'),
