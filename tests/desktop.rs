@@ -1,12 +1,14 @@
 //! Desktop notifications against a real notification server (dunst under Xvfb) on a
 //! private D-Bus session bus: the notification arrives with its actions, and invoking
-//! "Use new token" accepts the account. Without any server, the daemon logs once.
+//! "Use new token" accepts the account; "Renew" on an expiry opens the account's portal.
+//! Without any server, the daemon logs once.
 
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::renew::Recorder;
 use crate::sandbox::{Sandbox, WAIT, creds, have};
 
 /// A private session bus with dunst (under Xvfb) and a dbus-monitor recording
@@ -138,6 +140,44 @@ fn use_new_token_from_a_real_notification_server() {
     let account = sb.account("acme");
     assert_eq!(account["state"], "ok");
     assert_eq!(account["accepted_fingerprint"], account["fingerprint"]);
+}
+
+#[test]
+fn renew_from_an_expiry_notification_opens_the_portal() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(desktop) = Desktop::start(root.path()) else {
+        return;
+    };
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    sb.write_credentials(&format!(
+        "{}x_security_token_expires = 2020-01-01T00:00:00Z\n",
+        creds("acme", "TOKEN-EXPIRED-SECRET")
+    ));
+    // The daemon's session opens the portal: an xdg-open recorder on its PATH.
+    let rec = Recorder::install(&mut sb, &[("xdg-open", 0)], false);
+    sb.set_env("DBUS_SESSION_BUS_ADDRESS", &desktop.address);
+    sb.start();
+    let mut watch = sb.watch();
+    let portal = "https://acme.awsapps.com/start#/saml";
+    sb.add_account("acme", &["--portal", portal]);
+    watch.wait_type("expired");
+    sb.wait_until("expired notification with Renew", || {
+        let text = desktop.recorded();
+        text.contains("acme expired")
+            && text.contains("cmdrctl renew acme")
+            && text.contains("string \"default\"")
+            && text.contains("string \"Renew\"")
+    });
+    assert!(rec.calls().is_empty(), "{:?}", rec.calls());
+    // Clicking "Renew" (the default action) opens the portal, as `cmdrctl renew` does.
+    let out = desktop.dunstctl(&["action", "0"]);
+    assert!(out.status.success());
+    sb.wait_until("xdg-open called", || !rec.calls().is_empty());
+    assert_eq!(rec.calls(), [format!("xdg-open {portal}")]);
+    assert!(
+        sb.log_text()
+            .contains("renewed from a desktop notification")
+    );
 }
 
 #[test]

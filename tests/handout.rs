@@ -1,5 +1,6 @@
 //! env, exec and credential-process hand out the accepted credentials, to real shells, a
-//! real child process and the real AWS CLI; refused while the account is `changed`.
+//! real child process and the real AWS CLI — the accepted token also while the account is
+//! `changed`; `exec` gives the child the credentials endpoint unless `--static`.
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::Stdio;
@@ -95,6 +96,7 @@ fn exec_passes_env_exit_code_and_signals() {
     let (sb, _) = nasty();
     let out = sb.ctl(&[
         "exec",
+        "--static",
         "acme",
         "--",
         "sh",
@@ -103,6 +105,30 @@ fn exec_passes_env_exit_code_and_signals() {
     ]);
     assert_eq!(out.status.code(), Some(42));
     assert_eq!(stdout(&out), NASTY_SECRET);
+
+    // By default the child gets the endpoint, and no keys (nor anything that would
+    // shadow the endpoint in an SDK).
+    let out = sb
+        .command("cmdrctl")
+        .args([
+            "exec",
+            "acme",
+            "--",
+            "sh",
+            "-c",
+            "printf '%s|%s|%s|%s|%s' \"$AWS_CONTAINER_CREDENTIALS_FULL_URI\" \"${AWS_SECRET_ACCESS_KEY-unset}\" \"${AWS_PROFILE-unset}\" \"$AWS_REGION\" \"$(cat \"$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE\" | wc -c)\"",
+        ])
+        .env("AWS_PROFILE", "other")
+        .env("AWS_SECRET_ACCESS_KEY", "stale")
+        .output()
+        .expect("exec");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fields: Vec<String> = stdout(&out).split('|').map(str::to_owned).collect();
+    assert!(
+        fields[0].starts_with("http://127.0.0.1:") && fields[0].ends_with("/v1/credentials/acme"),
+        "{fields:?}"
+    );
+    assert_eq!(fields[1..], ["unset", "unset", "eu-west-1", "64"]);
 
     let out = sb.ctl(&["exec", "acme", "--", "no-such-program-cmdr"]);
     assert_eq!(out.status.code(), Some(127));
@@ -123,11 +149,38 @@ fn exec_passes_env_exit_code_and_signals() {
 }
 
 #[test]
-fn refused_while_changed_unless_forced() {
+fn the_accepted_token_is_handed_out_while_changed() {
     let (sb, _) = nasty();
     let mut watch = sb.watch();
     sb.write_credentials(&creds("acme", "TOKEN-TWO"));
     watch.wait_type("token_changed");
+    assert_eq!(sb.account("acme")["state"], "changed");
+    // What tools are using is the accepted token, not the new one in the file.
+    let out = sb.ctl(&["credential-process", "acme"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["SessionToken"], "TOKEN-ONE");
+    assert!(
+        json["Expiration"].is_string(),
+        "always an Expiration: {json}"
+    );
+    let out = sb.ctl(&[
+        "exec",
+        "--static",
+        "acme",
+        "--",
+        "printenv",
+        "AWS_SESSION_TOKEN",
+    ]);
+    assert_eq!(stdout(&out).trim(), "TOKEN-ONE");
+    assert!(sb.ctl(&["accept", "acme"]).status.success());
+    let json: serde_json::Value =
+        serde_json::from_slice(&sb.ctl(&["credential-process", "acme"]).stdout).expect("json");
+    assert_eq!(json["SessionToken"], "TOKEN-TWO");
+    assert_eq!(json["Version"], 1);
+    // Refused where no accepted token is at hand: the token is gone from the file.
+    std::fs::write(sb.credentials(), "").expect("empty");
+    sb.wait_until("missing", || sb.account("acme")["state"] == "missing");
     for args in [
         vec!["env", "acme"],
         vec!["credential-process", "acme"],
@@ -135,23 +188,9 @@ fn refused_while_changed_unless_forced() {
     ] {
         let out = sb.ctl(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert!(
-            stderr(&out).contains("cmdrctl accept acme"),
-            "{}",
-            stderr(&out)
-        );
+        assert!(stderr(&out).contains("gone"), "{}", stderr(&out));
         assert!(stdout(&out).is_empty());
     }
-    // --force hands out the previously accepted token, not the new one.
-    let out = sb.ctl(&["credential-process", "acme", "--force"]);
-    assert!(out.status.success());
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(json["SessionToken"], "TOKEN-ONE");
-    assert!(sb.ctl(&["accept", "acme"]).status.success());
-    let json: serde_json::Value =
-        serde_json::from_slice(&sb.ctl(&["credential-process", "acme"]).stdout).expect("json");
-    assert_eq!(json["SessionToken"], "TOKEN-TWO");
-    assert_eq!(json["Version"], 1);
 }
 
 #[test]

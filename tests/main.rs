@@ -23,6 +23,8 @@ mod secrets;
 mod sts;
 // env, exec, credential-process: real shells, a real child, the real AWS CLI.
 mod handout;
+// The credentials endpoint: boto3, JavaScript and Rust SDK processes follow `accept`.
+mod endpoint;
 // paste: byte-preserving, locked, atomic edits of the credentials file.
 mod paste;
 // Start at login: unit, plist, service dry runs, completions, man pages, versions.
@@ -33,6 +35,8 @@ mod shell_hook;
 mod nvim;
 // Desktop notifications through a real notification server on a private D-Bus.
 mod desktop;
+// Renew: portals, `renew` with recorders for xdg-open and aws, `paste --clipboard` (xclip).
+mod renew;
 // One test per fixed bug.
 mod regression;
 // The fuzz properties (fuzz/props.rs) as bounded proptests.

@@ -1,11 +1,13 @@
 //! The Neovim plugin (`editors/nvim`) in a headless Neovim against a real daemon: it
 //! receives `token_changed`, `:CmdrAccept` accepts, the statusline follows, and it
-//! reconnects when the daemon restarts.
+//! reconnects when the daemon restarts; on `expired` it offers "Renew", which opens the
+//! portal, and `:CmdrRenew` runs `aws sso login` for an SSO profile (recorders on PATH).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{Sandbox, WAIT, creds};
+use crate::renew::Recorder;
+use crate::sandbox::{Sandbox, WAIT, creds, stderr};
 
 const SCRIPT: &str = r#"
 vim.g.cmdr_no_autostart = true
@@ -109,6 +111,135 @@ fn headless_neovim_accepts_a_new_token() {
     wait_line("done");
     let text = read();
     assert!(text.contains("notify cmdr: new token for acme"), "{text}");
+    let status = nvim.wait().expect("nvim exit");
+    assert!(status.success(), "{status:?}\n{text}");
+}
+
+const RENEW_SCRIPT: &str = r#"
+vim.g.cmdr_no_autostart = true
+vim.opt.rtp:prepend(PLUGIN_DIR)
+vim.cmd('runtime plugin/cmdr.lua')
+local cmdr = require('cmdr')
+local function write(line)
+  local f = io.open(OUT, 'a'); f:write(line .. '\n'); f:close()
+end
+local shown = {}
+vim.notify = function(msg) table.insert(shown, msg) end
+local prompts = {}
+-- The user picks "Renew" in the offer.
+vim.ui.select = function(items, opts, on_choice)
+  table.insert(prompts, opts.prompt .. ' [' .. table.concat(items, '/') .. ']')
+  on_choice(items[1])
+end
+local function wait(what, cond)
+  if not vim.wait(30000, cond, 20) then write('FAIL ' .. what); vim.cmd('cquit 1') end
+end
+local function said(pattern)
+  return function()
+    for _, m in ipairs(shown) do if m:find(pattern, 1, true) then return true end end
+    return false
+  end
+end
+cmdr.setup({ socket = SOCKET, reconnect = 1 })
+wait('connect', function() return cmdr.state.connected end)
+write('ready')
+wait('expired offer', function() return #prompts > 0 end)
+write('prompt ' .. prompts[1])
+wait('portal opened', said('opened the portal of acme'))
+vim.cmd('CmdrRenew corp')
+wait('sso login', said('signed in'))
+vim.cmd('CmdrRenew plain')
+wait('no portal', said('plain has no portal'))
+for _, m in ipairs(shown) do write('notify ' .. m:gsub('\n', ' | ')) end
+write('done')
+vim.cmd('qall!')
+"#;
+
+#[test]
+fn headless_neovim_offers_renew_on_expiry() {
+    if std::process::Command::new("nvim")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("nvim is not installed (Debian package `neovim`); skipped");
+        return;
+    }
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws dir");
+    sb.write_credentials(&format!(
+        "{}x_security_token_expires = 2020-01-01T00:00:00Z\n{}",
+        creds("acme", "TOKEN-EXPIRED-ONE"),
+        creds("plain", "TOKEN-PLAIN-ONE")
+    ));
+    std::fs::write(
+        sb.config(),
+        "[profile corp]\nsso_session = corp\nsso_account_id = 111122223333\nsso_role_name = Admin\n\n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = eu-west-1\n",
+    )
+    .expect("config");
+    let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("aws", 0)], false);
+    sb.start();
+    for args in [
+        &["accounts", "add", "corp", "--profile", "corp"][..],
+        &["accounts", "add", "plain", "--profile", "plain"],
+    ] {
+        let out = sb.ctl(args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = sb.root.join("nvim.out");
+    let plugin = concat!(env!("CARGO_MANIFEST_DIR"), "/../editors/nvim");
+    let script = RENEW_SCRIPT
+        .replace("PLUGIN_DIR", &lua_string(plugin))
+        .replace("SOCKET", &lua_string(&sb.socket().display().to_string()))
+        .replace("OUT", &lua_string(&out.display().to_string()));
+    let script_path = sb.root.join("renew.lua");
+    std::fs::write(&script_path, script).expect("script");
+    let mut nvim = sb
+        .external("nvim")
+        .args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
+        .arg(format!("luafile {}", script_path.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nvim");
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    let wait_line = |prefix: &str| {
+        let start = Instant::now();
+        while start.elapsed() < WAIT * 2 {
+            let text = read();
+            assert!(!text.contains("FAIL"), "{text}");
+            if let Some(line) = text.lines().find(|l| l.starts_with(prefix)) {
+                return line.to_owned();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no `{prefix}` from nvim; got:\n{}", read());
+    };
+    wait_line("ready");
+    // The account expires as it is bound, while the plugin listens.
+    let portal = "https://acme.awsapps.com/start";
+    sb.add_account("acme", &["--portal", portal]);
+    let prompt = wait_line("prompt");
+    assert!(
+        prompt.starts_with("prompt cmdr: acme expired at 2020-01-01T00:00:00Z [Renew/"),
+        "{prompt}"
+    );
+    wait_line("done");
+    let text = read();
+    assert_eq!(
+        rec.calls(),
+        [
+            format!("xdg-open {portal}"),
+            "aws sso login --profile corp".to_owned()
+        ],
+        "{text}"
+    );
+    assert!(text.contains(":CmdrRenew acme"), "{text}");
+    assert!(
+        text.contains("cmdrctl accounts edit plain --portal URL"),
+        "{text}"
+    );
     let status = nvim.wait().expect("nvim exit");
     assert!(status.success(), "{status:?}\n{text}");
 }

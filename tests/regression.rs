@@ -85,3 +85,99 @@ fn aws_dir_recreated_at_once_is_watched_again() {
         }
     }
 }
+
+/// Deleting and recreating the credentials file left an account on a config profile stuck
+/// `invalid`: the vanished token was taken for a new one (`token_changed` with no new
+/// fingerprint, an `auto` account "accepting" it), its failed validation marked the account
+/// invalid, and later "unreachable" validations never cleared that.
+#[test]
+fn delete_and_recreate_is_missing_then_ok_again() {
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    std::fs::write(sb.config(), "[profile local]\nregion = us-east-1\n").expect("config");
+    let saved = "[local]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI-SECRET-local\n";
+    sb.write_credentials(saved);
+    // Validation on: nothing listens on the LocalStack port, so every validation is
+    // "unreachable" — which must never make or keep the account `invalid`.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    sb.write_cmdr_config("[daemon]\nvalidate_on_change = true\n");
+    sb.start();
+    let localstack = format!("http://127.0.0.1:{port}");
+    for (name, policy) in [("local", "ask"), ("auto", "auto")] {
+        let out = sb.ctl(&[
+            "accounts", "add", name, "--profile", "local", "--localstack", &localstack,
+            "--on-change", policy,
+        ]);
+        assert!(out.status.success(), "{}", crate::sandbox::stderr(&out));
+    }
+    let mut watch = sb.watch();
+    std::fs::remove_file(sb.credentials()).expect("rm");
+    sb.wait_until("missing", || {
+        sb.account("local")["state"] == "missing" && sb.account("auto")["state"] == "missing"
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    sb.write_credentials(saved);
+    sb.wait_until("back", || {
+        ["local", "auto"]
+            .iter()
+            .all(|n| matches!(sb.account(n)["state"].as_str(), Some("ok" | "unvalidated")))
+    });
+    // Validations after the token came back answer "unreachable": never `invalid`.
+    assert!(crate::sandbox::stderr(&sb.ctl(&["validate", "local"])).contains("unreachable"));
+    for name in ["local", "auto"] {
+        assert_eq!(sb.account(name)["state"], "unvalidated", "{name}");
+    }
+    let out = sb.ctl(&["env", "local"]);
+    assert!(out.status.success(), "{}", crate::sandbox::stderr(&out));
+    let events = watch.drain(std::time::Duration::from_millis(500));
+    let bad: Vec<&serde_json::Value> = watch
+        .seen
+        .iter()
+        .chain(&events)
+        .filter(|e| {
+            (e["type"] == "token_changed" && e["new_fingerprint"].is_null())
+                || e["type"] == "token_accepted"
+        })
+        .collect();
+    assert!(bad.is_empty(), "a vanished token is no new token: {bad:#?}");
+}
+
+/// States were used for the wrong things: a role without a region and a profile with no
+/// credentials at all were `invalid` (STS never said so); each is `misconfigured`, with
+/// its reason.
+#[test]
+fn profiles_that_cannot_give_credentials_are_misconfigured() {
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    std::fs::write(
+        sb.config(),
+        "[profile bare]\nregion = us-east-1\n\
+         [profile role]\nrole_arn = arn:aws:iam::123456789012:role/r\nsource_profile = base\n\
+         [profile base]\nregion = us-east-1\n",
+    )
+    .expect("config");
+    sb.write_credentials(
+        "[base]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI-SECRET-base\n",
+    );
+    sb.start();
+    let out = sb.ctl(&["accounts", "add", "bare", "--profile", "bare"]);
+    assert!(out.status.success(), "{}", crate::sandbox::stderr(&out));
+    assert_eq!(sb.account("bare")["state"], "misconfigured");
+    let out = sb.ctl(&["env", "bare"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        crate::sandbox::stderr(&out).contains("gives no credentials"),
+        "{}",
+        crate::sandbox::stderr(&out)
+    );
+    // The role has no region anywhere: resolving it fails before any network.
+    let out = sb.ctl(&["accounts", "add", "role", "--profile", "role"]);
+    assert!(out.status.success(), "{}", crate::sandbox::stderr(&out));
+    let out = sb.ctl(&["validate", "role"]);
+    assert_eq!(out.status.code(), Some(1));
+    let role = sb.account("role");
+    assert_eq!(role["state"], "misconfigured", "{role}");
+}

@@ -6,6 +6,7 @@
 mod daemon;
 mod files;
 mod measure;
+mod propagation;
 mod report;
 
 use std::fmt::Write as _;
@@ -166,6 +167,7 @@ async fn run() -> anyhow::Result<()> {
     run!("round trip", measure::round_trip(&opts).await);
     run!("footprint", measure::footprint(&opts).await);
     run!("storm", measure::storm(&opts).await);
+    run!("propagation", propagation::propagation(&opts).await);
     run!("binaries", measure::binaries(&opts, args.build_time));
     let load_after = load();
 

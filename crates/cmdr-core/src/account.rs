@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::diff::ProfileChange;
 use crate::expiry::Expiry;
-use crate::profile::{Credentials, Profile, ProfileView};
+use crate::profile::{Credentials, Profile, ProfileKind, ProfileView};
 
 /// The LocalStack endpoint used when `--localstack` is given without a URL.
 pub const DEFAULT_LOCALSTACK: &str = "http://localhost:4566";
@@ -68,6 +68,7 @@ pub enum AccountState {
     Expired,
     Missing,
     Invalid,
+    Misconfigured,
     Unvalidated,
 }
 
@@ -80,12 +81,65 @@ impl AccountState {
             AccountState::Expired => "expired",
             AccountState::Missing => "missing",
             AccountState::Invalid => "invalid",
+            AccountState::Misconfigured => "misconfigured",
             AccountState::Unvalidated => "unvalidated",
         }
     }
 }
 
-/// A bound account. Persisted as is, except the accepted credentials (never stored).
+/// An account's state with the one reason for it (none for `ok`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub state: AccountState,
+    pub reason: Option<String>,
+}
+
+impl Status {
+    fn new(state: AccountState, reason: impl Into<Option<String>>) -> Status {
+        Status {
+            state,
+            reason: reason.into(),
+        }
+    }
+
+    /// Why the accepted credentials are not handed out in this state, with the command
+    /// that fixes it; `None` when they are. `expiring` and `unvalidated` still hand out:
+    /// the token works (or may: an unreachable target says nothing against it).
+    pub fn refusal(&self, account: &str) -> Option<String> {
+        let reason = self.reason.as_deref().unwrap_or("");
+        match self.state {
+            AccountState::Ok | AccountState::Expiring | AccountState::Unvalidated => None,
+            AccountState::Changed | AccountState::Missing | AccountState::Misconfigured => {
+                Some(reason.to_owned())
+            }
+            AccountState::Expired => Some(format!(
+                "{reason}: paste a new one (or run `cmdrctl renew {account}`), then run `cmdrctl accept {account}` if it does not switch by itself"
+            )),
+            AccountState::Invalid => Some(format!(
+                "{reason}; after fixing it, run `cmdrctl accept {account}`"
+            )),
+        }
+    }
+}
+
+/// The token an account hands to tools, as one value: its fingerprint, its keys (when the
+/// files hold them) and *its* expiry. While the file holds a newer, unaccepted token,
+/// everything handed out and every expiry shown belong to this one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedToken {
+    #[serde(rename = "accepted_fingerprint")]
+    pub fingerprint: Option<String>,
+    #[serde(rename = "accepted_at")]
+    pub at: Option<DateTime<Utc>>,
+    /// When this token ends, with its source; `None` when not known.
+    #[serde(rename = "accepted_expiry", default)]
+    pub expiry: Option<Expiry>,
+    /// The keys, accepted in this run: only these are handed out. Never persisted.
+    #[serde(skip)]
+    pub credentials: Option<Credentials>,
+}
+
+/// A bound account. Persisted as is, except the accepted keys (never stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub name: String,
@@ -93,57 +147,201 @@ pub struct Account {
     pub region: Option<String>,
     pub target: Target,
     pub on_change: OnChange,
-    pub accepted_fingerprint: Option<String>,
-    pub accepted_at: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub accepted: AcceptedToken,
     /// The AWS account id STS reported last, to notice a different account pasted in.
     #[serde(default)]
     pub account_id: Option<String>,
-    /// Set when STS rejected the credentials or named another AWS account; cleared by
-    /// `accept`.
+    /// STS rejected the accepted token; cleared by `accept` or a later validation that
+    /// does not reject it.
     #[serde(default)]
     pub invalid: Option<String>,
-    /// The other AWS account id STS reported; becomes `account_id` on `accept`.
+    /// The profile cannot give credentials as written (no keys, a role without a region,
+    /// SSO not signed in), as resolving them said; cleared like `invalid`.
     #[serde(default)]
-    pub identity_pending: Option<String>,
-    /// The secrets accepted in this run: only these are handed out. Never persisted.
-    #[serde(skip)]
-    pub accepted_credentials: Option<Credentials>,
+    pub misconfigured: Option<String>,
+    /// STS has answered for the accepted token (since it was accepted).
+    #[serde(default)]
+    pub confirmed: bool,
+    /// The last validation could not reach the target.
+    #[serde(default)]
+    pub unreachable: bool,
+    /// Another AWS account id than `account_id`, as STS reported for a token; accepting
+    /// that token makes it the account's `account_id`.
+    #[serde(default)]
+    pub pending_identity: Option<PendingIdentity>,
+    /// Where its tokens come from (`--portal`); `None`: the profile's `sso_start_url`.
+    #[serde(default)]
+    pub portal: Option<String>,
+}
+
+/// A token whose credentials belong to another AWS account than the account's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingIdentity {
+    pub fingerprint: Option<String>,
+    pub account_id: String,
+}
+
+/// Why a profile cannot give credentials at all, seen from the files alone.
+pub fn profile_problem(profile: &Profile) -> Option<String> {
+    let name = &profile.name;
+    match profile.kind {
+        ProfileKind::Other => Some(format!(
+            "profile `{name}` gives no credentials: it has no access keys, SSO settings, role or credential_process"
+        )),
+        ProfileKind::Sso if profile.fingerprint.is_none() => Some(format!(
+            "profile `{name}` is not signed in to SSO: run `aws sso login --profile {name}`"
+        )),
+        _ => None,
+    }
 }
 
 impl Account {
-    /// The state that follows from the current profile and expiry at `now`.
+    /// The state that follows from the current profile at `now`, with its reason.
+    pub fn status(
+        &self,
+        profile: Option<&Profile>,
+        now: DateTime<Utc>,
+        warn_before: Duration,
+    ) -> Status {
+        let name = &self.name;
+        let Some(profile) = profile else {
+            return Status::new(
+                AccountState::Missing,
+                format!(
+                    "profile `{}` of account `{name}` is gone from the AWS files: restore it",
+                    self.profile
+                ),
+            );
+        };
+        if profile.fingerprint.is_none() && self.accepted.fingerprint.is_some() {
+            // An SSO profile without a cache token is signed out, not gone.
+            if profile.kind == ProfileKind::Sso
+                && let Some(problem) = profile_problem(profile)
+            {
+                return Status::new(AccountState::Misconfigured, problem);
+            }
+            return Status::new(
+                AccountState::Missing,
+                format!(
+                    "the token of account `{name}` is gone from profile `{}`: restore it or paste a new one",
+                    self.profile
+                ),
+            );
+        }
+        if profile.fingerprint != self.accepted.fingerprint {
+            return Status::new(
+                AccountState::Changed,
+                format!(
+                    "the file holds a new token for `{name}` that it has not accepted: run `cmdrctl accept {name}` (or pass --force for the previously accepted one)"
+                ),
+            );
+        }
+        if let Some(new) = self
+            .pending_identity
+            .as_ref()
+            .filter(|p| p.fingerprint == self.accepted.fingerprint)
+            .map(|p| &p.account_id)
+        {
+            return Status::new(
+                AccountState::Changed,
+                format!(
+                    "profile `{}` now holds credentials of AWS account {new}, not {}: run `cmdrctl accept {name}` if that is intended",
+                    self.profile,
+                    self.account_id.as_deref().unwrap_or("?")
+                ),
+            );
+        }
+        if let Some(reason) = &self.invalid {
+            return Status::new(AccountState::Invalid, reason.clone());
+        }
+        if let Some(reason) = self
+            .misconfigured
+            .clone()
+            .or_else(|| profile_problem(profile))
+        {
+            return Status::new(AccountState::Misconfigured, reason);
+        }
+        match self.accepted.expiry.as_ref().and_then(|e| e.at) {
+            Some(at) if at <= now => {
+                return Status::new(
+                    AccountState::Expired,
+                    format!(
+                        "the accepted token of `{name}` expired at {}",
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                );
+            }
+            Some(at) if at - warn_before <= now => {
+                return Status::new(AccountState::Expiring, None);
+            }
+            _ => {}
+        }
+        if self.unreachable && !self.confirmed {
+            return Status::new(
+                AccountState::Unvalidated,
+                "not yet confirmed by STS: its target has been unreachable so far".to_owned(),
+            );
+        }
+        Status::new(AccountState::Ok, None)
+    }
+
+    /// The state alone (see [`Account::status`]).
     pub fn state(
         &self,
         profile: Option<&Profile>,
-        expires_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
         warn_before: Duration,
     ) -> AccountState {
-        let Some(profile) = profile else {
-            return AccountState::Missing;
-        };
-        if self.invalid.is_some() {
-            return AccountState::Invalid;
-        }
-        if profile.fingerprint != self.accepted_fingerprint {
-            return AccountState::Changed;
-        }
-        match expires_at {
-            Some(at) if at <= now => AccountState::Expired,
-            Some(at) if at - warn_before <= now => AccountState::Expiring,
-            _ => AccountState::Ok,
-        }
+        self.status(profile, now, warn_before).state
     }
 
-    fn accept(&mut self, profile: &Profile, now: DateTime<Utc>) {
-        self.accepted_fingerprint = profile.fingerprint.clone();
-        self.accepted_credentials = profile.credentials.as_deref().cloned();
-        self.accepted_at = Some(now);
+    /// The access portal to renew at: `--portal`, else the profile's `sso_start_url` if it
+    /// is a URL that may be opened (the files are not checked when they are written).
+    pub fn portal<'a>(&'a self, profile: Option<&'a Profile>) -> Option<&'a str> {
+        self.portal.as_deref().or_else(|| {
+            profile
+                .and_then(|p| p.sso_start_url.as_deref())
+                .filter(|url| check_portal(url).is_ok())
+        })
+    }
+
+    fn accept(&mut self, profile: &Profile, expiry: Option<Expiry>, now: DateTime<Utc>) {
+        self.accepted = AcceptedToken {
+            fingerprint: profile.fingerprint.clone(),
+            at: Some(now),
+            expiry,
+            credentials: profile.credentials.as_deref().cloned(),
+        };
         self.invalid = None;
-        if let Some(new) = self.identity_pending.take() {
-            self.account_id = Some(new);
+        self.misconfigured = None;
+        self.confirmed = false;
+        self.unreachable = false;
+        if let Some(pending) = self.pending_identity.take()
+            && pending.fingerprint == self.accepted.fingerprint
+        {
+            self.account_id = Some(pending.account_id);
         }
     }
+}
+
+/// How the engine tells a profile's expiry: it knows first-seen times and what
+/// `credential_process`es said, which the files alone do not.
+pub type ExpiryOf<'a> = &'a dyn Fn(&Profile) -> Option<Expiry>;
+
+/// What a validation of an account's accepted token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// STS answered with this AWS account id.
+    Confirmed { account_id: String },
+    /// STS rejected the credentials.
+    Rejected(String),
+    /// The credentials could not be resolved as the profile is written.
+    Misconfigured(String),
+    /// The target did not answer: says nothing about the token.
+    Unreachable,
+    /// Anything else (access denied, an expired token, a server error): recorded nowhere.
+    Other,
 }
 
 /// What `accounts add` asks for.
@@ -154,6 +352,7 @@ pub struct NewAccount {
     pub region: Option<String>,
     pub target: Target,
     pub on_change: OnChange,
+    pub portal: Option<String>,
 }
 
 /// What `accounts edit` may change; `None` keeps the current value.
@@ -163,6 +362,8 @@ pub struct AccountPatch {
     pub region: Option<Option<String>>,
     pub target: Option<Target>,
     pub on_change: Option<OnChange>,
+    /// `Some(None)` drops the portal (back to the profile's `sso_start_url`).
+    pub portal: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -177,6 +378,31 @@ pub enum AccountError {
     BadName(String),
     #[error("invalid endpoint `{0}`: expected an http:// or https:// URL")]
     BadEndpoint(String),
+    /// Holds the rejected URL already escaped (it may hold control characters).
+    #[error("invalid portal `{0}`: {PORTAL_RULE}")]
+    BadPortal(String),
+}
+
+/// What a portal URL must be: it is handed to the browser (`xdg-open`, `open`, `start`).
+pub const PORTAL_RULE: &str = "expected an http:// or https:// URL of at most 2048 printable ASCII characters (no spaces or control characters; internationalised names in punycode)";
+
+/// Checks a portal URL against [`PORTAL_RULE`]; the error holds the URL escaped for display.
+pub fn check_portal(url: &str) -> Result<(), AccountError> {
+    let scheme_ok = ["http://", "https://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+            && url.len() > scheme.len()
+    });
+    let chars_ok = url.bytes().all(|b| b.is_ascii_graphic());
+    if scheme_ok && chars_ok && url.len() <= 2048 {
+        Ok(())
+    } else {
+        let mut shown: String = url.chars().take(200).collect();
+        if shown.len() < url.len() {
+            shown.push('…');
+        }
+        Err(AccountError::BadPortal(shown.escape_debug().to_string()))
+    }
 }
 
 /// What a successful STS validation means for an account.
@@ -185,7 +411,7 @@ pub enum IdentityCheck {
     /// The first validation: this account id is remembered.
     First,
     Same,
-    /// A different AWS account: the account is `invalid` until accepted.
+    /// A different AWS account: the account is `changed` until accepted.
     Changed {
         old: String,
     },
@@ -261,10 +487,14 @@ impl Accounts {
         &mut self,
         spec: NewAccount,
         view: &ProfileView,
+        expiry: ExpiryOf<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<AccountChange>, AccountError> {
         validate_name(&spec.name)?;
         validate_target(&spec.target)?;
+        if let Some(url) = &spec.portal {
+            check_portal(url)?;
+        }
         if self.map.contains_key(&spec.name) {
             return Err(AccountError::Exists(spec.name));
         }
@@ -277,14 +507,16 @@ impl Accounts {
             region: spec.region.or_else(|| profile.region.clone()),
             target: spec.target,
             on_change: spec.on_change,
-            accepted_fingerprint: None,
-            accepted_at: None,
+            accepted: AcceptedToken::default(),
             account_id: None,
             invalid: None,
-            identity_pending: None,
-            accepted_credentials: None,
+            misconfigured: None,
+            confirmed: false,
+            unreachable: false,
+            pending_identity: None,
+            portal: spec.portal,
         };
-        account.accept(profile, now);
+        account.accept(profile, expiry(profile), now);
         self.map.insert(spec.name.clone(), account);
         Ok(vec![AccountChange::Added {
             account: spec.name,
@@ -298,10 +530,14 @@ impl Accounts {
         name: &str,
         patch: AccountPatch,
         view: &ProfileView,
+        expiry: ExpiryOf<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<AccountChange>, AccountError> {
         if let Some(target) = &patch.target {
             validate_target(target)?;
+        }
+        if let Some(Some(url)) = &patch.portal {
+            check_portal(url)?;
         }
         let new_profile = match &patch.profile {
             Some(p) => Some(
@@ -316,7 +552,8 @@ impl Accounts {
         {
             account.profile = profile.name.clone();
             account.account_id = None;
-            account.accept(profile, now);
+            account.pending_identity = None;
+            account.accept(profile, expiry(profile), now);
         }
         if let Some(region) = patch.region {
             account.region = region;
@@ -326,6 +563,9 @@ impl Accounts {
         }
         if let Some(on_change) = patch.on_change {
             account.on_change = on_change;
+        }
+        if let Some(portal) = patch.portal {
+            account.portal = portal;
         }
         Ok(vec![AccountChange::Updated {
             account: name.to_owned(),
@@ -349,58 +589,93 @@ impl Accounts {
         &mut self,
         name: &str,
         view: &ProfileView,
+        expiry: ExpiryOf<'_>,
         now: DateTime<Utc>,
     ) -> Result<Vec<AccountChange>, AccountError> {
         let account = self.get_mut(name)?;
         let profile = view
             .get(&account.profile)
             .ok_or_else(|| AccountError::NoProfile(account.profile.clone()))?;
-        account.accept(profile, now);
+        account.accept(profile, expiry(profile), now);
         Ok(vec![AccountChange::TokenAccepted {
             account: name.to_owned(),
             profile: account.profile.clone(),
         }])
     }
 
-    /// Records the AWS account id STS reported for this account's credentials.
-    pub fn record_identity(
+    /// Records what a validation found for the token with `fingerprint`. For the
+    /// accepted token: a confirmation or an unreachable target clears a stale failure; a
+    /// rejection or a profile that cannot give credentials is remembered until the next
+    /// validation or `accept`. For another token (a new one, not accepted yet) only its
+    /// AWS account id counts, so that accepting it needs no second confirmation.
+    pub fn record_validation(
         &mut self,
         name: &str,
-        account_id: &str,
-    ) -> Result<IdentityCheck, AccountError> {
+        fingerprint: Option<&str>,
+        verdict: &Verdict,
+    ) -> Result<Option<IdentityCheck>, AccountError> {
         let account = self.get_mut(name)?;
-        match account.account_id.clone() {
-            None => {
-                account.account_id = Some(account_id.to_owned());
-                Ok(IdentityCheck::First)
+        let of_accepted = fingerprint == account.accepted.fingerprint.as_deref();
+        if of_accepted {
+            account.unreachable = false;
+        }
+        match verdict {
+            Verdict::Confirmed { account_id } => {
+                if of_accepted {
+                    account.invalid = None;
+                    account.misconfigured = None;
+                    account.confirmed = true;
+                }
+                Ok(Some(match account.account_id.clone() {
+                    None if of_accepted => {
+                        account.account_id = Some(account_id.clone());
+                        IdentityCheck::First
+                    }
+                    None => IdentityCheck::First,
+                    Some(old) if old == *account_id => {
+                        if of_accepted {
+                            account.pending_identity = None;
+                        }
+                        IdentityCheck::Same
+                    }
+                    Some(old) => {
+                        account.pending_identity = Some(PendingIdentity {
+                            fingerprint: fingerprint.map(str::to_owned),
+                            account_id: account_id.clone(),
+                        });
+                        IdentityCheck::Changed { old }
+                    }
+                }))
             }
-            Some(old) if old == account_id => {
-                account.identity_pending = None;
-                Ok(IdentityCheck::Same)
+            _ if !of_accepted => Ok(None),
+            Verdict::Rejected(reason) => {
+                account.invalid = Some(reason.clone());
+                account.misconfigured = None;
+                Ok(None)
             }
-            Some(old) => {
-                account.invalid = Some(format!(
-                    "profile `{}` now holds credentials of AWS account {account_id}, not {old}; run `cmdrctl accept {name}` if that is intended",
-                    account.profile
-                ));
-                account.identity_pending = Some(account_id.to_owned());
-                Ok(IdentityCheck::Changed { old })
+            Verdict::Misconfigured(reason) => {
+                account.misconfigured = Some(reason.clone());
+                account.invalid = None;
+                Ok(None)
             }
+            Verdict::Unreachable => {
+                account.invalid = None;
+                account.misconfigured = None;
+                account.unreachable = true;
+                Ok(None)
+            }
+            Verdict::Other => Ok(None),
         }
     }
 
-    /// STS rejected the credentials: the account is `invalid` until accepted again.
-    pub fn mark_invalid(&mut self, name: &str, reason: &str) -> Result<(), AccountError> {
-        self.get_mut(name)?.invalid = Some(reason.to_owned());
-        Ok(())
-    }
-
-    /// Follows a new view: a changed fingerprint of a bound profile is a `TokenChanged`;
-    /// `auto` accounts accept it at once.
+    /// Follows a new view: a new token in a bound profile is a `TokenChanged`, and `auto`
+    /// accounts accept it at once. A token that vanished is no new token (the account is
+    /// `missing` until it is back); one that comes back as the accepted token is no change.
     pub fn apply(
         &mut self,
         changes: &[ProfileChange],
         view: &ProfileView,
+        expiry: ExpiryOf<'_>,
         now: DateTime<Utc>,
     ) -> Vec<AccountChange> {
         let mut out = Vec::new();
@@ -419,24 +694,27 @@ impl Accounts {
                 }
                 _ => continue,
             };
+            if new_fingerprint.is_none() {
+                continue;
+            }
             let Some(profile) = view.get(change.profile()) else {
                 continue;
             };
             for account in self.map.values_mut().filter(|a| a.profile == profile.name) {
-                if matches!(change, ProfileChange::Added { .. })
-                    && account.accepted_fingerprint == new_fingerprint
-                {
-                    // The accepted token is back (e.g. the file was broken at start).
-                    if account.accepted_credentials.is_none() {
-                        account.accepted_credentials = profile.credentials.as_deref().cloned();
-                    }
+                if account.accepted.fingerprint == new_fingerprint {
+                    // The accepted token is back (deleted and recreated, or the file was
+                    // broken at start): nothing to accept.
                     continue;
                 }
+                let old = old_fingerprint
+                    .clone()
+                    .or_else(|| account.accepted.fingerprint.clone());
                 out.extend(token_changed(
                     account,
                     profile,
-                    old_fingerprint.clone(),
+                    old,
                     new_fingerprint.clone(),
+                    expiry,
                     now,
                 ));
             }
@@ -444,39 +722,56 @@ impl Accounts {
         out
     }
 
-    /// Gives an account that has accepted the token a profile holds the keys of that
-    /// token, once a view has them (it may not have had them when the account accepted).
-    pub fn fill_credentials(&mut self, view: &ProfileView) {
+    /// Brings each accepted token up to date with a view whose profile holds that very
+    /// token: its keys (a view may not have had them when the account accepted) and its
+    /// expiry (an expiry key added beside it, what a `credential_process` said). Returns
+    /// whether anything that is persisted changed.
+    pub fn refresh_accepted(&mut self, view: &ProfileView, expiry: ExpiryOf<'_>) -> bool {
+        let mut changed = false;
         for account in self.map.values_mut() {
-            if account.accepted_credentials.is_some() {
+            let Some(profile) = view.get(&account.profile) else {
+                continue;
+            };
+            if profile.fingerprint != account.accepted.fingerprint {
                 continue;
             }
-            if let Some(profile) = view.get(&account.profile)
-                && profile.fingerprint.is_some()
-                && profile.fingerprint == account.accepted_fingerprint
-            {
-                account.accepted_credentials = profile.credentials.as_deref().cloned();
+            if account.accepted.credentials.is_none() {
+                account.accepted.credentials = profile.credentials.as_deref().cloned();
+            }
+            let now_known = expiry(profile);
+            // A profile without a token in the files (credential_process, a role) has
+            // nothing to pin an expiry to: it is whatever is known now.
+            let follows = now_known.is_some() || profile.fingerprint.is_none();
+            if follows && now_known != account.accepted.expiry {
+                account.accepted.expiry = now_known;
+                changed = true;
             }
         }
+        changed
     }
 
     /// Compares every account with the view, e.g. at start-up after the daemon was down:
-    /// a profile whose token differs from the accepted one is a `TokenChanged`.
-    pub fn reconcile(&mut self, view: &ProfileView, now: DateTime<Utc>) -> Vec<AccountChange> {
+    /// a profile holding a token other than the accepted one is a `TokenChanged`.
+    pub fn reconcile(
+        &mut self,
+        view: &ProfileView,
+        expiry: ExpiryOf<'_>,
+        now: DateTime<Utc>,
+    ) -> Vec<AccountChange> {
         let mut out = Vec::new();
         for account in self.map.values_mut() {
             let Some(profile) = view.get(&account.profile) else {
                 continue;
             };
-            if profile.fingerprint == account.accepted_fingerprint {
-                // Same token as accepted: hand it out again after a restart.
-                account.accepted_credentials = profile.credentials.as_deref().cloned();
+            if profile.fingerprint.is_none() || profile.fingerprint == account.accepted.fingerprint
+            {
                 continue;
             }
-            let old = account.accepted_fingerprint.clone();
+            let old = account.accepted.fingerprint.clone();
             let new = profile.fingerprint.clone();
-            out.extend(token_changed(account, profile, old, new, now));
+            out.extend(token_changed(account, profile, old, new, expiry, now));
         }
+        self.refresh_accepted(view, expiry);
         out
     }
 }
@@ -486,17 +781,19 @@ fn token_changed(
     profile: &Profile,
     old_fingerprint: Option<String>,
     new_fingerprint: Option<String>,
+    expiry: ExpiryOf<'_>,
     now: DateTime<Utc>,
 ) -> Vec<AccountChange> {
+    let profile_expiry = expiry(profile);
     let mut out = vec![AccountChange::TokenChanged {
         account: account.name.clone(),
         profile: profile.name.clone(),
         old_fingerprint,
         new_fingerprint,
-        expiry: profile.expiry.clone(),
+        expiry: profile_expiry.clone(),
     }];
     if account.on_change == OnChange::Auto {
-        account.accept(profile, now);
+        account.accept(profile, profile_expiry, now);
         out.push(AccountChange::TokenAccepted {
             account: account.name.clone(),
             profile: profile.name.clone(),
@@ -531,20 +828,29 @@ fn validate_target(target: &Target) -> Result<(), AccountError> {
 mod tests {
     use super::*;
     use crate::diff::diff;
+    use crate::expiry::ExpirySource;
     use crate::profile::{Inputs, parse_view};
 
-    fn view(token: &str) -> ProfileView {
+    fn parse(credentials: &str) -> ProfileView {
         let cache = BTreeMap::new();
-        let text = format!(
-            "[p]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = s\n\
-             aws_session_token = {token}\nregion = eu-west-1\n"
-        );
         parse_view(Inputs {
-            config: b"",
-            credentials: text.as_bytes(),
+            config: b"[profile p]\nregion = eu-west-1\n",
+            credentials: credentials.as_bytes(),
             sso_cache: &cache,
         })
         .expect("parses")
+    }
+
+    fn view(token: &str) -> ProfileView {
+        parse(&format!(
+            "[p]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = s\n\
+             aws_session_token = {token}\n"
+        ))
+    }
+
+    /// No expiry known beyond the files (the engine adds estimates and process expiries).
+    fn files_only(p: &Profile) -> Option<Expiry> {
+        p.expiry.clone()
     }
 
     fn spec(name: &str, on_change: OnChange) -> NewAccount {
@@ -554,17 +860,24 @@ mod tests {
             region: None,
             target: Target::Aws,
             on_change,
+            portal: None,
         }
     }
 
     fn state(accounts: &Accounts, name: &str, view: &ProfileView) -> AccountState {
         let a = accounts.get(name).expect("account");
-        a.state(
-            view.get(&a.profile),
-            None,
-            Utc::now(),
-            Duration::minutes(15),
-        )
+        a.state(view.get(&a.profile), Utc::now(), Duration::minutes(15))
+    }
+
+    fn kinds(changes: &[AccountChange]) -> Vec<(&str, &str)> {
+        changes
+            .iter()
+            .map(|c| match c {
+                AccountChange::TokenChanged { account, .. } => (account.as_str(), "changed"),
+                AccountChange::TokenAccepted { account, .. } => (account.as_str(), "accepted"),
+                _ => ("?", "?"),
+            })
+            .collect()
     }
 
     #[test]
@@ -572,29 +885,20 @@ mod tests {
         let now = Utc::now();
         let (v1, v2) = (view("one"), view("two"));
         let mut accounts = Accounts::default();
-        accounts
-            .add(spec("ask", OnChange::Ask), &v1, now)
-            .expect("add");
-        accounts
-            .add(spec("auto", OnChange::Auto), &v1, now)
-            .expect("add");
+        for (name, policy) in [("ask", OnChange::Ask), ("auto", OnChange::Auto)] {
+            accounts
+                .add(spec(name, policy), &v1, &files_only, now)
+                .expect("add");
+        }
         assert_eq!(
             accounts.get("ask").expect("a").region.as_deref(),
             Some("eu-west-1")
         );
         assert_eq!(state(&accounts, "ask", &v1), AccountState::Ok);
 
-        let changes = accounts.apply(&diff(&v1, &v2), &v2, now);
-        let kinds: Vec<(&str, &str)> = changes
-            .iter()
-            .map(|c| match c {
-                AccountChange::TokenChanged { account, .. } => (account.as_str(), "changed"),
-                AccountChange::TokenAccepted { account, .. } => (account.as_str(), "accepted"),
-                _ => ("?", "?"),
-            })
-            .collect();
+        let changes = accounts.apply(&diff(&v1, &v2), &v2, &files_only, now);
         assert_eq!(
-            kinds,
+            kinds(&changes),
             [
                 ("ask", "changed"),
                 ("auto", "changed"),
@@ -603,14 +907,56 @@ mod tests {
         );
         assert_eq!(state(&accounts, "ask", &v2), AccountState::Changed);
         assert_eq!(state(&accounts, "auto", &v2), AccountState::Ok);
+        // Still the first token's keys while `changed`.
+        let token = |a: &Accounts| {
+            a.get("ask")
+                .expect("a")
+                .accepted
+                .credentials
+                .clone()
+                .and_then(|c| c.session_token.clone())
+        };
+        assert_eq!(token(&accounts).as_deref(), Some("one"));
 
-        accounts.accept("ask", &v2, now).expect("accept");
+        accounts
+            .accept("ask", &v2, &files_only, now)
+            .expect("accept");
         assert_eq!(state(&accounts, "ask", &v2), AccountState::Ok);
-        let creds = accounts.get("ask").expect("a").accepted_credentials.clone();
-        assert_eq!(
-            creds.and_then(|c| c.session_token.clone()).as_deref(),
-            Some("two")
-        );
+        assert_eq!(token(&accounts).as_deref(), Some("two"));
+    }
+
+    #[test]
+    fn the_accepted_token_keeps_its_own_expiry() {
+        let now = Utc::now();
+        let short = parse(&format!(
+            "[p]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = s\n\
+             aws_session_token = one\nx_security_token_expires = {}\n",
+            (now + Duration::minutes(20)).to_rfc3339()
+        ));
+        let long = parse(&format!(
+            "[p]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = s\n\
+             aws_session_token = two\nx_security_token_expires = {}\n",
+            (now + Duration::hours(8)).to_rfc3339()
+        ));
+        let mut accounts = Accounts::default();
+        accounts
+            .add(spec("a", OnChange::Ask), &short, &files_only, now)
+            .expect("add");
+        accounts.apply(&diff(&short, &long), &long, &files_only, now);
+        let a = accounts.get("a").expect("a");
+        let expiry = a.accepted.expiry.clone().expect("expiry");
+        assert_eq!(expiry.source, ExpirySource::Key("x_security_token_expires"));
+        assert!(expiry.at.expect("at") < now + Duration::minutes(21));
+        // Changed outranks expiring; once accepted, the long one counts.
+        let later = now + Duration::minutes(10);
+        let m = Duration::minutes(15);
+        assert_eq!(a.state(long.get("p"), later, m), AccountState::Changed);
+        assert_eq!(a.state(short.get("p"), later, m), AccountState::Expiring);
+        accounts
+            .accept("a", &long, &files_only, now)
+            .expect("accept");
+        let a = accounts.get("a").expect("a");
+        assert_eq!(a.state(long.get("p"), later, m), AccountState::Ok);
     }
 
     #[test]
@@ -619,58 +965,223 @@ mod tests {
         let v = view("one");
         let mut accounts = Accounts::default();
         accounts
-            .add(spec("a", OnChange::Ask), &v, now)
+            .add(spec("a", OnChange::Ask), &v, &files_only, now)
             .expect("add");
-        let a = accounts.get("a").expect("a");
-        let p = v.get("p");
         let m = Duration::minutes(15);
+        let p = v.get("p");
         let check = |exp: Option<DateTime<Utc>>, want: AccountState| {
-            assert_eq!(a.state(p, exp, now, m), want, "{exp:?}");
+            let mut a = accounts.get("a").expect("a").clone();
+            a.accepted.expiry = exp.map(|at| Expiry::at(at, ExpirySource::Estimated));
+            assert_eq!(a.state(p, now, m), want, "{exp:?}");
         };
         check(None, AccountState::Ok);
         check(Some(now + Duration::hours(1)), AccountState::Ok);
         check(Some(now + Duration::minutes(10)), AccountState::Expiring);
         check(Some(now - Duration::seconds(1)), AccountState::Expired);
-        assert_eq!(a.state(None, None, now, m), AccountState::Missing);
-        assert_eq!(
-            a.state(view("two").get("p"), None, now, m),
-            AccountState::Changed
-        );
+        let a = accounts.get("a").expect("a");
+        assert_eq!(a.state(None, now, m), AccountState::Missing);
+        assert_eq!(a.state(view("two").get("p"), now, m), AccountState::Changed);
+        // The token vanished from the profile (credentials file deleted).
+        let bare = parse("");
+        assert_eq!(a.state(bare.get("p"), now, m), AccountState::Missing);
     }
 
     #[test]
-    fn identity_changes_until_accepted() {
+    fn a_vanished_token_is_missing_and_coming_back_is_no_change() {
+        let now = Utc::now();
+        let (v, gone) = (view("one"), parse(""));
+        let mut accounts = Accounts::default();
+        accounts
+            .add(spec("auto", OnChange::Auto), &v, &files_only, now)
+            .expect("add");
+        assert!(
+            accounts
+                .apply(&diff(&v, &gone), &gone, &files_only, now)
+                .is_empty()
+        );
+        assert_eq!(state(&accounts, "auto", &gone), AccountState::Missing);
+        assert!(
+            accounts
+                .apply(&diff(&gone, &v), &v, &files_only, now)
+                .is_empty()
+        );
+        assert_eq!(state(&accounts, "auto", &v), AccountState::Ok);
+        assert!(accounts.reconcile(&gone, &files_only, now).is_empty());
+        // Coming back with another token is a change (from the accepted one).
+        let two = view("two");
+        let changes = accounts.apply(&diff(&gone, &two), &two, &files_only, now);
+        assert_eq!(kinds(&changes), [("auto", "changed"), ("auto", "accepted")]);
+        assert!(matches!(
+            &changes[0],
+            AccountChange::TokenChanged {
+                old_fingerprint: Some(_),
+                new_fingerprint: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn validations_set_and_clear_one_reason() {
         let now = Utc::now();
         let v = view("one");
         let mut accounts = Accounts::default();
         accounts
-            .add(spec("a", OnChange::Ask), &v, now)
+            .add(spec("a", OnChange::Ask), &v, &files_only, now)
             .expect("add");
+        let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+        let mut record = |verdict: Verdict| {
+            accounts
+                .record_validation("a", fp.as_deref(), &verdict)
+                .expect("a")
+        };
+        assert_eq!(record(Verdict::Unreachable), None);
+        let status = |accounts: &Accounts| {
+            accounts
+                .get("a")
+                .expect("a")
+                .status(v.get("p"), now, Duration::minutes(15))
+        };
+        assert_eq!(status(&accounts).state, AccountState::Unvalidated);
+        let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+        let mut record = |verdict: Verdict| {
+            accounts
+                .record_validation("a", fp.as_deref(), &verdict)
+                .expect("a")
+        };
         assert_eq!(
-            accounts.record_identity("a", "111"),
-            Ok(IdentityCheck::First)
+            record(Verdict::Misconfigured("Missing Region".into())),
+            None
         );
+        assert_eq!(status(&accounts).state, AccountState::Misconfigured);
+        let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+        let mut record = |verdict: Verdict| {
+            accounts
+                .record_validation("a", fp.as_deref(), &verdict)
+                .expect("a")
+        };
+        // An unreachable target clears a stale failure.
+        record(Verdict::Unreachable);
+        assert_eq!(status(&accounts).state, AccountState::Unvalidated);
+        let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+        let mut record = |verdict: Verdict| {
+            accounts
+                .record_validation("a", fp.as_deref(), &verdict)
+                .expect("a")
+        };
+        record(Verdict::Rejected("rejected".into()));
+        assert_eq!(status(&accounts).state, AccountState::Invalid);
+        assert!(
+            status(&accounts)
+                .refusal("a")
+                .is_some_and(|r| r.contains("cmdrctl accept a"))
+        );
+        let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+        let mut record = |verdict: Verdict| {
+            accounts
+                .record_validation("a", fp.as_deref(), &verdict)
+                .expect("a")
+        };
+        let confirmed = |id: &str| Verdict::Confirmed {
+            account_id: id.into(),
+        };
+        assert_eq!(record(confirmed("111")), Some(IdentityCheck::First));
+        assert_eq!(record(confirmed("111")), Some(IdentityCheck::Same));
+        assert_eq!(status(&accounts).state, AccountState::Ok);
+        // Once confirmed, an unreachable target is no reason to doubt the token.
+        let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+        let mut record = |verdict: Verdict| {
+            accounts
+                .record_validation("a", fp.as_deref(), &verdict)
+                .expect("a")
+        };
+        record(Verdict::Unreachable);
+        assert_eq!(status(&accounts).state, AccountState::Ok);
+        let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+        let mut record = |verdict: Verdict| {
+            accounts
+                .record_validation("a", fp.as_deref(), &verdict)
+                .expect("a")
+        };
         assert_eq!(
-            accounts.record_identity("a", "111"),
-            Ok(IdentityCheck::Same)
+            record(confirmed("222")),
+            Some(IdentityCheck::Changed { old: "111".into() })
         );
-        assert_eq!(
-            accounts.record_identity("a", "222"),
-            Ok(IdentityCheck::Changed { old: "111".into() })
-        );
-        assert_eq!(state(&accounts, "a", &v), AccountState::Invalid);
-        accounts.accept("a", &v, now).expect("accept");
-        assert_eq!(state(&accounts, "a", &v), AccountState::Ok);
+        let s = status(&accounts);
+        assert_eq!(s.state, AccountState::Changed);
+        let reason = s.refusal("a").expect("refused");
+        assert_eq!(reason.matches("cmdrctl accept a").count(), 1, "{reason}");
+        accounts.accept("a", &v, &files_only, now).expect("accept");
+        assert_eq!(status(&accounts).state, AccountState::Ok);
         assert_eq!(
             accounts.get("a").expect("a").account_id.as_deref(),
             Some("222")
         );
-        assert_eq!(
-            accounts.record_identity("a", "222"),
-            Ok(IdentityCheck::Same)
-        );
-        accounts.mark_invalid("a", "rejected").expect("mark");
-        assert_eq!(state(&accounts, "a", &v), AccountState::Invalid);
+    }
+
+    #[test]
+    fn profiles_that_cannot_give_credentials_are_misconfigured() {
+        let now = Utc::now();
+        let bare = parse("");
+        let mut accounts = Accounts::default();
+        accounts
+            .add(spec("a", OnChange::Ask), &bare, &files_only, now)
+            .expect("add");
+        let s = accounts
+            .get("a")
+            .expect("a")
+            .status(bare.get("p"), now, Duration::minutes(15));
+        assert_eq!(s.state, AccountState::Misconfigured);
+        assert!(s.reason.is_some_and(|r| r.contains("no access keys")));
+    }
+
+    #[test]
+    fn portals() {
+        let check = |url: &str, ok: bool| {
+            assert_eq!(check_portal(url).is_ok(), ok, "{url:?}");
+        };
+        check("https://acme.awsapps.com/start", true);
+        check("HTTP://localhost:8080/x?a=1&b=2#f", true);
+        check("https://", false);
+        check("ftp://acme", false);
+        check("file:///etc/passwd", false);
+        check("-https://x", false);
+        check("https://a b", false);
+        check("https://a\u{1b}[31m", false);
+        check("https://a\u{202e}b", false);
+        check("https://\u{e9}.example", false);
+        check(&format!("https://{}", "a".repeat(2048)), false);
+        let err = check_portal("https://a\u{1b}[31m").expect_err("bad");
+        assert!(!err.to_string().contains('\u{1b}'), "{err}");
+        assert!(err.to_string().contains(PORTAL_RULE), "{err}");
+
+        let now = Utc::now();
+        let v = view("one");
+        let mut accounts = Accounts::default();
+        let mut bad = spec("a", OnChange::Ask);
+        bad.portal = Some("javascript:alert(1)".into());
+        assert!(matches!(
+            accounts.add(bad, &v, &files_only, now),
+            Err(AccountError::BadPortal(_))
+        ));
+        let mut with = spec("a", OnChange::Ask);
+        with.portal = Some("https://acme.awsapps.com/start".into());
+        accounts.add(with, &v, &files_only, now).expect("add");
+        let a = accounts.get("a").expect("a");
+        assert_eq!(a.portal(v.get("p")), Some("https://acme.awsapps.com/start"));
+        let patch = |portal| AccountPatch {
+            portal: Some(portal),
+            ..AccountPatch::default()
+        };
+        assert!(matches!(
+            accounts.edit("a", patch(Some("ssh://x".into())), &v, &files_only, now),
+            Err(AccountError::BadPortal(_))
+        ));
+        accounts
+            .edit("a", patch(None), &v, &files_only, now)
+            .expect("edit");
+        // The profile in `view` has no sso_start_url: no portal at all.
+        assert_eq!(accounts.get("a").expect("a").portal(v.get("p")), None);
     }
 
     #[test]
@@ -682,18 +1193,16 @@ mod tests {
             name: name.to_owned(),
             ..spec("x", OnChange::Ask)
         };
-        assert!(matches!(
-            accounts.add(bad("a b"), &v, now),
-            Err(AccountError::BadName(_))
-        ));
-        assert!(matches!(
-            accounts.add(bad(""), &v, now),
-            Err(AccountError::BadName(_))
-        ));
+        for name in ["a b", ""] {
+            assert!(matches!(
+                accounts.add(bad(name), &v, &files_only, now),
+                Err(AccountError::BadName(_))
+            ));
+        }
         let mut nope = spec("n", OnChange::Ask);
         nope.profile = "nope".into();
         assert!(matches!(
-            accounts.add(nope, &v, now),
+            accounts.add(nope, &v, &files_only, now),
             Err(AccountError::NoProfile(_))
         ));
         let mut ep = spec("e", OnChange::Ask);
@@ -701,18 +1210,18 @@ mod tests {
             endpoint: "ftp://x".into(),
         };
         assert!(matches!(
-            accounts.add(ep, &v, now),
+            accounts.add(ep, &v, &files_only, now),
             Err(AccountError::BadEndpoint(_))
         ));
         accounts
-            .add(spec("a", OnChange::Ask), &v, now)
+            .add(spec("a", OnChange::Ask), &v, &files_only, now)
             .expect("add");
         assert!(matches!(
-            accounts.add(spec("a", OnChange::Ask), &v, now),
+            accounts.add(spec("a", OnChange::Ask), &v, &files_only, now),
             Err(AccountError::Exists(_))
         ));
-        assert!(accounts.reconcile(&v, now).is_empty());
-        let changes = accounts.reconcile(&view("two"), now);
+        assert!(accounts.reconcile(&v, &files_only, now).is_empty());
+        let changes = accounts.reconcile(&view("two"), &files_only, now);
         assert!(matches!(
             changes.as_slice(),
             [AccountChange::TokenChanged { .. }]
@@ -723,5 +1232,28 @@ mod tests {
         ));
         accounts.remove("a").expect("remove");
         assert!(accounts.is_empty());
+    }
+
+    #[test]
+    fn state_file_shape() {
+        let now = Utc::now();
+        let mut accounts = Accounts::default();
+        accounts
+            .add(spec("a", OnChange::Ask), &view("one"), &files_only, now)
+            .expect("add");
+        let a = accounts.get("a").expect("a");
+        let json = serde_json::to_value(a).expect("json");
+        assert!(
+            json.get("accepted_fingerprint")
+                .is_some_and(|v| v.is_string())
+        );
+        assert!(json.get("credentials").is_none() && !json.to_string().contains("AKIA"));
+        let back: Account = serde_json::from_value(json).expect("back");
+        assert_eq!(back.accepted.fingerprint, a.accepted.fingerprint);
+        // A state file written before the accepted expiry existed still loads.
+        let old = r#"{"name":"a","profile":"p","region":null,"target":{"kind":"aws"},
+            "on_change":"ask","accepted_fingerprint":"f","accepted_at":null}"#;
+        let old: Account = serde_json::from_str(old).expect("old state");
+        assert_eq!(old.accepted.fingerprint.as_deref(), Some("f"));
     }
 }

@@ -47,6 +47,52 @@ impl ExpirySource {
     }
 }
 
+impl ExpirySource {
+    /// The source named by [`ExpirySource::label`] (the state file stores labels).
+    pub fn from_label(label: &str) -> Option<ExpirySource> {
+        Some(match label {
+            "comment" => ExpirySource::Comment,
+            "sso_cache" => ExpirySource::SsoCache,
+            "credential_process" => ExpirySource::CredentialProcess,
+            "estimated" => ExpirySource::Estimated,
+            "never" => ExpirySource::Never,
+            _ => match label.strip_prefix("source_profile:") {
+                Some(name) => ExpirySource::SourceProfile(name.to_owned()),
+                None => ExpirySource::Key(EXPIRY_KEYS.iter().find(|k| **k == label)?),
+            },
+        })
+    }
+}
+
+/// As stored in the state file: `{"at": RFC 3339 or null, "source": label}`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredExpiry {
+    at: Option<DateTime<Utc>>,
+    source: String,
+}
+
+impl serde::Serialize for Expiry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        StoredExpiry {
+            at: self.at,
+            source: self.source.label(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Expiry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let stored = StoredExpiry::deserialize(deserializer)?;
+        let source = ExpirySource::from_label(&stored.source)
+            .ok_or_else(|| serde::de::Error::custom("unknown expiry source"))?;
+        Ok(Expiry {
+            at: stored.at,
+            source,
+        })
+    }
+}
+
 /// An expiry: `at` is `None` only for [`ExpirySource::Never`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expiry {
@@ -67,6 +113,21 @@ impl Expiry {
             at: None,
             source: ExpirySource::Never,
         }
+    }
+}
+
+/// The `Expiration` handed out with credentials (credentials endpoint, `credential-process`):
+/// never later than the token's own expiry, and at most `lifetime` from now, so that an SDK
+/// comes back soon enough to pick up a newly accepted token.
+pub fn served_until(
+    expiry: Option<&Expiry>,
+    now: DateTime<Utc>,
+    lifetime: chrono::Duration,
+) -> DateTime<Utc> {
+    let cap = now + lifetime;
+    match expiry.and_then(|e| e.at) {
+        Some(at) if at < cap => at,
+        _ => cap,
     }
 }
 

@@ -10,8 +10,8 @@ pub mod profile;
 pub mod sdk;
 
 pub use account::{
-    Account, AccountChange, AccountError, AccountPatch, AccountState, Accounts, IdentityCheck,
-    NewAccount, OnChange, Target,
+    AcceptedToken, Account, AccountChange, AccountError, AccountPatch, AccountState, Accounts,
+    ExpiryOf, IdentityCheck, NewAccount, OnChange, PendingIdentity, Status, Target, Verdict,
 };
 pub use diff::{ProfileChange, diff};
 pub use expiry::{Expiry, ExpirySource, format_duration, parse_duration};

@@ -133,6 +133,9 @@ pub struct Profile {
     /// Kept only for the profiles [`Detail::secrets_for`] names; never compared, since the
     /// fingerprint changes with any secret.
     pub credentials: Option<Box<Credentials>>,
+    /// The access portal: the profile's `sso_start_url`, else its `sso-session`'s. An
+    /// account's default `portal`.
+    pub sso_start_url: Option<String>,
 }
 
 impl PartialEq for Profile {
@@ -152,6 +155,7 @@ impl PartialEq for Profile {
             fingerprint,
             expiry,
             credentials: _,
+            sso_start_url,
         } = self;
         // `properties` holds exactly what `digest` hashes (a 64-bit SipHash): comparing
         // the digests stands for comparing the maps, which costs a diff of 5,000 profiles
@@ -165,6 +169,7 @@ impl PartialEq for Profile {
             && *source_profile == other.source_profile
             && *masked_access_key_id == other.masked_access_key_id
             && *expiry == other.expiry
+            && *sso_start_url == other.sso_start_url
     }
 }
 
@@ -469,6 +474,12 @@ fn build_profile(
         fingerprint,
         expiry,
         credentials,
+        sso_start_url: non_empty("sso_start_url")
+            .or_else(|| {
+                let session = parsed.sso_sessions.get(get("sso_session")?)?;
+                session.props.get_non_empty("sso_start_url")
+            })
+            .map(str::to_owned),
     }
 }
 
@@ -930,6 +941,8 @@ mod tests {
             Some("2021-12-07T01:19:12+00:00")
         );
         assert_eq!(v.sso_sessions["corp"]["sso_start_url"], "https://x");
+        // The portal comes from the sso-session.
+        assert_eq!(s.sso_start_url.as_deref(), Some("https://x"));
 
         // Legacy SSO profiles: the cache file is named by the start URL's hash.
         let mut cache = BTreeMap::new();
@@ -948,6 +961,11 @@ mod tests {
         })
         .expect("parses");
         let e = v.get("l").and_then(|p| p.expiry.clone()).expect("expiry");
+        // A legacy profile names its portal itself.
+        assert_eq!(
+            v.get("l").and_then(|p| p.sso_start_url.as_deref()),
+            Some("https://legacy")
+        );
         assert_eq!(
             e.at.map(|a| a.to_rfc3339()).as_deref(),
             Some("2026-11-29T10:00:00+00:00")

@@ -99,6 +99,14 @@ pub enum Request {
         name: String,
         force: bool,
     },
+    /// The account's accepted credentials with what a server of them needs (the
+    /// credentials endpoint, `credential-process`): the token's own expiry and source and
+    /// the AWS account id. Credentials of SSO, role and process profiles are resolved by
+    /// the daemon. Refused with the state's error code.
+    Serve {
+        name: String,
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +120,27 @@ pub enum Response {
     Done,
     Validated(Identity),
     Credentials(HandOut),
+    Served(Served),
+}
+
+/// The answer to `Request::Serve`. `handout.expires_at` is the token's own expiry; what is
+/// served caps it (`cmdr_core::expiry::served_until`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Served {
+    pub handout: HandOut,
+    /// `expiry_source` of `accounts list --json`.
+    pub expiry_source: String,
+    /// Once STS has told it.
+    pub account_id: Option<String>,
+}
+
+/// Where the credentials endpoint listens; `status --json` shows it (null when disabled).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    /// `http://127.0.0.1:PORT/v1/credentials/`: append the percent-encoded account name.
+    pub url: String,
+    /// Holds the token every request must carry in `Authorization`.
+    pub token_file: String,
 }
 
 /// Secrets for one account. `Debug` is redacted and memory is zeroed on drop; it only
@@ -161,6 +190,32 @@ pub enum ErrorCode {
     ValidationFailed,
     /// The account's credentials are not handed out in its current state.
     NotAccepted,
+    /// Refusals of `Request::Serve`, one per account state that refuses.
+    Changed,
+    Expired,
+    Missing,
+    Invalid,
+    Misconfigured,
+}
+
+impl ErrorCode {
+    /// The name in JSON: `not_found`, `changed`, …
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Exists => "exists",
+            ErrorCode::NoProfile => "no_profile",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Internal => "internal",
+            ErrorCode::ValidationFailed => "validation_failed",
+            ErrorCode::NotAccepted => "not_accepted",
+            ErrorCode::Changed => "changed",
+            ErrorCode::Expired => "expired",
+            ErrorCode::Missing => "missing",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::Misconfigured => "misconfigured",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +239,9 @@ pub struct AccountSpec {
     pub target: TargetSpec,
     /// `ask` or `auto`.
     pub on_change: String,
+    /// The access portal, an http(s) URL; `None`: the profile's `sso_start_url`.
+    #[serde(default)]
+    pub portal: Option<String>,
 }
 
 /// Fields to change; `None` keeps the value. `clear_region` drops the region.
@@ -194,6 +252,11 @@ pub struct AccountEdit {
     pub clear_region: bool,
     pub target: Option<TargetSpec>,
     pub on_change: Option<String>,
+    #[serde(default)]
+    pub portal: Option<String>,
+    /// Drops the portal: back to the profile's `sso_start_url`.
+    #[serde(default)]
+    pub clear_portal: bool,
 }
 
 /// One account, as `accounts list --json` prints it. Times are RFC 3339 UTC.
@@ -212,6 +275,13 @@ pub struct AccountInfo {
     pub expires_at: Option<String>,
     pub expiry_source: Option<String>,
     pub account_id: Option<String>,
+    /// Where `renew` sends the user: `--portal`, else the profile's `sso_start_url`.
+    #[serde(default)]
+    pub portal: Option<String>,
+    /// The bound profile's kind (`sso`, `session`, …; `None` while it is missing): `renew`
+    /// runs `aws sso login` for `sso`.
+    #[serde(default)]
+    pub profile_kind: Option<String>,
 }
 
 /// One profile, as `profiles --json` prints it.
@@ -243,6 +313,10 @@ pub struct StatusInfo {
     /// What changed in the files while the daemon was not running, found at start.
     pub changes_while_down: Vec<String>,
     pub subscribers: u32,
+    /// The credentials endpoint; `None` when disabled. Last, so that older clients
+    /// decoding binary frames still read what they know.
+    #[serde(default)]
+    pub endpoint: Option<EndpointInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,8 @@ fn account_info() -> AccountInfo {
         expires_at: Some("2026-11-29T10:00:00Z".into()),
         expiry_source: Some("x_security_token_expires".into()),
         account_id: None,
+        portal: Some("https://acme.awsapps.com/start".into()),
+        profile_kind: Some("session".into()),
     }
 }
 
@@ -31,6 +33,7 @@ fn client_messages() -> Vec<ClientMessage> {
             endpoint: None,
         },
         on_change: "auto".into(),
+        portal: Some("https://acme.awsapps.com/start".into()),
     };
     let requests = vec![
         Request::Status,
@@ -42,6 +45,13 @@ fn client_messages() -> Vec<ClientMessage> {
             name: "a".into(),
             edit: AccountEdit {
                 region: Some("us-east-1".into()),
+                ..AccountEdit::default()
+            },
+        },
+        Request::EditAccount {
+            name: "a".into(),
+            edit: AccountEdit {
+                clear_portal: true,
                 ..AccountEdit::default()
             },
         },
@@ -163,6 +173,7 @@ fn server_messages() -> Vec<ServerMessage> {
             }],
             changes_while_down: vec!["token for `acme` changed".into()],
             subscribers: 0,
+            endpoint: None,
         }),
         Response::Profiles(vec![ProfileInfo {
             name: "acme".into(),
@@ -371,6 +382,40 @@ fn golden_encodings_keep_decoding() {
         };
         assert_eq!(String::from_utf8(reencoded).expect("utf8").trim_end(), json);
     }
+}
+
+/// JSON written before `portal`/`profile_kind` existed (an editor plugin's request, an old
+/// daemon's answer) still decodes: the new fields are optional.
+#[test]
+fn json_without_the_portal_fields_decodes() {
+    let add = r#"{"request":{"id":2,"request":{"add_account":{"name":"acme","profile":"acme","region":null,"target":{"target":"aws","endpoint":null},"on_change":"ask"}}}}"#;
+    let edit = r#"{"request":{"id":3,"request":{"edit_account":{"name":"acme","edit":{"profile":null,"region":null,"clear_region":false,"target":null,"on_change":"auto"}}}}}"#;
+    for (json, want) in [(add, "add"), (edit, "edit")] {
+        let mut decoder = FrameDecoder::detecting();
+        decoder.extend(json.as_bytes());
+        decoder.extend(b"\n");
+        let m: ClientMessage = decoder.decode().expect("decodes").expect("complete");
+        match (m, want) {
+            (
+                ClientMessage::Request {
+                    request: Request::AddAccount(spec),
+                    ..
+                },
+                "add",
+            ) => assert_eq!(spec.portal, None),
+            (
+                ClientMessage::Request {
+                    request: Request::EditAccount { edit, .. },
+                    ..
+                },
+                "edit",
+            ) => assert!(edit.portal.is_none() && !edit.clear_portal),
+            (other, _) => panic!("{other:?}"),
+        }
+    }
+    let info = r#"{"name":"acme","profile":"acme","region":null,"target":"aws","endpoint":null,"on_change":"ask","state":"ok","fingerprint":null,"accepted_fingerprint":null,"accepted_at":null,"expires_at":null,"expiry_source":null,"account_id":null}"#;
+    let info: AccountInfo = serde_json::from_str(info).expect("decodes");
+    assert_eq!((info.portal, info.profile_kind), (None, None));
 }
 
 fn unhex(s: &str) -> Vec<u8> {

@@ -1,13 +1,64 @@
 //! Handing an account's accepted credentials to tools: `env` (shell lines), `exec` (a child
-//! with them in its environment) and `credential-process` (the JSON the SDKs expect).
-//! Secrets go to stdout or the child only, never to stderr or a log.
+//! with them in its environment) and `credential-process` (the JSON the SDKs expect) —
+//! either the keys themselves (`--static`) or the daemon's credentials endpoint, which
+//! running SDK processes re-ask, so they follow the accepted token. Secrets go to stdout or
+//! the child only, never to stderr or a log.
 
 use std::process::ExitCode;
 
 use cmdr_proto::HandOut;
 
+/// What `CMDR_FINGERPRINT` holds in a shell or child that follows the endpoint: `hook`
+/// then has nothing to refresh.
+pub const SERVED: &str = "served";
+
+/// The endpoint variables (`exec` by default, `env --serve`); those without a value are
+/// unset, among them every variable that would shadow the endpoint in some SDK.
+pub fn served_variables(
+    h: &HandOut,
+    endpoint: &cmdr_proto::EndpointInfo,
+) -> Vec<(&'static str, Option<String>)> {
+    vec![
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            Some(account_url(&endpoint.url, &h.account)),
+        ),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            Some(endpoint.token_file.clone()),
+        ),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", None),
+        ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", None),
+        ("AWS_ACCESS_KEY_ID", None),
+        ("AWS_SECRET_ACCESS_KEY", None),
+        ("AWS_SESSION_TOKEN", None),
+        ("AWS_SECURITY_TOKEN", None),
+        ("AWS_CREDENTIAL_EXPIRATION", None),
+        ("AWS_PROFILE", None),
+        ("AWS_DEFAULT_PROFILE", None),
+        ("AWS_REGION", h.region.clone()),
+        ("AWS_DEFAULT_REGION", h.region.clone()),
+        ("AWS_ENDPOINT_URL", h.endpoint.clone()),
+        ("CMDR_ACCOUNT", Some(h.account.clone())),
+        ("CMDR_FINGERPRINT", Some(SERVED.to_owned())),
+    ]
+}
+
+/// The URL of one account on the endpoint (its name percent-encoded).
+pub fn account_url(base: &str, account: &str) -> String {
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'.')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'~');
+    format!(
+        "{base}{}",
+        percent_encoding::utf8_percent_encode(account, UNRESERVED)
+    )
+}
+
 /// The variables cmdr owns; those without a value are unset.
-fn variables(h: &HandOut) -> Vec<(&'static str, Option<String>)> {
+pub fn variables(h: &HandOut) -> Vec<(&'static str, Option<String>)> {
     vec![
         ("AWS_ACCESS_KEY_ID", Some(h.access_key_id.clone())),
         ("AWS_SECRET_ACCESS_KEY", Some(h.secret_access_key.clone())),
@@ -67,9 +118,9 @@ pub fn quote(shell: Shell, value: &str) -> String {
     }
 }
 
-pub fn env_lines(h: &HandOut, shell: Shell) -> String {
+pub fn env_lines(vars: Vec<(&'static str, Option<String>)>, shell: Shell) -> String {
     let mut out = String::new();
-    for (name, value) in variables(h) {
+    for (name, value) in vars {
         let line = match (shell, value) {
             (Shell::Posix, Some(v)) => format!("export {name}={}", quote(shell, &v)),
             (Shell::Posix, None) => format!("unset {name}"),
@@ -86,8 +137,16 @@ pub fn env_lines(h: &HandOut, shell: Shell) -> String {
     out
 }
 
-/// `credential_process` output: `Version` is the number 1.
-pub fn credential_process_json(h: &HandOut) -> String {
+/// How long `credential-process` output lasts when the token says nothing shorter: it
+/// cannot tell which SDK runs it, so it takes the longest refresh window measured
+/// (botocore's 15 minutes) plus 45 s, as the endpoint does for botocore, so that no SDK
+/// re-runs it on every call; see docs/benchmarks.md.
+pub const PROCESS_LIFETIME: chrono::Duration = chrono::Duration::seconds(15 * 60 + 45);
+
+/// `credential_process` output: `Version` is the number 1; `Expiration` is always there
+/// (never later than the token's own expiry), so that SDKs come back for a newly accepted
+/// token.
+pub fn credential_process_json(h: &HandOut, now: chrono::DateTime<chrono::Utc>) -> String {
     let mut map = serde_json::Map::new();
     map.insert("Version".into(), 1.into());
     map.insert("AccessKeyId".into(), h.access_key_id.clone().into());
@@ -95,22 +154,34 @@ pub fn credential_process_json(h: &HandOut) -> String {
     if let Some(token) = &h.session_token {
         map.insert("SessionToken".into(), token.clone().into());
     }
-    if let Some(at) = &h.expires_at {
-        map.insert("Expiration".into(), at.clone().into());
-    }
+    let real = h
+        .expires_at
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc));
+    let until = match real {
+        Some(at) if at < now + PROCESS_LIFETIME => at,
+        _ => now + PROCESS_LIFETIME,
+    };
+    map.insert(
+        "Expiration".into(),
+        until
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            .into(),
+    );
     serde_json::Value::Object(map).to_string()
 }
 
 /// Replaces this process with `command` (no shell in between): signals reach it directly
 /// and its exit code is ours. Returns only on failure.
-pub fn exec(h: &HandOut, command: &[String]) -> ExitCode {
+pub fn exec(vars: Vec<(&'static str, Option<String>)>, command: &[String]) -> ExitCode {
     let Some((program, args)) = command.split_first() else {
         eprintln!("cmdrctl: exec needs a command after `--`");
         return ExitCode::from(2);
     };
     let mut cmd = std::process::Command::new(program);
     cmd.args(args);
-    for (name, value) in variables(h) {
+    for (name, value) in vars {
         match value {
             Some(v) => cmd.env(name, v),
             None => cmd.env_remove(name),
@@ -166,16 +237,54 @@ mod tests {
 
     #[test]
     fn env_sets_and_unsets() {
-        let text = env_lines(&handout(), Shell::Posix);
+        let text = env_lines(variables(&handout()), Shell::Posix);
         assert!(text.contains("export AWS_REGION='eu-west-1'\n"));
         assert!(text.contains("unset AWS_SESSION_TOKEN\n"));
         assert!(text.contains("unset AWS_ENDPOINT_URL\n"));
         assert!(text.contains("export CMDR_ACCOUNT='acme'\n"));
-        let json = credential_process_json(&handout());
+        let now = chrono::Utc::now();
+        let json = credential_process_json(&handout(), now);
         assert!(
             json.starts_with(r#"{"Version":1,"AccessKeyId":"ASIA1""#),
             "{json}"
         );
-        assert!(!json.contains("SessionToken") && !json.contains("Expiration"));
+        assert!(!json.contains("SessionToken"));
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("json");
+        let at = parsed["Expiration"].as_str().expect("Expiration");
+        let at = chrono::DateTime::parse_from_rfc3339(at).expect("time");
+        assert!(at <= now + PROCESS_LIFETIME && at > now);
+        // Never later than the token's own expiry.
+        let mut soon = handout();
+        soon.expires_at = Some("2020-01-01T00:00:00Z".into());
+        assert!(
+            credential_process_json(&soon, now).contains(r#""Expiration":"2020-01-01T00:00:00Z""#)
+        );
+    }
+
+    #[test]
+    fn served_variables_shadow_nothing() {
+        let endpoint = cmdr_proto::EndpointInfo {
+            url: "http://127.0.0.1:4144/v1/credentials/".into(),
+            token_file: "/run/user/1/cmdr/endpoint.token".into(),
+        };
+        let vars = served_variables(&handout(), &endpoint);
+        let get = |n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone());
+        assert_eq!(
+            get("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+            Some(Some("http://127.0.0.1:4144/v1/credentials/acme".into()))
+        );
+        for unset in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_SECURITY_TOKEN",
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        ] {
+            assert_eq!(get(unset), Some(None), "{unset}");
+        }
+        let text = env_lines(vars, Shell::Posix);
+        assert!(!text.contains("a'b"), "no secret in served lines: {text}");
     }
 }

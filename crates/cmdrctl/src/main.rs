@@ -2,12 +2,14 @@
 //! (clap), 3 daemon not reachable.
 
 mod assets;
+mod clipboard;
 mod doctor;
 mod handout;
 mod hook;
 mod output;
 mod paste;
 mod prompt;
+mod renew;
 mod service;
 
 use std::path::PathBuf;
@@ -49,6 +51,9 @@ enum Command {
     Watch,
     /// Check an account's credentials with STS GetCallerIdentity against its target.
     Validate { name: String },
+    /// Start getting a new token: open the account's access portal in the browser, or for
+    /// an SSO profile run `aws sso login` for it.
+    Renew { name: String },
     /// One short line for shell prompts, e.g. `acme 3h12m`; silent when nothing is bound
     /// or the daemon is down.
     Prompt {
@@ -72,6 +77,10 @@ enum Command {
         /// Print nothing if the accepted token still has this fingerprint (for `hook`).
         #[arg(long, value_name = "FINGERPRINT")]
         if_changed: Option<String>,
+        /// Print the credentials endpoint's variables instead of the keys: the shell's
+        /// processes then follow the accepted token.
+        #[arg(long, conflicts_with_all = ["force", "if_changed"])]
+        serve: bool,
     },
     /// Print a snippet for your shell's rc file that refreshes the AWS_* variables of a
     /// shell that ran `eval "$(cmdrctl env NAME)"` once the account accepts a new token.
@@ -79,11 +88,17 @@ enum Command {
         #[arg(value_parser = ["bash", "zsh", "fish"])]
         shell: String,
     },
-    /// Run a command with the account's accepted credentials in its environment.
+    /// Run a command that gets the account's credentials from the daemon's endpoint, so it
+    /// follows the accepted token while it runs (`--static`: the keys themselves).
     Exec {
         name: String,
-        /// Hand out the accepted credentials even while the account is changed or expired.
-        #[arg(long)]
+        /// Put the accepted keys themselves in the environment (for tools without an AWS
+        /// SDK); they do not follow a newly accepted token.
+        #[arg(long = "static")]
+        static_keys: bool,
+        /// With --static: hand out the accepted credentials even while the account is
+        /// changed or expired.
+        #[arg(long, requires = "static_keys")]
         force: bool,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -97,11 +112,16 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Read an "Option 2" block on stdin and write it into the credentials file.
+    /// Read an "Option 2" block on stdin (or the clipboard) and write it into the
+    /// credentials file.
     Paste {
         /// Profile to write (default: the block's `[header]`).
         #[arg(long)]
         profile: Option<String>,
+        /// Read the block from the clipboard (wl-paste, xclip, xsel, pbpaste,
+        /// Get-Clipboard) instead of stdin.
+        #[arg(long)]
+        clipboard: bool,
         /// Record when the session ends, e.g. 12h.
         #[arg(long, value_name = "DURATION", conflicts_with = "expires_at")]
         expires_in: Option<String>,
@@ -165,6 +185,9 @@ enum AccountsCommand {
         /// Target real AWS again.
         #[arg(long, conflicts_with_all = ["localstack", "endpoint"])]
         aws: bool,
+        /// Drop the account's portal (back to the profile's sso_start_url).
+        #[arg(long, conflicts_with = "portal")]
+        no_portal: bool,
     },
     /// Remove an account (the profile and the files are untouched).
     Remove { name: String },
@@ -187,6 +210,10 @@ struct AccountArgs {
     /// What to do when the token in the file changes.
     #[arg(long, value_parser = ["ask", "auto"])]
     on_change: Option<String>,
+    /// The access portal tokens come from, opened by `cmdrctl renew` (default: the
+    /// profile's sso_start_url).
+    #[arg(long, value_name = "URL")]
+    portal: Option<String>,
 }
 
 impl AccountArgs {
@@ -243,6 +270,16 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         .clone()
         .unwrap_or_else(|| cmdr_client::default_socket().path);
     let json = cli.json;
+    // A malformed portal is a usage error, stated before the daemon (which checks it too)
+    // is asked.
+    if let Command::Accounts(AccountsCommand::Add { spec, .. } | AccountsCommand::Edit { spec, .. }) =
+        &cli.command
+        && let Some(url) = &spec.portal
+        && let Err(err) = cmdr_core::account::check_portal(url)
+    {
+        eprintln!("cmdrctl: {err}");
+        return Ok(ExitCode::from(2));
+    }
     let request = match cli.command {
         Command::Doctor { config } => return Ok(doctor::run(config.as_deref(), json)),
         Command::Service {
@@ -257,6 +294,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Command::GenerateAssets { out } => return Ok(assets::generate(&out)),
         Command::Paste {
             profile,
+            clipboard,
             expires_in,
             expires_at,
             config,
@@ -264,6 +302,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             return Ok(paste::run(paste::Options {
                 config: config.as_deref(),
                 profile,
+                clipboard,
                 expires_in,
                 expires_at,
             }));
@@ -277,28 +316,46 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             shell,
             force,
             if_changed,
+            serve,
         } => {
-            let handout = credentials(&socket, name, force).await?;
-            if if_changed.is_some_and(|fp| fp == handout::fingerprint(&handout)) {
+            // A shell on the endpoint follows the accepted token by itself.
+            if if_changed.as_deref() == Some(handout::SERVED) {
                 return Ok(ExitCode::SUCCESS);
             }
+            let vars = if serve {
+                served(&socket, name).await?
+            } else {
+                let handout = credentials(&socket, name, force).await?;
+                if if_changed.is_some_and(|fp| fp == handout::fingerprint(&handout)) {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                handout::variables(&handout)
+            };
             print!(
                 "{}",
-                handout::env_lines(&handout, handout::Shell::pick(shell.as_deref()))
+                handout::env_lines(vars, handout::Shell::pick(shell.as_deref()))
             );
             return Ok(ExitCode::SUCCESS);
         }
         Command::Exec {
             name,
+            static_keys,
             force,
             command,
         } => {
-            let handout = credentials(&socket, name, force).await?;
-            return Ok(handout::exec(&handout, &command));
+            let vars = if static_keys {
+                handout::variables(&credentials(&socket, name, force).await?)
+            } else {
+                served(&socket, name).await?
+            };
+            return Ok(handout::exec(vars, &command));
         }
         Command::CredentialProcess { name, force } => {
             let handout = credentials(&socket, name, force).await?;
-            println!("{}", handout::credential_process_json(&handout));
+            println!(
+                "{}",
+                handout::credential_process_json(&handout, chrono::Utc::now())
+            );
             return Ok(ExitCode::SUCCESS);
         }
         Command::Watch => return watch(Client::connect(&socket, "cmdrctl").await?, json).await,
@@ -306,6 +363,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Command::Profiles => Request::Profiles,
         Command::Accept { name } => Request::Accept { name },
         Command::Validate { name } => Request::Validate { name },
+        Command::Renew { name } => return renew::run(&socket, name, json).await,
         Command::Prompt { account, format } => {
             return Ok(prompt::run(&socket, account.as_deref(), &format).await);
         }
@@ -327,6 +385,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                         endpoint: None,
                     }),
                     on_change: spec.on_change.clone().unwrap_or_else(|| "ask".into()),
+                    portal: spec.portal.clone(),
                 })
             }
             AccountsCommand::Edit {
@@ -334,6 +393,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 spec,
                 no_region,
                 aws,
+                no_portal,
             } => Request::EditAccount {
                 name,
                 edit: AccountEdit {
@@ -349,6 +409,8 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                         spec.target()
                     },
                     on_change: spec.on_change.clone(),
+                    portal: spec.portal.clone(),
+                    clear_portal: no_portal,
                 },
             },
         },
@@ -374,7 +436,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             }
         }
         Response::Validated(identity) => output::identity(&identity, json),
-        Response::Subscribed | Response::Credentials(_) => {}
+        Response::Subscribed | Response::Credentials(_) | Response::Served(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -385,12 +447,36 @@ async fn credentials(
     force: bool,
 ) -> Result<cmdr_proto::HandOut, ClientError> {
     let mut client = Client::connect(socket, "cmdrctl").await?;
-    match client.request(Request::Credentials { name, force }).await? {
-        Response::Credentials(handout) => Ok(handout),
-        _ => Err(ClientError::Proto(cmdr_proto::ProtoError::Malformed(
-            "unexpected answer to a credentials request".to_owned(),
-        ))),
+    match client.request(Request::Serve { name, force }).await? {
+        Response::Served(served) => Ok(served.handout.clone()),
+        _ => Err(unexpected("a credentials request")),
     }
+}
+
+/// The endpoint variables of an account: checked first (a refusal now is clearer than an
+/// SDK error in the child later), then the endpoint from `status`.
+async fn served(
+    socket: &std::path::Path,
+    name: String,
+) -> Result<Vec<(&'static str, Option<String>)>, ClientError> {
+    let handout = credentials(socket, name, false).await?;
+    let mut client = Client::connect(socket, "cmdrctl").await?;
+    let Response::Status(status) = client.request(Request::Status).await? else {
+        return Err(unexpected("a status request"));
+    };
+    let Some(endpoint) = status.endpoint else {
+        return Err(ClientError::Daemon(cmdr_proto::ErrorReply {
+            code: cmdr_proto::ErrorCode::BadRequest,
+            message: "the credentials endpoint is disabled (endpoint.enabled in cmdr's config.toml): use --static".to_owned(),
+        }));
+    };
+    Ok(handout::served_variables(&handout, &endpoint))
+}
+
+fn unexpected(what: &str) -> ClientError {
+    ClientError::Proto(cmdr_proto::ProtoError::Malformed(format!(
+        "unexpected answer to {what}"
+    )))
 }
 
 async fn watch(mut client: Client, json: bool) -> Result<ExitCode, ClientError> {

@@ -101,6 +101,10 @@ pub fn status(status: &StatusInfo, json: bool) {
         println!("accounts: {total} ({})", by_state.join(", "));
     }
     println!("subscribers: {}", status.subscribers);
+    match &status.endpoint {
+        Some(e) => println!("endpoint: {}NAME (token in {})", e.url, e.token_file),
+        None => println!("endpoint: disabled"),
+    }
     if !status.changes_while_down.is_empty() {
         println!("while cmdrd was not running:");
         for change in &status.changes_while_down {
@@ -212,6 +216,7 @@ pub fn account(account: &AccountInfo, verb: &str, json: bool) {
         ("expires at", account.expires_at.clone()),
         ("expiry source", account.expiry_source.clone()),
         ("account id", account.account_id.clone()),
+        ("portal", account.portal.clone()),
     ];
     for (name, value) in fields {
         println!("{name:<14} {}", value.as_deref().unwrap_or("-"));

@@ -20,6 +20,8 @@ const MAX_RETRIES: usize = 5;
 pub struct Options<'a> {
     pub config: Option<&'a Path>,
     pub profile: Option<String>,
+    /// Read the block from the clipboard instead of stdin.
+    pub clipboard: bool,
     pub expires_in: Option<String>,
     pub expires_at: Option<String>,
 }
@@ -39,16 +41,26 @@ pub fn run(options: Options<'_>) -> ExitCode {
 
 fn paste(options: Options<'_>) -> anyhow::Result<String> {
     let mut input = Vec::new();
-    std::io::stdin()
-        .take(MAX_BLOCK_LEN as u64 + 1)
-        .read_to_end(&mut input)
-        .context("cannot read standard input")?;
-    let block = parse_block(&input)?;
+    if options.clipboard {
+        input = crate::clipboard::read(MAX_BLOCK_LEN + 1)?;
+    } else {
+        std::io::stdin()
+            .take(MAX_BLOCK_LEN as u64 + 1)
+            .read_to_end(&mut input)
+            .context("cannot read standard input")?;
+    }
+    let source = if options.clipboard {
+        "the clipboard"
+    } else {
+        "the input"
+    };
+    let block = parse_block(&input);
     input.fill(0);
+    let block = block.with_context(|| format!("{source} is not an \"Option 2\" block"))?;
     let profile = match options.profile.or_else(|| block.profile.clone()) {
         Some(p) if valid_profile_name(&p) => p,
-        Some(p) => bail!("invalid profile name `{p}`"),
-        None => bail!("the input has no `[profile]` header: pass --profile NAME"),
+        Some(p) => bail!("invalid profile name `{}`", p.escape_debug()),
+        None => bail!("{source} has no `[profile]` header: pass --profile NAME"),
     };
     let expires = expiry(options.expires_in.as_deref(), options.expires_at.as_deref())?;
     let settings = cmdrd::Settings::load(options.config, None)?;

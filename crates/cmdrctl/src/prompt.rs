@@ -76,6 +76,8 @@ mod tests {
             expires_at: expires_at.map(str::to_owned),
             expiry_source: None,
             account_id: None,
+            portal: None,
+            profile_kind: None,
         }
     }
 

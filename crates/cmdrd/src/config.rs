@@ -9,6 +9,7 @@ use cmdr_client::SocketLocation;
 use serde::Deserialize;
 
 use crate::desktop::DesktopSettings;
+use crate::endpoint::EndpointSettings;
 
 /// `config.toml`. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -17,6 +18,16 @@ struct ConfigFile {
     paths: PathsSection,
     daemon: DaemonSection,
     notifications: NotificationsSection,
+    endpoint: EndpointSection,
+}
+
+/// `[endpoint]`: the credentials endpoint for running processes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct EndpointSection {
+    enabled: Option<bool>,
+    /// `127.0.0.1:PORT`.
+    listen: Option<String>,
 }
 
 /// `[notifications]`: desktop notifications, per kind.
@@ -73,11 +84,21 @@ pub struct Settings {
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     pub desktop: DesktopSettings,
+    pub endpoint: EndpointSettings,
 }
 
 impl Settings {
     pub fn state_file(&self) -> PathBuf {
         self.data_dir.join("state.json")
+    }
+
+    /// Keeps the credentials endpoint's port across restarts.
+    pub fn endpoint_port_file(&self) -> PathBuf {
+        self.data_dir.join("endpoint.port")
+    }
+
+    pub fn endpoint_token_file(&self) -> PathBuf {
+        crate::endpoint::token_file(&self.socket.path, &self.data_dir)
     }
 
     /// Resolves settings from the real environment. `config_file` overrides the default
@@ -195,6 +216,15 @@ impl Settings {
                     expired: n.expired.unwrap_or(on.expired),
                     identity_changed: n.identity_changed.unwrap_or(on.identity_changed),
                 }
+            },
+            endpoint: EndpointSettings {
+                enabled: file.endpoint.enabled.unwrap_or(true),
+                listen: file
+                    .endpoint
+                    .listen
+                    .as_deref()
+                    .map(crate::endpoint::parse_listen)
+                    .transpose()?,
             },
         };
         Ok(settings)

@@ -1,16 +1,18 @@
 //! Desktop notifications: the freedesktop notification service over D-Bus on Linux (with
-//! "Use new token" / "Ignore" actions on `token_changed` for `ask` accounts), the
-//! notification centre on macOS. Listens to the engine's events like any subscriber.
+//! "Use new token" / "Ignore" actions on `token_changed` for `ask` accounts, and "Renew" on
+//! `expiring_soon`/`expired` for accounts that can be renewed), the notification centre on
+//! macOS. Listens to the engine's events like any subscriber.
 //! Without a notification service it logs once and carries on; texts never hold secrets.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cmdr_proto::{Event, EventKind, Outcome, Request, Response};
+use cmdr_proto::{AccountInfo, Event, EventKind, Outcome, Request, Response};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::EngineHandle;
+use crate::renew;
 
 /// Which events become notifications (`[notifications]` in config.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,18 +41,36 @@ impl Default for DesktopSettings {
 pub const ACCEPT_ACTION: &str = "default";
 pub const IGNORE_ACTION: &str = "ignore";
 
-/// What to show for an event; `ask` is the account to accept on "Use new token".
+/// The action key of "Renew" (on expiry notes; a click on the notification renews too).
+pub const RENEW_ACTION: &str = "default";
+
+/// What to show for an event; `ask` is the account to accept on "Use new token", `renew`
+/// the account to renew on "Renew".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
     pub summary: String,
     pub body: String,
     pub ask: Option<String>,
+    pub renew: Option<String>,
     pub urgent: bool,
 }
 
 /// The note for an event, if this kind is enabled. `ask_account` says whether a
-/// `token_changed` account waits for acceptance (policy `ask`).
-pub fn note_for(event: &EventKind, settings: &DesktopSettings, ask_account: bool) -> Option<Note> {
+/// `token_changed` account waits for acceptance (policy `ask`); `renewable` whether an
+/// expiring account has a portal or an SSO profile (`cmdrctl renew` would work).
+pub fn note_for(
+    event: &EventKind,
+    settings: &DesktopSettings,
+    ask_account: bool,
+    renewable: bool,
+) -> Option<Note> {
+    let renew_hint = |account: &str| {
+        if renewable {
+            format!(" Renew gets a new one (cmdrctl renew {account}).")
+        } else {
+            format!(" Set a portal to renew from: cmdrctl accounts edit {account} --portal URL.")
+        }
+    };
     match event {
         EventKind::TokenChanged {
             account, profile, ..
@@ -60,6 +80,7 @@ pub fn note_for(event: &EventKind, settings: &DesktopSettings, ask_account: bool
                 "Profile {profile} holds a new session token. Use it for {account}? (cmdrctl accept {account})"
             ),
             ask: Some(account.clone()),
+            renew: None,
             urgent: false,
         }),
         EventKind::ExpiringSoon {
@@ -68,8 +89,12 @@ pub fn note_for(event: &EventKind, settings: &DesktopSettings, ask_account: bool
             ..
         } if settings.expiring_soon => Some(Note {
             summary: format!("{account} expires soon"),
-            body: format!("The AWS session of {account} ends at {expires_at}. Paste a new token."),
+            body: format!(
+                "The AWS session of {account} ends at {expires_at}.{}",
+                renew_hint(account)
+            ),
             ask: None,
+            renew: renewable.then(|| account.clone()),
             urgent: false,
         }),
         EventKind::Expired {
@@ -78,8 +103,12 @@ pub fn note_for(event: &EventKind, settings: &DesktopSettings, ask_account: bool
             ..
         } if settings.expired => Some(Note {
             summary: format!("{account} expired"),
-            body: format!("The AWS session of {account} ended at {expires_at}."),
+            body: format!(
+                "The AWS session of {account} ended at {expires_at}.{}",
+                renew_hint(account)
+            ),
             ask: None,
+            renew: renewable.then(|| account.clone()),
             urgent: true,
         }),
         EventKind::IdentityChanged {
@@ -93,6 +122,7 @@ pub fn note_for(event: &EventKind, settings: &DesktopSettings, ask_account: bool
                 "Profile {profile} now holds credentials of AWS account {new_account_id}, not {old_account_id}. Run `cmdrctl accept {account}` if that is intended."
             ),
             ask: None,
+            renew: None,
             urgent: true,
         }),
         _ => None,
@@ -115,18 +145,16 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
                 Err(RecvError::Closed) => return,
             },
         };
-        let ask_account = match &event.kind {
-            EventKind::TokenChanged { account, .. } => {
-                let reply = engine
-                    .request(Request::ShowAccount {
-                        name: account.clone(),
-                    })
-                    .await;
-                matches!(reply, Outcome::Ok(Response::Account(a)) if a.on_change == "ask" && a.state == "changed")
-            }
-            _ => false,
-        };
-        let Some(note) = note_for(&event.kind, &settings, ask_account) else {
+        let (mut ask_account, mut renewable) = (false, false);
+        if let EventKind::TokenChanged { account, .. }
+        | EventKind::ExpiringSoon { account, .. }
+        | EventKind::Expired { account, .. } = &event.kind
+            && let Some(info) = show_account(&engine, account).await
+        {
+            ask_account = info.on_change == "ask" && info.state == "changed";
+            renewable = renew::plan(&info).is_ok();
+        }
+        let Some(note) = note_for(&event.kind, &settings, ask_account, renewable) else {
             continue;
         };
         let engine = engine.clone();
@@ -135,6 +163,11 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
         tokio::task::spawn_blocking(move || {
             let handle = tokio::runtime::Handle::current();
             match show(&note) {
+                Ok(Some(action)) if action == RENEW_ACTION && note.renew.is_some() => {
+                    if let Some(account) = &note.renew {
+                        handle.block_on(renew_from_notification(&engine, account));
+                    }
+                }
                 Ok(Some(action)) if action == ACCEPT_ACTION => {
                     if let Some(account) = note.ask {
                         let outcome = handle.block_on(engine.request(Request::Accept {
@@ -163,7 +196,54 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
     }
 }
 
-/// Shows the note; for a note with `ask`, waits for the user's action and returns it.
+async fn show_account(engine: &EngineHandle, name: &str) -> Option<AccountInfo> {
+    match engine
+        .request(Request::ShowAccount {
+            name: name.to_owned(),
+        })
+        .await
+    {
+        Outcome::Ok(Response::Account(info)) => Some(info),
+        _ => None,
+    }
+}
+
+/// "Renew" was clicked: open the portal or run `aws sso login` in the daemon's session; a
+/// failure becomes a notification of its own (nobody sees the log).
+async fn renew_from_notification(engine: &EngineHandle, account: &str) {
+    let result = match show_account(engine, account).await {
+        Some(info) => match renew::plan(&info) {
+            Ok(plan) => renew::run(&plan, renew::Mode::Detached).await,
+            Err(err) => Err(err),
+        },
+        None => {
+            tracing::warn!(
+                account,
+                "renew from a desktop notification: the account is gone"
+            );
+            return;
+        }
+    };
+    match result {
+        Ok(done) => tracing::info!(account, ?done, "renewed from a desktop notification"),
+        Err(err) => {
+            tracing::warn!(account, error = %err, "renew from a desktop notification failed");
+            let note = Note {
+                summary: format!("Renewing {account} failed"),
+                body: err.to_string(),
+                ask: None,
+                renew: None,
+                urgent: false,
+            };
+            if let Err(err) = tokio::task::spawn_blocking(move || show(&note)).await {
+                tracing::debug!(error = %err, "failure notification not shown");
+            }
+        }
+    }
+}
+
+/// Shows the note; for a note with `ask` or `renew`, waits for the user's action (or the
+/// notification's closing) and returns it.
 #[cfg(all(unix, not(target_os = "macos")))]
 fn show(note: &Note) -> Result<Option<String>, notify_rust::error::Error> {
     use notify_rust::{Hint, Notification, Timeout, Urgency};
@@ -184,9 +264,13 @@ fn show(note: &Note) -> Result<Option<String>, notify_rust::error::Error> {
             .action(IGNORE_ACTION, "Ignore")
             .hint(Hint::Resident(true))
             .timeout(Timeout::Never);
+    } else if note.renew.is_some() {
+        notification
+            .action(RENEW_ACTION, "Renew")
+            .action(IGNORE_ACTION, "Dismiss");
     }
     let handle = notification.show()?;
-    if note.ask.is_none() {
+    if note.ask.is_none() && note.renew.is_none() {
         return Ok(None);
     }
     let mut chosen = None;
@@ -227,22 +311,48 @@ mod tests {
             expiry_source: None,
         };
         let all = DesktopSettings::default();
-        let note = note_for(&changed, &all, true).expect("note");
+        let note = note_for(&changed, &all, true, false).expect("note");
         assert_eq!(note.ask.as_deref(), Some("acme"));
         assert!(note.body.contains("cmdrctl accept acme"));
         // `auto` accounts already use the new token: nothing to ask.
-        assert_eq!(note_for(&changed, &all, false), None);
+        assert_eq!(note_for(&changed, &all, false, false), None);
         let off = DesktopSettings {
             token_changed: false,
             ..all
         };
-        assert_eq!(note_for(&changed, &off, true), None);
+        assert_eq!(note_for(&changed, &off, true, false), None);
         let expired = EventKind::Expired {
             account: "acme".into(),
             profile: "acme".into(),
             expires_at: "2026-11-29T10:00:00Z".into(),
         };
-        assert!(note_for(&expired, &all, false).is_some_and(|n| n.urgent && n.ask.is_none()));
-        assert_eq!(note_for(&EventKind::DaemonStopping, &all, false), None);
+        assert!(
+            note_for(&expired, &all, false, false)
+                .is_some_and(|n| n.urgent && n.ask.is_none() && n.renew.is_none())
+        );
+        // Renew is offered only where `cmdrctl renew` would work; otherwise the body says
+        // how to make it work.
+        let renew = note_for(&expired, &all, false, true).expect("note");
+        assert_eq!(renew.renew.as_deref(), Some("acme"));
+        assert!(renew.body.contains("cmdrctl renew acme"), "{}", renew.body);
+        let no_portal = note_for(&expired, &all, false, false).expect("note");
+        assert!(
+            no_portal.body.contains("--portal URL"),
+            "{}",
+            no_portal.body
+        );
+        let soon = EventKind::ExpiringSoon {
+            account: "acme".into(),
+            profile: "acme".into(),
+            expires_at: "2026-11-29T10:00:00Z".into(),
+        };
+        assert_eq!(
+            note_for(&soon, &all, false, true).and_then(|n| n.renew),
+            Some("acme".into())
+        );
+        assert_eq!(
+            note_for(&EventKind::DaemonStopping, &all, false, false),
+            None
+        );
     }
 }

@@ -8,20 +8,21 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cmdr_core::{
-    AccountChange, AccountPatch, Accounts, Detail, Expiry, ExpirySource, FileKind, IdentityCheck,
-    NewAccount, Profile, ProfileKind, ProfileView, diff,
+    AccountChange, AccountPatch, AccountState, Accounts, Detail, Expiry, ExpirySource, FileKind,
+    IdentityCheck, NewAccount, Profile, ProfileKind, ProfileView, diff,
 };
 use cmdr_proto::{
-    AccountInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome, PROTOCOL_VERSION,
-    ProfileInfo, Request, Response, StateCount, StatusInfo,
+    AccountInfo, EndpointInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome,
+    PROTOCOL_VERSION, ProfileInfo, Request, Response, StateCount, StatusInfo,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::expiry::{self, Clock, Deadline, Timers};
+use crate::serve::{self, Cached, Waiter};
 use crate::store::{Seen, Store, StoredState};
-use crate::validate::{self, Failure, Identity, Job};
+use crate::validate::{self, Failure, Identity, Job, Resolved};
 use crate::watch::{FileRead, Snapshot};
 use crate::wire::{
     account_event, bad_request, error_reply, on_change_from, profile_event, target_from_spec,
@@ -40,7 +41,14 @@ pub enum Command {
     /// A validation task finished (sent by the engine's own tasks).
     Validated {
         account: String,
+        fingerprint: Option<String>,
         result: Result<Identity, Failure>,
+    },
+    /// Credentials of an SDK-provider profile were resolved (sent by the engine's tasks).
+    Resolved {
+        account: String,
+        key: serve::CacheKey,
+        result: Result<Resolved, Failure>,
     },
 }
 
@@ -113,6 +121,47 @@ pub struct Engine {
     validations: HashMap<String, Vec<oneshot::Sender<Outcome>>>,
     /// For the engine's own tasks to report back; weak so the channel can still close.
     own_commands: mpsc::WeakSender<Command>,
+    /// Where the credentials endpoint listens, for `status`.
+    endpoint: Option<EndpointInfo>,
+    /// Credentials resolved for accounts on SDK-provider profiles, until shortly before
+    /// they end or the account's token or profile changes.
+    resolved: HashMap<String, Cached>,
+    /// Resolutions in flight, with the clients waiting for each: at most one per account.
+    resolving: HashMap<String, Vec<Waiter>>,
+}
+
+/// A profile's expiry as the daemon knows it: from the files, what its
+/// `credential_process` said when last run, or estimated from when its token was first
+/// seen.
+fn profile_expiry(
+    profile: &Profile,
+    seen: &BTreeMap<String, Seen>,
+    process_expiry: &BTreeMap<String, DateTime<Utc>>,
+    session: chrono::Duration,
+) -> Option<Expiry> {
+    if profile.expiry.is_none()
+        && profile.kind == ProfileKind::CredentialProcess
+        && let Some(at) = process_expiry.get(&profile.name)
+    {
+        return Some(Expiry::at(*at, ExpirySource::CredentialProcess));
+    }
+    let seen = seen
+        .get(&profile.name)
+        .map(|s| (s.fingerprint.as_str(), s.first_seen));
+    cmdr_core::expiry::effective(profile, seen, session)
+}
+
+/// `profile_expiry` over the engine's fields, as a closure that borrows only them (so the
+/// accounts can be borrowed mutably beside it).
+macro_rules! expiry_of {
+    ($engine:expr) => {{
+        let (seen, process, session) = (
+            &$engine.seen,
+            &$engine.process_expiry,
+            $engine.settings.default_session_duration,
+        );
+        move |p: &Profile| profile_expiry(p, seen, process, session)
+    }};
 }
 
 /// A parse of large files allocates several copies of them (the SDK's profile sets) and
@@ -191,6 +240,7 @@ impl Engine {
         snapshot: Snapshot,
         rescan: mpsc::Sender<()>,
         clock: Arc<dyn Clock>,
+        endpoint: Option<EndpointInfo>,
     ) -> anyhow::Result<(Engine, EngineHandle, mpsc::Receiver<Command>)> {
         let store = Store::new(settings.state_file());
         let stored = store.load()?;
@@ -217,6 +267,9 @@ impl Engine {
             next_deadline: None,
             validations: HashMap::new(),
             own_commands: commands.downgrade(),
+            endpoint,
+            resolved: HashMap::new(),
+            resolving: HashMap::new(),
         };
         engine.load_snapshot(snapshot, false);
         release_free_memory();
@@ -243,8 +296,11 @@ impl Engine {
                 }
                 command = commands.recv() => match command {
                     Some(Command::Request(request, reply)) => self.handle(request, reply),
-                    Some(Command::Validated { account, result }) => {
-                        self.finish_validation(&account, result);
+                    Some(Command::Validated { account, fingerprint, result }) => {
+                        self.finish_validation(&account, fingerprint.as_deref(), result);
+                    }
+                    Some(Command::Resolved { account, key, result }) => {
+                        self.finish_resolution(&account, key, result);
                     }
                     None => break,
                 },
@@ -267,11 +323,7 @@ impl Engine {
             .accounts
             .iter()
             .map(|a| {
-                let at = self
-                    .view
-                    .get(&a.profile)
-                    .and_then(|p| self.expiry(p))
-                    .and_then(|e| e.at);
+                let at = a.accepted.expiry.as_ref().and_then(|e| e.at);
                 (a.name.clone(), a.profile.clone(), at)
             })
             .collect();
@@ -307,29 +359,45 @@ impl Engine {
         if in_flight {
             return;
         }
-        let job = Job {
-            profile: account.profile.clone(),
-            region: account.region.clone(),
-            endpoint: account.target.endpoint().map(str::to_owned),
-            credentials: self
-                .view
-                .get(&account.profile)
-                .and_then(|p| p.credentials.as_deref().cloned()),
-            config_file: self.settings.aws_config.clone(),
-            credentials_file: self.settings.aws_credentials.clone(),
-            timeout: self.settings.validate_timeout,
-        };
+        let job = self.job(account);
         let Some(reply_to) = self.own_commands.upgrade() else {
             return;
         };
         let account = name.to_owned();
+        let fingerprint = job.fingerprint.clone();
         tokio::spawn(async move {
             let result = validate::validate(job).await;
-            let _ = reply_to.send(Command::Validated { account, result }).await;
+            let _ = reply_to
+                .send(Command::Validated {
+                    account,
+                    fingerprint,
+                    result,
+                })
+                .await;
         });
     }
 
-    fn finish_validation(&mut self, name: &str, result: Result<Identity, Failure>) {
+    /// What an STS call or a resolution for `account` needs: the file's current token.
+    fn job(&self, account: &cmdr_core::Account) -> Job {
+        let profile = self.view.get(&account.profile);
+        Job {
+            profile: account.profile.clone(),
+            region: account.region.clone(),
+            endpoint: account.target.endpoint().map(str::to_owned),
+            credentials: profile.and_then(|p| p.credentials.as_deref().cloned()),
+            fingerprint: profile.and_then(|p| p.fingerprint.clone()),
+            config_file: self.settings.aws_config.clone(),
+            credentials_file: self.settings.aws_credentials.clone(),
+            timeout: self.settings.validate_timeout,
+        }
+    }
+
+    fn finish_validation(
+        &mut self,
+        name: &str,
+        fingerprint: Option<&str>,
+        result: Result<Identity, Failure>,
+    ) {
         let waiters = self.validations.remove(name).unwrap_or_default();
         let profile = match self.accounts.get(name) {
             Ok(a) => a.profile.clone(),
@@ -340,6 +408,17 @@ impl Engine {
                 return;
             }
         };
+        let verdict = match &result {
+            Ok(identity) => cmdr_core::Verdict::Confirmed {
+                account_id: identity.account_id.clone(),
+            },
+            Err(failure) => failure.verdict(),
+        };
+        let check = self
+            .accounts
+            .record_validation(name, fingerprint, &verdict)
+            .ok()
+            .flatten();
         let outcome = match result {
             Ok(identity) => {
                 if let Some(at) = identity.expires_at
@@ -349,15 +428,16 @@ impl Engine {
                         .is_some_and(|p| p.kind == ProfileKind::CredentialProcess)
                 {
                     self.process_expiry.insert(profile.clone(), at);
+                    let expiry_of = expiry_of!(self);
+                    self.accounts.refresh_accepted(&self.view, &expiry_of);
                 }
-                let check = self.accounts.record_identity(name, &identity.account_id);
                 self.emit(EventKind::Validated {
                     account: name.to_owned(),
                     profile: profile.clone(),
                     account_id: identity.account_id.clone(),
                     arn: identity.arn.clone(),
                 });
-                if let Ok(IdentityCheck::Changed { old }) = check {
+                if let Some(IdentityCheck::Changed { old }) = check {
                     tracing::warn!(account = name, old_account_id = %old, new_account_id = %identity.account_id, "a different AWS account was pasted into the profile");
                     self.emit(EventKind::IdentityChanged {
                         account: name.to_owned(),
@@ -366,8 +446,6 @@ impl Engine {
                         new_account_id: identity.account_id.clone(),
                     });
                 }
-                self.dirty = true;
-                self.save();
                 Outcome::Ok(Response::Validated(cmdr_proto::Identity {
                     account_id: identity.account_id,
                     arn: identity.arn,
@@ -376,11 +454,6 @@ impl Engine {
             }
             Err(failure) => {
                 let error = failure.to_string();
-                if matches!(failure, Failure::Invalid(_)) {
-                    let _ = self.accounts.mark_invalid(name, &error);
-                    self.dirty = true;
-                    self.save();
-                }
                 tracing::info!(account = name, %error, "validation failed");
                 self.emit(EventKind::ValidationFailed {
                     account: name.to_owned(),
@@ -393,6 +466,8 @@ impl Engine {
                 })
             }
         };
+        self.dirty = true;
+        self.save();
         for waiter in waiters {
             let _ = waiter.send(outcome.clone());
         }
@@ -517,7 +592,11 @@ impl Engine {
             self.process_expiry.remove(change.profile());
         }
         self.view = view;
-        self.accounts.fill_credentials(&self.view);
+        let expiry_of = expiry_of!(self);
+        if self.accounts.refresh_accepted(&self.view, &expiry_of) {
+            self.dirty = true;
+        }
+
         // A file that failed at start has no good bytes yet: do not forget its tokens.
         if !any_error {
             self.update_seen();
@@ -531,7 +610,9 @@ impl Engine {
             for change in &changes {
                 self.emit(profile_event(change));
             }
-            let account_changes = self.accounts.apply(&changes, &self.view, self.now());
+            let now = self.now();
+            let expiry_of = expiry_of!(self);
+            let account_changes = self.accounts.apply(&changes, &self.view, &expiry_of, now);
             let accepted = account_changes
                 .iter()
                 .any(|c| matches!(c, AccountChange::TokenAccepted { .. }));
@@ -616,7 +697,9 @@ impl Engine {
                 }
             }
         }
-        let changes = self.accounts.reconcile(&self.view, self.now());
+        let now = self.now();
+        let expiry_of = expiry_of!(self);
+        let changes = self.accounts.reconcile(&self.view, &expiry_of, now);
         for change in &changes {
             match change {
                 AccountChange::TokenChanged { account, .. } => {
@@ -657,10 +740,15 @@ impl Engine {
     /// and the client gets the error, so memory and disk never disagree.
     fn mutate(
         &mut self,
-        op: impl FnOnce(&mut Accounts, &ProfileView) -> Result<Vec<AccountChange>, ErrorReply>,
+        op: impl FnOnce(
+            &mut Accounts,
+            &ProfileView,
+            cmdr_core::ExpiryOf<'_>,
+        ) -> Result<Vec<AccountChange>, ErrorReply>,
     ) -> Result<Vec<AccountChange>, ErrorReply> {
         let before = self.accounts.clone();
-        let changes = op(&mut self.accounts, &self.view)?;
+        let expiry_of = expiry_of!(self);
+        let changes = op(&mut self.accounts, &self.view, &expiry_of)?;
         if let Err(err) = self.store.save(&self.stored()) {
             self.accounts = before;
             tracing::error!(error = %err, "could not save state");
@@ -699,12 +787,15 @@ impl Engine {
                         region: spec.region,
                         target,
                         on_change: on_change_from(&spec.on_change)?,
+                        portal: spec.portal,
                     })
                 });
                 let added = parsed.and_then(|new| {
                     let now = self.now();
-                    self.mutate(|accounts, view| {
-                        accounts.add(new, view, now).map_err(|e| error_reply(&e))
+                    self.mutate(|accounts, view, expiry| {
+                        accounts
+                            .add(new, view, expiry, now)
+                            .map_err(|e| error_reply(&e))
                     })
                 });
                 // Adding accepts the token in the file: learn whose it is.
@@ -727,35 +818,46 @@ impl Engine {
                         },
                         target: edit.target.as_ref().map(target_from_spec).transpose()?,
                         on_change: edit.on_change.as_deref().map(on_change_from).transpose()?,
+                        portal: if edit.clear_portal {
+                            Some(None)
+                        } else {
+                            edit.portal.map(Some)
+                        },
                     })
                 })();
                 patch
                     .and_then(|patch| {
                         let now = self.now();
-                        self.mutate(|accounts, view| {
+                        self.mutate(|accounts, view, expiry| {
                             accounts
-                                .edit(&name, patch, view, now)
+                                .edit(&name, patch, view, expiry, now)
                                 .map_err(|e| error_reply(&e))
                         })
                     })
                     .and_then(|_| self.show(&name))
             }
             Request::RemoveAccount { name } => self
-                .mutate(|accounts, _| accounts.remove(&name).map_err(|e| error_reply(&e)))
+                .mutate(|accounts, _, _| accounts.remove(&name).map_err(|e| error_reply(&e)))
                 .map(|_| Response::Done),
             Request::Accept { name } => {
                 let now = self.now();
-                let accepted = self.mutate(|accounts, view| {
+                let accepted = self.mutate(|accounts, view, expiry| {
                     accounts
-                        .accept(&name, view, now)
+                        .accept(&name, view, expiry, now)
                         .map_err(|e| error_reply(&e))
                 });
+                self.resolved.remove(&name);
                 if accepted.is_ok() && self.settings.validate_on_change {
                     self.start_validation(&name, None);
                 }
                 accepted.and_then(|_| self.show(&name))
             }
-            Request::Credentials { name, force } => self.hand_out(&name, force),
+            Request::Credentials { name, force } => {
+                return self.serve(&name, force, Waiter::legacy(reply));
+            }
+            Request::Serve { name, force } => {
+                return self.serve(&name, force, Waiter::serve(reply));
+            }
             Request::Subscribe | Request::Unsubscribe => {
                 Err(bad_request("subscriptions are handled by the session"))
             }
@@ -766,66 +868,156 @@ impl Engine {
         });
     }
 
-    /// The accepted credentials of an account, refused in states where they would be the
-    /// wrong ones unless `force`. Never logged.
-    fn hand_out(&self, name: &str, force: bool) -> Result<Response, ErrorReply> {
-        let account = self.accounts.get(name).map_err(|e| error_reply(&e))?;
-        let info = self.account_info(account);
-        let refuse = |message: String| ErrorReply {
-            code: ErrorCode::NotAccepted,
-            message,
+    /// Hands out an account's accepted credentials, refused in states where they would be
+    /// the wrong ones unless `force`; those of SDK-provider profiles are resolved (once per
+    /// account at a time) and cached until shortly before they end. Never logged.
+    fn serve(&mut self, name: &str, force: bool, waiter: Waiter) {
+        let now = self.now();
+        let account = match self.accounts.get(name) {
+            Ok(a) => a,
+            Err(err) => return waiter.refuse(error_reply(&err)),
         };
-        if !force {
-            let why = match info.state.as_str() {
-                "changed" => Some(format!(
-                    "the file holds a new token for `{name}` that it has not accepted: run `cmdrctl accept {name}` (or pass --force for the previously accepted one)"
-                )),
-                "expired" => Some(format!(
-                    "the accepted token of `{name}` expired at {}: paste a new one, then run `cmdrctl accept {name}`",
-                    info.expires_at.as_deref().unwrap_or("?")
-                )),
-                "missing" => Some(format!(
-                    "profile `{}` of account `{name}` is gone from the AWS files: restore it, then run `cmdrctl accept {name}`",
-                    account.profile
-                )),
-                "invalid" => Some(format!(
-                    "{}; after fixing it, run `cmdrctl accept {name}`",
-                    account
-                        .invalid
-                        .as_deref()
-                        .unwrap_or("STS rejected the credentials")
-                )),
-                _ => None,
-            };
-            if let Some(why) = why {
-                return Err(refuse(why));
-            }
+        let profile = self.view.get(&account.profile);
+        let status = account.status(profile, now, self.settings.warn_before);
+        let key = serve::CacheKey {
+            fingerprint: account.accepted.fingerprint.clone(),
+            digest: profile.map_or(0, |p| p.digest),
+        };
+        let cached = self.resolved.get(name).filter(|c| c.fresh(&key, now));
+        // While the file holds a newer token, tools keep getting the accepted one, if it
+        // is still at hand (not after a restart, nor for a profile resolved from files
+        // that now hold the new token).
+        let held = status.state == AccountState::Changed
+            && !account
+                .pending_identity
+                .as_ref()
+                .is_some_and(|p| p.fingerprint == account.accepted.fingerprint)
+            && (account.accepted.credentials.is_some() || cached.is_some());
+        if !force
+            && !held
+            && let Some(why) = status.refusal(name)
+        {
+            return waiter.refuse(ErrorReply {
+                code: serve::refusal_code(status.state),
+                message: why,
+            });
         }
-        let Some(credentials) = &account.accepted_credentials else {
-            let kind = self
-                .view
-                .get(&account.profile)
-                .map_or("missing", |p| p.kind.label());
-            return Err(refuse(format!(
-                "no accepted keys for `{name}`: profile `{}` (kind {kind}) has no access keys in the files, or its accepted token is no longer there; run `cmdrctl accept {name}` once it has",
-                account.profile
-            )));
-        };
-        // The expiry shown belongs to the file's token: only valid if that is the accepted one.
-        let expires_at = (info.fingerprint == info.accepted_fingerprint)
-            .then_some(info.expires_at)
-            .flatten();
-        tracing::info!(account = name, "handed out credentials to a client");
-        Ok(Response::Credentials(cmdr_proto::HandOut {
+        let expiry_source = account
+            .accepted
+            .expiry
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), |e| e.source.label());
+        let served = serve::Served {
             account: name.to_owned(),
             profile: account.profile.clone(),
-            access_key_id: credentials.access_key_id.clone(),
-            secret_access_key: credentials.secret_access_key.clone(),
-            session_token: credentials.session_token.clone(),
             region: account.region.clone(),
             endpoint: account.target.endpoint().map(str::to_owned),
-            expires_at,
-        }))
+            account_id: account.account_id.clone(),
+            expiry_source,
+        };
+        if let Some(credentials) = &account.accepted.credentials {
+            let expires_at = account.accepted.expiry.as_ref().and_then(|e| e.at);
+            tracing::debug!(account = name, "handed out credentials to a client");
+            return waiter.answer(&served, credentials, expires_at.map(timestamp));
+        }
+        let resolvable = profile.is_some_and(|p| serve::resolvable(p.kind));
+        if !resolvable {
+            let kind = profile.map_or("missing", |p| p.kind.label());
+            return waiter.refuse(ErrorReply {
+                code: if force {
+                    ErrorCode::NotAccepted
+                } else {
+                    ErrorCode::Misconfigured
+                },
+                message: format!(
+                    "no accepted keys for `{name}`: profile `{}` (kind {kind}) has no access keys in the files, or its accepted token is no longer there; run `cmdrctl accept {name}` once it has",
+                    account.profile
+                ),
+            });
+        }
+        if let Some(cached) = cached {
+            tracing::debug!(
+                account = name,
+                "handed out resolved credentials to a client"
+            );
+            return waiter.answer(
+                &served,
+                &cached.credentials,
+                cached.expires_at.map(timestamp),
+            );
+        }
+        let in_flight = self.resolving.contains_key(name);
+        self.resolving
+            .entry(name.to_owned())
+            .or_default()
+            .push(waiter.with(served));
+        if in_flight {
+            return;
+        }
+        let job = self.job(account);
+        let Some(reply_to) = self.own_commands.upgrade() else {
+            return;
+        };
+        let account = name.to_owned();
+        tokio::spawn(async move {
+            let result = validate::resolve(&job).await;
+            let _ = reply_to
+                .send(Command::Resolved {
+                    account,
+                    key,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    fn finish_resolution(
+        &mut self,
+        name: &str,
+        key: serve::CacheKey,
+        result: Result<Resolved, Failure>,
+    ) {
+        let waiters = self.resolving.remove(name).unwrap_or_default();
+        match result {
+            Ok(resolved) => {
+                let cached = Cached {
+                    key,
+                    credentials: resolved.credentials,
+                    expires_at: resolved.expires_at,
+                    resolved_at: self.now(),
+                };
+                for waiter in waiters {
+                    waiter.answer_pending(&cached.credentials, cached.expires_at.map(timestamp));
+                }
+                self.resolved.insert(name.to_owned(), cached);
+            }
+            Err(failure) => {
+                let code = match failure {
+                    Failure::Unreachable(_) => ErrorCode::Internal,
+                    _ => ErrorCode::Misconfigured,
+                };
+                let message = format!(
+                    "cannot get credentials for `{name}` from its profile: {failure}{}",
+                    match self
+                        .accounts
+                        .get(name)
+                        .ok()
+                        .and_then(|a| self.view.get(&a.profile))
+                        .map(|p| p.kind)
+                    {
+                        Some(ProfileKind::Sso) =>
+                            format!(" (sign in again: `cmdrctl renew {name}` or `aws sso login`)"),
+                        _ => String::new(),
+                    }
+                );
+                for waiter in waiters {
+                    waiter.refuse(ErrorReply {
+                        code,
+                        message: message.clone(),
+                    });
+                }
+            }
+        }
     }
 
     fn show(&self, name: &str) -> Result<Response, ErrorReply> {
@@ -836,17 +1028,12 @@ impl Engine {
     }
 
     fn expiry(&self, profile: &Profile) -> Option<Expiry> {
-        if profile.expiry.is_none()
-            && profile.kind == ProfileKind::CredentialProcess
-            && let Some(at) = self.process_expiry.get(&profile.name)
-        {
-            return Some(Expiry::at(*at, ExpirySource::CredentialProcess));
-        }
-        let seen = self
-            .seen
-            .get(&profile.name)
-            .map(|s| (s.fingerprint.as_str(), s.first_seen));
-        cmdr_core::expiry::effective(profile, seen, self.settings.default_session_duration)
+        profile_expiry(
+            profile,
+            &self.seen,
+            &self.process_expiry,
+            self.settings.default_session_duration,
+        )
     }
 
     fn profile_info(&self, profile: &Profile) -> ProfileInfo {
@@ -869,13 +1056,9 @@ impl Engine {
 
     fn account_info(&self, account: &cmdr_core::Account) -> AccountInfo {
         let profile = self.view.get(&account.profile);
-        let expiry = profile.and_then(|p| self.expiry(p));
-        let state = account.state(
-            profile,
-            expiry.as_ref().and_then(|e| e.at),
-            self.now(),
-            self.settings.warn_before,
-        );
+        // Both of the accepted token: that is what tools are using.
+        let expiry = account.accepted.expiry.clone();
+        let state: AccountState = account.state(profile, self.now(), self.settings.warn_before);
         AccountInfo {
             name: account.name.clone(),
             profile: account.profile.clone(),
@@ -885,11 +1068,13 @@ impl Engine {
             on_change: account.on_change.label().to_owned(),
             state: state.label().to_owned(),
             fingerprint: profile.and_then(|p| p.fingerprint.clone()),
-            accepted_fingerprint: account.accepted_fingerprint.clone(),
-            accepted_at: account.accepted_at.map(timestamp),
+            accepted_fingerprint: account.accepted.fingerprint.clone(),
+            accepted_at: account.accepted.at.map(timestamp),
             expires_at: expiry.as_ref().and_then(|e| e.at).map(timestamp),
             expiry_source: Some(expiry.map_or_else(|| "unknown".to_owned(), |e| e.source.label())),
             account_id: account.account_id.clone(),
+            portal: account.portal(profile).map(str::to_owned),
+            profile_kind: profile.map(|p| p.kind.label().to_owned()),
         }
     }
 
@@ -940,6 +1125,7 @@ impl Engine {
                 .collect(),
             changes_while_down: self.changes_while_down.clone(),
             subscribers: u32::try_from(self.events.receiver_count()).unwrap_or(u32::MAX),
+            endpoint: self.endpoint.clone(),
         }
     }
 }

@@ -5,8 +5,11 @@
 pub mod cli;
 pub mod config;
 pub mod desktop;
+pub mod endpoint;
 pub mod engine;
 pub mod expiry;
+pub mod renew;
+pub mod serve;
 pub mod server;
 pub mod session;
 pub mod store;
@@ -51,11 +54,21 @@ pub async fn run(
     let digest = snapshot.digest();
     let (rescan_tx, rescan_rx) = mpsc::channel(1);
     let (snapshot_tx, snapshot_rx) = mpsc::channel(4);
+    let endpoint = if settings.endpoint.enabled {
+        Some(endpoint::bind(
+            &settings.endpoint,
+            &settings.endpoint_port_file(),
+            &settings.endpoint_token_file(),
+        )?)
+    } else {
+        None
+    };
     let (engine, handle, commands) = Engine::start(
         settings.clone(),
         snapshot,
         rescan_tx,
         Arc::new(expiry::SystemClock),
+        endpoint.as_ref().map(|e| e.info.clone()),
     )?;
 
     let tracker = TaskTracker::new();
@@ -80,6 +93,16 @@ pub async fn run(
         settings.desktop,
         stop_sessions.clone(),
     ));
+    let stop_endpoint = CancellationToken::new();
+    let endpoint_url = endpoint.as_ref().map(|e| e.info.url.clone());
+    if let Some(endpoint) = endpoint {
+        tracker.spawn(endpoint::serve(
+            endpoint,
+            handle.clone(),
+            stop_endpoint.clone(),
+            tracker.clone(),
+        ));
+    }
     let socket_path = bound.path.clone();
     let server_task = tracker.spawn(server::serve(
         bound,
@@ -93,6 +116,7 @@ pub async fn run(
         socket = %socket_path.display(),
         config = %settings.aws_config.display(),
         credentials = %settings.aws_credentials.display(),
+        endpoint = endpoint_url.as_deref().unwrap_or("disabled"),
         version = env!("CARGO_PKG_VERSION"),
         "cmdrd ready"
     );
@@ -102,6 +126,7 @@ pub async fn run(
     tracing::info!("stopping");
     // Stop accepting, tell subscribers `daemon_stopping`, flush state, remove the socket.
     stop_accepting.cancel();
+    stop_endpoint.cancel();
     stop_watching.cancel();
     let _ = server_task.await;
     stop_engine.cancel();

@@ -14,6 +14,7 @@ use aws_sdk_sts::config::{
 };
 use aws_sdk_sts::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError;
+use cmdr_core::Verdict;
 
 /// What to validate. `credentials` are the profile's keys when it has them; otherwise the
 /// SDK resolves the profile (SSO, assume-role, …) from the files.
@@ -22,6 +23,9 @@ pub struct Job {
     pub region: Option<String>,
     pub endpoint: Option<String>,
     pub credentials: Option<cmdr_core::Credentials>,
+    /// Of the token validated: a verdict counts for the account only if it is the one it
+    /// has accepted.
+    pub fingerprint: Option<String>,
     pub config_file: PathBuf,
     pub credentials_file: PathBuf,
     pub timeout: Duration,
@@ -41,6 +45,8 @@ pub struct Identity {
 pub enum Failure {
     Expired(String),
     Invalid(String),
+    /// The profile cannot give credentials as written.
+    Misconfigured(String),
     AccessDenied(String),
     Unreachable(String),
     Other(String),
@@ -51,6 +57,7 @@ impl std::fmt::Display for Failure {
         let (class, detail) = match self {
             Failure::Expired(d) => ("expired", d),
             Failure::Invalid(d) => ("invalid", d),
+            Failure::Misconfigured(d) => ("misconfigured", d),
             Failure::AccessDenied(d) => ("access denied", d),
             Failure::Unreachable(d) => ("unreachable", d),
             Failure::Other(d) => ("error", d),
@@ -59,10 +66,88 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// Credentials the SDK resolved from a profile (SSO, assume-role, `credential_process`,
+/// web identity), with when they end if the provider said.
+pub struct Resolved {
+    pub credentials: cmdr_core::Credentials,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved")
+            .field("credentials", &self.credentials)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Resolves the profile's credentials with the SDK's own provider chain (it runs the
+/// profile's `credential_process`, reads the SSO token cache and calls the portal, assumes
+/// the role through its source profile, …), reading the files fresh every time.
+pub async fn resolve(job: &Job) -> Result<Resolved, Failure> {
+    // The SDK refuses a named file that does not exist; SSO users often have no
+    // credentials file at all, so a missing one counts as empty, as it does for the SDK's
+    // default locations.
+    let mut files = EnvConfigFiles::builder();
+    for (kind, path) in [
+        (EnvConfigFileKind::Config, &job.config_file),
+        (EnvConfigFileKind::Credentials, &job.credentials_file),
+    ] {
+        files = if path.exists() {
+            files.with_file(kind, path)
+        } else {
+            files.with_contents(kind, "")
+        };
+    }
+    let provider = ProfileFileCredentialsProvider::builder()
+        .profile_files(files.build())
+        .profile_name(&job.profile)
+        .build();
+    let resolved = tokio::time::timeout(job.timeout, provider.provide_credentials())
+        .await
+        .map_err(|_| Failure::Unreachable("resolving the credentials timed out".into()))?
+        .map_err(|err| classify_provider(&err))?;
+    Ok(Resolved {
+        expires_at: resolved.expiry().map(chrono::DateTime::<chrono::Utc>::from),
+        credentials: cmdr_core::Credentials {
+            access_key_id: resolved.access_key_id().to_owned(),
+            secret_access_key: resolved.secret_access_key().to_owned(),
+            session_token: resolved.session_token().map(str::to_owned),
+        },
+    })
+}
+
+/// A provider that cannot give credentials is a profile problem (no keys, a role without a
+/// region, SSO not signed in) unless the network failed on the way.
+fn classify_provider(err: &aws_credential_types::provider::error::CredentialsError) -> Failure {
+    use aws_credential_types::provider::error::CredentialsError;
+    let message = cmdr_core::innermost_message(err);
+    let network = {
+        let lower = message.to_ascii_lowercase();
+        [
+            "dispatch failure",
+            "connection refused",
+            "timed out",
+            "timeout",
+            "dns error",
+            "connect error",
+            "io error",
+        ]
+        .iter()
+        .any(|needle| lower.contains(needle))
+    };
+    match err {
+        CredentialsError::ProviderTimedOut(_) => Failure::Unreachable(message),
+        _ if network => Failure::Unreachable(message),
+        _ => Failure::Misconfigured(message),
+    }
+}
+
 pub async fn validate(job: Job) -> Result<Identity, Failure> {
-    let region = Region::new(job.region.unwrap_or_else(|| "us-east-1".to_owned()));
+    let region = Region::new(job.region.clone().unwrap_or_else(|| "us-east-1".to_owned()));
     let mut expires_at = None;
-    let provider = match job.credentials {
+    let provider = match &job.credentials {
         Some(c) => SharedCredentialsProvider::new(aws_sdk_sts::config::Credentials::new(
             c.access_key_id.clone(),
             c.secret_access_key.clone(),
@@ -71,33 +156,17 @@ pub async fn validate(job: Job) -> Result<Identity, Failure> {
             "cmdr",
         )),
         None => {
-            // Resolved here rather than inside the STS call, to learn when they end (the
-            // SDK runs the profile's `credential_process`, assumes its role, …).
-            // The SDK refuses a named file that does not exist; SSO users often have no
-            // credentials file at all, so a missing one counts as empty, as it does for the
-            // SDK's default locations.
-            let mut files = EnvConfigFiles::builder();
-            for (kind, path) in [
-                (EnvConfigFileKind::Config, &job.config_file),
-                (EnvConfigFileKind::Credentials, &job.credentials_file),
-            ] {
-                files = if path.exists() {
-                    files.with_file(kind, path)
-                } else {
-                    files.with_contents(kind, "")
-                };
-            }
-            let files = files.build();
-            let provider = ProfileFileCredentialsProvider::builder()
-                .profile_files(files)
-                .profile_name(&job.profile)
-                .build();
-            let resolved = tokio::time::timeout(job.timeout, provider.provide_credentials())
-                .await
-                .map_err(|_| Failure::Unreachable("resolving the credentials timed out".into()))?
-                .map_err(|err| Failure::Invalid(cmdr_core::innermost_message(&err)))?;
-            expires_at = resolved.expiry().map(chrono::DateTime::<chrono::Utc>::from);
-            SharedCredentialsProvider::new(resolved)
+            // Resolved here rather than inside the STS call, to learn when they end.
+            let resolved = resolve(&job).await?;
+            expires_at = resolved.expires_at;
+            let c = &resolved.credentials;
+            SharedCredentialsProvider::new(aws_sdk_sts::config::Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.clone(),
+                c.session_token.clone(),
+                resolved.expires_at.map(std::time::SystemTime::from),
+                "cmdr",
+            ))
         }
     };
     let mut config = aws_sdk_sts::Config::builder()
@@ -111,7 +180,7 @@ pub async fn validate(job: Job) -> Result<Identity, Failure> {
                 .build(),
         )
         .retry_config(RetryConfig::standard().with_max_attempts(1));
-    if let Some(endpoint) = job.endpoint {
+    if let Some(endpoint) = job.endpoint.clone() {
         config = config.endpoint_url(endpoint);
     }
     let client = aws_sdk_sts::Client::from_conf(config.build());
@@ -131,7 +200,7 @@ fn classify(err: &SdkError<GetCallerIdentityError>) -> Failure {
         SdkError::DispatchFailure(failure) => {
             if failure.is_user() {
                 // No usable credentials (e.g. a profile without keys): not a network fault.
-                Failure::Invalid(cmdr_core::innermost_message(err))
+                Failure::Misconfigured(cmdr_core::innermost_message(err))
             } else {
                 Failure::Unreachable(cmdr_core::innermost_message(err))
             }
@@ -172,5 +241,17 @@ fn or_default(message: String, default: &str) -> String {
         default.to_owned()
     } else {
         message
+    }
+}
+
+impl Failure {
+    /// What the failure says about the token validated.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            Failure::Invalid(_) => Verdict::Rejected(self.to_string()),
+            Failure::Misconfigured(_) => Verdict::Misconfigured(self.to_string()),
+            Failure::Unreachable(_) => Verdict::Unreachable,
+            Failure::Expired(_) | Failure::AccessDenied(_) | Failure::Other(_) => Verdict::Other,
+        }
     }
 }

@@ -56,7 +56,9 @@ pub fn error_reply(err: &AccountError) -> ErrorReply {
         AccountError::NotFound(_) => ErrorCode::NotFound,
         AccountError::Exists(_) => ErrorCode::Exists,
         AccountError::NoProfile(_) => ErrorCode::NoProfile,
-        AccountError::BadName(_) | AccountError::BadEndpoint(_) => ErrorCode::BadRequest,
+        AccountError::BadName(_) | AccountError::BadEndpoint(_) | AccountError::BadPortal(_) => {
+            ErrorCode::BadRequest
+        }
     };
     ErrorReply {
         code,

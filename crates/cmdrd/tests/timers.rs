@@ -46,6 +46,7 @@ fn settings(dir: &std::path::Path) -> cmdrd::Settings {
         event_buffer: 64,
         config_file: None,
         desktop: cmdrd::desktop::DesktopSettings::default(),
+        endpoint: cmdrd::endpoint::EndpointSettings::default(),
     }
 }
 
@@ -87,6 +88,7 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
         snapshot(credentials(expires)),
         rescan,
         clock.clone(),
+        None,
     )
     .expect("engine");
     let (snapshots_tx, snapshots) = mpsc::channel(4);
@@ -103,6 +105,7 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
                 endpoint: None,
             },
             on_change: "ask".into(),
+            portal: None,
         }))
         .await;
     assert!(matches!(added, Outcome::Ok(_)), "{added:?}");
@@ -124,7 +127,7 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
         "{late}"
     );
 
-    // A new token re-arms; then the wall clock jumps 3 hours (suspend) while the
+    // A new token, once accepted, re-arms; then the wall clock jumps 3 hours (suspend) while the
     // monotonic clock barely moves: `expired` must still come within a minute.
     let expires = clock.now() + chrono::Duration::hours(2);
     snapshots_tx
@@ -135,6 +138,15 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
     assert!(matches!(kind, EventKind::ProfileChanged { .. }), "{kind:?}");
     let kind = next_kind(&mut events).await;
     assert!(matches!(kind, EventKind::TokenChanged { .. }), "{kind:?}");
+    // Expiry follows the accepted token: accept the new one.
+    let accepted = handle
+        .request(Request::Accept {
+            name: "acme".into(),
+        })
+        .await;
+    assert!(matches!(accepted, Outcome::Ok(_)), "{accepted:?}");
+    let kind = next_kind(&mut events).await;
+    assert!(matches!(kind, EventKind::TokenAccepted { .. }), "{kind:?}");
     let before = tokio::time::Instant::now();
     *clock.jump.lock().expect("lock") += chrono::Duration::hours(3);
     let kind = next_kind(&mut events).await;

@@ -15,6 +15,16 @@ end, {
   desc = "cmdr: use the token now in the file for this account",
 })
 
+vim.api.nvim_create_user_command("CmdrRenew", function(args)
+  require("cmdr").renew(args.args)
+end, {
+  nargs = 1,
+  complete = function()
+    return require("cmdr").account_names()
+  end,
+  desc = "cmdr: open the account's portal, or run `aws sso login` for an SSO profile",
+})
+
 vim.api.nvim_create_user_command("CmdrStatus", function()
   require("cmdr").status()
 end, { nargs = 0, desc = "cmdr: daemon status and accounts" })

@@ -1,7 +1,7 @@
 -- cmdr.nvim: cmdr's events in Neovim. Talks to cmdrd over its socket with the JSON-lines
 -- codec (see README "Talking to the socket"): shows events with vim.notify, offers
--- :CmdrAccept and :CmdrStatus, and a statusline component. Reconnects when the daemon
--- restarts; stays quiet while it is absent.
+-- :CmdrAccept, :CmdrRenew and :CmdrStatus, "Renew" on expiring_soon/expired, and a
+-- statusline component. Reconnects when the daemon restarts; stays quiet while it is absent.
 local M = {}
 
 local uv = vim.uv or vim.loop
@@ -23,6 +23,9 @@ local defaults = {
     file_error = vim.log.levels.WARN,
     file_recovered = vim.log.levels.INFO,
   },
+  -- On expiring_soon/expired, offer "Renew" with vim.ui.select for accounts that can be
+  -- renewed (a portal, or an SSO profile).
+  renew_prompt = true,
   -- Statusline: which account (nil: $CMDR_ACCOUNT, else all) and the template.
   statusline_account = nil,
   statusline_format = "{account} {left}",
@@ -111,9 +114,9 @@ local function describe(event)
   elseif t == "token_accepted" then
     return ("%s now uses the new token"):format(event.account)
   elseif t == "expiring_soon" then
-    return ("%s expires at %s"):format(event.account, event.expires_at)
+    return ("%s expires at %s: :CmdrRenew %s"):format(event.account, event.expires_at, event.account)
   elseif t == "expired" then
-    return ("%s EXPIRED at %s"):format(event.account, event.expires_at)
+    return ("%s EXPIRED at %s: :CmdrRenew %s"):format(event.account, event.expires_at, event.account)
   elseif t == "identity_changed" then
     return ("%s now holds AWS account %s, not %s: :CmdrAccept %s if intended"):format(
       event.account, event.new_account_id, event.old_account_id, event.account)
@@ -127,6 +130,8 @@ local function describe(event)
   return nil
 end
 
+local offer_renew
+
 local function on_event(event)
   table.insert(state.events, event)
   if #state.events > 100 then
@@ -139,6 +144,9 @@ local function on_event(event)
   end
   if event.account then
     refresh_accounts()
+  end
+  if (event.type == "expiring_soon" or event.type == "expired") and state.config.renew_prompt then
+    offer_renew(event)
   end
 end
 
@@ -257,6 +265,173 @@ function M.accept(name, callback)
     if callback then
       callback(ok, value)
     end
+  end)
+end
+
+-- What renewing means, as `cmdrctl renew` decides (cmdrd/src/renew.rs): `aws sso login`
+-- for an SSO profile, else open the portal; nil and why when neither is possible.
+local function portal_ok(url)
+  -- http(s), printable ASCII without spaces, as the daemon checks it.
+  return type(url) == "string" and #url <= 2048 and url:lower():match("^https?://[!-~]+$") ~= nil
+end
+
+function M.renew_plan(account)
+  local portal = account.portal
+  if portal ~= nil and portal ~= vim.NIL and not portal_ok(portal) then
+    return nil, ("the portal of %s is not an http(s) URL"):format(account.name)
+  end
+  if portal == vim.NIL then
+    portal = nil
+  end
+  if account.profile_kind == "sso" then
+    return { sso_profile = account.profile, portal = portal }
+  end
+  if portal then
+    return { url = portal }
+  end
+  return nil, ("%s has no portal: set one with `cmdrctl accounts edit %s --portal URL`"):format(account.name, account.name)
+end
+
+-- Runs `cmd` without a terminal; `done(ok, detail, missing)` once, with the exit code or
+-- why it did not run. Past `deadline` seconds the job is stopped (nothing waits forever), or
+-- with `keep` counted as a success and left running (an opener waiting for its browser).
+local function run_job(cmd, deadline, done, keep)
+  if vim.fn.executable(cmd[1]) == 0 then
+    done(false, ("`%s` is not installed"):format(cmd[1]), true)
+    return
+  end
+  local finished = false
+  local function once(...)
+    if not finished then
+      finished = true
+      done(...)
+    end
+  end
+  local output = {}
+  local function collect(_, lines)
+    for _, line in ipairs(lines or {}) do
+      if line ~= "" and #output < 50 then
+        table.insert(output, (line:gsub("%c", "")))
+      end
+    end
+  end
+  local timer
+  local job = vim.fn.jobstart(cmd, {
+    on_stdout = collect,
+    on_stderr = collect,
+    on_exit = function(_, code)
+      if timer then
+        timer:stop()
+        timer:close()
+        timer = nil
+      end
+      vim.schedule(function()
+        once(code == 0, code == 0 and "" or ("exit status %d: %s"):format(code, table.concat(output, " | ")))
+      end)
+    end,
+  })
+  if job <= 0 then
+    once(false, ("cannot run `%s`"):format(cmd[1]), false)
+    return
+  end
+  timer = uv.new_timer()
+  timer:start(deadline * 1000, 0, function()
+    vim.schedule(function()
+      if timer then
+        timer:close()
+        timer = nil
+      end
+      if keep then
+        once(true, "")
+      else
+        pcall(vim.fn.jobstop, job)
+      end
+    end)
+  end)
+end
+
+local function open_url(url, done)
+  local cmd
+  if vim.fn.has("mac") == 1 then
+    cmd = { "open", url }
+  elseif vim.fn.has("win32") == 1 then
+    -- `start` is a cmd built-in: escape cmd's metacharacters; "" is the window title.
+    cmd = { "cmd", "/C", "start", "", (url:gsub('[%^&|<>()%%!"]', "^%0")) }
+  else
+    cmd = { "xdg-open", url }
+  end
+  -- Some openers stay until the browser quits: after 10 s that is success, left running.
+  run_job(cmd, 10, done, true)
+end
+
+local function renew_with(account, callback)
+  local plan, why = M.renew_plan(account)
+  local function finish(ok, message, level)
+    notify(message, level or (ok and vim.log.levels.INFO or vim.log.levels.ERROR))
+    if callback then
+      callback(ok, message)
+    end
+  end
+  if not plan then
+    return finish(false, why)
+  end
+  local name = account.name
+  local accept = account.on_change == "ask" and (", then :CmdrAccept %s"):format(name) or ""
+  local function open_portal(url, prefix)
+    open_url(url, function(ok, detail)
+      if ok then
+        finish(true, ("%sopened the portal of %s: copy \"Option 2\", then run `cmdrctl paste --clipboard`%s"):format(prefix, name, accept))
+      else
+        finish(false, ("renew %s: opening %s failed: %s"):format(name, url, detail))
+      end
+    end)
+  end
+  if plan.url then
+    return open_portal(plan.url, "")
+  end
+  notify(("running `aws sso login --profile %s` (a browser opens)"):format(plan.sso_profile), vim.log.levels.INFO)
+  run_job({ "aws", "sso", "login", "--profile", plan.sso_profile }, 15 * 60, function(ok, detail, missing)
+    if ok then
+      finish(true, ("signed in: `aws sso login --profile %s` succeeded%s"):format(plan.sso_profile, accept))
+    elseif missing and plan.portal then
+      open_portal(plan.portal, "the AWS CLI is not installed: ")
+    else
+      finish(false, ("renew %s: `aws sso login --profile %s` failed: %s"):format(name, plan.sso_profile, detail))
+    end
+  end)
+end
+
+--- Starts getting a new token for `name`, like `cmdrctl renew`: opens the account's portal
+--- in the browser, or for an SSO profile runs `aws sso login`; reports the outcome.
+function M.renew(name, callback)
+  M.request({ show_account = { name = name } }, function(ok, value)
+    if ok and value.account then
+      renew_with(value.account, callback)
+    else
+      notify(value and value.message or "renew failed", vim.log.levels.ERROR)
+      if callback then
+        callback(false, value and value.message)
+      end
+    end
+  end)
+end
+
+-- "Renew" for an expiring or expired account that can be renewed.
+offer_renew = function(event)
+  M.request({ show_account = { name = event.account } }, function(ok, value)
+    if not (ok and value.account and M.renew_plan(value.account)) then
+      return
+    end
+    local when = event.type == "expired" and "expired at" or "expires at"
+    vim.schedule(function()
+      vim.ui.select({ "Renew", "Not now" }, {
+        prompt = ("cmdr: %s %s %s"):format(event.account, when, event.expires_at),
+      }, function(choice)
+        if choice == "Renew" then
+          renew_with(value.account)
+        end
+      end)
+    end)
   end)
 end
 

@@ -1,0 +1,403 @@
+//! The credentials endpoint: the AWS container-credentials protocol on loopback HTTP/1.1
+//! (hyper), one URL per account, so that running SDK processes re-ask for credentials and
+//! follow the accepted token. Every request must carry the token of a 0600 file; answers
+//! come from the engine (`Request::Serve`), with an `Expiration` short enough for each
+//! SDK to come back within about a minute (see `lifetime_for`).
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
+use cmdr_proto::{EndpointInfo, ErrorCode, Outcome, Request, Response};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::engine::EngineHandle;
+use crate::wire::timestamp;
+
+/// The path every account's URL starts with; the percent-encoded name follows.
+pub const PATH_PREFIX: &str = "/v1/credentials/";
+/// Connections served at once; more are closed at once (each lasts milliseconds).
+const MAX_CONNECTIONS: usize = 512;
+/// A client that has not sent its request headers by then is dropped (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Keep-alive connections are closed after this, so none is held for ever.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Request headers beyond this are refused (hyper answers 431).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// `[endpoint]` in config.toml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSettings {
+    pub enabled: bool,
+    /// `None`: the port chosen the first time, kept in the data directory.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for EndpointSettings {
+    fn default() -> Self {
+        EndpointSettings {
+            enabled: true,
+            listen: None,
+        }
+    }
+}
+
+/// Parses `listen`: a loopback IPv4 address with a port (the SDKs take plain HTTP only
+/// from loopback, and some only from an IP literal).
+pub fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
+    let addr: SocketAddr = text.parse().with_context(|| {
+        format!("invalid endpoint.listen {text:?}: expected e.g. \"127.0.0.1:4144\"")
+    })?;
+    match addr {
+        SocketAddr::V4(v4) if v4.ip().is_loopback() => Ok(addr),
+        _ => bail!(
+            "invalid endpoint.listen {text:?}: the credentials endpoint listens on 127.0.0.1 only (the AWS SDKs refuse plain HTTP elsewhere)"
+        ),
+    }
+}
+
+/// A bound endpoint, before it serves.
+pub struct Bound {
+    listener: TcpListener,
+    token: Arc<str>,
+    pub info: EndpointInfo,
+}
+
+/// Binds the endpoint and writes a new token file. The port is `listen`'s, or the one
+/// kept in `port_file` from an earlier start (so running processes keep their URL across
+/// restarts), or a free one that is then kept. A configured port in use is an error; a
+/// kept one is replaced, with a warning.
+pub fn bind(
+    settings: &EndpointSettings,
+    port_file: &Path,
+    token_file: &Path,
+) -> anyhow::Result<Bound> {
+    let listener = match settings.listen {
+        Some(addr) => std::net::TcpListener::bind(addr).with_context(|| {
+            format!(
+                "cannot listen on {addr} for the credentials endpoint (is another program using the port? set endpoint.listen in config.toml, or endpoint.enabled = false)"
+            )
+        })?,
+        None => {
+            let kept = std::fs::read_to_string(port_file)
+                .ok()
+                .and_then(|t| t.trim().parse::<u16>().ok())
+                .filter(|p| *p != 0);
+            let any = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+            let listener = match kept {
+                Some(port) => match std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+                    Ok(l) => l,
+                    Err(err) => {
+                        tracing::warn!(port, error = %err, "the credentials endpoint's port is taken; choosing another (processes started with the old URL must be restarted)");
+                        std::net::TcpListener::bind(any)
+                            .context("cannot listen on 127.0.0.1 for the credentials endpoint")?
+                    }
+                },
+                None => std::net::TcpListener::bind(any)
+                    .context("cannot listen on 127.0.0.1 for the credentials endpoint")?,
+            };
+            let port = listener.local_addr()?.port();
+            if kept != Some(port) {
+                crate::store::write_atomic(port_file, format!("{port}\n").as_bytes(), 0o600)
+                    .with_context(|| format!("cannot write {}", port_file.display()))?;
+            }
+            listener
+        }
+    };
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let token = new_token()?;
+    // No newline: the SDKs send the file's bytes as the header value, and botocore
+    // refuses a value that ends in one.
+    // Written anew with mode 0600, whatever the old file's mode was.
+    let _ = std::fs::remove_file(token_file);
+    crate::store::write_atomic(token_file, token.as_bytes(), 0o600)
+        .with_context(|| format!("cannot write {}", token_file.display()))?;
+    Ok(Bound {
+        listener: TcpListener::from_std(listener)?,
+        token: token.into(),
+        info: EndpointInfo {
+            url: format!("http://{addr}{PATH_PREFIX}"),
+            token_file: token_file.display().to_string(),
+        },
+    })
+}
+
+/// 256 random bits, hex.
+fn new_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|err| anyhow::anyhow!("no randomness for the endpoint token: {err}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// What stays as it is in an account's URL: RFC 3986's unreserved characters.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The URL of one account.
+pub fn account_url(base: &str, account: &str) -> String {
+    format!(
+        "{base}{}",
+        percent_encoding::utf8_percent_encode(account, UNRESERVED)
+    )
+}
+
+/// Serves until `stop` is cancelled.
+pub async fn serve(
+    bound: Bound,
+    engine: EngineHandle,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = bound.listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::debug!(error = %err, "endpoint accept failed");
+                    // Out of descriptors: give the others a moment to close.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let engine = engine.clone();
+        let token = bound.token.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let (engine, token) = (engine.clone(), token.clone());
+                async move { Ok::<_, Infallible>(answer(request, &engine, &token, peer).await) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = &mut connection => {}
+                () = tokio::time::sleep(CONNECTION_LIFETIME) => {}
+                () = stop.cancelled() => connection.as_mut().graceful_shutdown(),
+            }
+            drop(permit);
+        });
+    }
+}
+
+type Answer = hyper::Response<Full<Bytes>>;
+
+async fn answer(
+    request: hyper::Request<Incoming>,
+    engine: &EngineHandle,
+    token: &str,
+    peer: SocketAddr,
+) -> Answer {
+    let authorized = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| constant_time_eq(v.as_bytes(), token.as_bytes()));
+    match authorized {
+        None => return refusal(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized"),
+        Some(false) => return refusal(StatusCode::FORBIDDEN, "forbidden", "forbidden"),
+        Some(true) => {}
+    }
+    if request.method() != Method::GET {
+        return refusal(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "bad_request",
+            "only GET is served",
+        );
+    }
+    let Some(name) = request
+        .uri()
+        .path()
+        .strip_prefix(PATH_PREFIX)
+        .and_then(|n| percent_encoding::percent_decode_str(n).decode_utf8().ok())
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+    else {
+        return refusal(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no such path: account URLs are {PATH_PREFIX}NAME (see `cmdrctl status`)"),
+        );
+    };
+    let name = name.into_owned();
+    let (lifetime, family) = lifetime_for(request.headers());
+    let outcome = engine
+        .request(Request::Serve {
+            name: name.clone(),
+            force: false,
+        })
+        .await;
+    match outcome {
+        Outcome::Ok(Response::Served(served)) => {
+            let now = Utc::now();
+            let real = served
+                .handout
+                .expires_at
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            let until = match real {
+                Some(at) if at < now + lifetime => at,
+                _ => now + lifetime,
+            };
+            tracing::debug!(account = %name, peer_port = peer.port(), client = family, "served account credentials to pid? at peer port");
+            let mut body = serde_json::Map::new();
+            let h = &served.handout;
+            body.insert("AccessKeyId".into(), h.access_key_id.clone().into());
+            body.insert("SecretAccessKey".into(), h.secret_access_key.clone().into());
+            // botocore requires the key; an empty token is not sent by any SDK.
+            body.insert(
+                "Token".into(),
+                h.session_token.clone().unwrap_or_default().into(),
+            );
+            body.insert("Expiration".into(), timestamp(until).into());
+            if let Some(id) = &served.account_id {
+                body.insert("AccountId".into(), id.clone().into());
+            }
+            json(StatusCode::OK, serde_json::Value::Object(body).to_string())
+        }
+        Outcome::Ok(_) => refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected answer",
+        ),
+        Outcome::Err(err) => {
+            let status = match err.code {
+                ErrorCode::NotFound => StatusCode::NOT_FOUND,
+                ErrorCode::Internal => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::CONFLICT,
+            };
+            refusal(status, err.code.label(), &err.message)
+        }
+    }
+}
+
+/// How long served credentials last, by SDK: each refreshes a fixed time before the
+/// `Expiration` it got (its window, measured in `docs/benchmarks.md`, "Running processes
+/// follow `accept`"). The lifetime is that window plus 45 s, so each comes back 45 s after
+/// a fetch — soon enough to follow an `accept` within a minute, rarely enough that none
+/// fetches on every call.
+///
+/// - botocore (boto3, AWS CLI; `User-Agent: python-urllib3/…`): refreshes in the last
+///   15 minutes → 15 min 45 s.
+/// - AWS SDK for JavaScript v3 (no `User-Agent`, no `Accept`): the last 5 minutes →
+///   5 min 45 s.
+/// - AWS SDK for Rust (no `User-Agent`, `Accept: application/json`): the last 10–20 s →
+///   65 s.
+/// - anything else: 15 min 45 s, for the longest window known, so that no client
+///   re-fetches on every call.
+pub fn lifetime_for(headers: &HeaderMap<HeaderValue>) -> (chrono::Duration, &'static str) {
+    const MARGIN: i64 = 45;
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let accept = headers.get(header::ACCEPT).is_some();
+    let (window, family) = match agent {
+        Some(a) if a.starts_with("python-urllib3/") || a.contains("otocore") => {
+            (15 * 60, "botocore")
+        }
+        None if !accept => (5 * 60, "js-v3"),
+        None => (20, "rust"),
+        Some(_) => (15 * 60, "other"),
+    };
+    (chrono::Duration::seconds(window + MARGIN), family)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn refusal(status: StatusCode, code: &str, message: &str) -> Answer {
+    json(
+        status,
+        serde_json::json!({ "code": code, "message": message }).to_string(),
+    )
+}
+
+fn json(status: StatusCode, body: String) -> Answer {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Where the token file lives: beside the socket (a private directory), or in the data
+/// directory where the socket is a named pipe.
+pub fn token_file(socket: &Path, data_dir: &Path) -> PathBuf {
+    match socket.parent() {
+        Some(dir) if cfg!(unix) && !dir.as_os_str().is_empty() => dir.join("endpoint.token"),
+        _ => data_dir.join("endpoint.token"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_is_loopback_only() {
+        assert!(parse_listen("127.0.0.1:4144").is_ok());
+        assert!(parse_listen("0.0.0.0:4144").is_err());
+        assert!(parse_listen("[::1]:4144").is_err());
+        assert!(parse_listen("localhost:4144").is_err());
+    }
+
+    #[test]
+    fn lifetimes_by_client() {
+        let mut h = HeaderMap::new();
+        assert_eq!(lifetime_for(&h).1, "js-v3");
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        assert_eq!(lifetime_for(&h).1, "rust");
+        h.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static("python-urllib3/2.7.0"),
+        );
+        assert_eq!(lifetime_for(&h).0, chrono::Duration::seconds(945));
+        h.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static("Go-http-client/1.1"),
+        );
+        assert_eq!(lifetime_for(&h).1, "other");
+    }
+
+    #[test]
+    fn urls_and_tokens() {
+        assert_eq!(
+            account_url("http://127.0.0.1:1/v1/credentials/", "a.b-c_d ç"),
+            "http://127.0.0.1:1/v1/credentials/a.b-c_d%20%C3%A7"
+        );
+        let t = new_token().expect("token");
+        assert_eq!(t.len(), 64);
+        assert!(constant_time_eq(t.as_bytes(), t.as_bytes()));
+        assert!(!constant_time_eq(t.as_bytes(), &t.as_bytes()[1..]));
+    }
+}

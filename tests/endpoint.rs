@@ -1,0 +1,506 @@
+//! Running processes follow the accepted token: long-running boto3, JavaScript SDK v3 and
+//! Rust SDK clients started through `cmdrctl exec` (and boto3 through `credential_process`)
+//! keep the accepted token while the account is `changed` and switch after `accept`,
+//! without a restart; refusals the SDKs surface; the endpoint's own guards. moto_server
+//! tells which token a process holds: it answers with the identity of the signing key.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::sandbox::{Sandbox, bin, stderr};
+use crate::sts::Moto;
+
+/// How long a client may take to follow an `accept`: each is served credentials lasting
+/// its refresh window plus a minute (crates/cmdrd/src/endpoint.rs), so about a minute;
+/// this leaves room for a loaded machine. A bound, not a timing: docs/benchmarks.md
+/// measures the real figures.
+const FOLLOW: Duration = Duration::from_secs(240);
+
+/// Access keys of an IAM user created in moto.
+pub struct User {
+    pub arn: String,
+    pub id: String,
+    pub secret: String,
+}
+
+/// Creates IAM users in moto (boto3 against its endpoint).
+pub fn users(moto: &Moto, names: &[&str]) -> Vec<User> {
+    let out = std::process::Command::new("python3")
+        .arg(clients_dir().join("moto_users.py"))
+        .arg(&moto.url)
+        .args(names)
+        .output()
+        .expect("python3 with boto3 (scripts/test installs it)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Vec<(String, String, String)> =
+        serde_json::from_slice(&out.stdout).expect("users json");
+    list.into_iter()
+        .map(|(arn, id, secret)| User { arn, id, secret })
+        .collect()
+}
+
+pub fn user_creds(profile: &str, user: &User) -> String {
+    format!(
+        "[{profile}]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        user.id, user.secret
+    )
+}
+
+/// The clients' own directory (tests/clients: the Python and JavaScript loops).
+pub fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
+}
+
+/// A running client printing `<millis> <ARN>` (or `<millis> error: …`) per call.
+pub struct Loop {
+    pub name: &'static str,
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Loop {
+    pub fn spawn(name: &'static str, mut cmd: std::process::Command) -> Loop {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start the {name} loop: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        Loop { name, child, lines }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until the latest call answered `arn`; returns when (unix millis) it did.
+    pub fn wait_for(&self, arn: &str, within: Duration) -> u128 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(last) = self.lines().last()
+                && let Some((at, rest)) = last.split_once(' ')
+                && rest == arn
+            {
+                return at.parse().unwrap_or(0);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the {} loop never answered {arn}; its last lines: {:#?}",
+                self.name,
+                self.lines().iter().rev().take(5).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Lines printed after the first `skip`.
+    pub fn since(&self, skip: usize) -> Vec<String> {
+        self.lines().into_iter().skip(skip).collect()
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A sandbox with moto, users alice and bob, and account `acme` on alice's keys.
+pub fn alice_and_bob() -> (Sandbox, Moto, Vec<User>) {
+    let moto = Moto::start(&[]);
+    let users = users(&moto, &["alice", "bob"]);
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws dir");
+    std::fs::write(
+        sb.config(),
+        "[profile acme]\nregion = us-east-1\n[profile viaproc]\nregion = us-east-1\n",
+    )
+    .expect("config");
+    sb.write_credentials(&user_creds("acme", &users[0]));
+    sb.start();
+    let out = sb.ctl(&[
+        "accounts",
+        "add",
+        "acme",
+        "--profile",
+        "acme",
+        "--endpoint",
+        &moto.url,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    (sb, moto, users)
+}
+
+fn exec_loop(sb: &Sandbox, name: &'static str, program: &[&str]) -> Loop {
+    let mut cmd = sb.command("cmdrctl");
+    cmd.args(["exec", "acme", "--"]).args(program);
+    cmd.current_dir(clients_dir());
+    Loop::spawn(name, cmd)
+}
+
+#[test]
+fn running_sdk_processes_follow_the_accepted_token() {
+    let (sb, moto, users) = alice_and_bob();
+    let (alice, bob) = (&users[0], &users[1]);
+    let ctl = bin("cmdrctl");
+    // boto3 through credential_process as well as through the endpoint.
+    std::fs::write(
+        sb.config(),
+        format!(
+            "[profile acme]\nregion = us-east-1\n[profile viaproc]\nregion = us-east-1\n\
+             credential_process = {} credential-process acme\n",
+            ctl.display()
+        ),
+    )
+    .expect("config");
+    let mut loops = vec![
+        exec_loop(&sb, "boto3", &["python3", "sts_loop.py"]),
+        exec_loop(&sb, "JavaScript SDK v3", &["node", "sts-loop.mjs"]),
+        exec_loop(
+            &sb,
+            "Rust SDK",
+            &[bin("cmdr-sts-loop").to_str().expect("utf8")],
+        ),
+    ];
+    let mut proc = sb.external("python3");
+    proc.arg(clients_dir().join("sts_loop.py"))
+        .env("AWS_PROFILE", "viaproc")
+        .env("AWS_ENDPOINT_URL", &moto.url);
+    loops.push(Loop::spawn("boto3 (credential_process)", proc));
+    for l in &loops {
+        l.wait_for(&alice.arn, Duration::from_secs(60));
+    }
+
+    // bob pasted: `changed`; every process stays on alice.
+    let mut watch = sb.watch();
+    sb.write_credentials(&user_creds("acme", bob));
+    watch.wait_type("token_changed");
+    assert_eq!(sb.account("acme")["state"], "changed");
+    let marks: Vec<usize> = loops.iter().map(|l| l.lines().len()).collect();
+    std::thread::sleep(Duration::from_secs(3));
+    for (l, mark) in loops.iter().zip(&marks) {
+        let since = l.since(*mark);
+        assert!(!since.is_empty(), "the {} loop stopped", l.name);
+        assert!(
+            since.iter().all(|line| line.ends_with(&alice.arn)),
+            "the {} loop left alice while `changed`: {since:#?}",
+            l.name
+        );
+    }
+
+    // accept: every process switches to bob, none restarted.
+    let pids: Vec<u32> = loops.iter().map(|l| l.child.id()).collect();
+    assert!(sb.ctl(&["accept", "acme"]).status.success());
+    for l in &loops {
+        l.wait_for(&bob.arn, FOLLOW);
+    }
+    assert_eq!(pids, loops.iter().map(|l| l.child.id()).collect::<Vec<_>>());
+    for l in &loops {
+        let errors: Vec<String> = l
+            .lines()
+            .into_iter()
+            .filter(|line| line.contains("error:"))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "the {} loop failed calls: {errors:#?}",
+            l.name
+        );
+    }
+}
+
+/// One raw HTTP/1.1 request to the endpoint; returns (status, body).
+pub fn get(url: &str, authorization: Option<&str>) -> (u16, String) {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_once('/').expect("path");
+    let mut stream = TcpStream::connect(host).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let auth = authorization
+        .map(|t| format!("Authorization: {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+pub fn endpoint(sb: &Sandbox) -> (String, String) {
+    let status = sb.json(&["status"]);
+    let e = &status["endpoint"];
+    let token =
+        std::fs::read_to_string(e["token_file"].as_str().expect("token file")).expect("read token");
+    (e["url"].as_str().expect("url").to_owned(), token)
+}
+
+#[test]
+fn the_endpoint_answers_the_protocol_and_refuses_with_the_fix() {
+    let (mut sb, _moto, users) = alice_and_bob();
+    let (base, token) = endpoint(&sb);
+    assert!(base.starts_with("http://127.0.0.1:") && base.ends_with("/v1/credentials/"));
+    assert_eq!(token.len(), 64, "256 bits, hex, no newline");
+    let token_file = sb.json(&["status"])["endpoint"]["token_file"]
+        .as_str()
+        .expect("path")
+        .to_owned();
+    assert_eq!(crate::sandbox::mode(Path::new(&token_file)), 0o600);
+    let url = format!("{base}acme");
+
+    let (status, body) = get(&url, Some(&token));
+    assert_eq!(status, 200, "{body}");
+    let creds: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(creds["AccessKeyId"], users[0].id.as_str());
+    assert_eq!(creds["SecretAccessKey"], users[0].secret.as_str());
+    assert_eq!(creds["Token"], "");
+    let expiration = chrono_parse(creds["Expiration"].as_str().expect("Expiration"));
+    let left = expiration - now_secs();
+    assert!((0..=16 * 60).contains(&left), "{left} s");
+
+    // Without the token, or with a wrong one, nothing but the status.
+    let (status, body) = get(&url, None);
+    assert_eq!(status, 401);
+    assert!(
+        !body.contains("acme") && !body.contains(&users[0].id),
+        "{body}"
+    );
+    let (status, body) = get(&url, Some(&"0".repeat(64)));
+    assert_eq!(status, 403);
+    assert!(!body.contains(&users[0].id), "{body}");
+
+    // Unknown account: 404 with the command that lists them.
+    let (status, body) = get(&format!("{base}nobody"), Some(&token));
+    assert_eq!(status, 404);
+    assert!(body.contains("cmdrctl accounts list"), "{body}");
+
+    // Missing (the profile's token is gone): a 4xx naming the state.
+    std::fs::write(sb.credentials(), "").expect("empty");
+    sb.wait_until("missing", || sb.account("acme")["state"] == "missing");
+    let (status, body) = get(&url, Some(&token));
+    assert_eq!(status, 409, "{body}");
+    let refusal: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(refusal["code"], "missing");
+    // The SDK's error shows cmdr's message.
+    let out = sb
+        .command("cmdrctl")
+        .args(["exec", "acme", "--", "true"])
+        .output()
+        .expect("exec");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("gone"), "{}", stderr(&out));
+
+    // The same URL and a new token file after a restart.
+    sb.write_credentials(&user_creds("acme", &users[0]));
+    sb.wait_until("ok", || sb.account("acme")["state"] == "ok");
+    sb.stop();
+    sb.start();
+    let (base2, token2) = endpoint(&sb);
+    assert_eq!(base2, base, "the port is kept across restarts");
+    assert_ne!(token2, token, "the token is rotated");
+    assert_eq!(get(&url, Some(&token)).0, 403);
+    assert_eq!(get(&url, Some(&token2)).0, 200);
+    assert!(!sb.log_text().contains(&users[0].secret));
+}
+
+#[test]
+fn the_sdks_show_cmdrs_refusal() {
+    let (sb, _moto, users) = alice_and_bob();
+    let loops = [
+        exec_loop(&sb, "boto3", &["python3", "sts_loop.py"]),
+        exec_loop(&sb, "JavaScript SDK v3", &["node", "sts-loop.mjs"]),
+        exec_loop(
+            &sb,
+            "Rust SDK",
+            &[bin("cmdr-sts-loop").to_str().expect("utf8")],
+        ),
+    ];
+    for l in &loops {
+        l.wait_for(&users[0].arn, Duration::from_secs(60));
+    }
+    // The token vanishes and the clients' credentials run out (a fresh client asks at
+    // once): what each SDK shows the user contains cmdr's reason.
+    std::fs::write(sb.credentials(), "").expect("empty");
+    sb.wait_until("missing", || sb.account("acme")["state"] == "missing");
+    let rust = bin("cmdr-sts-loop").display().to_string();
+    for (name, program) in [
+        ("boto3", vec!["python3", "sts_loop.py"]),
+        ("JavaScript SDK v3", vec!["node", "sts-loop.mjs"]),
+        ("Rust SDK", vec![rust.as_str()]),
+    ] {
+        let (base, token) = endpoint(&sb);
+        let token_file = sb.root.join("token");
+        std::fs::write(&token_file, token).expect("token");
+        let mut cmd = sb.external(program[0]);
+        cmd.args(&program[1..])
+            .current_dir(clients_dir())
+            .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("{base}acme"))
+            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_DEFAULT_REGION", "us-east-1");
+        let fresh = Loop::spawn(name, cmd);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(line) = fresh.lines().first() {
+                assert!(line.contains("error:"), "{name}: {line}");
+                // What each SDK surfaces (README, "Long-running tools", says so): the
+                // JavaScript SDK's default chain hides every provider's error behind one
+                // message; the Rust SDK names the status only.
+                if name.starts_with("JavaScript") {
+                    assert!(
+                        line.contains("Could not load credentials"),
+                        "{name}: {line}"
+                    );
+                } else if name.starts_with("Rust") {
+                    assert!(line.contains("409"), "{name}: {line}");
+                } else {
+                    assert!(
+                        line.contains("gone from profile"),
+                        "{name} does not show cmdr's reason: {line}"
+                    );
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} printed nothing");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time like `2026-12-02T08:00:00Z`.
+fn chrono_parse(text: &str) -> i64 {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", text, "+%s"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("epoch")
+}
+
+/// A loopback stand-in for the SSO portal's GetRoleCredentials (moto has no portal): role
+/// credentials whose key id names the bearer token they were issued for.
+fn sso_portal() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut bearer = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("x-amz-sso_bearer_token:") {
+                    bearer = v.trim().to_owned();
+                }
+            }
+            let body = format!(
+                r#"{{"roleCredentials":{{"accessKeyId":"ASIA{}","secretAccessKey":"role-secret-{bearer}","sessionToken":"role-session-{bearer}","expiration":{}}}}}"#,
+                bearer.to_ascii_uppercase(),
+                (now_secs() + 3600) * 1000
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn sso_accounts_are_served_role_credentials_from_the_cache_token() {
+    let portal = sso_portal();
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(sb.aws.join("sso/cache")).expect("cache dir");
+    std::fs::write(
+        sb.config(),
+        format!(
+            "[profile dev]\nsso_session = corp\nsso_account_id = 123456789012\nsso_role_name = Dev\nregion = us-east-1\nservices = portal\n\
+             [sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = us-east-1\n\
+             [services portal]\nsso =\n  endpoint_url = {portal}\n"
+        ),
+    )
+    .expect("config");
+    let hash = {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "printf %s corp | sha1sum | cut -d' ' -f1"])
+            .output()
+            .expect("sha1sum");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let cache = sb.aws.join(format!("sso/cache/{hash}.json"));
+    let token = |t: &str| {
+        format!(
+            r#"{{"accessToken":"{t}","expiresAt":"2099-01-01T00:00:00Z","region":"us-east-1","startUrl":"https://corp.awsapps.com/start"}}"#
+        )
+    };
+    std::fs::write(&cache, token("first")).expect("cache");
+    sb.start();
+    let out = sb.ctl(&["accounts", "add", "dev", "--profile", "dev"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (base, secret) = endpoint(&sb);
+    let (status, body) = get(&format!("{base}dev"), Some(&secret));
+    assert_eq!(status, 200, "{body}");
+    let creds: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(creds["AccessKeyId"], "ASIAFIRST");
+    assert_eq!(creds["Token"], "role-session-first");
+
+    // `aws sso login` writes a new cache token: the account is `changed` (the role
+    // credentials of the old token are still served from the cache); once accepted, the
+    // next fetch gets role credentials of the new token.
+    let mut watch = sb.watch();
+    std::fs::write(&cache, token("second")).expect("cache");
+    watch.wait_type("token_changed");
+    let (_, body) = get(&format!("{base}dev"), Some(&secret));
+    assert!(body.contains("ASIAFIRST"), "{body}");
+    assert!(sb.ctl(&["accept", "dev"]).status.success());
+    let (status, body) = get(&format!("{base}dev"), Some(&secret));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("ASIASECOND"), "{body}");
+    let out = sb.ctl(&["exec", "--static", "dev", "--", "printenv", "AWS_ACCESS_KEY_ID"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ASIASECOND");
+
+    // Signed out (the cache token is gone): misconfigured, with the fix.
+    std::fs::remove_file(&cache).expect("rm cache");
+    sb.wait_until("signed out", || sb.account("dev")["state"] == "misconfigured");
+    let (status, body) = get(&format!("{base}dev"), Some(&secret));
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("aws sso login"), "{body}");
+}
