@@ -118,6 +118,21 @@ pub fn quote(shell: Shell, value: &str) -> String {
     }
 }
 
+/// `env --json`: one object of variable name -> value, `null` for a variable to unset (for
+/// editors that start processes themselves, e.g. the VS Code extension's terminal).
+pub fn env_json(vars: Vec<(&'static str, Option<String>)>) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = vars
+        .into_iter()
+        .map(|(name, value)| {
+            (
+                name.to_owned(),
+                value.map_or(serde_json::Value::Null, serde_json::Value::String),
+            )
+        })
+        .collect();
+    format!("{}\n", serde_json::Value::Object(map))
+}
+
 pub fn env_lines(vars: Vec<(&'static str, Option<String>)>, shell: Shell) -> String {
     let mut out = String::new();
     for (name, value) in vars {
@@ -233,6 +248,16 @@ mod tests {
         assert_eq!(quote(Shell::Posix, v), r#"'a'\''b"c$d\e f'"#);
         assert_eq!(quote(Shell::Fish, v), r#"'a\'b"c$d\\e f'"#);
         assert_eq!(quote(Shell::Pwsh, v), r#"'a''b"c$d\e f'"#);
+    }
+
+    #[test]
+    fn env_json_sets_and_unsets() {
+        let value: serde_json::Value =
+            serde_json::from_str(&env_json(variables(&handout()))).expect("json");
+        assert_eq!(value["AWS_REGION"], "eu-west-1");
+        assert_eq!(value["AWS_SECRET_ACCESS_KEY"], "a'b\"c$d\\e f");
+        assert!(value["AWS_SESSION_TOKEN"].is_null());
+        assert!(value["AWS_ENDPOINT_URL"].is_null());
     }
 
     #[test]

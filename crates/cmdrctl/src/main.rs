@@ -331,10 +331,14 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 }
                 handout::variables(&handout)
             };
-            print!(
-                "{}",
-                handout::env_lines(vars, handout::Shell::pick(shell.as_deref()))
-            );
+            if json {
+                print!("{}", handout::env_json(vars));
+            } else {
+                print!(
+                    "{}",
+                    handout::env_lines(vars, handout::Shell::pick(shell.as_deref()))
+                );
+            }
             return Ok(ExitCode::SUCCESS);
         }
         Command::Exec {

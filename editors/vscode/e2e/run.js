@@ -116,10 +116,21 @@ async function main() {
   // not pick the program we run), so in code-server it lives in the remote settings.
   fs.mkdirSync(path.join(userData, 'Machine'), { recursive: true });
   fs.writeFileSync(path.join(userData, 'Machine', 'settings.json'), JSON.stringify({ 'cmdr.cmdrctlPath': path.join(String(process.env.CMDR_BIN_DIR), 'cmdrctl') }));
+  // xdg-open (and macOS `open`) replaced by a recorder: Renew must hand it the portal URL.
+  // The extension host takes PATH from a login shell, so it goes in the sandbox's profile.
+  const recorders = path.join(sb.root, 'recorders');
+  const opened = path.join(sb.root, 'opened');
+  fs.mkdirSync(recorders);
+  for (const opener of ['xdg-open', 'open']) {
+    fs.writeFileSync(path.join(recorders, opener), `#!/bin/sh\nprintf '%s\\n' "$@" >> '${opened}'\n`, { mode: 0o755 });
+  }
+  for (const rc of ['.profile', '.bashrc']) {
+    fs.writeFileSync(path.join(sb.home, rc), `PATH='${recorders}':"$PATH"\nexport PATH\n`);
+  }
   // code-server, its extension host and cmdrctl see the sandbox only (HOME, XDG dirs):
   // the extension finds the socket by its default rule, $XDG_RUNTIME_DIR/cmdr/cmdrd.sock.
   const env = sb.env({
-    PATH: `${process.env.CMDR_BIN_DIR}:${path.dirname(process.execPath)}:${process.env.PATH}`,
+    PATH: `${recorders}:${process.env.CMDR_BIN_DIR}:${path.dirname(process.execPath)}:${process.env.PATH}`,
     // No extension gallery: code-server would ask one on the internet.
     EXTENSIONS_GALLERY: '{}',
     // What `env --serve` must unset in the account's terminal (it would shadow the endpoint).
@@ -254,7 +265,7 @@ async function main() {
       await page.mouse.move(640, 300);
     });
 
-    await step('a session about to expire turns the item yellow and offers Renew', async () => {
+    await step('a session about to expire turns the item yellow; Renew opens the portal', async () => {
       const soon = new Date(Date.now() + 10 * 60_000).toISOString().replace(/\.\d+Z$/, 'Z');
       const changed = daemon.next((e) => e.type === 'token_changed' && e.account === 'acme');
       // The daemon may announce the expiry together with the change: listen from the start.
@@ -271,6 +282,28 @@ async function main() {
         { polling: 'mutation' },
       );
       await shot('3c-expiring-renew');
+
+      // Renew runs `cmdrctl renew acme`, which opens the account's portal.
+      const portal = 'https://example.awsapps.com/start';
+      const edit = sb.ctl(['accounts', 'edit', 'acme', '--portal', portal]);
+      assert.equal(edit.status, 0, edit.stderr);
+      const recorded = new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('Renew opened nothing')), WAIT);
+        const watcher = fs.watch(sb.root, () => {
+          if (fs.existsSync(opened) && fs.readFileSync(opened, 'utf8').endsWith('\n')) {
+            clearTimeout(timer);
+            watcher.close();
+            resolve(undefined);
+          }
+        });
+      });
+      const renew = await page.waitForSelector('.notification-toast .monaco-button ::-p-text(Renew)');
+      assert.ok(renew);
+      await renew.click();
+      await recorded;
+      assert.equal(fs.readFileSync(opened, 'utf8'), `${portal}\n`);
+      await page.mouse.move(640, 300);
+      await shot('3d-renewed');
     });
 
     await step('stopping the daemon dims the item without an error popup', async () => {

@@ -60,7 +60,9 @@ describe('cmdrctl runner', () => {
       assert.equal(env.AWS_ACCESS_KEY_ID, null);
       assert.equal(env.CMDR_ACCOUNT, 'acme');
       // Secrets stay out of a terminal that follows the account.
-      assert.equal(JSON.stringify(env).includes('SECRET'), false);
+      assert.equal(env.AWS_SECRET_ACCESS_KEY, null);
+      const text = JSON.stringify(env);
+      assert.equal(text.includes('wJalrXUtnFEMI') || text.includes('TOKEN-ONE'), false);
     } else {
       t.diagnostic('this cmdrctl has no `env --serve` yet: checking the error the user sees');
       await assert.rejects(run(line, 15_000, sb.env()), (e: unknown) => {
