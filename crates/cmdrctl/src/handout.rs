@@ -261,6 +261,15 @@ mod tests {
     }
 
     #[test]
+    fn env_json_sets_and_unsets() {
+        let value = serde_json::Value::Object(env_json(variables(&handout())));
+        assert_eq!(value["AWS_REGION"], "eu-west-1");
+        assert_eq!(value["AWS_SECRET_ACCESS_KEY"], "a'b\"c$d\\e f");
+        assert!(value["AWS_SESSION_TOKEN"].is_null());
+        assert!(value["AWS_ENDPOINT_URL"].is_null());
+    }
+
+    #[test]
     fn env_sets_and_unsets() {
         let text = env_lines(variables(&handout()), Shell::Posix);
         assert!(text.contains("export AWS_REGION='eu-west-1'\n"));

@@ -1,0 +1,243 @@
+// What the extension shows, computed from the daemon's accounts and events: time left (as
+// `cmdrctl prompt`), the status-bar account and its colour, notification texts, and the
+// cmdrctl command lines for Renew and Open Terminal. Pure functions, no VS Code API.
+
+/** One account, as `accounts list --json` prints it (fields we do not know are kept). */
+export interface Account {
+  name: string;
+  profile: string;
+  region?: string | null;
+  target?: string;
+  endpoint?: string | null;
+  on_change?: string;
+  state: string;
+  fingerprint?: string | null;
+  accepted_fingerprint?: string | null;
+  expires_at?: string | null;
+  expiry_source?: string | null;
+  account_id?: string | null;
+  portal?: string | null;
+  [field: string]: unknown;
+}
+
+export type Severity = 'ok' | 'warning' | 'error';
+
+/** States that need the user, shown instead of the time left (as `cmdrctl prompt`). */
+const ATTENTION: Record<string, string> = {
+  changed: 'CHANGED',
+  missing: 'MISSING',
+  invalid: 'INVALID',
+  expired: 'EXPIRED',
+};
+
+/**
+ * Drops control characters (C0, DEL, C1) and bidi overrides: account names, paths and
+ * messages come from files and other clients, and must not steer what the user sees.
+ */
+export function sanitize(text: unknown): string {
+  // eslint-disable-next-line no-control-regex
+  return String(text ?? '').replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, '');
+}
+
+/** Milliseconds until `expiresAt`, or undefined when unknown or unparsable. */
+export function remaining(expiresAt: string | null | undefined, now: Date): number | undefined {
+  if (!expiresAt) {
+    return undefined;
+  }
+  const at = Date.parse(expiresAt);
+  return Number.isNaN(at) ? undefined : at - now.getTime();
+}
+
+/** `45s`, `15m`, `3h07m`, `2d4h`: the same as cmdr-core's `format_duration`. */
+export function formatDuration(ms: number): string {
+  const secs = Math.max(0, Math.floor(ms / 1000));
+  const days = Math.floor(secs / 86_400);
+  const hours = Math.floor((secs % 86_400) / 3600);
+  const mins = Math.floor((secs % 3600) / 60);
+  if (days > 0) {
+    return `${days}d${hours}h`;
+  }
+  if (hours > 0) {
+    return `${hours}h${String(mins).padStart(2, '0')}m`;
+  }
+  if (mins > 0) {
+    return `${mins}m`;
+  }
+  return `${secs}s`;
+}
+
+/** `3h12m`, `EXPIRED`, or the state when it needs attention; empty when unknown. */
+export function left(account: Account, now: Date): string {
+  const attention = ATTENTION[account.state];
+  if (attention) {
+    return attention;
+  }
+  const ms = remaining(account.expires_at, now);
+  if (ms === undefined) {
+    return '';
+  }
+  return ms <= 0 ? 'EXPIRED' : formatDuration(ms);
+}
+
+/** Warning while expiring; error when expired, invalid, changed, missing or misconfigured. */
+export function severity(account: Account, now: Date): Severity {
+  switch (account.state) {
+    case 'expired':
+    case 'invalid':
+    case 'changed':
+    case 'missing':
+    case 'misconfigured':
+      return 'error';
+    case 'expiring':
+      return 'warning';
+  }
+  const ms = remaining(account.expires_at, now);
+  return ms !== undefined && ms <= 0 ? 'error' : 'ok';
+}
+
+/** The status-bar account: the configured one if it exists, else the one expiring first. */
+export function pickAccount(accounts: Account[], wanted: string | undefined): Account | undefined {
+  if (wanted) {
+    const match = accounts.find((a) => a.name === wanted);
+    if (match) {
+      return match;
+    }
+  }
+  const byExpiry = (a: Account) => {
+    const at = a.expires_at ? Date.parse(a.expires_at) : NaN;
+    return Number.isNaN(at) ? Number.POSITIVE_INFINITY : at;
+  };
+  return [...accounts].sort((a, b) => byExpiry(a) - byExpiry(b) || a.name.localeCompare(b.name))[0];
+}
+
+/** The status-bar text without icon: `acme 3h12m`. */
+export function statusText(account: Account, now: Date): string {
+  return `${sanitize(account.name)} ${left(account, now)}`.trim();
+}
+
+/** One line per account, for the tooltip, the quick pick and `cmdr.status`. */
+export function describeAccount(account: Account, now: Date): string {
+  const parts = [`${sanitize(account.name)}: ${sanitize(account.state)}`];
+  const l = left(account, now);
+  if (l && l !== ATTENTION[account.state]) {
+    parts.push(l);
+  }
+  const where = [sanitize(account.profile), account.region ? sanitize(account.region) : undefined, account.target ? sanitize(account.target) : undefined]
+    .filter((p) => p)
+    .join(', ');
+  return `${parts.join(' · ')} (profile ${where})`;
+}
+
+/** What a notification offers. */
+export type Action = 'accept' | 'ignore' | 'renew';
+
+export interface Notice {
+  level: 'info' | 'warning' | 'error';
+  message: string;
+  actions: Action[];
+  account?: string;
+}
+
+/** Button labels, as the desktop notifications of cmdrd name them. */
+export const ACTION_LABELS: Record<Action, string> = {
+  accept: 'Use new token',
+  ignore: 'Ignore',
+  renew: 'Renew',
+};
+
+/**
+ * The notification for an event, or undefined for events that only refresh the view
+ * (and for types this extension does not know: more may appear within a protocol version).
+ * `onChange` is the account's policy: an `auto` account accepts by itself.
+ */
+export function notice(event: { type: string; [field: string]: unknown }, onChange: string | undefined, now: Date): Notice | undefined {
+  const account = event.account === undefined ? undefined : sanitize(event.account);
+  switch (event.type) {
+    case 'token_changed':
+      if (onChange === 'auto' || account === undefined) {
+        return undefined;
+      }
+      return {
+        level: 'warning',
+        message: `cmdr: the token for ${account} (profile ${sanitize(event.profile)}) changed. Use it?`,
+        actions: ['accept', 'ignore'],
+        account,
+      };
+    case 'expiring_soon': {
+      const ms = remaining(event.expires_at as string | undefined, now);
+      const when = ms !== undefined && ms > 0 ? `in ${formatDuration(ms)}` : 'soon';
+      return { level: 'warning', message: `cmdr: ${account} expires ${when}`, actions: ['renew'], account };
+    }
+    case 'expired':
+      return { level: 'warning', message: `cmdr: the session of ${account} has expired`, actions: ['renew'], account };
+    case 'identity_changed':
+      return {
+        level: 'error',
+        message: `cmdr: ${account} now holds AWS account ${sanitize(event.new_account_id)}, not ${sanitize(event.old_account_id)}. Accept it only if that is intended.`,
+        actions: ['accept'],
+        account,
+      };
+    case 'file_error':
+      return {
+        level: 'warning',
+        message: `cmdr: ${sanitize(event.path)}${event.line ? ` line ${sanitize(event.line)}` : ''}: ${sanitize(event.message)} (the last good version is kept)`,
+        actions: [],
+      };
+    default:
+      return undefined;
+  }
+}
+
+/** A command line to run without a shell. */
+export interface CommandLine {
+  command: string;
+  args: string[];
+  /** Extra environment for the child (the socket the extension talks to). */
+  env: Record<string, string>;
+}
+
+/** Account names go to cmdrctl as arguments; one that looks like an option is refused. */
+function checkName(name: string): void {
+  if (name === '' || name.startsWith('-') || /[\u0000-\u001f\u007f]/.test(name)) {
+    throw new Error(`not an account name: ${JSON.stringify(sanitize(name))}`);
+  }
+}
+
+/** `cmdrctl renew NAME`, against the same daemon as the extension. */
+export function renewCommand(cmdrctl: string, socket: string, name: string): CommandLine {
+  checkName(name);
+  return { command: cmdrctl || 'cmdrctl', args: ['renew', name], env: { CMDR_SOCKET: socket } };
+}
+
+/** `cmdrctl env NAME --serve --json`, against the same daemon as the extension. */
+export function envCommand(cmdrctl: string, socket: string, name: string): CommandLine {
+  checkName(name);
+  return { command: cmdrctl || 'cmdrctl', args: ['env', name, '--serve', '--json'], env: { CMDR_SOCKET: socket } };
+}
+
+/**
+ * Parses `env --json` output: an object of variable name -> value, null to unset. The
+ * result is what VS Code's `TerminalOptions.env` takes (null deletes a variable there).
+ */
+export function parseEnv(stdout: string): Record<string, string | null> {
+  let value: unknown;
+  try {
+    value = JSON.parse(stdout);
+  } catch {
+    throw new Error('cmdrctl env did not print JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new Error('cmdrctl env did not print a JSON object');
+  }
+  const env: Record<string, string | null> = {};
+  for (const [name, v] of Object.entries(value as Record<string, unknown>)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+      throw new Error(`cmdrctl env printed an invalid variable name: ${JSON.stringify(sanitize(name))}`);
+    }
+    if (v !== null && typeof v !== 'string') {
+      throw new Error(`cmdrctl env printed a non-string value for ${name}`);
+    }
+    env[name] = v;
+  }
+  return env;
+}
