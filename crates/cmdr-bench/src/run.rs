@@ -159,7 +159,10 @@ async fn run() -> anyhow::Result<()> {
     run!("round trip", measure::round_trip(&opts).await);
     run!("footprint", measure::footprint(&opts).await);
     run!("storm", measure::storm(&opts).await);
-    run!("propagation", crate::propagation::propagation(&opts).await);
+    // Minutes of real SDK clients and a moto server: the full run only.
+    if !opts.quick {
+        run!("propagation", crate::propagation::propagation(&opts).await);
+    }
     run!("binaries", measure::binaries(&opts, args.build_time));
     let load_after = load();
 

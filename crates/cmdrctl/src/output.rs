@@ -8,11 +8,11 @@ use serde::Serialize;
 /// ([`cmdr_core::text::escape_controls`]): the values come from files and peers, and a
 /// region like `eu-west-1\n\e[2J…` must not clear the screen or forge a line.
 pub fn say(line: &str) {
-    std::println!("{}", cmdr_core::text::escape_controls(line));
+    crate::stdout::write(format_args!("{}\n", cmdr_core::text::escape_controls(line)));
 }
 
 /// Every `println!` in this module goes through [`say`], so no printer can forget it
-/// (JSON, which escapes control characters itself, is printed with `std::println!`).
+/// (JSON, which escapes control characters itself, is written unescaped).
 macro_rules! println {
     ($($arg:tt)*) => {
         $crate::output::say(&format!($($arg)*))
@@ -22,7 +22,7 @@ macro_rules! println {
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
     // JSON escapes control characters itself; this must not be escaped again.
     match serde_json::to_string_pretty(value) {
-        Ok(text) => std::println!("{text}"),
+        Ok(text) => crate::stdout::write(format_args!("{text}\n")),
         Err(err) => eprintln!("cmdrctl: cannot print JSON: {err}"),
     }
 }
@@ -257,7 +257,7 @@ pub fn account(account: &AccountInfo, verb: &str, json: bool) {
 pub fn event(event: &Event, json: bool) {
     if json {
         match event.to_json() {
-            Ok(value) => std::println!("{value}"),
+            Ok(value) => crate::stdout::write(format_args!("{value}\n")),
             Err(err) => eprintln!("cmdrctl: cannot print event: {err}"),
         }
         return;
