@@ -142,6 +142,35 @@ fn use_new_token_from_a_real_notification_server() {
     assert_eq!(account["accepted_fingerprint"], account["fingerprint"]);
 }
 
+/// A "Use new token" notification waits for the user's click without end; SIGTERM must
+/// still stop cmdrd at once (the wait is not a task shutdown waits for).
+#[test]
+fn sigterm_with_a_notification_pending_exits_promptly() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(desktop) = Desktop::start(root.path()) else {
+        return;
+    };
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    sb.set_env("DBUS_SESSION_BUS_ADDRESS", &desktop.address);
+    sb.start();
+    sb.add_account("acme", &[]);
+    let mut watch = sb.watch();
+    sb.write_credentials(&creds("acme", "TOKEN-TWO"));
+    watch.wait_type("token_changed");
+    sb.wait_until("the notification is shown", || {
+        desktop.recorded().contains("New AWS token for acme")
+            && String::from_utf8_lossy(&desktop.dunstctl(&["count", "displayed"]).stdout).trim()
+                != "0"
+    });
+    match sb.stop_within(Duration::from_secs(3)) {
+        Ok(code) => assert_eq!(code, Some(0), "{}", sb.log_tail()),
+        Err(waited) => panic!(
+            "cmdrd still running {waited:?} after SIGTERM with a notification pending\n{}",
+            sb.log_tail()
+        ),
+    }
+}
+
 #[test]
 fn renew_from_an_expiry_notification_opens_the_portal() {
     let root = tempfile::tempdir().expect("tempdir");

@@ -224,3 +224,95 @@ fn subscriber_that_never_reads_lags_and_does_not_stall_others() {
     );
     drop(stuck);
 }
+
+/// A daemon newer than this cmdrctl sends an event type cmdrctl does not know:
+/// `watch --json` skips it and goes on (the contract: clients ignore unknown types). The
+/// "newer daemon" is this test on the socket, speaking the binary codec; its event is a
+/// real one with the type index changed to one this build lacks, fields left in place.
+#[test]
+fn watch_ignores_an_event_type_from_a_newer_daemon() {
+    use cmdr_proto::{
+        Codec, Event, EventKind, FrameDecoder, Outcome, Response, ServerMessage, Welcome, encode,
+    };
+    let sb = Sandbox::new();
+    let socket = sb.socket();
+    std::fs::create_dir_all(socket.parent().expect("dir")).expect("socket dir");
+    crate::sandbox::set_mode(socket.parent().expect("dir"), 0o700);
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    let watch = sb
+        .command("cmdrctl")
+        .args(["watch", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cmdrctl watch");
+    let (mut peer, _) = listener.accept().expect("accept");
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut decoder = FrameDecoder::new(Codec::Binary);
+    let mut next = |peer: &mut UnixStream| -> cmdr_proto::ClientMessage {
+        loop {
+            if let Some(message) = decoder.decode().expect("client frame") {
+                return message;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = peer.read(&mut chunk).expect("read");
+            assert!(n > 0, "cmdrctl closed the connection");
+            decoder.extend(&chunk[..n]);
+        }
+    };
+    assert!(matches!(
+        next(&mut peer),
+        cmdr_proto::ClientMessage::Hello(_)
+    ));
+    let frame = |message: &ServerMessage| encode(Codec::Binary, message).expect("encode");
+    peer.write_all(&frame(&ServerMessage::Welcome(Welcome {
+        protocol: cmdr_proto::PROTOCOL_VERSION,
+        daemon_version: "99.0.0".into(),
+        features: vec![],
+    })))
+    .expect("welcome");
+    let cmdr_proto::ClientMessage::Request { id, .. } = next(&mut peer) else {
+        panic!("expected the subscribe request");
+    };
+    peer.write_all(&frame(&ServerMessage::Response {
+        id,
+        outcome: Outcome::Ok(Response::Subscribed),
+    }))
+    .expect("subscribed");
+    let at = "2026-12-02T10:00:00Z";
+    let event = |kind| {
+        ServerMessage::Event(Event {
+            at: at.into(),
+            kind,
+        })
+    };
+    let mut newer = frame(&event(EventKind::TokenAccepted {
+        account: "future".into(),
+        profile: "future".into(),
+    }));
+    // Length, ServerMessage::Event, the `at` string (length byte + bytes), the type index.
+    newer[4 + 2 + at.len()] = 120;
+    peer.write_all(&newer).expect("newer event");
+    peer.write_all(&frame(&event(EventKind::TokenAccepted {
+        account: "acme".into(),
+        profile: "acme".into(),
+    })))
+    .expect("known event");
+    peer.write_all(&frame(&event(EventKind::DaemonStopping)))
+        .expect("stopping");
+    let out = watch.wait_with_output().expect("watch output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        ["token_accepted", "daemon_stopping"],
+        "stdout {stdout}\nstderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines[0]["account"], "acme");
+}

@@ -209,6 +209,28 @@ impl Sandbox {
         status.code()
     }
 
+    /// SIGTERM, then waits at most `limit` for the exit: the exit code, or `Err` with the
+    /// time waited after a SIGKILL when it did not exit in time.
+    pub fn stop_within(&mut self, limit: Duration) -> Result<Option<i32>, Duration> {
+        let Some(mut child) = self.daemon.take() else {
+            return Ok(None);
+        };
+        // SAFETY: kill with a valid pid and signal has no memory effects.
+        unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return Ok(status.code());
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The running daemon's process id.
     pub fn pid(&self) -> Option<u32> {
         self.daemon.as_ref().map(Child::id)
@@ -311,7 +333,7 @@ impl Sandbox {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")

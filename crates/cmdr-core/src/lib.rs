@@ -5,10 +5,12 @@ pub mod account;
 pub mod diff;
 pub mod expiry;
 mod grammar;
+pub mod handout;
 pub mod input;
 pub mod paste;
 pub mod profile;
 pub mod sdk;
+pub mod seen;
 pub mod text;
 
 pub use account::{
@@ -21,6 +23,7 @@ pub use profile::{
     Credentials, Detail, FileKind, Inputs, ParseError, Profile, ProfileKind, ProfileView,
     parse_view, parse_view_or, parse_view_with,
 };
+pub use seen::{Seen, SeenTokens};
 
 /// The innermost message of an error chain: the AWS SDK's top-level messages are generic
 /// ("could not parse profile file", "dispatch failure"); the useful text is at the bottom.

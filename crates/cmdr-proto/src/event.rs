@@ -89,6 +89,10 @@ pub enum EventKind {
         missed: u64,
     },
     DaemonStopping,
+    /// An event type this build does not know (a newer daemon's); clients ignore it.
+    /// Never sent.
+    #[serde(other)]
+    Unknown,
 }
 
 impl EventKind {
@@ -162,6 +166,13 @@ impl Event {
                 "event without an `at`",
             ));
         };
+        // A name this build does not know decodes to `Unknown`, whatever its fields.
+        if let Ok(EventKind::Unknown) = serde_json::from_value(Value::String(name.clone())) {
+            return Ok(Event {
+                at,
+                kind: EventKind::Unknown,
+            });
+        }
         let kind = if map.is_empty() {
             serde_json::from_value(Value::String(name))?
         } else {

@@ -8,11 +8,13 @@
 
 mod codec;
 mod event;
+mod kinds;
 
 use serde::{Deserialize, Serialize};
 
 pub use codec::{Codec, FrameDecoder, ProtoError, encode, encode_within};
 pub use event::{Event, EventKind};
+pub use kinds::{AccountState, FileHealth, FileKind, OnChange, ProfileKind, TargetKind};
 
 /// Bumped on any incompatible change. Within a version, changes are additive.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -202,6 +204,9 @@ pub enum ErrorCode {
     Missing,
     Invalid,
     Misconfigured,
+    /// A code this build does not know (a newer daemon's).
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -220,6 +225,7 @@ impl ErrorCode {
             ErrorCode::Missing => "missing",
             ErrorCode::Invalid => "invalid",
             ErrorCode::Misconfigured => "misconfigured",
+            ErrorCode::Unknown => "unknown",
         }
     }
 }
@@ -233,7 +239,7 @@ pub struct ErrorReply {
 /// `aws`, `localstack` or `endpoint`, with the endpoint URL for the last two.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetSpec {
-    pub target: String,
+    pub target: TargetKind,
     pub endpoint: Option<String>,
 }
 
@@ -243,8 +249,7 @@ pub struct AccountSpec {
     pub profile: String,
     pub region: Option<String>,
     pub target: TargetSpec,
-    /// `ask` or `auto`.
-    pub on_change: String,
+    pub on_change: OnChange,
     /// The access portal, an http(s) URL; `None`: the profile's `sso_start_url`.
     #[serde(default)]
     pub portal: Option<String>,
@@ -257,7 +262,7 @@ pub struct AccountEdit {
     pub region: Option<String>,
     pub clear_region: bool,
     pub target: Option<TargetSpec>,
-    pub on_change: Option<String>,
+    pub on_change: Option<OnChange>,
     #[serde(default)]
     pub portal: Option<String>,
     /// Drops the portal: back to the profile's `sso_start_url`.
@@ -271,10 +276,10 @@ pub struct AccountInfo {
     pub name: String,
     pub profile: String,
     pub region: Option<String>,
-    pub target: String,
+    pub target: TargetKind,
     pub endpoint: Option<String>,
-    pub on_change: String,
-    pub state: String,
+    pub on_change: OnChange,
+    pub state: AccountState,
     pub fingerprint: Option<String>,
     pub accepted_fingerprint: Option<String>,
     pub accepted_at: Option<String>,
@@ -287,14 +292,14 @@ pub struct AccountInfo {
     /// The bound profile's kind (`sso`, `session`, …; `None` while it is missing): `renew`
     /// runs `aws sso login` for `sso`.
     #[serde(default)]
-    pub profile_kind: Option<String>,
+    pub profile_kind: Option<ProfileKind>,
 }
 
 /// One profile, as `profiles --json` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileInfo {
     pub name: String,
-    pub kind: String,
+    pub kind: ProfileKind,
     pub region: Option<String>,
     pub sources: Vec<String>,
     pub access_key_id: Option<String>,
@@ -327,18 +332,16 @@ pub struct StatusInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStatus {
-    /// `config`, `credentials` or `sso_cache`.
-    pub kind: String,
+    pub kind: FileKind,
     pub path: String,
     pub exists: bool,
-    /// `ok` or `error`.
-    pub health: String,
+    pub health: FileHealth,
     pub error_line: Option<u32>,
     pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateCount {
-    pub state: String,
+    pub state: AccountState,
     pub count: u32,
 }

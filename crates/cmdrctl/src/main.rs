@@ -37,7 +37,10 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use cmdr_client::{Client, ClientError};
 use cmdr_core::input::{self, InputError};
-use cmdr_proto::{AccountEdit, AccountSpec, ErrorCode, Request, Response, TargetSpec};
+use cmdr_proto::{
+    AccountEdit, AccountSpec, AccountState, ErrorCode, OnChange, Request, Response, TargetKind,
+    TargetSpec,
+};
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -255,8 +258,11 @@ struct AccountArgs {
     #[arg(long, value_name = "URL", value_parser = endpoint)]
     endpoint: Option<String>,
     /// What to do when the token in the file changes.
-    #[arg(long, value_parser = ["ask", "auto"])]
-    on_change: Option<String>,
+    #[arg(long, value_parser = clap::builder::TypedValueParser::map(
+        clap::builder::PossibleValuesParser::new(["ask", "auto"]),
+        |policy| if policy == "auto" { OnChange::Auto } else { OnChange::Ask },
+    ))]
+    on_change: Option<OnChange>,
     /// The access portal tokens come from, opened by `cmdrctl renew` (default: the
     /// profile's sso_start_url).
     #[arg(long, value_name = "URL")]
@@ -267,12 +273,12 @@ impl AccountArgs {
     fn target(&self) -> Option<TargetSpec> {
         if let Some(url) = &self.localstack {
             Some(TargetSpec {
-                target: "localstack".into(),
+                target: TargetKind::Localstack,
                 endpoint: Some(url.clone()),
             })
         } else {
             self.endpoint.as_ref().map(|url| TargetSpec {
-                target: "endpoint".into(),
+                target: TargetKind::Endpoint,
                 endpoint: Some(url.clone()),
             })
         }
@@ -476,10 +482,10 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                     profile,
                     region: spec.region.clone(),
                     target: spec.target().unwrap_or(TargetSpec {
-                        target: "aws".into(),
+                        target: TargetKind::Aws,
                         endpoint: None,
                     }),
-                    on_change: spec.on_change.clone().unwrap_or_else(|| "ask".into()),
+                    on_change: spec.on_change.unwrap_or(OnChange::Ask),
                     portal: spec.portal.clone(),
                 })
             }
@@ -497,13 +503,13 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                     clear_region: no_region,
                     target: if aws {
                         Some(TargetSpec {
-                            target: "aws".into(),
+                            target: TargetKind::Aws,
                             endpoint: None,
                         })
                     } else {
                         spec.target()
                     },
-                    on_change: spec.on_change.clone(),
+                    on_change: spec.on_change,
                     portal: spec.portal.clone(),
                     clear_portal: no_portal,
                 },
@@ -555,7 +561,10 @@ async fn accept(
     };
     // What the daemon accepts: another token, or the same one after a failure.
     let new_token = before.fingerprint != before.accepted_fingerprint
-        || matches!(before.state.as_str(), "invalid" | "misconfigured");
+        || matches!(
+            before.state,
+            AccountState::Invalid | AccountState::Misconfigured
+        );
     if json {
         output::print_json(&after);
     } else if new_token {
@@ -623,6 +632,10 @@ async fn watch(mut client: Client, json: bool) -> Result<ExitCode, ClientError> 
             eprintln!("cmdrctl: cmdrd closed the connection");
             return Ok(ExitCode::from(EXIT_NO_DAEMON));
         };
+        // A newer daemon's event type: the contract says clients ignore it.
+        if event.kind == cmdr_proto::EventKind::Unknown {
+            continue;
+        }
         output::event(&event, json);
         if matches!(event.kind, cmdr_proto::EventKind::DaemonStopping) {
             eprintln!("cmdrctl: cmdrd stopped; nothing more to watch");

@@ -109,7 +109,7 @@ pub fn status(status: &StatusInfo, json: bool) {
                 (None, _) if !f.exists => "ok (missing)".to_owned(),
                 (None, _) => "ok".to_owned(),
             };
-            vec![f.kind.clone(), f.path.clone(), health]
+            vec![f.kind.to_string(), f.path.clone(), health]
         })
         .collect();
     table(&["FILE", "PATH", "HEALTH"], rows);
@@ -151,7 +151,7 @@ pub fn profiles(profiles: &[ProfileInfo], json: bool) {
         .map(|p| {
             vec![
                 p.name.clone(),
-                p.kind.clone(),
+                p.kind.to_string(),
                 or_dash(p.region.as_deref()),
                 p.sources.join("+"),
                 time_left(p.expires_at.as_deref(), p.expiry_source.as_deref()),
@@ -191,10 +191,10 @@ pub fn accounts(accounts: &[AccountInfo], json: bool) {
                 or_dash(a.region.as_deref()),
                 match &a.endpoint {
                     Some(e) => format!("{} {e}", a.target),
-                    None => a.target.clone(),
+                    None => a.target.to_string(),
                 },
-                a.on_change.clone(),
-                a.state.clone(),
+                a.on_change.to_string(),
+                a.state.to_string(),
                 time_left(a.expires_at.as_deref(), a.expiry_source.as_deref()),
             ]
         })
@@ -224,10 +224,10 @@ pub fn account(account: &AccountInfo, verb: &str, json: bool) {
         ("name", Some(account.name.clone())),
         ("profile", Some(account.profile.clone())),
         ("region", account.region.clone()),
-        ("target", Some(account.target.clone())),
+        ("target", Some(account.target.to_string())),
         ("endpoint", account.endpoint.clone()),
-        ("on change", Some(account.on_change.clone())),
-        ("state", Some(account.state.clone())),
+        ("on change", Some(account.on_change.to_string())),
+        ("state", Some(account.state.to_string())),
         ("fingerprint", account.fingerprint.clone()),
         ("accepted", account.accepted_fingerprint.clone()),
         ("accepted at", account.accepted_at.clone()),
@@ -246,7 +246,7 @@ pub fn account(account: &AccountInfo, verb: &str, json: bool) {
     for (name, value) in fields {
         println!("{name:<14} {}", value.as_deref().unwrap_or("-"));
     }
-    if account.state == "changed" {
+    if account.state == cmdr_proto::AccountState::Changed {
         println!(
             "the file holds a token this account has not accepted: run `cmdrctl accept {}`",
             account.name

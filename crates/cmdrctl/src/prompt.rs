@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use cmdr_client::Client;
-use cmdr_proto::{AccountInfo, Request, Response};
+use cmdr_proto::{AccountInfo, AccountState, Request, Response};
 use serde::Serialize;
 
 /// Which accounts the prompt shows.
@@ -47,7 +47,7 @@ pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> Exi
             .iter()
             .map(|a| Entry {
                 account: &a.name,
-                state: &a.state,
+                state: a.state.label(),
                 expires_at: a.expires_at.as_deref(),
                 left: left(a, now),
             })
@@ -85,11 +85,11 @@ fn select<'a>(accounts: &'a [AccountInfo], pick: Pick<'_>) -> Vec<&'a AccountInf
 
 /// `3h12m`, `EXPIRED`, or the state when it needs attention; empty when unknown.
 pub fn left(account: &AccountInfo, now: DateTime<Utc>) -> String {
-    match account.state.as_str() {
-        "changed" => return "CHANGED".to_owned(),
-        "missing" => return "MISSING".to_owned(),
-        "invalid" => return "INVALID".to_owned(),
-        "expired" => return "EXPIRED".to_owned(),
+    match account.state {
+        AccountState::Changed => return "CHANGED".to_owned(),
+        AccountState::Missing => return "MISSING".to_owned(),
+        AccountState::Invalid => return "INVALID".to_owned(),
+        AccountState::Expired => return "EXPIRED".to_owned(),
         _ => {}
     }
     let Some(remaining) = crate::output::remaining(account.expires_at.as_deref(), now) else {
@@ -109,7 +109,7 @@ fn render(account: &AccountInfo, format: &str, now: DateTime<Utc>) -> String {
     format
         .replace("{account}", &value(&account.name))
         .replace("{left}", &left(account, now))
-        .replace("{state}", &value(&account.state))
+        .replace("{state}", &value(account.state.label()))
         .replace("{profile}", &value(&account.profile))
         .replace("{region}", &value(account.region.as_deref().unwrap_or("")))
         .trim()
@@ -125,10 +125,10 @@ mod tests {
             name: "acme".into(),
             profile: "acme".into(),
             region: Some("eu-west-1".into()),
-            target: "aws".into(),
+            target: cmdr_proto::TargetKind::Aws,
             endpoint: None,
-            on_change: "ask".into(),
-            state: state.into(),
+            on_change: cmdr_proto::OnChange::Ask,
+            state: serde_json::from_value(state.into()).expect("state"),
             fingerprint: None,
             accepted_fingerprint: None,
             accepted_at: None,

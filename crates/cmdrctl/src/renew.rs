@@ -56,7 +56,7 @@ pub async fn run(socket: &Path, name: String, json: bool) -> Result<ExitCode, Cl
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let accept = if info.on_change == "ask" {
+            let accept = if info.on_change == cmdr_proto::OnChange::Ask {
                 format!(", then `cmdrctl accept {account}`")
             } else {
                 String::new()

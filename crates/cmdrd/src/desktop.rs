@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cmdr_proto::{AccountInfo, Event, EventKind, Outcome, Request, Response};
+use cmdr_proto::{
+    AccountInfo, AccountState, Event, EventKind, OnChange, Outcome, Request, Response,
+};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -151,7 +153,7 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
         | EventKind::Expired { account, .. } = &event.kind
             && let Some(info) = show_account(&engine, account).await
         {
-            ask_account = info.on_change == "ask" && info.state == "changed";
+            ask_account = info.on_change == OnChange::Ask && info.state == AccountState::Changed;
             renewable = renew::plan(&info).is_ok();
         }
         let Some(note) = note_for(&event.kind, &settings, ask_account, renewable) else {

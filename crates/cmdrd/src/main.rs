@@ -31,6 +31,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(cmdrd::run(settings, shutdown_signal(), notify_ready));
+    // A blocking wait may still run (a desktop notification waits for the user's click
+    // without end): the runtime's shutdown does not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     notify_stopping();
     match result {
         Ok(()) => ExitCode::SUCCESS,

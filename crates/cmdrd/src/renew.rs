@@ -72,7 +72,7 @@ pub fn plan(info: &AccountInfo) -> Result<Plan, RenewError> {
         // The daemon checked it; check again before a browser sees it.
         cmdr_core::account::check_portal(url)?;
     }
-    if info.profile_kind.as_deref() == Some("sso") {
+    if info.profile_kind == Some(cmdr_proto::ProfileKind::Sso) {
         return Ok(Plan::SsoLogin {
             profile: info.profile.clone(),
             portal,
@@ -232,10 +232,10 @@ mod tests {
             name: "acme".into(),
             profile: "acme-p".into(),
             region: None,
-            target: "aws".into(),
+            target: cmdr_proto::TargetKind::Aws,
             endpoint: None,
-            on_change: "ask".into(),
-            state: "expired".into(),
+            on_change: cmdr_proto::OnChange::Ask,
+            state: cmdr_proto::AccountState::Expired,
             fingerprint: None,
             accepted_fingerprint: None,
             accepted_at: None,
@@ -243,7 +243,7 @@ mod tests {
             expiry_source: None,
             account_id: None,
             portal: portal.map(str::to_owned),
-            profile_kind: kind.map(str::to_owned),
+            profile_kind: kind.map(|k| serde_json::from_value(k.into()).expect("kind")),
         }
     }
 

@@ -2,30 +2,24 @@
 //! Never a secret. Written atomically (temp file, fsync, rename, fsync of the directory);
 //! a corrupt file is moved aside, never silently dropped.
 
-use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-use cmdr_core::Account;
+use chrono::Utc;
+#[cfg(test)]
+use cmdr_core::Seen;
+use cmdr_core::{Account, SeenTokens};
 use serde::{Deserialize, Serialize};
 
-const STATE_VERSION: u32 = 1;
-
-/// When a profile's current token was first seen (for estimated expiry and for reporting
-/// what changed while the daemon was down).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Seen {
-    pub fingerprint: String,
-    pub first_seen: DateTime<Utc>,
-}
+/// The state file's format; a file of another version is set aside, not read.
+pub const STATE_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredState {
     pub version: u32,
     pub accounts: Vec<Account>,
-    pub seen: BTreeMap<String, Seen>,
+    pub seen: SeenTokens,
 }
 
 #[derive(Debug, thiserror::Error)]

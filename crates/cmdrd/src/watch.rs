@@ -252,7 +252,7 @@ fn nearest_existing_dir(path: &Path) -> PathBuf {
 
 /// What the events since the last read did to the watched files themselves.
 #[derive(Default)]
-struct Seen {
+struct WriteSigns {
     /// Something was renamed onto one of them.
     renamed: AtomicBool,
     /// A writer closed one after writing it in place (`aws configure set`, `sed -i`
@@ -262,7 +262,7 @@ struct Seen {
     partial: AtomicBool,
 }
 
-impl Seen {
+impl WriteSigns {
     /// Starts afresh for the events after a read.
     fn clear(&self) {
         self.renamed.store(false, Ordering::SeqCst);
@@ -314,7 +314,7 @@ pub struct FileWatcher {
 impl FileWatcher {
     pub async fn run(mut self, cancel: CancellationToken) {
         let (wake_tx, mut wake) = mpsc::channel::<()>(1);
-        let seen = Arc::new(Seen::default());
+        let seen = Arc::new(WriteSigns::default());
         let names: Vec<std::ffi::OsString> = [&self.targets.config, &self.targets.credentials]
             .iter()
             .filter_map(|p| p.file_name().map(ToOwned::to_owned))
@@ -386,7 +386,7 @@ impl FileWatcher {
     /// when the only events on the watched files put complete files in place (a rename
     /// onto them, a close after writing), for [`RENAME_SETTLE`] — at most once per
     /// `debounce`, so a storm of saves is still read about as often as any other storm.
-    async fn settle(&mut self, wake: &mut mpsc::Receiver<()>, seen: &Seen) {
+    async fn settle(&mut self, wake: &mut mpsc::Receiver<()>, seen: &WriteSigns) {
         let started = Instant::now();
         loop {
             let quick = seen.complete()
@@ -424,7 +424,7 @@ impl FileWatcher {
     }
 
     /// A file closed after writing that is now empty: probably truncated, to be rewritten.
-    fn closed_empty(&self, seen: &Seen) -> bool {
+    fn closed_empty(&self, seen: &WriteSigns) -> bool {
         seen.closed.load(Ordering::SeqCst)
             && [&self.targets.config, &self.targets.credentials]
                 .iter()

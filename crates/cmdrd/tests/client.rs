@@ -106,10 +106,10 @@ async fn scenario() {
             profile: "acme".into(),
             region: None,
             target: TargetSpec {
-                target: "aws".into(),
+                target: cmdr_proto::TargetKind::Aws,
                 endpoint: None,
             },
-            on_change: "ask".into(),
+            on_change: cmdr_proto::OnChange::Ask,
             portal: None,
         }))
         .await

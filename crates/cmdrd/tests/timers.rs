@@ -101,10 +101,10 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
             profile: "acme".into(),
             region: None,
             target: TargetSpec {
-                target: "aws".into(),
+                target: cmdr_proto::TargetKind::Aws,
                 endpoint: None,
             },
-            on_change: "ask".into(),
+            on_change: cmdr_proto::OnChange::Ask,
             portal: None,
         }))
         .await;

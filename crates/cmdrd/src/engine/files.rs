@@ -1,0 +1,285 @@
+//! The engine's files: the last good bytes of each, their health and retries, the
+//! snapshots the watcher sends, first-seen tracking and the expiry the daemon knows.
+
+use super::*;
+
+/// Why a file cannot be used: the line (if known) and the message.
+pub(super) type FileProblem = (Option<u32>, String);
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct FileHealth {
+    pub(super) exists: bool,
+    pub(super) error: Option<FileProblem>,
+}
+
+/// A profile's expiry as the daemon knows it: from the files, what its
+/// `credential_process` said when last run, or estimated from when its token was first
+/// seen.
+pub(super) fn profile_expiry(
+    profile: &Profile,
+    seen: &SeenTokens,
+    process_expiry: &BTreeMap<String, DateTime<Utc>>,
+    session: chrono::Duration,
+) -> Option<Expiry> {
+    if profile.expiry.is_none()
+        && profile.kind == ProfileKind::CredentialProcess
+        && let Some(at) = process_expiry.get(&profile.name)
+    {
+        return Some(Expiry::at(*at, ExpirySource::CredentialProcess));
+    }
+    let seen = seen
+        .get(&profile.name)
+        .map(|s| (s.fingerprint.as_str(), s.first_seen));
+    cmdr_core::expiry::effective(profile, seen, session)
+}
+/// A parse of large files allocates several copies of them (the SDK's profile sets) and
+/// frees them again; glibc keeps freed memory mapped, so an idle daemon would stay at its
+/// peak. Handing it back after each parse keeps idle RSS near the size of what we keep.
+pub(super) fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free heap pages to the OS.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// What the engine keeps of each profile: no property copies (a digest tells changes), and
+/// secrets only of the profiles accounts are bound to; those of a redacted last good file
+/// come from `previous`, the view it was good in.
+fn lean<'a>(bound: &'a BTreeSet<String>, previous: &'a ProfileView) -> Detail<'a> {
+    Detail {
+        properties: false,
+        secrets_for: Some(bound),
+        previous: Some(previous),
+    }
+}
+impl Engine {
+    /// Profiles some account is bound to: the only ones whose secrets the view keeps.
+    pub(super) fn bound_profiles(&self) -> BTreeSet<String> {
+        self.accounts.iter().map(|a| a.profile.clone()).collect()
+    }
+
+    /// Before an account binds `profile`, fetches its secrets: the view keeps only those of
+    /// bound profiles, and the last good files are kept redacted, so this reads the files
+    /// (a rare, user-initiated request; the state file is written the same way). Taken only
+    /// if the token there is the one the view shows; otherwise the account gets its keys
+    /// from the next view that has them (`Accounts::fill_credentials`).
+    pub(super) fn keep_secrets_of(&mut self, profile: &str) {
+        let Some(current) = self.view.profiles.get(profile) else {
+            return;
+        };
+        if current.credentials.is_some() || current.masked_access_key_id.is_none() {
+            return;
+        }
+        // Bounded as the watcher's reads are; unreadable means no keys yet.
+        let read = |path: &std::path::Path| match crate::watch::read_file(path) {
+            FileRead::Bytes(bytes) => bytes,
+            FileRead::Missing | FileRead::Failed(_) => Vec::new(),
+        };
+        let (config, credentials) = (
+            read(&self.settings.aws_config),
+            read(&self.settings.aws_credentials),
+        );
+        let only = BTreeSet::from([profile.to_owned()]);
+        let inputs = cmdr_core::Inputs {
+            config: &config,
+            credentials: &credentials,
+            sso_cache: &self.sso_cache,
+        };
+        let Ok(mut fresh) = cmdr_core::parse_view_with(inputs, lean(&only, &self.view)) else {
+            return;
+        };
+        let credentials = fresh
+            .profiles
+            .remove(profile)
+            .filter(|p| p.fingerprint == current.fingerprint)
+            .and_then(|p| p.credentials);
+        if let Some(kept) = self.view.profiles.get_mut(profile) {
+            kept.credentials = credentials;
+        }
+        release_free_memory();
+    }
+    pub(super) fn path_of(&self, kind: FileKind) -> &std::path::Path {
+        match kind {
+            FileKind::Config => &self.settings.aws_config,
+            FileKind::Credentials => &self.settings.aws_credentials,
+        }
+    }
+
+    /// Takes a new snapshot: each file that parses replaces its last good bytes; one that
+    /// does not keeps them and reports `file_error` once, until `file_recovered`.
+    pub(super) fn load_snapshot(&mut self, snapshot: Snapshot, publish: bool) {
+        // One line per parse: `scripts/bench` counts them in a storm of writes.
+        tracing::debug!("parsing snapshot");
+        let mut recovered = Vec::new();
+        let mut any_error = false;
+        let mut exists = [false; 2];
+        // Each file's new bytes, or why they cannot be used.
+        let mut candidates: [Result<Vec<u8>, FileProblem>; 2] = [Ok(Vec::new()), Ok(Vec::new())];
+        for (index, read) in [snapshot.config, snapshot.credentials]
+            .into_iter()
+            .enumerate()
+        {
+            (exists[index], candidates[index]) = match read {
+                FileRead::Missing => (false, Ok(Vec::new())),
+                FileRead::Bytes(bytes) => (true, Ok(bytes)),
+                FileRead::Failed(message) => (true, Err((None, message))),
+            };
+        }
+        self.sso_cache = snapshot.sso_cache;
+        // Parse the new bytes together (one SDK load when all is well); a broken file falls
+        // back to its last good bytes, as does one that could not be read.
+        let pick = |i: usize| match &candidates[i] {
+            Ok(bytes) => bytes.as_slice(),
+            Err(_) => self.good[i].as_slice(),
+        };
+        let inputs = cmdr_core::Inputs {
+            config: pick(0),
+            credentials: pick(1),
+            sso_cache: &self.sso_cache,
+        };
+        let bound = self.bound_profiles();
+        let (view, errors) = cmdr_core::parse_view_or(
+            inputs,
+            [self.good[0].as_slice(), self.good[1].as_slice()],
+            lean(&bound, &self.view),
+        );
+        if view.is_none() {
+            tracing::warn!("the last good files do not parse together; keeping the last view");
+        }
+        for e in errors {
+            candidates[usize::from(e.file == FileKind::Credentials)] = Err((e.line, e.message));
+        }
+        for (index, (kind, candidate)) in [FileKind::Config, FileKind::Credentials]
+            .into_iter()
+            .zip(candidates)
+            .enumerate()
+        {
+            let was_error = self.health[index].error.is_some();
+            self.health[index].exists = exists[index];
+            match candidate {
+                Ok(bytes) => {
+                    self.good[index] = cmdr_core::profile::redact_secrets(&bytes);
+                    self.health[index].error = None;
+                    if was_error {
+                        recovered.push(kind);
+                    }
+                }
+                Err(error) => {
+                    any_error = true;
+                    if self.health[index].error.as_ref() != Some(&error) {
+                        let path = self.path_of(kind).display().to_string();
+                        tracing::warn!(path = %path, line = ?error.0, message = %error.1, "file does not parse; keeping the last good view");
+                        self.health[index].error = Some(error.clone());
+                        if publish {
+                            self.emit(EventKind::FileError {
+                                path,
+                                line: error.0,
+                                message: error.1,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if any_error {
+            self.schedule_retry();
+        } else {
+            self.retries = 0;
+        }
+        let Some(view) = view else {
+            return;
+        };
+        let changes = diff(&self.view, &view);
+        for change in &changes {
+            self.process_expiry.remove(change.profile());
+        }
+        self.view = view;
+        let expiry_of = expiry_of!(self);
+        if self.accounts.refresh_accepted(&self.view, &expiry_of) {
+            self.dirty = true;
+        }
+
+        // A file that failed at start has no good bytes yet: do not forget its tokens.
+        if !any_error {
+            self.update_seen();
+        }
+        if publish {
+            for kind in recovered {
+                let path = self.path_of(kind).display().to_string();
+                tracing::info!(path = %path, "file parses again");
+                self.emit(EventKind::FileRecovered { path });
+            }
+            for change in &changes {
+                self.emit(profile_event(change));
+            }
+            let now = self.now();
+            let expiry_of = expiry_of!(self);
+            let account_changes = self.accounts.apply(&changes, &self.view, &expiry_of, now);
+            let accepted = account_changes
+                .iter()
+                .any(|c| matches!(c, AccountChange::TokenAccepted { .. }));
+            let changed: Vec<String> = account_changes
+                .iter()
+                .filter_map(|c| match c {
+                    AccountChange::TokenChanged { account, .. } => Some(account.clone()),
+                    _ => None,
+                })
+                .collect();
+            self.emit_account_changes(account_changes);
+            if self.settings.validate_on_change {
+                for account in changed {
+                    self.start_validation(&account, None);
+                }
+            }
+            if accepted {
+                self.dirty = true;
+            }
+        }
+        if publish && self.dirty {
+            self.save();
+        }
+    }
+
+    pub(super) fn schedule_retry(&mut self) {
+        let Some(delay) = RETRY_DELAYS.get(self.retries).copied() else {
+            return;
+        };
+        self.retries += 1;
+        // A branch of the engine's loop, not a task: nothing outlives the engine.
+        self.retry_at = Some(tokio::time::Instant::now() + delay);
+    }
+
+    /// Records when each token was first seen; drops profiles that are gone.
+    pub(super) fn update_seen(&mut self) {
+        let now = self.now();
+        self.dirty |= cmdr_core::seen::record(&mut self.seen, &self.view, now);
+    }
+
+    pub(super) fn report_changes_while_down(&mut self, before: &SeenTokens) {
+        let broken = self.health.iter().any(|h| h.error.is_some());
+        let mut notes = cmdr_core::seen::profile_changes(before, &self.view, broken);
+        let now = self.now();
+        let expiry_of = expiry_of!(self);
+        let changes = self.accounts.reconcile(&self.view, &expiry_of, now);
+        if changes
+            .iter()
+            .any(|c| matches!(c, AccountChange::TokenAccepted { .. }))
+        {
+            self.dirty = true;
+        }
+        notes.extend(cmdr_core::seen::account_changes(&changes));
+        for note in &notes {
+            tracing::info!("while cmdrd was not running: {note}");
+        }
+        self.changes_while_down = notes;
+    }
+    pub(super) fn expiry(&self, profile: &Profile) -> Option<Expiry> {
+        profile_expiry(
+            profile,
+            &self.seen,
+            &self.process_expiry,
+            self.settings.default_session_duration,
+        )
+    }
+}

@@ -1,0 +1,413 @@
+//! The engine: the one task that owns the current view, the accounts and the state file.
+//! File snapshots and client requests arrive as commands; changes leave as events on a
+//! bounded broadcast channel (a slow subscriber lags; it never slows the others).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cmdr_core::{
+    AccountChange, AccountPatch, Accounts, Detail, Expiry, ExpirySource, FileKind, IdentityCheck,
+    NewAccount, Profile, ProfileKind, ProfileView, SeenTokens, diff,
+};
+use cmdr_proto::{
+    AccountInfo, EndpointInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome,
+    PROTOCOL_VERSION, Request, Response, StatusInfo,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::expiry::{self, Clock, Deadline, Timers};
+use crate::serve::{self, Cached, Waiter};
+use crate::store::{STATE_VERSION, Store, StoredState};
+use crate::validate::{self, Failure, Identity, Job, Resolved};
+use crate::watch::{FileRead, Snapshot};
+use crate::wire::{
+    self, account_event, bad_request, error_reply, on_change_from, profile_event, target_from_spec,
+    timestamp,
+};
+
+/// Retries of a file that failed to parse, in case it was caught mid-write.
+const RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+];
+
+pub enum Command {
+    Request(Request, oneshot::Sender<Outcome>),
+    /// A validation task finished (the engine's own tasks).
+    Validated {
+        account: String,
+        fingerprint: Option<String>,
+        result: Result<Identity, Failure>,
+    },
+    /// Credentials of an SDK-provider profile were resolved (the engine's own tasks).
+    Resolved {
+        account: String,
+        key: serve::CacheKey,
+        result: Result<Resolved, Failure>,
+    },
+}
+
+/// A cheap handle to the engine for sessions.
+#[derive(Clone)]
+pub struct EngineHandle {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    subscribers: Arc<AtomicU32>,
+}
+
+/// One client subscribed over the socket, counted for `status` while this is alive (the
+/// daemon's own subscribers, such as desktop notifications, are not clients).
+pub struct Subscriber(Arc<AtomicU32>);
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl EngineHandle {
+    pub async fn request(&self, request: Request) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        let stopped = || {
+            Outcome::Err(ErrorReply {
+                code: ErrorCode::Internal,
+                message: "cmdrd is stopping".to_owned(),
+            })
+        };
+        if self
+            .commands
+            .send(Command::Request(request, tx))
+            .await
+            .is_err()
+        {
+            return stopped();
+        }
+        rx.await.unwrap_or_else(|_| stopped())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn count_subscriber(&self) -> Subscriber {
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        Subscriber(Arc::clone(&self.subscribers))
+    }
+}
+
+pub struct Engine {
+    settings: Arc<Settings>,
+    store: Store,
+    view: ProfileView,
+    /// The last bytes of each file that parsed, secrets redacted: a broken file keeps
+    /// these (with the secrets the view had), so no token is held twice.
+    good: [Vec<u8>; 2],
+    /// When the credentials of `credential_process` profiles end, as the process said when
+    /// last validated; forgotten when the profile changes.
+    process_expiry: BTreeMap<String, DateTime<Utc>>,
+    sso_cache: BTreeMap<String, Vec<u8>>,
+    health: [FileHealth; 2],
+    accounts: Accounts,
+    seen: SeenTokens,
+    events: broadcast::Sender<Event>,
+    /// Clients subscribed over the socket (see [`Subscriber`]).
+    subscribers: Arc<AtomicU32>,
+    rescan: mpsc::Sender<()>,
+    retries: usize,
+    started_at: DateTime<Utc>,
+    changes_while_down: Vec<String>,
+    /// A failed save is retried with the next change.
+    dirty: bool,
+    clock: Arc<dyn Clock>,
+    timers: Timers,
+    next_deadline: Option<DateTime<Utc>>,
+    /// Validations in flight, with the clients waiting for each: at most one per account.
+    validations: HashMap<String, Vec<oneshot::Sender<Outcome>>>,
+    /// Validations and resolutions in flight; each ends with the command it reports.
+    /// Aborted with the engine, so none outlives it.
+    tasks: JoinSet<Command>,
+    /// When a file that failed to parse is read again.
+    retry_at: Option<tokio::time::Instant>,
+    /// Where the credentials endpoint listens, for `status`.
+    endpoint: Option<EndpointInfo>,
+    /// Credentials resolved for accounts on SDK-provider profiles, until shortly before
+    /// they end or the account's token or profile changes.
+    resolved: HashMap<String, Cached>,
+    /// Resolutions in flight, with the clients waiting for each: at most one per account.
+    resolving: HashMap<String, Vec<Waiter>>,
+}
+/// `profile_expiry` over the engine's fields, as a closure that borrows only them (so the
+/// accounts can be borrowed mutably beside it).
+macro_rules! expiry_of {
+    ($engine:expr) => {{
+        let (seen, process, session) = (
+            &$engine.seen,
+            &$engine.process_expiry,
+            $engine.settings.default_session_duration,
+        );
+        move |p: &Profile| $crate::engine::files::profile_expiry(p, seen, process, session)
+    }};
+}
+
+mod files;
+mod requests;
+mod validation;
+
+use files::{FileHealth, release_free_memory};
+
+impl Engine {
+    /// Builds the engine from the state file and the files as they are now, and works out
+    /// what changed while the daemon was not running.
+    pub fn start(
+        settings: Arc<Settings>,
+        snapshot: Snapshot,
+        rescan: mpsc::Sender<()>,
+        clock: Arc<dyn Clock>,
+        endpoint: Option<EndpointInfo>,
+    ) -> anyhow::Result<(Engine, EngineHandle, mpsc::Receiver<Command>)> {
+        let store = Store::new(settings.state_file());
+        let stored = store.load()?;
+        let (events, _) = broadcast::channel(settings.event_buffer);
+        let (commands, rx) = mpsc::channel(256);
+        let mut engine = Engine {
+            settings,
+            store,
+            view: ProfileView::default(),
+            good: [Vec::new(), Vec::new()],
+            process_expiry: BTreeMap::new(),
+            sso_cache: BTreeMap::new(),
+            health: [FileHealth::default(), FileHealth::default()],
+            accounts: Accounts::from_list(stored.accounts),
+            seen: stored.seen.clone(),
+            events: events.clone(),
+            subscribers: Arc::default(),
+            rescan,
+            retries: 0,
+            started_at: clock.now(),
+            changes_while_down: Vec::new(),
+            dirty: false,
+            clock,
+            timers: Timers::default(),
+            next_deadline: None,
+            validations: HashMap::new(),
+            tasks: JoinSet::new(),
+            retry_at: None,
+            endpoint,
+            resolved: HashMap::new(),
+            resolving: HashMap::new(),
+        };
+        engine.load_snapshot(snapshot, false);
+        release_free_memory();
+        engine.report_changes_while_down(&stored.seen);
+        engine.save();
+        let handle = EngineHandle {
+            commands,
+            events,
+            subscribers: Arc::clone(&engine.subscribers),
+        };
+        Ok((engine, handle, rx))
+    }
+
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut snapshots: mpsc::Receiver<Snapshot>,
+        cancel: CancellationToken,
+    ) {
+        self.tick();
+        loop {
+            // One timer, for the next wall-clock deadline only; none when nothing is due.
+            let sleep = self.next_deadline.map(|d| expiry::sleep_for(d, self.now()));
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                Some(snapshot) = snapshots.recv() => {
+                    self.load_snapshot(snapshot, true);
+                    release_free_memory();
+                }
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => break,
+                },
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
+                    Ok(command) => self.command(command),
+                    Err(err) => tracing::error!(error = %err, "a validation task failed"),
+                },
+                () = tokio::time::sleep_until(self.retry_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if self.retry_at.is_some() =>
+                {
+                    self.retry_at = None;
+                    let _ = self.rescan.try_send(());
+                }
+                () = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {}
+            }
+            self.tick();
+        }
+        self.tasks.abort_all();
+        self.emit(EventKind::DaemonStopping);
+        self.save();
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Request(request, reply) => self.handle(request, reply),
+            Command::Validated {
+                account,
+                fingerprint,
+                result,
+            } => self.finish_validation(&account, fingerprint.as_deref(), result),
+            Command::Resolved {
+                account,
+                key,
+                result,
+            } => self.finish_resolution(&account, key, result),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Fires the expiry events that are due and arms the timer for the next deadline.
+    fn tick(&mut self) {
+        let now = self.now();
+        let deadlines: Vec<(String, String, Option<DateTime<Utc>>)> = self
+            .accounts
+            .iter()
+            .map(|a| {
+                let at = a.accepted.expiry.as_ref().and_then(|e| e.at);
+                (a.name.clone(), a.profile.clone(), at)
+            })
+            .collect();
+        let (events, next) = self.timers.poll(
+            deadlines.iter().map(|(account, profile, at)| Deadline {
+                account,
+                profile,
+                expires_at: *at,
+            }),
+            now,
+            self.settings.warn_before,
+        );
+        for event in events {
+            self.emit(event);
+        }
+        self.next_deadline = next;
+    }
+    fn emit(&self, kind: EventKind) {
+        tracing::info!(event = %kind.type_name(), account = ?kind.account(), "event");
+        // No receivers is fine: nobody is listening.
+        let _ = self.events.send(Event {
+            at: timestamp(self.now()),
+            kind,
+        });
+    }
+
+    fn emit_account_changes(&self, changes: Vec<AccountChange>) {
+        for mut change in changes {
+            // The files may say nothing about expiry; the engine's estimate is still news.
+            if let AccountChange::TokenChanged {
+                profile, expiry, ..
+            } = &mut change
+                && expiry.is_none()
+            {
+                *expiry = self.view.get(profile).and_then(|p| self.expiry(p));
+            }
+            self.emit(account_event(change));
+        }
+    }
+    fn stored(&self) -> StoredState {
+        StoredState {
+            version: STATE_VERSION,
+            accounts: self.accounts.iter().cloned().collect(),
+            seen: self.seen.clone(),
+        }
+    }
+
+    fn save(&mut self) {
+        match self.store.save(&self.stored()) {
+            Ok(()) => self.dirty = false,
+            Err(err) => {
+                self.dirty = true;
+                tracing::error!(error = %err, "could not save state; will retry with the next change");
+            }
+        }
+    }
+
+    /// Applies an account operation and saves; if the save fails, the operation is undone
+    /// and the client gets the error, so memory and disk never disagree.
+    fn mutate(
+        &mut self,
+        op: impl FnOnce(
+            &mut Accounts,
+            &ProfileView,
+            cmdr_core::ExpiryOf<'_>,
+        ) -> Result<Vec<AccountChange>, ErrorReply>,
+    ) -> Result<Vec<AccountChange>, ErrorReply> {
+        let before = self.accounts.clone();
+        let expiry_of = expiry_of!(self);
+        let changes = op(&mut self.accounts, &self.view, &expiry_of)?;
+        if let Err(err) = self.store.save(&self.stored()) {
+            self.accounts = before;
+            tracing::error!(error = %err, "could not save state");
+            return Err(ErrorReply {
+                code: ErrorCode::Internal,
+                message: err.to_string(),
+            });
+        }
+        self.dirty = false;
+        self.emit_account_changes(changes.clone());
+        Ok(changes)
+    }
+    fn status(&self) -> StatusInfo {
+        let now = self.now();
+        let mut files: Vec<FileStatus> = [FileKind::Config, FileKind::Credentials]
+            .into_iter()
+            .map(|kind| {
+                let health = &self.health[usize::from(kind == FileKind::Credentials)];
+                wire::file_status(
+                    wire::file_kind(kind),
+                    self.path_of(kind),
+                    health.exists,
+                    health.error.as_ref(),
+                )
+            })
+            .collect();
+        files.push(wire::file_status(
+            cmdr_proto::FileKind::SsoCache,
+            &self.settings.sso_cache,
+            self.settings.sso_cache.is_dir(),
+            None,
+        ));
+        StatusInfo {
+            daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol: PROTOCOL_VERSION,
+            pid: std::process::id(),
+            started_at: timestamp(self.started_at),
+            uptime_secs: u64::try_from((now - self.started_at).num_seconds()).unwrap_or(0),
+            socket: self.settings.socket.path.display().to_string(),
+            socket_note: self.settings.socket.note.clone(),
+            files,
+            profiles: u32::try_from(self.view.profiles.len()).unwrap_or(u32::MAX),
+            accounts: wire::state_counts(
+                self.accounts
+                    .iter()
+                    .map(|a| a.state(self.view.get(&a.profile), now, self.settings.warn_before)),
+            ),
+            changes_while_down: self.changes_while_down.clone(),
+            subscribers: self.subscribers.load(Ordering::Relaxed),
+            endpoint: self.endpoint.clone(),
+        }
+    }
+
+    fn account_info(&self, account: &cmdr_core::Account) -> AccountInfo {
+        let profile = self.view.get(&account.profile);
+        let state = account.state(profile, self.now(), self.settings.warn_before);
+        wire::account_info(account, profile, state)
+    }
+}

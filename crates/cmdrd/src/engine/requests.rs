@@ -1,0 +1,117 @@
+//! Client requests: dispatch, account operations and what they answer.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn handle(&mut self, request: Request, reply: oneshot::Sender<Outcome>) {
+        let result = match request {
+            Request::Validate { name } => return self.start_validation(&name, Some(reply)),
+            Request::Status => Ok(Response::Status(self.status())),
+            Request::Profiles => Ok(Response::Profiles(
+                self.view
+                    .profiles
+                    .values()
+                    .map(|p| wire::profile_info(p, self.expiry(p)))
+                    .collect(),
+            )),
+            Request::ListAccounts => Ok(Response::Accounts(
+                self.accounts.iter().map(|a| self.account_info(a)).collect(),
+            )),
+            Request::ShowAccount { name } => self.show(&name),
+            Request::AddAccount(spec) => {
+                let name = spec.name.clone();
+                self.keep_secrets_of(&spec.profile);
+                let parsed = target_from_spec(&spec.target).and_then(|target| {
+                    Ok(NewAccount {
+                        name: spec.name,
+                        profile: spec.profile,
+                        region: spec.region,
+                        target,
+                        on_change: on_change_from(spec.on_change)?,
+                        portal: spec.portal,
+                    })
+                });
+                let added = parsed.and_then(|new| {
+                    let now = self.now();
+                    self.mutate(|accounts, view, expiry| {
+                        accounts
+                            .add(new, view, expiry, now)
+                            .map_err(|e| error_reply(&e))
+                    })
+                });
+                // Adding accepts the token in the file: learn whose it is.
+                if added.is_ok() && self.settings.validate_on_change {
+                    self.start_validation(&name, None);
+                }
+                added.and_then(|_| self.show(&name))
+            }
+            Request::EditAccount { name, edit } => {
+                if let Some(profile) = &edit.profile {
+                    self.keep_secrets_of(profile);
+                }
+                let patch = (|| {
+                    Ok::<_, ErrorReply>(AccountPatch {
+                        profile: edit.profile,
+                        region: if edit.clear_region {
+                            Some(None)
+                        } else {
+                            edit.region.map(Some)
+                        },
+                        target: edit.target.as_ref().map(target_from_spec).transpose()?,
+                        on_change: edit.on_change.map(on_change_from).transpose()?,
+                        portal: if edit.clear_portal {
+                            Some(None)
+                        } else {
+                            edit.portal.map(Some)
+                        },
+                    })
+                })();
+                patch
+                    .and_then(|patch| {
+                        let now = self.now();
+                        self.mutate(|accounts, view, expiry| {
+                            accounts
+                                .edit(&name, patch, view, expiry, now)
+                                .map_err(|e| error_reply(&e))
+                        })
+                    })
+                    .and_then(|_| self.show(&name))
+            }
+            Request::RemoveAccount { name } => self
+                .mutate(|accounts, _, _| accounts.remove(&name).map_err(|e| error_reply(&e)))
+                .map(|_| Response::Done),
+            Request::Accept { name } => {
+                let now = self.now();
+                let accepted = self.mutate(|accounts, view, expiry| {
+                    accounts
+                        .accept(&name, view, expiry, now)
+                        .map_err(|e| error_reply(&e))
+                });
+                self.resolved.remove(&name);
+                if accepted.is_ok() && self.settings.validate_on_change {
+                    self.start_validation(&name, None);
+                }
+                accepted.and_then(|_| self.show(&name))
+            }
+            Request::Credentials { name, force } => {
+                return self.serve(&name, force, Waiter::legacy(reply));
+            }
+            Request::Serve { name, force } => {
+                return self.serve(&name, force, Waiter::serve(reply));
+            }
+            Request::Subscribe | Request::Unsubscribe => {
+                Err(bad_request("subscriptions are handled by the session"))
+            }
+        };
+        let _ = reply.send(match result {
+            Ok(response) => Outcome::Ok(response),
+            Err(err) => Outcome::Err(err),
+        });
+    }
+    pub(super) fn show(&self, name: &str) -> Result<Response, ErrorReply> {
+        self.accounts
+            .get(name)
+            .map(|a| Response::Account(self.account_info(a)))
+            .map_err(|e| error_reply(&e))
+    }
+}
