@@ -171,6 +171,13 @@ fn completions_for_every_shell_and_man_pages() {
     let out_dir = sb.root.join("assets");
     let out = sb.ctl(&["generate-assets", "--out", out_dir.to_str().expect("utf8")]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let out = sb
+        .command("cmdrd")
+        .arg("--generate-assets")
+        .arg(&out_dir)
+        .output()
+        .expect("cmdrd --generate-assets");
+    assert!(out.status.success(), "{}", stderr(&out));
     for page in [
         "cmdrd.1",
         "cmdrctl.1",

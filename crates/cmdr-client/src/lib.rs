@@ -31,6 +31,28 @@ pub const VALIDATE_DEADLINE: Duration = Duration::from_secs(30);
 pub struct SocketLocation {
     pub path: PathBuf,
     pub note: Option<String>,
+    /// Where the path came from.
+    pub source: SocketSource,
+}
+
+/// Where a socket path came from, in order of precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketSource {
+    /// `--socket`.
+    Flag,
+    /// `CMDR_SOCKET`.
+    Env,
+    /// `[paths] socket` in config.toml.
+    Config,
+    /// The platform's default.
+    Default,
+}
+
+/// `CMDR_SOCKET`, the one place it is read; empty counts as unset.
+pub fn socket_from_env() -> Option<PathBuf> {
+    std::env::var_os("CMDR_SOCKET")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The default socket, as `--help` describes it on this platform.
@@ -54,10 +76,11 @@ pub const DEFAULT_CONFIG_HELP: &str = "$XDG_CONFIG_HOME/cmdr/config.toml";
 /// The socket path: `CMDR_SOCKET`, else `$XDG_RUNTIME_DIR/cmdr/cmdrd.sock` on Linux, else a
 /// private per-user directory under the temp dir.
 pub fn default_socket() -> SocketLocation {
-    if let Some(path) = std::env::var_os("CMDR_SOCKET").filter(|p| !p.is_empty()) {
+    if let Some(path) = socket_from_env() {
         return SocketLocation {
-            path: PathBuf::from(path),
+            path,
             note: None,
+            source: SocketSource::Env,
         };
     }
     default_socket_for(std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from))
@@ -72,6 +95,7 @@ fn default_socket_for(runtime_dir: Option<PathBuf>) -> SocketLocation {
         return SocketLocation {
             path: dir.join("cmdr").join("cmdrd.sock"),
             note: None,
+            source: SocketSource::Default,
         };
     }
     // macOS: TMPDIR is already per user. Elsewhere /tmp, in a directory only we may own.
@@ -88,6 +112,7 @@ fn default_socket_for(runtime_dir: Option<PathBuf>) -> SocketLocation {
             )
         }),
         path: dir.join("cmdrd.sock"),
+        source: SocketSource::Default,
     }
 }
 
@@ -131,6 +156,7 @@ fn default_socket_for(_runtime_dir: Option<PathBuf>) -> SocketLocation {
     SocketLocation {
         path: PathBuf::from(format!(r"\\.\pipe\cmdrd-{user}")),
         note: None,
+        source: SocketSource::Default,
     }
 }
 

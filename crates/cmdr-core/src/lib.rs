@@ -8,6 +8,7 @@ mod grammar;
 pub mod handout;
 pub mod input;
 pub mod paste;
+mod per_file;
 pub mod profile;
 pub mod sdk;
 pub mod seen;
@@ -19,6 +20,7 @@ pub use account::{
 };
 pub use diff::{ProfileChange, diff};
 pub use expiry::{Expiry, ExpirySource, format_duration, parse_duration};
+pub use per_file::PerFile;
 pub use profile::{
     Credentials, Detail, FileKind, Inputs, ParseError, Profile, ProfileKind, ProfileView,
     parse_view, parse_view_or, parse_view_with,

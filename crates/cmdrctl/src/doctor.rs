@@ -26,7 +26,7 @@ struct Problem {
 }
 
 pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
-    let settings = match cmdrd::Settings::load(config_file, None) {
+    let settings = match cmdr_config::Settings::load(config_file, None) {
         Ok(s) => s,
         Err(err) => {
             eprintln!("cmdrctl: {err:#}");
@@ -181,7 +181,7 @@ fn unreadable_expiries(path: &Path, bytes: &[u8]) -> Vec<String> {
     out
 }
 
-fn print_text(report: &Report, settings: &cmdrd::Settings) {
+fn print_text(report: &Report, settings: &cmdr_config::Settings) {
     use crate::output::say;
     say(&format!("config:      {}", settings.aws_config.display()));
     say(&format!(

@@ -18,7 +18,7 @@ macro_rules! print {
     };
 }
 
-mod assets;
+mod args;
 mod clipboard;
 mod doctor;
 mod handout;
@@ -30,13 +30,13 @@ mod renew;
 mod service;
 mod stdout;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand};
+use chrono::Utc;
+use clap::Parser as _;
 use cmdr_client::{Client, ClientError};
-use cmdr_core::input::{self, InputError};
+
+use crate::args::{AccountsCommand, Cli, Command};
 use cmdr_proto::{
     AccountEdit, AccountSpec, AccountState, ErrorCode, OnChange, Request, Response, TargetKind,
     TargetSpec,
@@ -45,245 +45,6 @@ use cmdr_proto::{
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_NO_DAEMON: u8 = 3;
-
-// clap value parsers: a value that breaks its rule exits 2 with the rule, before anything
-// is sent (the daemon applies the same rules to what arrives over the socket).
-fn account_name(text: &str) -> Result<String, InputError> {
-    input::check_name(text).map(|()| text.to_owned())
-}
-
-fn region(text: &str) -> Result<String, InputError> {
-    input::check_region(text).map(|()| text.to_owned())
-}
-
-fn endpoint(text: &str) -> Result<String, InputError> {
-    input::check_endpoint(text).map(|()| text.to_owned())
-}
-
-fn expires_at(text: &str) -> Result<DateTime<Utc>, InputError> {
-    input::parse_expires_at(text, Utc::now())
-}
-
-/// Talk to cmdrd, the AWS credentials daemon.
-#[derive(Debug, Parser)]
-#[command(name = "cmdrctl", version, about, propagate_version = true)]
-pub struct Cli {
-    #[arg(long, global = true, env = "CMDR_SOCKET", value_name = "PATH",
-          help = format!("Socket of the daemon (default: {})", cmdr_client::DEFAULT_SOCKET_HELP))]
-    socket: Option<PathBuf>,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Daemon version, uptime, watched files and their health, account summary.
-    Status,
-    /// Every profile: name, kind, region, source files, expiry, fingerprint.
-    Profiles,
-    /// Manage accounts (names bound to profiles).
-    #[command(subcommand)]
-    Accounts(AccountsCommand),
-    /// Use the token now in the file for an account (the dialog's "Yes").
-    Accept { name: String },
-    /// Stream events until interrupted.
-    Watch,
-    /// Check an account's credentials with STS GetCallerIdentity against its target.
-    Validate { name: String },
-    /// Start getting a new token: open the account's access portal in the browser, or for
-    /// an SSO profile run `aws sso login` for it.
-    Renew { name: String },
-    /// One short line for shell prompts, e.g. `acme 3h12m`; silent when nothing is bound
-    /// or the daemon is down.
-    Prompt {
-        /// The account to show (default: $CMDR_ACCOUNT, the account of this shell, else the
-        /// one expiring first).
-        #[arg(long, env = "CMDR_ACCOUNT")]
-        account: Option<String>,
-        /// Show every account (even in a shell with $CMDR_ACCOUNT).
-        #[arg(long)]
-        all: bool,
-        /// Template with {account}, {left}, {state}, {profile}, {region}.
-        #[arg(long, default_value = "{account} {left}")]
-        format: String,
-    },
-    /// Print shell lines that set the account's accepted credentials, region and endpoint:
-    /// `eval "$(cmdrctl env acme)"`.
-    Env {
-        name: String,
-        /// bash, zsh, fish or powershell (default: from $SHELL).
-        #[arg(long, value_parser = ["bash", "zsh", "sh", "fish", "powershell", "pwsh"])]
-        shell: Option<String>,
-        /// Hand out the accepted credentials even while the account is changed or expired.
-        #[arg(long)]
-        force: bool,
-        /// Print nothing if the accepted token still has this fingerprint (for `hook`).
-        #[arg(long, value_name = "FINGERPRINT")]
-        if_changed: Option<String>,
-        /// Print the credentials endpoint's variables instead of the keys: the shell's
-        /// processes then follow the accepted token.
-        #[arg(long, conflicts_with_all = ["force", "if_changed"])]
-        serve: bool,
-    },
-    /// Print a snippet for your shell's rc file that refreshes the AWS_* variables of a
-    /// shell that ran `eval "$(cmdrctl env NAME)"` once the account accepts a new token.
-    Hook {
-        #[arg(value_parser = ["bash", "zsh", "fish", "powershell", "pwsh"])]
-        shell: String,
-    },
-    /// Run a command that gets the account's credentials from the daemon's endpoint, so it
-    /// follows the accepted token while it runs (`--static`: the keys themselves).
-    Exec {
-        name: String,
-        /// Put the accepted keys themselves in the environment (for tools without an AWS
-        /// SDK); they do not follow a newly accepted token.
-        #[arg(long = "static")]
-        static_keys: bool,
-        /// With --static: hand out the accepted credentials even while the account is
-        /// changed or expired.
-        #[arg(long, requires = "static_keys")]
-        force: bool,
-        /// The command and its arguments, after `--`.
-        #[arg(last = true, required = true, value_name = "COMMAND")]
-        command: Vec<String>,
-    },
-    /// Print the account's credentials for an SDK: `credential_process = cmdrctl
-    /// credential-process acme`.
-    CredentialProcess {
-        name: String,
-        /// Hand out the accepted credentials even while the account is changed or expired.
-        #[arg(long)]
-        force: bool,
-    },
-    /// Read an "Option 2" block on stdin (or the clipboard) and write it into the
-    /// credentials file.
-    Paste {
-        /// Profile to write (default: the block's `[header]`).
-        #[arg(long)]
-        profile: Option<String>,
-        /// Read the block from the clipboard (wl-paste, xclip, xsel, pbpaste,
-        /// Get-Clipboard) instead of stdin.
-        #[arg(long)]
-        clipboard: bool,
-        /// Record when the session ends, e.g. 12h.
-        #[arg(long, value_name = "DURATION", conflicts_with = "expires_at", value_parser = input::parse_session_duration)]
-        expires_in: Option<chrono::Duration>,
-        /// Record when the session ends, RFC 3339.
-        #[arg(long, value_name = "TIME", value_parser = expires_at)]
-        expires_at: Option<DateTime<Utc>>,
-        /// Write even if the credentials file is read-only (its mode is kept).
-        #[arg(long)]
-        force: bool,
-        #[arg(long, value_name = "PATH",
-              help = format!("Config file of cmdr (default: {})", cmdr_client::DEFAULT_CONFIG_HELP))]
-        config: Option<PathBuf>,
-    },
-    /// Register cmdrd to start at login (systemd user unit, launchd agent).
-    Service {
-        #[command(subcommand)]
-        action: service::Action,
-        /// Print the files and commands instead of doing anything.
-        #[arg(long, global = true)]
-        dry_run: bool,
-        /// Generate for another platform (with --dry-run).
-        #[arg(long, global = true, value_enum)]
-        platform: Option<service::Platform>,
-    },
-    /// Print shell completions for cmdrctl.
-    Completions {
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
-    /// Write man pages and completions of both binaries under DIR (for packages).
-    #[command(hide = true)]
-    GenerateAssets {
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-    },
-    /// Check both AWS files without the daemon: problems with path and line.
-    Doctor {
-        #[arg(long, value_name = "PATH",
-              help = format!("Config file of cmdr (default: {})", cmdr_client::DEFAULT_CONFIG_HELP))]
-        config: Option<PathBuf>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum AccountsCommand {
-    /// Bind a new account to a profile, accepting the token in the file now.
-    Add {
-        #[arg(value_parser = account_name)]
-        name: String,
-        #[command(flatten)]
-        spec: AccountArgs,
-    },
-    /// List accounts.
-    List,
-    /// Show one account.
-    Show { name: String },
-    /// Change an account.
-    Edit {
-        name: String,
-        #[command(flatten)]
-        spec: AccountArgs,
-        /// Drop the account's region.
-        #[arg(long, conflicts_with = "region")]
-        no_region: bool,
-        /// Target real AWS again.
-        #[arg(long, conflicts_with_all = ["localstack", "endpoint"])]
-        aws: bool,
-        /// Drop the account's portal (back to the profile's sso_start_url).
-        #[arg(long, conflicts_with = "portal")]
-        no_portal: bool,
-    },
-    /// Remove an account (the profile and the files are untouched).
-    Remove { name: String },
-}
-
-#[derive(Debug, Args)]
-struct AccountArgs {
-    /// The AWS profile to bind.
-    #[arg(long)]
-    profile: Option<String>,
-    /// Region (default: the profile's region).
-    #[arg(long, value_parser = region)]
-    region: Option<String>,
-    /// Target LocalStack (default endpoint http://localhost:4566).
-    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = cmdr_core::account::DEFAULT_LOCALSTACK, conflicts_with = "endpoint", value_parser = endpoint)]
-    localstack: Option<String>,
-    /// Target any AWS-compatible endpoint.
-    #[arg(long, value_name = "URL", value_parser = endpoint)]
-    endpoint: Option<String>,
-    /// What to do when the token in the file changes.
-    #[arg(long, value_parser = clap::builder::TypedValueParser::map(
-        clap::builder::PossibleValuesParser::new(["ask", "auto"]),
-        |policy| if policy == "auto" { OnChange::Auto } else { OnChange::Ask },
-    ))]
-    on_change: Option<OnChange>,
-    /// The access portal tokens come from, opened by `cmdrctl renew` (default: the
-    /// profile's sso_start_url).
-    #[arg(long, value_name = "URL")]
-    portal: Option<String>,
-}
-
-impl AccountArgs {
-    fn target(&self) -> Option<TargetSpec> {
-        if let Some(url) = &self.localstack {
-            Some(TargetSpec {
-                target: TargetKind::Localstack,
-                endpoint: Some(url.clone()),
-            })
-        } else {
-            self.endpoint.as_ref().map(|url| TargetSpec {
-                target: TargetKind::Endpoint,
-                endpoint: Some(url.clone()),
-            })
-        }
-    }
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -336,10 +97,7 @@ fn report(err: &ClientError) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
-    let socket = cli
-        .socket
-        .clone()
-        .unwrap_or_else(|| cmdr_client::default_socket().path);
+    let socket = cmdr_config::client_socket(cli.socket.clone()).path;
     let json = cli.json;
     // A malformed portal is a usage error, stated before the daemon (which checks it too)
     // is asked.
@@ -360,11 +118,28 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         } => return Ok(service::run(action, platform, dry_run)),
         Command::Completions { shell } => {
             let mut text = Vec::new();
-            assets::completions(shell, &mut text);
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "cmdrctl",
+                &mut text,
+            );
             stdout::write_bytes(&text);
             return Ok(ExitCode::SUCCESS);
         }
-        Command::GenerateAssets { out } => return Ok(assets::generate(&out)),
+        Command::GenerateAssets { out } => {
+            let command = <Cli as clap::CommandFactory>::command();
+            return Ok(match cmdr_config::assets::write(command, "cmdrctl", &out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!(
+                        "cmdrctl: cannot generate assets in {}: {err}",
+                        out.display()
+                    );
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            });
+        }
         Command::Paste {
             profile,
             clipboard,
@@ -468,53 +243,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             };
             return Ok(prompt::run(&socket, pick, &format, json).await);
         }
-        Command::Accounts(command) => match command {
-            AccountsCommand::List => Request::ListAccounts,
-            AccountsCommand::Show { name } => Request::ShowAccount { name },
-            AccountsCommand::Remove { name } => Request::RemoveAccount { name },
-            AccountsCommand::Add { name, spec } => {
-                let Some(profile) = spec.profile.clone() else {
-                    eprintln!("cmdrctl: accounts add needs --profile PROFILE");
-                    return Ok(ExitCode::from(2));
-                };
-                Request::AddAccount(AccountSpec {
-                    name,
-                    profile,
-                    region: spec.region.clone(),
-                    target: spec.target().unwrap_or(TargetSpec {
-                        target: TargetKind::Aws,
-                        endpoint: None,
-                    }),
-                    on_change: spec.on_change.unwrap_or(OnChange::Ask),
-                    portal: spec.portal.clone(),
-                })
-            }
-            AccountsCommand::Edit {
-                name,
-                spec,
-                no_region,
-                aws,
-                no_portal,
-            } => Request::EditAccount {
-                name,
-                edit: AccountEdit {
-                    profile: spec.profile.clone(),
-                    region: spec.region.clone(),
-                    clear_region: no_region,
-                    target: if aws {
-                        Some(TargetSpec {
-                            target: TargetKind::Aws,
-                            endpoint: None,
-                        })
-                    } else {
-                        spec.target()
-                    },
-                    on_change: spec.on_change,
-                    portal: spec.portal.clone(),
-                    clear_portal: no_portal,
-                },
-            },
-        },
+        Command::Accounts(command) => accounts_request(command),
     };
     let verb = match &request {
         Request::AddAccount(_) => "added",
@@ -539,6 +268,55 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Response::Subscribed | Response::Credentials(_) | Response::Served(_) => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The request of an `accounts` subcommand.
+fn accounts_request(command: AccountsCommand) -> Request {
+    match command {
+        AccountsCommand::List => Request::ListAccounts,
+        AccountsCommand::Show { name } => Request::ShowAccount { name },
+        AccountsCommand::Remove { name } => Request::RemoveAccount { name },
+        AccountsCommand::Add { name, spec } => {
+            // Required by clap for `add`.
+            let profile = spec.profile.clone().unwrap_or_default();
+            Request::AddAccount(AccountSpec {
+                name,
+                profile,
+                region: spec.region.clone(),
+                target: spec.target().unwrap_or(TargetSpec {
+                    target: TargetKind::Aws,
+                    endpoint: None,
+                }),
+                on_change: spec.on_change.unwrap_or(OnChange::Ask),
+                portal: spec.portal.clone(),
+            })
+        }
+        AccountsCommand::Edit {
+            name,
+            spec,
+            no_region,
+            aws,
+            no_portal,
+        } => Request::EditAccount {
+            name,
+            edit: AccountEdit {
+                profile: spec.profile.clone(),
+                region: spec.region.clone(),
+                clear_region: no_region,
+                target: if aws {
+                    Some(TargetSpec {
+                        target: TargetKind::Aws,
+                        endpoint: None,
+                    })
+                } else {
+                    spec.target()
+                },
+                on_change: spec.on_change,
+                portal: spec.portal.clone(),
+                clear_portal: no_portal,
+            },
+        },
+    }
 }
 
 /// `accept NAME`: says so when there is nothing new to accept (the daemon then changes

@@ -102,7 +102,7 @@ fn paste(options: Options<'_>) -> anyhow::Result<Pasted> {
     let expires = options
         .expires
         .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true));
-    let settings = cmdrd::Settings::load(options.config, None)?;
+    let settings = cmdr_config::Settings::load(options.config, None)?;
     let path = resolve_symlinks(&settings.aws_credentials)?;
     if !options.force {
         refuse_read_only(&path)?;
@@ -112,7 +112,7 @@ fn paste(options: Options<'_>) -> anyhow::Result<Pasted> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_owned();
-    cmdrd::store::create_private_dir(&dir)
+    cmdr_config::create_private_dir(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let name = path
         .file_name()
@@ -120,7 +120,7 @@ fn paste(options: Options<'_>) -> anyhow::Result<Pasted> {
         .unwrap_or_else(|| "credentials".to_owned());
     // The lock lives in cmdr's data directory too: nothing of cmdr's lands in a dotfiles
     // repository the file may be linked from.
-    cmdrd::store::create_private_dir(&settings.data_dir)
+    cmdr_config::create_private_dir(&settings.data_dir)
         .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
     let _lock = lock(&settings.data_dir.join("paste.lock"))?;
 
@@ -152,7 +152,7 @@ fn paste(options: Options<'_>) -> anyhow::Result<Pasted> {
             Some(bytes) => Some(backup(&settings.data_dir.join("backups"), &name, bytes)?),
             None => None,
         };
-        cmdrd::store::write_atomic(&path, after.as_bytes(), 0o600)
+        cmdr_config::write_atomic(&path, after.as_bytes(), 0o600)
             .with_context(|| format!("cannot write {}", path.display()))?;
         return Ok(Pasted {
             profile,
@@ -265,14 +265,14 @@ fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
 /// Keeps the previous file in `dir` (created 0700), mode 0600, and prunes all but the
 /// newest [`KEEP_BACKUPS`].
 fn backup(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
-    cmdrd::store::create_private_dir(dir)
+    cmdr_config::create_private_dir(dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let prefix = format!("{name}.cmdr-backup-");
     let path = dir.join(format!(
         "{prefix}{}",
         Utc::now().format("%Y%m%dT%H%M%S%.6fZ")
     ));
-    cmdrd::store::write_atomic(&path, bytes, 0o600)
+    cmdr_config::write_atomic(&path, bytes, 0o600)
         .with_context(|| format!("cannot write backup {}", path.display()))?;
     let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| {

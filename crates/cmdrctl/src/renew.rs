@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use cmdr_client::{Client, ClientError};
+use cmdr_config::renew::{self, Done, Mode, Plan};
 use cmdr_proto::{Request, Response};
-use cmdrd::renew::{self, Done, Mode, Plan};
 
 pub async fn run(socket: &Path, name: String, json: bool) -> Result<ExitCode, ClientError> {
     let mut client = Client::connect(socket, "cmdrctl").await?;

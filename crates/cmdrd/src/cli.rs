@@ -1,5 +1,4 @@
-//! cmdrd's command line, in the library so that cmdrctl can generate its man page and
-//! completions from the same definition.
+//! cmdrd's command line.
 
 use std::path::PathBuf;
 
@@ -10,10 +9,13 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "cmdrd", version, about, long_about = None)]
 pub struct Args {
-    #[arg(long, env = "CMDR_SOCKET", value_name = "PATH",
-          help = format!("Socket path (default: {})", cmdr_client::DEFAULT_SOCKET_HELP))]
+    #[arg(long, value_name = "PATH",
+          help = format!("Socket path (default: $CMDR_SOCKET, else [paths] socket in the config file, else {})", cmdr_client::DEFAULT_SOCKET_HELP))]
     pub socket: Option<PathBuf>,
     #[arg(long, value_name = "PATH",
           help = format!("Config file (default: {})", cmdr_client::DEFAULT_CONFIG_HELP))]
     pub config: Option<PathBuf>,
+    /// Write cmdrd's man page and completions under DIR and exit (for packages).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub generate_assets: Option<PathBuf>,
 }

@@ -14,29 +14,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::EngineHandle;
-use crate::renew;
+use cmdr_config::renew;
 
-/// Which events become notifications (`[notifications]` in config.toml).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DesktopSettings {
-    pub enabled: bool,
-    pub token_changed: bool,
-    pub expiring_soon: bool,
-    pub expired: bool,
-    pub identity_changed: bool,
-}
-
-impl Default for DesktopSettings {
-    fn default() -> Self {
-        DesktopSettings {
-            enabled: true,
-            token_changed: true,
-            expiring_soon: true,
-            expired: true,
-            identity_changed: true,
-        }
-    }
-}
+pub use cmdr_config::DesktopSettings;
 
 /// The action key of "Use new token": `default` is what a click on the notification
 /// invokes too.

@@ -6,11 +6,11 @@
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use cmdr_proto::{EndpointInfo, ErrorCode, Outcome, Request, Response};
 use http_body_util::Full;
@@ -36,36 +36,7 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Request headers beyond this are refused (hyper answers 431).
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// `[endpoint]` in config.toml.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointSettings {
-    pub enabled: bool,
-    /// `None`: the port chosen the first time, kept in the data directory.
-    pub listen: Option<SocketAddr>,
-}
-
-impl Default for EndpointSettings {
-    fn default() -> Self {
-        EndpointSettings {
-            enabled: true,
-            listen: None,
-        }
-    }
-}
-
-/// Parses `listen`: a loopback IPv4 address with a port (the SDKs take plain HTTP only
-/// from loopback, and some only from an IP literal).
-pub fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
-    let addr: SocketAddr = text.parse().with_context(|| {
-        format!("invalid endpoint.listen {text:?}: expected e.g. \"127.0.0.1:4144\"")
-    })?;
-    match addr {
-        SocketAddr::V4(v4) if v4.ip().is_loopback() => Ok(addr),
-        _ => bail!(
-            "invalid endpoint.listen {text:?}: the credentials endpoint listens on 127.0.0.1 only (the AWS SDKs refuse plain HTTP elsewhere)"
-        ),
-    }
-}
+pub use cmdr_config::{EndpointSettings, parse_listen, token_file};
 
 /// A bound endpoint, before it serves.
 pub struct Bound {
@@ -376,15 +347,6 @@ fn json(status: StatusCode, body: String) -> Answer {
         HeaderValue::from_static("application/json"),
     );
     response
-}
-
-/// Where the token file lives: beside the socket (a private directory), or in the data
-/// directory where the socket is a named pipe.
-pub fn token_file(socket: &Path, data_dir: &Path) -> PathBuf {
-    match socket.parent() {
-        Some(dir) if cfg!(unix) && !dir.as_os_str().is_empty() => dir.join("endpoint.token"),
-        _ => data_dir.join("endpoint.token"),
-    }
 }
 
 #[cfg(test)]

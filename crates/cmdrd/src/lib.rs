@@ -3,13 +3,11 @@
 //! tests can run the daemon in-process with their own paths.
 
 pub mod cli;
-pub mod config;
 pub mod desktop;
 pub mod endpoint;
 pub mod engine;
 pub mod expiry;
 pub mod instance;
-pub mod renew;
 pub mod serve;
 pub mod server;
 pub mod session;
@@ -27,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::Settings;
+pub use cmdr_config::{Settings, renew};
 pub use server::BindError;
 
 use crate::engine::Engine;
@@ -40,8 +38,7 @@ pub async fn run(
     ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
-    let is_default = settings.socket == cmdr_client::default_socket()
-        && std::env::var_os("CMDR_SOCKET").is_none();
+    let is_default = settings.socket.source == cmdr_client::SocketSource::Default;
     // One daemon per data directory first, so a second one touches neither state nor socket.
     let _instance = instance::claim(&settings.data_dir, &settings.socket.path)?;
     let bound = server::bind(&settings.socket, is_default)?;

@@ -10,6 +10,16 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     tune_allocator();
     let args = Args::parse();
+    if let Some(dir) = &args.generate_assets {
+        let command = <Args as clap::CommandFactory>::command();
+        return match cmdr_config::assets::write(command, "cmdrd", dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("cmdrd: cannot generate assets in {}: {err}", dir.display());
+                ExitCode::from(1)
+            }
+        };
+    }
     init_logging();
     harden_process();
     let settings = match cmdrd::Settings::load(args.config.as_deref(), args.socket) {

@@ -33,6 +33,7 @@ fn settings(dir: &Path) -> cmdrd::Settings {
         socket: cmdr_client::SocketLocation {
             path: socket_path(dir),
             note: None,
+            source: cmdr_client::SocketSource::Flag,
         },
         debounce: Duration::from_millis(50),
         warn_before: chrono::Duration::minutes(15),

@@ -36,6 +36,7 @@ fn settings(dir: &std::path::Path) -> cmdrd::Settings {
         socket: cmdr_client::SocketLocation {
             path: dir.join("s.sock"),
             note: None,
+            source: cmdr_client::SocketSource::Flag,
         },
         debounce: Duration::from_millis(50),
         warn_before: chrono::Duration::minutes(15),

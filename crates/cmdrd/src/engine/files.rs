@@ -113,64 +113,58 @@ impl Engine {
         tracing::debug!("parsing snapshot");
         let mut recovered = Vec::new();
         let mut any_error = false;
-        let mut exists = [false; 2];
-        // Each file's new bytes, or why they cannot be used.
-        let mut candidates: [Result<Vec<u8>, FileProblem>; 2] = [Ok(Vec::new()), Ok(Vec::new())];
-        for (index, read) in [snapshot.config, snapshot.credentials]
-            .into_iter()
-            .enumerate()
-        {
-            (exists[index], candidates[index]) = match read {
-                FileRead::Missing => (false, Ok(Vec::new())),
-                FileRead::Bytes(bytes) => (true, Ok(bytes)),
-                FileRead::Failed(message) => (true, Err((None, message))),
-            };
-        }
+        // Each file's new bytes, or why they cannot be used, and whether it exists.
+        let read = PerFile::new(snapshot.config, snapshot.credentials).map(|_, read| match read {
+            FileRead::Missing => (false, Ok(Vec::new())),
+            FileRead::Bytes(bytes) => (true, Ok(bytes)),
+            FileRead::Failed(message) => (true, Err((None, message))),
+        });
+        let exists = read.as_ref().map(|_, r| r.0);
+        let mut candidates: PerFile<Result<Vec<u8>, FileProblem>> = read.map(|_, r| r.1);
         self.sso_cache = snapshot.sso_cache;
         // Parse the new bytes together (one SDK load when all is well); a broken file falls
         // back to its last good bytes, as does one that could not be read.
-        let pick = |i: usize| match &candidates[i] {
+        let pick = |kind: FileKind| match &candidates[kind] {
             Ok(bytes) => bytes.as_slice(),
-            Err(_) => self.good[i].as_slice(),
+            Err(_) => self.good[kind].as_slice(),
         };
         let inputs = cmdr_core::Inputs {
-            config: pick(0),
-            credentials: pick(1),
+            config: pick(FileKind::Config),
+            credentials: pick(FileKind::Credentials),
             sso_cache: &self.sso_cache,
         };
         let bound = self.bound_profiles();
         let (view, errors) = cmdr_core::parse_view_or(
             inputs,
-            [self.good[0].as_slice(), self.good[1].as_slice()],
+            [
+                self.good.config.as_slice(),
+                self.good.credentials.as_slice(),
+            ],
             lean(&bound, &self.view),
         );
         if view.is_none() {
             tracing::warn!("the last good files do not parse together; keeping the last view");
         }
         for e in errors {
-            candidates[usize::from(e.file == FileKind::Credentials)] = Err((e.line, e.message));
+            candidates[e.file] = Err((e.line, e.message));
         }
-        for (index, (kind, candidate)) in [FileKind::Config, FileKind::Credentials]
-            .into_iter()
-            .zip(candidates)
-            .enumerate()
-        {
-            let was_error = self.health[index].error.is_some();
-            self.health[index].exists = exists[index];
+        for (kind, candidate) in candidates.into_pairs() {
+            let was_error = self.health[kind].error.is_some();
+            self.health[kind].exists = exists[kind];
             match candidate {
                 Ok(bytes) => {
-                    self.good[index] = cmdr_core::profile::redact_secrets(&bytes);
-                    self.health[index].error = None;
+                    self.good[kind] = cmdr_core::profile::redact_secrets(&bytes);
+                    self.health[kind].error = None;
                     if was_error {
                         recovered.push(kind);
                     }
                 }
                 Err(error) => {
                     any_error = true;
-                    if self.health[index].error.as_ref() != Some(&error) {
+                    if self.health[kind].error.as_ref() != Some(&error) {
                         let path = self.path_of(kind).display().to_string();
                         tracing::warn!(path = %path, line = ?error.0, message = %error.1, "file does not parse; keeping the last good view");
-                        self.health[index].error = Some(error.clone());
+                        self.health[kind].error = Some(error.clone());
                         if publish {
                             self.emit(EventKind::FileError {
                                 path,
@@ -257,7 +251,7 @@ impl Engine {
     }
 
     pub(super) fn report_changes_while_down(&mut self, before: &SeenTokens) {
-        let broken = self.health.iter().any(|h| h.error.is_some());
+        let broken = self.health.values().iter().any(|h| h.error.is_some());
         let mut notes = cmdr_core::seen::profile_changes(before, &self.view, broken);
         let now = self.now();
         let expiry_of = expiry_of!(self);

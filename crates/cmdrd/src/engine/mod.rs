@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use cmdr_core::{
     AccountChange, AccountPatch, Accounts, Detail, Expiry, ExpirySource, FileKind, IdentityCheck,
-    NewAccount, Profile, ProfileKind, ProfileView, SeenTokens, diff,
+    NewAccount, PerFile, Profile, ProfileKind, ProfileView, SeenTokens, diff,
 };
 use cmdr_proto::{
     AccountInfo, EndpointInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome,
@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::Settings;
 use crate::expiry::{self, Clock, Deadline, Timers};
 use crate::serve::{self, Cached, Waiter};
 use crate::store::{STATE_VERSION, Store, StoredState};
@@ -108,12 +108,12 @@ pub struct Engine {
     view: ProfileView,
     /// The last bytes of each file that parsed, secrets redacted: a broken file keeps
     /// these (with the secrets the view had), so no token is held twice.
-    good: [Vec<u8>; 2],
+    good: PerFile<Vec<u8>>,
     /// When the credentials of `credential_process` profiles end, as the process said when
     /// last validated; forgotten when the profile changes.
     process_expiry: BTreeMap<String, DateTime<Utc>>,
     sso_cache: BTreeMap<String, Vec<u8>>,
-    health: [FileHealth; 2],
+    health: PerFile<FileHealth>,
     accounts: Accounts,
     seen: SeenTokens,
     events: broadcast::Sender<Event>,
@@ -180,10 +180,10 @@ impl Engine {
             settings,
             store,
             view: ProfileView::default(),
-            good: [Vec::new(), Vec::new()],
+            good: PerFile::default(),
             process_expiry: BTreeMap::new(),
             sso_cache: BTreeMap::new(),
-            health: [FileHealth::default(), FileHealth::default()],
+            health: PerFile::default(),
             accounts: Accounts::from_list(stored.accounts),
             seen: stored.seen.clone(),
             events: events.clone(),
@@ -366,10 +366,10 @@ impl Engine {
     }
     fn status(&self) -> StatusInfo {
         let now = self.now();
-        let mut files: Vec<FileStatus> = [FileKind::Config, FileKind::Credentials]
+        let mut files: Vec<FileStatus> = PerFile::<()>::KINDS
             .into_iter()
             .map(|kind| {
-                let health = &self.health[usize::from(kind == FileKind::Credentials)];
+                let health = &self.health[kind];
                 wire::file_status(
                     wire::file_kind(kind),
                     self.path_of(kind),

@@ -4,12 +4,78 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use anyhow::{Context as _, bail};
-use cmdr_client::SocketLocation;
+use cmdr_client::{SocketLocation, SocketSource};
 use serde::Deserialize;
 
-use crate::desktop::DesktopSettings;
-use crate::endpoint::EndpointSettings;
+/// Which events become notifications: `[notifications]` in config.toml as it is, each key
+/// optional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DesktopSettings {
+    pub enabled: bool,
+    pub token_changed: bool,
+    pub expiring_soon: bool,
+    pub expired: bool,
+    pub identity_changed: bool,
+}
+
+impl Default for DesktopSettings {
+    fn default() -> Self {
+        DesktopSettings {
+            enabled: true,
+            token_changed: true,
+            expiring_soon: true,
+            expired: true,
+            identity_changed: true,
+        }
+    }
+}
+
+/// `[endpoint]` in config.toml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSettings {
+    pub enabled: bool,
+    /// `None`: the port chosen the first time, kept in the data directory.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for EndpointSettings {
+    fn default() -> Self {
+        EndpointSettings {
+            enabled: true,
+            listen: None,
+        }
+    }
+}
+
+/// Parses `listen`: a loopback IPv4 address with a port (the SDKs take plain HTTP only
+/// from loopback, and some only from an IP literal).
+pub fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
+    let addr: SocketAddr = text.parse().with_context(|| {
+        format!("invalid endpoint.listen {text:?}: expected e.g. \"127.0.0.1:4144\"")
+    })?;
+    match addr {
+        SocketAddr::V4(v4) if v4.ip().is_loopback() => Ok(addr),
+        _ => bail!(
+            "invalid endpoint.listen {text:?}: the credentials endpoint listens on 127.0.0.1 only (the AWS SDKs refuse plain HTTP elsewhere)"
+        ),
+    }
+}
+
+/// Where the token file lives: beside the socket (a private directory), or in the data
+/// directory where the socket is a named pipe.
+pub fn token_file(socket: &Path, data_dir: &Path) -> PathBuf {
+    match socket.parent() {
+        Some(dir) if cfg!(unix) && !dir.as_os_str().is_empty() => dir.join("endpoint.token"),
+        _ => data_dir.join("endpoint.token"),
+    }
+}
+
+/// A config file beyond this is refused (real ones are a few hundred bytes).
+const MAX_CONFIG_LEN: u64 = 1 << 20;
 
 /// `config.toml`. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -17,7 +83,7 @@ use crate::endpoint::EndpointSettings;
 struct ConfigFile {
     paths: PathsSection,
     daemon: DaemonSection,
-    notifications: NotificationsSection,
+    notifications: DesktopSettings,
     endpoint: EndpointSection,
 }
 
@@ -28,17 +94,6 @@ struct EndpointSection {
     enabled: Option<bool>,
     /// `127.0.0.1:PORT`.
     listen: Option<String>,
-}
-
-/// `[notifications]`: desktop notifications, per kind.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct NotificationsSection {
-    enabled: Option<bool>,
-    token_changed: Option<bool>,
-    expiring_soon: Option<bool>,
-    expired: Option<bool>,
-    identity_changed: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,7 +153,7 @@ impl Settings {
     }
 
     pub fn endpoint_token_file(&self) -> PathBuf {
-        crate::endpoint::token_file(&self.socket.path, &self.data_dir)
+        token_file(&self.socket.path, &self.data_dir)
     }
 
     /// Resolves settings from the real environment. `config_file` overrides the default
@@ -112,7 +167,10 @@ impl Settings {
             Some(p) => (p.to_owned(), true),
             None => (default_config, false),
         };
-        let file = match std::fs::read_to_string(&path) {
+        // Bounded, regular files only: a FIFO or a device here must not hang anyone.
+        let read = cmdr_client::userfile::read_bounded(&path, MAX_CONFIG_LEN)
+            .and_then(|bytes| String::from_utf8(bytes).map_err(std::io::Error::other));
+        let file = match read {
             Ok(text) => Some(
                 toml::from_str::<ConfigFile>(&text)
                     .with_context(|| format!("invalid config file {}", path.display()))?,
@@ -161,13 +219,16 @@ impl Settings {
             .as_deref()
             .map(expand)
             .unwrap_or_else(|| dirs.data_local_dir().join("cmdr"));
-        let socket = match socket.or_else(|| env_path("CMDR_SOCKET")) {
-            Some(path) => SocketLocation { path, note: None },
-            None => match file.paths.socket.as_deref() {
-                Some(p) => SocketLocation {
-                    path: expand(p),
-                    note: None,
-                },
+        let at = |path, source| SocketLocation {
+            path,
+            note: None,
+            source,
+        };
+        let socket = match (socket, cmdr_client::socket_from_env()) {
+            (Some(path), _) => at(path, SocketSource::Flag),
+            (None, Some(path)) => at(path, SocketSource::Env),
+            (None, None) => match file.paths.socket.as_deref() {
+                Some(p) => at(expand(p), SocketSource::Config),
                 None => cmdr_client::default_socket(),
             },
         };
@@ -206,28 +267,35 @@ impl Settings {
             max_connections: d.max_connections.unwrap_or(256).max(1),
             event_buffer: d.event_buffer.unwrap_or(1024).clamp(16, 1 << 16),
             config_file,
-            desktop: {
-                let n = &file.notifications;
-                let on = DesktopSettings::default();
-                DesktopSettings {
-                    enabled: n.enabled.unwrap_or(on.enabled),
-                    token_changed: n.token_changed.unwrap_or(on.token_changed),
-                    expiring_soon: n.expiring_soon.unwrap_or(on.expiring_soon),
-                    expired: n.expired.unwrap_or(on.expired),
-                    identity_changed: n.identity_changed.unwrap_or(on.identity_changed),
-                }
-            },
+            desktop: file.notifications,
             endpoint: EndpointSettings {
                 enabled: file.endpoint.enabled.unwrap_or(true),
                 listen: file
                     .endpoint
                     .listen
                     .as_deref()
-                    .map(crate::endpoint::parse_listen)
+                    .map(parse_listen)
                     .transpose()?,
             },
         };
         Ok(settings)
+    }
+}
+
+/// The socket a client connects to, in the daemon's order: `--socket`, `CMDR_SOCKET`,
+/// `[paths] socket` in the default config file, the platform's default. A config file that
+/// cannot be used counts as absent here (the daemon says what is wrong with it).
+pub fn client_socket(flag: Option<PathBuf>) -> SocketLocation {
+    match Settings::load(None, flag.clone()) {
+        Ok(settings) => settings.socket,
+        Err(_) => match flag {
+            Some(path) => SocketLocation {
+                path,
+                note: None,
+                source: SocketSource::Flag,
+            },
+            None => cmdr_client::default_socket(),
+        },
     }
 }
 
