@@ -1,0 +1,430 @@
+use super::*;
+use crate::diff::diff;
+use crate::expiry::ExpirySource;
+use crate::profile::{Inputs, parse_view};
+
+fn parse(credentials: &str) -> ProfileView {
+    let cache = BTreeMap::new();
+    parse_view(Inputs {
+        config: b"[profile p]\nregion = eu-west-1\n",
+        credentials: credentials.as_bytes(),
+        sso_cache: &cache,
+    })
+    .expect("parses")
+}
+
+fn view(token: &str) -> ProfileView {
+    parse(&format!(
+        "[p]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = s\n\
+         aws_session_token = {token}\n"
+    ))
+}
+
+/// No expiry known beyond the files (the engine adds estimates and process expiries).
+fn files_only(p: &Profile) -> Option<Expiry> {
+    p.expiry.clone()
+}
+
+fn spec(name: &str, on_change: OnChange) -> NewAccount {
+    NewAccount {
+        name: name.to_owned(),
+        profile: "p".to_owned(),
+        region: None,
+        target: Target::Aws,
+        on_change,
+        portal: None,
+    }
+}
+
+fn state(accounts: &Accounts, name: &str, view: &ProfileView) -> AccountState {
+    let a = accounts.get(name).expect("account");
+    a.state(view.get(&a.profile), Utc::now(), Duration::minutes(15))
+}
+
+fn kinds(changes: &[AccountChange]) -> Vec<(&str, &str)> {
+    changes
+        .iter()
+        .map(|c| match c {
+            AccountChange::TokenChanged { account, .. } => (account.as_str(), "changed"),
+            AccountChange::TokenAccepted { account, .. } => (account.as_str(), "accepted"),
+            _ => ("?", "?"),
+        })
+        .collect()
+}
+
+#[test]
+fn ask_changes_until_accepted_and_auto_accepts() {
+    let now = Utc::now();
+    let (v1, v2) = (view("one"), view("two"));
+    let mut accounts = Accounts::default();
+    for (name, policy) in [("ask", OnChange::Ask), ("auto", OnChange::Auto)] {
+        accounts
+            .add(spec(name, policy), &v1, &files_only, now)
+            .expect("add");
+    }
+    assert_eq!(
+        accounts.get("ask").expect("a").region.as_deref(),
+        Some("eu-west-1")
+    );
+    assert_eq!(state(&accounts, "ask", &v1), AccountState::Ok);
+
+    let changes = accounts.apply(&diff(&v1, &v2), &v2, &files_only, now);
+    assert_eq!(
+        kinds(&changes),
+        [
+            ("ask", "changed"),
+            ("auto", "changed"),
+            ("auto", "accepted")
+        ]
+    );
+    assert_eq!(state(&accounts, "ask", &v2), AccountState::Changed);
+    assert_eq!(state(&accounts, "auto", &v2), AccountState::Ok);
+    // Still the first token's keys while `changed`.
+    let token = |a: &Accounts| {
+        a.get("ask")
+            .expect("a")
+            .accepted
+            .credentials
+            .clone()
+            .and_then(|c| c.session_token.clone())
+    };
+    assert_eq!(token(&accounts).as_deref(), Some("one"));
+
+    accounts
+        .accept("ask", &v2, &files_only, now)
+        .expect("accept");
+    assert_eq!(state(&accounts, "ask", &v2), AccountState::Ok);
+    assert_eq!(token(&accounts).as_deref(), Some("two"));
+}
+
+#[test]
+fn the_accepted_token_keeps_its_own_expiry() {
+    let now = Utc::now();
+    let short = parse(&format!(
+        "[p]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = s\n\
+         aws_session_token = one\nx_security_token_expires = {}\n",
+        (now + Duration::minutes(20)).to_rfc3339()
+    ));
+    let long = parse(&format!(
+        "[p]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = s\n\
+         aws_session_token = two\nx_security_token_expires = {}\n",
+        (now + Duration::hours(8)).to_rfc3339()
+    ));
+    let mut accounts = Accounts::default();
+    accounts
+        .add(spec("a", OnChange::Ask), &short, &files_only, now)
+        .expect("add");
+    accounts.apply(&diff(&short, &long), &long, &files_only, now);
+    let a = accounts.get("a").expect("a");
+    let expiry = a.accepted.expiry.clone().expect("expiry");
+    assert_eq!(expiry.source, ExpirySource::Key("x_security_token_expires"));
+    assert!(expiry.at.expect("at") < now + Duration::minutes(21));
+    // Changed outranks expiring; once accepted, the long one counts.
+    let later = now + Duration::minutes(10);
+    let m = Duration::minutes(15);
+    assert_eq!(a.state(long.get("p"), later, m), AccountState::Changed);
+    assert_eq!(a.state(short.get("p"), later, m), AccountState::Expiring);
+    accounts
+        .accept("a", &long, &files_only, now)
+        .expect("accept");
+    let a = accounts.get("a").expect("a");
+    assert_eq!(a.state(long.get("p"), later, m), AccountState::Ok);
+}
+
+#[test]
+fn states() {
+    let now = Utc::now();
+    let v = view("one");
+    let mut accounts = Accounts::default();
+    accounts
+        .add(spec("a", OnChange::Ask), &v, &files_only, now)
+        .expect("add");
+    let m = Duration::minutes(15);
+    let p = v.get("p");
+    let check = |exp: Option<DateTime<Utc>>, want: AccountState| {
+        let mut a = accounts.get("a").expect("a").clone();
+        a.accepted.expiry = exp.map(|at| Expiry::at(at, ExpirySource::Estimated));
+        assert_eq!(a.state(p, now, m), want, "{exp:?}");
+    };
+    check(None, AccountState::Ok);
+    check(Some(now + Duration::hours(1)), AccountState::Ok);
+    check(Some(now + Duration::minutes(10)), AccountState::Expiring);
+    check(Some(now - Duration::seconds(1)), AccountState::Expired);
+    let a = accounts.get("a").expect("a");
+    assert_eq!(a.state(None, now, m), AccountState::Missing);
+    assert_eq!(a.state(view("two").get("p"), now, m), AccountState::Changed);
+    // The token vanished from the profile (credentials file deleted).
+    let bare = parse("");
+    assert_eq!(a.state(bare.get("p"), now, m), AccountState::Missing);
+}
+
+#[test]
+fn a_vanished_token_is_missing_and_coming_back_is_no_change() {
+    let now = Utc::now();
+    let (v, gone) = (view("one"), parse(""));
+    let mut accounts = Accounts::default();
+    accounts
+        .add(spec("auto", OnChange::Auto), &v, &files_only, now)
+        .expect("add");
+    assert!(
+        accounts
+            .apply(&diff(&v, &gone), &gone, &files_only, now)
+            .is_empty()
+    );
+    assert_eq!(state(&accounts, "auto", &gone), AccountState::Missing);
+    assert!(
+        accounts
+            .apply(&diff(&gone, &v), &v, &files_only, now)
+            .is_empty()
+    );
+    assert_eq!(state(&accounts, "auto", &v), AccountState::Ok);
+    assert!(accounts.reconcile(&gone, &files_only, now).is_empty());
+    // Coming back with another token is a change (from the accepted one).
+    let two = view("two");
+    let changes = accounts.apply(&diff(&gone, &two), &two, &files_only, now);
+    assert_eq!(kinds(&changes), [("auto", "changed"), ("auto", "accepted")]);
+    assert!(matches!(
+        &changes[0],
+        AccountChange::TokenChanged {
+            old_fingerprint: Some(_),
+            new_fingerprint: Some(_),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn validations_set_and_clear_one_reason() {
+    let now = Utc::now();
+    let v = view("one");
+    let mut accounts = Accounts::default();
+    accounts
+        .add(spec("a", OnChange::Ask), &v, &files_only, now)
+        .expect("add");
+    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+    let mut record = |verdict: Verdict| {
+        accounts
+            .record_validation("a", fp.as_deref(), &verdict)
+            .expect("a")
+    };
+    assert_eq!(record(Verdict::Unreachable), None);
+    let status = |accounts: &Accounts| {
+        accounts
+            .get("a")
+            .expect("a")
+            .status(v.get("p"), now, Duration::minutes(15))
+    };
+    assert_eq!(status(&accounts).state, AccountState::Unvalidated);
+    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+    let mut record = |verdict: Verdict| {
+        accounts
+            .record_validation("a", fp.as_deref(), &verdict)
+            .expect("a")
+    };
+    assert_eq!(
+        record(Verdict::Misconfigured("Missing Region".into())),
+        None
+    );
+    assert_eq!(status(&accounts).state, AccountState::Misconfigured);
+    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+    let mut record = |verdict: Verdict| {
+        accounts
+            .record_validation("a", fp.as_deref(), &verdict)
+            .expect("a")
+    };
+    // An unreachable target clears a stale failure.
+    record(Verdict::Unreachable);
+    assert_eq!(status(&accounts).state, AccountState::Unvalidated);
+    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+    let mut record = |verdict: Verdict| {
+        accounts
+            .record_validation("a", fp.as_deref(), &verdict)
+            .expect("a")
+    };
+    record(Verdict::Rejected("rejected".into()));
+    assert_eq!(status(&accounts).state, AccountState::Invalid);
+    assert!(
+        status(&accounts)
+            .refusal("a", OnChange::Ask)
+            .is_some_and(|r| r.contains("cmdrctl accept a"))
+    );
+    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+    let mut record = |verdict: Verdict| {
+        accounts
+            .record_validation("a", fp.as_deref(), &verdict)
+            .expect("a")
+    };
+    let confirmed = |id: &str| Verdict::Confirmed {
+        account_id: id.into(),
+    };
+    assert_eq!(record(confirmed("111")), Some(IdentityCheck::First));
+    assert_eq!(record(confirmed("111")), Some(IdentityCheck::Same));
+    assert_eq!(status(&accounts).state, AccountState::Ok);
+    // Once confirmed, an unreachable target is no reason to doubt the token.
+    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+    let mut record = |verdict: Verdict| {
+        accounts
+            .record_validation("a", fp.as_deref(), &verdict)
+            .expect("a")
+    };
+    record(Verdict::Unreachable);
+    assert_eq!(status(&accounts).state, AccountState::Ok);
+    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+    let mut record = |verdict: Verdict| {
+        accounts
+            .record_validation("a", fp.as_deref(), &verdict)
+            .expect("a")
+    };
+    assert_eq!(
+        record(confirmed("222")),
+        Some(IdentityCheck::Changed { old: "111".into() })
+    );
+    let s = status(&accounts);
+    assert_eq!(s.state, AccountState::Changed);
+    let reason = s.refusal("a", OnChange::Ask).expect("refused");
+    assert_eq!(reason.matches("cmdrctl accept a").count(), 1, "{reason}");
+    accounts.accept("a", &v, &files_only, now).expect("accept");
+    assert_eq!(status(&accounts).state, AccountState::Ok);
+    assert_eq!(
+        accounts.get("a").expect("a").account_id.as_deref(),
+        Some("222")
+    );
+}
+
+#[test]
+fn profiles_that_cannot_give_credentials_are_misconfigured() {
+    let now = Utc::now();
+    let bare = parse("");
+    let mut accounts = Accounts::default();
+    accounts
+        .add(spec("a", OnChange::Ask), &bare, &files_only, now)
+        .expect("add");
+    let s = accounts
+        .get("a")
+        .expect("a")
+        .status(bare.get("p"), now, Duration::minutes(15));
+    assert_eq!(s.state, AccountState::Misconfigured);
+    assert!(s.reason.is_some_and(|r| r.contains("no access keys")));
+}
+
+#[test]
+fn portals() {
+    let check = |url: &str, ok: bool| {
+        assert_eq!(check_portal(url).is_ok(), ok, "{url:?}");
+    };
+    check("https://acme.awsapps.com/start", true);
+    check("HTTP://localhost:8080/x?a=1&b=2#f", true);
+    check("https://", false);
+    check("ftp://acme", false);
+    check("file:///etc/passwd", false);
+    check("-https://x", false);
+    check("https://a b", false);
+    check("https://a\u{1b}[31m", false);
+    check("https://a\u{202e}b", false);
+    check("https://\u{e9}.example", false);
+    check(&format!("https://{}", "a".repeat(2048)), false);
+    let err = check_portal("https://a\u{1b}[31m").expect_err("bad");
+    assert!(!err.to_string().contains('\u{1b}'), "{err}");
+    assert!(err.to_string().contains(PORTAL_RULE), "{err}");
+
+    let now = Utc::now();
+    let v = view("one");
+    let mut accounts = Accounts::default();
+    let mut bad = spec("a", OnChange::Ask);
+    bad.portal = Some("javascript:alert(1)".into());
+    assert!(matches!(
+        accounts.add(bad, &v, &files_only, now),
+        Err(AccountError::BadPortal(_))
+    ));
+    let mut with = spec("a", OnChange::Ask);
+    with.portal = Some("https://acme.awsapps.com/start".into());
+    accounts.add(with, &v, &files_only, now).expect("add");
+    let a = accounts.get("a").expect("a");
+    assert_eq!(a.portal(v.get("p")), Some("https://acme.awsapps.com/start"));
+    let patch = |portal| AccountPatch {
+        portal: Some(portal),
+        ..AccountPatch::default()
+    };
+    assert!(matches!(
+        accounts.edit("a", patch(Some("ssh://x".into())), &v, &files_only, now),
+        Err(AccountError::BadPortal(_))
+    ));
+    accounts
+        .edit("a", patch(None), &v, &files_only, now)
+        .expect("edit");
+    // The profile in `view` has no sso_start_url: no portal at all.
+    assert_eq!(accounts.get("a").expect("a").portal(v.get("p")), None);
+}
+
+#[test]
+fn errors_and_reconcile() {
+    let now = Utc::now();
+    let v = view("one");
+    let mut accounts = Accounts::default();
+    let bad = |name: &str| NewAccount {
+        name: name.to_owned(),
+        ..spec("x", OnChange::Ask)
+    };
+    for name in ["a b", "", "-dash"] {
+        assert!(matches!(
+            accounts.add(bad(name), &v, &files_only, now),
+            Err(AccountError::Invalid(_))
+        ));
+    }
+    let mut nope = spec("n", OnChange::Ask);
+    nope.profile = "nope".into();
+    assert!(matches!(
+        accounts.add(nope, &v, &files_only, now),
+        Err(AccountError::NoProfile(_))
+    ));
+    let mut ep = spec("e", OnChange::Ask);
+    ep.target = Target::Endpoint {
+        endpoint: "ftp://x".into(),
+    };
+    assert!(matches!(
+        accounts.add(ep, &v, &files_only, now),
+        Err(AccountError::Invalid(_))
+    ));
+    accounts
+        .add(spec("a", OnChange::Ask), &v, &files_only, now)
+        .expect("add");
+    assert!(matches!(
+        accounts.add(spec("a", OnChange::Ask), &v, &files_only, now),
+        Err(AccountError::Exists(_))
+    ));
+    assert!(accounts.reconcile(&v, &files_only, now).is_empty());
+    let changes = accounts.reconcile(&view("two"), &files_only, now);
+    assert!(matches!(
+        changes.as_slice(),
+        [AccountChange::TokenChanged { .. }]
+    ));
+    assert!(matches!(
+        accounts.remove("zz"),
+        Err(AccountError::NotFound(_))
+    ));
+    accounts.remove("a").expect("remove");
+    assert!(accounts.is_empty());
+}
+
+#[test]
+fn state_file_shape() {
+    let now = Utc::now();
+    let mut accounts = Accounts::default();
+    accounts
+        .add(spec("a", OnChange::Ask), &view("one"), &files_only, now)
+        .expect("add");
+    let a = accounts.get("a").expect("a");
+    let json = serde_json::to_value(a).expect("json");
+    assert!(
+        json.get("accepted_fingerprint")
+            .is_some_and(|v| v.is_string())
+    );
+    assert!(json.get("credentials").is_none() && !json.to_string().contains("AKIA"));
+    let back: Account = serde_json::from_value(json).expect("back");
+    assert_eq!(back.accepted.fingerprint, a.accepted.fingerprint);
+    // A state file written before the accepted expiry existed still loads.
+    let old = r#"{"name":"a","profile":"p","region":null,"target":{"kind":"aws"},
+        "on_change":"ask","accepted_fingerprint":"f","accepted_at":null}"#;
+    let old: Account = serde_json::from_str(old).expect("old state");
+    assert_eq!(old.accepted.fingerprint.as_deref(), Some("f"));
+}
