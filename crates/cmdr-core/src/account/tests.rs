@@ -1,3 +1,5 @@
+//! Tests of the accounts, their state machine and the collection.
+
 use super::*;
 use crate::diff::diff;
 use crate::expiry::ExpirySource;
