@@ -350,6 +350,9 @@ impl Drop for Sandbox {
         if let Ok(state) = std::fs::read_to_string(self.state_file()) {
             texts.push(("state file", state));
         }
+        if let Ok(journal) = std::fs::read_to_string(self.state_file().with_extension("journal")) {
+            texts.push(("state journal", journal));
+        }
         let secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
         let hits = scan(&secrets, &texts);
         assert!(hits.is_empty(), "secrets leaked: {hits:?}");

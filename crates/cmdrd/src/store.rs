@@ -8,6 +8,9 @@ use chrono::Utc;
 pub use cmdr_config::{create_private_dir, write_atomic};
 #[cfg(test)]
 use cmdr_core::Seen;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+
 use cmdr_core::{Account, SeenTokens};
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +23,20 @@ pub struct StoredState {
     pub accounts: Vec<Account>,
     pub seen: SeenTokens,
 }
+
+/// One account operation appended to the journal (`state.journal`, one JSON line each):
+/// the account as it is now, or its removal. Replaying is idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalEntry {
+    Put(Account),
+    Remove(String),
+}
+
+/// The journal is folded into the state file once it holds this many entries, or as many
+/// as there are accounts if more: each account operation costs one small append, and the
+/// full rewrite is paid once per that many operations.
+const COMPACT_AFTER: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -38,11 +55,95 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     path: PathBuf,
+    /// Entries in the journal since the state file was last written.
+    journaled: usize,
 }
 
 impl Store {
     pub fn new(path: PathBuf) -> Store {
-        Store { path }
+        Store { path, journaled: 0 }
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.path.with_extension("journal")
+    }
+
+    /// Appends account operations to the journal and syncs it: cheap however many
+    /// accounts there are. True when the journal should now be folded in with [`Store::save`].
+    pub fn append(
+        &mut self,
+        entries: &[JournalEntry],
+        accounts: usize,
+    ) -> Result<bool, StoreError> {
+        let path = self.journal_path();
+        let error = |source| StoreError::Write {
+            path: path.clone(),
+            source,
+        };
+        let mut bytes = Vec::new();
+        for entry in entries {
+            serde_json::to_writer(&mut bytes, entry)
+                .map_err(|e| error(std::io::Error::other(e)))?;
+            bytes.push(b'\n');
+        }
+        let mut options = OpenOptions::new();
+        options.append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&path).map_err(error)?;
+        let len = file.metadata().map_err(error)?.len();
+        let written = file.write_all(&bytes).and_then(|()| file.sync_data());
+        if let Err(err) = written {
+            // Leave no partial line behind: the next entry must start on a line of its own.
+            let _ = file.set_len(len);
+            return Err(error(err));
+        }
+        self.journaled += entries.len();
+        Ok(self.journaled >= COMPACT_AFTER.max(accounts))
+    }
+
+    /// Replays the journal over `state`: a line that does not parse (a torn last write)
+    /// ends the replay, with a warning.
+    fn replay(&mut self, state: &mut StoredState) {
+        let path = self.journal_path();
+        let bytes = match cmdr_client::userfile::read_bounded(
+            &path,
+            cmdr_client::userfile::MAX_USER_FILE_LEN,
+        ) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
+            Err(err) => {
+                tracing::error!(path = %path.display(), error = %err, "cannot read the state journal; its last account changes are lost");
+                return;
+            }
+        };
+        let mut accounts: std::collections::BTreeMap<String, Account> =
+            std::mem::take(&mut state.accounts)
+                .into_iter()
+                .map(|a| (a.name.clone(), a))
+                .collect();
+        for (number, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<JournalEntry>(line) {
+                Ok(JournalEntry::Put(account)) => {
+                    accounts.insert(account.name.clone(), account);
+                }
+                Ok(JournalEntry::Remove(name)) => {
+                    accounts.remove(&name);
+                }
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), line = number + 1, error = ?err.classify(), "state journal ends in a torn entry; ignoring it and what follows");
+                    break;
+                }
+            }
+            self.journaled += 1;
+        }
+        state.accounts = accounts.into_values().collect();
     }
 
     pub fn path(&self) -> &Path {
@@ -51,7 +152,13 @@ impl Store {
 
     /// Loads the state. A missing file is an empty state; a corrupt one is renamed to
     /// `state.json.corrupt-<time>` with an error in the log, and the daemon starts empty.
-    pub fn load(&self) -> Result<StoredState, StoreError> {
+    pub fn load(&mut self) -> Result<StoredState, StoreError> {
+        let mut state = self.load_file()?;
+        self.replay(&mut state);
+        Ok(state)
+    }
+
+    fn load_file(&self) -> Result<StoredState, StoreError> {
         self.remove_stale_temps();
         // Bounded, regular files only: a FIFO or device here must not hang the start.
         let bytes = match cmdr_client::userfile::read_bounded(
@@ -139,7 +246,8 @@ impl Store {
         }
     }
 
-    pub fn save(&self, state: &StoredState) -> Result<(), StoreError> {
+    /// Writes the whole state and empties the journal it now includes.
+    pub fn save(&mut self, state: &StoredState) -> Result<(), StoreError> {
         let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Write {
             path: self.path.clone(),
             source: std::io::Error::other(e),
@@ -148,7 +256,21 @@ impl Store {
         write_atomic(&self.path, &bytes, 0o600).map_err(|source| StoreError::Write {
             path: self.path.clone(),
             source,
-        })
+        })?;
+        // The state file now holds everything the journal said. A crash before this line
+        // replays entries it already holds, which changes nothing.
+        match std::fs::remove_file(self.journal_path()) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Write {
+                    path: self.journal_path(),
+                    source,
+                });
+            }
+        }
+        self.journaled = 0;
+        Ok(())
     }
 }
 
@@ -159,7 +281,7 @@ mod tests {
     #[test]
     fn save_load_and_corrupt_file_moved_aside() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let store = Store::new(tmp.path().join("data").join("state.json"));
+        let mut store = Store::new(tmp.path().join("data").join("state.json"));
         assert_eq!(store.load().expect("load").accounts.len(), 0);
 
         let mut state = StoredState {
@@ -203,11 +325,108 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("data");
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let store = Store::new(dir.join("state.json"));
+        let mut store = Store::new(dir.join("state.json"));
         std::fs::write(dir.join(".state.json.tmp-4242"), b"{ half").expect("write");
         std::fs::write(dir.join("other.tmp-1"), b"keep").expect("write");
         store.load().expect("load");
         assert!(!dir.join(".state.json.tmp-4242").exists());
         assert!(dir.join("other.tmp-1").exists());
+    }
+
+    fn account(name: &str, region: &str) -> Account {
+        serde_json::from_value(serde_json::json!({
+            "name": name,
+            "profile": "p",
+            "region": region,
+            "target": {"kind": "aws"},
+            "on_change": "ask",
+        }))
+        .expect("account")
+    }
+
+    /// Account operations are journal appends; a load replays them over the state file,
+    /// stops at a torn last line, and a save folds them in and empties the journal.
+    #[test]
+    fn journal_appends_replay_and_compact() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let path = dir.join("state.json");
+        let mut store = Store::new(path.clone());
+        let mut state = StoredState {
+            version: STATE_VERSION,
+            accounts: vec![account("a", "eu-west-1")],
+            ..StoredState::default()
+        };
+        store.save(&state).expect("save");
+        let compact = store
+            .append(
+                &[
+                    JournalEntry::Put(account("b", "us-east-1")),
+                    JournalEntry::Put(account("a", "eu-north-1")),
+                ],
+                2,
+            )
+            .expect("append");
+        assert!(!compact);
+        store
+            .append(&[JournalEntry::Remove("b".into())], 1)
+            .expect("append");
+        store
+            .append(&[JournalEntry::Put(account("c", "ap-south-1"))], 2)
+            .expect("append");
+        // A crash mid-append: half a line at the end.
+        let journal = path.with_extension("journal");
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .expect("open");
+        file.write_all(br#"{"put":{"name":"d","pro"#).expect("torn");
+        drop(file);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&journal)
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+
+        let mut reopened = Store::new(path.clone());
+        let loaded = reopened.load().expect("load");
+        let regions: Vec<(&str, Option<&str>)> = loaded
+            .accounts
+            .iter()
+            .map(|a| (a.name.as_str(), a.region.as_deref()))
+            .collect();
+        assert_eq!(
+            regions,
+            [("a", Some("eu-north-1")), ("c", Some("ap-south-1"))]
+        );
+        assert_eq!(reopened.journaled, 4);
+
+        // Folded in: the journal is gone and the state file alone says the same.
+        state.accounts = loaded.accounts.clone();
+        reopened.save(&state).expect("save");
+        assert!(!journal.exists());
+        assert_eq!(Store::new(path).load().expect("load"), state);
+    }
+
+    /// The journal asks to be folded in after `COMPACT_AFTER` entries, or one per account
+    /// when there are more: the rewrite's cost is spread over that many operations.
+    #[test]
+    fn journal_asks_for_compaction_in_proportion() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::new(tmp.path().join("state.json"));
+        let put = [JournalEntry::Put(account("a", "eu-west-1"))];
+        for _ in 1..COMPACT_AFTER {
+            assert!(!store.append(&put, 10).expect("append"));
+        }
+        assert!(store.append(&put, 10).expect("append"));
+        store.save(&StoredState::default()).expect("save");
+        for _ in 1..1000 {
+            assert!(!store.append(&put, 1000).expect("append"));
+        }
+        assert!(store.append(&put, 1000).expect("append"));
     }
 }

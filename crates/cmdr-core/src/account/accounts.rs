@@ -32,6 +32,14 @@ impl Accounts {
             .ok_or_else(|| AccountError::NotFound(name.to_owned()))
     }
 
+    /// Puts `name` back as it was (`None`: absent), undoing an operation on it.
+    pub fn restore(&mut self, name: &str, account: Option<Account>) {
+        match account {
+            Some(account) => self.map.insert(name.to_owned(), account),
+            None => self.map.remove(name),
+        };
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Settings;
 use crate::expiry::{self, Clock, Deadline, Timers};
 use crate::serve::{self, Cached, Waiter};
-use crate::store::{STATE_VERSION, Store, StoredState};
+use crate::store::{JournalEntry, STATE_VERSION, Store, StoredState};
 use crate::validate::{self, Failure, Identity, Job, Resolved};
 use crate::watch::{FileRead, Snapshot};
 use crate::wire::{
@@ -172,7 +172,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         endpoint: Option<EndpointInfo>,
     ) -> anyhow::Result<(Engine, EngineHandle, mpsc::Receiver<Command>)> {
-        let store = Store::new(settings.state_file());
+        let mut store = Store::new(settings.state_file());
         let stored = store.load()?;
         let (events, _) = broadcast::channel(settings.event_buffer);
         let (commands, rx) = mpsc::channel(256);
@@ -339,31 +339,44 @@ impl Engine {
         }
     }
 
-    /// Applies an account operation and saves; if the save fails, the operation is undone
-    /// and the client gets the error, so memory and disk never disagree.
+    /// Applies an operation on account `name` and records it (one journal entry); if that
+    /// fails, the operation is undone and the client gets the error, so memory and disk
+    /// never disagree.
     fn mutate(
         &mut self,
+        name: &str,
         op: impl FnOnce(
             &mut Accounts,
             &ProfileView,
             cmdr_core::ExpiryOf<'_>,
         ) -> Result<Vec<AccountChange>, ErrorReply>,
     ) -> Result<Vec<AccountChange>, ErrorReply> {
-        let before = self.accounts.clone();
+        let before = self.accounts.get(name).ok().cloned();
         let expiry_of = expiry_of!(self);
         let changes = op(&mut self.accounts, &self.view, &expiry_of)?;
-        if let Err(err) = self.store.save(&self.stored()) {
-            self.accounts = before;
-            tracing::error!(error = %err, "could not save state");
-            return Err(ErrorReply {
-                code: ErrorCode::Internal,
-                message: err.to_string(),
-            });
+        let entry = match self.accounts.get(name) {
+            Ok(account) => JournalEntry::Put(account.clone()),
+            Err(_) => JournalEntry::Remove(name.to_owned()),
+        };
+        match self.store.append(&[entry], self.accounts.len()) {
+            Ok(compact) => {
+                if compact || self.dirty {
+                    self.save();
+                }
+            }
+            Err(err) => {
+                self.accounts.restore(name, before);
+                tracing::error!(error = %err, "could not save state");
+                return Err(ErrorReply {
+                    code: ErrorCode::Internal,
+                    message: err.to_string(),
+                });
+            }
         }
-        self.dirty = false;
         self.emit_account_changes(changes.clone());
         Ok(changes)
     }
+
     fn status(&self) -> StatusInfo {
         let now = self.now();
         let mut files: Vec<FileStatus> = PerFile::<()>::KINDS

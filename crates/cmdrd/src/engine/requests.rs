@@ -33,7 +33,7 @@ impl Engine {
                 });
                 let added = parsed.and_then(|new| {
                     let now = self.now();
-                    self.mutate(|accounts, view, expiry| {
+                    self.mutate(&name, |accounts, view, expiry| {
                         accounts
                             .add(new, view, expiry, now)
                             .map_err(|e| error_reply(&e))
@@ -69,7 +69,7 @@ impl Engine {
                 patch
                     .and_then(|patch| {
                         let now = self.now();
-                        self.mutate(|accounts, view, expiry| {
+                        self.mutate(&name, |accounts, view, expiry| {
                             accounts
                                 .edit(&name, patch, view, expiry, now)
                                 .map_err(|e| error_reply(&e))
@@ -78,11 +78,13 @@ impl Engine {
                     .and_then(|_| self.show(&name))
             }
             Request::RemoveAccount { name } => self
-                .mutate(|accounts, _, _| accounts.remove(&name).map_err(|e| error_reply(&e)))
+                .mutate(&name, |accounts, _, _| {
+                    accounts.remove(&name).map_err(|e| error_reply(&e))
+                })
                 .map(|_| Response::Done),
             Request::Accept { name } => {
                 let now = self.now();
-                let accepted = self.mutate(|accounts, view, expiry| {
+                let accepted = self.mutate(&name, |accounts, view, expiry| {
                     accounts
                         .accept(&name, view, expiry, now)
                         .map_err(|e| error_reply(&e))
