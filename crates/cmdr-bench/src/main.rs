@@ -19,6 +19,7 @@ mod propagation;
 mod report;
 #[cfg(unix)]
 mod run;
+mod scale;
 
 #[cfg(unix)]
 fn main() -> anyhow::Result<()> {

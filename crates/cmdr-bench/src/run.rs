@@ -159,6 +159,7 @@ async fn run() -> anyhow::Result<()> {
     run!("round trip", measure::round_trip(&opts).await);
     run!("footprint", measure::footprint(&opts).await);
     run!("storm", measure::storm(&opts).await);
+    run!("scale", crate::scale::scale(&opts).await);
     // Minutes of real SDK clients and a moto server: the full run only.
     if !opts.quick {
         run!("propagation", crate::propagation::propagation(&opts).await);

@@ -48,7 +48,8 @@ pub struct Timers {
 }
 
 impl Timers {
-    /// Events due at `now`, and the next wall-clock deadline.
+    /// Events due at `now` for every account, and the next wall-clock deadline; accounts
+    /// not among `deadlines` are forgotten.
     pub fn poll<'a>(
         &mut self,
         deadlines: impl IntoIterator<Item = Deadline<'a>>,
@@ -60,42 +61,14 @@ impl Timers {
         let mut live = HashMap::new();
         for d in deadlines {
             let Some(at) = d.expires_at else { continue };
-            let mut fired = match self.fired.get(d.account) {
-                // A new token (or a new expiry) re-arms both warnings.
-                Some(f) if f.at == at => *f,
-                _ => Fired {
-                    at,
-                    warned: false,
-                    expired: false,
-                },
-            };
-            if now >= at {
-                if !fired.expired {
-                    events.push(EventKind::Expired {
-                        account: d.account.to_owned(),
-                        profile: d.profile.to_owned(),
-                        expires_at: timestamp(at),
-                    });
-                }
-                fired.expired = true;
-                fired.warned = true;
-            } else if now >= at - warn_before {
-                if !fired.warned {
-                    events.push(EventKind::ExpiringSoon {
-                        account: d.account.to_owned(),
-                        profile: d.profile.to_owned(),
-                        expires_at: timestamp(at),
-                    });
-                }
-                fired.warned = true;
-            }
-            let pending = if !fired.warned {
-                Some(at - warn_before)
-            } else if !fired.expired {
-                Some(at)
-            } else {
-                None
-            };
+            let (fired, pending) = step(
+                self.fired.get(d.account).copied(),
+                &d,
+                at,
+                now,
+                warn_before,
+                &mut events,
+            );
             if let Some(p) = pending {
                 next = Some(next.map_or(p, |n| n.min(p)));
             }
@@ -104,6 +77,81 @@ impl Timers {
         self.fired = live;
         (events, next)
     }
+
+    /// [`Timers::poll`] for one account that changed (`None`: it is gone), leaving the
+    /// others as they are: the events due for it and its own next deadline.
+    pub fn poll_one(
+        &mut self,
+        account: &str,
+        deadline: Option<Deadline<'_>>,
+        now: DateTime<Utc>,
+        warn_before: chrono::Duration,
+    ) -> (Vec<EventKind>, Option<DateTime<Utc>>) {
+        let mut events = Vec::new();
+        let Some((d, at)) = deadline.and_then(|d| d.expires_at.map(|at| (d, at))) else {
+            self.fired.remove(account);
+            return (events, None);
+        };
+        let (fired, pending) = step(
+            self.fired.get(account).copied(),
+            &d,
+            at,
+            now,
+            warn_before,
+            &mut events,
+        );
+        self.fired.insert(account.to_owned(), fired);
+        (events, pending)
+    }
+}
+
+/// One account's timers at `now`: what fired before (`previous`), the events now due, and
+/// its next deadline.
+fn step(
+    previous: Option<Fired>,
+    d: &Deadline<'_>,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    warn_before: chrono::Duration,
+    events: &mut Vec<EventKind>,
+) -> (Fired, Option<DateTime<Utc>>) {
+    let mut fired = match previous {
+        // A new token (or a new expiry) re-arms both warnings.
+        Some(f) if f.at == at => f,
+        _ => Fired {
+            at,
+            warned: false,
+            expired: false,
+        },
+    };
+    if now >= at {
+        if !fired.expired {
+            events.push(EventKind::Expired {
+                account: d.account.to_owned(),
+                profile: d.profile.to_owned(),
+                expires_at: timestamp(at),
+            });
+        }
+        fired.expired = true;
+        fired.warned = true;
+    } else if now >= at - warn_before {
+        if !fired.warned {
+            events.push(EventKind::ExpiringSoon {
+                account: d.account.to_owned(),
+                profile: d.profile.to_owned(),
+                expires_at: timestamp(at),
+            });
+        }
+        fired.warned = true;
+    }
+    let pending = if !fired.warned {
+        Some(at - warn_before)
+    } else if !fired.expired {
+        Some(at)
+    } else {
+        None
+    };
+    (fired, pending)
 }
 
 /// How long to sleep for a wall-clock deadline: until it, but at most [`MAX_SLEEP`].
@@ -126,6 +174,33 @@ mod tests {
 
     fn names(events: &[EventKind]) -> Vec<String> {
         events.iter().map(EventKind::type_name).collect()
+    }
+
+    /// One account's change leaves the others' timers alone, and agrees with a full poll.
+    #[test]
+    fn poll_one_updates_one_account() {
+        let warn = chrono::Duration::minutes(15);
+        let mut timers = Timers::default();
+        let d = |account, exp| Deadline {
+            account,
+            profile: "p",
+            expires_at: Some(exp),
+        };
+        let (ev, _) = timers.poll([d("a", t(20)), d("b", t(120))], t(10), warn);
+        assert_eq!(names(&ev), ["expiring_soon"], "a warned");
+        // b gets a token expiring in 10 minutes: warned at once, a untouched.
+        let (ev, next) = timers.poll_one("b", Some(d("b", t(20))), t(10), warn);
+        assert_eq!(names(&ev), ["expiring_soon"]);
+        assert_eq!(next, Some(t(20)));
+        // A full poll now fires nothing again for either.
+        let (ev, next) = timers.poll([d("a", t(20)), d("b", t(20))], t(11), warn);
+        assert!(ev.is_empty(), "{:?}", names(&ev));
+        assert_eq!(next, Some(t(20)));
+        // Removed: forgotten, so a new account of that name starts afresh.
+        let (ev, next) = timers.poll_one("b", None, t(11), warn);
+        assert!(ev.is_empty() && next.is_none());
+        let (ev, _) = timers.poll_one("b", Some(d("b", t(20))), t(11), warn);
+        assert_eq!(names(&ev), ["expiring_soon"]);
     }
 
     #[test]

@@ -127,6 +127,8 @@ pub struct Engine {
     dirty: bool,
     clock: Arc<dyn Clock>,
     timers: Timers,
+    /// While a client's request runs: the accounts it changed (see `run`).
+    touched: Option<Vec<String>>,
     next_deadline: Option<DateTime<Utc>>,
     /// Validations in flight, with the clients waiting for each: at most one per account.
     validations: HashMap<String, Vec<oneshot::Sender<Outcome>>>,
@@ -195,6 +197,7 @@ impl Engine {
             dirty: false,
             clock,
             timers: Timers::default(),
+            touched: None,
             next_deadline: None,
             validations: HashMap::new(),
             tasks: JoinSet::new(),
@@ -247,7 +250,12 @@ impl Engine {
                 }
                 () = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {}
             }
-            self.tick();
+            // After a client's request, only the accounts it changed (cheap with many
+            // accounts); after anything else, all of them.
+            match self.touched.take() {
+                Some(names) => self.tick_accounts(&names),
+                None => self.tick(),
+            }
         }
         self.tasks.abort_all();
         self.emit(EventKind::DaemonStopping);
@@ -256,7 +264,10 @@ impl Engine {
 
     fn command(&mut self, command: Command) {
         match command {
-            Command::Request(request, reply) => self.handle(request, reply),
+            Command::Request(request, reply) => {
+                self.touched = Some(Vec::new());
+                self.handle(request, reply);
+            }
             Command::Validated {
                 account,
                 fingerprint,
@@ -272,6 +283,29 @@ impl Engine {
 
     fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// [`Engine::tick`] for the accounts `names` only; the timer may wake early for a
+    /// deadline that moved, and the full tick then sets it right.
+    fn tick_accounts(&mut self, names: &[String]) {
+        let now = self.now();
+        for name in names {
+            let account = self.accounts.get(name).ok();
+            let deadline = account.map(|a| Deadline {
+                account: &a.name,
+                profile: &a.profile,
+                expires_at: a.accepted.expiry.as_ref().and_then(|e| e.at),
+            });
+            let (events, pending) =
+                self.timers
+                    .poll_one(name, deadline, now, self.settings.warn_before);
+            for event in events {
+                self.emit(event);
+            }
+            if let Some(p) = pending {
+                self.next_deadline = Some(self.next_deadline.map_or(p, |n| n.min(p)));
+            }
+        }
     }
 
     /// Fires the expiry events that are due and arms the timer for the next deadline.
@@ -352,6 +386,9 @@ impl Engine {
         ) -> Result<Vec<AccountChange>, ErrorReply>,
     ) -> Result<Vec<AccountChange>, ErrorReply> {
         let before = self.accounts.get(name).ok().cloned();
+        if let Some(touched) = &mut self.touched {
+            touched.push(name.to_owned());
+        }
         let expiry_of = expiry_of!(self);
         let changes = op(&mut self.accounts, &self.view, &expiry_of)?;
         let entry = match self.accounts.get(name) {
