@@ -274,21 +274,9 @@ pub async fn fanout(opts: &Opts) -> anyhow::Result<Section> {
 
 /// The SDK's parser alone on both files, merged (what one `aws_config` load costs).
 fn sdk_load(config: &str, credentials: &str) -> anyhow::Result<usize> {
-    use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
-    use aws_types::os_shim_internal::{Env, Fs};
-    let files = EnvConfigFiles::builder()
-        .with_contents(EnvConfigFileKind::Config, config)
-        .with_contents(EnvConfigFileKind::Credentials, credentials)
-        .build();
-    let fs = Fs::from_map(std::collections::HashMap::<String, Vec<u8>>::new());
-    let env = Env::from_slice(&[]);
-    let future = aws_config::profile::load(&fs, &env, &files, None);
-    let mut future = std::pin::pin!(future);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match future.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(Ok(set)) => Ok(set.profiles().count()),
-        std::task::Poll::Ready(Err(err)) => bail!("sdk parse: {err}"),
-        std::task::Poll::Pending => bail!("sdk parser did not complete synchronously"),
+    match cmdr_oracle::load(Some(config), Some(credentials)) {
+        Ok(set) => Ok(set.profiles().count()),
+        Err(err) => bail!("sdk parse: {err}"),
     }
 }
 
@@ -416,7 +404,7 @@ pub fn parse(opts: &Opts) -> anyhow::Result<Section> {
         Ok(())
     })?;
     let [sdk, full, reparse, daemon, doctor] = rounds.map(|times| median(&times));
-    let agrees = cmdr_core::sdk::disagreement(&config, &credentials);
+    let agrees = cmdr_oracle::disagreement(&config, &credentials);
     let boto = botocore(&config_path, &credentials_path, k);
     let mb = (config.len() + credentials.len()) as f64 / 1e6;
     let vs_boto = |cmdr: f64, measure: &str, target: bool| -> Row {
@@ -488,7 +476,7 @@ pub fn parse(opts: &Opts) -> anyhow::Result<Section> {
             },
             Row {
                 measure: "cmdr's parser and the SDK's read these files alike \
-                          (`cmdr_core::sdk::disagreement`)"
+                          (`cmdr_oracle::disagreement`)"
                     .to_owned(),
                 cmdr: match &agrees {
                     None => "yes".to_owned(),

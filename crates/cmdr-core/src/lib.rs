@@ -4,11 +4,10 @@
 pub mod account;
 pub mod diff;
 pub mod expiry;
-mod grammar;
+pub mod grammar;
 pub mod input;
 pub mod paste;
 pub mod profile;
-pub mod sdk;
 pub mod text;
 
 pub use account::{
