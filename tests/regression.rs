@@ -193,7 +193,7 @@ fn profiles_that_cannot_give_credentials_are_misconfigured() {
     assert_eq!(role["state"], "misconfigured", "{role}");
 }
 
-// ---- Issue 14: what a new user hit ----
+// ---- What a new user following README.md hit (the contract: PRODUCT.md, "Public contract") ----
 
 /// Runs cmdrctl with `input` on stdin; returns its output.
 fn ctl_with_input(sb: &Sandbox, args: &[&str], input: &str) -> std::process::Output {

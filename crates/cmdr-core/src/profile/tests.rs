@@ -119,7 +119,7 @@ fn secrets_are_redacted_and_fingerprinted() {
     let a = v.get("a").expect("a");
     assert_eq!(a.properties["aws_secret_access_key"], REDACTED);
     assert_eq!(a.properties["aws_session_token"], REDACTED);
-    // Nested under a sub-property too (issue 15): at every depth.
+    // Nested under a sub-property too (docs/reliability.md, "6. Secrets"): at every depth.
     let v = view(
         "",
         &format!(
