@@ -1,23 +1,30 @@
-//! cmdr-oracle: the bridge to the AWS SDK's own profile parser (`aws_config::profile`),
-//! kept as the authority cmdr-core's grammar is checked against, so cmdr sees exactly what
-//! the SDKs see. Contents are handed over in memory: the parser never touches the file
-//! system and its future never waits, so it is polled to completion here.
+//! cmdr-oracle: the bridge to the AWS SDK's own profile parser (aws-runtime's
+//! `env_config`, which `aws_config::profile::load` runs), kept as the authority cmdr-core's
+//! grammar is checked against, so cmdr sees exactly what the SDKs see. Contents are handed
+//! over in memory: the parser never touches the file system and its future never waits, so
+//! it is polled to completion here.
 //!
-//! A crate of its own so that cmdr-core stays free of the SDK (tokio, hyper, rustls):
-//! `cmdrctl doctor`, the tests, the bench and the fuzz target link it; the daemon does not.
+//! A crate of its own so that cmdr-core stays free of the SDK: `cmdrctl doctor`, the tests,
+//! the bench and the fuzz target link it; the daemon does not. It calls aws-runtime
+//! directly, not aws-config, whose dependencies (aws-sdk-sts and the HTTP stack) the parser
+//! does not need.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use aws_config::profile::ProfileSet;
+use aws_runtime::env_config::error::EnvConfigFileLoadError;
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+use aws_runtime::env_config::section::EnvConfigSections;
+use aws_runtime::env_config::source;
 use aws_types::os_shim_internal::{Env, Fs};
 use cmdr_core::grammar;
 
-/// Parses the given contents with the SDK. `Err` carries the SDK's message (with the line).
-pub fn load(config: Option<&str>, credentials: Option<&str>) -> Result<ProfileSet, String> {
+/// Parses the given contents with the SDK: what `aws_config::profile::load` does (load the
+/// sources, then parse them; no profile override), on in-memory contents. `Err` carries the
+/// SDK's message (with the line).
+pub fn load(config: Option<&str>, credentials: Option<&str>) -> Result<EnvConfigSections, String> {
     let mut builder = EnvConfigFiles::builder();
     if let Some(config) = config {
         builder = builder.with_contents(EnvConfigFileKind::Config, config);
@@ -29,7 +36,10 @@ pub fn load(config: Option<&str>, credentials: Option<&str>) -> Result<ProfileSe
     // An empty fake file system and environment: nothing can leak in from the real ones.
     let fs = Fs::from_map(HashMap::<String, Vec<u8>>::new());
     let env = Env::from_slice(&[]);
-    let future = aws_config::profile::load(&fs, &env, &files, None);
+    let future = async {
+        let source = source::load(&env, &fs, &files).await?;
+        EnvConfigSections::parse(source).map_err(EnvConfigFileLoadError::from)
+    };
     match poll_once(future) {
         Some(Ok(set)) => Ok(set),
         Some(Err(err)) => Err(cmdr_core::innermost_message(&err)),
