@@ -81,7 +81,7 @@ pub fn profile_view(data: &[u8]) {
     if let (Ok(c), Ok(k)) = (
         std::str::from_utf8(config),
         std::str::from_utf8(credentials),
-    ) && let Some(why) = cmdr_core::sdk::disagreement(c, k)
+    ) && let Some(why) = cmdr_oracle::disagreement(c, k)
     {
         panic!("cmdr and the SDK disagree: {why}\nconfig: {c:?}\ncredentials: {k:?}");
     }

@@ -11,9 +11,9 @@ use crate::sandbox::{Sandbox, WAIT, bin, set_mode};
 
 const NOBODY: u32 = 65534;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+/// Whether we run as root; says the test is skipped when not.
+fn root_or_skipped() -> bool {
+    let root = cmdr_testkit::sys::is_root();
     if !root {
         eprintln!("skipped: acting as another uid needs root");
     }
@@ -46,7 +46,7 @@ fn daemon_must_exit(sb: &Sandbox) -> Output {
 
 #[test]
 fn another_uid_is_refused_even_with_open_permissions() {
-    if !is_root() {
+    if !root_or_skipped() {
         return;
     }
     let mut sb = Sandbox::with_profile("SECRET-ANOTHER-USER-TOKEN");
@@ -114,7 +114,7 @@ fn symlinked_socket_directory_is_refused() {
 
 #[test]
 fn socket_directory_owned_by_another_user_is_refused() {
-    if !is_root() {
+    if !root_or_skipped() {
         return;
     }
     let sb = Sandbox::new();

@@ -128,8 +128,7 @@ fn the_other_file_still_counts_while_one_is_broken() {
 #[test]
 fn unreadable_file_is_an_error_not_a_crash() {
     // Root reads anything: only meaningful for other users.
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if cmdr_testkit::sys::is_root() {
         let mut sb = Sandbox::with_profile("TOKEN-ONE");
         sb.start();
         // A directory where the file should be is unreadable as a file, even for root.

@@ -8,6 +8,8 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cmdr_testkit::sys::{self, Signal};
+
 use crate::renew::Recorder;
 use crate::sandbox::{Sandbox, WAIT, creds, have};
 
@@ -95,8 +97,8 @@ impl Desktop {
 impl Drop for Desktop {
     fn drop(&mut self) {
         for child in &mut self.children {
-            // SAFETY: signalling a process group we created; no memory effects.
-            unsafe { libc::kill(-(i32::try_from(child.id()).unwrap_or(0)), libc::SIGTERM) };
+            // A process group we created.
+            let _ = sys::signal_group(child.id(), Signal::Term);
             let _ = child.wait();
         }
     }

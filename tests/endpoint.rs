@@ -519,18 +519,7 @@ fn sso_accounts_are_served_role_credentials_from_the_cache_token() {
 
 /// Raises this process's descriptor limit to its hard limit (10,000 sockets).
 fn raise_nofile() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid resource and a valid struct pointer.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-    limit.rlim_cur
+    cmdr_testkit::sys::raise_nofile(u64::MAX)
 }
 
 fn rss_kib(pid: u32) -> u64 {

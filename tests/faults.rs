@@ -14,16 +14,12 @@ use serde_json::Value;
 
 use crate::hostile::{Rng, scale};
 use crate::sandbox::{Sandbox, creds, set_mode};
+use cmdr_testkit::sys::is_root;
 
 const NOBODY: u32 = 65534;
 
 /// One system-wide inotify experiment at a time.
 static SYSCTL: Mutex<()> = Mutex::new(());
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// A mount that is undone (lazily) when dropped, even when the test fails.
 struct Mount(PathBuf);

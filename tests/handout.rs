@@ -6,6 +6,8 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::process::Stdio;
 use std::time::Duration;
 
+use cmdr_testkit::sys;
+
 use crate::sandbox::{Sandbox, creds, have, stderr, stdout};
 
 /// A secret that needs quoting in every shell.
@@ -142,9 +144,7 @@ fn exec_passes_env_exit_code_and_signals() {
         .spawn()
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: kill with a valid pid and signal has no memory effects.
-    unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
-    let status = child.wait().expect("wait");
+    let status = sys::terminate(&mut child).expect("SIGTERM and wait");
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
 }
 

@@ -9,6 +9,7 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use cmdr_testkit::sys::{self, Signal};
 use serde_json::{Value, json};
 
 use crate::sandbox::{Sandbox, creds};
@@ -76,17 +77,7 @@ pub fn rss_kib(pid: u32) -> u64 {
 
 /// Lets this process (and the daemon it spawns) open a few thousand sockets.
 pub fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < 8192 {
-            limit.rlim_cur = limit.rlim_max.min(8192);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
+    sys::raise_nofile(8192);
 }
 
 /// `status` answers within `WAIT` and says the daemon is running; returns how long it took.
@@ -608,14 +599,12 @@ fn clients_give_up_on_a_stopped_daemon() {
     let mut sb = Sandbox::with_profile("TOKEN-STOPPED-ONE");
     sb.start();
     sb.add_account("acme", &[]);
-    let pid = i32::try_from(sb.pid().expect("pid")).expect("pid");
-    // SAFETY: kill with a valid pid and signal has no memory effects.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let pid = sb.pid().expect("pid");
+    sys::signal(pid, Signal::Stop).expect("SIGSTOP");
     let prompt = ctl_bounded(&sb, &["prompt"]);
     let hook = ctl_bounded(&sb, &["env", "acme", "--if-changed", "sha256:none"]);
     let status = ctl_bounded(&sb, &["status"]);
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    sys::signal(pid, Signal::Cont).expect("SIGCONT");
     assert_eq!(prompt.status.code(), Some(3));
     assert!(
         prompt.stdout.is_empty() && prompt.stderr.is_empty(),
@@ -906,16 +895,14 @@ fn the_neovim_plugin_gives_up_on_a_stopped_daemon() {
     let nvim = std::thread::spawn(move || bounded(nvim, "nvim"));
     let read = || std::fs::read_to_string(&out).unwrap_or_default();
     sb.wait_until("nvim connected", || read().contains("ready"));
-    let pid = i32::try_from(sb.pid().expect("pid")).expect("pid");
-    // SAFETY: kill with a valid pid and signal has no memory effects.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let pid = sb.pid().expect("pid");
+    sys::signal(pid, Signal::Stop).expect("SIGSTOP");
     std::fs::write(&stopped, b"").expect("stopped");
     let status = nvim.join();
     let Ok(status) = status else {
         panic!("nvim hung; it wrote:\n{}", read());
     };
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    sys::signal(pid, Signal::Cont).expect("SIGCONT");
     let text = read();
     assert!(status.status.success(), "{text}");
     assert!(

@@ -193,7 +193,7 @@ fn profiles_that_cannot_give_credentials_are_misconfigured() {
     assert_eq!(role["state"], "misconfigured", "{role}");
 }
 
-// ---- Issue 14: what a new user hit ----
+// ---- What a new user following README.md hit (the contract: PRODUCT.md, "Public contract") ----
 
 /// Runs cmdrctl with `input` on stdin; returns its output.
 fn ctl_with_input(sb: &Sandbox, args: &[&str], input: &str) -> std::process::Output {
@@ -247,7 +247,6 @@ fn read_json_line(reader: &mut BufReader<UnixStream>) -> Option<Value> {
 /// run writes into a closed pipe.
 #[test]
 fn closed_pipe_ends_quietly_by_sigpipe() {
-    use std::os::fd::{FromRawFd as _, OwnedFd};
     use std::os::unix::process::ExitStatusExt as _;
     let mut sb = Sandbox::with_profile("T1");
     sb.start();
@@ -260,11 +259,7 @@ fn closed_pipe_ends_quietly_by_sigpipe() {
         &["doctor"],
         &["prompt", "--all"],
     ] {
-        let mut fds = [0; 2];
-        // SAFETY: pipe writes two new descriptors into the array.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: both descriptors are fresh and owned only here.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read, write) = cmdr_testkit::sys::pipe().expect("pipe");
         drop(read);
         let out = sb
             .command("cmdrctl")
@@ -533,8 +528,7 @@ fn malformed_values_exit_2() {
 #[test]
 fn another_users_daemon_is_named_as_such() {
     use std::os::unix::process::CommandExt as _;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !cmdr_testkit::sys::is_root() {
         eprintln!("skipped: acting as another uid needs root");
         return;
     }

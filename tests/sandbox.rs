@@ -8,6 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use cmdr_testkit::TempHome;
+use cmdr_testkit::sys;
 use serde_json::Value;
 
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -24,15 +26,11 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The temp HOME's paths (`root`, `home`, `aws`, `run_dir`, `data_dir`, `log`) and
+/// `socket()`, `credentials()`… come from [`TempHome`], through `Deref`.
 pub struct Sandbox {
-    _dir: tempfile::TempDir,
-    pub root: PathBuf,
-    pub home: PathBuf,
-    pub aws: PathBuf,
-    pub run_dir: PathBuf,
-    pub data_dir: PathBuf,
+    temp: TempHome,
     daemon: Option<Child>,
-    pub log: PathBuf,
     extra_env: Vec<(String, String)>,
     /// Runs every command (daemon and clients) as this uid/gid (tests/faults.rs).
     pub run_as: Option<u32>,
@@ -45,32 +43,9 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        let dir = tempfile::Builder::new()
-            .prefix("cmdr-e2e-")
-            .tempdir()
-            .expect("tempdir");
-        let root = dir.path().to_owned();
-        let home = root.join("home");
-        let run_dir = root.join("run");
-        std::fs::create_dir_all(&home).expect("home");
-        std::fs::create_dir_all(&run_dir).expect("run");
-        set_mode(&run_dir, 0o700);
         // No test may reach real AWS: validation is opt-in per test (against moto).
-        let conf = home.join(".config/cmdr");
-        std::fs::create_dir_all(&conf).expect("config dir");
-        std::fs::write(
-            conf.join("config.toml"),
-            "[daemon]\nvalidate_on_change = false\n",
-        )
-        .expect("config");
         Sandbox {
-            aws: home.join(".aws"),
-            data_dir: home.join(".local/share/cmdr"),
-            log: root.join("cmdrd.log"),
-            _dir: dir,
-            root,
-            home,
-            run_dir,
+            temp: TempHome::new("cmdr-e2e-", "").expect("temp home"),
             daemon: None,
             extra_env: Vec::new(),
             run_as: None,
@@ -93,23 +68,7 @@ impl Sandbox {
 
     /// Replaces cmdr's `config.toml`.
     pub fn write_cmdr_config(&self, text: &str) {
-        std::fs::write(self.home.join(".config/cmdr/config.toml"), text).expect("config");
-    }
-
-    pub fn socket(&self) -> PathBuf {
-        self.run_dir.join("cmdr").join("cmdrd.sock")
-    }
-
-    pub fn credentials(&self) -> PathBuf {
-        self.aws.join("credentials")
-    }
-
-    pub fn config(&self) -> PathBuf {
-        self.aws.join("config")
-    }
-
-    pub fn state_file(&self) -> PathBuf {
-        self.data_dir.join("state.json")
+        std::fs::write(self.cmdr_config(), text).expect("config");
     }
 
     pub fn write_credentials(&self, text: &str) {
@@ -131,15 +90,8 @@ impl Sandbox {
     }
 
     fn env(&self, cmd: &mut Command) {
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &self.home)
-            .env("XDG_RUNTIME_DIR", &self.run_dir)
-            .env("XDG_CONFIG_HOME", self.home.join(".config"))
-            .env("XDG_DATA_HOME", self.home.join(".local/share"))
-            .env("RUST_LOG", "trace")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("TZ", "UTC");
+        self.temp.env(cmd);
+        cmd.env("RUST_LOG", "trace");
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
@@ -203,10 +155,7 @@ impl Sandbox {
     /// SIGTERM and wait; returns the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.daemon.take()?;
-        // SAFETY: kill with a valid pid and signal has no memory effects.
-        unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
-        let status = child.wait().expect("wait");
-        status.code()
+        sys::terminate(&mut child).expect("SIGTERM and wait").code()
     }
 
     /// SIGTERM, then waits at most `limit` for the exit: the exit code, or `Err` with the
@@ -215,8 +164,7 @@ impl Sandbox {
         let Some(mut child) = self.daemon.take() else {
             return Ok(None);
         };
-        // SAFETY: kill with a valid pid and signal has no memory effects.
-        unsafe { libc::kill(i32::try_from(child.id()).expect("pid"), libc::SIGTERM) };
+        sys::signal(child.id(), sys::Signal::Term).expect("SIGTERM");
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
@@ -329,14 +277,16 @@ impl Sandbox {
         );
     }
 
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     pub fn log_tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        self.temp.log_tail(30)
+    }
+}
+
+impl std::ops::Deref for Sandbox {
+    type Target = TempHome;
+
+    fn deref(&self) -> &TempHome {
+        &self.temp
     }
 }
 
@@ -476,8 +426,7 @@ pub fn have(program: &str) -> bool {
 }
 
 pub fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    cmdr_testkit::set_mode(path, mode).expect("chmod");
 }
 
 pub fn mode(path: &Path) -> u32 {

@@ -7,14 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use cmdr_client::Client;
+use cmdr_testkit::{TempHome, sys};
 
+/// The temp HOME's paths (`home`, `aws`, `log`…) and `socket()`, `credentials()`… come
+/// from [`TempHome`] (shared with the end-to-end tests), through `Deref`.
 pub struct Sandbox {
-    _dir: tempfile::TempDir,
+    temp: TempHome,
     pub bins: PathBuf,
-    pub home: PathBuf,
-    pub aws: PathBuf,
-    pub run_dir: PathBuf,
-    pub log: PathBuf,
     daemon: Option<Child>,
 }
 
@@ -27,62 +26,23 @@ impl Sandbox {
         credentials: &str,
         cmdr_config: &str,
     ) -> anyhow::Result<Sandbox> {
-        let dir = tempfile::Builder::new()
-            .prefix("cmdr-bench-")
-            .tempdir()
-            .context("temp dir")?;
-        let root = dir.path().to_owned();
-        let home = root.join("home");
-        let aws = home.join(".aws");
-        let run_dir = root.join("run");
-        let conf = home.join(".config/cmdr");
-        for d in [&aws, &run_dir, &conf] {
-            std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
-        }
-        set_mode(&run_dir, 0o700)?;
-        std::fs::write(
-            conf.join("config.toml"),
-            format!("[daemon]\nvalidate_on_change = false\n{cmdr_config}"),
-        )
-        .context("write config.toml")?;
-        std::fs::write(aws.join("config"), config).context("write config")?;
-        std::fs::write(aws.join("credentials"), credentials).context("write credentials")?;
+        let temp = TempHome::new("cmdr-bench-", cmdr_config).context("temp HOME")?;
+        std::fs::create_dir_all(&temp.aws).context("create ~/.aws")?;
+        std::fs::write(temp.config(), config).context("write config")?;
+        std::fs::write(temp.credentials(), credentials).context("write credentials")?;
         Ok(Sandbox {
-            _dir: dir,
+            temp,
             bins: bins.to_owned(),
-            log: root.join("cmdrd.log"),
-            home,
-            aws,
-            run_dir,
             daemon: None,
         })
-    }
-
-    pub fn credentials(&self) -> PathBuf {
-        self.aws.join("credentials")
-    }
-
-    pub fn config(&self) -> PathBuf {
-        self.aws.join("config")
-    }
-
-    pub fn socket(&self) -> PathBuf {
-        self.run_dir.join("cmdr").join("cmdrd.sock")
     }
 
     /// A command with the sandbox's environment and nothing else of ours.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &self.home)
-            .env("XDG_RUNTIME_DIR", &self.run_dir)
-            .env("XDG_CONFIG_HOME", self.home.join(".config"))
-            .env("XDG_DATA_HOME", self.home.join(".local/share"))
-            .env("AWS_CONFIG_FILE", self.config())
+        self.temp.env(&mut cmd);
+        cmd.env("AWS_CONFIG_FILE", self.config())
             .env("AWS_SHARED_CREDENTIALS_FILE", self.credentials())
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("TZ", "UTC")
             .stdin(Stdio::null());
         cmd
     }
@@ -148,25 +108,24 @@ impl Sandbox {
         Ok(())
     }
 
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     fn log_tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        self.temp.log_tail(20)
     }
 
     /// SIGTERM and wait.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.daemon.take() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                // SAFETY: kill with a valid pid and signal has no memory effects.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
+            let _ = sys::signal(child.id(), sys::Signal::Term);
             let _ = child.wait();
         }
+    }
+}
+
+impl std::ops::Deref for Sandbox {
+    type Target = TempHome;
+
+    fn deref(&self) -> &TempHome {
+        &self.temp
     }
 }
 
@@ -177,12 +136,6 @@ impl Drop for Sandbox {
             let _ = child.wait();
         }
     }
-}
-
-fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", path.display()))
 }
 
 /// One reading of a process from `/proc`.
@@ -209,8 +162,7 @@ impl ProcStats {
                 .and_then(|f| f.parse::<u64>().ok())
                 .unwrap_or(0)
         };
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let hz = sys::clock_ticks_per_second() as f64;
         let mut switches: Vec<(String, u64)> = Vec::new();
         if let Ok(tasks) = std::fs::read_dir(dir.join("task")) {
             for task in tasks.filter_map(Result::ok) {
@@ -256,18 +208,6 @@ pub fn run_measured(cmd: &mut Command) -> anyhow::Result<(Duration, u64, bool)> 
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("spawn {:?}", cmd.get_program()))?;
-    let pid = i32::try_from(child.id()).context("pid")?;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own un-reaped child; status and usage are valid for writes.
-    let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let elapsed = started.elapsed();
-    if got != pid {
-        bail!("wait4 failed: {}", std::io::Error::last_os_error());
-    }
-    // The child is reaped: dropping `child` does not wait again.
-    drop(child);
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    Ok((elapsed, u64::try_from(usage.ru_maxrss).unwrap_or(0), ok))
+    let (ok, peak_rss) = sys::wait_with_peak_rss(child).context("wait4")?;
+    Ok((started.elapsed(), peak_rss, ok))
 }

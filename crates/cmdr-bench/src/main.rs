@@ -1,5 +1,5 @@
-//! cmdr-bench: runs every benchmark of issue 7 against its baseline in the same run,
-//! prints the table and writes the markdown page (`scripts/bench` drives it).
+//! cmdr-bench: runs every benchmark of docs/benchmarks.md against its baseline in the
+//! same run, prints the table and writes that page (`scripts/bench` drives it).
 //!
 //! Usage: `cmdr-bench [--quick] [--build-time] [--bins DIR] [--out PATH]`.
 //!

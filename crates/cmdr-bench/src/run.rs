@@ -226,16 +226,5 @@ async fn run() -> anyhow::Result<()> {
 /// 1,000 subscribers need more than the usual 1,024 descriptors on both ends (the daemon
 /// inherits our limit).
 fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid resource and a valid struct pointer.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max.min(65536);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
+    cmdr_testkit::sys::raise_nofile(65536);
 }

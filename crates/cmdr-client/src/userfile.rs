@@ -153,9 +153,7 @@ mod tests {
 
         // A FIFO with no writer would block a plain open forever.
         let fifo = tmp.path().join("fifo");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("cstring");
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        cmdr_testkit::sys::mkfifo(&fifo, 0o600).expect("mkfifo");
         let err = read_bounded(&fifo, 5).expect_err("fifo");
         assert_eq!(err.to_string(), "not a regular file");
         // Devices report a length of 0 and never end.

@@ -4,13 +4,12 @@
 pub mod account;
 pub mod diff;
 pub mod expiry;
-mod grammar;
+pub mod grammar;
 pub mod handout;
 pub mod input;
 pub mod paste;
 mod per_file;
 pub mod profile;
-pub mod sdk;
 pub mod seen;
 pub mod text;
 

@@ -80,7 +80,7 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
     if let (Ok(config), Ok(credentials)) = (
         std::str::from_utf8(&config),
         std::str::from_utf8(&credentials),
-    ) && let Some(why) = cmdr_core::sdk::disagreement(config, credentials)
+    ) && let Some(why) = cmdr_oracle::disagreement(config, credentials)
     {
         warnings.push(format!(
             "cmdr reads these files differently from the AWS SDK ({why}); please report this"

@@ -102,11 +102,11 @@ pub fn env_json(
 
 /// The same fingerprint the daemon shows for these credentials (reveals nothing).
 pub fn fingerprint(h: &HandOut) -> String {
-    cmdr_core::profile::fingerprint_of(&[
+    cmdr_core::profile::keys_fingerprint(
         &h.access_key_id,
         &h.secret_access_key,
-        h.session_token.as_deref().unwrap_or(""),
-    ])
+        h.session_token.as_deref(),
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

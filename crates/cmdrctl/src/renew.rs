@@ -1,6 +1,6 @@
 //! `cmdrctl renew NAME`: starts getting a new token for an account, in the user's terminal:
 //! opens its access portal in the browser, or for an SSO profile runs `aws sso login` and
-//! reports the outcome (the plan and the runner are `cmdrd::renew`, shared with the
+//! reports the outcome (the plan and the runner are `cmdr_config::renew`, shared with the
 //! desktop notifications).
 
 use std::path::Path;

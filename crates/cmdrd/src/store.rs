@@ -29,7 +29,7 @@ pub struct StoredState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JournalEntry {
-    Put(Account),
+    Put(Box<Account>),
     Remove(String),
 }
 
@@ -131,7 +131,7 @@ impl Store {
             }
             match serde_json::from_slice::<JournalEntry>(line) {
                 Ok(JournalEntry::Put(account)) => {
-                    accounts.insert(account.name.clone(), account);
+                    accounts.insert(account.name.clone(), *account);
                 }
                 Ok(JournalEntry::Remove(name)) => {
                     accounts.remove(&name);
@@ -361,8 +361,8 @@ mod tests {
         let compact = store
             .append(
                 &[
-                    JournalEntry::Put(account("b", "us-east-1")),
-                    JournalEntry::Put(account("a", "eu-north-1")),
+                    JournalEntry::Put(Box::new(account("b", "us-east-1"))),
+                    JournalEntry::Put(Box::new(account("a", "eu-north-1"))),
                 ],
                 2,
             )
@@ -372,7 +372,10 @@ mod tests {
             .append(&[JournalEntry::Remove("b".into())], 1)
             .expect("append");
         store
-            .append(&[JournalEntry::Put(account("c", "ap-south-1"))], 2)
+            .append(
+                &[JournalEntry::Put(Box::new(account("c", "ap-south-1")))],
+                2,
+            )
             .expect("append");
         // A crash mid-append: half a line at the end.
         let journal = path.with_extension("journal");
@@ -418,7 +421,7 @@ mod tests {
     fn journal_asks_for_compaction_in_proportion() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut store = Store::new(tmp.path().join("state.json"));
-        let put = [JournalEntry::Put(account("a", "eu-west-1"))];
+        let put = [JournalEntry::Put(Box::new(account("a", "eu-west-1")))];
         for _ in 1..COMPACT_AFTER {
             assert!(!store.append(&put, 10).expect("append"));
         }

@@ -392,7 +392,7 @@ impl Engine {
         let expiry_of = expiry_of!(self);
         let changes = op(&mut self.accounts, &self.view, &expiry_of)?;
         let entry = match self.accounts.get(name) {
-            Ok(account) => JournalEntry::Put(account.clone()),
+            Ok(account) => JournalEntry::Put(Box::new(account.clone())),
             Err(_) => JournalEntry::Remove(name.to_owned()),
         };
         match self.store.append(&[entry], self.accounts.len()) {

@@ -1,0 +1,84 @@
+//! The AWS SSO token cache (`~/.aws/sso/cache/<sha1>.json`): which files the two AWS files
+//! name, and the token and expiry a profile's session has there.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use sha1::Digest as _;
+
+use crate::expiry::parse_timestamp;
+use crate::grammar;
+
+/// The SSO cache files the two files name: `<sha1>.json` of every `sso_session` and
+/// `sso_start_url` (a profile's own and its `[sso-session]`'s), which the view looks up.
+/// The watcher reads these first and always, however many other files the cache holds.
+/// Files that do not parse name none.
+pub fn sso_cache_files(config: &[u8], credentials: &[u8]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let (Ok(config), Ok(credentials)) = (
+        std::str::from_utf8(config),
+        std::str::from_utf8(credentials),
+    ) else {
+        return out;
+    };
+    let Ok(parsed) = grammar::parse(config, credentials) else {
+        return out;
+    };
+    let mut add = |key: &str| {
+        out.insert(format!(
+            "{}.json",
+            hex::encode(sha1::Sha1::digest(key.as_bytes()))
+        ));
+    };
+    for section in parsed.profiles.values() {
+        for key in ["sso_session", "sso_start_url"] {
+            if let Some(value) = section.props.get_non_empty(key) {
+                add(value);
+            }
+        }
+    }
+    for (name, section) in &parsed.sso_sessions {
+        add(name);
+        if let Some(url) = section.props.get_non_empty("sso_start_url") {
+            add(url);
+        }
+    }
+    out
+}
+
+/// A token from the SSO cache. Only the hash of `access_token` leaves this module.
+pub(super) struct CachedToken {
+    pub(super) access_token: String,
+    pub(super) expires_at: Option<DateTime<Utc>>,
+}
+
+pub(super) struct SsoCache<'a> {
+    files: &'a BTreeMap<String, Vec<u8>>,
+}
+
+impl<'a> SsoCache<'a> {
+    pub(super) fn new(files: &'a BTreeMap<String, Vec<u8>>) -> Self {
+        SsoCache { files }
+    }
+
+    /// The cache file is named by the SHA-1 of the session name, or else of the start URL.
+    pub(super) fn lookup(
+        &self,
+        session: Option<&str>,
+        start_url: Option<&str>,
+    ) -> Option<CachedToken> {
+        let key = session.or(start_url)?;
+        let file = format!("{}.json", hex::encode(sha1::Sha1::digest(key.as_bytes())));
+        let bytes = self.files.get(&file)?;
+        let json: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        let access_token = json.get("accessToken")?.as_str()?.to_owned();
+        let expires_at = json
+            .get("expiresAt")
+            .and_then(|v| v.as_str())
+            .and_then(parse_timestamp);
+        Some(CachedToken {
+            access_token,
+            expires_at,
+        })
+    }
+}
