@@ -810,6 +810,70 @@ fn sso_tokens_the_config_names_are_read_however_crowded_the_cache() {
     assert!(!sb.log_text().contains("SSO-ACCESS-TOKEN-VALUE"));
 }
 
+/// A token file the config names that is garbage, or larger than any real token, is a
+/// `file_error` naming that file (and `status` says so), never silence; a good one again
+/// is `file_recovered`. The file's contents never reach the message.
+#[test]
+fn a_bad_or_oversized_sso_token_file_is_a_file_error() {
+    let mut sb = Sandbox::new();
+    let cache = sb.aws.join("sso/cache");
+    std::fs::create_dir_all(&cache).expect("cache");
+    std::fs::write(
+        sb.config(),
+        "[profile s]\nsso_session = corp\nsso_account_id = 111122223333\nsso_role_name = R\n\
+         [sso-session corp]\nsso_start_url = https://corp.example/start\nsso_region = eu-west-1\n",
+    )
+    .expect("config");
+    let name = std::process::Command::new("sh")
+        .args(["-c", "printf corp | sha1sum | cut -d' ' -f1"])
+        .output()
+        .expect("sha1sum");
+    let name = format!("{}.json", String::from_utf8_lossy(&name.stdout).trim());
+    let token = cache.join(&name);
+    std::fs::write(&token, "GARBAGE-SSO-CONTENT").expect("garbage");
+    sb.start();
+    let status = sb.json(&["status"]);
+    let sso = status["files"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["kind"] == "sso_cache"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(sso["health"], "error", "{sso}");
+    assert!(
+        sso["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&name) && e.contains("not valid JSON")),
+        "{sso}"
+    );
+
+    let mut watch = sb.watch();
+    std::fs::write(
+        &token,
+        r#"{"accessToken": "SSO-TOKEN-VALUE", "expiresAt": "2099-01-01T00:00:00Z"}"#,
+    )
+    .expect("good");
+    let recovered = watch.wait_type("file_recovered");
+    assert!(
+        recovered["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(&name)),
+        "{recovered}"
+    );
+
+    // Larger than any token: refused while reading, reported with its path.
+    let mut big = vec![b' '; 2 << 20];
+    big[0] = b'{';
+    std::fs::write(&token, &big).expect("big");
+    let error = watch.wait_type("file_error");
+    assert!(
+        error["path"].as_str().is_some_and(|p| p.ends_with(&name)),
+        "{error}"
+    );
+    let text = serde_json::to_string(&watch.seen).expect("events");
+    assert!(!text.contains("GARBAGE-SSO-CONTENT") && !text.contains("SSO-TOKEN-VALUE"));
+    assert!(!sb.log_text().contains("GARBAGE-SSO-CONTENT"));
+}
+
 #[test]
 fn doctor_json_redacts_secrets_at_every_depth() {
     let mut sb = Sandbox::new();

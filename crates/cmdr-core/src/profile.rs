@@ -15,7 +15,7 @@ mod sso;
 mod tests;
 mod view;
 
-pub use sso::sso_cache_files;
+pub use sso::{sso_cache_files, sso_token_problem};
 pub use view::{check_file, parse_view, parse_view_or, parse_view_with, redact_secrets};
 
 /// Properties whose values are secrets: never shown, never stored.

@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub config: FileRead,
     pub credentials: FileRead,
     pub sso_cache: BTreeMap<String, Vec<u8>>,
+    /// The token files the config names that exist but cannot be used, with why.
+    pub sso_problems: BTreeMap<String, String>,
 }
 
 impl Snapshot {
@@ -73,13 +75,13 @@ impl Snapshot {
             FileRead::Bytes(bytes) => bytes.clone(),
             _ => Vec::new(),
         };
-        let sso_cache = read_cache(&targets.sso_cache, || {
-            cmdr_core::profile::sso_cache_files(&bytes(&config), &bytes(&credentials))
-        });
+        let wanted = cmdr_core::profile::sso_cache_files(&bytes(&config), &bytes(&credentials));
+        let (sso_cache, sso_problems) = read_cache(&targets.sso_cache, &wanted);
         Snapshot {
             config,
             credentials,
             sso_cache,
+            sso_problems,
         }
     }
 
@@ -128,26 +130,39 @@ fn cache_names(dir: &Path) -> Vec<(String, PathBuf)> {
 }
 
 /// The SSO token cache: `*.json` files, bounded in number and size. The files the AWS
-/// files name (`wanted`, computed only when the cache holds more than [`MAX_CACHE_FILES`])
-/// are read first and always; then others in sorted order up to the bound. Unreadable ones
-/// are skipped: the cache holds unrelated files too.
-fn read_cache(dir: &Path, wanted: impl FnOnce() -> BTreeSet<String>) -> BTreeMap<String, Vec<u8>> {
+/// files name (`wanted`) are read first and always, and each that exists but is not a
+/// usable token (unreadable, too large, not a token) is a problem; then others in sorted
+/// order up to the bound, unreadable ones skipped: the cache holds unrelated files too.
+fn read_cache(
+    dir: &Path,
+    wanted: &BTreeSet<String>,
+) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
     let mut out = BTreeMap::new();
-    let names = cache_names(dir);
-    let mut read = |name: &str, path: &Path| {
+    let mut problems = BTreeMap::new();
+    // The files the config names first and always, with what is wrong with each.
+    for name in wanted {
+        match userfile::read_bounded(&dir.join(name), MAX_CACHE_FILE_LEN) {
+            Ok(bytes) => {
+                if let Some(problem) = cmdr_core::profile::sso_token_problem(&bytes) {
+                    problems.insert(name.clone(), problem);
+                }
+                out.insert(name.clone(), bytes);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                problems.insert(name.clone(), format!("cannot be read: {err}"));
+            }
+        }
+    }
+    for (name, path) in cache_names(dir).iter().take(MAX_CACHE_FILES) {
+        if out.contains_key(name) || problems.contains_key(name) {
+            continue;
+        }
         if let Ok(bytes) = userfile::read_bounded(path, MAX_CACHE_FILE_LEN) {
             out.insert(name.to_owned(), bytes);
         }
-    };
-    if names.len() > MAX_CACHE_FILES {
-        for name in wanted() {
-            read(&name, &dir.join(&name));
-        }
     }
-    for (name, path) in names.iter().take(MAX_CACHE_FILES) {
-        read(name, path);
-    }
-    out
+    (out, problems)
 }
 
 /// The identities of everything a [`Snapshot`] reads: when none changed since a read made
@@ -559,7 +574,10 @@ mod tests {
         std::fs::write(cache.join("a.json"), "{}").expect("write");
         std::fs::write(cache.join("b.txt"), "{}").expect("write");
         assert_eq!(
-            read_cache(&cache, BTreeSet::new).keys().collect::<Vec<_>>(),
+            read_cache(&cache, &BTreeSet::new())
+                .0
+                .keys()
+                .collect::<Vec<_>>(),
             vec!["a.json"]
         );
     }

@@ -81,6 +81,7 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
         config: FileRead::Missing,
         credentials: FileRead::Bytes(text.into_bytes()),
         sso_cache: Default::default(),
+        sso_problems: Default::default(),
     };
     let expires = base + chrono::Duration::hours(1);
     let (rescan, _rescan_rx) = mpsc::channel(1);

@@ -52,6 +52,25 @@ pub(super) struct CachedToken {
     pub(super) expires_at: Option<DateTime<Utc>>,
 }
 
+/// Why the bytes of an SSO cache file the config names are not a token the SDK can use
+/// (`None`: they are). Never quotes the file.
+pub fn sso_token_problem(bytes: &[u8]) -> Option<String> {
+    let json: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(json) => json,
+        Err(err) => {
+            return Some(format!(
+                "not valid JSON (line {}, column {})",
+                err.line(),
+                err.column()
+            ));
+        }
+    };
+    match json.get("accessToken") {
+        Some(serde_json::Value::String(_)) => None,
+        _ => Some("no `accessToken` string: not an SSO token".to_owned()),
+    }
+}
+
 pub(super) struct SsoCache<'a> {
     files: &'a BTreeMap<String, Vec<u8>>,
 }
@@ -80,5 +99,29 @@ impl<'a> SsoCache<'a> {
             access_token,
             expires_at,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_problems_name_the_reason_not_the_contents() {
+        assert_eq!(
+            sso_token_problem(br#"{"accessToken":"x","expiresAt":"2030-01-01T00:00:00Z"}"#),
+            None
+        );
+        let garbage = sso_token_problem(b"SECRET-GARBAGE").expect("problem");
+        assert!(
+            garbage.starts_with("not valid JSON") && !garbage.contains("SECRET"),
+            "{garbage}"
+        );
+        assert!(
+            sso_token_problem(br#"{"token":"x"}"#)
+                .expect("problem")
+                .contains("accessToken")
+        );
+        assert!(sso_token_problem(br#"{"accessToken":1}"#).is_some());
     }
 }

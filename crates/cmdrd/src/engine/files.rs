@@ -122,6 +122,7 @@ impl Engine {
         let exists = read.as_ref().map(|_, r| r.0);
         let mut candidates: PerFile<Result<Vec<u8>, FileProblem>> = read.map(|_, r| r.1);
         self.sso_cache = snapshot.sso_cache;
+        self.note_sso_problems(snapshot.sso_problems, publish);
         // Parse the new bytes together (one SDK load when all is well); a broken file falls
         // back to its last good bytes, as does one that could not be read.
         let pick = |kind: FileKind| match &candidates[kind] {
@@ -242,6 +243,31 @@ impl Engine {
         self.retries += 1;
         // A branch of the engine's loop, not a task: nothing outlives the engine.
         self.retry_at = Some(tokio::time::Instant::now() + delay);
+    }
+
+    /// SSO token files the config names that cannot be used: `file_error` once for each
+    /// new or changed problem, `file_recovered` when one is gone.
+    fn note_sso_problems(&mut self, problems: BTreeMap<String, String>, publish: bool) {
+        let path = |name: &str| self.settings.sso_cache.join(name).display().to_string();
+        for (name, message) in &problems {
+            if self.sso_problems.get(name) == Some(message) {
+                continue;
+            }
+            tracing::warn!(path = %path(name), %message, "SSO token file cannot be used");
+            if publish {
+                self.emit(EventKind::FileError {
+                    path: path(name),
+                    line: None,
+                    message: message.clone(),
+                });
+            }
+        }
+        for name in self.sso_problems.keys() {
+            if !problems.contains_key(name) && publish {
+                self.emit(EventKind::FileRecovered { path: path(name) });
+            }
+        }
+        self.sso_problems = problems;
     }
 
     /// Records when each token was first seen; drops profiles that are gone.

@@ -113,6 +113,8 @@ pub struct Engine {
     /// last validated; forgotten when the profile changes.
     process_expiry: BTreeMap<String, DateTime<Utc>>,
     sso_cache: BTreeMap<String, Vec<u8>>,
+    /// Token files the config names that cannot be used, with why (`status`, events).
+    sso_problems: BTreeMap<String, String>,
     health: PerFile<FileHealth>,
     accounts: Accounts,
     seen: SeenTokens,
@@ -185,6 +187,7 @@ impl Engine {
             good: PerFile::default(),
             process_expiry: BTreeMap::new(),
             sso_cache: BTreeMap::new(),
+            sso_problems: BTreeMap::new(),
             health: PerFile::default(),
             accounts: Accounts::from_list(stored.accounts),
             seen: stored.seen.clone(),
@@ -428,11 +431,16 @@ impl Engine {
                 )
             })
             .collect();
+        let sso_problem = self
+            .sso_problems
+            .iter()
+            .next()
+            .map(|(name, message)| (None, format!("{name}: {message}")));
         files.push(wire::file_status(
             cmdr_proto::FileKind::SsoCache,
             &self.settings.sso_cache,
             self.settings.sso_cache.is_dir(),
-            None,
+            sso_problem.as_ref(),
         ));
         StatusInfo {
             daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
