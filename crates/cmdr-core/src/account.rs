@@ -268,7 +268,7 @@ impl Account {
         {
             return Status::new(AccountState::Misconfigured, reason);
         }
-        match self.accepted.expiry.as_ref().and_then(|e| e.at) {
+        match self.accepted.expiry.as_ref().and_then(|e| e.when()) {
             Some(at) if at <= now => {
                 return Status::new(
                     AccountState::Expired,

@@ -86,18 +86,23 @@ impl<'de> serde::Deserialize<'de> for Expiry {
         let stored = StoredExpiry::deserialize(deserializer)?;
         let source = ExpirySource::from_label(&stored.source)
             .ok_or_else(|| serde::de::Error::custom("unknown expiry source"))?;
-        Ok(Expiry {
-            at: stored.at,
-            source,
-        })
+        match (stored.at, source) {
+            (None, ExpirySource::Never) => Ok(Expiry::never()),
+            (Some(at), source) if source != ExpirySource::Never => Ok(Expiry::at(at, source)),
+            _ => Err(serde::de::Error::custom(
+                "an expiry has a time unless its source is `never`",
+            )),
+        }
     }
 }
 
-/// An expiry: `at` is `None` only for [`ExpirySource::Never`].
+/// An expiry: a time and where it was learnt, or never (static keys). Built only by
+/// [`Expiry::at`] and [`Expiry::never`], so a time is missing exactly when the source is
+/// [`ExpirySource::Never`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expiry {
-    pub at: Option<DateTime<Utc>>,
-    pub source: ExpirySource,
+    at: Option<DateTime<Utc>>,
+    source: ExpirySource,
 }
 
 impl Expiry {
@@ -114,6 +119,15 @@ impl Expiry {
             source: ExpirySource::Never,
         }
     }
+
+    /// When it ends; `None` for never.
+    pub fn when(&self) -> Option<DateTime<Utc>> {
+        self.at
+    }
+
+    pub fn source(&self) -> &ExpirySource {
+        &self.source
+    }
 }
 
 /// The `Expiration` handed out with credentials (credentials endpoint, `credential-process`):
@@ -125,7 +139,7 @@ pub fn served_until(
     lifetime: chrono::Duration,
 ) -> DateTime<Utc> {
     let cap = now + lifetime;
-    match expiry.and_then(|e| e.at) {
+    match expiry.and_then(Expiry::when) {
         Some(at) if at < cap => at,
         _ => cap,
     }
@@ -374,10 +388,22 @@ mod effective_tests {
         let twelve = chrono::Duration::hours(12);
         let e = effective(s, Some((&fp, seen)), twelve).expect("estimated");
         assert_eq!(e.source, ExpirySource::Estimated);
-        assert_eq!(e.at, Some(seen + twelve));
+        assert_eq!(e.when(), Some(seen + twelve));
         assert_eq!(effective(s, Some(("other", seen)), twelve), None);
         assert_eq!(effective(s, None, twelve), None);
         let k = v.get("k").expect("k");
         assert_eq!(effective(k, None, twelve), Some(Expiry::never()));
+    }
+
+    /// The state file cannot smuggle in an expiry without a time (or `never` with one).
+    #[test]
+    fn a_stored_expiry_has_a_time_unless_never() {
+        let parse = |json: &str| serde_json::from_str::<Expiry>(json);
+        assert_eq!(parse(r#"{"at":null,"source":"never"}"#).expect("never"), Expiry::never());
+        assert!(parse(r#"{"at":null,"source":"comment"}"#).is_err());
+        assert!(parse(r#"{"at":"2030-01-01T00:00:00Z","source":"never"}"#).is_err());
+        let at = parse(r#"{"at":"2030-01-01T00:00:00Z","source":"comment"}"#).expect("at");
+        assert_eq!(at.source(), &ExpirySource::Comment);
+        assert!(at.when().is_some());
     }
 }

@@ -48,8 +48,8 @@ pub fn account_event(change: AccountChange) -> EventKind {
             profile,
             old_fingerprint,
             new_fingerprint,
-            expires_at: expiry.as_ref().and_then(|e| e.at).map(timestamp),
-            expiry_source: expiry.map(|e| e.source.label()),
+            expires_at: expiry.as_ref().and_then(|e| e.when()).map(timestamp),
+            expiry_source: expiry.map(|e| e.source().label()),
         },
         AccountChange::TokenAccepted { account, profile } => {
             EventKind::TokenAccepted { account, profile }
@@ -158,7 +158,7 @@ pub fn file_kind(kind: cmdr_core::FileKind) -> wire::FileKind {
 
 /// `expiry_source` in `--json`: the source's label, `unknown` without an expiry.
 pub fn expiry_source(expiry: Option<&Expiry>) -> String {
-    expiry.map_or_else(|| "unknown".to_owned(), |e| e.source.label())
+    expiry.map_or_else(|| "unknown".to_owned(), |e| e.source().label())
 }
 
 /// One profile for `profiles --json`, with its expiry as the daemon knows it.
@@ -174,7 +174,7 @@ pub fn profile_info(profile: &Profile, expiry: Option<Expiry>) -> ProfileInfo {
             .collect(),
         access_key_id: profile.masked_access_key_id.clone(),
         fingerprint: profile.fingerprint.clone(),
-        expires_at: expiry.as_ref().and_then(|e| e.at).map(timestamp),
+        expires_at: expiry.as_ref().and_then(|e| e.when()).map(timestamp),
         expiry_source: Some(expiry_source(expiry.as_ref())),
     }
 }
@@ -198,7 +198,7 @@ pub fn account_info(
         fingerprint: profile.and_then(|p| p.fingerprint.clone()),
         accepted_fingerprint: account.accepted.fingerprint.clone(),
         accepted_at: account.accepted.at.map(timestamp),
-        expires_at: expiry.and_then(|e| e.at).map(timestamp),
+        expires_at: expiry.and_then(|e| e.when()).map(timestamp),
         expiry_source: Some(expiry_source(expiry)),
         account_id: account.account_id.clone(),
         portal: account.portal(profile).map(str::to_owned),

@@ -119,8 +119,11 @@ fn the_accepted_token_keeps_its_own_expiry() {
     accounts.apply(&diff(&short, &long), &long, &files_only, now);
     let a = accounts.get("a").expect("a");
     let expiry = a.accepted.expiry.clone().expect("expiry");
-    assert_eq!(expiry.source, ExpirySource::Key("x_security_token_expires"));
-    assert!(expiry.at.expect("at") < now + Duration::minutes(21));
+    assert_eq!(
+        *expiry.source(),
+        ExpirySource::Key("x_security_token_expires")
+    );
+    assert!(expiry.when().expect("at") < now + Duration::minutes(21));
     // Changed outranks expiring; once accepted, the long one counts.
     let later = now + Duration::minutes(10);
     let m = Duration::minutes(15);

@@ -196,9 +196,9 @@ fn every_expiry_key_is_read() {
             &format!("[a]\n{KEYS}aws_session_token = t\n{key} = 2026-11-29T10:00:00+0000\n"),
         );
         let e = v.get("a").and_then(|p| p.expiry.clone()).expect("expiry");
-        assert_eq!(e.source.label(), *key);
+        assert_eq!(e.source().label(), *key);
         assert_eq!(
-            e.at.map(|a| a.to_rfc3339()).as_deref(),
+            e.when().map(|a| a.to_rfc3339()).as_deref(),
             Some("2026-11-29T10:00:00+00:00")
         );
     }
@@ -307,7 +307,7 @@ fn expiry_keys_comments_and_sso_cache() {
     let label = |n: &str| {
         v.get(n)
             .and_then(|p| p.expiry.as_ref())
-            .map(|e| (e.at.map(|a| a.to_rfc3339()), e.source.label()))
+            .map(|e| (e.when().map(|a| a.to_rfc3339()), e.source().label()))
     };
     assert_eq!(
         label("a"),
@@ -344,7 +344,7 @@ fn expiry_keys_comments_and_sso_cache() {
         .get("r1")
         .and_then(|p| p.expiry.clone())
         .expect("r1 expiry");
-    assert_eq!(r1.source.label(), "source_profile:a");
+    assert_eq!(r1.source().label(), "source_profile:a");
     assert!(v.get("c1").and_then(|p| p.expiry.clone()).is_none());
 
     let mut cache = BTreeMap::new();
@@ -365,9 +365,9 @@ fn expiry_keys_comments_and_sso_cache() {
     let s = v.get("s").expect("s");
     assert!(s.fingerprint.is_some());
     let e = s.expiry.as_ref().expect("expiry");
-    assert_eq!(e.source, ExpirySource::SsoCache);
+    assert_eq!(*e.source(), ExpirySource::SsoCache);
     assert_eq!(
-        e.at.map(|a| a.to_rfc3339()).as_deref(),
+        e.when().map(|a| a.to_rfc3339()).as_deref(),
         Some("2021-12-07T01:19:12+00:00")
     );
     assert_eq!(v.sso_sessions["corp"]["sso_start_url"], "https://x");
@@ -397,7 +397,7 @@ fn expiry_keys_comments_and_sso_cache() {
         Some("https://legacy")
     );
     assert_eq!(
-        e.at.map(|a| a.to_rfc3339()).as_deref(),
+        e.when().map(|a| a.to_rfc3339()).as_deref(),
         Some("2026-11-29T10:00:00+00:00")
     );
     // No cache file: no expiry, no fingerprint, no error.

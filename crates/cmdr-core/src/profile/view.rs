@@ -97,7 +97,7 @@ fn resolve_source_profile_expiry(view: &mut ProfileView) {
             let Some(next) = view.profiles.get(source) else {
                 break;
             };
-            if let Some(at) = next.expiry.as_ref().and_then(|e| e.at) {
+            if let Some(at) = next.expiry.as_ref().and_then(|e| e.when()) {
                 found.push((
                     name.clone(),
                     Expiry::at(at, ExpirySource::SourceProfile(source.clone())),

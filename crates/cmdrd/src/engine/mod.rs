@@ -297,7 +297,7 @@ impl Engine {
             let deadline = account.map(|a| Deadline {
                 account: &a.name,
                 profile: &a.profile,
-                expires_at: a.accepted.expiry.as_ref().and_then(|e| e.at),
+                expires_at: a.accepted.expiry.as_ref().and_then(|e| e.when()),
             });
             let (events, pending) =
                 self.timers
@@ -318,7 +318,7 @@ impl Engine {
             .accounts
             .iter()
             .map(|a| {
-                let at = a.accepted.expiry.as_ref().and_then(|e| e.at);
+                let at = a.accepted.expiry.as_ref().and_then(|e| e.when());
                 (a.name.clone(), a.profile.clone(), at)
             })
             .collect();

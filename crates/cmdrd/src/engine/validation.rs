@@ -163,7 +163,7 @@ impl Engine {
             .accepted
             .expiry
             .as_ref()
-            .map_or_else(|| "unknown".to_owned(), |e| e.source.label());
+            .map_or_else(|| "unknown".to_owned(), |e| e.source().label());
         let served = serve::Served {
             account: name.to_owned(),
             profile: account.profile.clone(),
@@ -173,7 +173,7 @@ impl Engine {
             expiry_source,
         };
         if let Some(credentials) = &account.accepted.credentials {
-            let expires_at = account.accepted.expiry.as_ref().and_then(|e| e.at);
+            let expires_at = account.accepted.expiry.as_ref().and_then(|e| e.when());
             tracing::debug!(account = name, "handed out credentials to a client");
             return waiter.answer(&served, credentials, expires_at.map(timestamp));
         }
