@@ -104,19 +104,31 @@ impl Drop for Desktop {
     }
 }
 
-#[test]
-fn use_new_token_from_a_real_notification_server() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let Some(desktop) = Desktop::start(root.path()) else {
-        return;
-    };
+/// A daemon on the desktop's bus with account `acme`, after its token changed to `token`
+/// (`None` when the desktop tools are missing).
+fn token_changed_on_a_desktop(
+    root: &std::path::Path,
+    token: &str,
+) -> Option<(Desktop, Sandbox, crate::sandbox::Watch)> {
+    let desktop = Desktop::start(root)?;
     let mut sb = Sandbox::with_profile("TOKEN-ONE");
     sb.set_env("DBUS_SESSION_BUS_ADDRESS", &desktop.address);
     sb.start();
     sb.add_account("acme", &[]);
     let mut watch = sb.watch();
-    sb.write_credentials(&creds("acme", "TOKEN-TWO-SECRET"));
+    sb.write_credentials(&creds("acme", token));
     watch.wait_type("token_changed");
+    Some((desktop, sb, watch))
+}
+
+#[test]
+fn use_new_token_from_a_real_notification_server() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some((desktop, sb, mut watch)) =
+        token_changed_on_a_desktop(root.path(), "TOKEN-TWO-SECRET")
+    else {
+        return;
+    };
 
     // The Notify call carries the summary and both actions.
     sb.wait_until("notification with actions", || {
@@ -149,16 +161,10 @@ fn use_new_token_from_a_real_notification_server() {
 #[test]
 fn sigterm_with_a_notification_pending_exits_promptly() {
     let root = tempfile::tempdir().expect("tempdir");
-    let Some(desktop) = Desktop::start(root.path()) else {
+    let Some((desktop, mut sb, _watch)) = token_changed_on_a_desktop(root.path(), "TOKEN-TWO")
+    else {
         return;
     };
-    let mut sb = Sandbox::with_profile("TOKEN-ONE");
-    sb.set_env("DBUS_SESSION_BUS_ADDRESS", &desktop.address);
-    sb.start();
-    sb.add_account("acme", &[]);
-    let mut watch = sb.watch();
-    sb.write_credentials(&creds("acme", "TOKEN-TWO"));
-    watch.wait_type("token_changed");
     sb.wait_until("the notification is shown", || {
         desktop.recorded().contains("New AWS token for acme")
             && String::from_utf8_lossy(&desktop.dunstctl(&["count", "displayed"]).stdout).trim()

@@ -775,14 +775,8 @@ fn control_characters_are_escaped_in_output_and_logs() {
     );
 }
 
-#[test]
-fn sso_tokens_the_config_names_are_read_however_crowded_the_cache() {
-    let mut sb = Sandbox::new();
-    let cache = sb.aws.join("sso/cache");
-    std::fs::create_dir_all(&cache).expect("cache");
-    for i in 0..1_000 {
-        std::fs::write(cache.join(format!("{i:05}.json")), "{}").expect("junk");
-    }
+/// Profile `s` on SSO session `corp` in the config; the name of its token's cache file.
+fn sso_profile(sb: &Sandbox) -> String {
     std::fs::write(
         sb.config(),
         "[profile s]\nsso_session = corp\nsso_account_id = 111122223333\nsso_role_name = R\n\
@@ -793,7 +787,18 @@ fn sso_tokens_the_config_names_are_read_however_crowded_the_cache() {
         .args(["-c", "printf corp | sha1sum | cut -d' ' -f1"])
         .output()
         .expect("sha1sum");
-    let name = format!("{}.json", String::from_utf8_lossy(&name.stdout).trim());
+    format!("{}.json", String::from_utf8_lossy(&name.stdout).trim())
+}
+
+#[test]
+fn sso_tokens_the_config_names_are_read_however_crowded_the_cache() {
+    let mut sb = Sandbox::new();
+    let cache = sb.aws.join("sso/cache");
+    std::fs::create_dir_all(&cache).expect("cache");
+    for i in 0..1_000 {
+        std::fs::write(cache.join(format!("{i:05}.json")), "{}").expect("junk");
+    }
+    let name = sso_profile(&sb);
     std::fs::write(
         cache.join(&name),
         r#"{"accessToken": "SSO-ACCESS-TOKEN-VALUE", "expiresAt": "2099-01-01T00:00:00Z"}"#,
@@ -818,17 +823,7 @@ fn a_bad_or_oversized_sso_token_file_is_a_file_error() {
     let mut sb = Sandbox::new();
     let cache = sb.aws.join("sso/cache");
     std::fs::create_dir_all(&cache).expect("cache");
-    std::fs::write(
-        sb.config(),
-        "[profile s]\nsso_session = corp\nsso_account_id = 111122223333\nsso_role_name = R\n\
-         [sso-session corp]\nsso_start_url = https://corp.example/start\nsso_region = eu-west-1\n",
-    )
-    .expect("config");
-    let name = std::process::Command::new("sh")
-        .args(["-c", "printf corp | sha1sum | cut -d' ' -f1"])
-        .output()
-        .expect("sha1sum");
-    let name = format!("{}.json", String::from_utf8_lossy(&name.stdout).trim());
+    let name = sso_profile(&sb);
     let token = cache.join(&name);
     std::fs::write(&token, "GARBAGE-SSO-CONTENT").expect("garbage");
     sb.start();
