@@ -582,7 +582,10 @@ pub async fn propagation(opts: &Opts) -> anyhow::Result<Section> {
          baseline time marked ≥ includes accepts it had not followed by then, counted at \
          the time it was watched. Fetches per minute count the daemon's debug log lines by \
          client family (the AWS CLI's calls subtracted from botocore's) and the wrapper's \
-         runs of `cmdrctl credential-process`.",
+         runs of `cmdrctl credential-process`. A `credential_process` client runs it again \
+         only at the lifetime minus its SDK's window (JavaScript v3: every 10 min 45 s, \
+         Rust: about every 15 min 30 s; see its fetches per minute), so it follows an \
+         accept only at its next run.",
         probes.len()
     ));
     section.notes.push(
