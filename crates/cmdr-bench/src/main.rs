@@ -1,7 +1,9 @@
 //! cmdr-bench: runs every benchmark of docs/benchmarks.md against its baseline in the
 //! same run, prints the table and writes that page (`scripts/bench` drives it).
 //!
-//! Usage: `cmdr-bench [--quick] [--build-time] [--bins DIR] [--out PATH]`.
+//! Usage: `cmdr-bench [--quick] [--build-time] [--only NAME] [--bins DIR] [--out PATH]`;
+//! `--only NAME` runs the benchmarks whose names contain NAME and, when the page exists,
+//! puts their sections into it in place of the old ones (`scripts/bench --only NAME`).
 //!
 //! Unix only: the benchmarks drive the daemon with signals and `wait4`, raise rlimits and
 //! read `sysconf` and file modes. The modules are gated here, at the module level; on other

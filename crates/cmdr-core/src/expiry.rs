@@ -399,7 +399,10 @@ mod effective_tests {
     #[test]
     fn a_stored_expiry_has_a_time_unless_never() {
         let parse = |json: &str| serde_json::from_str::<Expiry>(json);
-        assert_eq!(parse(r#"{"at":null,"source":"never"}"#).expect("never"), Expiry::never());
+        assert_eq!(
+            parse(r#"{"at":null,"source":"never"}"#).expect("never"),
+            Expiry::never()
+        );
         assert!(parse(r#"{"at":null,"source":"comment"}"#).is_err());
         assert!(parse(r#"{"at":"2030-01-01T00:00:00Z","source":"never"}"#).is_err());
         let at = parse(r#"{"at":"2030-01-01T00:00:00Z","source":"comment"}"#).expect("at");
