@@ -132,6 +132,25 @@ fn exec_passes_env_exit_code_and_signals() {
     );
     assert_eq!(fields[1..], ["unset", "unset", "eu-west-1", "64"]);
 
+    // `--static`: the keys, and no profile or endpoint left to win over them.
+    let out = sb
+        .command("cmdrctl")
+        .args([
+            "exec",
+            "acme",
+            "--static",
+            "--",
+            "sh",
+            "-c",
+            "printf '%s|%s|%s' \"${AWS_PROFILE-unset}\" \"${AWS_CONTAINER_CREDENTIALS_FULL_URI-unset}\" \"${AWS_ACCESS_KEY_ID:+set}\"",
+        ])
+        .env("AWS_PROFILE", "other")
+        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/stale")
+        .output()
+        .expect("exec --static");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "unset|unset|set");
+
     let out = sb.ctl(&["exec", "acme", "--", "no-such-program-cmdr"]);
     assert_eq!(out.status.code(), Some(127));
     assert!(stderr(&out).contains("no-such-program-cmdr"));

@@ -926,3 +926,25 @@ fn second_daemon_on_another_socket_refused_for_the_same_data_dir() {
     let state = std::fs::read_to_string(sb.state_file()).expect("state file");
     assert!(state.contains("\"acme\""), "{state}");
 }
+
+/// Found by a new user: `[paths] socket = ""` made cmdrd bind an empty path in the
+/// current directory and cmdrctl look for one; an empty path counts as unset, as an empty
+/// `CMDR_SOCKET` does.
+#[test]
+fn empty_paths_in_the_config_count_as_unset() {
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    sb.write_cmdr_config(
+        "[daemon]\nvalidate_on_change = false\n[paths]\nsocket = \"\"\ncredentials = \"\"\n",
+    );
+    sb.start();
+    assert!(sb.socket().exists(), "the default socket");
+    let status = sb.json(&["status"]);
+    assert_eq!(status["socket"], sb.socket().display().to_string());
+    let files = status["files"].as_array().cloned().unwrap_or_default();
+    assert!(
+        files
+            .iter()
+            .any(|f| f["path"] == sb.credentials().display().to_string()),
+        "{files:?}"
+    );
+}

@@ -195,6 +195,7 @@ impl Settings {
             .paths
             .config
             .as_deref()
+            .filter(|p| !p.is_empty())
             .map(expand)
             .or_else(|| env_path("AWS_CONFIG_FILE").map(|p| expand(&p.to_string_lossy())))
             .unwrap_or_else(|| aws_dir.join("config"));
@@ -202,6 +203,7 @@ impl Settings {
             .paths
             .credentials
             .as_deref()
+            .filter(|p| !p.is_empty())
             .map(expand)
             .or_else(|| {
                 env_path("AWS_SHARED_CREDENTIALS_FILE").map(|p| expand(&p.to_string_lossy()))
@@ -211,12 +213,14 @@ impl Settings {
             .paths
             .sso_cache
             .as_deref()
+            .filter(|p| !p.is_empty())
             .map(expand)
             .unwrap_or_else(|| aws_dir.join("sso").join("cache"));
         let data_dir = file
             .paths
             .data_dir
             .as_deref()
+            .filter(|p| !p.is_empty())
             .map(expand)
             .unwrap_or_else(|| dirs.data_local_dir().join("cmdr"));
         let at = |path, source| SocketLocation {
@@ -227,7 +231,7 @@ impl Settings {
         let socket = match (socket, cmdr_client::socket_from_env()) {
             (Some(path), _) => at(path, SocketSource::Flag),
             (None, Some(path)) => at(path, SocketSource::Env),
-            (None, None) => match file.paths.socket.as_deref() {
+            (None, None) => match file.paths.socket.as_deref().filter(|p| !p.is_empty()) {
                 Some(p) => at(expand(p), SocketSource::Config),
                 None => cmdr_client::default_socket(),
             },

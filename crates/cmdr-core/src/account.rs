@@ -239,7 +239,7 @@ impl Account {
             return Status::new(
                 AccountState::Changed,
                 format!(
-                    "the file holds a new token for `{name}` that it has not accepted: run `cmdrctl accept {name}` (or pass --force for the previously accepted one)"
+                    "the file holds a new token for `{name}` that it has not accepted: run `cmdrctl accept {name}`"
                 ),
             );
         }
@@ -261,11 +261,16 @@ impl Account {
         if let Some(reason) = &self.invalid {
             return Status::new(AccountState::Invalid, reason.clone());
         }
-        if let Some(reason) = self
-            .misconfigured
-            .clone()
-            .or_else(|| profile_problem(profile))
-        {
+        if let Some(reason) = &self.misconfigured {
+            let name = &self.name;
+            return Status::new(
+                AccountState::Misconfigured,
+                format!(
+                    "{reason}: fix the profile (an SSO profile: sign in again with `cmdrctl renew {name}`), then run `cmdrctl validate {name}`"
+                ),
+            );
+        }
+        if let Some(reason) = profile_problem(profile) {
             return Status::new(AccountState::Misconfigured, reason);
         }
         match self.accepted.expiry.as_ref().and_then(|e| e.when()) {

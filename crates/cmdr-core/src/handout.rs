@@ -25,7 +25,15 @@ pub fn refusal(
     if held {
         return None;
     }
-    status.refusal(&account.name, account.on_change)
+    let why = status.refusal(&account.name, account.on_change)?;
+    Some(if status.state == AccountState::Changed {
+        // Only while the accepted token is at hand would it be handed out instead.
+        format!(
+            "{why}; the token accepted before is no longer at hand (the files hold only the new one, and cmdrd keeps no keys across restarts)"
+        )
+    } else {
+        why
+    })
 }
 
 #[cfg(test)]

@@ -73,14 +73,24 @@ pub fn profile_changes(before: &SeenTokens, view: &ProfileView, broken: bool) ->
     notes
 }
 
-/// The lines for what reconciling the accounts with the files found at start.
-pub fn account_changes(changes: &[AccountChange]) -> Vec<String> {
+/// The lines for what reconciling the accounts with the files found at start. A token
+/// change counts only if the profile's token is not the one the last run already saw (an
+/// account still `changed` from before is no news).
+pub fn account_changes(
+    changes: &[AccountChange],
+    before: &SeenTokens,
+    view: &ProfileView,
+) -> Vec<String> {
+    let seen_before = |profile: &str| {
+        let now = view.get(profile).and_then(|p| p.fingerprint.as_ref());
+        now.is_some() && now == before.get(profile).map(|s| &s.fingerprint)
+    };
     changes
         .iter()
         .filter_map(|change| match change {
-            AccountChange::TokenChanged { account, .. } => {
-                Some(format!("token for account `{account}` changed"))
-            }
+            AccountChange::TokenChanged {
+                account, profile, ..
+            } if !seen_before(profile) => Some(format!("token for account `{account}` changed")),
             AccountChange::TokenAccepted { account, .. } => {
                 Some(format!("account `{account}` accepted the new token (auto)"))
             }
@@ -160,6 +170,21 @@ mod tests {
 
     #[test]
     fn account_lines_name_the_account() {
+        let mut before = SeenTokens::new();
+        record(&mut before, &view(&[("p", "OLD")]), at(1));
+        let changed = |profile: &str| AccountChange::TokenChanged {
+            account: "ask".into(),
+            profile: profile.into(),
+            old_fingerprint: None,
+            new_fingerprint: None,
+            expiry: None,
+        };
+        // The file changed while down: news. Still the token the last run saw: none.
+        assert_eq!(
+            account_changes(&[changed("p")], &before, &view(&[("p", "NEW")])),
+            ["token for account `ask` changed"]
+        );
+        assert!(account_changes(&[changed("p")], &before, &view(&[("p", "OLD")])).is_empty());
         let changes = [
             AccountChange::TokenAccepted {
                 account: "auto".into(),
@@ -171,7 +196,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            account_changes(&changes),
+            account_changes(&changes, &before, &view(&[("p", "OLD")])),
             ["account `auto` accepted the new token (auto)"]
         );
     }

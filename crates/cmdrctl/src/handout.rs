@@ -76,6 +76,14 @@ pub fn variables(h: &HandOut) -> Vec<(&'static str, Option<String>)> {
         ("AWS_SESSION_TOKEN", h.session_token.clone()),
         // The legacy name some tools still read: never leave a stale one behind.
         ("AWS_SECURITY_TOKEN", None),
+        // A profile would win over the keys in some SDKs (botocore looks it up first), and
+        // the endpoint's variables of an earlier `env --serve` would shadow them in others.
+        ("AWS_PROFILE", None),
+        ("AWS_DEFAULT_PROFILE", None),
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", None),
+        ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", None),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", None),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", None),
         ("AWS_REGION", h.region.clone()),
         ("AWS_DEFAULT_REGION", h.region.clone()),
         ("AWS_ENDPOINT_URL", h.endpoint.clone()),

@@ -137,6 +137,27 @@ fn classify_provider(err: &aws_credential_types::provider::error::CredentialsErr
         .iter()
         .any(|needle| lower.contains(needle))
     };
+    // A host that does not resolve (offline, the SSO portal's name) shows only in the
+    // resolver's own words, somewhere down the chain.
+    let unresolved = {
+        let mut chain = String::new();
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(inner) = source {
+            chain.push_str(&inner.to_string().to_ascii_lowercase());
+            chain.push('\n');
+            source = inner.source();
+        }
+        [
+            "failed to lookup address",
+            "name or service not known",
+            "temporary failure in name resolution",
+            "network is unreachable",
+            "no route to host",
+        ]
+        .iter()
+        .any(|needle| chain.contains(needle))
+    };
+    let network = network || unresolved;
     match err {
         CredentialsError::ProviderTimedOut(_) => Failure::Unreachable(message),
         _ if network => Failure::Unreachable(message),

@@ -57,6 +57,9 @@ pub enum FileRead {
     Failed(String),
 }
 
+/// Why a token file the config names cannot be used: the line (if known) and the message.
+pub type SsoProblem = (Option<u32>, String);
+
 /// Both files and the SSO cache, read at one moment.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Snapshot {
@@ -64,7 +67,7 @@ pub struct Snapshot {
     pub credentials: FileRead,
     pub sso_cache: BTreeMap<String, Vec<u8>>,
     /// The token files the config names that exist but cannot be used, with why.
-    pub sso_problems: BTreeMap<String, String>,
+    pub sso_problems: BTreeMap<String, SsoProblem>,
 }
 
 impl Snapshot {
@@ -136,7 +139,7 @@ fn cache_names(dir: &Path) -> Vec<(String, PathBuf)> {
 fn read_cache(
     dir: &Path,
     wanted: &BTreeSet<String>,
-) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
+) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, SsoProblem>) {
     let mut out = BTreeMap::new();
     let mut problems = BTreeMap::new();
     // The files the config names first and always, with what is wrong with each.
@@ -150,7 +153,7 @@ fn read_cache(
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => {
-                problems.insert(name.clone(), format!("cannot be read: {err}"));
+                problems.insert(name.clone(), (None, format!("cannot be read: {err}")));
             }
         }
     }

@@ -53,21 +53,20 @@ pub(super) struct CachedToken {
 }
 
 /// Why the bytes of an SSO cache file the config names are not a token the SDK can use
-/// (`None`: they are). Never quotes the file.
-pub fn sso_token_problem(bytes: &[u8]) -> Option<String> {
+/// (`None`: they are), with the line when it is known. Never quotes the file.
+pub fn sso_token_problem(bytes: &[u8]) -> Option<(Option<u32>, String)> {
     let json: serde_json::Value = match serde_json::from_slice(bytes) {
         Ok(json) => json,
         Err(err) => {
-            return Some(format!(
-                "not valid JSON (line {}, column {})",
-                err.line(),
-                err.column()
+            return Some((
+                u32::try_from(err.line()).ok(),
+                format!("not valid JSON (column {})", err.column()),
             ));
         }
     };
     match json.get("accessToken") {
         Some(serde_json::Value::String(_)) => None,
-        _ => Some("no `accessToken` string: not an SSO token".to_owned()),
+        _ => Some((None, "no `accessToken` string: not an SSO token".to_owned())),
     }
 }
 
@@ -112,14 +111,19 @@ mod tests {
             sso_token_problem(br#"{"accessToken":"x","expiresAt":"2030-01-01T00:00:00Z"}"#),
             None
         );
-        let garbage = sso_token_problem(b"SECRET-GARBAGE").expect("problem");
+        let (line, garbage) = sso_token_problem(b"SECRET-GARBAGE").expect("problem");
         assert!(
             garbage.starts_with("not valid JSON") && !garbage.contains("SECRET"),
             "{garbage}"
         );
+        assert_eq!(line, Some(1));
+        let (line, _) =
+            sso_token_problem(b"{\"accessToken\": \"abc\",\n\"expiresAt\": ").expect("problem");
+        assert_eq!(line, Some(2));
         assert!(
             sso_token_problem(br#"{"token":"x"}"#)
                 .expect("problem")
+                .1
                 .contains("accessToken")
         );
         assert!(sso_token_problem(br#"{"accessToken":1}"#).is_some());

@@ -247,17 +247,18 @@ impl Engine {
 
     /// SSO token files the config names that cannot be used: `file_error` once for each
     /// new or changed problem, `file_recovered` when one is gone.
-    fn note_sso_problems(&mut self, problems: BTreeMap<String, String>, publish: bool) {
+    fn note_sso_problems(&mut self, problems: BTreeMap<String, FileProblem>, publish: bool) {
         let path = |name: &str| self.settings.sso_cache.join(name).display().to_string();
-        for (name, message) in &problems {
-            if self.sso_problems.get(name) == Some(message) {
+        for (name, problem) in &problems {
+            if self.sso_problems.get(name) == Some(problem) {
                 continue;
             }
-            tracing::warn!(path = %path(name), %message, "SSO token file cannot be used");
+            let (line, message) = problem;
+            tracing::warn!(path = %path(name), ?line, %message, "SSO token file cannot be used");
             if publish {
                 self.emit(EventKind::FileError {
                     path: path(name),
-                    line: None,
+                    line: *line,
                     message: message.clone(),
                 });
             }
@@ -288,7 +289,9 @@ impl Engine {
         {
             self.dirty = true;
         }
-        notes.extend(cmdr_core::seen::account_changes(&changes));
+        notes.extend(cmdr_core::seen::account_changes(
+            &changes, before, &self.view,
+        ));
         for note in &notes {
             tracing::info!("while cmdrd was not running: {note}");
         }

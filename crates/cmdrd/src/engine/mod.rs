@@ -114,7 +114,7 @@ pub struct Engine {
     process_expiry: BTreeMap<String, DateTime<Utc>>,
     sso_cache: BTreeMap<String, Vec<u8>>,
     /// Token files the config names that cannot be used, with why (`status`, events).
-    sso_problems: BTreeMap<String, String>,
+    sso_problems: BTreeMap<String, FileProblem>,
     health: PerFile<FileHealth>,
     accounts: Accounts,
     seen: SeenTokens,
@@ -164,7 +164,7 @@ mod files;
 mod requests;
 mod validation;
 
-use files::{FileHealth, release_free_memory};
+use files::{FileHealth, FileProblem, release_free_memory};
 
 impl Engine {
     /// Builds the engine from the state file and the files as they are now, and works out
@@ -417,6 +417,27 @@ impl Engine {
         Ok(changes)
     }
 
+    /// Records account `name` as it is now (one journal entry) after a change of the
+    /// daemon's own, such as a validation's verdict; if that fails, the whole state is
+    /// saved with the next change.
+    fn persist(&mut self, name: &str) {
+        let entry = match self.accounts.get(name) {
+            Ok(account) => JournalEntry::Put(Box::new(account.clone())),
+            Err(_) => JournalEntry::Remove(name.to_owned()),
+        };
+        match self.store.append(&[entry], self.accounts.len()) {
+            Ok(compact) => {
+                if compact || self.dirty {
+                    self.save();
+                }
+            }
+            Err(err) => {
+                self.dirty = true;
+                tracing::error!(error = %err, "could not save state; will retry with the next change");
+            }
+        }
+    }
+
     fn status(&self) -> StatusInfo {
         let now = self.now();
         let mut files: Vec<FileStatus> = PerFile::<()>::KINDS
@@ -435,7 +456,7 @@ impl Engine {
             .sso_problems
             .iter()
             .next()
-            .map(|(name, message)| (None, format!("{name}: {message}")));
+            .map(|(name, (line, message))| (*line, format!("{name}: {message}")));
         files.push(wire::file_status(
             cmdr_proto::FileKind::SsoCache,
             &self.settings.sso_cache,

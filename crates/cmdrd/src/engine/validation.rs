@@ -127,8 +127,7 @@ impl Engine {
                 })
             }
         };
-        self.dirty = true;
-        self.save();
+        self.persist(name);
         for waiter in waiters {
             let _ = waiter.send(outcome.clone());
         }
