@@ -90,6 +90,7 @@ pub fn left(account: &AccountInfo, now: DateTime<Utc>) -> String {
         AccountState::Missing => return "MISSING".to_owned(),
         AccountState::Invalid => return "INVALID".to_owned(),
         AccountState::Expired => return "EXPIRED".to_owned(),
+        AccountState::Misconfigured => return "MISCONFIGURED".to_owned(),
         _ => {}
     }
     let Some(remaining) = crate::output::remaining(account.expires_at.as_deref(), now) else {
