@@ -21,6 +21,7 @@ mod propagation;
 mod report;
 #[cfg(unix)]
 mod run;
+#[cfg(unix)]
 mod scale;
 
 #[cfg(unix)]
