@@ -119,6 +119,7 @@ mod tests {
         SocketLocation {
             path: PathBuf::from(format!(r"\\.\pipe\cmdrd-test-{tag}-{}", std::process::id())),
             note: None,
+            source: cmdr_client::SocketSource::Flag,
         }
     }
 
