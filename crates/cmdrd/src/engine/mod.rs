@@ -394,24 +394,13 @@ impl Engine {
         }
         let expiry_of = expiry_of!(self);
         let changes = op(&mut self.accounts, &self.view, &expiry_of)?;
-        let entry = match self.accounts.get(name) {
-            Ok(account) => JournalEntry::Put(Box::new(account.clone())),
-            Err(_) => JournalEntry::Remove(name.to_owned()),
-        };
-        match self.store.append(&[entry], self.accounts.len()) {
-            Ok(compact) => {
-                if compact || self.dirty {
-                    self.save();
-                }
-            }
-            Err(err) => {
-                self.accounts.restore(name, before);
-                tracing::error!(error = %err, "could not save state");
-                return Err(ErrorReply {
-                    code: ErrorCode::Internal,
-                    message: err.to_string(),
-                });
-            }
+        if let Err(err) = self.journal(name) {
+            self.accounts.restore(name, before);
+            tracing::error!(error = %err, "could not save state");
+            return Err(ErrorReply {
+                code: ErrorCode::Internal,
+                message: err.to_string(),
+            });
         }
         self.emit_account_changes(changes.clone());
         Ok(changes)
@@ -421,21 +410,23 @@ impl Engine {
     /// daemon's own, such as a validation's verdict; if that fails, the whole state is
     /// saved with the next change.
     fn persist(&mut self, name: &str) {
+        if let Err(err) = self.journal(name) {
+            self.dirty = true;
+            tracing::error!(error = %err, "could not save state; will retry with the next change");
+        }
+    }
+
+    /// Appends account `name` as it is now (or its removal) to the journal, and folds the
+    /// journal into the state file when it is due or an earlier save is pending.
+    fn journal(&mut self, name: &str) -> Result<(), crate::store::StoreError> {
         let entry = match self.accounts.get(name) {
             Ok(account) => JournalEntry::Put(Box::new(account.clone())),
             Err(_) => JournalEntry::Remove(name.to_owned()),
         };
-        match self.store.append(&[entry], self.accounts.len()) {
-            Ok(compact) => {
-                if compact || self.dirty {
-                    self.save();
-                }
-            }
-            Err(err) => {
-                self.dirty = true;
-                tracing::error!(error = %err, "could not save state; will retry with the next change");
-            }
+        if self.store.append(&[entry], self.accounts.len())? || self.dirty {
+            self.save();
         }
+        Ok(())
     }
 
     fn status(&self) -> StatusInfo {
