@@ -4,19 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
-
 use crate::diff::ProfileChange;
 use crate::expiry::Expiry;
 use crate::profile::{Credentials, Profile, ProfileKind, ProfileView};
+use chrono::{DateTime, Duration, Utc};
 
 /// The LocalStack endpoint used when `--localstack` is given without a URL.
 pub const DEFAULT_LOCALSTACK: &str = "http://localhost:4566";
 
 /// Where an account's API calls go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Aws,
     Localstack { endpoint: String },
@@ -41,8 +38,7 @@ impl Target {
 }
 
 /// What happens when the token in the file changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnChange {
     /// Wait for `cmdrctl accept` (the dialog's "Yes").
     #[default]
@@ -131,58 +127,47 @@ impl Status {
 /// The token an account hands to tools, as one value: its fingerprint, its keys (when the
 /// files hold them) and *its* expiry. While the file holds a newer, unaccepted token,
 /// everything handed out and every expiry shown belong to this one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AcceptedToken {
-    #[serde(rename = "accepted_fingerprint")]
     pub fingerprint: Option<String>,
-    #[serde(rename = "accepted_at")]
     pub at: Option<DateTime<Utc>>,
     /// When this token ends, with its source; `None` when not known.
-    #[serde(rename = "accepted_expiry", default)]
     pub expiry: Option<Expiry>,
     /// The keys, accepted in this run: only these are handed out. Never persisted.
-    #[serde(skip)]
     pub credentials: Option<Credentials>,
 }
 
-/// A bound account. Persisted as is, except the accepted keys (never stored).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A bound account. The daemon persists it as its own record (cmdrd's `store/record.rs`),
+/// without the accepted keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub name: String,
     pub profile: String,
     pub region: Option<String>,
     pub target: Target,
     pub on_change: OnChange,
-    #[serde(flatten)]
     pub accepted: AcceptedToken,
     /// The AWS account id STS reported last, to notice a different account pasted in.
-    #[serde(default)]
     pub account_id: Option<String>,
     /// STS rejected the accepted token; cleared by `accept` or a later validation that
     /// does not reject it.
-    #[serde(default)]
     pub invalid: Option<String>,
     /// The profile cannot give credentials as written (no keys, a role without a region,
     /// SSO not signed in), as resolving them said; cleared like `invalid`.
-    #[serde(default)]
     pub misconfigured: Option<String>,
     /// STS has answered for the accepted token (since it was accepted).
-    #[serde(default)]
     pub confirmed: bool,
     /// The last validation could not reach the target.
-    #[serde(default)]
     pub unreachable: bool,
     /// Another AWS account id than `account_id`, as STS reported for a token; accepting
     /// that token makes it the account's `account_id`.
-    #[serde(default)]
     pub pending_identity: Option<PendingIdentity>,
     /// Where its tokens come from (`--portal`); `None`: the profile's `sso_start_url`.
-    #[serde(default)]
     pub portal: Option<String>,
 }
 
 /// A token whose credentials belong to another AWS account than the account's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingIdentity {
     pub fingerprint: Option<String>,
     pub account_id: String,

@@ -64,38 +64,6 @@ impl ExpirySource {
     }
 }
 
-/// As stored in the state file: `{"at": RFC 3339 or null, "source": label}`.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredExpiry {
-    at: Option<DateTime<Utc>>,
-    source: String,
-}
-
-impl serde::Serialize for Expiry {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        StoredExpiry {
-            at: self.at,
-            source: self.source.label(),
-        }
-        .serialize(serializer)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Expiry {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let stored = StoredExpiry::deserialize(deserializer)?;
-        let source = ExpirySource::from_label(&stored.source)
-            .ok_or_else(|| serde::de::Error::custom("unknown expiry source"))?;
-        match (stored.at, source) {
-            (None, ExpirySource::Never) => Ok(Expiry::never()),
-            (Some(at), source) if source != ExpirySource::Never => Ok(Expiry::at(at, source)),
-            _ => Err(serde::de::Error::custom(
-                "an expiry has a time unless its source is `never`",
-            )),
-        }
-    }
-}
-
 /// An expiry: a time and where it was learnt, or never (static keys). Built only by
 /// [`Expiry::at`] and [`Expiry::never`], so a time is missing exactly when the source is
 /// [`ExpirySource::Never`].
@@ -393,20 +361,5 @@ mod effective_tests {
         assert_eq!(effective(s, None, twelve), None);
         let k = v.get("k").expect("k");
         assert_eq!(effective(k, None, twelve), Some(Expiry::never()));
-    }
-
-    /// The state file cannot smuggle in an expiry without a time (or `never` with one).
-    #[test]
-    fn a_stored_expiry_has_a_time_unless_never() {
-        let parse = |json: &str| serde_json::from_str::<Expiry>(json);
-        assert_eq!(
-            parse(r#"{"at":null,"source":"never"}"#).expect("never"),
-            Expiry::never()
-        );
-        assert!(parse(r#"{"at":null,"source":"comment"}"#).is_err());
-        assert!(parse(r#"{"at":"2030-01-01T00:00:00Z","source":"never"}"#).is_err());
-        let at = parse(r#"{"at":"2030-01-01T00:00:00Z","source":"comment"}"#).expect("at");
-        assert_eq!(at.source(), &ExpirySource::Comment);
-        assert!(at.when().is_some());
     }
 }

@@ -42,16 +42,24 @@ mod tests {
     use crate::account::{OnChange, PendingIdentity, Target};
 
     fn account() -> Account {
-        let mut account: Account = serde_json::from_value(serde_json::json!({
-            "name": "acme",
-            "profile": "acme",
-            "region": null,
-            "target": {"kind": "aws"},
-            "on_change": "ask",
-        }))
-        .expect("account");
-        account.accepted.fingerprint = Some("old".into());
-        account
+        Account {
+            name: "acme".into(),
+            profile: "acme".into(),
+            region: None,
+            target: Target::Aws,
+            on_change: OnChange::Ask,
+            accepted: crate::AcceptedToken {
+                fingerprint: Some("old".into()),
+                ..Default::default()
+            },
+            account_id: None,
+            invalid: None,
+            misconfigured: None,
+            confirmed: false,
+            unreachable: false,
+            pending_identity: None,
+            portal: None,
+        }
     }
 
     fn status(state: AccountState) -> Status {

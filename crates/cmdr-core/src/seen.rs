@@ -5,13 +5,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::account::AccountChange;
 use crate::profile::ProfileView;
 
 /// The token a profile held and when it was first seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
     pub fingerprint: String,
     pub first_seen: DateTime<Utc>,

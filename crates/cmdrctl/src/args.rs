@@ -4,11 +4,32 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use cmdr_core::input::{self, InputError};
 use cmdr_proto::{OnChange, TargetKind, TargetSpec};
 
 use crate::service;
+
+/// A shell `env --shell` writes lines for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShellName {
+    Bash,
+    Zsh,
+    Sh,
+    Fish,
+    Powershell,
+    Pwsh,
+}
+
+/// A shell `hook` has a prompt hook for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookShell {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+    Pwsh,
+}
 
 // clap value parsers: a value that breaks its rule exits 2 with the rule, before anything
 // is sent (the daemon applies the same rules to what arrives over the socket).
@@ -79,8 +100,8 @@ pub enum Command {
     Env {
         name: String,
         /// bash, zsh, fish or powershell (default: from $SHELL).
-        #[arg(long, value_parser = ["bash", "zsh", "sh", "fish", "powershell", "pwsh"])]
-        shell: Option<String>,
+        #[arg(long)]
+        shell: Option<ShellName>,
         /// Hand out the accepted credentials even while the account is changed or expired.
         #[arg(long)]
         force: bool,
@@ -94,10 +115,7 @@ pub enum Command {
     },
     /// Print a snippet for your shell's rc file that refreshes the AWS_* variables of a
     /// shell that ran `eval "$(cmdrctl env NAME)"` once the account accepts a new token.
-    Hook {
-        #[arg(value_parser = ["bash", "zsh", "fish", "powershell", "pwsh"])]
-        shell: String,
-    },
+    Hook { shell: HookShell },
     /// Run a command that gets the account's credentials from the daemon's endpoint, so it
     /// follows the accepted token while it runs (`--static`: the keys themselves).
     Exec {

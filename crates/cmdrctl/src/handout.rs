@@ -6,7 +6,10 @@
 
 use std::process::ExitCode;
 
+use clap::ValueEnum as _;
 use cmdr_proto::HandOut;
+
+use crate::args::ShellName;
 
 /// What `CMDR_FINGERPRINT` holds in a shell or child that follows the endpoint: `hook`
 /// then has nothing to refresh.
@@ -126,18 +129,19 @@ pub enum Shell {
 
 impl Shell {
     /// From `--shell`, else from `$SHELL`, else POSIX.
-    pub fn pick(flag: Option<&str>) -> Shell {
-        let name = flag.map(str::to_owned).or_else(|| {
-            std::env::var("SHELL").ok().and_then(|s| {
-                std::path::Path::new(&s)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-            })
+    pub fn pick(flag: Option<ShellName>) -> Shell {
+        let name = flag.or_else(|| {
+            let shell = std::env::var_os("SHELL")?;
+            let base = std::path::Path::new(&shell)
+                .file_name()?
+                .to_str()?
+                .to_owned();
+            ShellName::from_str(&base, false).ok()
         });
-        match name.as_deref() {
-            Some("fish") => Shell::Fish,
-            Some("powershell" | "pwsh") => Shell::Pwsh,
-            _ => Shell::Posix,
+        match name {
+            Some(ShellName::Fish) => Shell::Fish,
+            Some(ShellName::Powershell | ShellName::Pwsh) => Shell::Pwsh,
+            Some(ShellName::Bash | ShellName::Zsh | ShellName::Sh) | None => Shell::Posix,
         }
     }
 }

@@ -4,8 +4,10 @@
 //! token since, and if so re-exports the variables. Silent when nothing changed, when the
 //! daemon is down or when the account's token is not handed out.
 
+use crate::args::HookShell;
+
 /// The snippet, calling this very `cmdrctl` binary.
-pub fn snippet(shell: &str) -> String {
+pub fn snippet(shell: HookShell) -> String {
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "cmdrctl".to_owned());
@@ -14,7 +16,7 @@ pub fn snippet(shell: &str) -> String {
     match shell {
         // Wraps the current `prompt` function; `$LASTEXITCODE` is the user's again
         // afterwards, so a prompt that shows it is not fooled by the hook.
-        "powershell" | "pwsh" => format!(
+        HookShell::Powershell | HookShell::Pwsh => format!(
             "\
 # cmdr: keep this session's AWS_* variables on the account's accepted token.
 if (-not (Test-Path Variable:global:__cmdrPrompt)) {{ $global:__cmdrPrompt = $function:prompt }}
@@ -30,7 +32,7 @@ function global:prompt {{
 ",
             exe = pwsh_quoted
         ),
-        "fish" => format!(
+        HookShell::Fish => format!(
             "\
 # cmdr: keep this shell's AWS_* variables on the account's accepted token.
 function __cmdr_refresh --on-event fish_prompt
@@ -41,7 +43,7 @@ function __cmdr_refresh --on-event fish_prompt
 end
 "
         ),
-        "zsh" => format!(
+        HookShell::Zsh => format!(
             "\
 # cmdr: keep this shell's AWS_* variables on the account's accepted token.
 _cmdr_refresh() {{
@@ -55,7 +57,7 @@ autoload -Uz add-zsh-hook
 add-zsh-hook precmd _cmdr_refresh
 "
         ),
-        _ => format!(
+        HookShell::Bash => format!(
             "\
 # cmdr: keep this shell's AWS_* variables on the account's accepted token.
 _cmdr_refresh() {{

@@ -158,7 +158,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             }));
         }
         Command::Hook { shell } => {
-            print!("{}", hook::snippet(&shell));
+            print!("{}", hook::snippet(shell));
             return Ok(ExitCode::SUCCESS);
         }
         Command::Env {
@@ -197,10 +197,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 output::print_json(&handout::env_json(vars));
                 return Ok(ExitCode::SUCCESS);
             }
-            print!(
-                "{}",
-                handout::env_lines(vars, handout::Shell::pick(shell.as_deref()))
-            );
+            print!("{}", handout::env_lines(vars, handout::Shell::pick(shell)));
             return Ok(ExitCode::SUCCESS);
         }
         Command::Exec {

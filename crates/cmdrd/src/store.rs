@@ -4,24 +4,35 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
-pub use cmdr_config::{create_private_dir, write_atomic};
-#[cfg(test)]
-use cmdr_core::Seen;
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write as _;
 
+use chrono::Utc;
+pub use cmdr_config::{create_private_dir, write_atomic};
 use cmdr_core::{Account, SeenTokens};
 use serde::{Deserialize, Serialize};
+
+mod record;
+
+use record::{StoredAccount, StoredSeen};
 
 /// The state file's format; a file of another version is set aside, not read.
 pub const STATE_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredState {
-    pub version: u32,
+/// What the daemon keeps across runs: its accounts and when each token was first seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
     pub accounts: Vec<Account>,
     pub seen: SeenTokens,
+}
+
+/// `state.json` as it is on disk (`record.rs` has its parts).
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    accounts: Vec<StoredAccount>,
+    seen: BTreeMap<String, StoredSeen>,
 }
 
 /// One account operation appended to the journal (`state.journal`, one JSON line each):
@@ -29,14 +40,36 @@ pub struct StoredState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JournalEntry {
-    Put(Box<Account>),
+    Put(Box<StoredAccount>),
     Remove(String),
+}
+
+impl JournalEntry {
+    /// The account as it is now.
+    pub fn put(account: &Account) -> JournalEntry {
+        JournalEntry::Put(Box::new(StoredAccount::from(account)))
+    }
 }
 
 /// The journal is folded into the state file once it holds this many entries, or as many
 /// as there are accounts if more: each account operation costs one small append, and the
 /// full rewrite is paid once per that many operations.
 const COMPACT_AFTER: usize = 256;
+
+impl TryFrom<StateFile> for State {
+    type Error = record::RecordError;
+
+    fn try_from(file: StateFile) -> Result<State, record::RecordError> {
+        Ok(State {
+            accounts: file
+                .accounts
+                .into_iter()
+                .map(Account::try_from)
+                .collect::<Result<_, _>>()?,
+            seen: record::seen_tokens(file.seen),
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -107,7 +140,7 @@ impl Store {
 
     /// Replays the journal over `state`: a line that does not parse (a torn last write)
     /// ends the replay, with a warning.
-    fn replay(&mut self, state: &mut StoredState) {
+    fn replay(&mut self, state: &mut State) {
         let path = self.journal_path();
         let bytes = match cmdr_client::userfile::read_bounded(
             &path,
@@ -129,15 +162,24 @@ impl Store {
             if line.is_empty() {
                 continue;
             }
-            match serde_json::from_slice::<JournalEntry>(line) {
-                Ok(JournalEntry::Put(account)) => {
-                    accounts.insert(account.name.clone(), *account);
+            let entry = serde_json::from_slice::<JournalEntry>(line)
+                .map_err(|err| format!("{:?}", err.classify()))
+                .and_then(|entry| match entry {
+                    JournalEntry::Put(stored) => Account::try_from(*stored)
+                        .map(Some)
+                        .map_err(|err| err.to_string()),
+                    JournalEntry::Remove(name) => {
+                        accounts.remove(&name);
+                        Ok(None)
+                    }
+                });
+            match entry {
+                Ok(Some(account)) => {
+                    accounts.insert(account.name.clone(), account);
                 }
-                Ok(JournalEntry::Remove(name)) => {
-                    accounts.remove(&name);
-                }
-                Err(err) => {
-                    tracing::warn!(path = %path.display(), line = number + 1, error = ?err.classify(), "state journal ends in a torn entry; ignoring it and what follows");
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), line = number + 1, %error, "state journal ends in a torn entry; ignoring it and what follows");
                     break;
                 }
             }
@@ -152,13 +194,13 @@ impl Store {
 
     /// Loads the state. A missing file is an empty state; a corrupt one is renamed to
     /// `state.json.corrupt-<time>` with an error in the log, and the daemon starts empty.
-    pub fn load(&mut self) -> Result<StoredState, StoreError> {
+    pub fn load(&mut self) -> Result<State, StoreError> {
         let mut state = self.load_file()?;
         self.replay(&mut state);
         Ok(state)
     }
 
-    fn load_file(&self) -> Result<StoredState, StoreError> {
+    fn load_file(&self) -> Result<State, StoreError> {
         self.remove_stale_temps();
         // Bounded, regular files only: a FIFO or device here must not hang the start.
         let bytes = match cmdr_client::userfile::read_bounded(
@@ -167,10 +209,7 @@ impl Store {
         ) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(StoredState {
-                    version: STATE_VERSION,
-                    ..StoredState::default()
-                });
+                return Ok(State::default());
             }
             Err(source) => {
                 return Err(StoreError::Read {
@@ -179,18 +218,22 @@ impl Store {
                 });
             }
         };
-        match serde_json::from_slice::<StoredState>(&bytes) {
-            Ok(state) if state.version == STATE_VERSION => Ok(state),
-            outcome => {
-                let reason = match outcome {
-                    Ok(state) => format!("unsupported version {}", state.version),
-                    Err(err) => format!(
-                        "line {}, column {}: {:?}",
-                        err.line(),
-                        err.column(),
-                        err.classify()
-                    ),
-                };
+        let read = serde_json::from_slice::<StateFile>(&bytes)
+            .map_err(|err| {
+                format!(
+                    "line {}, column {}: {:?}",
+                    err.line(),
+                    err.column(),
+                    err.classify()
+                )
+            })
+            .and_then(|file| match file.version {
+                STATE_VERSION => State::try_from(file).map_err(|err| err.to_string()),
+                version => Err(format!("unsupported version {version}")),
+            });
+        match read {
+            Ok(state) => Ok(state),
+            Err(reason) => {
                 let aside = self.path.with_extension(format!(
                     "json.corrupt-{}",
                     Utc::now().format("%Y%m%dT%H%M%SZ")
@@ -211,10 +254,7 @@ impl Store {
                         });
                     }
                 }
-                Ok(StoredState {
-                    version: STATE_VERSION,
-                    ..StoredState::default()
-                })
+                Ok(State::default())
             }
         }
     }
@@ -247,8 +287,17 @@ impl Store {
     }
 
     /// Writes the whole state and empties the journal it now includes.
-    pub fn save(&mut self, state: &StoredState) -> Result<(), StoreError> {
-        let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| StoreError::Write {
+    pub fn save<'a>(
+        &mut self,
+        accounts: impl Iterator<Item = &'a Account>,
+        seen: &SeenTokens,
+    ) -> Result<(), StoreError> {
+        let file = StateFile {
+            version: STATE_VERSION,
+            accounts: accounts.map(StoredAccount::from).collect(),
+            seen: record::stored_seen(seen),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| StoreError::Write {
             path: self.path.clone(),
             source: std::io::Error::other(e),
         })?;
@@ -277,6 +326,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cmdr_core::Seen;
 
     #[test]
     fn save_load_and_corrupt_file_moved_aside() {
@@ -284,10 +334,7 @@ mod tests {
         let mut store = Store::new(tmp.path().join("data").join("state.json"));
         assert_eq!(store.load().expect("load").accounts.len(), 0);
 
-        let mut state = StoredState {
-            version: STATE_VERSION,
-            ..StoredState::default()
-        };
+        let mut state = State::default();
         state.seen.insert(
             "p".into(),
             Seen {
@@ -295,7 +342,9 @@ mod tests {
                 first_seen: Utc::now(),
             },
         );
-        store.save(&state).expect("save");
+        store
+            .save(state.accounts.iter(), &state.seen)
+            .expect("save");
         assert_eq!(store.load().expect("load"), state);
         #[cfg(unix)]
         {
@@ -334,14 +383,17 @@ mod tests {
     }
 
     fn account(name: &str, region: &str) -> Account {
-        serde_json::from_value(serde_json::json!({
+        let stored: StoredAccount = serde_json::from_value(serde_json::json!({
             "name": name,
             "profile": "p",
             "region": region,
             "target": {"kind": "aws"},
             "on_change": "ask",
+            "accepted_fingerprint": null,
+            "accepted_at": null,
         }))
-        .expect("account")
+        .expect("account");
+        Account::try_from(stored).expect("valid")
     }
 
     /// Account operations are journal appends; a load replays them over the state file,
@@ -352,17 +404,18 @@ mod tests {
         let dir = tmp.path().join("data");
         let path = dir.join("state.json");
         let mut store = Store::new(path.clone());
-        let mut state = StoredState {
-            version: STATE_VERSION,
+        let mut state = State {
             accounts: vec![account("a", "eu-west-1")],
-            ..StoredState::default()
+            ..State::default()
         };
-        store.save(&state).expect("save");
+        store
+            .save(state.accounts.iter(), &state.seen)
+            .expect("save");
         let compact = store
             .append(
                 &[
-                    JournalEntry::Put(Box::new(account("b", "us-east-1"))),
-                    JournalEntry::Put(Box::new(account("a", "eu-north-1"))),
+                    JournalEntry::put(&account("b", "us-east-1")),
+                    JournalEntry::put(&account("a", "eu-north-1")),
                 ],
                 2,
             )
@@ -372,10 +425,7 @@ mod tests {
             .append(&[JournalEntry::Remove("b".into())], 1)
             .expect("append");
         store
-            .append(
-                &[JournalEntry::Put(Box::new(account("c", "ap-south-1")))],
-                2,
-            )
+            .append(&[JournalEntry::put(&account("c", "ap-south-1"))], 2)
             .expect("append");
         // A crash mid-append: half a line at the end.
         let journal = path.with_extension("journal");
@@ -410,7 +460,9 @@ mod tests {
 
         // Folded in: the journal is gone and the state file alone says the same.
         state.accounts = loaded.accounts.clone();
-        reopened.save(&state).expect("save");
+        reopened
+            .save(state.accounts.iter(), &state.seen)
+            .expect("save");
         assert!(!journal.exists());
         assert_eq!(Store::new(path).load().expect("load"), state);
     }
@@ -421,12 +473,12 @@ mod tests {
     fn journal_asks_for_compaction_in_proportion() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut store = Store::new(tmp.path().join("state.json"));
-        let put = [JournalEntry::Put(Box::new(account("a", "eu-west-1")))];
+        let put = [JournalEntry::put(&account("a", "eu-west-1"))];
         for _ in 1..COMPACT_AFTER {
             assert!(!store.append(&put, 10).expect("append"));
         }
         assert!(store.append(&put, 10).expect("append"));
-        store.save(&StoredState::default()).expect("save");
+        store.save([].iter(), &SeenTokens::new()).expect("save");
         for _ in 1..1000 {
             assert!(!store.append(&put, 1000).expect("append"));
         }

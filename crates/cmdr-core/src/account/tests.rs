@@ -410,26 +410,3 @@ fn errors_and_reconcile() {
     accounts.remove("a").expect("remove");
     assert!(accounts.is_empty());
 }
-
-#[test]
-fn state_file_shape() {
-    let now = Utc::now();
-    let mut accounts = Accounts::default();
-    accounts
-        .add(spec("a", OnChange::Ask), &view("one"), &files_only, now)
-        .expect("add");
-    let a = accounts.get("a").expect("a");
-    let json = serde_json::to_value(a).expect("json");
-    assert!(
-        json.get("accepted_fingerprint")
-            .is_some_and(|v| v.is_string())
-    );
-    assert!(json.get("credentials").is_none() && !json.to_string().contains("AKIA"));
-    let back: Account = serde_json::from_value(json).expect("back");
-    assert_eq!(back.accepted.fingerprint, a.accepted.fingerprint);
-    // A state file written before the accepted expiry existed still loads.
-    let old = r#"{"name":"a","profile":"p","region":null,"target":{"kind":"aws"},
-        "on_change":"ask","accepted_fingerprint":"f","accepted_at":null}"#;
-    let old: Account = serde_json::from_str(old).expect("old state");
-    assert_eq!(old.accepted.fingerprint.as_deref(), Some("f"));
-}

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Settings;
 use crate::expiry::{self, Clock, Deadline, Timers};
 use crate::serve::{self, Cached, Waiter};
-use crate::store::{JournalEntry, STATE_VERSION, Store, StoredState};
+use crate::store::{JournalEntry, Store};
 use crate::validate::{self, Failure, Identity, Job, Resolved};
 use crate::watch::{FileRead, Snapshot};
 use crate::wire::{
@@ -358,16 +358,8 @@ impl Engine {
             self.emit(account_event(change));
         }
     }
-    fn stored(&self) -> StoredState {
-        StoredState {
-            version: STATE_VERSION,
-            accounts: self.accounts.iter().cloned().collect(),
-            seen: self.seen.clone(),
-        }
-    }
-
     fn save(&mut self) {
-        match self.store.save(&self.stored()) {
+        match self.store.save(self.accounts.iter(), &self.seen) {
             Ok(()) => self.dirty = false,
             Err(err) => {
                 self.dirty = true;
@@ -420,7 +412,7 @@ impl Engine {
     /// journal into the state file when it is due or an earlier save is pending.
     fn journal(&mut self, name: &str) -> Result<(), crate::store::StoreError> {
         let entry = match self.accounts.get(name) {
-            Ok(account) => JournalEntry::Put(Box::new(account.clone())),
+            Ok(account) => JournalEntry::put(account),
             Err(_) => JournalEntry::Remove(name.to_owned()),
         };
         if self.store.append(&[entry], self.accounts.len())? || self.dirty {
