@@ -644,6 +644,102 @@ fn answers_over_the_frame_limit_arrive() {
     figure("answer bytes (JSON output)", out.stdout.len());
 }
 
+/// Lists of any length come a page at a time: each page is within the frame limit that
+/// requests have, in name order, every item once, and cmdrctl's `profiles`, `accounts
+/// list` (and `prompt`, within its 200 ms) walk them. The accounts are in the state file before the start,
+/// as that many `accounts add` calls leave them.
+#[test]
+fn lists_of_any_length_come_in_pages() {
+    let profiles = scale(12_000, 100_000);
+    let accounts = scale(3_000, 10_000);
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    let mut config = String::new();
+    for p in 0..profiles {
+        config.push_str(&format!("[profile page-{p:06}]\nregion = eu-west-1\n"));
+    }
+    std::fs::write(sb.config(), &config).expect("config");
+    let stored: Vec<Value> = (0..accounts)
+        .map(|a| {
+            json!({
+                "name": format!("acct-{a:05}"),
+                "profile": format!("page-{:06}", a % profiles),
+                "region": null,
+                "target": {"kind": "aws"},
+                "on_change": "ask",
+                "accepted_fingerprint": null,
+                "accepted_at": null,
+            })
+        })
+        .collect();
+    std::fs::create_dir_all(sb.state_file().parent().expect("data")).expect("data dir");
+    let state = json!({"version": 1, "accounts": stored, "seen": {}});
+    std::fs::write(sb.state_file(), state.to_string()).expect("state");
+    sb.start();
+
+    for (request, total) in [("profiles_page", profiles), ("accounts_page", accounts)] {
+        let (mut stream, welcome) = session(&sb);
+        assert!(
+            welcome["welcome"]["features"]
+                .as_array()
+                .is_some_and(|f| f.contains(&json!("pages"))),
+            "{welcome}"
+        );
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let (mut after, mut names, mut pages, mut largest) = (Value::Null, Vec::new(), 0, 0);
+        loop {
+            pages += 1;
+            let ask = json!({"request": {"id": pages, "request": {request: {"after": after, "limit": 5000}}}});
+            stream
+                .write_all(format!("{ask}\n").as_bytes())
+                .expect("ask");
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("page");
+            largest = largest.max(line.len());
+            assert!(
+                line.len() <= cmdr_proto::MAX_FRAME_LEN,
+                "{} bytes",
+                line.len()
+            );
+            let answer: Value = serde_json::from_str(&line).expect("json");
+            let page = &answer["response"]["outcome"]["ok"][request];
+            let items = page["items"].as_array().expect("items");
+            assert!(items.len() <= cmdr_proto::MAX_PAGE_ITEMS as usize);
+            names.extend(
+                items
+                    .iter()
+                    .map(|i| i["name"].as_str().expect("name").to_owned()),
+            );
+            match &page["next"] {
+                Value::Null => break,
+                next => after = next.clone(),
+            }
+        }
+        assert_eq!(names.len(), total, "{request}");
+        assert!(
+            names.windows(2).all(|w| w[0] < w[1]),
+            "{request}: not in order"
+        );
+        figure(
+            &format!("{request}: items, pages, largest page bytes"),
+            format!("{total}, {pages}, {largest}"),
+        );
+    }
+
+    let count = |args: &[&str]| {
+        let out = ctl_bounded(&sb, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            crate::sandbox::stderr(&out)
+        );
+        let listed: Value = serde_json::from_slice(&out.stdout).expect("json");
+        listed.as_array().map(Vec::len)
+    };
+    assert_eq!(count(&["profiles", "--json"]), Some(profiles));
+    assert_eq!(count(&["accounts", "list", "--json"]), Some(accounts));
+}
+
 /// Sessions that said hello and went quiet.
 fn quiet_sessions(sb: &Sandbox, n: usize) -> Vec<UnixStream> {
     (0..n)

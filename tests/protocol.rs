@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use cmdr_proto::{ClientMessage, Outcome, Request, Response, ServerMessage};
+
 use crate::sandbox::{Sandbox, creds};
 
 fn json_client(sb: &Sandbox) -> (UnixStream, BufReader<UnixStream>) {
@@ -231,14 +233,9 @@ fn subscriber_that_never_reads_lags_and_does_not_stall_others() {
 /// real one with the type index changed to one this build lacks, fields left in place.
 #[test]
 fn watch_ignores_an_event_type_from_a_newer_daemon() {
-    use cmdr_proto::{
-        Codec, Event, EventKind, FrameDecoder, Outcome, Response, ServerMessage, Welcome, encode,
-    };
+    use cmdr_proto::{Codec, Event, EventKind, encode};
     let sb = Sandbox::new();
-    let socket = sb.socket();
-    std::fs::create_dir_all(socket.parent().expect("dir")).expect("socket dir");
-    crate::sandbox::set_mode(socket.parent().expect("dir"), 0o700);
-    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    let listener = fake_daemon(&sb);
     let watch = sb
         .command("cmdrctl")
         .args(["watch", "--json"])
@@ -246,40 +243,9 @@ fn watch_ignores_an_event_type_from_a_newer_daemon() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("cmdrctl watch");
-    let (mut peer, _) = listener.accept().expect("accept");
-    peer.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut decoder = FrameDecoder::new(Codec::Binary);
-    let mut next = |peer: &mut UnixStream| -> cmdr_proto::ClientMessage {
-        loop {
-            if let Some(message) = decoder.decode().expect("client frame") {
-                return message;
-            }
-            let mut chunk = [0u8; 4096];
-            let n = peer.read(&mut chunk).expect("read");
-            assert!(n > 0, "cmdrctl closed the connection");
-            decoder.extend(&chunk[..n]);
-        }
-    };
-    assert!(matches!(
-        next(&mut peer),
-        cmdr_proto::ClientMessage::Hello(_)
-    ));
+    let mut peer = Peer::greet(&listener, &[]);
+    assert_eq!(peer.answer(Response::Subscribed), Request::Subscribe);
     let frame = |message: &ServerMessage| encode(Codec::Binary, message).expect("encode");
-    peer.write_all(&frame(&ServerMessage::Welcome(Welcome {
-        protocol: cmdr_proto::PROTOCOL_VERSION,
-        daemon_version: "99.0.0".into(),
-        features: vec![],
-    })))
-    .expect("welcome");
-    let cmdr_proto::ClientMessage::Request { id, .. } = next(&mut peer) else {
-        panic!("expected the subscribe request");
-    };
-    peer.write_all(&frame(&ServerMessage::Response {
-        id,
-        outcome: Outcome::Ok(Response::Subscribed),
-    }))
-    .expect("subscribed");
     let at = "2026-12-02T10:00:00Z";
     let event = |kind| {
         ServerMessage::Event(Event {
@@ -293,14 +259,12 @@ fn watch_ignores_an_event_type_from_a_newer_daemon() {
     }));
     // Length, ServerMessage::Event, the `at` string (length byte + bytes), the type index.
     newer[4 + 2 + at.len()] = 120;
-    peer.write_all(&newer).expect("newer event");
-    peer.write_all(&frame(&event(EventKind::TokenAccepted {
+    peer.stream.write_all(&newer).expect("newer event");
+    peer.send(&event(EventKind::TokenAccepted {
         account: "acme".into(),
         profile: "acme".into(),
-    })))
-    .expect("known event");
-    peer.write_all(&frame(&event(EventKind::DaemonStopping)))
-        .expect("stopping");
+    }));
+    peer.send(&event(EventKind::DaemonStopping));
     let out = watch.wait_with_output().expect("watch output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<Value> = stdout
@@ -315,4 +279,150 @@ fn watch_ignores_an_event_type_from_a_newer_daemon() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(lines[0]["account"], "acme");
+}
+
+/// This test as the daemon on the sandbox's socket (a daemon of another version).
+fn fake_daemon(sb: &Sandbox) -> std::os::unix::net::UnixListener {
+    let socket = sb.socket();
+    let dir = socket.parent().expect("dir");
+    std::fs::create_dir_all(dir).expect("socket dir");
+    crate::sandbox::set_mode(dir, 0o700);
+    std::os::unix::net::UnixListener::bind(&socket).expect("bind")
+}
+
+/// One client of the fake daemon, in the binary codec.
+struct Peer {
+    stream: UnixStream,
+    decoder: cmdr_proto::FrameDecoder,
+}
+
+impl Peer {
+    /// Accepts the next client, reads its hello and welcomes it with `features`.
+    fn greet(listener: &std::os::unix::net::UnixListener, features: &[&str]) -> Peer {
+        let (stream, _) = listener.accept().expect("accept");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut peer = Peer {
+            stream,
+            decoder: cmdr_proto::FrameDecoder::new(cmdr_proto::Codec::Binary),
+        };
+        assert!(matches!(peer.next(), ClientMessage::Hello(_)));
+        peer.send(&ServerMessage::Welcome(cmdr_proto::Welcome {
+            protocol: cmdr_proto::PROTOCOL_VERSION,
+            daemon_version: "0.0.9".into(),
+            features: features.iter().map(|f| (*f).to_owned()).collect(),
+        }));
+        peer
+    }
+
+    fn next(&mut self) -> ClientMessage {
+        loop {
+            if let Some(message) = self.decoder.decode().expect("client frame") {
+                return message;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).expect("read");
+            assert!(n > 0, "cmdrctl closed the connection");
+            self.decoder.extend(&chunk[..n]);
+        }
+    }
+
+    fn send(&mut self, message: &ServerMessage) {
+        let frame = cmdr_proto::encode(cmdr_proto::Codec::Binary, message).expect("encode");
+        self.stream.write_all(&frame).expect("write");
+    }
+
+    /// Reads a request and answers it with `response`; returns the request.
+    fn answer(&mut self, response: Response) -> Request {
+        let ClientMessage::Request { id, request } = self.next() else {
+            panic!("expected a request");
+        };
+        self.send(&ServerMessage::Response {
+            id,
+            outcome: Outcome::Ok(response),
+        });
+        request
+    }
+}
+
+fn profile(name: &str) -> cmdr_proto::ProfileInfo {
+    cmdr_proto::ProfileInfo {
+        name: name.into(),
+        kind: cmdr_proto::ProfileKind::Static,
+        region: None,
+        sources: vec!["config".into()],
+        access_key_id: None,
+        fingerprint: None,
+        expires_at: None,
+        expiry_source: None,
+    }
+}
+
+/// `cmdrctl profiles` against a daemon without the `pages` feature (an older one) asks
+/// for the list in one answer; against one with it, a page at a time; and a daemon whose
+/// cursor does not advance is an error, not an endless loop.
+#[test]
+fn profiles_from_older_and_paging_daemons() {
+    use cmdr_proto::{Page, PageRequest};
+    let sb = Sandbox::new();
+    let listener = fake_daemon(&sb);
+    let listed = |ctl: std::process::Child| {
+        let out = ctl.wait_with_output().expect("cmdrctl");
+        let names: Vec<String> = serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p["name"].as_str().map(str::to_owned))
+            .collect();
+        (out.status.code(), names, crate::sandbox::stderr(&out))
+    };
+    let spawn = || {
+        sb.command("cmdrctl")
+            .args(["profiles", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("cmdrctl profiles")
+    };
+
+    let ctl = spawn();
+    let mut older = Peer::greet(&listener, &["json-lines", "events"]);
+    let asked = older.answer(Response::Profiles(vec![profile("old")]));
+    assert_eq!(asked, Request::Profiles);
+    assert_eq!(listed(ctl).1, ["old"]);
+
+    let ctl = spawn();
+    let mut paging = Peer::greet(&listener, &["json-lines", "events", "pages"]);
+    let first = paging.answer(Response::ProfilesPage(Page {
+        items: vec![profile("a")],
+        next: Some("a".into()),
+    }));
+    let second = paging.answer(Response::ProfilesPage(Page {
+        items: vec![profile("b")],
+        next: None,
+    }));
+    assert!(matches!(
+        first,
+        Request::ProfilesPage(PageRequest { after: None, .. })
+    ));
+    assert!(
+        matches!(&second, Request::ProfilesPage(PageRequest { after: Some(a), .. }) if a == "a"),
+        "{second:?}"
+    );
+    assert_eq!(listed(ctl).1, ["a", "b"]);
+
+    let ctl = spawn();
+    let mut stuck = Peer::greet(&listener, &["pages"]);
+    for _ in 0..2 {
+        stuck.answer(Response::ProfilesPage(Page {
+            items: vec![profile("a")],
+            next: Some("a".into()),
+        }));
+    }
+    let (code, names, stderr) = listed(ctl);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(names.is_empty());
+    assert!(stderr.contains("cursor went backwards"), "{stderr}");
 }

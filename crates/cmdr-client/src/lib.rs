@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cmdr_proto::{
-    ClientMessage, Codec, ErrorReply, Event, FrameDecoder, Hello, MAX_REPLY_LEN, Outcome,
-    PROTOCOL_VERSION, ProtoError, Request, Response, ServerMessage, Welcome, encode,
+    AccountInfo, ClientMessage, Codec, ErrorReply, Event, FEATURE_PAGES, FrameDecoder, Hello,
+    MAX_PAGE_ITEMS, MAX_REPLY_LEN, Outcome, PROTOCOL_VERSION, Page, PageRequest, ProfileInfo,
+    ProtoError, Request, Response, ServerMessage, Welcome, encode,
 };
 use interprocess::local_socket::tokio::{Stream, prelude::*};
 use interprocess::local_socket::{GenericFilePath, ToFsName};
@@ -330,6 +331,69 @@ impl Client {
         }
     }
 
+    /// Every profile, in name order: a page at a time from a daemon that pages (each page
+    /// a request with its own deadline), else in one answer.
+    pub async fn profiles(&mut self) -> Result<Vec<ProfileInfo>, ClientError> {
+        if !self.pages() {
+            return match self.request(Request::Profiles).await? {
+                Response::Profiles(profiles) => Ok(profiles),
+                other => Err(unexpected(&other)),
+            };
+        }
+        self.all_pages(Request::ProfilesPage, |response| match response {
+            Response::ProfilesPage(page) => Ok(page),
+            other => Err(unexpected(&other)),
+        })
+        .await
+    }
+
+    /// Every account, in name order, like [`Client::profiles`].
+    pub async fn accounts(&mut self) -> Result<Vec<AccountInfo>, ClientError> {
+        if !self.pages() {
+            return match self.request(Request::ListAccounts).await? {
+                Response::Accounts(accounts) => Ok(accounts),
+                other => Err(unexpected(&other)),
+            };
+        }
+        self.all_pages(Request::AccountsPage, |response| match response {
+            Response::AccountsPage(page) => Ok(page),
+            other => Err(unexpected(&other)),
+        })
+        .await
+    }
+
+    fn pages(&self) -> bool {
+        self.welcome.features.iter().any(|f| f == FEATURE_PAGES)
+    }
+
+    /// Follows the cursor from the first page to the last. Each cursor must sort after
+    /// the one before: a daemon that repeats a page is an error, not an endless loop.
+    async fn all_pages<T>(
+        &mut self,
+        request: fn(PageRequest) -> Request,
+        page_of: fn(Response) -> Result<Page<T>, ClientError>,
+    ) -> Result<Vec<T>, ClientError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let ask = PageRequest {
+                after: after.clone(),
+                limit: MAX_PAGE_ITEMS,
+            };
+            let page = page_of(self.request(request(ask)).await?)?;
+            all.extend(page.items);
+            match page.next {
+                None => return Ok(all),
+                Some(next) if after.as_ref().is_none_or(|a| next > *a) => after = Some(next),
+                Some(_) => {
+                    return Err(ClientError::Proto(ProtoError::Malformed(
+                        "the daemon's page cursor went backwards".to_owned(),
+                    )));
+                }
+            }
+        }
+    }
+
     /// Subscribes this connection to events.
     pub async fn subscribe(&mut self) -> Result<(), ClientError> {
         self.request(Request::Subscribe).await.map(|_| ())
@@ -387,6 +451,13 @@ impl Client {
             },
         }
     }
+}
+
+/// A list request answered with something else.
+fn unexpected(_response: &Response) -> ClientError {
+    ClientError::Proto(ProtoError::Malformed(
+        "the daemon answered a list request with another kind of answer".to_owned(),
+    ))
 }
 
 #[cfg(all(test, windows))]

@@ -37,3 +37,35 @@ pub fn innermost_message(err: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// The values of `map` whose keys sort after `after` (all of them for `None`), in key
+/// order: where a page of a list by name starts.
+pub fn values_after<'a, V>(
+    map: &'a std::collections::BTreeMap<String, V>,
+    after: Option<&str>,
+) -> impl Iterator<Item = &'a V> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let start = after.map_or(Unbounded, Excluded);
+    map.range::<str, _>((start, Unbounded))
+        .map(|(_, value)| value)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_after_a_cursor() {
+        let map: std::collections::BTreeMap<String, u8> = [("a", 1), ("b", 2), ("c", 3)]
+            .map(|(k, v)| (k.to_owned(), v))
+            .into();
+        let after = |cursor| {
+            super::values_after(&map, cursor)
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(after(None), [1, 2, 3]);
+        assert_eq!(after(Some("a")), [2, 3]);
+        // A cursor that is no longer a key (removed between pages) still places the page.
+        assert_eq!(after(Some("bb")), [3]);
+        assert_eq!(after(Some("c")), Vec::<u8>::new());
+    }
+}

@@ -9,12 +9,14 @@
 mod codec;
 mod event;
 mod kinds;
+mod page;
 
 use serde::{Deserialize, Serialize};
 
 pub use codec::{Codec, FrameDecoder, ProtoError, encode, encode_within};
 pub use event::{Event, EventKind};
 pub use kinds::{AccountState, FileHealth, FileKind, OnChange, ProfileKind, TargetKind};
+pub use page::{FEATURE_PAGES, MAX_PAGE_ITEMS, PAGE_BUDGET, Page, PageRequest};
 
 /// Bumped on any incompatible change. Within a version, changes are additive.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -115,6 +117,10 @@ pub enum Request {
         name: String,
         force: bool,
     },
+    /// A page of `profiles`, for a list of any length (the daemon's feature `pages`).
+    ProfilesPage(PageRequest),
+    /// A page of `list_accounts`, likewise.
+    AccountsPage(PageRequest),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +135,8 @@ pub enum Response {
     Validated(Identity),
     Credentials(HandOut),
     Served(Served),
+    ProfilesPage(Page<ProfileInfo>),
+    AccountsPage(Page<AccountInfo>),
 }
 
 /// The answer to `Request::Serve`. `handout.expires_at` is the token's own expiry; what is

@@ -60,6 +60,14 @@ fn client_messages() -> Vec<ClientMessage> {
         Request::Subscribe,
         Request::Unsubscribe,
         Request::Validate { name: "a".into() },
+        Request::ProfilesPage(PageRequest {
+            after: None,
+            limit: 1000,
+        }),
+        Request::AccountsPage(PageRequest {
+            after: Some("acme".into()),
+            limit: 1,
+        }),
     ];
     let mut out = vec![ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
@@ -187,6 +195,10 @@ fn server_messages() -> Vec<ServerMessage> {
         }]),
         Response::Accounts(vec![account_info()]),
         Response::Account(account_info()),
+        Response::AccountsPage(Page {
+            items: vec![account_info()],
+            next: Some("acme".into()),
+        }),
         Response::Subscribed,
         Response::Done,
         Response::Validated(Identity {
@@ -337,6 +349,7 @@ fn golden_encodings_keep_decoding() {
         ("hello", GOLDEN_HELLO_BIN),
         ("accept", GOLDEN_ACCEPT_BIN),
         ("event", GOLDEN_EVENT_BIN),
+        ("profiles page", GOLDEN_PROFILES_PAGE_BIN),
     ];
     for (name, hex) in cases {
         let bytes = unhex(hex);
@@ -369,6 +382,8 @@ fn golden_encodings_keep_decoding() {
         (GOLDEN_STATUS_JSON, true),
         (GOLDEN_EVENT_JSON, false),
         (GOLDEN_RESPONSE_JSON, false),
+        (GOLDEN_PROFILES_PAGE_JSON, true),
+        (GOLDEN_PAGE_JSON, false),
     ] {
         let mut decoder = FrameDecoder::detecting();
         decoder.extend(json.as_bytes());
@@ -435,6 +450,10 @@ const GOLDEN_ACCEPT_JSON: &str = r#"{"request":{"id":7,"request":{"accept":{"nam
 const GOLDEN_STATUS_JSON: &str = r#"{"request":{"id":1,"request":"status"}}"#;
 const GOLDEN_EVENT_JSON: &str = r#"{"event":{"type":"token_accepted","at":"2026-11-29T09:00:00Z","account":"acme","profile":"acme"}}"#;
 const GOLDEN_RESPONSE_JSON: &str = r#"{"response":{"id":3,"outcome":{"ok":"done"}}}"#;
+const GOLDEN_PROFILES_PAGE_BIN: &str = "0000000b01040d010461636d65f403";
+const GOLDEN_PROFILES_PAGE_JSON: &str =
+    r#"{"request":{"id":4,"request":{"profiles_page":{"after":"acme","limit":500}}}}"#;
+const GOLDEN_PAGE_JSON: &str = r#"{"response":{"id":4,"outcome":{"ok":{"profiles_page":{"items":[{"name":"zeta","kind":"static","region":null,"sources":["credentials"],"access_key_id":null,"fingerprint":null,"expires_at":null,"expiry_source":null}],"next":null}}}}}"#;
 
 /// A newer daemon's event type, its account state and its error code reach an older
 /// client as `Unknown`, in both codecs, and the messages after them still decode.

@@ -248,7 +248,12 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         _ => "",
     };
     let mut client = Client::connect(&socket, "cmdrctl").await?;
-    let response = client.request(request).await?;
+    // Lists of any length come a page at a time (from a daemon that pages).
+    let response = match request {
+        Request::Profiles => Response::Profiles(client.profiles().await?),
+        Request::ListAccounts => Response::Accounts(client.accounts().await?),
+        request => client.request(request).await?,
+    };
     match response {
         Response::Status(status) => output::status(&status, json),
         Response::Profiles(profiles) => output::profiles(&profiles, json),
@@ -262,7 +267,11 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             }
         }
         Response::Validated(identity) => output::identity(&identity, json),
-        Response::Subscribed | Response::Credentials(_) | Response::Served(_) => {}
+        Response::Subscribed
+        | Response::Credentials(_)
+        | Response::Served(_)
+        | Response::ProfilesPage(_)
+        | Response::AccountsPage(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }

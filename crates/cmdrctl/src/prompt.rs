@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use cmdr_client::Client;
+use cmdr_client::{Client, ClientError};
 use cmdr_proto::{AccountInfo, AccountState, Request, Response};
 use serde::Serialize;
 
@@ -35,10 +35,29 @@ pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> Exi
     else {
         return ExitCode::from(3);
     };
-    let accounts = match client.request(Request::ListAccounts).await {
-        Ok(Response::Accounts(accounts)) => accounts,
-        Err(cmdr_client::ClientError::Timeout(_)) => return ExitCode::from(3),
-        _ => return ExitCode::from(1),
+    // The account of this shell is one small answer; otherwise every account, in pages,
+    // all within the prompt's deadline.
+    let fetched = tokio::time::timeout(cmdr_client::PROMPT_DEADLINE, async {
+        match pick {
+            Pick::Named(name) => {
+                let request = Request::ShowAccount {
+                    name: name.to_owned(),
+                };
+                // An account the daemon cannot show (gone, renamed) shows nothing.
+                match client.request(request).await {
+                    Ok(Response::Account(account)) => Ok(vec![account]),
+                    Ok(_) | Err(ClientError::Daemon(_)) => Ok(Vec::new()),
+                    Err(err) => Err(err),
+                }
+            }
+            Pick::ExpiringFirst | Pick::All => client.accounts().await,
+        }
+    })
+    .await;
+    let accounts = match fetched {
+        Ok(Ok(accounts)) => accounts,
+        Err(_) | Ok(Err(ClientError::Timeout(_))) => return ExitCode::from(3),
+        Ok(Err(_)) => return ExitCode::from(1),
     };
     let now = Utc::now();
     let shown = select(&accounts, pick);

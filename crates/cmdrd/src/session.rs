@@ -26,7 +26,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const OUTGOING_QUEUE: usize = 64;
 
 /// Features announced in `Welcome`.
-pub const FEATURES: &[&str] = &["json-lines", "events"];
+pub const FEATURES: &[&str] = &["json-lines", "events", cmdr_proto::FEATURE_PAGES];
 
 /// Runs one session in `slot`; it ends early when the slot is shed for a newcomer.
 pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationToken, slot: Slot) {
@@ -206,7 +206,9 @@ fn encode_reply(codec: Codec, message: &ServerMessage) -> Option<Vec<u8>> {
                 id: *id,
                 outcome: Outcome::Err(ErrorReply {
                     code: ErrorCode::Internal,
-                    message: format!("the answer is too large to send ({err})"),
+                    message: format!(
+                        "the answer is too large to send ({err}); ask for lists in pages (`profiles_page`, `accounts_page`)"
+                    ),
                 }),
             };
             encode_within(codec, &reply, MAX_REPLY_LEN).ok()

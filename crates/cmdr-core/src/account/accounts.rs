@@ -20,6 +20,11 @@ impl Accounts {
         self.map.values()
     }
 
+    /// The accounts whose names sort after `after`, in name order (a page's cursor).
+    pub fn iter_after(&self, after: Option<&str>) -> impl Iterator<Item = &Account> {
+        crate::values_after(&self.map, after)
+    }
+
     pub fn get(&self, name: &str) -> Result<&Account, AccountError> {
         self.map
             .get(name)

@@ -14,7 +14,7 @@ use cmdr_core::{
 };
 use cmdr_proto::{
     AccountInfo, EndpointInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome,
-    PROTOCOL_VERSION, Request, Response, StatusInfo,
+    PROTOCOL_VERSION, Page, Request, Response, StatusInfo,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;

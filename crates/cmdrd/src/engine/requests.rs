@@ -17,6 +17,19 @@ impl Engine {
             Request::ListAccounts => Ok(Response::Accounts(
                 self.accounts.iter().map(|a| self.account_info(a)).collect(),
             )),
+            Request::ProfilesPage(page) => Ok(Response::ProfilesPage(Page::fill(
+                cmdr_core::values_after(&self.view.profiles, page.after.as_deref())
+                    .map(|p| wire::profile_info(p, self.expiry(p))),
+                page.limit,
+                |p| &p.name,
+            ))),
+            Request::AccountsPage(page) => Ok(Response::AccountsPage(Page::fill(
+                self.accounts
+                    .iter_after(page.after.as_deref())
+                    .map(|a| self.account_info(a)),
+                page.limit,
+                |a| &a.name,
+            ))),
             Request::ShowAccount { name } => self.show(&name),
             Request::AddAccount(spec) => {
                 let name = spec.name.clone();

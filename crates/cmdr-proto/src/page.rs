@@ -1,0 +1,141 @@
+//! Lists in pages. `profiles` and `list_accounts` answer in one frame, which caps them at
+//! [`crate::MAX_REPLY_LEN`]; their `_page` forms answer any length a page at a time, each
+//! page within [`PAGE_BUDGET`] bytes of JSON (so well within [`crate::MAX_FRAME_LEN`] in
+//! either codec), in name order, with a cursor for the next.
+
+use serde::{Deserialize, Serialize};
+
+/// In `Welcome.features` when the daemon answers `profiles_page` and `accounts_page`.
+pub const FEATURE_PAGES: &str = "pages";
+
+/// The most items one page holds, whatever `limit` asks.
+pub const MAX_PAGE_ITEMS: u32 = 1000;
+
+/// A page stops growing once its items' JSON passes this many bytes. JSON is the larger of
+/// the two codecs for these items (names, `null`s and escapes are never shorter in JSON),
+/// so a page fits this budget in both.
+pub const PAGE_BUDGET: usize = 256 << 10;
+
+/// Which page: the items whose names sort after `after` (`None`: from the first), at most
+/// `limit` of them (at least one, at most [`MAX_PAGE_ITEMS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// One page of a list in name order. `next` is the `after` of the following page, `None`
+/// on the last. Between pages the list may change: an item present throughout is listed
+/// exactly once; one added or removed meanwhile may or may not be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+impl<T: Serialize> Page<T> {
+    /// Fills a page from `items`, which follow the cursor in name order: up to `limit`
+    /// items (bounded to 1..=[`MAX_PAGE_ITEMS`]) and [`PAGE_BUDGET`] bytes, and always
+    /// the first one, however large. `name` gives an item's name, the cursor.
+    pub fn fill<I, N>(items: I, limit: u32, name: N) -> Page<T>
+    where
+        I: IntoIterator<Item = T>,
+        N: Fn(&T) -> &str,
+    {
+        let limit = limit.clamp(1, MAX_PAGE_ITEMS) as usize;
+        let mut items = items.into_iter().peekable();
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        while let Some(item) = items.next_if(|_| page.len() < limit && bytes < PAGE_BUDGET) {
+            bytes += json_len(&item);
+            page.push(item);
+        }
+        let next = match (items.peek(), page.last()) {
+            (Some(_), Some(last)) => Some(name(last).to_owned()),
+            _ => None,
+        };
+        Page { items: page, next }
+    }
+}
+
+/// The length of `value` in JSON, without building it.
+fn json_len<T: Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail; an item that cannot be serialised counts as
+    // nothing here and fails when the page is encoded, as an error reply.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` names in sorted order, each `pad` bytes longer than its five digits.
+    fn names(n: usize, pad: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("{i:05}{}", "x".repeat(pad)))
+            .collect()
+    }
+
+    fn fill(items: &[String], limit: u32) -> Page<String> {
+        Page::fill(items.iter().cloned(), limit, |s| s.as_str())
+    }
+
+    #[test]
+    fn a_page_stops_at_the_limit_and_names_the_next() {
+        let all = names(10, 0);
+        let page = fill(&all, 4);
+        assert_eq!(page.items, all[..4]);
+        assert_eq!(page.next.as_deref(), Some("00003"));
+        // The last page has no cursor, even when it is exactly full.
+        let page = fill(&all, 10);
+        assert_eq!((page.items.len(), page.next), (10, None));
+        assert_eq!(
+            fill(&[], 5),
+            Page {
+                items: vec![],
+                next: None
+            }
+        );
+        // A limit of 0 still yields one item; a huge one is capped.
+        assert_eq!(fill(&all, 0).items.len(), 1);
+        let many = names(5_000, 0);
+        assert_eq!(fill(&many, u32::MAX).items.len(), MAX_PAGE_ITEMS as usize);
+    }
+
+    #[test]
+    fn a_page_stops_at_the_byte_budget_but_holds_at_least_one_item() {
+        // 100 KiB names: three fit the budget's 256 KiB (the third passes it).
+        let all = names(10, 100 << 10);
+        let page = fill(&all, 1000);
+        assert_eq!(page.items.len(), 3);
+        assert_eq!(page.next.as_deref(), Some(all[2].as_str()));
+        let encoded = serde_json::to_vec(&page).expect("json");
+        assert!(encoded.len() < crate::MAX_FRAME_LEN, "{}", encoded.len());
+        // One item larger than the budget is still sent, alone.
+        let huge = names(2, 2 << 20);
+        let page = fill(&huge, 1000);
+        assert_eq!(page.items.len(), 1);
+        assert!(page.next.is_some());
+    }
+
+    #[test]
+    fn json_len_is_the_encoded_length() {
+        let value = ("a\u{1b}b", Some(3u32), None::<bool>);
+        assert_eq!(
+            json_len(&value),
+            serde_json::to_vec(&value).expect("json").len()
+        );
+    }
+}
