@@ -334,45 +334,48 @@ impl Client {
     /// Every profile, in name order: a page at a time from a daemon that pages (each page
     /// a request with its own deadline), else in one answer.
     pub async fn profiles(&mut self) -> Result<Vec<ProfileInfo>, ClientError> {
-        if !self.pages() {
-            return match self.request(Request::Profiles).await? {
-                Response::Profiles(profiles) => Ok(profiles),
-                other => Err(unexpected(&other)),
-            };
-        }
-        self.all_pages(Request::ProfilesPage, |response| match response {
-            Response::ProfilesPage(page) => Ok(page),
-            other => Err(unexpected(&other)),
-        })
+        self.list(
+            Request::Profiles,
+            Request::ProfilesPage,
+            |response| match response {
+                Response::Profiles(all) => Listed::All(all),
+                Response::ProfilesPage(page) => Listed::Page(page),
+                _ => Listed::Other,
+            },
+        )
         .await
     }
 
     /// Every account, in name order, like [`Client::profiles`].
     pub async fn accounts(&mut self) -> Result<Vec<AccountInfo>, ClientError> {
-        if !self.pages() {
-            return match self.request(Request::ListAccounts).await? {
-                Response::Accounts(accounts) => Ok(accounts),
-                other => Err(unexpected(&other)),
-            };
-        }
-        self.all_pages(Request::AccountsPage, |response| match response {
-            Response::AccountsPage(page) => Ok(page),
-            other => Err(unexpected(&other)),
-        })
+        self.list(
+            Request::ListAccounts,
+            Request::AccountsPage,
+            |response| match response {
+                Response::Accounts(all) => Listed::All(all),
+                Response::AccountsPage(page) => Listed::Page(page),
+                _ => Listed::Other,
+            },
+        )
         .await
     }
 
-    fn pages(&self) -> bool {
-        self.welcome.features.iter().any(|f| f == FEATURE_PAGES)
-    }
-
-    /// Follows the cursor from the first page to the last. Each cursor must sort after
-    /// the one before: a daemon that repeats a page is an error, not an endless loop.
-    async fn all_pages<T>(
+    /// A whole list: `whole` from a daemon without the `pages` feature, else `page`
+    /// requests from the first page to the last. Each cursor must sort after the one
+    /// before: a daemon that repeats a page is an error, not an endless loop.
+    async fn list<T>(
         &mut self,
-        request: fn(PageRequest) -> Request,
-        page_of: fn(Response) -> Result<Page<T>, ClientError>,
+        whole: Request,
+        page: fn(PageRequest) -> Request,
+        listed: fn(Response) -> Listed<T>,
     ) -> Result<Vec<T>, ClientError> {
+        let pages = self.welcome.features.iter().any(|f| f == FEATURE_PAGES);
+        if !pages {
+            return match listed(self.request(whole).await?) {
+                Listed::All(all) => Ok(all),
+                _ => Err(unexpected()),
+            };
+        }
         let mut all = Vec::new();
         let mut after: Option<String> = None;
         loop {
@@ -380,7 +383,9 @@ impl Client {
                 after: after.clone(),
                 limit: MAX_PAGE_ITEMS,
             };
-            let page = page_of(self.request(request(ask)).await?)?;
+            let Listed::Page(page) = listed(self.request(page(ask)).await?) else {
+                return Err(unexpected());
+            };
             all.extend(page.items);
             match page.next {
                 None => return Ok(all),
@@ -453,8 +458,15 @@ impl Client {
     }
 }
 
+/// What a list request was answered with.
+enum Listed<T> {
+    All(Vec<T>),
+    Page(Page<T>),
+    Other,
+}
+
 /// A list request answered with something else.
-fn unexpected(_response: &Response) -> ClientError {
+fn unexpected() -> ClientError {
     ClientError::Proto(ProtoError::Malformed(
         "the daemon answered a list request with another kind of answer".to_owned(),
     ))

@@ -188,6 +188,25 @@ pub fn profile_problem(profile: &Profile) -> Option<String> {
 }
 
 impl Account {
+    /// An account as `accounts add` makes it, before it accepts a token or learns anything.
+    pub fn fresh(spec: NewAccount) -> Account {
+        Account {
+            name: spec.name,
+            profile: spec.profile,
+            region: spec.region,
+            target: spec.target,
+            on_change: spec.on_change,
+            accepted: AcceptedToken::default(),
+            account_id: None,
+            invalid: None,
+            misconfigured: None,
+            confirmed: false,
+            unreachable: false,
+            pending_identity: None,
+            portal: spec.portal,
+        }
+    }
+
     /// The state that follows from the current profile at `now`, with its reason.
     pub fn status(
         &self,

@@ -42,24 +42,16 @@ mod tests {
     use crate::account::{OnChange, PendingIdentity, Target};
 
     fn account() -> Account {
-        Account {
+        let mut account = Account::fresh(crate::NewAccount {
             name: "acme".into(),
             profile: "acme".into(),
             region: None,
             target: Target::Aws,
             on_change: OnChange::Ask,
-            accepted: crate::AcceptedToken {
-                fingerprint: Some("old".into()),
-                ..Default::default()
-            },
-            account_id: None,
-            invalid: None,
-            misconfigured: None,
-            confirmed: false,
-            unreachable: false,
-            pending_identity: None,
             portal: None,
-        }
+        });
+        account.accepted.fingerprint = Some("old".into());
+        account
     }
 
     fn status(state: AccountState) -> Status {

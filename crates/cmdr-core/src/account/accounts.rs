@@ -73,26 +73,14 @@ impl Accounts {
         let profile = view
             .get(&spec.profile)
             .ok_or_else(|| AccountError::NoProfile(spec.profile.clone()))?;
-        let mut account = Account {
-            name: spec.name.clone(),
-            profile: spec.profile.clone(),
-            region: spec.region.or_else(|| profile.region.clone()),
-            target: spec.target,
-            on_change: spec.on_change,
-            accepted: AcceptedToken::default(),
-            account_id: None,
-            invalid: None,
-            misconfigured: None,
-            confirmed: false,
-            unreachable: false,
-            pending_identity: None,
-            portal: spec.portal,
-        };
+        let (name, profile_name) = (spec.name.clone(), spec.profile.clone());
+        let region = spec.region.clone().or_else(|| profile.region.clone());
+        let mut account = Account::fresh(NewAccount { region, ..spec });
         account.accept(profile, expiry(profile), now);
-        self.map.insert(spec.name.clone(), account);
+        self.map.insert(name.clone(), account);
         Ok(vec![AccountChange::Added {
-            account: spec.name,
-            profile: spec.profile,
+            account: name,
+            profile: profile_name,
         }])
     }
 
