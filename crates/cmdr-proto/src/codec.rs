@@ -27,6 +27,9 @@ impl Codec {
 pub enum ProtoError {
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
+    /// Encoding stopped at the limit, so the full length is not known.
+    #[error("message exceeds the frame limit of {max} bytes")]
+    TooLargeToSend { max: usize },
     #[error("malformed frame: {0}")]
     Malformed(String),
     #[error("could not encode message: {0}")]
@@ -39,39 +42,95 @@ pub fn encode<T: Serialize>(codec: Codec, message: &T) -> Result<Vec<u8>, ProtoE
 }
 
 /// Encodes one message as a complete frame of at most `max` bytes (plus the length
-/// prefix), e.g. [`crate::MAX_REPLY_LEN`] for what the daemon sends.
+/// prefix), e.g. [`crate::MAX_REPLY_LEN`] for what the daemon sends. Encoding stops as
+/// soon as the frame passes `max`: a message too large to send never costs more memory
+/// than `max`.
 pub fn encode_within<T: Serialize>(
     codec: Codec,
     message: &T,
     max: usize,
 ) -> Result<Vec<u8>, ProtoError> {
-    let frame = match codec {
+    let too_large = || ProtoError::TooLargeToSend { max };
+    match codec {
         Codec::Binary => {
-            let body =
-                postcard::to_stdvec(message).map_err(|e| ProtoError::Encode(e.to_string()))?;
-            let len = u32::try_from(body.len()).map_err(|_| ProtoError::TooLarge {
-                len: body.len(),
-                max,
-            })?;
-            let mut frame = Vec::with_capacity(4 + body.len());
-            frame.extend_from_slice(&len.to_be_bytes());
-            frame.extend_from_slice(&body);
-            frame
+            let mut frame = Capped::new(max.saturating_add(4));
+            frame.bytes.extend_from_slice(&[0; 4]);
+            let mut frame =
+                postcard::serialize_with_flavor(message, frame).map_err(|e| match e {
+                    postcard::Error::SerializeBufferFull => too_large(),
+                    other => ProtoError::Encode(other.to_string()),
+                })?;
+            let len = u32::try_from(frame.len() - 4).map_err(|_| too_large())?;
+            frame[..4].copy_from_slice(&len.to_be_bytes());
+            Ok(frame)
         }
         Codec::JsonLines => {
-            let mut frame =
-                serde_json::to_vec(message).map_err(|e| ProtoError::Encode(e.to_string()))?;
+            let mut frame = Capped::new(max);
+            serde_json::to_writer(&mut frame, message).map_err(|e| {
+                if e.is_io() {
+                    too_large()
+                } else {
+                    ProtoError::Encode(e.to_string())
+                }
+            })?;
+            let mut frame = frame.bytes;
             frame.push(b'\n');
-            frame
+            Ok(frame)
         }
-    };
-    if frame.len() > max + 4 {
-        return Err(ProtoError::TooLarge {
-            len: frame.len(),
-            max,
-        });
     }
-    Ok(frame)
+}
+
+/// A buffer that refuses to grow past `max` bytes, for both encoders.
+struct Capped {
+    bytes: Vec<u8>,
+    max: usize,
+}
+
+impl Capped {
+    fn new(max: usize) -> Capped {
+        Capped {
+            bytes: Vec::new(),
+            max,
+        }
+    }
+
+    fn fits(&self, more: usize) -> bool {
+        self.bytes.len().saturating_add(more) <= self.max
+    }
+}
+
+impl postcard::ser_flavors::Flavor for Capped {
+    type Output = Vec<u8>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if !self.fits(data.len()) {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.bytes)
+    }
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.fits(buf.len()) {
+            return Err(std::io::Error::other("over the frame limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Accumulates bytes from a stream and yields complete messages. The codec is fixed by the

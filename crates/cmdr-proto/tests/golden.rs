@@ -296,6 +296,34 @@ fn oversized_frames_are_refused_before_allocating() {
     ));
 }
 
+/// What is sent stops encoding at the limit (a message too large costs no more memory
+/// than the limit); a frame exactly at the limit is sent and read back.
+#[test]
+fn encoding_stops_at_the_limit() {
+    let message = |len: usize| ServerMessage::Refused {
+        message: "x".repeat(len),
+    };
+    for codec in [Codec::Binary, Codec::JsonLines] {
+        let over = encode_within(codec, &message(10 << 20), 1 << 20);
+        assert!(
+            matches!(over, Err(ProtoError::TooLargeToSend { max }) if max == 1 << 20),
+            "{over:?}"
+        );
+        let body = |len| {
+            let frame = encode_within(codec, &message(len), usize::MAX).expect("encode");
+            frame.len() - if codec == Codec::Binary { 4 } else { 1 }
+        };
+        let exact = 1000 - (body(1000) - 1000);
+        assert_eq!(body(exact), 1000);
+        let frame = encode_within(codec, &message(exact), 1000).expect("at the limit");
+        assert!(encode_within(codec, &message(exact + 1), 1000).is_err());
+        let mut decoder = FrameDecoder::with_max(codec, 1000);
+        decoder.extend(&frame);
+        let back: ServerMessage = decoder.decode().expect("decodes").expect("complete");
+        assert_eq!(back, message(exact));
+    }
+}
+
 #[test]
 fn garbage_is_malformed_not_a_panic() {
     let mut decoder = FrameDecoder::new(Codec::Binary);
