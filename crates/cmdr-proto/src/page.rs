@@ -17,11 +17,18 @@ pub const MAX_PAGE_ITEMS: u32 = 1000;
 pub const PAGE_BUDGET: usize = 256 << 10;
 
 /// Which page: the items whose names sort after `after` (`None`: from the first), at most
-/// `limit` of them (at least one, at most [`MAX_PAGE_ITEMS`]).
+/// `limit` of them (at least one, at most [`MAX_PAGE_ITEMS`]). In JSON both may be left
+/// out: `{"profiles_page":{}}` is the first page, as large as the daemon allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageRequest {
+    #[serde(default)]
     pub after: Option<String>,
+    #[serde(default = "most_items")]
     pub limit: u32,
+}
+
+fn most_items() -> u32 {
+    MAX_PAGE_ITEMS
 }
 
 /// One page of a list in name order. `next` is the `after` of the following page, `None`
@@ -128,6 +135,18 @@ mod tests {
         let page = fill(&huge, 1000);
         assert_eq!(page.items.len(), 1);
         assert!(page.next.is_some());
+    }
+
+    #[test]
+    fn a_json_page_request_may_leave_out_both_fields() {
+        let request: PageRequest = serde_json::from_str("{}").expect("json");
+        assert_eq!(
+            request,
+            PageRequest {
+                after: None,
+                limit: MAX_PAGE_ITEMS
+            }
+        );
     }
 
     #[test]
