@@ -195,7 +195,11 @@ fn unreadable(err: &ProtoError) -> String {
 /// Encodes what the daemon sends, within [`MAX_REPLY_LEN`]. An answer that does not fit
 /// becomes an error reply to the same request: the client is told, never left waiting.
 fn encode_reply(codec: Codec, message: &ServerMessage) -> Option<Vec<u8>> {
-    match encode_within(codec, message, MAX_REPLY_LEN) {
+    encode_reply_within(codec, message, MAX_REPLY_LEN)
+}
+
+fn encode_reply_within(codec: Codec, message: &ServerMessage, max: usize) -> Option<Vec<u8>> {
+    match encode_within(codec, message, max) {
         Ok(frame) => Some(frame),
         Err(err) => {
             tracing::error!(error = %err, "cannot encode a message");
@@ -211,7 +215,7 @@ fn encode_reply(codec: Codec, message: &ServerMessage) -> Option<Vec<u8>> {
                     ),
                 }),
             };
-            encode_within(codec, &reply, MAX_REPLY_LEN).ok()
+            encode_within(codec, &reply, max).ok()
         }
     }
 }
@@ -275,4 +279,54 @@ async fn write_loop(
         }
     }
     let _ = writer.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An answer over the limit becomes an error reply to the same request, in both
+    /// codecs; an event over it is dropped (there is no one to answer).
+    #[test]
+    fn an_answer_too_large_to_send_is_an_error_reply() {
+        let profile = |name: String| cmdr_proto::ProfileInfo {
+            name,
+            kind: cmdr_proto::ProfileKind::Static,
+            region: None,
+            sources: Vec::new(),
+            access_key_id: None,
+            fingerprint: None,
+            expires_at: None,
+            expiry_source: None,
+        };
+        let answer = ServerMessage::Response {
+            id: 7,
+            outcome: Outcome::Ok(Response::Profiles(vec![profile("p".repeat(5000))])),
+        };
+        for codec in [Codec::Binary, Codec::JsonLines] {
+            let frame = encode_reply_within(codec, &answer, 1000).expect("a reply");
+            let mut decoder = FrameDecoder::with_max(codec, 1000);
+            decoder.extend(&frame);
+            let reply: ServerMessage = decoder.decode().expect("decodes").expect("whole");
+            let ServerMessage::Response {
+                id: 7,
+                outcome: Outcome::Err(err),
+            } = reply
+            else {
+                panic!("{reply:?}");
+            };
+            assert_eq!(err.code, ErrorCode::Internal);
+            assert!(err.message.contains("too large to send"), "{}", err.message);
+            assert!(err.message.contains("profiles_page"), "{}", err.message);
+            let event = ServerMessage::Event(Event {
+                at: "2026-12-02T10:00:00Z".into(),
+                kind: EventKind::FileError {
+                    path: "p".repeat(5000),
+                    line: None,
+                    message: String::new(),
+                },
+            });
+            assert!(encode_reply_within(codec, &event, 1000).is_none());
+        }
+    }
 }
