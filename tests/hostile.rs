@@ -740,6 +740,34 @@ fn lists_of_any_length_come_in_pages() {
     assert_eq!(count(&["accounts", "list", "--json"]), Some(accounts));
 }
 
+/// Regression (hostile round on pages): a 2 MiB profile name made `cmdrctl profiles` list
+/// nothing, since the cursor after it was over the request's frame limit. The cursor is
+/// now the shortest string between two names.
+#[test]
+fn a_huge_profile_name_does_not_stop_the_list() {
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    let huge = format!("m{}", "x".repeat(2 << 20));
+    let config: String = ["a1", "a2", huge.as_str(), "z1", "z2"]
+        .iter()
+        .map(|name| format!("[profile {name}]\nregion = us-east-1\n"))
+        .collect();
+    std::fs::write(sb.config(), config).expect("config");
+    sb.start();
+    let out = ctl_bounded(&sb, &["profiles", "--json"]);
+    assert!(out.status.success(), "{}", crate::sandbox::stderr(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let names: Vec<usize> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|p| p["name"].as_str().map_or(0, str::len))
+        .collect();
+    assert_eq!(names, [2, 2, huge.len(), 2, 2]);
+    let table = ctl_bounded(&sb, &["profiles"]);
+    assert!(table.status.success(), "{}", crate::sandbox::stderr(&table));
+}
+
 /// Sessions that said hello and went quiet.
 fn quiet_sessions(sb: &Sandbox, n: usize) -> Vec<UnixStream> {
     (0..n)

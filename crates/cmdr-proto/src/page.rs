@@ -58,10 +58,47 @@ impl<T: Serialize> Page<T> {
             page.push(item);
         }
         let next = match (items.peek(), page.last()) {
-            (Some(_), Some(last)) => Some(name(last).to_owned()),
+            (Some(following), Some(last)) => Some(cursor(name(last), name(following))),
             _ => None,
         };
         Page { items: page, next }
+    }
+}
+
+/// The cursor between two names that follow each other: a string `s` with `last <= s <
+/// following`, as short as can be, so that "the names after `s`" start at `following` and
+/// the cursor fits a request (whose frame limit is 1 MiB) unless the two names share a
+/// prefix that long. A huge name, hostile or not, never stops a list.
+fn cursor(last: &str, following: &str) -> String {
+    let common = last
+        .chars()
+        .zip(following.chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    // The prefix of `last` up to a character, with that character made larger, is after
+    // `last`; past the first difference it is also before `following`.
+    for (at, c) in last.char_indices().skip(common) {
+        let Some(larger) = next_char(c) else {
+            continue;
+        };
+        let mut candidate = String::with_capacity(at + larger.len_utf8());
+        candidate.push_str(&last[..at]);
+        candidate.push(larger);
+        if candidate.as_str() < following {
+            if candidate.len() < last.len() {
+                return candidate;
+            }
+            break;
+        }
+    }
+    last.to_owned()
+}
+
+/// The character after `c` in code-point (and so UTF-8 byte) order.
+fn next_char(c: char) -> Option<char> {
+    match c {
+        '\u{d7ff}' => Some('\u{e000}'),
+        _ => char::from_u32(u32::from(c) + 1),
     }
 }
 
@@ -104,6 +141,7 @@ mod tests {
         let all = names(10, 0);
         let page = fill(&all, 4);
         assert_eq!(page.items, all[..4]);
+        // "00003" and "00004": the shortest cursor in between is the last name itself.
         assert_eq!(page.next.as_deref(), Some("00003"));
         // The last page has no cursor, even when it is exactly full.
         let page = fill(&all, 10);
@@ -127,7 +165,8 @@ mod tests {
         let all = names(10, 100 << 10);
         let page = fill(&all, 1000);
         assert_eq!(page.items.len(), 3);
-        assert_eq!(page.next.as_deref(), Some(all[2].as_str()));
+        // "00002xxx…" and "00003xxx…": the cursor "00003" is between them, and short.
+        assert_eq!(page.next.as_deref(), Some("00003"));
         let encoded = serde_json::to_vec(&page).expect("json");
         assert!(encoded.len() < crate::MAX_FRAME_LEN, "{}", encoded.len());
         // One item larger than the budget is still sent, alone.
@@ -135,6 +174,33 @@ mod tests {
         let page = fill(&huge, 1000);
         assert_eq!(page.items.len(), 1);
         assert!(page.next.is_some());
+    }
+
+    /// The cursor sorts at or after the last name and before the following one, so the
+    /// next page starts exactly at the following name; and it is short whenever the two
+    /// names part early, however long they are.
+    #[test]
+    fn the_cursor_is_short_and_between_the_names() {
+        let huge = format!("m{}", "x".repeat(2 << 20));
+        let cases = [
+            (huge.as_str(), "z1", "n"),
+            ("a1", "a2", "a1"),
+            ("ab", "ac", "ab"),
+            ("abz", "ac", "abz"),
+            ("a", "a\0", "a"),
+            ("apple-very-long-name", "banana", "b"),
+            ("\u{d7ff}x", "\u{10ffff}", "\u{e000}"),
+            ("a\u{10ffff}\u{10ffff}bcd", "b", "a\u{10ffff}\u{10ffff}c"),
+        ];
+        for (last, following, want) in cases {
+            let got = cursor(last, following);
+            assert!(last <= got.as_str() && got.as_str() < following, "{got:?}");
+            assert_eq!(got, want);
+        }
+        // A page that ends on a huge name hands back a cursor of one character.
+        let items = vec!["a1".to_owned(), huge.clone(), "z1".to_owned()];
+        let page = fill(&items, 2);
+        assert_eq!(page.next.as_deref(), Some("n"));
     }
 
     #[test]

@@ -136,7 +136,8 @@ impl Shell {
                 .file_name()?
                 .to_str()?
                 .to_owned();
-            ShellName::from_str(&base, false).ok()
+            // `pwsh.exe`, `fish.exe` (Windows, MSYS).
+            ShellName::from_str(base.strip_suffix(".exe").unwrap_or(&base), false).ok()
         });
         match name {
             Some(ShellName::Fish) => Shell::Fish,

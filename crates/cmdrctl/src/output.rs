@@ -68,7 +68,12 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
         let padded: Vec<String> = cells
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            // Padded by hand: a format width over 65,535 panics, and a cell from a file
+            // may be longer than that.
+            .map(|(i, c)| {
+                let pad = widths[i].saturating_sub(c.chars().count());
+                format!("{c}{}", " ".repeat(pad))
+            })
             .collect();
         println!("{}", padded.join("  ").trim_end());
     };

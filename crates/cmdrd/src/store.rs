@@ -163,7 +163,7 @@ impl Store {
                 continue;
             }
             let entry = serde_json::from_slice::<JournalEntry>(line)
-                .map_err(|err| format!("{:?}", err.classify()))
+                .map_err(|err| json_reason(&err))
                 .and_then(|entry| match entry {
                     JournalEntry::Put(stored) => Account::try_from(*stored)
                         .map(Some)
@@ -179,13 +179,47 @@ impl Store {
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    tracing::warn!(path = %path.display(), line = number + 1, %error, "state journal ends in a torn entry; ignoring it and what follows");
+                    let more = bytes
+                        .split(|b| *b == b'\n')
+                        .skip(number + 1)
+                        .any(|l| !l.trim_ascii().is_empty());
+                    if more {
+                        // Not a torn last write: what follows is kept for the user, since
+                        // the next save removes the journal.
+                        self.keep_aside(&path, number + 1, &error);
+                    } else {
+                        tracing::warn!(path = %path.display(), line = number + 1, %error, "state journal ends in a torn entry; ignoring it");
+                    }
                     break;
                 }
             }
             self.journaled += 1;
         }
         state.accounts = accounts.into_values().collect();
+    }
+
+    /// Copies a journal with a bad entry before its end to `state.journal.corrupt-<time>`.
+    fn keep_aside(&self, path: &Path, line: usize, error: &str) {
+        let aside = path.with_extension(format!(
+            "journal.corrupt-{}",
+            Utc::now().format("%Y%m%dT%H%M%SZ")
+        ));
+        match std::fs::copy(path, &aside) {
+            Ok(_) => tracing::error!(
+                path = %path.display(),
+                line,
+                %error,
+                kept = %aside.display(),
+                "state journal has a bad entry before its end; replayed the entries before it and kept the whole journal aside"
+            ),
+            Err(err) => tracing::error!(
+                path = %path.display(),
+                line,
+                %error,
+                copy_error = %err,
+                "state journal has a bad entry before its end; replayed the entries before it, and could not keep the journal aside"
+            ),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -219,14 +253,7 @@ impl Store {
             }
         };
         let read = serde_json::from_slice::<StateFile>(&bytes)
-            .map_err(|err| {
-                format!(
-                    "line {}, column {}: {:?}",
-                    err.line(),
-                    err.column(),
-                    err.classify()
-                )
-            })
+            .map_err(|err| json_reason(&err))
             .and_then(|file| match file.version {
                 STATE_VERSION => State::try_from(file).map_err(|err| err.to_string()),
                 version => Err(format!("unsupported version {version}")),
@@ -321,6 +348,15 @@ impl Store {
         self.journaled = 0;
         Ok(())
     }
+}
+
+/// What serde_json says is wrong with a state file or journal line (`unknown variant
+/// `gcp``, `missing field `name``, with line and column), escaped and cut short: the file
+/// is ours, but anyone can edit it.
+fn json_reason(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let text: String = text.chars().take(300).collect();
+    cmdr_core::text::escape_controls(&text).into_owned()
 }
 
 #[cfg(test)]
@@ -465,6 +501,42 @@ mod tests {
             .expect("save");
         assert!(!journal.exists());
         assert_eq!(Store::new(path).load().expect("load"), state);
+    }
+
+    /// Regression (hostile round): a bad entry before the journal's end stopped the replay,
+    /// and the next save deleted the journal with the good entries after it. The journal
+    /// is now kept aside first.
+    #[test]
+    fn a_bad_entry_before_the_end_keeps_the_journal_aside() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("state.json");
+        let mut store = Store::new(path.clone());
+        store.save([].iter(), &SeenTokens::new()).expect("save");
+        store
+            .append(&[JournalEntry::put(&account("j1", "eu-west-1"))], 1)
+            .expect("append");
+        let journal = path.with_extension("journal");
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .expect("open");
+        file.write_all(b"{\"put\":{\"name\":\"j2\",\"profile\":\"p\",\"region\":null,\"target\":{\"kind\":\"aws\"},\"on_change\":\"ask\",\"accepted_fingerprint\":null,\"accepted_at\":null,\"accepted_expiry\":{\"at\":null,\"source\":\"comment\"}}}\n")
+            .expect("bad entry");
+        drop(file);
+        store
+            .append(&[JournalEntry::put(&account("j3", "eu-west-1"))], 2)
+            .expect("append");
+        let loaded = Store::new(path.clone()).load().expect("load");
+        let names: Vec<&str> = loaded.accounts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["j1"]);
+        let aside: Vec<_> = std::fs::read_dir(tmp.path())
+            .expect("dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains("journal.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        let kept = std::fs::read_to_string(aside[0].path()).expect("kept");
+        assert!(kept.contains("\"j3\""), "{kept}");
     }
 
     /// The journal asks to be folded in after `COMPACT_AFTER` entries, or one per account

@@ -8,8 +8,11 @@ import * as path from 'node:path';
 
 /** Must match `PROTOCOL_VERSION` in crates/cmdr-proto. */
 export const PROTOCOL_VERSION = 1;
-/** The daemon's frame cap (`MAX_FRAME_LEN`): a longer line is a broken peer. */
-export const MAX_LINE = 1 << 20;
+/**
+ * The daemon's reply cap (`MAX_REPLY_LEN`): a longer line is a broken peer. Answers grow with
+ * the accounts (`list_accounts` for 4,000 of them is over 1 MiB), as in cmdr-client.
+ */
+export const MAX_LINE = 64 << 20;
 
 export interface SocketEnv {
   CMDR_SOCKET?: string;

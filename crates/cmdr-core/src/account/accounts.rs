@@ -74,7 +74,12 @@ impl Accounts {
             .get(&spec.profile)
             .ok_or_else(|| AccountError::NoProfile(spec.profile.clone()))?;
         let (name, profile_name) = (spec.name.clone(), spec.profile.clone());
-        let region = spec.region.clone().or_else(|| profile.region.clone());
+        // The profile's region only if it is one: a file may say anything.
+        let region = spec.region.clone().or_else(|| {
+            (profile.region.as_deref())
+                .filter(|r| crate::input::check_region(r).is_ok())
+                .map(str::to_owned)
+        });
         let mut account = Account::fresh(NewAccount { region, ..spec });
         account.accept(profile, expiry(profile), now);
         self.map.insert(name.clone(), account);

@@ -410,3 +410,32 @@ fn errors_and_reconcile() {
     accounts.remove("a").expect("remove");
     assert!(accounts.is_empty());
 }
+
+/// Regression (hostile round): `accounts add` without `--region` copied a 70,000-byte
+/// region from the profile, which `--region` would have refused.
+#[test]
+fn the_profile_region_is_copied_only_if_it_is_one() {
+    let cache = BTreeMap::new();
+    let long = format!("[profile p]\nregion = {}\n", "r".repeat(70_000));
+    let view = |config: &str| {
+        parse_view(Inputs {
+            config: config.as_bytes(),
+            credentials:
+                b"[p]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = s\n",
+            sso_cache: &cache,
+        })
+        .expect("parses")
+    };
+    let mut accounts = Accounts::default();
+    let now = Utc::now();
+    accounts
+        .add(spec("bad", OnChange::Ask), &view(&long), &files_only, now)
+        .expect("add");
+    assert_eq!(accounts.get("bad").expect("bad").region, None);
+    let good = view("[profile p]\nregion = eu-west-1\n");
+    accounts
+        .add(spec("good", OnChange::Ask), &good, &files_only, now)
+        .expect("add");
+    let region = accounts.get("good").expect("good").region.clone();
+    assert_eq!(region.as_deref(), Some("eu-west-1"));
+}

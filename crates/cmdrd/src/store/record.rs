@@ -5,6 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use cmdr_core::expiry::{Expiry, ExpirySource};
+use cmdr_core::input;
+use cmdr_core::text::escape_controls;
 use cmdr_core::{AcceptedToken, Account, OnChange, PendingIdentity, Seen, SeenTokens, Target};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -81,6 +83,30 @@ pub enum RecordError {
     ExpiryTime { account: String },
 }
 
+/// The rules `accounts add` applies, for a record that may have been edited by hand or
+/// written by an older cmdrd with looser rules: a region that is not one is dropped (it
+/// would be handed to tools), a name or endpoint that breaks the rules is kept, so that the
+/// account can still be seen, edited and removed, with a warning saying what to fix.
+fn checked(mut stored: StoredAccount) -> StoredAccount {
+    let name = escape_controls(&stored.name).into_owned();
+    if let Some(Err(err)) = stored.region.as_deref().map(input::check_region) {
+        tracing::warn!(account = %name, error = %err, "the state file holds a region that is not one; dropping it");
+        stored.region = None;
+    }
+    let endpoint = match &stored.target {
+        StoredTarget::Aws => None,
+        StoredTarget::Localstack { endpoint } | StoredTarget::Endpoint { endpoint } => {
+            Some(endpoint.as_str())
+        }
+    };
+    let broken = input::check_name(&stored.name)
+        .and_then(|()| endpoint.map_or(Ok(()), input::check_endpoint));
+    if let Err(err) = broken {
+        tracing::warn!(account = %name, error = %err, "the state file holds an account `accounts add` would refuse; fix it with `cmdrctl accounts edit` or remove it");
+    }
+    stored
+}
+
 impl From<&Account> for StoredAccount {
     fn from(account: &Account) -> StoredAccount {
         StoredAccount {
@@ -127,6 +153,7 @@ impl TryFrom<StoredAccount> for Account {
     type Error = RecordError;
 
     fn try_from(stored: StoredAccount) -> Result<Account, RecordError> {
+        let stored = checked(stored);
         let expiry = match stored.accepted_expiry {
             None => None,
             Some(e) => Some(expiry(&stored.name, e)?),
@@ -256,6 +283,29 @@ mod tests {
         assert_eq!(account.accepted.fingerprint.as_deref(), Some("f"));
         assert_eq!(account.accepted.expiry, None);
         assert!(!account.confirmed);
+    }
+
+    /// Regression (hostile round): a hand-edited state file could hold a region with
+    /// control characters, which would be handed to tools; it is dropped on load. A name or
+    /// endpoint `accounts add` refuses (an older cmdrd was looser) is kept, with a warning,
+    /// so the account can still be edited or removed.
+    #[test]
+    fn a_record_with_a_value_accounts_add_refuses() {
+        let record = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut json: serde_json::Value = serde_json::from_str(GOLDEN[0]).expect("json");
+            edit(&mut json);
+            let stored: StoredAccount = serde_json::from_value(json).expect("stored");
+            Account::try_from(stored).expect("loads")
+        };
+        assert_eq!(record(&|_| {}).region.as_deref(), Some("eu-west-1"));
+        assert_eq!(record(&|j| j["region"] = "eu\u{1b}[2J".into()).region, None);
+        assert_eq!(
+            record(&|j| j["name"] = "my account".into()).name,
+            "my account"
+        );
+        let target = serde_json::json!({"kind": "endpoint", "endpoint": "file:///etc/passwd"});
+        let kept = record(&|j| j["target"] = target.clone());
+        assert_eq!(kept.target.endpoint(), Some("file:///etc/passwd"));
     }
 
     /// The state file cannot smuggle in an expiry without a time (or `never` with one).
