@@ -123,15 +123,7 @@ pub async fn open(url: &str) -> Result<(), RenewError> {
     let shown = format!("{program} {url}");
     let mut child = spawn(&mut command, program, hint, &shown)?;
     match tokio::time::timeout(OPEN_WAIT, child.wait()).await {
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(RenewError::Failed {
-            command: shown,
-            status: status.to_string(),
-        }),
-        Ok(Err(source)) => Err(RenewError::Spawn {
-            command: shown,
-            source,
-        }),
+        Ok(exit) => exited(shown, exit),
         // Still running: the opener waits for the browser it started.
         Err(_) => Ok(()),
     }
@@ -153,15 +145,7 @@ pub async fn sso_login(profile: &str, mode: Mode) -> Result<(), RenewError> {
     let hint = "the AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html";
     let mut child = spawn(&mut command, "aws", hint, &shown)?;
     match tokio::time::timeout(SSO_LOGIN_DEADLINE, child.wait()).await {
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(RenewError::Failed {
-            command: shown,
-            status: status.to_string(),
-        }),
-        Ok(Err(source)) => Err(RenewError::Spawn {
-            command: shown,
-            source,
-        }),
+        Ok(exit) => exited(shown, exit),
         Err(_) => {
             let _ = child.kill().await;
             Err(RenewError::TimedOut {
@@ -169,6 +153,24 @@ pub async fn sso_login(profile: &str, mode: Mode) -> Result<(), RenewError> {
                 minutes: SSO_LOGIN_DEADLINE.as_secs() / 60,
             })
         }
+    }
+}
+
+/// How a command that was waited for ended: success, or why not.
+fn exited(
+    shown: String,
+    exit: std::io::Result<std::process::ExitStatus>,
+) -> Result<(), RenewError> {
+    match exit {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(RenewError::Failed {
+            command: shown,
+            status: status.to_string(),
+        }),
+        Err(source) => Err(RenewError::Spawn {
+            command: shown,
+            source,
+        }),
     }
 }
 

@@ -80,19 +80,10 @@ pub fn diff(old: &ProfileView, new: &ProfileView) -> Vec<ProfileChange> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::profile::{Inputs, parse_view};
 
     fn view(credentials: &str) -> ProfileView {
-        let cache = BTreeMap::new();
-        parse_view(Inputs {
-            config: b"",
-            credentials: credentials.as_bytes(),
-            sso_cache: &cache,
-        })
-        .expect("parses")
+        crate::profile::parse_files("", credentials)
     }
 
     fn check(old: &str, new: &str, expected: &[(&str, &str)]) {

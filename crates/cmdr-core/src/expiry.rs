@@ -335,21 +335,15 @@ pub fn effective(
 
 #[cfg(test)]
 mod effective_tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::profile::{Inputs, parse_view};
 
     #[test]
     fn estimated_only_for_the_token_first_seen() {
-        let cache = BTreeMap::new();
-        let v = parse_view(Inputs {
-            config: b"",
-            credentials: b"[s]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = x\naws_session_token = t\n\
-                           [k]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = x\n",
-            sso_cache: &cache,
-        })
-        .expect("parses");
+        let v = crate::profile::parse_files(
+            "",
+            "[s]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = x\naws_session_token = t\n\
+             [k]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = x\n",
+        );
         let s = v.get("s").expect("s");
         let fp = s.fingerprint.clone().expect("fp");
         let seen = Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();

@@ -16,6 +16,8 @@ mod tests;
 mod view;
 
 pub use sso::{sso_cache_files, sso_token_problem};
+#[cfg(test)]
+pub(crate) use view::parse_files;
 pub use view::{check_file, parse_view, parse_view_or, parse_view_with, redact_secrets};
 
 /// Properties whose values are secrets: never shown, never stored.

@@ -101,7 +101,6 @@ pub fn account_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{Inputs, parse_view};
 
     fn view(profiles: &[(&str, &str)]) -> ProfileView {
         let credentials: String = profiles
@@ -112,13 +111,7 @@ mod tests {
                 )
             })
             .collect();
-        let cache = BTreeMap::new();
-        parse_view(Inputs {
-            config: b"",
-            credentials: credentials.as_bytes(),
-            sso_cache: &cache,
-        })
-        .expect("parses")
+        crate::profile::parse_files("", &credentials)
     }
 
     fn at(hour: u32) -> DateTime<Utc> {

@@ -200,10 +200,7 @@ impl Store {
 
     /// Copies a journal with a bad entry before its end to `state.journal.corrupt-<time>`.
     fn keep_aside(&self, path: &Path, line: usize, error: &str) {
-        let aside = path.with_extension(format!(
-            "journal.corrupt-{}",
-            Utc::now().format("%Y%m%dT%H%M%SZ")
-        ));
+        let aside = aside_path(path, "journal");
         match std::fs::copy(path, &aside) {
             Ok(_) => tracing::error!(
                 path = %path.display(),
@@ -261,10 +258,7 @@ impl Store {
         match read {
             Ok(state) => Ok(state),
             Err(reason) => {
-                let aside = self.path.with_extension(format!(
-                    "json.corrupt-{}",
-                    Utc::now().format("%Y%m%dT%H%M%SZ")
-                ));
+                let aside = aside_path(&self.path, "json");
                 match std::fs::rename(&self.path, &aside) {
                     Ok(()) => tracing::error!(
                         path = %self.path.display(),
@@ -350,6 +344,14 @@ impl Store {
     }
 }
 
+/// Where a corrupt `state.<extension>` is kept: `state.<extension>.corrupt-<time>`.
+fn aside_path(path: &Path, extension: &str) -> PathBuf {
+    path.with_extension(format!(
+        "{extension}.corrupt-{}",
+        Utc::now().format("%Y%m%dT%H%M%SZ")
+    ))
+}
+
 /// What serde_json says is wrong with a state file or journal line (`unknown variant
 /// `gcp``, `missing field `name``, with line and column), escaped and cut short: the file
 /// is ours, but anyone can edit it.
@@ -394,13 +396,9 @@ mod tests {
 
         std::fs::write(store.path(), b"{ not json").expect("write");
         assert_eq!(store.load().expect("load").seen.len(), 0);
-        let aside: Vec<_> = std::fs::read_dir(tmp.path().join("data"))
-            .expect("dir")
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
-            .collect();
+        let aside = kept_aside(&tmp.path().join("data"), "corrupt");
         assert_eq!(aside.len(), 1);
-        assert_eq!(std::fs::read(aside[0].path()).expect("read"), b"{ not json");
+        assert_eq!(std::fs::read(&aside[0]).expect("read"), b"{ not json");
     }
 
     /// Regression: every `kill -9` during a save left a `.state.json.tmp-PID` file behind
@@ -416,6 +414,22 @@ mod tests {
         store.load().expect("load");
         assert!(!dir.join(".state.json.tmp-4242").exists());
         assert!(dir.join("other.tmp-1").exists());
+    }
+
+    /// Appends `bytes` to the journal as they are, as a crash or an editor might leave it.
+    fn append_raw(journal: &Path, bytes: &[u8]) {
+        let mut file = OpenOptions::new().append(true).open(journal).expect("open");
+        file.write_all(bytes).expect("write");
+    }
+
+    /// The files in `dir` whose names contain `marker`.
+    fn kept_aside(dir: &Path, marker: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(marker))
+            .map(|e| e.path())
+            .collect()
     }
 
     fn account(name: &str, region: &str) -> Account {
@@ -465,12 +479,7 @@ mod tests {
             .expect("append");
         // A crash mid-append: half a line at the end.
         let journal = path.with_extension("journal");
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(&journal)
-            .expect("open");
-        file.write_all(br#"{"put":{"name":"d","pro"#).expect("torn");
-        drop(file);
+        append_raw(&journal, br#"{"put":{"name":"d","pro"#);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -515,27 +524,16 @@ mod tests {
         store
             .append(&[JournalEntry::put(&account("j1", "eu-west-1"))], 1)
             .expect("append");
-        let journal = path.with_extension("journal");
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(&journal)
-            .expect("open");
-        file.write_all(b"{\"put\":{\"name\":\"j2\",\"profile\":\"p\",\"region\":null,\"target\":{\"kind\":\"aws\"},\"on_change\":\"ask\",\"accepted_fingerprint\":null,\"accepted_at\":null,\"accepted_expiry\":{\"at\":null,\"source\":\"comment\"}}}\n")
-            .expect("bad entry");
-        drop(file);
+        append_raw(&path.with_extension("journal"), b"{\"put\":{\"name\":\"j2\",\"profile\":\"p\",\"region\":null,\"target\":{\"kind\":\"aws\"},\"on_change\":\"ask\",\"accepted_fingerprint\":null,\"accepted_at\":null,\"accepted_expiry\":{\"at\":null,\"source\":\"comment\"}}}\n");
         store
             .append(&[JournalEntry::put(&account("j3", "eu-west-1"))], 2)
             .expect("append");
         let loaded = Store::new(path.clone()).load().expect("load");
         let names: Vec<&str> = loaded.accounts.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["j1"]);
-        let aside: Vec<_> = std::fs::read_dir(tmp.path())
-            .expect("dir")
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().contains("journal.corrupt-"))
-            .collect();
+        let aside = kept_aside(tmp.path(), "journal.corrupt-");
         assert_eq!(aside.len(), 1);
-        let kept = std::fs::read_to_string(aside[0].path()).expect("kept");
+        let kept = std::fs::read_to_string(&aside[0]).expect("kept");
         assert!(kept.contains("\"j3\""), "{kept}");
     }
 

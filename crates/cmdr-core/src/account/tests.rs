@@ -3,16 +3,10 @@
 use super::*;
 use crate::diff::diff;
 use crate::expiry::ExpirySource;
-use crate::profile::{Inputs, parse_view};
+use crate::profile::parse_files;
 
 fn parse(credentials: &str) -> ProfileView {
-    let cache = BTreeMap::new();
-    parse_view(Inputs {
-        config: b"[profile p]\nregion = eu-west-1\n",
-        credentials: credentials.as_bytes(),
-        sso_cache: &cache,
-    })
-    .expect("parses")
+    parse_files("[profile p]\nregion = eu-west-1\n", credentials)
 }
 
 fn view(token: &str) -> ProfileView {
@@ -198,6 +192,14 @@ fn a_vanished_token_is_missing_and_coming_back_is_no_change() {
     ));
 }
 
+/// Records `verdict` for account `a`'s accepted token, as a validation of it would.
+fn record(accounts: &mut Accounts, verdict: Verdict) -> Option<IdentityCheck> {
+    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
+    accounts
+        .record_validation("a", fp.as_deref(), &verdict)
+        .expect("a")
+}
+
 #[test]
 fn validations_set_and_clear_one_reason() {
     let now = Utc::now();
@@ -206,13 +208,7 @@ fn validations_set_and_clear_one_reason() {
     accounts
         .add(spec("a", OnChange::Ask), &v, &files_only, now)
         .expect("add");
-    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
-    let mut record = |verdict: Verdict| {
-        accounts
-            .record_validation("a", fp.as_deref(), &verdict)
-            .expect("a")
-    };
-    assert_eq!(record(Verdict::Unreachable), None);
+    assert_eq!(record(&mut accounts, Verdict::Unreachable), None);
     let status = |accounts: &Accounts| {
         accounts
             .get("a")
@@ -220,68 +216,41 @@ fn validations_set_and_clear_one_reason() {
             .status(v.get("p"), now, Duration::minutes(15))
     };
     assert_eq!(status(&accounts).state, AccountState::Unvalidated);
-    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
-    let mut record = |verdict: Verdict| {
-        accounts
-            .record_validation("a", fp.as_deref(), &verdict)
-            .expect("a")
-    };
     assert_eq!(
-        record(Verdict::Misconfigured("Missing Region".into())),
+        record(
+            &mut accounts,
+            Verdict::Misconfigured("Missing Region".into())
+        ),
         None
     );
     assert_eq!(status(&accounts).state, AccountState::Misconfigured);
-    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
-    let mut record = |verdict: Verdict| {
-        accounts
-            .record_validation("a", fp.as_deref(), &verdict)
-            .expect("a")
-    };
     // An unreachable target clears a stale failure.
-    record(Verdict::Unreachable);
+    record(&mut accounts, Verdict::Unreachable);
     assert_eq!(status(&accounts).state, AccountState::Unvalidated);
-    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
-    let mut record = |verdict: Verdict| {
-        accounts
-            .record_validation("a", fp.as_deref(), &verdict)
-            .expect("a")
-    };
-    record(Verdict::Rejected("rejected".into()));
+    record(&mut accounts, Verdict::Rejected("rejected".into()));
     assert_eq!(status(&accounts).state, AccountState::Invalid);
     assert!(
         status(&accounts)
             .refusal("a", OnChange::Ask)
             .is_some_and(|r| r.contains("cmdrctl accept a"))
     );
-    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
-    let mut record = |verdict: Verdict| {
-        accounts
-            .record_validation("a", fp.as_deref(), &verdict)
-            .expect("a")
-    };
     let confirmed = |id: &str| Verdict::Confirmed {
         account_id: id.into(),
     };
-    assert_eq!(record(confirmed("111")), Some(IdentityCheck::First));
-    assert_eq!(record(confirmed("111")), Some(IdentityCheck::Same));
+    assert_eq!(
+        record(&mut accounts, confirmed("111")),
+        Some(IdentityCheck::First)
+    );
+    assert_eq!(
+        record(&mut accounts, confirmed("111")),
+        Some(IdentityCheck::Same)
+    );
     assert_eq!(status(&accounts).state, AccountState::Ok);
     // Once confirmed, an unreachable target is no reason to doubt the token.
-    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
-    let mut record = |verdict: Verdict| {
-        accounts
-            .record_validation("a", fp.as_deref(), &verdict)
-            .expect("a")
-    };
-    record(Verdict::Unreachable);
+    record(&mut accounts, Verdict::Unreachable);
     assert_eq!(status(&accounts).state, AccountState::Ok);
-    let fp = accounts.get("a").expect("a").accepted.fingerprint.clone();
-    let mut record = |verdict: Verdict| {
-        accounts
-            .record_validation("a", fp.as_deref(), &verdict)
-            .expect("a")
-    };
     assert_eq!(
-        record(confirmed("222")),
+        record(&mut accounts, confirmed("222")),
         Some(IdentityCheck::Changed { old: "111".into() })
     );
     let s = status(&accounts);
@@ -415,16 +384,12 @@ fn errors_and_reconcile() {
 /// region from the profile, which `--region` would have refused.
 #[test]
 fn the_profile_region_is_copied_only_if_it_is_one() {
-    let cache = BTreeMap::new();
     let long = format!("[profile p]\nregion = {}\n", "r".repeat(70_000));
     let view = |config: &str| {
-        parse_view(Inputs {
-            config: config.as_bytes(),
-            credentials:
-                b"[p]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = s\n",
-            sso_cache: &cache,
-        })
-        .expect("parses")
+        parse_files(
+            config,
+            "[p]\naws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = s\n",
+        )
     };
     let mut accounts = Accounts::default();
     let now = Utc::now();

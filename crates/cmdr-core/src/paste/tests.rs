@@ -1,9 +1,7 @@
 //! The block parser (Option 2, `export`, `set`, `$Env:`) and the byte-preserving edit.
 
-use std::collections::BTreeMap;
-
 use super::*;
-use crate::profile::{FileKind, Inputs, check_file, parse_view};
+use crate::profile::{FileKind, check_file};
 
 fn block(token: &str) -> Block {
     Block {
@@ -15,13 +13,7 @@ fn block(token: &str) -> Block {
 }
 
 fn creds_of(text: &str, profile: &str) -> (String, String, Option<String>) {
-    let cache = BTreeMap::new();
-    let view = parse_view(Inputs {
-        config: b"",
-        credentials: text.as_bytes(),
-        sso_cache: &cache,
-    })
-    .expect("parses");
+    let view = crate::profile::parse_files("", text);
     let c = view
         .get(profile)
         .and_then(|p| p.credentials.as_deref().cloned())

@@ -3,15 +3,7 @@
 use super::*;
 use crate::expiry::ExpirySource;
 
-fn view(config: &str, credentials: &str) -> ProfileView {
-    let cache = BTreeMap::new();
-    parse_view(Inputs {
-        config: config.as_bytes(),
-        credentials: credentials.as_bytes(),
-        sso_cache: &cache,
-    })
-    .expect("parses")
-}
+use super::parse_files as view;
 
 fn check(config: &str, credentials: &str, name: &str, kind: ProfileKind, region: Option<&str>) {
     let v = view(config, credentials);

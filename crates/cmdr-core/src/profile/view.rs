@@ -40,6 +40,18 @@ pub fn parse_view(inputs: Inputs<'_>) -> Result<ProfileView, Vec<ParseError>> {
     parse_view_with(inputs, Detail::FULL)
 }
 
+/// The view of two files that parse, with no SSO cache: what most tests start from.
+#[cfg(test)]
+pub(crate) fn parse_files(config: &str, credentials: &str) -> ProfileView {
+    let cache = std::collections::BTreeMap::new();
+    parse_view(Inputs {
+        config: config.as_bytes(),
+        credentials: credentials.as_bytes(),
+        sso_cache: &cache,
+    })
+    .expect("parses")
+}
+
 /// [`parse_view`], keeping what `detail` asks for.
 pub fn parse_view_with(
     inputs: Inputs<'_>,
