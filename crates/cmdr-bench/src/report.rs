@@ -32,6 +32,23 @@ impl Row {
             verdict: Verdict::Info,
         }
     }
+
+    /// A yes/no check against `target`: met unless `failure` says how it missed.
+    pub fn check(
+        measure: impl Into<String>,
+        cmdr: impl Into<String>,
+        target: impl Into<String>,
+        failure: Option<String>,
+    ) -> Row {
+        Row {
+            measure: measure.into(),
+            cmdr: cmdr.into(),
+            baseline: "—".to_owned(),
+            ratio: "—".to_owned(),
+            target: target.into(),
+            verdict: failure.map_or(Verdict::Met, Verdict::Missed),
+        }
+    }
 }
 
 /// One section of the page: a heading, its rows, and notes measured alongside.

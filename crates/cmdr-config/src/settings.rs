@@ -191,38 +191,20 @@ impl Settings {
         let expand = |p: &str| expand_home(p, &home);
 
         let aws_dir = home.join(".aws");
-        let aws_config = file
-            .paths
-            .config
-            .as_deref()
-            .filter(|p| !p.is_empty())
-            .map(expand)
-            .or_else(|| env_path("AWS_CONFIG_FILE").map(|p| expand(&p.to_string_lossy())))
+        // A `[paths]` value, expanded; empty counts as unset.
+        let configured =
+            |value: &Option<String>| value.as_deref().filter(|p| !p.is_empty()).map(expand);
+        let from_env = |name: &str| env_path(name).map(|p| expand(&p.to_string_lossy()));
+        let aws_config = configured(&file.paths.config)
+            .or_else(|| from_env("AWS_CONFIG_FILE"))
             .unwrap_or_else(|| aws_dir.join("config"));
-        let aws_credentials = file
-            .paths
-            .credentials
-            .as_deref()
-            .filter(|p| !p.is_empty())
-            .map(expand)
-            .or_else(|| {
-                env_path("AWS_SHARED_CREDENTIALS_FILE").map(|p| expand(&p.to_string_lossy()))
-            })
+        let aws_credentials = configured(&file.paths.credentials)
+            .or_else(|| from_env("AWS_SHARED_CREDENTIALS_FILE"))
             .unwrap_or_else(|| aws_dir.join("credentials"));
-        let sso_cache = file
-            .paths
-            .sso_cache
-            .as_deref()
-            .filter(|p| !p.is_empty())
-            .map(expand)
-            .unwrap_or_else(|| aws_dir.join("sso").join("cache"));
-        let data_dir = file
-            .paths
-            .data_dir
-            .as_deref()
-            .filter(|p| !p.is_empty())
-            .map(expand)
-            .unwrap_or_else(|| dirs.data_local_dir().join("cmdr"));
+        let sso_cache =
+            configured(&file.paths.sso_cache).unwrap_or_else(|| aws_dir.join("sso").join("cache"));
+        let data_dir =
+            configured(&file.paths.data_dir).unwrap_or_else(|| dirs.data_local_dir().join("cmdr"));
         let at = |path, source| SocketLocation {
             path,
             note: None,
@@ -231,8 +213,8 @@ impl Settings {
         let socket = match (socket, cmdr_client::socket_from_env()) {
             (Some(path), _) => at(path, SocketSource::Flag),
             (None, Some(path)) => at(path, SocketSource::Env),
-            (None, None) => match file.paths.socket.as_deref().filter(|p| !p.is_empty()) {
-                Some(p) => at(expand(p), SocketSource::Config),
+            (None, None) => match configured(&file.paths.socket) {
+                Some(path) => at(path, SocketSource::Config),
                 None => cmdr_client::default_socket(),
             },
         };

@@ -215,23 +215,16 @@ pub fn parse(opts: &Opts) -> anyhow::Result<Section> {
                 target: "—".to_owned(),
                 verdict: Verdict::Info,
             },
-            Row {
-                measure: "cmdr's parser and the SDK's read these files alike \
-                          (`cmdr_oracle::disagreement`)"
-                    .to_owned(),
-                cmdr: match &agrees {
+            Row::check(
+                "cmdr's parser and the SDK's read these files alike \
+                 (`cmdr_oracle::disagreement`)",
+                match &agrees {
                     None => "yes".to_owned(),
                     Some(why) => format!("no: {why}"),
                 },
-                baseline: "—".to_owned(),
-                ratio: "—".to_owned(),
-                target: "yes".to_owned(),
-                verdict: if agrees.is_none() {
-                    Verdict::Met
-                } else {
-                    Verdict::Missed("they disagree".to_owned())
-                },
-            },
+                "yes",
+                agrees.is_some().then(|| "they disagree".to_owned()),
+            ),
         ],
         notes: vec![format!(
             "botocore: `load_config(config)` + `raw_config_parse(credentials)` in one Python \

@@ -124,21 +124,17 @@ pub async fn storm(opts: &Opts) -> anyhow::Result<Section> {
             ),
             Row::info("daemon CPU during the storm", format!("{cpu:.2} s")),
             Row::info("daemon peak RSS (VmHWM)", fmt_mib(after.hwm_kib)),
-            Row {
-                measure: "final state equals the file".to_owned(),
-                cmdr: match settled {
+            Row::check(
+                "final state equals the file",
+                match settled {
                     Some(t) => format!("yes, {} after the last write", fmt_ms(ms(t))),
                     None => "no (after 15 s)".to_owned(),
                 },
-                baseline: "—".to_owned(),
-                ratio: "—".to_owned(),
-                target: "equal".to_owned(),
-                verdict: if settled.is_some() {
-                    Verdict::Met
-                } else {
-                    Verdict::Missed("state differs from the file".to_owned())
-                },
-            },
+                "equal",
+                settled
+                    .is_none()
+                    .then(|| "state differs from the file".to_owned()),
+            ),
         ],
         notes: Vec::new(),
     })
