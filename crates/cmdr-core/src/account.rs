@@ -21,14 +21,6 @@ pub enum Target {
 }
 
 impl Target {
-    pub fn label(&self) -> &'static str {
-        match self {
-            Target::Aws => "aws",
-            Target::Localstack { .. } => "localstack",
-            Target::Endpoint { .. } => "endpoint",
-        }
-    }
-
     pub fn endpoint(&self) -> Option<&str> {
         match self {
             Target::Aws => None,
@@ -47,15 +39,6 @@ pub enum OnChange {
     Auto,
 }
 
-impl OnChange {
-    pub fn label(self) -> &'static str {
-        match self {
-            OnChange::Ask => "ask",
-            OnChange::Auto => "auto",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountState {
     Ok,
@@ -66,21 +49,6 @@ pub enum AccountState {
     Invalid,
     Misconfigured,
     Unvalidated,
-}
-
-impl AccountState {
-    pub fn label(self) -> &'static str {
-        match self {
-            AccountState::Ok => "ok",
-            AccountState::Changed => "changed",
-            AccountState::Expiring => "expiring",
-            AccountState::Expired => "expired",
-            AccountState::Missing => "missing",
-            AccountState::Invalid => "invalid",
-            AccountState::Misconfigured => "misconfigured",
-            AccountState::Unvalidated => "unvalidated",
-        }
-    }
 }
 
 /// An account's state with the one reason for it (none for `ok`).

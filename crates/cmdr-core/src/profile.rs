@@ -80,20 +80,6 @@ pub enum ProfileKind {
     Other,
 }
 
-impl ProfileKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            ProfileKind::Static => "static",
-            ProfileKind::Session => "session",
-            ProfileKind::Sso => "sso",
-            ProfileKind::AssumeRole => "assume-role",
-            ProfileKind::CredentialProcess => "credential-process",
-            ProfileKind::WebIdentity => "web-identity",
-            ProfileKind::Other => "other",
-        }
-    }
-}
-
 /// Key material of a profile. `Debug` is redacted; memory is zeroed on drop.
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct Credentials {

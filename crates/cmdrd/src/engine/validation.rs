@@ -158,11 +158,7 @@ impl Engine {
                 message: why,
             });
         }
-        let expiry_source = account
-            .accepted
-            .expiry
-            .as_ref()
-            .map_or_else(|| "unknown".to_owned(), |e| e.source().label());
+        let expiry_source = wire::expiry_source(account.accepted.expiry.as_ref());
         let served = serve::Served {
             account: name.to_owned(),
             profile: account.profile.clone(),
@@ -178,7 +174,7 @@ impl Engine {
         }
         let resolvable = profile.is_some_and(|p| serve::resolvable(p.kind));
         if !resolvable {
-            let kind = profile.map_or("missing", |p| p.kind.label());
+            let kind = profile.map_or("missing", |p| wire::profile_kind(p.kind).label());
             return waiter.refuse(ErrorReply {
                 code: if force {
                     ErrorCode::NotAccepted
