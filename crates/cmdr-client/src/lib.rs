@@ -27,6 +27,17 @@ pub const PROMPT_DEADLINE: Duration = Duration::from_millis(200);
 /// (`validate_timeout`, for resolving the credentials and for the call itself).
 pub const VALIDATE_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Runs `work` (connecting, then requests) within one `budget` in all: what the shell
+/// prompt and its hooks allow, where a deadline per step would add up.
+pub async fn within<T>(
+    budget: Duration,
+    work: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    tokio::time::timeout(budget, work)
+        .await
+        .unwrap_or(Err(ClientError::Timeout(budget)))
+}
+
 /// Where the socket is, and why it is not in the default place if it is not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketLocation {
@@ -274,6 +285,12 @@ impl Client {
         };
         let answer = match greeting.await {
             Err(ClientError::Closed) => Err(other_user(socket).unwrap_or(ClientError::Closed)),
+            // A daemon whose listen queue is full never completed the connection.
+            Err(ClientError::Io { socket, source })
+                if source.kind() == io::ErrorKind::NotConnected =>
+            {
+                Err(ClientError::NotRunning { socket, source })
+            }
             other => other,
         };
         match answer? {

@@ -181,7 +181,14 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             let vars = if serve {
                 served(&socket, name, deadline).await?
             } else {
-                let handout = match credentials(&socket, name, force, deadline).await {
+                let asked = credentials(&socket, name, force, deadline);
+                // The hook's 200 ms are for connecting and asking together.
+                let asked = if if_changed.is_some() {
+                    cmdr_client::within(deadline, asked).await
+                } else {
+                    asked.await
+                };
+                let handout = match asked {
                     Ok(handout) => handout,
                     Err(ClientError::Timeout(_)) if if_changed.is_some() => {
                         return Ok(ExitCode::from(EXIT_NO_DAEMON));

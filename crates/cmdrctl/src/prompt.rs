@@ -29,16 +29,13 @@ struct Entry<'a> {
 }
 
 pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> ExitCode {
-    // It runs at every shell prompt: a stopped or stuck daemon costs 200 ms, silently.
-    let Ok(mut client) =
-        Client::connect_within(socket, "cmdrctl-prompt", cmdr_client::PROMPT_DEADLINE).await
-    else {
-        return ExitCode::from(3);
-    };
-    // The account of this shell is one small answer; otherwise every account, in pages,
-    // all within the prompt's deadline.
-    let fetched = tokio::time::timeout(cmdr_client::PROMPT_DEADLINE, async {
-        match pick {
+    // It runs at every shell prompt: a stopped or stuck daemon costs 200 ms in all (connect,
+    // hello and requests), silently. The account of this shell is one small answer;
+    // otherwise every account, in pages.
+    let budget = cmdr_client::PROMPT_DEADLINE;
+    let fetched = cmdr_client::within(budget, async {
+        let mut client = Client::connect_within(socket, "cmdrctl-prompt", budget).await?;
+        Ok(match pick {
             Pick::Named(name) => {
                 let request = Request::ShowAccount {
                     name: name.to_owned(),
@@ -51,11 +48,12 @@ pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> Exi
                 }
             }
             Pick::ExpiringFirst | Pick::All => client.accounts().await,
-        }
+        })
     })
     .await;
     let accounts = match fetched {
         Ok(Ok(accounts)) => accounts,
+        // Not reachable, or out of time.
         Err(_) | Ok(Err(ClientError::Timeout(_))) => return ExitCode::from(3),
         Ok(Err(_)) => return ExitCode::from(1),
     };
