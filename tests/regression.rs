@@ -193,6 +193,33 @@ fn profiles_that_cannot_give_credentials_are_misconfigured() {
     assert_eq!(role["state"], "misconfigured", "{role}");
 }
 
+/// Found trying the product as a new user: an assume-role profile with a region (in the
+/// profile and the account) was `misconfigured: Missing Region`, because the SDK's
+/// provider was given no region for its STS call. It now gets the account's; offline the
+/// call is unreachable (`unvalidated`), online STS judges the keys, never "Missing Region".
+#[test]
+fn a_role_with_a_region_is_not_missing_one() {
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws");
+    std::fs::write(
+        sb.config(),
+        "[profile role]\nrole_arn = arn:aws:iam::123456789012:role/r\nsource_profile = base\nregion = eu-west-1\n\
+         [profile base]\nregion = eu-west-1\n",
+    )
+    .expect("config");
+    sb.write_credentials(
+        "[base]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI-SECRET-role\n",
+    );
+    sb.start();
+    let out = sb.ctl(&["accounts", "add", "role", "--profile", "role"]);
+    assert!(out.status.success(), "{}", crate::sandbox::stderr(&out));
+    let out = sb.ctl(&["validate", "role"]);
+    let stderr = crate::sandbox::stderr(&out);
+    assert!(!stderr.contains("Missing Region"), "{stderr}");
+    let role = sb.account("role");
+    assert_ne!(role["state"], "misconfigured", "{role}");
+}
+
 // ---- What a new user following README.md hit (the contract: PRODUCT.md, "Public contract") ----
 
 /// Runs cmdrctl with `input` on stdin; returns its output.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
 use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_sdk_sts::config::retry::RetryConfig;
 use aws_sdk_sts::config::timeout::TimeoutConfig;
@@ -100,7 +101,12 @@ pub async fn resolve(job: &Job) -> Result<Resolved, Failure> {
             files.with_contents(kind, "")
         };
     }
+    // The region of the STS (and SSO) calls the provider makes, e.g. to assume a role: the
+    // account's, as the SDK would take the profile's from its region chain. Without one,
+    // the SDK says so ("Missing Region"), as it would for the user.
+    let config = ProviderConfig::without_region().with_region(job.region.clone().map(Region::new));
     let provider = ProfileFileCredentialsProvider::builder()
+        .configure(&config)
         .profile_files(files.build())
         .profile_name(&job.profile)
         .build();
