@@ -8,7 +8,7 @@ fn doctor_json_shape_and_redaction() {
     std::fs::write(
         sb.config(),
         "[profile acme]\nRegion = eu-west-1\ns3 =\n  max_concurrent_requests = 10\n\
-         [sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\n\
+         [sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nextra =\n  depth = 2\n\
          [oops]\nregion = x\n",
     )
     .expect("config");
@@ -27,6 +27,11 @@ fn doctor_json_shape_and_redaction() {
     assert_eq!(
         report["sso_sessions"]["corp"]["sso_start_url"],
         "https://corp.awsapps.com/start"
+    );
+    // A sub-property block of an sso-session is an object too, as in a profile.
+    assert_eq!(
+        report["sso_sessions"]["corp"]["extra"],
+        serde_json::json!({"depth": "2"})
     );
     assert_eq!(report["errors"], serde_json::json!([]));
     assert!(

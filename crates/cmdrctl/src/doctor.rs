@@ -13,7 +13,8 @@ use serde_json::Value;
 struct Report {
     /// Property → value; a sub-property block (`s3 =` then indented lines) is an object.
     profiles: BTreeMap<String, BTreeMap<String, Value>>,
-    sso_sessions: BTreeMap<String, BTreeMap<String, String>>,
+    /// The same for `[sso-session NAME]` sections.
+    sso_sessions: BTreeMap<String, BTreeMap<String, Value>>,
     errors: Vec<Problem>,
     warnings: Vec<String>,
 }
@@ -102,16 +103,13 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
         profiles: view
             .profiles
             .iter()
-            .map(|(name, p)| {
-                let properties = p
-                    .properties
-                    .iter()
-                    .map(|(key, value)| (key.clone(), property_value(value)))
-                    .collect();
-                (name.clone(), properties)
-            })
+            .map(|(name, p)| (name.clone(), properties(&p.properties)))
             .collect(),
-        sso_sessions: view.sso_sessions.clone(),
+        sso_sessions: view
+            .sso_sessions
+            .iter()
+            .map(|(name, section)| (name.clone(), properties(section)))
+            .collect(),
         errors,
         warnings,
     };
@@ -125,6 +123,14 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// A section's properties for the report, sub-property blocks as objects.
+fn properties(section: &BTreeMap<String, String>) -> BTreeMap<String, Value> {
+    section
+        .iter()
+        .map(|(key, value)| (key.clone(), property_value(value)))
+        .collect()
 }
 
 /// A sub-property block is stored as its lines after an empty first one
