@@ -16,6 +16,15 @@ fn view(token: &str) -> ProfileView {
     ))
 }
 
+/// Accounts holding one account, `a`, on profile `p` of `view`.
+fn with_a(on_change: OnChange, view: &ProfileView, now: DateTime<Utc>) -> Accounts {
+    let mut accounts = Accounts::default();
+    accounts
+        .add(spec("a", on_change), view, &files_only, now)
+        .expect("add");
+    accounts
+}
+
 /// No expiry known beyond the files (the engine adds estimates and process expiries).
 fn files_only(p: &Profile) -> Option<Expiry> {
     p.expiry.clone()
@@ -106,10 +115,7 @@ fn the_accepted_token_keeps_its_own_expiry() {
          aws_session_token = two\nx_security_token_expires = {}\n",
         (now + Duration::hours(8)).to_rfc3339()
     ));
-    let mut accounts = Accounts::default();
-    accounts
-        .add(spec("a", OnChange::Ask), &short, &files_only, now)
-        .expect("add");
+    let mut accounts = with_a(OnChange::Ask, &short, now);
     accounts.apply(&diff(&short, &long), &long, &files_only, now);
     let a = accounts.get("a").expect("a");
     let expiry = a.accepted.expiry.clone().expect("expiry");
@@ -134,10 +140,7 @@ fn the_accepted_token_keeps_its_own_expiry() {
 fn states() {
     let now = Utc::now();
     let v = view("one");
-    let mut accounts = Accounts::default();
-    accounts
-        .add(spec("a", OnChange::Ask), &v, &files_only, now)
-        .expect("add");
+    let accounts = with_a(OnChange::Ask, &v, now);
     let m = Duration::minutes(15);
     let p = v.get("p");
     let check = |exp: Option<DateTime<Utc>>, want: AccountState| {
@@ -204,10 +207,7 @@ fn record(accounts: &mut Accounts, verdict: Verdict) -> Option<IdentityCheck> {
 fn validations_set_and_clear_one_reason() {
     let now = Utc::now();
     let v = view("one");
-    let mut accounts = Accounts::default();
-    accounts
-        .add(spec("a", OnChange::Ask), &v, &files_only, now)
-        .expect("add");
+    let mut accounts = with_a(OnChange::Ask, &v, now);
     assert_eq!(record(&mut accounts, Verdict::Unreachable), None);
     let status = |accounts: &Accounts| {
         accounts
@@ -269,10 +269,7 @@ fn validations_set_and_clear_one_reason() {
 fn profiles_that_cannot_give_credentials_are_misconfigured() {
     let now = Utc::now();
     let bare = parse("");
-    let mut accounts = Accounts::default();
-    accounts
-        .add(spec("a", OnChange::Ask), &bare, &files_only, now)
-        .expect("add");
+    let accounts = with_a(OnChange::Ask, &bare, now);
     let s = accounts
         .get("a")
         .expect("a")
