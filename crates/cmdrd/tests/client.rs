@@ -61,11 +61,23 @@ fn credentials(token: &str) -> String {
     )
 }
 
-/// Replaces the file by rename, as most editors do.
+/// Replaces the file by rename, as most editors do. On Windows (and Wine) a rename over a
+/// file that the daemon is reading at that instant can be refused with "Access denied";
+/// editors there retry, and so does this, for up to 5 s.
 fn save(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
+    let mut tries = 0;
+    loop {
+        match std::fs::rename(&tmp, path) {
+            Ok(()) => return,
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(err) => panic!("rename: {err:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
