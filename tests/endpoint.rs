@@ -252,24 +252,28 @@ pub fn get(url: &str, authorization: Option<&str>) -> (u16, String) {
     (status, body)
 }
 
-pub fn endpoint(sb: &Sandbox) -> (String, String) {
+/// The endpoint's base URL and `account`'s own token (`token_file` in `status` is the
+/// directory of the tokens: append the account's name).
+pub fn endpoint(sb: &Sandbox, account: &str) -> (String, String) {
     let status = sb.json(&["status"]);
     let e = &status["endpoint"];
-    let token =
-        std::fs::read_to_string(e["token_file"].as_str().expect("token file")).expect("read token");
+    let dir = e["token_file"].as_str().expect("token dir");
+    let token = std::fs::read_to_string(format!("{dir}{account}")).expect("read token");
     (e["url"].as_str().expect("url").to_owned(), token)
 }
 
 #[test]
 fn the_endpoint_answers_the_protocol_and_refuses_with_the_fix() {
     let (mut sb, _moto, users) = alice_and_bob();
-    let (base, token) = endpoint(&sb);
+    let (base, token) = endpoint(&sb, "acme");
     assert!(base.starts_with("http://127.0.0.1:") && base.ends_with("/v1/credentials/"));
     assert_eq!(token.len(), 64, "256 bits, hex, no newline");
-    let token_file = sb.json(&["status"])["endpoint"]["token_file"]
-        .as_str()
-        .expect("path")
-        .to_owned();
+    let token_file = format!(
+        "{}acme",
+        sb.json(&["status"])["endpoint"]["token_file"]
+            .as_str()
+            .expect("path")
+    );
     assert_eq!(crate::sandbox::mode(Path::new(&token_file)), 0o600);
     let url = format!("{base}acme");
 
@@ -294,10 +298,10 @@ fn the_endpoint_answers_the_protocol_and_refuses_with_the_fix() {
     assert_eq!(status, 403);
     assert!(!body.contains(&users[0].id), "{body}");
 
-    // Unknown account: 404 with the command that lists them.
+    // Another account's URL, even one that does not exist: refused without a word on it.
     let (status, body) = get(&format!("{base}nobody"), Some(&token));
-    assert_eq!(status, 404);
-    assert!(body.contains("cmdrctl accounts list"), "{body}");
+    assert_eq!(status, 403);
+    assert!(body.contains("another account"), "{body}");
 
     // Missing (the profile's token is gone): a 4xx naming the state.
     std::fs::write(sb.credentials(), "").expect("empty");
@@ -320,7 +324,7 @@ fn the_endpoint_answers_the_protocol_and_refuses_with_the_fix() {
     sb.wait_until("ok", || sb.account("acme")["state"] == "ok");
     sb.stop();
     sb.start();
-    let (base2, token2) = endpoint(&sb);
+    let (base2, token2) = endpoint(&sb, "acme");
     assert_eq!(base2, base, "the port is kept across restarts");
     assert_ne!(token2, token, "the token is rotated");
     assert_eq!(get(&url, Some(&token)).0, 403);
@@ -353,7 +357,7 @@ fn the_sdks_show_cmdrs_refusal() {
         ("JavaScript SDK v3", vec!["node", "sts-loop.mjs"]),
         ("Rust SDK", vec![rust.as_str()]),
     ] {
-        let (base, token) = endpoint(&sb);
+        let (base, token) = endpoint(&sb, "acme");
         let token_file = sb.root.join("token");
         std::fs::write(&token_file, token).expect("token");
         let mut cmd = sb.external(program[0]);
@@ -478,7 +482,7 @@ fn sso_accounts_are_served_role_credentials_from_the_cache_token() {
     sb.start();
     let out = sb.ctl(&["accounts", "add", "dev", "--profile", "dev"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let (base, secret) = endpoint(&sb);
+    let (base, secret) = endpoint(&sb, "dev");
     let (status, body) = get(&format!("{base}dev"), Some(&secret));
     assert_eq!(status, 200, "{body}");
     let creds: Value = serde_json::from_str(&body).expect("json");
@@ -536,7 +540,7 @@ fn rss_kib(pid: u32) -> u64 {
 #[test]
 fn hostile_endpoint_clients_get_nothing_and_stall_nobody() {
     let (sb, _moto, users) = alice_and_bob();
-    let (base, token) = endpoint(&sb);
+    let (base, token) = endpoint(&sb, "acme");
     let url = format!("{base}acme");
     let host = base
         .strip_prefix("http://")

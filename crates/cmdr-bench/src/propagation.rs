@@ -113,11 +113,13 @@ pub async fn propagation(opts: &Opts) -> anyhow::Result<Section> {
         .as_str()
         .context("endpoint url")?
         .to_owned();
-    let token = std::fs::read_to_string(
+    // One token per account: the directory in `status`, then the account's name.
+    let token = std::fs::read_to_string(format!(
+        "{}acme",
         status["endpoint"]["token_file"]
             .as_str()
-            .context("token file")?,
-    )?;
+            .context("token dir")?
+    ))?;
     let url = format!("{base}acme");
 
     // The lifetimes served, as each SDK's request gets them (its headers pick its family).

@@ -65,13 +65,40 @@ pub fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
     }
 }
 
-/// Where the token file lives: beside the socket (a private directory), or in the data
-/// directory where the socket is a named pipe.
+/// Where the daemon keeps what only the user may read at run time: beside the socket (a
+/// private directory), or in the data directory where the socket is a named pipe. `name`
+/// is prefixed with the socket's file stem, so daemons with sockets in one directory keep
+/// apart.
+fn beside_socket(socket: &Path, data_dir: &Path, name: &str) -> PathBuf {
+    match socket.parent() {
+        Some(dir) if cfg!(unix) && !dir.as_os_str().is_empty() => {
+            let stem = socket
+                .file_stem()
+                .map_or_else(|| "cmdrd".into(), |s| s.to_string_lossy().into_owned());
+            dir.join(format!("{stem}.{name}"))
+        }
+        _ => data_dir.join(name),
+    }
+}
+
+/// The single token file of older versions (removed at start: its token is dead).
 pub fn token_file(socket: &Path, data_dir: &Path) -> PathBuf {
     match socket.parent() {
         Some(dir) if cfg!(unix) && !dir.as_os_str().is_empty() => dir.join("endpoint.token"),
         _ => data_dir.join("endpoint.token"),
     }
+}
+
+/// The endpoint's tokens: `<this>/<port>/<account>`, one file per account, valid only for
+/// the port in their path. Removed when cmdrd stops and before it binds.
+pub fn endpoint_tokens_dir(socket: &Path, data_dir: &Path) -> PathBuf {
+    beside_socket(socket, data_dir, "endpoint")
+}
+
+/// The user's AWS files without credentials, for processes on the endpoint
+/// (`config`, `credentials`, `boto`).
+pub fn child_files_dir(socket: &Path, data_dir: &Path) -> PathBuf {
+    beside_socket(socket, data_dir, "aws")
 }
 
 /// A config file beyond this is refused (real ones are a few hundred bytes).
@@ -154,6 +181,14 @@ impl Settings {
 
     pub fn endpoint_token_file(&self) -> PathBuf {
         token_file(&self.socket.path, &self.data_dir)
+    }
+
+    pub fn endpoint_tokens_dir(&self) -> PathBuf {
+        endpoint_tokens_dir(&self.socket.path, &self.data_dir)
+    }
+
+    pub fn child_files_dir(&self) -> PathBuf {
+        child_files_dir(&self.socket.path, &self.data_dir)
     }
 
     /// Resolves settings from the real environment. `config_file` overrides the default

@@ -130,6 +130,11 @@ pub struct Account {
     /// Another AWS account id than `account_id`, as STS reported for a token; accepting
     /// that token makes it the account's `account_id`.
     pub pending_identity: Option<PendingIdentity>,
+    /// The user accepted the accepted token with `cmdrctl accept` (not `auto`), whatever
+    /// AWS account it turns out to belong to: its first confirmation by STS becomes the
+    /// account's `account_id` (reported as `identity_changed`) instead of holding it back
+    /// as `changed` for a second `accept`.
+    pub identity_accepted: bool,
     /// Where its tokens come from (`--portal`); `None`: the profile's `sso_start_url`.
     pub portal: Option<String>,
 }
@@ -171,6 +176,7 @@ impl Account {
             confirmed: false,
             unreachable: false,
             pending_identity: None,
+            identity_accepted: false,
             portal: spec.portal,
         }
     }
@@ -300,6 +306,7 @@ impl Account {
         self.misconfigured = None;
         self.confirmed = false;
         self.unreachable = false;
+        self.identity_accepted = false;
         if let Some(pending) = self.pending_identity.take()
             && pending.fingerprint == self.accepted.fingerprint
         {

@@ -21,11 +21,14 @@ use crate::PerFile;
 use crate::expiry::parse_expires_comment;
 use crate::profile::{FileKind, ParseError};
 
+mod isolate;
 mod normalize;
 mod redact;
 #[cfg(test)]
 mod tests;
 
+pub use isolate::CREDENTIAL_SOURCES;
+pub(crate) use isolate::{default_credentials, without_credentials};
 pub(crate) use redact::{STAND_IN, redact};
 
 /// The SDK counts only these as whitespace here (not `char::is_whitespace`); both are

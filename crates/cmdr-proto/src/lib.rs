@@ -121,7 +121,22 @@ pub enum Request {
     ProfilesPage(PageRequest),
     /// A page of `list_accounts`, likewise.
     AccountsPage(PageRequest),
+    /// `accept`, answered with whether anything changed (the daemon's feature
+    /// `accept_result`): the one rule for that is the daemon's.
+    AcceptToken {
+        name: String,
+    },
+    /// What a process needs to follow the account through the credentials endpoint, with
+    /// no secret in it (the daemon's feature `child_env`): checked as `Serve` is.
+    ChildEnv {
+        name: String,
+    },
 }
+
+/// The daemon answers `Request::AcceptToken`.
+pub const FEATURE_ACCEPT_RESULT: &str = "accept_result";
+/// The daemon answers `Request::ChildEnv`.
+pub const FEATURE_CHILD_ENV: &str = "child_env";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -137,6 +152,70 @@ pub enum Response {
     Served(Served),
     ProfilesPage(Page<ProfileInfo>),
     AccountsPage(Page<AccountInfo>),
+    Accepted(Accepted),
+    ChildEnv(ChildEnv),
+}
+
+/// The answer to `Request::AcceptToken`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub account: AccountInfo,
+    /// Whether the account took a token (or an identity) it did not have: false means
+    /// there was nothing to accept.
+    pub changed: bool,
+}
+
+/// The answer to `Request::ChildEnv`: where a process started for one account gets its
+/// credentials. No secret: the token is in `token_file`. Paths travel as bytes (a path
+/// need not be UTF-8); see [`path_from_wire`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildEnv {
+    pub account: String,
+    /// The account's own URL on the endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
+    pub url: String,
+    /// The account's own token, valid only at `url` and only while cmdrd holds its port
+    /// (`AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`).
+    pub token_file: Vec<u8>,
+    /// The user's AWS files without any credential (`AWS_CONFIG_FILE`,
+    /// `AWS_SHARED_CREDENTIALS_FILE`), so that no profile outranks the endpoint.
+    pub config_file: Vec<u8>,
+    pub credentials_file: Vec<u8>,
+    /// An empty file for `BOTO_CONFIG`: botocore's boto-era files would outrank it too.
+    pub boto_config: Vec<u8>,
+    /// The user's own AWS files, as the daemon watches them (`CMDR_AWS_CONFIG_FILE`,
+    /// `CMDR_AWS_SHARED_CREDENTIALS_FILE`), for cmdrctl run inside.
+    pub user_config_file: Vec<u8>,
+    pub user_credentials_file: Vec<u8>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    /// The accepted token's own expiry, RFC 3339 UTC.
+    pub expires_at: Option<String>,
+}
+
+/// A path as it travels: its bytes on Unix, UTF-8 elsewhere.
+pub fn path_to_wire(path: &std::path::Path) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        path.as_os_str().as_bytes().to_vec()
+    }
+    #[cfg(not(unix))]
+    {
+        path.to_string_lossy().into_owned().into_bytes()
+    }
+}
+
+/// The inverse of [`path_to_wire`].
+pub fn path_from_wire(bytes: &[u8]) -> std::path::PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt as _;
+        std::path::PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+    }
+    #[cfg(not(unix))]
+    {
+        std::path::PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+    }
 }
 
 /// The answer to `Request::Serve`. `handout.expires_at` is the token's own expiry; what is
@@ -155,8 +234,13 @@ pub struct Served {
 pub struct EndpointInfo {
     /// `http://127.0.0.1:PORT/v1/credentials/`: append the percent-encoded account name.
     pub url: String,
-    /// Holds the token every request must carry in `Authorization`.
+    /// The directory of the tokens every request must carry in `Authorization`, one per
+    /// account: append the account name (as for `url`).
     pub token_file: String,
+    /// The URL it had before this start, when another program held that port: processes
+    /// started with the old URL fail (their token is gone) until started again.
+    #[serde(default)]
+    pub moved_from: Option<String>,
 }
 
 /// Secrets for one account. `Debug` is redacted and memory is zeroed on drop; it only

@@ -68,6 +68,8 @@ fn client_messages() -> Vec<ClientMessage> {
             after: Some("acme".into()),
             limit: 1,
         }),
+        Request::AcceptToken { name: "a".into() },
+        Request::ChildEnv { name: "a".into() },
     ];
     let mut out = vec![ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
@@ -205,6 +207,23 @@ fn server_messages() -> Vec<ServerMessage> {
             account_id: "123456789012".into(),
             arn: "arn:aws:sts::123456789012:user/moto".into(),
             user_id: "AIDAEXAMPLE".into(),
+        }),
+        Response::Accepted(Accepted {
+            account: account_info(),
+            changed: true,
+        }),
+        Response::ChildEnv(ChildEnv {
+            account: "acme".into(),
+            url: "http://127.0.0.1:4144/v1/credentials/acme".into(),
+            token_file: b"/run/user/1/cmdr/cmdrd.endpoint/4144/acme".to_vec(),
+            config_file: b"/run/user/1/cmdr/cmdrd.aws/config".to_vec(),
+            credentials_file: b"/run/user/1/cmdr/cmdrd.aws/credentials".to_vec(),
+            boto_config: b"/run/user/1/cmdr/cmdrd.aws/boto".to_vec(),
+            user_config_file: vec![0xff, b'/'],
+            user_credentials_file: b"/home/a/.aws/credentials".to_vec(),
+            region: Some("eu-west-1".into()),
+            endpoint: None,
+            expires_at: None,
         }),
     ];
     let mut out = vec![

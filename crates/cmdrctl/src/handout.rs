@@ -7,7 +7,9 @@
 use std::process::ExitCode;
 
 use clap::ValueEnum as _;
-use cmdr_proto::HandOut;
+use std::ffi::OsString;
+
+use cmdr_proto::{ChildEnv, HandOut};
 
 use crate::args::ShellName;
 
@@ -15,65 +17,83 @@ use crate::args::ShellName;
 /// then has nothing to refresh.
 pub const SERVED: &str = "served";
 
-/// The endpoint variables (`exec` by default, `env --serve`); those without a value are
-/// unset, among them every variable that would shadow the endpoint in some SDK.
-pub fn served_variables(
-    h: &HandOut,
-    endpoint: &cmdr_proto::EndpointInfo,
-) -> Vec<(&'static str, Option<String>)> {
-    keep_users_region(vec![
+/// A variable to set (to a value that may not be UTF-8: a path) or, without one, unset.
+pub type Vars = Vec<(&'static str, Option<OsString>)>;
+
+/// The endpoint variables (`exec` by default, `env --serve`): the account's own URL and
+/// token, and the user's AWS files without credentials, so that nothing in the files or
+/// the environment outranks the endpoint in any SDK. Those without a value are unset,
+/// among them every variable some SDK would try first.
+pub fn served_variables(child: &ChildEnv) -> Vars {
+    let path = |bytes: &[u8]| Some(cmdr_proto::path_from_wire(bytes).into_os_string());
+    let text = |value: &Option<String>| value.clone().map(OsString::from);
+    let mut vars: Vars = vec![
         (
             "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            Some(account_url(&endpoint.url, &h.account)),
+            Some(child.url.clone().into()),
         ),
         (
             "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-            Some(endpoint.token_file.clone()),
+            path(&child.token_file),
         ),
-        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", None),
-        ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", None),
-        ("AWS_ACCESS_KEY_ID", None),
-        ("AWS_SECRET_ACCESS_KEY", None),
-        ("AWS_SESSION_TOKEN", None),
-        ("AWS_SECURITY_TOKEN", None),
-        ("AWS_CREDENTIAL_EXPIRATION", None),
-        ("AWS_PROFILE", None),
-        ("AWS_DEFAULT_PROFILE", None),
-        ("AWS_REGION", h.region.clone()),
-        ("AWS_DEFAULT_REGION", h.region.clone()),
-        ("AWS_ENDPOINT_URL", h.endpoint.clone()),
-        ("CMDR_ACCOUNT", Some(h.account.clone())),
-        ("CMDR_FINGERPRINT", Some(SERVED.to_owned())),
-    ])
+        ("AWS_CONFIG_FILE", path(&child.config_file)),
+        ("AWS_SHARED_CREDENTIALS_FILE", path(&child.credentials_file)),
+        ("BOTO_CONFIG", path(&child.boto_config)),
+        // cmdrctl run inside (`paste`, `doctor`) still works on the user's own files.
+        ("CMDR_AWS_CONFIG_FILE", path(&child.user_config_file)),
+        (
+            "CMDR_AWS_SHARED_CREDENTIALS_FILE",
+            path(&child.user_credentials_file),
+        ),
+    ];
+    vars.extend(OUTRANKING.iter().map(|name| (*name, None)));
+    vars.extend([
+        ("AWS_REGION", text(&child.region)),
+        ("AWS_DEFAULT_REGION", text(&child.region)),
+        ("AWS_ENDPOINT_URL", text(&child.endpoint)),
+        ("CMDR_ACCOUNT", Some(child.account.clone().into())),
+        ("CMDR_FINGERPRINT", Some(SERVED.into())),
+    ]);
+    keep_users_region(vars)
 }
+
+/// Variables that some SDK reads before the container provider, or that would send the
+/// child elsewhere: unset for a child on the endpoint.
+const OUTRANKING: &[&str] = &[
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_ACCOUNT_ID",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    // botocore's legacy EC2 credentials file, read before the container provider.
+    "AWS_CREDENTIAL_FILE",
+    // Older SDKs' names of the keys.
+    "AWS_ACCESS_KEY",
+    "AWS_SECRET_KEY",
+];
 
 /// A region-less account leaves the user's own `AWS_REGION` alone: unsetting it would
 /// break tools that need one.
-fn keep_users_region(
-    mut vars: Vec<(&'static str, Option<String>)>,
-) -> Vec<(&'static str, Option<String>)> {
+fn keep_users_region<V>(
+    mut vars: Vec<(&'static str, Option<V>)>,
+) -> Vec<(&'static str, Option<V>)> {
     vars.retain(|(name, value)| {
         value.is_some() || !matches!(*name, "AWS_REGION" | "AWS_DEFAULT_REGION")
     });
     vars
 }
 
-/// The URL of one account on the endpoint (its name percent-encoded).
-pub fn account_url(base: &str, account: &str) -> String {
-    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'.')
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'~');
-    format!(
-        "{base}{}",
-        percent_encoding::utf8_percent_encode(account, UNRESERVED)
-    )
-}
-
-/// The variables cmdr owns; those without a value are unset.
-pub fn variables(h: &HandOut) -> Vec<(&'static str, Option<String>)> {
-    keep_users_region(vec![
+/// The variables cmdr owns (`env`, `exec --static`); those without a value are unset.
+pub fn variables(h: &HandOut) -> Vars {
+    let vars: Vec<(&'static str, Option<String>)> = keep_users_region(vec![
         ("AWS_ACCESS_KEY_ID", Some(h.access_key_id.clone())),
         ("AWS_SECRET_ACCESS_KEY", Some(h.secret_access_key.clone())),
         ("AWS_SESSION_TOKEN", h.session_token.clone()),
@@ -94,10 +114,26 @@ pub fn variables(h: &HandOut) -> Vec<(&'static str, Option<String>)> {
         ("CMDR_ACCOUNT", Some(h.account.clone())),
         // Which token this shell holds, so `cmdrctl hook` can tell when it is stale.
         ("CMDR_FINGERPRINT", Some(fingerprint(h))),
-    ])
+    ]);
+    vars.into_iter()
+        .map(|(name, value)| (name, value.map(OsString::from)))
+        .collect()
 }
 
 /// `env NAME --json`: variable name → value, null for a variable to unset.
+/// The variables as text for a shell or JSON; a value that is not UTF-8 (a path under a
+/// non-UTF-8 home) cannot be printed faithfully, so it is refused, never mangled.
+pub fn printable(vars: Vars) -> Result<Vec<(&'static str, Option<String>)>, String> {
+    vars.into_iter()
+        .map(|(name, value)| match value.map(OsString::into_string).transpose() {
+            Ok(value) => Ok((name, value)),
+            Err(_) => Err(format!(
+                "the value of {name} is not UTF-8 and cannot be printed for a shell: use `cmdrctl exec` instead"
+            )),
+        })
+        .collect()
+}
+
 pub fn env_json(
     vars: Vec<(&'static str, Option<String>)>,
 ) -> serde_json::Map<String, serde_json::Value> {
@@ -212,7 +248,7 @@ pub fn credential_process_json(h: &HandOut, now: chrono::DateTime<chrono::Utc>) 
 
 /// Replaces this process with `command` (no shell in between): signals reach it directly
 /// and its exit code is ours. Returns only on failure.
-pub fn exec(vars: Vec<(&'static str, Option<String>)>, command: &[String]) -> ExitCode {
+pub fn exec(vars: Vars, command: &[String]) -> ExitCode {
     let Some((program, args)) = command.split_first() else {
         eprintln!("cmdrctl: exec needs a command after `--`");
         return ExitCode::from(2);
@@ -275,7 +311,7 @@ mod tests {
 
     #[test]
     fn env_json_sets_and_unsets() {
-        let value = serde_json::Value::Object(env_json(variables(&handout())));
+        let value = serde_json::Value::Object(env_json(text(variables(&handout()))));
         assert_eq!(value["AWS_REGION"], "eu-west-1");
         assert_eq!(value["AWS_SECRET_ACCESS_KEY"], "a'b\"c$d\\e f");
         assert!(value["AWS_SESSION_TOKEN"].is_null());
@@ -284,18 +320,18 @@ mod tests {
 
     #[test]
     fn env_sets_and_unsets() {
-        let text = env_lines(variables(&handout()), Shell::Posix);
-        assert!(text.contains("export AWS_REGION='eu-west-1'\n"));
-        assert!(text.contains("unset AWS_SESSION_TOKEN\n"));
-        assert!(text.contains("unset AWS_ENDPOINT_URL\n"));
-        assert!(text.contains("export CMDR_ACCOUNT='acme'\n"));
-        let json = env_json(variables(&handout()));
+        let lines = env_lines(text(variables(&handout())), Shell::Posix);
+        assert!(lines.contains("export AWS_REGION='eu-west-1'\n"));
+        assert!(lines.contains("unset AWS_SESSION_TOKEN\n"));
+        assert!(lines.contains("unset AWS_ENDPOINT_URL\n"));
+        assert!(lines.contains("export CMDR_ACCOUNT='acme'\n"));
+        let json = env_json(text(variables(&handout())));
         assert_eq!(json["AWS_REGION"], "eu-west-1");
         assert_eq!(json["AWS_SESSION_TOKEN"], serde_json::Value::Null);
         let mut no_region = handout();
         no_region.region = None;
-        assert!(!env_lines(variables(&no_region), Shell::Posix).contains("AWS_REGION"));
-        assert!(!env_json(variables(&no_region)).contains_key("AWS_DEFAULT_REGION"));
+        assert!(!env_lines(text(variables(&no_region)), Shell::Posix).contains("AWS_REGION"));
+        assert!(!env_json(text(variables(&no_region))).contains_key("AWS_DEFAULT_REGION"));
         let now = chrono::Utc::now();
         let json = credential_process_json(&handout(), now);
         assert!(
@@ -315,17 +351,37 @@ mod tests {
         );
     }
 
+    fn text(vars: Vars) -> Vec<(&'static str, Option<String>)> {
+        printable(vars).expect("utf-8")
+    }
+
+    fn child() -> ChildEnv {
+        ChildEnv {
+            account: "acme".into(),
+            url: "http://127.0.0.1:4144/v1/credentials/acme".into(),
+            token_file: b"/run/user/1/cmdr/cmdrd.endpoint/4144/acme".to_vec(),
+            config_file: b"/run/user/1/cmdr/cmdrd.aws/config".to_vec(),
+            credentials_file: b"/run/user/1/cmdr/cmdrd.aws/credentials".to_vec(),
+            boto_config: b"/run/user/1/cmdr/cmdrd.aws/boto".to_vec(),
+            user_config_file: b"/home/a/.aws/config".to_vec(),
+            user_credentials_file: b"/home/a/.aws/credentials".to_vec(),
+            region: Some("eu-west-1".into()),
+            endpoint: None,
+            expires_at: None,
+        }
+    }
+
     #[test]
     fn served_variables_shadow_nothing() {
-        let endpoint = cmdr_proto::EndpointInfo {
-            url: "http://127.0.0.1:4144/v1/credentials/".into(),
-            token_file: "/run/user/1/cmdr/endpoint.token".into(),
-        };
-        let vars = served_variables(&handout(), &endpoint);
+        let vars = served_variables(&child());
         let get = |n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone());
         assert_eq!(
             get("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
             Some(Some("http://127.0.0.1:4144/v1/credentials/acme".into()))
+        );
+        assert_eq!(
+            get("AWS_SHARED_CREDENTIALS_FILE"),
+            Some(Some("/run/user/1/cmdr/cmdrd.aws/credentials".into()))
         );
         for unset in [
             "AWS_ACCESS_KEY_ID",
@@ -335,10 +391,26 @@ mod tests {
             "AWS_PROFILE",
             "AWS_DEFAULT_PROFILE",
             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CREDENTIAL_FILE",
         ] {
             assert_eq!(get(unset), Some(None), "{unset}");
         }
-        let text = env_lines(vars, Shell::Posix);
-        assert!(!text.contains("a'b"), "no secret in served lines: {text}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_path_that_is_not_utf8_passes_to_exec_and_is_refused_as_text() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let mut odd = child();
+        odd.user_credentials_file = b"/home/\xff/credentials".to_vec();
+        let vars = served_variables(&odd);
+        let got = vars
+            .iter()
+            .find(|(k, _)| *k == "CMDR_AWS_SHARED_CREDENTIALS_FILE")
+            .and_then(|(_, v)| v.clone())
+            .expect("set");
+        assert_eq!(got.as_bytes(), b"/home/\xff/credentials");
+        assert!(printable(vars).is_err());
     }
 }

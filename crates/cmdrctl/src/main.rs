@@ -38,8 +38,7 @@ use cmdr_client::{Client, ClientError};
 
 use crate::args::{AccountsCommand, Cli, Command};
 use cmdr_proto::{
-    AccountEdit, AccountSpec, AccountState, ErrorCode, OnChange, Request, Response, TargetKind,
-    TargetSpec,
+    AccountEdit, AccountSpec, ErrorCode, OnChange, Request, Response, TargetKind, TargetSpec,
 };
 
 const EXIT_FAILURE: u8 = 1;
@@ -200,6 +199,13 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 }
                 handout::variables(&handout)
             };
+            let vars = match handout::printable(vars) {
+                Ok(vars) => vars,
+                Err(message) => {
+                    eprintln!("cmdrctl: {message}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
             if json {
                 output::print_json(&handout::env_json(vars));
                 return Ok(ExitCode::SUCCESS);
@@ -278,7 +284,9 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         | Response::Credentials(_)
         | Response::Served(_)
         | Response::ProfilesPage(_)
-        | Response::AccountsPage(_) => {}
+        | Response::AccountsPage(_)
+        | Response::Accepted(_)
+        | Response::ChildEnv(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -340,31 +348,29 @@ async fn accept(
     json: bool,
 ) -> Result<ExitCode, ClientError> {
     let mut client = Client::connect(socket, "cmdrctl").await?;
-    let before = match client
-        .request(Request::ShowAccount { name: name.clone() })
-        .await?
-    {
-        Response::Account(info) => info,
-        _ => return Err(unexpected("a show request")),
+    let has = |feature: &str| client.welcome().features.iter().any(|f| f == feature);
+    // Whether anything was accepted is the daemon's to say (one rule, in cmdr-core); a
+    // daemon from before that answer gets the old request and no such remark.
+    let (after, changed) = if has(cmdr_proto::FEATURE_ACCEPT_RESULT) {
+        match client.request(Request::AcceptToken { name }).await? {
+            Response::Accepted(accepted) => (accepted.account, Some(accepted.changed)),
+            _ => return Err(unexpected("an accept request")),
+        }
+    } else {
+        match client.request(Request::Accept { name }).await? {
+            Response::Account(info) => (info, None),
+            _ => return Err(unexpected("an accept request")),
+        }
     };
-    let Response::Account(after) = client.request(Request::Accept { name }).await? else {
-        return Err(unexpected("an accept request"));
-    };
-    // What the daemon accepts: another token, or the same one after a failure.
-    let new_token = before.fingerprint != before.accepted_fingerprint
-        || matches!(
-            before.state,
-            AccountState::Invalid | AccountState::Misconfigured
-        );
     if json {
         output::print_json(&after);
-    } else if new_token {
-        output::account(&after, "accepted", false);
-    } else {
+    } else if changed == Some(false) {
         println!(
             "account {} already uses the token in the file (state {}): nothing to accept",
             after.name, after.state
         );
+    } else {
+        output::account(&after, "accepted", false);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -382,25 +388,30 @@ async fn credentials(
     }
 }
 
-/// The endpoint variables of an account: checked first (a refusal now is clearer than an
-/// SDK error in the child later), then the endpoint from `status`.
+/// The endpoint variables of an account, from the daemon's `child_env` answer (checked
+/// as a hand-out is, so a refusal now is clearer than an SDK error in the child later).
+/// No secret passes through cmdrctl on this path.
 async fn served(
     socket: &std::path::Path,
     name: String,
     deadline: std::time::Duration,
-) -> Result<Vec<(&'static str, Option<String>)>, ClientError> {
-    let handout = credentials(socket, name, false, deadline).await?;
+) -> Result<Vec<(&'static str, Option<std::ffi::OsString>)>, ClientError> {
     let mut client = Client::connect_within(socket, "cmdrctl", deadline).await?;
-    let Response::Status(status) = client.request(Request::Status).await? else {
-        return Err(unexpected("a status request"));
-    };
-    let Some(endpoint) = status.endpoint else {
-        return Err(ClientError::Daemon(cmdr_proto::ErrorReply {
-            code: cmdr_proto::ErrorCode::BadRequest,
-            message: "the credentials endpoint is disabled (endpoint.enabled in cmdr's config.toml): use --static".to_owned(),
-        }));
-    };
-    Ok(handout::served_variables(&handout, &endpoint))
+    if !client
+        .welcome()
+        .features
+        .iter()
+        .any(|f| f == cmdr_proto::FEATURE_CHILD_ENV)
+    {
+        return Err(ClientError::Incompatible(format!(
+            "cmdrd {} is older than this cmdrctl and cannot start processes on its endpoint safely: restart cmdrd",
+            client.welcome().daemon_version
+        )));
+    }
+    match client.request(Request::ChildEnv { name }).await? {
+        Response::ChildEnv(child) => Ok(handout::served_variables(&child)),
+        _ => Err(unexpected("a child_env request")),
+    }
 }
 
 fn unexpected(what: &str) -> ClientError {

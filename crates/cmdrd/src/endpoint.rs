@@ -1,6 +1,7 @@
 //! The credentials endpoint: the AWS container-credentials protocol on loopback HTTP/1.1
 //! (hyper), one URL per account, so that running SDK processes re-ask for credentials and
-//! follow the accepted token. Every request must carry the token of a 0600 file; answers
+//! follow the accepted token. Every request must carry its account's token, from a 0600
+//! file that dies with the port (`endpoint/tokens.rs`); answers
 //! come from the engine (`Request::Serve`), with an `Expiration` short enough for each
 //! SDK to come back within about a minute (see `lifetime_for`).
 
@@ -36,24 +37,59 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Request headers beyond this are refused (hyper answers 431).
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-pub use cmdr_config::{EndpointSettings, parse_listen, token_file};
+pub use cmdr_config::{EndpointSettings, parse_listen};
+
+mod tokens;
+pub use tokens::{Check, Tokens};
+
+/// What the engine knows of the endpoint: where it is (`status`) and its tokens.
+#[derive(Clone)]
+pub struct Access {
+    pub info: EndpointInfo,
+    pub tokens: Arc<Tokens>,
+}
 
 /// A bound endpoint, before it serves.
 pub struct Bound {
     listener: TcpListener,
-    token: Arc<str>,
-    pub info: EndpointInfo,
+    pub access: Access,
 }
 
-/// Binds the endpoint and writes a new token file. The port is `listen`'s, or the one
+/// Where the endpoint keeps its state on disk.
+pub struct Paths<'a> {
+    /// The port of an earlier start, kept so running processes keep their URL.
+    pub port_file: &'a Path,
+    /// The token directories (see `tokens.rs`).
+    pub tokens: &'a Path,
+    /// The one token file of older versions.
+    pub legacy_token: &'a Path,
+}
+
+/// Binds the endpoint. Every token an earlier run left is removed first, so none waits in
+/// a file while another program may hold its port. The port is `listen`'s, or the one
 /// kept in `port_file` from an earlier start (so running processes keep their URL across
 /// restarts), or a free one that is then kept. A configured port in use is an error; a
-/// kept one is replaced, with a warning.
-pub fn bind(
-    settings: &EndpointSettings,
-    port_file: &Path,
-    token_file: &Path,
-) -> anyhow::Result<Bound> {
+/// kept one is replaced, with a warning and `moved_from` (processes started for it fail
+/// closed: their tokens are gone).
+pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bound> {
+    Tokens::clear(paths.tokens).with_context(|| {
+        format!(
+            "cannot remove the endpoint tokens of an earlier run in {}",
+            paths.tokens.display()
+        )
+    })?;
+    match std::fs::remove_file(paths.legacy_token) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(err).with_context(|| {
+                format!(
+                    "cannot remove the old token file {}",
+                    paths.legacy_token.display()
+                )
+            });
+        }
+        _ => {}
+    }
+    let mut moved_from = None;
     let listener = match settings.listen {
         Some(addr) => std::net::TcpListener::bind(addr).with_context(|| {
             format!(
@@ -61,7 +97,7 @@ pub fn bind(
             )
         })?,
         None => {
-            let kept = std::fs::read_to_string(port_file)
+            let kept = std::fs::read_to_string(paths.port_file)
                 .ok()
                 .and_then(|t| t.trim().parse::<u16>().ok())
                 .filter(|p| *p != 0);
@@ -70,7 +106,11 @@ pub fn bind(
                 Some(port) => match std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
                     Ok(l) => l,
                     Err(err) => {
-                        tracing::warn!(port, error = %err, "the credentials endpoint's port is taken; choosing another (processes started with the old URL must be restarted)");
+                        tracing::warn!(port, error = %err, "the credentials endpoint's port is taken; choosing another: processes started with the old URL fail until started again with `cmdrctl exec`");
+                        moved_from = Some(format!(
+                            "http://{}:{port}{PATH_PREFIX}",
+                            Ipv4Addr::LOCALHOST
+                        ));
                         std::net::TcpListener::bind(any)
                             .context("cannot listen on 127.0.0.1 for the credentials endpoint")?
                     }
@@ -80,37 +120,29 @@ pub fn bind(
             };
             let port = listener.local_addr()?.port();
             if kept != Some(port) {
-                crate::store::write_atomic(port_file, format!("{port}\n").as_bytes(), 0o600)
-                    .with_context(|| format!("cannot write {}", port_file.display()))?;
+                cmdr_config::write_atomic(paths.port_file, format!("{port}\n").as_bytes(), 0o600)
+                    .with_context(|| format!("cannot write {}", paths.port_file.display()))?;
             }
             listener
         }
     };
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let token = new_token()?;
-    // No newline: the SDKs send the file's bytes as the header value, and botocore
-    // refuses a value that ends in one.
-    // Written anew with mode 0600, whatever the old file's mode was.
-    let _ = std::fs::remove_file(token_file);
-    crate::store::write_atomic(token_file, token.as_bytes(), 0o600)
-        .with_context(|| format!("cannot write {}", token_file.display()))?;
+    let tokens = Tokens::new(paths.tokens.to_owned(), addr.port())
+        .with_context(|| format!("cannot create {}", paths.tokens.display()))?;
+    let mut token_dir = tokens.dir().display().to_string();
+    token_dir.push(std::path::MAIN_SEPARATOR);
     Ok(Bound {
         listener: TcpListener::from_std(listener)?,
-        token: token.into(),
-        info: EndpointInfo {
-            url: format!("http://{addr}{PATH_PREFIX}"),
-            token_file: token_file.display().to_string(),
+        access: Access {
+            info: EndpointInfo {
+                url: format!("http://{addr}{PATH_PREFIX}"),
+                token_file: token_dir,
+                moved_from,
+            },
+            tokens: Arc::new(tokens),
         },
     })
-}
-
-/// 256 random bits, hex.
-fn new_token() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes)
-        .map_err(|err| anyhow::anyhow!("no randomness for the endpoint token: {err}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// What stays as it is in an account's URL: RFC 3986's unreserved characters.
@@ -178,13 +210,13 @@ pub async fn serve(
         };
         let (id, evicted) = slots.lock().unwrap_or_else(|e| e.into_inner()).take();
         let engine = engine.clone();
-        let token = bound.token.clone();
+        let tokens = bound.access.tokens.clone();
         let stop = stop.clone();
         let slots = slots.clone();
         tracker.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let (engine, token) = (engine.clone(), token.clone());
-                async move { Ok::<_, Infallible>(answer(request, &engine, &token, peer).await) }
+                let (engine, tokens) = (engine.clone(), tokens.clone());
+                async move { Ok::<_, Infallible>(answer(request, &engine, &tokens, peer).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -212,17 +244,42 @@ type Answer = hyper::Response<Full<Bytes>>;
 async fn answer(
     request: hyper::Request<Incoming>,
     engine: &EngineHandle,
-    token: &str,
+    tokens: &Tokens,
     peer: SocketAddr,
 ) -> Answer {
-    let authorized = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| constant_time_eq(v.as_bytes(), token.as_bytes()));
-    match authorized {
-        None => return refusal(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized"),
-        Some(false) => return refusal(StatusCode::FORBIDDEN, "forbidden", "forbidden"),
-        Some(true) => {}
+    let Some(presented) = request.headers().get(header::AUTHORIZATION) else {
+        return refusal(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized");
+    };
+    let name = request
+        .uri()
+        .path()
+        .strip_prefix(PATH_PREFIX)
+        .and_then(|n| percent_encoding::percent_decode_str(n).decode_utf8().ok())
+        .filter(|n| !n.is_empty() && !n.contains('/'));
+    // Each account's token is good at its own URL only; a request without any token of
+    // this run learns nothing, not even which paths exist.
+    match name
+        .as_deref()
+        .map(|n| tokens.check(n, presented.as_bytes()))
+    {
+        Some(Check::Valid) => {}
+        _ if !tokens.is_any(presented.as_bytes()) => {
+            return refusal(StatusCode::FORBIDDEN, "forbidden", "forbidden");
+        }
+        Some(_) => {
+            return refusal(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this token belongs to another account's URL: start the process with `cmdrctl exec NAME` for the account it should use",
+            );
+        }
+        None => {
+            return refusal(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no such path: account URLs are {PATH_PREFIX}NAME (see `cmdrctl status`)"),
+            );
+        }
     }
     if request.method() != Method::GET {
         return refusal(
@@ -231,18 +288,8 @@ async fn answer(
             "only GET is served",
         );
     }
-    let Some(name) = request
-        .uri()
-        .path()
-        .strip_prefix(PATH_PREFIX)
-        .and_then(|n| percent_encoding::percent_decode_str(n).decode_utf8().ok())
-        .filter(|n| !n.is_empty() && !n.contains('/'))
-    else {
-        return refusal(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no such path: account URLs are {PATH_PREFIX}NAME (see `cmdrctl status`)"),
-        );
+    let Some(name) = name else {
+        return refusal(StatusCode::NOT_FOUND, "not_found", "no such path");
     };
     let name = name.into_owned();
     let (lifetime, family) = lifetime_for(request.headers());
@@ -265,7 +312,7 @@ async fn answer(
                 Some(at) if at < now + lifetime => at,
                 _ => now + lifetime,
             };
-            tracing::debug!(account = %name, peer_port = peer.port(), client = family, "served account credentials to pid? at peer port");
+            tracing::debug!(account = %name, peer_port = peer.port(), client = family, "served an account's credentials");
             let mut body = serde_json::Map::new();
             let h = &served.handout;
             body.insert("AccessKeyId".into(), h.access_key_id.clone().into());
@@ -328,10 +375,6 @@ pub fn lifetime_for(headers: &HeaderMap<HeaderValue>) -> (chrono::Duration, &'st
     (chrono::Duration::seconds(window + MARGIN), family)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn refusal(status: StatusCode, code: &str, message: &str) -> Answer {
     json(
         status,
@@ -385,9 +428,9 @@ mod tests {
             account_url("http://127.0.0.1:1/v1/credentials/", "a.b-c_d ç"),
             "http://127.0.0.1:1/v1/credentials/a.b-c_d%20%C3%A7"
         );
-        let t = new_token().expect("token");
+        let t = tokens::new_token().expect("token");
         assert_eq!(t.len(), 64);
-        assert!(constant_time_eq(t.as_bytes(), t.as_bytes()));
-        assert!(!constant_time_eq(t.as_bytes(), &t.as_bytes()[1..]));
+        assert!(tokens::constant_time_eq(t.as_bytes(), t.as_bytes()));
+        assert!(!tokens::constant_time_eq(t.as_bytes(), &t.as_bytes()[1..]));
     }
 }

@@ -2,6 +2,7 @@
 //! socket server, and stops them in order when `shutdown` resolves. `main.rs` is thin, so
 //! tests can run the daemon in-process with their own paths.
 
+pub mod child_files;
 pub mod cli;
 pub mod desktop;
 pub mod endpoint;
@@ -58,8 +59,11 @@ pub async fn run(
     let endpoint = if settings.endpoint.enabled {
         Some(endpoint::bind(
             &settings.endpoint,
-            &settings.endpoint_port_file(),
-            &settings.endpoint_token_file(),
+            &endpoint::Paths {
+                port_file: &settings.endpoint_port_file(),
+                tokens: &settings.endpoint_tokens_dir(),
+                legacy_token: &settings.endpoint_token_file(),
+            },
         )?)
     } else {
         None
@@ -69,7 +73,7 @@ pub async fn run(
         snapshot,
         rescan_tx,
         Arc::new(expiry::SystemClock),
-        endpoint.as_ref().map(|e| e.info.clone()),
+        endpoint.as_ref().map(|e| e.access.clone()),
     )?;
 
     let tracker = TaskTracker::new();
@@ -95,7 +99,8 @@ pub async fn run(
         stop_sessions.clone(),
     ));
     let stop_endpoint = CancellationToken::new();
-    let endpoint_url = endpoint.as_ref().map(|e| e.info.url.clone());
+    let endpoint_url = endpoint.as_ref().map(|e| e.access.info.url.clone());
+    let tokens = endpoint.as_ref().map(|e| e.access.tokens.clone());
     if let Some(endpoint) = endpoint {
         tracker.spawn(endpoint::serve(
             endpoint,
@@ -125,6 +130,11 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!("stopping");
+    // A token must not outlive the port it was issued for: whoever binds the port next
+    // would receive it from running processes. So the tokens go before the port does.
+    if let Some(tokens) = tokens {
+        tokens.remove_all();
+    }
     // Stop accepting, tell subscribers `daemon_stopping`, flush state, remove the socket.
     stop_accepting.cancel();
     stop_endpoint.cancel();

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use cmdr_core::{AccountState, Credentials, ProfileKind};
-use cmdr_proto::{ErrorCode, ErrorReply, HandOut, Outcome, Response};
+use cmdr_proto::{ErrorCode, ErrorReply, HandOut, Outcome, Response, path_to_wire};
 use tokio::sync::oneshot;
 
 /// Resolved credentials are resolved again this long before they end, so that nothing is
@@ -74,11 +74,31 @@ pub struct Served {
     pub expiry_source: String,
 }
 
-/// A client waiting for credentials: one of the socket's old `Credentials` requests
-/// (answered with the old shape and codes) or a `Serve` request.
+/// Where a process started for an account finds its credentials (`Request::ChildEnv`).
+#[derive(Debug, Clone)]
+pub struct ChildPaths {
+    pub url: String,
+    pub token_file: std::path::PathBuf,
+    pub config_file: std::path::PathBuf,
+    pub credentials_file: std::path::PathBuf,
+    pub boto_config: std::path::PathBuf,
+    pub user_config_file: std::path::PathBuf,
+    pub user_credentials_file: std::path::PathBuf,
+}
+
+/// What a waiting client asked for.
+enum Asked {
+    /// The socket's old `Credentials` request: the old shape and codes.
+    Legacy,
+    Serve,
+    /// The same checks, answered without the keys.
+    Child(Box<ChildPaths>),
+}
+
+/// A client waiting for credentials.
 pub struct Waiter {
     reply: oneshot::Sender<Outcome>,
-    legacy: bool,
+    asked: Asked,
     /// Set while it waits for a resolution.
     served: Option<Served>,
 }
@@ -87,7 +107,7 @@ impl Waiter {
     pub fn legacy(reply: oneshot::Sender<Outcome>) -> Waiter {
         Waiter {
             reply,
-            legacy: true,
+            asked: Asked::Legacy,
             served: None,
         }
     }
@@ -95,7 +115,15 @@ impl Waiter {
     pub fn serve(reply: oneshot::Sender<Outcome>) -> Waiter {
         Waiter {
             reply,
-            legacy: false,
+            asked: Asked::Serve,
+            served: None,
+        }
+    }
+
+    pub fn child(reply: oneshot::Sender<Outcome>, paths: ChildPaths) -> Waiter {
+        Waiter {
+            reply,
+            asked: Asked::Child(Box::new(paths)),
             served: None,
         }
     }
@@ -107,7 +135,7 @@ impl Waiter {
     }
 
     pub fn refuse(self, mut error: ErrorReply) {
-        if self.legacy
+        if matches!(self.asked, Asked::Legacy)
             && matches!(
                 error.code,
                 ErrorCode::Changed
@@ -124,7 +152,7 @@ impl Waiter {
     }
 
     pub fn answer(self, served: &Served, credentials: &Credentials, expires_at: Option<String>) {
-        let handout = HandOut {
+        let handout = || HandOut {
             account: served.account.clone(),
             profile: served.profile.clone(),
             access_key_id: credentials.access_key_id.clone(),
@@ -132,16 +160,28 @@ impl Waiter {
             session_token: credentials.session_token.clone(),
             region: served.region.clone(),
             endpoint: served.endpoint.clone(),
-            expires_at,
+            expires_at: expires_at.clone(),
         };
-        let response = if self.legacy {
-            Response::Credentials(handout)
-        } else {
-            Response::Served(cmdr_proto::Served {
-                handout,
+        let response = match &self.asked {
+            Asked::Legacy => Response::Credentials(handout()),
+            Asked::Serve => Response::Served(cmdr_proto::Served {
+                handout: handout(),
                 expiry_source: served.expiry_source.clone(),
                 account_id: served.account_id.clone(),
-            })
+            }),
+            Asked::Child(paths) => Response::ChildEnv(cmdr_proto::ChildEnv {
+                account: served.account.clone(),
+                url: paths.url.clone(),
+                token_file: path_to_wire(&paths.token_file),
+                config_file: path_to_wire(&paths.config_file),
+                credentials_file: path_to_wire(&paths.credentials_file),
+                boto_config: path_to_wire(&paths.boto_config),
+                user_config_file: path_to_wire(&paths.user_config_file),
+                user_credentials_file: path_to_wire(&paths.user_credentials_file),
+                region: served.region.clone(),
+                endpoint: served.endpoint.clone(),
+                expires_at,
+            }),
         };
         let _ = self.reply.send(Outcome::Ok(response));
     }

@@ -26,7 +26,13 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const OUTGOING_QUEUE: usize = 64;
 
 /// Features announced in `Welcome`.
-pub const FEATURES: &[&str] = &["json-lines", "events", cmdr_proto::FEATURE_PAGES];
+pub const FEATURES: &[&str] = &[
+    "json-lines",
+    "events",
+    cmdr_proto::FEATURE_PAGES,
+    cmdr_proto::FEATURE_ACCEPT_RESULT,
+    cmdr_proto::FEATURE_CHILD_ENV,
+];
 
 /// Runs one session in `slot`; it ends early when the slot is shed for a newcomer.
 pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationToken, slot: Slot) {

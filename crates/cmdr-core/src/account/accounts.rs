@@ -183,6 +183,9 @@ impl Accounts {
             return Ok(Vec::new());
         }
         account.accept(profile, expiry(profile), now);
+        // The user chose this token: whichever AWS account it is, accepting it once is
+        // enough (an identity learnt after this is the account's, see `record_validation`).
+        account.identity_accepted = account.account_id.is_some();
         Ok(vec![AccountChange::TokenAccepted {
             account: name.to_owned(),
             profile: account.profile.clone(),
@@ -221,8 +224,16 @@ impl Accounts {
                     Some(old) if old == *account_id => {
                         if of_accepted {
                             account.pending_identity = None;
+                            account.identity_accepted = false;
                         }
                         IdentityCheck::Same
+                    }
+                    Some(old) if of_accepted && account.identity_accepted => {
+                        // Accepted with `cmdrctl accept` before STS had said whose it is.
+                        account.account_id = Some(account_id.clone());
+                        account.pending_identity = None;
+                        account.identity_accepted = false;
+                        IdentityCheck::Changed { old }
                     }
                     Some(old) => {
                         account.pending_identity = Some(PendingIdentity {

@@ -6,7 +6,7 @@ use super::{INDEX_AT, Parsed, RawSection, is_blank, trim};
 use crate::profile::FileKind;
 
 /// `SectionPair::parse`: `[prefix name]` or `[name]`.
-fn section_pair(header: &str) -> (Option<&str>, &str) {
+pub(super) fn section_pair(header: &str) -> (Option<&str>, &str) {
     let header = trim(header);
     match header.bytes().position(is_blank) {
         Some(at) => (Some(header[..at].trim()), header[at + 1..].trim()),

@@ -28,6 +28,23 @@ pub fn redact_secrets(bytes: &[u8]) -> Vec<u8> {
     }
 }
 
+/// The file as a process started by `cmdrctl exec` sees it: no keys in any section, no
+/// credential source in the default profile, every other setting kept (see
+/// `grammar/isolate.rs`). Not UTF-8: empty, as the SDKs read it.
+pub fn without_credentials(kind: FileKind, bytes: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(bytes).unwrap_or("");
+    grammar::without_credentials(kind, text).into_bytes()
+}
+
+/// The properties that make the file's default profile give credentials: a tool started
+/// outside cmdr (no profile named) uses them, whatever account it meant.
+pub fn default_credentials(kind: FileKind, bytes: &[u8]) -> Vec<&'static str> {
+    std::str::from_utf8(bytes).map_or_else(
+        |_| Vec::new(),
+        |text| grammar::default_credentials(kind, text),
+    )
+}
+
 /// Checks one file against the grammar alone, so an error names the right file.
 pub fn check_file(kind: FileKind, bytes: &[u8]) -> Result<(), ParseError> {
     grammar::check(kind, as_text(kind, bytes)?)

@@ -190,6 +190,7 @@ impl Engine {
             self.process_expiry.remove(change.profile());
         }
         self.view = view;
+        self.write_child_files();
         let expiry_of = expiry_of!(self);
         if self.accounts.refresh_accepted(&self.view, &expiry_of) {
             self.dirty = true;

@@ -13,8 +13,8 @@ use cmdr_core::{
     NewAccount, PerFile, Profile, ProfileKind, ProfileView, SeenTokens, diff,
 };
 use cmdr_proto::{
-    AccountInfo, EndpointInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome,
-    PROTOCOL_VERSION, Page, Request, Response, StatusInfo,
+    AccountInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome, PROTOCOL_VERSION,
+    Page, Request, Response, StatusInfo,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -139,8 +139,10 @@ pub struct Engine {
     tasks: JoinSet<Command>,
     /// When a file that failed to parse is read again.
     retry_at: Option<tokio::time::Instant>,
-    /// Where the credentials endpoint listens, for `status`.
-    endpoint: Option<EndpointInfo>,
+    /// Where the credentials endpoint listens (`status`) and its per-account tokens.
+    endpoint: Option<crate::endpoint::Access>,
+    /// The AWS files of processes on the endpoint (while it is enabled).
+    child_files: Option<crate::child_files::ChildFiles>,
     /// Credentials resolved for accounts on SDK-provider profiles, until shortly before
     /// they end or the account's token or profile changes.
     resolved: HashMap<String, Cached>,
@@ -174,8 +176,11 @@ impl Engine {
         snapshot: Snapshot,
         rescan: mpsc::Sender<()>,
         clock: Arc<dyn Clock>,
-        endpoint: Option<EndpointInfo>,
+        endpoint: Option<crate::endpoint::Access>,
     ) -> anyhow::Result<(Engine, EngineHandle, mpsc::Receiver<Command>)> {
+        let child_files = endpoint
+            .as_ref()
+            .map(|_| crate::child_files::ChildFiles::new(settings.child_files_dir()));
         let mut store = Store::new(settings.state_file());
         let stored = store.load()?;
         let (events, _) = broadcast::channel(settings.event_buffer);
@@ -206,11 +211,13 @@ impl Engine {
             tasks: JoinSet::new(),
             retry_at: None,
             endpoint,
+            child_files,
             resolved: HashMap::new(),
             resolving: HashMap::new(),
         };
         engine.load_snapshot(snapshot, false);
         release_free_memory();
+        engine.issue_tokens();
         engine.report_changes_while_down(&stored.seen);
         engine.save();
         let handle = EngineHandle {
@@ -463,7 +470,27 @@ impl Engine {
             ),
             changes_while_down: self.changes_while_down.clone(),
             subscribers: self.subscribers.load(Ordering::Relaxed),
-            endpoint: self.endpoint.clone(),
+            endpoint: self.endpoint.as_ref().map(|e| e.info.clone()),
+        }
+    }
+
+    /// Every account gets its endpoint token at start: processes started for it before a
+    /// restart on the same port find a valid token again at the path they hold.
+    fn issue_tokens(&self) {
+        let Some(endpoint) = &self.endpoint else {
+            return;
+        };
+        for account in self.accounts.iter() {
+            if let Err(err) = endpoint.tokens.issue(&account.name) {
+                tracing::warn!(account = %account.name, error = %err, "cannot write the account's endpoint token");
+            }
+        }
+    }
+
+    /// Rewrites the AWS files of processes on the endpoint from the last good files.
+    pub(super) fn write_child_files(&mut self) {
+        if let Some(files) = &mut self.child_files {
+            files.update(&self.good);
         }
     }
 

@@ -56,6 +56,12 @@ impl Engine {
                 if added.is_ok() && self.settings.validate_on_change {
                     self.start_validation(&name, None);
                 }
+                if added.is_ok()
+                    && let Some(endpoint) = &self.endpoint
+                    && let Err(err) = endpoint.tokens.issue(&name)
+                {
+                    tracing::warn!(account = %name, error = %err, "cannot write the account's endpoint token");
+                }
                 added.and_then(|_| self.show(&name))
             }
             Request::EditAccount { name, edit } => {
@@ -90,23 +96,36 @@ impl Engine {
                     })
                     .and_then(|_| self.show(&name))
             }
-            Request::RemoveAccount { name } => self
-                .mutate(&name, |accounts, _, _| {
+            Request::RemoveAccount { name } => {
+                let removed = self.mutate(&name, |accounts, _, _| {
                     accounts.remove(&name).map_err(|e| error_reply(&e))
-                })
-                .map(|_| Response::Done),
-            Request::Accept { name } => {
-                let now = self.now();
-                let accepted = self.mutate(&name, |accounts, view, expiry| {
-                    accounts
-                        .accept(&name, view, expiry, now)
-                        .map_err(|e| error_reply(&e))
                 });
-                self.resolved.remove(&name);
-                if accepted.is_ok() && self.settings.validate_on_change {
-                    self.start_validation(&name, None);
+                if removed.is_ok()
+                    && let Some(endpoint) = &self.endpoint
+                {
+                    endpoint.tokens.revoke(&name);
                 }
-                accepted.and_then(|_| self.show(&name))
+                removed.map(|_| Response::Done)
+            }
+            Request::Accept { name } => self.accept(&name).and_then(|_| self.show(&name)),
+            Request::AcceptToken { name } => self.accept(&name).and_then(|changed| {
+                let account = self
+                    .accounts
+                    .get(&name)
+                    .map(|a| self.account_info(a))
+                    .map_err(|e| error_reply(&e))?;
+                Ok(Response::Accepted(cmdr_proto::Accepted {
+                    account,
+                    changed,
+                }))
+            }),
+            Request::ChildEnv { name } => {
+                return match self.child_paths(&name) {
+                    Ok(paths) => self.serve(&name, false, Waiter::child(reply, paths)),
+                    Err(err) => {
+                        let _ = reply.send(Outcome::Err(err));
+                    }
+                };
             }
             Request::Credentials { name, force } => {
                 return self.serve(&name, force, Waiter::legacy(reply));
@@ -123,6 +142,46 @@ impl Engine {
             Err(err) => Outcome::Err(err),
         });
     }
+    /// `accept`: whether the account took anything it did not have (the rule is
+    /// cmdr-core's `Accounts::accept`).
+    fn accept(&mut self, name: &str) -> Result<bool, ErrorReply> {
+        let now = self.now();
+        let accepted = self.mutate(name, |accounts, view, expiry| {
+            accounts
+                .accept(name, view, expiry, now)
+                .map_err(|e| error_reply(&e))
+        });
+        self.resolved.remove(name);
+        if accepted.is_ok() && self.settings.validate_on_change {
+            self.start_validation(name, None);
+        }
+        accepted.map(|changes| !changes.is_empty())
+    }
+
+    /// Where a process started for `name` finds its credentials: the account's own
+    /// token (issued now if it has none) and the AWS files without credentials.
+    fn child_paths(&mut self, name: &str) -> Result<serve::ChildPaths, ErrorReply> {
+        self.accounts.get(name).map_err(|e| error_reply(&e))?;
+        let (Some(endpoint), Some(files)) = (&self.endpoint, &self.child_files) else {
+            return Err(bad_request(
+                "the credentials endpoint is disabled (endpoint.enabled in cmdr's config.toml): use --static",
+            ));
+        };
+        let token_file = endpoint.tokens.issue(name).map_err(|err| ErrorReply {
+            code: ErrorCode::Internal,
+            message: format!("cannot write the endpoint token of `{name}`: {err}"),
+        })?;
+        Ok(serve::ChildPaths {
+            url: crate::endpoint::account_url(&endpoint.info.url, name),
+            token_file,
+            config_file: files.path(FileKind::Config),
+            credentials_file: files.path(FileKind::Credentials),
+            boto_config: files.boto_path(),
+            user_config_file: self.settings.aws_config.clone(),
+            user_credentials_file: self.settings.aws_credentials.clone(),
+        })
+    }
+
     pub(super) fn show(&self, name: &str) -> Result<Response, ErrorReply> {
         self.accounts
             .get(name)

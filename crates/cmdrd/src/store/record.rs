@@ -38,6 +38,9 @@ pub struct StoredAccount {
     pub pending_identity: Option<StoredPendingIdentity>,
     #[serde(default)]
     pub portal: Option<String>,
+    /// Left out while false, so files read and write as before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub identity_accepted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +148,7 @@ impl From<&Account> for StoredAccount {
                     account_id: p.account_id.clone(),
                 }),
             portal: account.portal.clone(),
+            identity_accepted: account.identity_accepted,
         }
     }
 }
@@ -187,6 +191,7 @@ impl TryFrom<StoredAccount> for Account {
             confirmed: stored.confirmed,
             unreachable: stored.unreachable,
             portal: stored.portal,
+            identity_accepted: stored.identity_accepted,
         })
     }
 }
