@@ -238,7 +238,7 @@ fn watch_ignores_an_event_type_from_a_newer_daemon() {
     let listener = fake_daemon(&sb);
     let watch = sb
         .command("cmdrctl")
-        .args(["watch", "--json"])
+        .args(["watch", "--once", "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

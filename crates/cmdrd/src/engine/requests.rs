@@ -53,12 +53,18 @@ impl Engine {
                     })
                 });
                 // Adding accepts the token in the file: learn whose it is.
+                self.revalidate.clear(&name);
                 if added.is_ok() && self.settings.validate_on_change {
                     self.start_validation(&name, None);
                 }
                 added.and_then(|_| self.show(&name))
             }
             Request::EditAccount { name, edit } => {
+                // Another profile, target or region may answer otherwise: validate again.
+                let revalidate = edit.profile.is_some()
+                    || edit.target.is_some()
+                    || edit.region.is_some()
+                    || edit.clear_region;
                 if let Some(profile) = &edit.profile {
                     self.keep_secrets_of(profile);
                 }
@@ -79,22 +85,31 @@ impl Engine {
                         },
                     })
                 })();
-                patch
-                    .and_then(|patch| {
-                        let now = self.now();
-                        self.mutate(&name, |accounts, view, expiry| {
-                            accounts
-                                .edit(&name, patch, view, expiry, now)
-                                .map_err(|e| error_reply(&e))
-                        })
+                let edited = patch.and_then(|patch| {
+                    let now = self.now();
+                    self.mutate(&name, |accounts, view, expiry| {
+                        accounts
+                            .edit(&name, patch, view, expiry, now)
+                            .map_err(|e| error_reply(&e))
                     })
-                    .and_then(|_| self.show(&name))
+                });
+                if edited.as_ref().is_ok_and(|changes| !changes.is_empty()) && revalidate {
+                    self.resolved.remove(&name);
+                    self.revalidate.reset(&name);
+                    if self.settings.validate_on_change {
+                        self.start_validation(&name, None);
+                    }
+                }
+                edited.and_then(|_| self.show(&name))
             }
-            Request::RemoveAccount { name } => self
-                .mutate(&name, |accounts, _, _| {
+            Request::RemoveAccount { name } => {
+                self.revalidate.clear(&name);
+                self.mutate(&name, |accounts, _, _| {
                     accounts.remove(&name).map_err(|e| error_reply(&e))
                 })
-                .map(|_| Response::Done),
+                .map(|_| Response::Done)
+            }
+            Request::AccountDetail { name } => self.detail(&name),
             Request::Accept { name } => {
                 let now = self.now();
                 let accepted = self.mutate(&name, |accounts, view, expiry| {
@@ -103,6 +118,7 @@ impl Engine {
                         .map_err(|e| error_reply(&e))
                 });
                 self.resolved.remove(&name);
+                self.revalidate.reset(&name);
                 if accepted.is_ok() && self.settings.validate_on_change {
                     self.start_validation(&name, None);
                 }
@@ -123,6 +139,27 @@ impl Engine {
             Err(err) => Outcome::Err(err),
         });
     }
+    /// `accounts show` with the reason for the state: a profile that looks renamed is
+    /// named, with the edit that follows it.
+    fn detail(&self, name: &str) -> Result<Response, ErrorReply> {
+        let account = self.accounts.get(name).map_err(|e| error_reply(&e))?;
+        let profile = self.view.get(&account.profile);
+        let status = account.status(profile, self.now(), self.settings.warn_before);
+        let mut reason = status.reason.clone();
+        if status.state == cmdr_core::AccountState::Missing
+            && let Some(new) = account.renamed_to(&self.view)
+        {
+            reason = Some(format!(
+                "profile `{}` of account `{name}` is gone, and profile `{new}` holds its accepted token: if it was renamed, run `cmdrctl accounts edit {name} --profile {new}`",
+                account.profile
+            ));
+        }
+        Ok(Response::AccountDetail(cmdr_proto::AccountDetail {
+            info: wire::account_info(account, profile, status.state),
+            reason,
+        }))
+    }
+
     pub(super) fn show(&self, name: &str) -> Result<Response, ErrorReply> {
         self.accounts
             .get(name)
