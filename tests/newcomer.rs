@@ -206,7 +206,8 @@ fn missing_after_a_rename_suggests_editing_the_profile() {
     sb.start();
     sb.add_account("acme", &[]);
     let mut watch = sb.watch();
-    sb.write_credentials(&creds("acme-new", "TOKEN-ONE"));
+    // The same keys under another section name.
+    sb.write_credentials(&creds("acme", "TOKEN-ONE").replace("[acme]", "[acme-new]"));
     watch.wait_for("the rename", |e| e["type"] == "profile_added");
     sb.wait_until("acme missing", || sb.account("acme")["state"] == "missing");
     let shown = sb.json(&["accounts", "show", "acme"]);

@@ -85,8 +85,7 @@ impl Status {
                 let get = if self.renewable {
                     format!("paste a new one (or run `cmdrctl renew {account}`)")
                 } else {
-                    "get a new one the way you got this one and paste it (`cmdrctl paste`)"
-                        .to_owned()
+                    "paste a new one (`cmdrctl paste`)".to_owned()
                 };
                 Some(match on_change {
                     OnChange::Ask => {

@@ -145,7 +145,10 @@ impl Engine {
         let account = self.accounts.get(name).map_err(|e| error_reply(&e))?;
         let profile = self.view.get(&account.profile);
         let status = account.status(profile, self.now(), self.settings.warn_before);
-        let mut reason = status.reason.clone();
+        // With the command that fixes it, as a refusal to hand out says it.
+        let mut reason = status
+            .refusal(&account.name, account.on_change)
+            .or_else(|| status.reason.clone());
         if status.state == cmdr_core::AccountState::Missing
             && let Some(new) = account.renamed_to(&self.view)
         {
