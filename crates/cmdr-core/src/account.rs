@@ -198,7 +198,7 @@ impl Account {
             return Status::new(
                 AccountState::Missing,
                 format!(
-                    "profile `{}` of account `{name}` is gone from the AWS files: restore it",
+                    "profile `{}` of account `{name}` is gone from the AWS files: restore it, or if it was renamed, run `cmdrctl accounts edit {name} --profile NEW`",
                     self.profile
                 ),
             );
