@@ -7,6 +7,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc;
 
+use crate::protocol::{Peer, fake_daemon};
 use crate::renew::Recorder;
 use crate::sandbox::{Sandbox, WAIT, creds, have, stderr, stdout};
 use crate::sts::{Moto, free_port, stub};
@@ -382,4 +383,60 @@ fn service_install_without_a_user_session_says_what_works_instead() {
         // The real one, if any, is not reached: the fake came first on PATH.
         assert!(!said.contains("not on PATH"), "{said}");
     }
+}
+
+/// `accounts show` asks for the reason with a request of its own; a daemon older than it
+/// refuses that request (and closes), and `show` still shows the account.
+#[test]
+fn accounts_show_falls_back_for_an_older_daemon() {
+    use cmdr_proto::{AccountInfo, AccountState, OnChange, Request, Response, ServerMessage};
+    let sb = Sandbox::new();
+    let listener = fake_daemon(&sb);
+    let show = sb
+        .command("cmdrctl")
+        .args(["accounts", "show", "acme"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cmdrctl");
+    let mut older = Peer::greet(&listener, &[]);
+    assert!(matches!(
+        older.next(),
+        cmdr_proto::ClientMessage::Request {
+            request: Request::AccountDetail { .. },
+            ..
+        }
+    ));
+    older.send(&ServerMessage::Refused {
+        message: "cannot read this message".into(),
+    });
+    drop(older);
+    let mut again = Peer::greet(&listener, &[]);
+    let asked = again.answer(Response::Account(AccountInfo {
+        name: "acme".into(),
+        profile: "acme".into(),
+        region: Some("eu-west-1".into()),
+        target: cmdr_proto::TargetKind::Aws,
+        endpoint: None,
+        on_change: OnChange::Ask,
+        state: AccountState::Ok,
+        fingerprint: None,
+        accepted_fingerprint: None,
+        accepted_at: None,
+        expires_at: None,
+        expiry_source: None,
+        account_id: None,
+        portal: None,
+        profile_kind: None,
+    }));
+    assert_eq!(
+        asked,
+        Request::ShowAccount {
+            name: "acme".into()
+        }
+    );
+    let out = show.wait_with_output().expect("show");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("eu-west-1"), "{}", stdout(&out));
 }

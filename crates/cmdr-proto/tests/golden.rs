@@ -57,7 +57,6 @@ fn client_messages() -> Vec<ClientMessage> {
         },
         Request::RemoveAccount { name: "a".into() },
         Request::Accept { name: "a".into() },
-        Request::AccountDetail { name: "a".into() },
         Request::Subscribe,
         Request::Unsubscribe,
         Request::Validate { name: "a".into() },
@@ -199,10 +198,6 @@ fn server_messages() -> Vec<ServerMessage> {
         Response::AccountsPage(Page {
             items: vec![account_info()],
             next: Some("acme".into()),
-        }),
-        Response::AccountDetail(AccountDetail {
-            info: account_info(),
-            reason: Some("misconfigured: no keys".into()),
         }),
         Response::Subscribed,
         Response::Done,
