@@ -6,6 +6,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::protocol::{Peer, fake_daemon};
 use crate::renew::Recorder;
@@ -52,6 +53,17 @@ fn an_unvalidated_account_is_validated_once_its_target_starts() {
     assert_eq!(sb.account("acme")["state"], "unvalidated");
     // The target comes up later; nobody runs `validate`.
     let _moto = Moto::start_on(port, &[]);
+    // Retries come 2, 4, 8, 16 s apart: a slow moto start may fall just after one, so
+    // allow one more gap than the usual wait (polling the state, with a deadline).
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while sb.account("acme")["state"] != "ok" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still unvalidated\n{}",
+            sb.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let event = watch.wait_for("validated by a retry", |e| e["type"] == "validated");
     assert_eq!(event["account"], "acme");
     assert_eq!(sb.account("acme")["state"], "ok");
@@ -78,6 +90,10 @@ fn accounts_show_gives_the_reason_of_misconfigured_and_invalid() {
     sb.start();
     let out = sb.ctl(&["accounts", "add", "bare", "--profile", "bare"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("gives no credentials"),
+        "add says why too"
+    );
     let shown = sb.json(&["accounts", "show", "bare"]);
     assert_eq!(shown["state"], "misconfigured");
     let reason = shown["reason"].as_str().unwrap_or_default();

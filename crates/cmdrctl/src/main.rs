@@ -287,6 +287,19 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Response::Status(status) => output::status(&status, json),
         Response::Profiles(profiles) => output::profiles(&profiles, json),
         Response::Accounts(accounts) => output::accounts(&accounts, json),
+        // After `add`/`edit`, an account in a state that needs fixing says why.
+        Response::Account(account) if !json && needs_fixing(account.state) => {
+            let asked = client
+                .request(Request::AccountDetail {
+                    name: account.name.clone(),
+                })
+                .await;
+            let why = match asked {
+                Ok(Response::AccountDetail(detail)) => detail.reason,
+                _ => None,
+            };
+            output::account_why(&account, verb, why.as_deref());
+        }
         Response::Account(account) => output::account(&account, verb, json),
         Response::Done => {
             if json {
@@ -430,6 +443,18 @@ fn unexpected(what: &str) -> ClientError {
     ClientError::Proto(cmdr_proto::ProtoError::Malformed(format!(
         "unexpected answer to {what}"
     )))
+}
+
+/// A state whose reason `add`/`edit` show (`changed` says what to do by itself).
+fn needs_fixing(state: AccountState) -> bool {
+    matches!(
+        state,
+        AccountState::Misconfigured
+            | AccountState::Invalid
+            | AccountState::Missing
+            | AccountState::Expired
+            | AccountState::Unvalidated
+    )
 }
 
 /// Why the command line cannot be carried out as typed, before anything is asked: `--json`

@@ -228,12 +228,7 @@ pub fn account_detail(detail: &AccountDetail, json: bool) {
         }
         return print_json(&value);
     }
-    account(&detail.info, "", false);
-    if detail.info.state != cmdr_proto::AccountState::Changed
-        && let Some(reason) = &detail.reason
-    {
-        println!("{:<14} {reason}", "why");
-    }
+    account_why(&detail.info, "", detail.reason.as_deref());
 }
 
 /// The note for an account without a region (its own, or its profile's at `add`): every
@@ -251,6 +246,11 @@ pub fn account(account: &AccountInfo, verb: &str, json: bool) {
     if json {
         return print_json(account);
     }
+    account_why(account, verb, None);
+}
+
+/// An account as text, with the reason for its state (`why`) when there is one.
+pub fn account_why(account: &AccountInfo, verb: &str, why: Option<&str>) {
     if !verb.is_empty() {
         println!("{verb} account {}", account.name);
     }
@@ -279,6 +279,11 @@ pub fn account(account: &AccountInfo, verb: &str, json: bool) {
     ];
     for (name, value) in fields {
         println!("{name:<14} {}", value.as_deref().unwrap_or("-"));
+    }
+    if account.state != cmdr_proto::AccountState::Changed
+        && let Some(why) = why
+    {
+        println!("{:<14} {why}", "why");
     }
     if account.state == cmdr_proto::AccountState::Changed {
         println!(
