@@ -166,6 +166,16 @@ fn renew_says_what_to_do_without_a_portal_or_with_aws_cli_v1() {
         "{said}"
     );
     assert!(rec.calls().is_empty(), "nothing is run: {:?}", rec.calls());
+    // Signed out of SSO: the reason names `renew` (which knows what works here), not an
+    // `aws sso login` that the AWS CLI v1 lacks.
+    let out = sb.ctl(&["accounts", "add", "corp", "--profile", "corp"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = sb.json(&["accounts", "show", "corp"]);
+    let reason = shown["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("profile `corp` is not signed in to SSO: run `cmdrctl renew corp`"),
+        "{shown}"
+    );
 
     let version = std::process::Command::new("aws").arg("--version").output();
     let v1 = version.is_ok_and(|o| {
@@ -175,8 +185,6 @@ fn renew_says_what_to_do_without_a_portal_or_with_aws_cli_v1() {
         eprintln!("the AWS CLI on PATH is not v1 (pip install awscli); the v1 half is skipped");
         return;
     }
-    let out = sb.ctl(&["accounts", "add", "corp", "--profile", "corp"]);
-    assert!(out.status.success(), "{}", stderr(&out));
     let out = sb.ctl(&["renew", "corp"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let said = stdout(&out);
@@ -309,6 +317,11 @@ fn unknown_regions_are_warned_about_and_a_missing_region_is_named() {
     let out = sb.ctl(&["accounts", "add", "bare", "--profile", "acme"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("NoRegionError"), "{}", stdout(&out));
+    let listed = stdout(&sb.ctl(&["accounts", "list"]));
+    assert!(
+        listed.contains("note: no region: bare;") && listed.contains("NoRegionError"),
+        "{listed}"
+    );
     let out = sb.ctl(&["accounts", "edit", "acme", "--region", "eu-west-1"]);
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
     assert!(!stdout(&out).contains("NoRegionError"), "{}", stdout(&out));

@@ -152,15 +152,17 @@ pub struct PendingIdentity {
     pub account_id: String,
 }
 
-/// Why a profile cannot give credentials at all, seen from the files alone.
-pub fn profile_problem(profile: &Profile) -> Option<String> {
+/// Why a profile cannot give credentials at all, seen from the files alone; `account` is
+/// the account bound to it (an SSO sign-in goes through `cmdrctl renew`, which knows what
+/// works here: `aws sso login` needs the AWS CLI v2).
+pub fn profile_problem(profile: &Profile, account: &str) -> Option<String> {
     let name = &profile.name;
     match profile.kind {
         ProfileKind::Other => Some(format!(
             "profile `{name}` gives no credentials: it has no access keys, SSO settings, role or credential_process"
         )),
         ProfileKind::Sso if profile.fingerprint.is_none() => Some(format!(
-            "profile `{name}` is not signed in to SSO: run `aws sso login --profile {name}`"
+            "profile `{name}` is not signed in to SSO: run `cmdrctl renew {account}` (it runs `aws sso login --profile {name}`, which needs the AWS CLI v2, or opens the portal)"
         )),
         _ => None,
     }
@@ -206,7 +208,7 @@ impl Account {
         if profile.fingerprint.is_none() && self.accepted.fingerprint.is_some() {
             // An SSO profile without a cache token is signed out, not gone.
             if profile.kind == ProfileKind::Sso
-                && let Some(problem) = profile_problem(profile)
+                && let Some(problem) = profile_problem(profile, name)
             {
                 return Status::new(AccountState::Misconfigured, problem);
             }
@@ -253,7 +255,7 @@ impl Account {
                 ),
             );
         }
-        if let Some(reason) = profile_problem(profile) {
+        if let Some(reason) = profile_problem(profile, name) {
             return Status::new(AccountState::Misconfigured, reason);
         }
         match self.accepted.expiry.as_ref().and_then(|e| e.when()) {

@@ -216,6 +216,17 @@ pub fn accounts(accounts: &[AccountInfo], json: bool) {
         ],
         rows,
     );
+    let without: Vec<&str> = accounts
+        .iter()
+        .filter(|a| a.region.is_none())
+        .map(|a| a.name.as_str())
+        .collect();
+    if !without.is_empty() {
+        println!(
+            "note: no region: {}; tools given them fail with NoRegionError (\"Missing Region\"); set one with `cmdrctl accounts edit NAME --region REGION`",
+            without.join(", ")
+        );
+    }
 }
 
 /// `accounts show`: the account, why it is in its state, and what a tool would lack.

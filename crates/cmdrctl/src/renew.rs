@@ -31,8 +31,9 @@ pub async fn run(socket: &Path, name: String, json: bool) -> Result<ExitCode, Cl
     if !json {
         match &plan {
             Plan::Open { url } => eprintln!("opening {url} in your browser"),
+            // `aws sso login` when the AWS CLI v2 is here; else the portal (said after).
             Plan::SsoLogin { profile, .. } => {
-                eprintln!("running `aws sso login --profile {profile}`");
+                eprintln!("signing in to SSO for profile {profile}");
             }
         }
     }
