@@ -86,7 +86,9 @@ pub fn env_shell_problem(
     let path = std::path::Path::new(shell_var?);
     let base = path.file_name()?.to_string_lossy().into_owned();
     let base = base.strip_suffix(".exe").unwrap_or(&base);
-    const POSIX: [&str; 6] = ["dash", "ksh", "mksh", "ash", "busybox", "yash"];
+    const POSIX: [&str; 8] = [
+        "dash", "ksh", "ksh93", "mksh", "ash", "busybox", "yash", "rbash",
+    ];
     if ShellName::from_str(base, false).is_ok() || POSIX.contains(&base) {
         return None;
     }

@@ -35,7 +35,7 @@ pub async fn run(socket: &Path, json: bool, once: bool) -> Result<ExitCode, Clie
                 );
             }
         }
-        let Some(again) = reconnect(socket).await else {
+        let Some(again) = reconnect(socket).await? else {
             return Ok(ExitCode::SUCCESS);
         };
         client = again;
@@ -83,17 +83,25 @@ async fn stream(client: &mut Client, socket: &Path, json: bool) -> Result<Ended,
 }
 
 /// Connects and subscribes again once the daemon answers; `None` on Ctrl-C.
-async fn reconnect(socket: &Path) -> Option<Client> {
+async fn reconnect(socket: &Path) -> Result<Option<Client>, ClientError> {
     let mut delay = RECONNECT_FIRST;
     loop {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            _ = tokio::signal::ctrl_c() => return None,
+            _ = tokio::signal::ctrl_c() => return Ok(None),
         }
-        if let Ok(mut client) = Client::connect(socket, "cmdrctl").await
-            && client.subscribe().await.is_ok()
-        {
-            return Some(client);
+        match Client::connect(socket, "cmdrctl").await {
+            Ok(mut client) => {
+                if client.subscribe().await.is_ok() {
+                    return Ok(Some(client));
+                }
+            }
+            // Another daemon than the one that stopped: waiting will not change that.
+            Err(err @ (ClientError::Incompatible(_) | ClientError::OtherUser { .. })) => {
+                return Err(err);
+            }
+            // Not back yet.
+            Err(_) => {}
         }
         delay = (delay * 2).min(RECONNECT_MAX);
     }
