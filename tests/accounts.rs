@@ -146,8 +146,10 @@ fn errors_are_clear_and_exit_1_or_2() {
     ];
     for (args, message) in cases {
         let out = sb.ctl(args);
-        // A malformed value is a usage error (2); a missing profile or account a failure.
-        let expected = if message.starts_with("invalid") { 2 } else { 1 };
+        // A malformed value or an unknown profile is a usage error (2), as a taken name
+        // is; a missing account a failure.
+        let usage = message.starts_with("invalid") || message.starts_with("profile");
+        let expected = if usage { 2 } else { 1 };
         assert_eq!(
             out.status.code(),
             Some(expected),

@@ -44,6 +44,9 @@ mod desktop;
 mod renew;
 // One test per fixed bug.
 mod regression;
+// What a new user hit: re-validation, reasons, renew, watch across restarts, regions,
+// exit codes and `--json`, service install without systemd.
+mod newcomer;
 // The fuzz properties (fuzz/props.rs) as bounded proptests.
 mod fuzz_props;
 // Hostile clients: noise, half frames, 1000 connections, storms, the connection cap.

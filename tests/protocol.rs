@@ -238,7 +238,7 @@ fn watch_ignores_an_event_type_from_a_newer_daemon() {
     let listener = fake_daemon(&sb);
     let watch = sb
         .command("cmdrctl")
-        .args(["watch", "--json"])
+        .args(["watch", "--once", "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -282,7 +282,7 @@ fn watch_ignores_an_event_type_from_a_newer_daemon() {
 }
 
 /// This test as the daemon on the sandbox's socket (a daemon of another version).
-fn fake_daemon(sb: &Sandbox) -> std::os::unix::net::UnixListener {
+pub fn fake_daemon(sb: &Sandbox) -> std::os::unix::net::UnixListener {
     let socket = sb.socket();
     let dir = socket.parent().expect("dir");
     std::fs::create_dir_all(dir).expect("socket dir");
@@ -291,14 +291,14 @@ fn fake_daemon(sb: &Sandbox) -> std::os::unix::net::UnixListener {
 }
 
 /// One client of the fake daemon, in the binary codec.
-struct Peer {
-    stream: UnixStream,
+pub struct Peer {
+    pub stream: UnixStream,
     decoder: cmdr_proto::FrameDecoder,
 }
 
 impl Peer {
     /// Accepts the next client, reads its hello and welcomes it with `features`.
-    fn greet(listener: &std::os::unix::net::UnixListener, features: &[&str]) -> Peer {
+    pub fn greet(listener: &std::os::unix::net::UnixListener, features: &[&str]) -> Peer {
         let (stream, _) = listener.accept().expect("accept");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -316,7 +316,7 @@ impl Peer {
         peer
     }
 
-    fn next(&mut self) -> ClientMessage {
+    pub fn next(&mut self) -> ClientMessage {
         loop {
             if let Some(message) = self.decoder.decode().expect("client frame") {
                 return message;
@@ -328,13 +328,13 @@ impl Peer {
         }
     }
 
-    fn send(&mut self, message: &ServerMessage) {
+    pub fn send(&mut self, message: &ServerMessage) {
         let frame = cmdr_proto::encode(cmdr_proto::Codec::Binary, message).expect("encode");
         self.stream.write_all(&frame).expect("write");
     }
 
     /// Reads a request and answers it with `response`; returns the request.
-    fn answer(&mut self, response: Response) -> Request {
+    pub fn answer(&mut self, response: Response) -> Request {
         let ClientMessage::Request { id, request } = self.next() else {
             panic!("expected a request");
         };

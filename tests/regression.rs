@@ -796,7 +796,8 @@ fn hook_for_powershell() {
 }
 
 /// Friction: `status` counted a subscriber with no client subscribed (the daemon's own
-/// desktop notifier); `watch` exited 0 when the daemon stopped.
+/// desktop notifier); `watch` exited 0 when the daemon stopped (now with `--once`; without
+/// it, `watch` waits for the daemon to come back: tests/newcomer.rs).
 #[test]
 fn status_counts_clients_and_watch_exits_3_when_the_daemon_stops() {
     let mut sb = Sandbox::with_profile("T1");
@@ -804,7 +805,7 @@ fn status_counts_clients_and_watch_exits_3_when_the_daemon_stops() {
     assert_eq!(sb.json(&["status"])["subscribers"], 0);
     let child = sb
         .command("cmdrctl")
-        .arg("watch")
+        .args(["watch", "--once"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -59,10 +59,12 @@ impl Recorder {
         set_mode(&path, 0o755);
     }
 
+    /// The calls, without `aws --version` (asked before `aws sso login`, which v1 lacks).
     pub fn calls(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
+            .filter(|line| *line != "aws --version")
             .map(str::to_owned)
             .collect()
     }

@@ -142,7 +142,7 @@ fn no_service_manager_is_a_clear_error_and_windows_uses_the_run_key() {
         let out = sb.ctl(&["service", "install"]);
         assert_eq!(out.status.code(), Some(1));
         assert!(
-            stderr(&out).contains("no systemd service manager"),
+            stderr(&out).contains("loginctl enable-linger"),
             "{}",
             stderr(&out)
         );

@@ -16,7 +16,11 @@ pub struct Moto {
 
 impl Moto {
     pub fn start(env: &[(&str, &str)]) -> Moto {
-        let port = free_port();
+        Moto::start_on(free_port(), env)
+    }
+
+    /// On a given port (a target that comes up after an account was bound to it).
+    pub fn start_on(port: u16, env: &[(&str, &str)]) -> Moto {
         let mut cmd = Command::new("moto_server");
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -47,7 +51,7 @@ impl Drop for Moto {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -55,7 +59,7 @@ fn free_port() -> u16 {
 }
 
 /// A loopback HTTP stub answering every request with `answer(authorization header)`.
-fn stub(answer: fn(&str) -> (u16, String)) -> String {
+pub fn stub(answer: fn(&str) -> (u16, String)) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     std::thread::spawn(move || {

@@ -35,18 +35,28 @@ pub enum Done {
     SignedIn {
         profile: String,
     },
-    /// The AWS CLI is not installed: the portal was opened instead.
+    /// `aws sso login` cannot run (`why`: the AWS CLI is not installed, or is v1): the
+    /// portal was opened instead.
     OpenedInstead {
         url: String,
+        why: String,
     },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenewError {
     #[error(
-        "account `{0}` has no portal: set one with `cmdrctl accounts edit {0} --portal URL` (the access portal you copy \"Option 2\" from)"
+        "account `{0}` has no portal to renew from, and its profile is not an SSO profile: get a new token the way you got this one (saml2aws, gimme-aws-creds, your portal, …) and write it with `cmdrctl paste`; if it comes from an IAM Identity Center portal, set that with `cmdrctl accounts edit {0} --portal URL` (the access portal you copy \"Option 2\" from)"
     )]
     NoPortal(String),
+    #[error(
+        "account `{0}` uses long-lived keys (a static profile): they do not expire, so there is nothing to renew; to replace them, write the new keys with `aws configure --profile {1}` or `cmdrctl paste`"
+    )]
+    LongLived(String, String),
+    #[error(
+        "`aws sso login` needs the AWS CLI v2, but `aws` here is {version}, which has no `sso login`: install v2 ({INSTALL_V2}), or sign in at the portal, copy \"Option 2\" and run `cmdrctl paste --clipboard` (`cmdrctl accounts edit NAME --portal URL` makes `renew` open it)"
+    )]
+    CliV1 { version: String },
     #[error(transparent)]
     BadPortal(#[from] cmdr_core::AccountError),
     #[error("cannot renew: `{program}` is not installed ({hint})")]
@@ -65,6 +75,13 @@ pub enum RenewError {
     TimedOut { command: String, minutes: u64 },
 }
 
+/// Where the AWS CLI v2 comes from.
+pub const INSTALL_V2: &str =
+    "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html";
+
+/// How long `aws --version` may take (Python starts slowly on a cold cache).
+const VERSION_WAIT: Duration = Duration::from_secs(20);
+
 /// The plan for an account as the daemon describes it.
 pub fn plan(info: &AccountInfo) -> Result<Plan, RenewError> {
     let portal = info.portal.clone();
@@ -78,9 +95,13 @@ pub fn plan(info: &AccountInfo) -> Result<Plan, RenewError> {
             portal,
         });
     }
-    portal
-        .map(|url| Plan::Open { url })
-        .ok_or_else(|| RenewError::NoPortal(info.name.clone()))
+    match portal {
+        Some(url) => Ok(Plan::Open { url }),
+        None if info.profile_kind == Some(cmdr_proto::ProfileKind::Static) => Err(
+            RenewError::LongLived(info.name.clone(), info.profile.clone()),
+        ),
+        None => Err(RenewError::NoPortal(info.name.clone())),
+    }
 }
 
 /// Whether the user's terminal takes part (`cmdrctl`) or nobody watches (the daemon).
@@ -96,17 +117,31 @@ pub enum Mode {
 pub async fn run(plan: &Plan, mode: Mode) -> Result<Done, RenewError> {
     match plan {
         Plan::Open { url } => open(url).await.map(|()| Done::Opened { url: url.clone() }),
-        Plan::SsoLogin { profile, portal } => match sso_login(profile, mode).await {
-            Ok(()) => Ok(Done::SignedIn {
-                profile: profile.clone(),
-            }),
-            Err(RenewError::NotInstalled { .. }) if portal.is_some() => {
-                let url = portal.clone().unwrap_or_default();
-                open(&url).await?;
-                Ok(Done::OpenedInstead { url })
+        Plan::SsoLogin { profile, portal } => {
+            let login = match cli_v1().await {
+                Some(version) => Err(RenewError::CliV1 { version }),
+                None => sso_login(profile, mode).await,
+            };
+            match login {
+                Ok(()) => Ok(Done::SignedIn {
+                    profile: profile.clone(),
+                }),
+                Err(err @ (RenewError::NotInstalled { .. } | RenewError::CliV1 { .. }))
+                    if portal.is_some() =>
+                {
+                    let url = portal.clone().unwrap_or_default();
+                    open(&url).await?;
+                    let why = match err {
+                        RenewError::CliV1 { version } => format!(
+                            "the AWS CLI here is {version}, which has no `sso login` (v2 has: {INSTALL_V2})"
+                        ),
+                        _ => "the AWS CLI (`aws`) is not installed".to_owned(),
+                    };
+                    Ok(Done::OpenedInstead { url, why })
+                }
+                Err(err) => Err(err),
             }
-            Err(err) => Err(err),
-        },
+        }
     }
 }
 
@@ -127,6 +162,29 @@ pub async fn open(url: &str) -> Result<(), RenewError> {
         // Still running: the opener waits for the browser it started.
         Err(_) => Ok(()),
     }
+}
+
+/// The version of the AWS CLI on PATH if it is v1 (`aws-cli/1.x …`), which has no
+/// `sso login`; `None` for v2, for no `aws`, or when it cannot tell.
+pub async fn cli_v1() -> Option<String> {
+    let output = tokio::time::timeout(
+        VERSION_WAIT,
+        tokio::process::Command::new("aws")
+            .arg("--version")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    // v1 printed its version on stderr before 1.16, on stdout since.
+    let text = [output.stdout, output.stderr].concat();
+    let text = String::from_utf8_lossy(&text);
+    let version = text.split_whitespace().next()?;
+    version
+        .starts_with("aws-cli/1.")
+        .then(|| cmdr_core::text::escape_controls(version).into_owned())
 }
 
 /// `aws sso login --profile P`, with a deadline.
@@ -287,6 +345,8 @@ mod tests {
             Err("cmdrctl accounts edit acme --portal URL"),
         );
         check(None, None, Err("has no portal"));
+        check(Some("session"), None, Err("cmdrctl paste"));
+        check(Some("static"), None, Err("nothing to renew"));
         check(Some("session"), Some("file:///etc"), Err("invalid portal"));
     }
 }

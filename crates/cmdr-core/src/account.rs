@@ -56,6 +56,9 @@ pub enum AccountState {
 pub struct Status {
     pub state: AccountState,
     pub reason: Option<String>,
+    /// `cmdrctl renew` has a way to get a new token: a portal to open, or an SSO profile
+    /// to sign in to. Without one, nothing suggests it (it would only fail).
+    pub renewable: bool,
 }
 
 impl Status {
@@ -63,6 +66,7 @@ impl Status {
         Status {
             state,
             reason: reason.into(),
+            renewable: false,
         }
     }
 
@@ -77,14 +81,21 @@ impl Status {
             AccountState::Changed | AccountState::Missing | AccountState::Misconfigured => {
                 Some(reason.to_owned())
             }
-            AccountState::Expired => Some(match on_change {
-                OnChange::Ask => format!(
-                    "{reason}: paste a new one (or run `cmdrctl renew {account}`), then run `cmdrctl accept {account}`"
-                ),
-                OnChange::Auto => format!(
-                    "{reason}: paste a new one (or run `cmdrctl renew {account}`); `{account}` switches to it by itself"
-                ),
-            }),
+            AccountState::Expired => {
+                let get = if self.renewable {
+                    format!("paste a new one (or run `cmdrctl renew {account}`)")
+                } else {
+                    "paste a new one (`cmdrctl paste`)".to_owned()
+                };
+                Some(match on_change {
+                    OnChange::Ask => {
+                        format!("{reason}: {get}, then run `cmdrctl accept {account}`")
+                    }
+                    OnChange::Auto => {
+                        format!("{reason}: {get}; `{account}` switches to it by itself")
+                    }
+                })
+            }
             AccountState::Invalid => Some(format!(
                 "{reason}; after fixing it, run `cmdrctl accept {account}`"
             )),
@@ -146,15 +157,17 @@ pub struct PendingIdentity {
     pub account_id: String,
 }
 
-/// Why a profile cannot give credentials at all, seen from the files alone.
-pub fn profile_problem(profile: &Profile) -> Option<String> {
+/// Why a profile cannot give credentials at all, seen from the files alone; `account` is
+/// the account bound to it (an SSO sign-in goes through `cmdrctl renew`, which knows what
+/// works here: `aws sso login` needs the AWS CLI v2).
+pub fn profile_problem(profile: &Profile, account: &str) -> Option<String> {
     let name = &profile.name;
     match profile.kind {
         ProfileKind::Other => Some(format!(
             "profile `{name}` gives no credentials: it has no access keys, SSO settings, role or credential_process"
         )),
         ProfileKind::Sso if profile.fingerprint.is_none() => Some(format!(
-            "profile `{name}` is not signed in to SSO: run `aws sso login --profile {name}`"
+            "profile `{name}` is not signed in to SSO: run `cmdrctl renew {account}` (it runs `aws sso login --profile {name}`, which needs the AWS CLI v2, or opens the portal)"
         )),
         _ => None,
     }
@@ -193,7 +206,7 @@ impl Account {
             return Status::new(
                 AccountState::Missing,
                 format!(
-                    "profile `{}` of account `{name}` is gone from the AWS files: restore it",
+                    "profile `{}` of account `{name}` is gone from the AWS files: restore it, or if it was renamed, run `cmdrctl accounts edit {name} --profile NEW`",
                     self.profile
                 ),
             );
@@ -201,7 +214,7 @@ impl Account {
         if profile.fingerprint.is_none() && self.accepted.fingerprint.is_some() {
             // An SSO profile without a cache token is signed out, not gone.
             if profile.kind == ProfileKind::Sso
-                && let Some(problem) = profile_problem(profile)
+                && let Some(problem) = profile_problem(profile, name)
             {
                 return Status::new(AccountState::Misconfigured, problem);
             }
@@ -248,18 +261,20 @@ impl Account {
                 ),
             );
         }
-        if let Some(reason) = profile_problem(profile) {
+        if let Some(reason) = profile_problem(profile, name) {
             return Status::new(AccountState::Misconfigured, reason);
         }
         match self.accepted.expiry.as_ref().and_then(|e| e.when()) {
             Some(at) if at <= now => {
-                return Status::new(
+                let mut status = Status::new(
                     AccountState::Expired,
                     format!(
                         "the accepted token of `{name}` expired at {}",
                         at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                     ),
                 );
+                status.renewable = self.renewable(Some(profile));
+                return status;
             }
             Some(at) if at - warn_before <= now => {
                 return Status::new(AccountState::Expiring, None);
@@ -283,6 +298,31 @@ impl Account {
         warn_before: Duration,
     ) -> AccountState {
         self.status(profile, now, warn_before).state
+    }
+
+    /// Whether `cmdrctl renew` has a way to get a new token for this account: a portal to
+    /// open, or an SSO profile to sign in to (as `cmdr_config::renew::plan` decides).
+    pub fn renewable(&self, profile: Option<&Profile>) -> bool {
+        self.portal(profile).is_some() || profile.is_some_and(|p| p.kind == ProfileKind::Sso)
+    }
+
+    /// The profile the accepted token has moved to, when the bound profile is gone (or
+    /// holds no token any more) and exactly one other profile holds that very token (a
+    /// renamed section).
+    pub fn renamed_to<'a>(&self, view: &'a ProfileView) -> Option<&'a str> {
+        let accepted = self.accepted.fingerprint.as_deref()?;
+        if view
+            .get(&self.profile)
+            .is_some_and(|p| p.fingerprint.is_some())
+        {
+            return None;
+        }
+        let mut holders = view
+            .profiles
+            .values()
+            .filter(|p| p.fingerprint.as_deref() == Some(accepted));
+        let first = holders.next()?;
+        holders.next().is_none().then_some(first.name.as_str())
     }
 
     /// The access portal to renew at: `--portal`, else the profile's `sso_start_url` if it

@@ -58,6 +58,7 @@ mod tests {
         Status {
             state,
             reason: Some(format!("it is {state:?}")),
+            renewable: true,
         }
     }
 

@@ -68,6 +68,107 @@ pub fn check_region(region: &str) -> Result<(), InputError> {
     }
 }
 
+/// The regions of the known AWS partitions, by partition (as the SDKs' endpoint rules
+/// list them). A region outside these is kept (a new region, LocalStack's own names) but
+/// warned about, with the nearest known one: `eu-west-9` is more often a typo.
+pub const KNOWN_REGIONS: &[(&str, &[&str])] = &[
+    (
+        "aws",
+        &[
+            "af-south-1",
+            "ap-east-1",
+            "ap-east-2",
+            "ap-northeast-1",
+            "ap-northeast-2",
+            "ap-northeast-3",
+            "ap-south-1",
+            "ap-south-2",
+            "ap-southeast-1",
+            "ap-southeast-2",
+            "ap-southeast-3",
+            "ap-southeast-4",
+            "ap-southeast-5",
+            "ap-southeast-6",
+            "ap-southeast-7",
+            "ca-central-1",
+            "ca-west-1",
+            "eu-central-1",
+            "eu-central-2",
+            "eu-north-1",
+            "eu-south-1",
+            "eu-south-2",
+            "eu-west-1",
+            "eu-west-2",
+            "eu-west-3",
+            "il-central-1",
+            "me-central-1",
+            "me-south-1",
+            "mx-central-1",
+            "sa-east-1",
+            "us-east-1",
+            "us-east-2",
+            "us-west-1",
+            "us-west-2",
+        ],
+    ),
+    ("aws-cn", &["cn-north-1", "cn-northwest-1"]),
+    ("aws-us-gov", &["us-gov-east-1", "us-gov-west-1"]),
+    ("aws-iso", &["us-iso-east-1", "us-iso-west-1"]),
+    ("aws-iso-b", &["us-isob-east-1"]),
+    ("aws-iso-e", &["eu-isoe-west-1"]),
+    ("aws-iso-f", &["us-isof-east-1", "us-isof-south-1"]),
+    ("aws-eusc", &["eusc-de-east-1"]),
+];
+
+/// The partition a region belongs to; `None` for a region no known partition has.
+pub fn region_partition(region: &str) -> Option<&'static str> {
+    KNOWN_REGIONS
+        .iter()
+        .find(|(_, regions)| regions.contains(&region))
+        .map(|(partition, _)| *partition)
+}
+
+/// The known region nearest to `region` by edit distance (ties: the first in
+/// [`KNOWN_REGIONS`]).
+pub fn nearest_region(region: &str) -> &'static str {
+    KNOWN_REGIONS
+        .iter()
+        .flat_map(|(_, regions)| regions.iter().copied())
+        .min_by_key(|known| edit_distance(region, known))
+        .unwrap_or("us-east-1")
+}
+
+/// A warning for a well-formed region that no known partition has, naming the nearest
+/// known one; `None` for a known region.
+pub fn region_warning(region: &str) -> Option<String> {
+    if region_partition(region).is_some() {
+        return None;
+    }
+    Some(format!(
+        "region `{}` is not a region of any known partition (aws, aws-cn, aws-us-gov, aws-iso*): did you mean `{}`? (kept as given)",
+        shown(region),
+        nearest_region(region)
+    ))
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 /// An `http://` or `https://` URL with a host (a name, an IPv4 address or `[IPv6]`), an
 /// optional port 1-65535 and an optional path; no user name or password, no spaces or
 /// control characters.
@@ -197,6 +298,55 @@ mod tests {
                 "1eu",
             ],
         );
+    }
+
+    #[test]
+    fn known_regions_have_their_partition() {
+        for (region, partition) in [
+            ("eu-west-1", Some("aws")),
+            ("us-east-1", Some("aws")),
+            ("cn-northwest-1", Some("aws-cn")),
+            ("us-gov-west-1", Some("aws-us-gov")),
+            ("us-iso-east-1", Some("aws-iso")),
+            ("us-isob-east-1", Some("aws-iso-b")),
+            ("eu-west-9", None),
+            ("local", None),
+        ] {
+            assert_eq!(region_partition(region), partition, "{region}");
+            assert_eq!(
+                region_warning(region).is_none(),
+                partition.is_some(),
+                "{region}"
+            );
+        }
+        for (_, regions) in KNOWN_REGIONS {
+            for region in *regions {
+                assert_eq!(check_region(region), Ok(()), "{region}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_region_is_warned_about_with_the_nearest_known_one() {
+        for (typo, nearest) in [
+            ("eu-west-9", "eu-west-1"),
+            ("eu-wset-1", "eu-west-1"),
+            ("us-est-1", "us-east-1"),
+            ("ap-southeast-22", "ap-southeast-2"),
+            ("cn-nort-1", "cn-north-1"),
+            ("us-gov-wst-1", "us-gov-west-1"),
+        ] {
+            assert_eq!(nearest_region(typo), nearest, "{typo}");
+            let warning = region_warning(typo).expect("a warning");
+            assert!(
+                warning.contains(&format!("did you mean `{nearest}`")),
+                "{warning}"
+            );
+            assert!(warning.contains(&format!("`{typo}`")), "{warning}");
+        }
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("abc", "abc"), 0);
     }
 
     #[test]

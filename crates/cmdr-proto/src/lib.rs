@@ -121,6 +121,13 @@ pub enum Request {
     ProfilesPage(PageRequest),
     /// A page of `list_accounts`, likewise.
     AccountsPage(PageRequest),
+    /// `show_account` with the reason for the account's state (`misconfigured`,
+    /// `invalid`, …): answered with [`Response::AccountDetail`]. A request of its own, so
+    /// that `AccountInfo`'s encoding (also inside lists) stays as older clients read it;
+    /// an older daemon refuses it, and the client falls back to `show_account`.
+    AccountDetail {
+        name: String,
+    },
     /// `accept`, answered with whether anything changed (the daemon's feature
     /// `accept_result`): the one rule for that is the daemon's.
     AcceptToken {
@@ -152,8 +159,17 @@ pub enum Response {
     Served(Served),
     ProfilesPage(Page<ProfileInfo>),
     AccountsPage(Page<AccountInfo>),
+    AccountDetail(AccountDetail),
     Accepted(Accepted),
     ChildEnv(ChildEnv),
+}
+
+/// The answer to `Request::AccountDetail`: the account as `show_account` gives it, and
+/// why it is in its state, with the command that fixes it (`None` for `ok`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountDetail {
+    pub info: AccountInfo,
+    pub reason: Option<String>,
 }
 
 /// The answer to `Request::AcceptToken`.

@@ -45,6 +45,59 @@ fn endpoint(text: &str) -> Result<String, InputError> {
     input::check_endpoint(text).map(|()| text.to_owned())
 }
 
+/// A `prompt --format` template: every `{field}` must be one the prompt fills in (a typo
+/// would otherwise be printed as it is, at every prompt).
+fn prompt_format(text: &str) -> Result<String, String> {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else { break };
+        let field = &after[..close];
+        let is_name = !field.is_empty()
+            && field
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if is_name && !crate::prompt::FIELDS.contains(&field) {
+            return Err(format!(
+                "unknown field `{{{}}}`: use {}",
+                field.escape_debug(),
+                crate::prompt::FIELDS
+                    .iter()
+                    .map(|f| format!("{{{f}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(text.to_owned())
+}
+
+/// Why `env` cannot write lines for the shell it would pick: `--shell` wins; else the
+/// shell named by `$SHELL` (`shell_var`) must be one it writes for, or a POSIX shell.
+/// Unset: POSIX lines.
+pub fn env_shell_problem(
+    flag: Option<ShellName>,
+    shell_var: Option<&std::ffi::OsStr>,
+) -> Option<String> {
+    if flag.is_some() {
+        return None;
+    }
+    let path = std::path::Path::new(shell_var?);
+    let base = path.file_name()?.to_string_lossy().into_owned();
+    let base = base.strip_suffix(".exe").unwrap_or(&base);
+    const POSIX: [&str; 8] = [
+        "dash", "ksh", "ksh93", "mksh", "ash", "busybox", "yash", "rbash",
+    ];
+    if ShellName::from_str(base, false).is_ok() || POSIX.contains(&base) {
+        return None;
+    }
+    Some(format!(
+        "cannot write `env` lines for the shell `{}` ($SHELL): use --shell bash|zsh|sh|fish|powershell, or --json",
+        base.escape_debug()
+    ))
+}
+
 fn expires_at(text: &str) -> Result<DateTime<Utc>, InputError> {
     input::parse_expires_at(text, Utc::now())
 }
@@ -74,8 +127,12 @@ pub enum Command {
     Accounts(AccountsCommand),
     /// Use the token now in the file for an account (the dialog's "Yes").
     Accept { name: String },
-    /// Stream events until interrupted.
-    Watch,
+    /// Stream events until interrupted; reconnects when the daemon restarts.
+    Watch {
+        /// Stop when the daemon stops (exit 3) instead of waiting for it to come back.
+        #[arg(long)]
+        once: bool,
+    },
     /// Check an account's credentials with STS GetCallerIdentity against its target.
     Validate { name: String },
     /// Start getting a new token: open the account's access portal in the browser, or for
@@ -92,7 +149,7 @@ pub enum Command {
         #[arg(long)]
         all: bool,
         /// Template with {account}, {left}, {state}, {profile}, {region}.
-        #[arg(long, default_value = "{account} {left}")]
+        #[arg(long, default_value = "{account} {left}", value_parser = prompt_format)]
         format: String,
     },
     /// Print shell lines that set the account's accepted credentials, region and endpoint:
@@ -225,6 +282,53 @@ pub enum AccountsCommand {
     },
     /// Remove an account (the profile and the files are untouched).
     Remove { name: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_formats_with_unknown_fields_are_refused() {
+        for good in [
+            "{account} {left}",
+            "{state}:{profile}@{region}",
+            "plain",
+            "{ {} }",
+            "\u{1b}[31m{account}",
+        ] {
+            assert!(prompt_format(good).is_ok(), "{good}");
+        }
+        for bad in ["{acount} {left}", "{expires}", "{account} {Left}"] {
+            let err = prompt_format(bad).expect_err(bad);
+            assert!(
+                err.contains("unknown field") && err.contains("{account}"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn env_refuses_a_shell_it_cannot_write_for() {
+        let check =
+            |flag, var: Option<&str>| env_shell_problem(flag, var.map(std::ffi::OsStr::new));
+        assert_eq!(check(None, None), None);
+        for ok in [
+            "/bin/bash",
+            "/usr/bin/zsh",
+            "/bin/sh",
+            "/usr/bin/fish",
+            "/bin/dash",
+            "pwsh.exe",
+        ] {
+            assert_eq!(check(None, Some(ok)), None, "{ok}");
+        }
+        for bad in ["/bin/tcsh", "/bin/csh", "/usr/bin/nu", "/usr/bin/xonsh"] {
+            let why = check(None, Some(bad)).expect(bad);
+            assert!(why.contains("--shell bash"), "{why}");
+        }
+        assert_eq!(check(Some(ShellName::Fish), Some("/bin/tcsh")), None);
+    }
 }
 
 #[derive(Debug, Args)]

@@ -29,6 +29,7 @@ mod prompt;
 mod renew;
 mod service;
 mod stdout;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -38,12 +39,13 @@ use cmdr_client::{Client, ClientError};
 
 use crate::args::{AccountsCommand, Cli, Command};
 use cmdr_proto::{
-    AccountEdit, AccountSpec, ErrorCode, OnChange, Request, Response, TargetKind, TargetSpec,
+    AccountEdit, AccountSpec, AccountState, ErrorCode, OnChange, Request, Response, TargetKind,
+    TargetSpec,
 };
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
-const EXIT_NO_DAEMON: u8 = 3;
+pub(crate) const EXIT_NO_DAEMON: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -73,9 +75,13 @@ fn report(err: &ClientError) -> ExitCode {
         ClientError::NotRunning { .. } | ClientError::OtherUser { .. } => {
             ExitCode::from(EXIT_NO_DAEMON)
         }
-        // The daemon found a value malformed (or the name taken): a usage error.
+        // The daemon found a value malformed, the name taken or the profile unknown: a
+        // usage error.
         ClientError::Daemon(reply)
-            if matches!(reply.code, ErrorCode::BadRequest | ErrorCode::Exists) =>
+            if matches!(
+                reply.code,
+                ErrorCode::BadRequest | ErrorCode::Exists | ErrorCode::NoProfile
+            ) =>
         {
             ExitCode::from(EXIT_USAGE)
         }
@@ -107,6 +113,20 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     {
         eprintln!("cmdrctl: {err}");
         return Ok(ExitCode::from(2));
+    }
+    if let Some(refusal) = usage_problem(&cli) {
+        eprintln!("cmdrctl: {refusal}");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
+    // A region no known partition has is kept, with a warning naming the nearest one.
+    if let Command::Accounts(AccountsCommand::Add { spec, .. } | AccountsCommand::Edit { spec, .. }) =
+        &cli.command
+        && let Some(warning) = spec
+            .region
+            .as_deref()
+            .and_then(cmdr_core::input::region_warning)
+    {
+        eprintln!("cmdrctl: warning: {warning}");
     }
     let request = match cli.command {
         Command::Doctor { config } => return Ok(doctor::run(config.as_deref(), json)),
@@ -235,7 +255,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             );
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Watch => return watch(Client::connect(&socket, "cmdrctl").await?, json).await,
+        Command::Watch { once } => return watch::run(&socket, json, once).await,
         Command::Status => Request::Status,
         Command::Profiles => Request::Profiles,
         Command::Accept { name } => return accept(&socket, name, json).await,
@@ -252,6 +272,9 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 (None, false) => prompt::Pick::ExpiringFirst,
             };
             return Ok(prompt::run(&socket, pick, &format, json).await);
+        }
+        Command::Accounts(AccountsCommand::Show { name }) => {
+            return show(&socket, name, json).await;
         }
         Command::Accounts(command) => accounts_request(command),
     };
@@ -271,6 +294,19 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Response::Status(status) => output::status(&status, json),
         Response::Profiles(profiles) => output::profiles(&profiles, json),
         Response::Accounts(accounts) => output::accounts(&accounts, json),
+        // After `add`/`edit`, an account in a state that needs fixing says why.
+        Response::Account(account) if !json && needs_fixing(account.state) => {
+            let asked = client
+                .request(Request::AccountDetail {
+                    name: account.name.clone(),
+                })
+                .await;
+            let why = match asked {
+                Ok(Response::AccountDetail(detail)) => detail.reason,
+                _ => None,
+            };
+            output::account_why(&account, verb, why.as_deref());
+        }
         Response::Account(account) => output::account(&account, verb, json),
         Response::Done => {
             if json {
@@ -287,6 +323,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         | Response::AccountsPage(_)
         | Response::Accepted(_)
         | Response::ChildEnv(_) => {}
+        Response::AccountDetail(detail) => output::account_detail(&detail, json),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -420,28 +457,67 @@ fn unexpected(what: &str) -> ClientError {
     )))
 }
 
-async fn watch(mut client: Client, json: bool) -> Result<ExitCode, ClientError> {
-    client.subscribe().await?;
-    if !json {
-        eprintln!("watching cmdrd events (Ctrl-C to stop)");
+/// A state whose reason `add`/`edit` show (`changed` says what to do by itself).
+fn needs_fixing(state: AccountState) -> bool {
+    matches!(
+        state,
+        AccountState::Misconfigured
+            | AccountState::Invalid
+            | AccountState::Missing
+            | AccountState::Expired
+            | AccountState::Unvalidated
+    )
+}
+
+/// Why the command line cannot be carried out as typed, before anything is asked: `--json`
+/// on a command that prints no data, and `env` for a shell it cannot write for.
+fn usage_problem(cli: &Cli) -> Option<String> {
+    let no_json = match &cli.command {
+        Command::Hook { .. } => Some("hook"),
+        Command::Completions { .. } => Some("completions"),
+        Command::Service { .. } => Some("service"),
+        Command::Exec { .. } => Some("exec"),
+        Command::GenerateAssets { .. } => Some("generate-assets"),
+        _ => None,
+    };
+    if let Some(command) = no_json
+        && cli.json
+    {
+        return Some(format!(
+            "`{command}` has no JSON output: run it without --json"
+        ));
     }
-    loop {
-        let event = tokio::select! {
-            event = client.next_event() => event?,
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-        };
-        let Some(event) = event else {
-            eprintln!("cmdrctl: cmdrd closed the connection");
-            return Ok(ExitCode::from(EXIT_NO_DAEMON));
-        };
-        // A newer daemon's event type: the contract says clients ignore it.
-        if event.kind == cmdr_proto::EventKind::Unknown {
-            continue;
-        }
-        output::event(&event, json);
-        if matches!(event.kind, cmdr_proto::EventKind::DaemonStopping) {
-            eprintln!("cmdrctl: cmdrd stopped; nothing more to watch");
-            return Ok(ExitCode::from(EXIT_NO_DAEMON));
-        }
+    if let Command::Env {
+        shell, if_changed, ..
+    } = &cli.command
+        && !cli.json
+        // The prompt hooks always name their shell; stay silent there regardless.
+        && if_changed.is_none()
+    {
+        return args::env_shell_problem(*shell, std::env::var_os("SHELL").as_deref());
     }
+    None
+}
+
+/// `accounts show NAME`: the account with the reason for its state; from a daemon older
+/// than that request, the account alone.
+async fn show(socket: &std::path::Path, name: String, json: bool) -> Result<ExitCode, ClientError> {
+    let mut client = Client::connect(socket, "cmdrctl").await?;
+    let detail = match client
+        .request(Request::AccountDetail { name: name.clone() })
+        .await
+    {
+        Ok(Response::AccountDetail(detail)) => detail,
+        Err(err @ ClientError::Daemon(_)) => return Err(err),
+        // An older daemon does not know the request (and closes the connection).
+        _ => {
+            let mut client = Client::connect(socket, "cmdrctl").await?;
+            match client.request(Request::ShowAccount { name }).await? {
+                Response::Account(info) => cmdr_proto::AccountDetail { info, reason: None },
+                _ => return Err(unexpected("a show request")),
+            }
+        }
+    };
+    output::account_detail(&detail, json);
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,7 @@
 //! How cmdrctl prints: aligned text for people, the documented JSON shapes for programs.
 
 use chrono::{DateTime, Utc};
-use cmdr_proto::{AccountInfo, Event, Identity, ProfileInfo, StatusInfo};
+use cmdr_proto::{AccountDetail, AccountInfo, Event, Identity, ProfileInfo, StatusInfo};
 use serde::Serialize;
 
 /// Prints one line of text output with its control characters escaped
@@ -216,12 +216,52 @@ pub fn accounts(accounts: &[AccountInfo], json: bool) {
         ],
         rows,
     );
+    let without: Vec<&str> = accounts
+        .iter()
+        .filter(|a| a.region.is_none())
+        .map(|a| a.name.as_str())
+        .collect();
+    if !without.is_empty() {
+        println!(
+            "note: no region: {}; tools given them fail with NoRegionError (\"Missing Region\"); set one with `cmdrctl accounts edit NAME --region REGION`",
+            without.join(", ")
+        );
+    }
+}
+
+/// `accounts show`: the account, why it is in its state, and what a tool would lack.
+pub fn account_detail(detail: &AccountDetail, json: bool) {
+    if json {
+        // The documented object, plus `reason`.
+        let mut value = serde_json::to_value(&detail.info).unwrap_or_default();
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert("reason".into(), detail.reason.clone().into());
+        }
+        return print_json(&value);
+    }
+    account_why(&detail.info, "", detail.reason.as_deref());
+}
+
+/// The note for an account without a region (its own, or its profile's at `add`): every
+/// SDK call of a tool given it fails with `NoRegionError`/"Missing Region".
+pub fn no_region_note(account: &AccountInfo) -> Option<String> {
+    account.region.is_none().then(|| {
+        format!(
+            "account {} has no region: tools given it fail with NoRegionError (\"Missing Region\"); set one with `cmdrctl accounts edit {} --region REGION`",
+            account.name, account.name
+        )
+    })
 }
 
 pub fn account(account: &AccountInfo, verb: &str, json: bool) {
     if json {
         return print_json(account);
     }
+    account_why(account, verb, None);
+}
+
+/// An account as text, with the reason for its state (`why`) when there is one.
+pub fn account_why(account: &AccountInfo, verb: &str, why: Option<&str>) {
     if !verb.is_empty() {
         println!("{verb} account {}", account.name);
     }
@@ -251,11 +291,19 @@ pub fn account(account: &AccountInfo, verb: &str, json: bool) {
     for (name, value) in fields {
         println!("{name:<14} {}", value.as_deref().unwrap_or("-"));
     }
+    if account.state != cmdr_proto::AccountState::Changed
+        && let Some(why) = why
+    {
+        println!("{:<14} {why}", "why");
+    }
     if account.state == cmdr_proto::AccountState::Changed {
         println!(
             "the file holds a token this account has not accepted: run `cmdrctl accept {}`",
             account.name
         );
+    }
+    if let Some(note) = no_region_note(account) {
+        println!("note: {note}");
     }
 }
 
@@ -267,6 +315,11 @@ pub fn event(event: &Event, json: bool) {
         }
         return;
     }
+    event_with_hint(event, None);
+}
+
+/// One event as a text line, then the command that acts on it, if any.
+pub fn event_with_hint(event: &Event, hint: Option<&str>) {
     let mut line = format!("{} {}", event.at, event.kind.type_name());
     if let Ok(serde_json::Value::Object(fields)) = event.to_json() {
         for (key, value) in fields {
@@ -279,6 +332,9 @@ pub fn event(event: &Event, json: bool) {
             };
             line.push_str(&format!(" {key}={text}"));
         }
+    }
+    if let Some(hint) = hint {
+        line.push_str(&format!("  -> run `{hint}`"));
     }
     println!("{line}");
 }

@@ -120,6 +120,9 @@ pub fn left(account: &AccountInfo, now: DateTime<Utc>) -> String {
     }
 }
 
+/// The fields a `--format` template may hold, as `{field}`.
+pub const FIELDS: [&str; 5] = ["account", "left", "state", "profile", "region"];
+
 /// The user's format is theirs (it may hold colour codes); the values come from the daemon
 /// and the files, so their control characters are escaped.
 fn render(account: &AccountInfo, format: &str, now: DateTime<Utc>) -> String {

@@ -31,8 +31,9 @@ pub async fn run(socket: &Path, name: String, json: bool) -> Result<ExitCode, Cl
     if !json {
         match &plan {
             Plan::Open { url } => eprintln!("opening {url} in your browser"),
+            // `aws sso login` when the AWS CLI v2 is here; else the portal (said after).
             Plan::SsoLogin { profile, .. } => {
-                eprintln!("running `aws sso login --profile {profile}`");
+                eprintln!("signing in to SSO for profile {profile}");
             }
         }
     }
@@ -42,7 +43,7 @@ pub async fn run(socket: &Path, name: String, json: bool) -> Result<ExitCode, Cl
             if json {
                 let (action, url, profile) = match &done {
                     Done::Opened { url } => ("opened", Some(url.as_str()), None),
-                    Done::OpenedInstead { url } => ("opened", Some(url.as_str()), None),
+                    Done::OpenedInstead { url, .. } => ("opened", Some(url.as_str()), None),
                     Done::SignedIn { profile } => ("signed_in", None, Some(profile.as_str())),
                 };
                 println!(
@@ -65,8 +66,8 @@ pub async fn run(socket: &Path, name: String, json: bool) -> Result<ExitCode, Cl
                 Done::Opened { .. } => println!(
                     "opened the portal of {account}: sign in, copy \"Option 2\", then run `cmdrctl paste --clipboard`{accept}"
                 ),
-                Done::OpenedInstead { .. } => println!(
-                    "the AWS CLI (`aws`) is not installed, so the portal of {account} was opened instead: copy \"Option 2\", then run `cmdrctl paste --clipboard`{accept}"
+                Done::OpenedInstead { why, .. } => println!(
+                    "{why}, so the portal of {account} was opened instead: copy \"Option 2\", then run `cmdrctl paste --clipboard`{accept}"
                 ),
                 Done::SignedIn { profile } => println!(
                     "signed in: `aws sso login --profile {profile}` succeeded; cmdrd sees the new token in the SSO cache{accept}"

@@ -302,6 +302,50 @@ fn uid() -> u32 {
     0
 }
 
+/// What stands between this shell and a systemd user manager, if anything: the program,
+/// the session (`$XDG_RUNTIME_DIR`), or the manager itself (its bus), in that order.
+fn systemd_user_problem() -> Option<String> {
+    let output = match Command::new("systemctl")
+        .args(["--user", "show-environment"])
+        .output()
+    {
+        Ok(output) => output,
+        Err(_) => return Some("systemd is not here: `systemctl` is not on PATH".to_owned()),
+    };
+    if output.status.success() {
+        return None;
+    }
+    let said = String::from_utf8_lossy(&output.stderr);
+    let said =
+        cmdr_core::text::escape_controls(said.lines().next().unwrap_or("").trim()).into_owned();
+    let said = if said.is_empty() {
+        String::new()
+    } else {
+        format!(" (it said: {said})")
+    };
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|d| d.is_empty()) {
+        return Some(format!(
+            "no systemd user session for this shell: $XDG_RUNTIME_DIR is not set (su, sudo, ssh without logind, cron or a container), so `systemctl --user` cannot reach your user's manager{said}"
+        ));
+    }
+    Some(format!(
+        "your user's systemd manager is not running or not reachable: `systemctl --user show-environment` failed{said}"
+    ))
+}
+
+/// What works instead when the service manager cannot be used.
+fn instead(platform: Platform, cmdrd: &Path) -> String {
+    let line = format!("({} >/dev/null 2>&1 &)", cmdrd.display());
+    match platform {
+        Platform::Linux => format!(
+            "what works instead:\n  - `loginctl enable-linger $USER` (then log in again): your systemd user manager runs even without a login session; then run `cmdrctl service install` again\n  - start cmdrd from your login file (~/.profile, ~/.bash_profile or ~/.zprofile); a second one exits by itself:\n      {line}\n  - `cmdrctl service install --dry-run` prints the unit and the commands, to install by hand"
+        ),
+        _ => format!(
+            "what works instead: start cmdrd from your login file ({line}), or see `cmdrctl service install --dry-run`"
+        ),
+    }
+}
+
 pub fn run(action: Action, platform: Option<Platform>, dry_run: bool) -> ExitCode {
     match execute(action, platform.unwrap_or_else(Platform::current), dry_run) {
         Ok(code) => code,
@@ -342,27 +386,18 @@ fn execute(action: Action, platform: Platform, dry_run: bool) -> anyhow::Result<
     if platform != Platform::current() {
         anyhow::bail!("--platform other than this machine's works only with --dry-run");
     }
-    let (manager, kind, available) = match platform {
-        Platform::Linux => (
-            "systemctl",
-            "systemd",
-            Command::new("systemctl")
-                .args(["--user", "show-environment"])
-                .output()
-                .is_ok_and(|o| o.status.success()),
-        ),
-        Platform::Macos => (
-            "launchctl",
-            "launchd",
-            Command::new("launchctl").arg("version").output().is_ok(),
-        ),
+    let missing = match platform {
+        Platform::Linux => systemd_user_problem(),
+        Platform::Macos => Command::new("launchctl")
+            .arg("version")
+            .output()
+            .is_err()
+            .then(|| "launchd's `launchctl` is not on PATH".to_owned()),
         // reg.exe is part of every Windows; it is the manager here.
-        Platform::Windows => ("reg", "registry", true),
+        Platform::Windows => None,
     };
-    if !available {
-        anyhow::bail!(
-            "no {kind} service manager for this user here (`{manager}` is missing or has no user session); start `cmdrd` another way"
-        );
+    if let Some(missing) = missing {
+        anyhow::bail!("{missing}\n{}", instead(platform, &cmdrd));
     }
     for command in &plan.tolerant {
         let _ = Command::new(&command[0]).args(&command[1..]).output();

@@ -113,7 +113,7 @@ pub async fn resolve(job: &Job) -> Result<Resolved, Failure> {
     let resolved = tokio::time::timeout(job.timeout, provider.provide_credentials())
         .await
         .map_err(|_| Failure::Unreachable("resolving the credentials timed out".into()))?
-        .map_err(|err| classify_provider(&err))?;
+        .map_err(|err| classify_provider(&err, &job.profile))?;
     Ok(Resolved {
         expires_at: resolved.expiry().map(chrono::DateTime::<chrono::Utc>::from),
         credentials: cmdr_core::Credentials {
@@ -125,9 +125,19 @@ pub async fn resolve(job: &Job) -> Result<Resolved, Failure> {
 }
 
 /// A provider that cannot give credentials is a profile problem (no keys, a role without a
-/// region, SSO not signed in) unless the network failed on the way.
-fn classify_provider(err: &aws_credential_types::provider::error::CredentialsError) -> Failure {
+/// region, SSO not signed in) unless the network failed on the way. A profile with nothing
+/// to give credentials from is said in cmdr's words, as `accounts show` says it, not the
+/// SDK's ("the credential provider was not enabled").
+fn classify_provider(
+    err: &aws_credential_types::provider::error::CredentialsError,
+    profile: &str,
+) -> Failure {
     use aws_credential_types::provider::error::CredentialsError;
+    if matches!(err, CredentialsError::CredentialsNotLoaded(_)) {
+        return Failure::Misconfigured(format!(
+            "profile `{profile}` gives no credentials: it has no access keys, SSO settings, role or credential_process"
+        ));
+    }
     let message = cmdr_core::innermost_message(err);
     let network = {
         let lower = message.to_ascii_lowercase();

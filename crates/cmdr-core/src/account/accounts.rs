@@ -130,10 +130,15 @@ impl Accounts {
         if let Some(target) = patch.target
             && target != account.target
         {
-            // Another target may be another AWS account: what STS said no longer holds.
+            // Another target may be another AWS account: what STS said no longer holds,
+            // nor whether it could be reached.
             account.target = target;
             account.account_id = None;
             account.pending_identity = None;
+            account.invalid = None;
+            account.misconfigured = None;
+            account.confirmed = false;
+            account.unreachable = false;
         }
         if let Some(on_change) = patch.on_change {
             account.on_change = on_change;

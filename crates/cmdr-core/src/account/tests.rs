@@ -401,3 +401,70 @@ fn the_profile_region_is_copied_only_if_it_is_one() {
     let region = accounts.get("good").expect("good").region.clone();
     assert_eq!(region.as_deref(), Some("eu-west-1"));
 }
+
+/// An expired token's refusal suggests `renew` only where it has a way to get a new token
+/// (a portal, an SSO profile); elsewhere it says to paste, never a command that fails.
+#[test]
+fn the_expired_refusal_suggests_renew_only_where_it_works() {
+    let now = Utc::now();
+    let v = view("one");
+    let accounts = with_a(OnChange::Ask, &v, now);
+    let mut a = accounts.get("a").expect("a").clone();
+    a.accepted.expiry = Some(Expiry::at(
+        now - Duration::minutes(1),
+        ExpirySource::Estimated,
+    ));
+    let refusal = |a: &Account| {
+        let status = a.status(v.get("p"), now, Duration::minutes(15));
+        assert_eq!(status.state, AccountState::Expired);
+        status.refusal("a", OnChange::Ask).expect("refused")
+    };
+    let without = refusal(&a);
+    assert!(!without.contains("cmdrctl renew"), "{without}");
+    assert!(without.contains("cmdrctl paste"), "{without}");
+    assert!(without.contains("cmdrctl accept a"), "{without}");
+    a.portal = Some("https://acme.awsapps.com/start".into());
+    let with = refusal(&a);
+    assert!(with.contains("cmdrctl renew a"), "{with}");
+}
+
+/// A renamed section holds the accepted token under another name: the account knows
+/// where it went; two holders are ambiguous, a present profile is not renamed.
+#[test]
+fn a_renamed_profile_is_found_by_its_accepted_token() {
+    let now = Utc::now();
+    let v = view("one");
+    let accounts = with_a(OnChange::Ask, &v, now);
+    let a = accounts.get("a").expect("a");
+    assert_eq!(a.renamed_to(&v), None);
+    let keys = "aws_access_key_id = AKIAEXAMPLEEXAMPLE\naws_secret_access_key = s\n\
+                aws_session_token = one\n";
+    let renamed = parse(&format!("[p-new]\n{keys}"));
+    assert_eq!(a.renamed_to(&renamed), Some("p-new"));
+    let twice = parse(&format!("[p-new]\n{keys}\n[p-other]\n{keys}"));
+    assert_eq!(a.renamed_to(&twice), None);
+    let other = parse(&format!("[p-new]\n{}", keys.replace("one", "two")));
+    assert_eq!(a.renamed_to(&other), None);
+}
+
+/// Another target forgets what the old one said: rejected, unreachable or confirmed.
+#[test]
+fn editing_the_target_forgets_the_old_targets_verdicts() {
+    let now = Utc::now();
+    let v = view("one");
+    let mut accounts = with_a(OnChange::Ask, &v, now);
+    record(&mut accounts, Verdict::Rejected("rejected".into()));
+    assert_eq!(state(&accounts, "a", &v), AccountState::Invalid);
+    let patch = AccountPatch {
+        target: Some(Target::Localstack {
+            endpoint: DEFAULT_LOCALSTACK.into(),
+        }),
+        ..AccountPatch::default()
+    };
+    accounts
+        .edit("a", patch, &v, &files_only, now)
+        .expect("edit");
+    assert_eq!(state(&accounts, "a", &v), AccountState::Ok);
+    let a = accounts.get("a").expect("a");
+    assert!(a.invalid.is_none() && !a.confirmed && !a.unreachable);
+}

@@ -148,6 +148,8 @@ pub struct Engine {
     resolved: HashMap<String, Cached>,
     /// Resolutions in flight, with the clients waiting for each: at most one per account.
     resolving: HashMap<String, Vec<Waiter>>,
+    /// When `unvalidated` accounts are validated again (`retry.rs`).
+    revalidate: retry::Retries,
 }
 /// `profile_expiry` over the engine's fields, as a closure that borrows only them (so the
 /// accounts can be borrowed mutably beside it).
@@ -164,6 +166,7 @@ macro_rules! expiry_of {
 
 mod files;
 mod requests;
+mod retry;
 mod validation;
 
 use files::{FileHealth, FileProblem, release_free_memory};
@@ -214,12 +217,23 @@ impl Engine {
             child_files,
             resolved: HashMap::new(),
             resolving: HashMap::new(),
+            revalidate: retry::Retries::default(),
         };
         engine.load_snapshot(snapshot, false);
         release_free_memory();
         engine.issue_tokens();
         engine.report_changes_while_down(&stored.seen);
         engine.save();
+        // Accounts whose target had not answered before the restart: try again soon.
+        let waiting: Vec<String> = engine
+            .accounts
+            .iter()
+            .filter(|a| a.unreachable && !a.confirmed)
+            .map(|a| a.name.clone())
+            .collect();
+        for name in waiting {
+            engine.after_validation(&name);
+        }
         let handle = EngineHandle {
             commands,
             events,
@@ -258,6 +272,14 @@ impl Engine {
                     self.retry_at = None;
                     let _ = self.rescan.try_send(());
                 }
+                () = tokio::time::sleep_until(self.revalidate.next().unwrap_or_else(tokio::time::Instant::now)),
+                    if self.revalidate.next().is_some() =>
+                {
+                    for name in self.revalidate.take_due(tokio::time::Instant::now()) {
+                        tracing::debug!(account = %name, "validating again: the target had not answered");
+                        self.start_validation(&name, None);
+                    }
+                }
                 () = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {}
             }
             // After a client's request, only the accounts it changed (cheap with many
@@ -282,12 +304,32 @@ impl Engine {
                 account,
                 fingerprint,
                 result,
-            } => self.finish_validation(&account, fingerprint.as_deref(), result),
+            } => {
+                self.finish_validation(&account, fingerprint.as_deref(), result);
+                self.after_validation(&account);
+            }
             Command::Resolved {
                 account,
                 key,
                 result,
             } => self.finish_resolution(&account, key, result),
+        }
+    }
+
+    /// Schedules the next validation of an account its target has not answered yet
+    /// (`unvalidated`), with backoff; anything else needs none. Only with automatic
+    /// validation (`validate_on_change`): otherwise nothing is ever sent unasked.
+    fn after_validation(&mut self, name: &str) {
+        let waiting = self.settings.validate_on_change
+            && self
+                .accounts
+                .get(name)
+                .is_ok_and(|a| a.unreachable && !a.confirmed);
+        if waiting {
+            let delay = self.revalidate.schedule(name, tokio::time::Instant::now());
+            tracing::info!(account = name, retry_in = ?delay, "target unreachable; will validate again");
+        } else {
+            self.revalidate.clear(name);
         }
     }
 

@@ -53,6 +53,7 @@ impl Engine {
                     })
                 });
                 // Adding accepts the token in the file: learn whose it is.
+                self.revalidate.clear(&name);
                 if added.is_ok() && self.settings.validate_on_change {
                     self.start_validation(&name, None);
                 }
@@ -65,6 +66,11 @@ impl Engine {
                 added.and_then(|_| self.show(&name))
             }
             Request::EditAccount { name, edit } => {
+                // Another profile, target or region may answer otherwise: validate again.
+                let revalidate = edit.profile.is_some()
+                    || edit.target.is_some()
+                    || edit.region.is_some()
+                    || edit.clear_region;
                 if let Some(profile) = &edit.profile {
                     self.keep_secrets_of(profile);
                 }
@@ -85,18 +91,25 @@ impl Engine {
                         },
                     })
                 })();
-                patch
-                    .and_then(|patch| {
-                        let now = self.now();
-                        self.mutate(&name, |accounts, view, expiry| {
-                            accounts
-                                .edit(&name, patch, view, expiry, now)
-                                .map_err(|e| error_reply(&e))
-                        })
+                let edited = patch.and_then(|patch| {
+                    let now = self.now();
+                    self.mutate(&name, |accounts, view, expiry| {
+                        accounts
+                            .edit(&name, patch, view, expiry, now)
+                            .map_err(|e| error_reply(&e))
                     })
-                    .and_then(|_| self.show(&name))
+                });
+                if edited.as_ref().is_ok_and(|changes| !changes.is_empty()) && revalidate {
+                    self.resolved.remove(&name);
+                    self.revalidate.reset(&name);
+                    if self.settings.validate_on_change {
+                        self.start_validation(&name, None);
+                    }
+                }
+                edited.and_then(|_| self.show(&name))
             }
             Request::RemoveAccount { name } => {
+                self.revalidate.clear(&name);
                 let removed = self.mutate(&name, |accounts, _, _| {
                     accounts.remove(&name).map_err(|e| error_reply(&e))
                 });
@@ -107,6 +120,7 @@ impl Engine {
                 }
                 removed.map(|_| Response::Done)
             }
+            Request::AccountDetail { name } => self.detail(&name),
             Request::Accept { name } => self.accept(&name).and_then(|_| self.show(&name)),
             Request::AcceptToken { name } => self.accept(&name).and_then(|changed| {
                 let account = self
@@ -152,10 +166,35 @@ impl Engine {
                 .map_err(|e| error_reply(&e))
         });
         self.resolved.remove(name);
+        self.revalidate.reset(name);
         if accepted.is_ok() && self.settings.validate_on_change {
             self.start_validation(name, None);
         }
         accepted.map(|changes| !changes.is_empty())
+    }
+
+    /// `accounts show` with the reason for the state: a profile that looks renamed is
+    /// named, with the edit that follows it.
+    fn detail(&self, name: &str) -> Result<Response, ErrorReply> {
+        let account = self.accounts.get(name).map_err(|e| error_reply(&e))?;
+        let profile = self.view.get(&account.profile);
+        let status = account.status(profile, self.now(), self.settings.warn_before);
+        // With the command that fixes it, as a refusal to hand out says it.
+        let mut reason = status
+            .refusal(&account.name, account.on_change)
+            .or_else(|| status.reason.clone());
+        if status.state == cmdr_core::AccountState::Missing
+            && let Some(new) = account.renamed_to(&self.view)
+        {
+            reason = Some(format!(
+                "profile `{}` of account `{name}` is gone, and profile `{new}` holds its accepted token: if it was renamed, run `cmdrctl accounts edit {name} --profile {new}`",
+                account.profile
+            ));
+        }
+        Ok(Response::AccountDetail(cmdr_proto::AccountDetail {
+            info: wire::account_info(account, profile, status.state),
+            reason,
+        }))
     }
 
     /// Where a process started for `name` finds its credentials: the account's own

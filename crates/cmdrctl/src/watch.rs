@@ -1,0 +1,198 @@
+//! `cmdrctl watch`: the event stream. It outlives a daemon restart (reconnecting with
+//! backoff, quiet on stdout) unless `--once`; text output names the command that acts on
+//! an event (`cmdrctl accept acme`).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cmdr_client::{Client, ClientError};
+use cmdr_proto::{AccountInfo, EventKind, OnChange, Request, Response};
+
+use crate::output;
+
+/// Reconnect attempts: 100 ms doubling to 2 s, so a restarted daemon is back in the
+/// stream within about 2 s.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
+pub async fn run(socket: &Path, json: bool, once: bool) -> Result<ExitCode, ClientError> {
+    let mut client = Client::connect(socket, "cmdrctl").await?;
+    client.subscribe().await?;
+    if !json {
+        eprintln!("watching cmdrd events (Ctrl-C to stop)");
+    }
+    loop {
+        match stream(&mut client, socket, json).await? {
+            Ended::Interrupted => return Ok(ExitCode::SUCCESS),
+            Ended::Stopped if once => {
+                eprintln!("cmdrctl: cmdrd stopped; nothing more to watch");
+                return Ok(ExitCode::from(crate::EXIT_NO_DAEMON));
+            }
+            Ended::Stopped => {
+                eprintln!(
+                    "cmdrctl: cmdrd stopped; waiting for it to come back (Ctrl-C to stop; --once exits instead)"
+                );
+            }
+        }
+        let Some(again) = reconnect(socket).await? else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        client = again;
+        eprintln!("cmdrctl: reconnected to cmdrd");
+    }
+}
+
+enum Ended {
+    Interrupted,
+    /// `daemon_stopping`, or the connection closed.
+    Stopped,
+}
+
+async fn stream(client: &mut Client, socket: &Path, json: bool) -> Result<Ended, ClientError> {
+    loop {
+        let event = tokio::select! {
+            event = client.next_event() => event,
+            _ = tokio::signal::ctrl_c() => return Ok(Ended::Interrupted),
+        };
+        let event = match event {
+            Ok(Some(event)) => event,
+            // Closed, or cut off mid-frame by a daemon that died.
+            Ok(None) | Err(ClientError::Io { .. } | ClientError::Closed) => {
+                return Ok(Ended::Stopped);
+            }
+            Err(err) => return Err(err),
+        };
+        // A newer daemon's event type: the contract says clients ignore it.
+        if event.kind == EventKind::Unknown {
+            continue;
+        }
+        if json {
+            output::event(&event, true);
+        } else {
+            let hint = match next_step(&event.kind) {
+                Some(step) => step.command(&account_info(socket, &step).await),
+                None => None,
+            };
+            output::event_with_hint(&event, hint.as_deref());
+        }
+        if matches!(event.kind, EventKind::DaemonStopping) {
+            return Ok(Ended::Stopped);
+        }
+    }
+}
+
+/// Connects and subscribes again once the daemon answers; `None` on Ctrl-C.
+async fn reconnect(socket: &Path) -> Result<Option<Client>, ClientError> {
+    let mut delay = RECONNECT_FIRST;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(None),
+        }
+        match Client::connect(socket, "cmdrctl").await {
+            Ok(mut client) => {
+                if client.subscribe().await.is_ok() {
+                    return Ok(Some(client));
+                }
+            }
+            // Another daemon than the one that stopped: waiting will not change that.
+            Err(err @ (ClientError::Incompatible(_) | ClientError::OtherUser { .. })) => {
+                return Err(err);
+            }
+            // Not back yet.
+            Err(_) => {}
+        }
+        delay = (delay * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// What a person does next about an event, before knowing the account's details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Accept(String),
+    Renew(String),
+    Show(String),
+    Doctor,
+}
+
+fn next_step(kind: &EventKind) -> Option<Step> {
+    match kind {
+        EventKind::TokenChanged { account, .. } | EventKind::IdentityChanged { account, .. } => {
+            Some(Step::Accept(account.clone()))
+        }
+        EventKind::ExpiringSoon { account, .. } | EventKind::Expired { account, .. } => {
+            Some(Step::Renew(account.clone()))
+        }
+        EventKind::ValidationFailed { account, .. } => Some(Step::Show(account.clone())),
+        EventKind::FileError { .. } => Some(Step::Doctor),
+        _ => None,
+    }
+}
+
+impl Step {
+    fn account(&self) -> Option<&str> {
+        match self {
+            Step::Accept(a) | Step::Renew(a) | Step::Show(a) => Some(a),
+            Step::Doctor => None,
+        }
+    }
+
+    /// The command, given the account as the daemon describes it now (`None`: not known).
+    fn command(&self, info: &Option<AccountInfo>) -> Option<String> {
+        Some(match self {
+            // An `auto` account has accepted by itself: nothing to do.
+            Step::Accept(_) if info.as_ref().is_some_and(|i| i.on_change == OnChange::Auto) => {
+                return None;
+            }
+            Step::Accept(a) => format!("cmdrctl accept {a}"),
+            Step::Renew(a) => match info.as_ref().map(cmdr_config::renew::plan) {
+                Some(Err(_)) => "cmdrctl paste (a new token)".to_owned(),
+                _ => format!("cmdrctl renew {a}"),
+            },
+            Step::Show(a) => format!("cmdrctl accounts show {a}"),
+            Step::Doctor => "cmdrctl doctor".to_owned(),
+        })
+    }
+}
+
+/// The account behind a step, asked on a connection of its own (the watch connection
+/// carries only events); `None` if the daemon cannot say within a second.
+async fn account_info(socket: &Path, step: &Step) -> Option<AccountInfo> {
+    let name = step.account()?.to_owned();
+    let deadline = Duration::from_secs(1);
+    let mut client = Client::connect_within(socket, "cmdrctl", deadline)
+        .await
+        .ok()?;
+    match client.request(Request::ShowAccount { name }).await {
+        Ok(Response::Account(info)) => Some(info),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_name_the_command_that_acts_on_them() {
+        let changed = EventKind::TokenChanged {
+            account: "acme".into(),
+            profile: "acme".into(),
+            old_fingerprint: None,
+            new_fingerprint: None,
+            expires_at: None,
+            expiry_source: None,
+        };
+        let step = next_step(&changed).expect("a step");
+        assert_eq!(step.command(&None).as_deref(), Some("cmdrctl accept acme"));
+        let expired = EventKind::Expired {
+            account: "acme".into(),
+            profile: "acme".into(),
+            expires_at: "t".into(),
+        };
+        let step = next_step(&expired).expect("a step");
+        assert_eq!(step.command(&None).as_deref(), Some("cmdrctl renew acme"));
+        assert_eq!(next_step(&EventKind::DaemonStopping), None);
+    }
+}
