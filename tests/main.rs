@@ -42,6 +42,9 @@ mod nvim;
 mod desktop;
 // Renew: portals, `renew` with recorders for xdg-open and aws, `paste --clipboard` (xclip).
 mod renew;
+// The right account: nothing in the files or the environment outranks an account's
+// endpoint in any SDK; one accept is enough; per-account, per-port endpoint tokens.
+mod right_account;
 // One test per fixed bug.
 mod regression;
 // What a new user hit: re-validation, reasons, renew, watch across restarts, regions,

@@ -19,8 +19,8 @@ pub use sso::{sso_cache_files, sso_token_problem};
 #[cfg(test)]
 pub(crate) use view::parse_files;
 pub use view::{
-    check_file, default_credentials, parse_view, parse_view_or, parse_view_with, redact_secrets,
-    without_credentials,
+    check_file, default_credentials, default_credentials_warning, parse_view, parse_view_or,
+    parse_view_with, redact_secrets, without_credentials,
 };
 
 /// Properties whose values are secrets: never shown, never stored.

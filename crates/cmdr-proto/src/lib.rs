@@ -436,6 +436,10 @@ pub struct StatusInfo {
     /// decoding binary frames still read what they know.
     #[serde(default)]
     pub endpoint: Option<EndpointInfo>,
+    /// What the user should know of their files and of the daemon (a `[default]` with
+    /// keys, an endpoint that moved). Last, for the same reason as `endpoint`.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -184,6 +184,7 @@ fn server_messages() -> Vec<ServerMessage> {
             changes_while_down: vec!["token for `acme` changed".into()],
             subscribers: 0,
             endpoint: None,
+            warnings: vec!["config file: [default] has aws_access_key_id".into()],
         }),
         Response::Profiles(vec![ProfileInfo {
             name: "acme".into(),

@@ -65,6 +65,12 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
     ] {
         warnings.extend(unreadable_expiries(path, bytes));
     }
+    for (kind, bytes) in [
+        (FileKind::Config, &config),
+        (FileKind::Credentials, &credentials),
+    ] {
+        warnings.extend(cmdr_core::profile::default_credentials_warning(kind, bytes));
+    }
     let cache = BTreeMap::new();
     // A broken file is reported and left out, so the other file's profiles still show.
     let (view, parse_errors) = parse_view_or(

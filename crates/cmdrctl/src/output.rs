@@ -132,8 +132,11 @@ pub fn status(status: &StatusInfo, json: bool) {
     }
     println!("subscribers: {}", status.subscribers);
     match &status.endpoint {
-        Some(e) => println!("endpoint: {}NAME (token in {})", e.url, e.token_file),
+        Some(e) => println!("endpoint: {}NAME (tokens in {}NAME)", e.url, e.token_file),
         None => println!("endpoint: disabled"),
+    }
+    for warning in &status.warnings {
+        println!("warning: {}", cmdr_core::text::escape_controls(warning));
     }
     if !status.changes_while_down.is_empty() {
         println!("while cmdrd was not running:");

@@ -45,6 +45,19 @@ pub fn default_credentials(kind: FileKind, bytes: &[u8]) -> Vec<&'static str> {
     )
 }
 
+/// What `doctor` and `status` say of a file whose default profile gives credentials, if
+/// it does: tools started outside cmdr use them, whatever account was meant.
+pub fn default_credentials_warning(kind: FileKind, bytes: &[u8]) -> Option<String> {
+    let found = default_credentials(kind, bytes);
+    (!found.is_empty()).then(|| {
+        format!(
+            "{} file: [default] has {}: a tool started without a profile uses these, not an account; start it with `cmdrctl exec NAME` (or in a shell of `cmdrctl env NAME --serve`), where nothing outranks the account",
+            kind.label(),
+            found.join(", ")
+        )
+    })
+}
+
 /// Checks one file against the grammar alone, so an error names the right file.
 pub fn check_file(kind: FileKind, bytes: &[u8]) -> Result<(), ParseError> {
     grammar::check(kind, as_text(kind, bytes)?)

@@ -513,7 +513,27 @@ impl Engine {
             changes_while_down: self.changes_while_down.clone(),
             subscribers: self.subscribers.load(Ordering::Relaxed),
             endpoint: self.endpoint.as_ref().map(|e| e.info.clone()),
+            warnings: self.warnings(),
         }
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = [FileKind::Config, FileKind::Credentials]
+            .into_iter()
+            .filter_map(|kind| {
+                cmdr_core::profile::default_credentials_warning(kind, &self.good[kind])
+            })
+            .collect();
+        if let Some(old) = self
+            .endpoint
+            .as_ref()
+            .and_then(|e| e.info.moved_from.as_ref())
+        {
+            out.push(format!(
+                "the credentials endpoint moved: another program held {old} at start; processes started before with `cmdrctl exec` or `env --serve` fail until started again"
+            ));
+        }
+        out
     }
 
     /// Every account gets its endpoint token at start: processes started for it before a
