@@ -45,6 +45,8 @@ mod renew;
 // The right account: nothing in the files or the environment outranks an account's
 // endpoint in any SDK; one accept is enough; per-account, per-port endpoint tokens.
 mod right_account;
+// Endpoint tokens: one per account, dead with their port, none sent to a squatter.
+mod endpoint_tokens;
 // One test per fixed bug.
 mod regression;
 // What a new user hit: re-validation, reasons, renew, watch across restarts, regions,
