@@ -426,3 +426,64 @@ fn profiles_from_older_and_paging_daemons() {
     assert!(names.is_empty());
     assert!(stderr.contains("cursor went backwards"), "{stderr}");
 }
+
+/// A subscribed client is never starved by its own request: while its `validate` waits on
+/// a target that never answers, a file change still reaches it as `token_changed`, and the
+/// validation's answer (a timeout) comes after, under its own id.
+#[test]
+fn a_slow_request_does_not_hold_up_the_connections_events() {
+    // Accepts connections and never answers: an STS that hangs.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = format!("http://{}", silent.local_addr().expect("addr"));
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\nvalidate_timeout = \"20s\"\n");
+    sb.start();
+    sb.add_account("acme", &["--endpoint", &target, "--region", "us-east-1"]);
+    let (mut stream, mut reader) = json_client(&sb);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    send(&mut stream, hello());
+    recv(&mut reader);
+    send(
+        &mut stream,
+        json!({"request": {"id": 1, "request": "subscribe"}}),
+    );
+    recv(&mut reader);
+    send(
+        &mut stream,
+        json!({"request": {"id": 2, "request": {"validate": {"name": "acme"}}}}),
+    );
+    // Let the validation reach the silent target, then change the token.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (_conn, _) = loop {
+        silent.set_nonblocking(true).expect("nonblocking");
+        match silent.accept() {
+            Ok(pair) => break pair,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(err) => panic!("the validation never reached its target: {err}"),
+        }
+    };
+    sb.write_credentials(&crate::sandbox::creds("acme", "TOKEN-TWO"));
+    let first = loop {
+        let message = recv(&mut reader);
+        if message
+            .get("event")
+            .is_some_and(|e| e["type"] == "profile_changed")
+        {
+            continue;
+        }
+        break message;
+    };
+    assert_eq!(first["event"]["type"], "token_changed", "{first}");
+    // The validation's answer still comes, under its id (after its own event).
+    let answer = loop {
+        let message = recv(&mut reader);
+        if message.get("response").is_some() {
+            break message;
+        }
+    };
+    assert_eq!(answer["response"]["id"], 2, "{answer}");
+}

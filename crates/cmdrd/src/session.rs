@@ -12,6 +12,7 @@ use cmdr_proto::{
 use interprocess::local_socket::tokio::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
 use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::EngineHandle;
@@ -24,6 +25,9 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client that cannot take one frame in this time is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const OUTGOING_QUEUE: usize = 64;
+/// Requests one connection may have open at once; beyond it the connection is not read
+/// until one is answered.
+const MAX_OPEN_REQUESTS: usize = 32;
 
 /// Features announced in `Welcome`.
 pub const FEATURES: &[&str] = &[
@@ -107,6 +111,10 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
     }
 
     let mut events: Option<broadcast::Receiver<Event>> = None;
+    // Requests being answered: each waits apart, so a slow one (an STS call) holds up
+    // neither the connection's events nor its other requests; answers go out by id, in
+    // the order they are ready. Bounded: a client with this many open stops being read.
+    let mut answers: JoinSet<(u64, Outcome)> = JoinSet::new();
     // Counts this connection in `status` while it is subscribed.
     let mut counted = None;
     loop {
@@ -118,9 +126,17 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
             }
             // Subscribers leave after forwarding `daemon_stopping`; others at shutdown.
             () = shutdown.cancelled(), if events.is_none() => break,
-            message = read_message(&mut reader, &mut decoder) => match message {
+            Some(done) = answers.join_next(), if !answers.is_empty() => {
+                let Ok((id, outcome)) = done else { break };
+                if answers.is_empty() {
+                    slot.set(if events.is_some() { Phase::Subscribed } else { Phase::Idle });
+                }
+                if !send(ServerMessage::Response { id, outcome }).await {
+                    break;
+                }
+            }
+            message = read_message(&mut reader, &mut decoder), if answers.len() < MAX_OPEN_REQUESTS => match message {
                 Ok(Some(ClientMessage::Request { id, request })) => {
-                    slot.set(Phase::Busy);
                     let outcome = match request {
                         Request::Subscribe => {
                             events = Some(engine.subscribe());
@@ -132,9 +148,16 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
                             counted = None;
                             Outcome::Ok(Response::Done)
                         }
-                        other => engine.request(other).await,
+                        other => {
+                            slot.set(Phase::Busy);
+                            let answer = engine.submit(other).await;
+                            answers.spawn(async move { (id, answer.await) });
+                            continue;
+                        }
                     };
-                    slot.set(if events.is_some() { Phase::Subscribed } else { Phase::Idle });
+                    if answers.is_empty() {
+                        slot.set(if events.is_some() { Phase::Subscribed } else { Phase::Idle });
+                    }
                     if !send(ServerMessage::Response { id, outcome }).await {
                         break;
                     }

@@ -3,6 +3,7 @@
 //! bounded broadcast channel (a slow subscriber lags; it never slows the others).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -72,24 +73,34 @@ impl Drop for Subscriber {
     }
 }
 
+fn stopped() -> Outcome {
+    Outcome::Err(ErrorReply {
+        code: ErrorCode::Internal,
+        message: "cmdrd is stopping".to_owned(),
+    })
+}
+
 impl EngineHandle {
     pub async fn request(&self, request: Request) -> Outcome {
+        self.submit(request).await.await
+    }
+
+    /// Hands `request` to the engine now (so requests of one client are taken in the order
+    /// sent) and returns its answer to come: a client may go on with other things, such as
+    /// its events, while a slow request (an STS call) runs.
+    pub async fn submit(&self, request: Request) -> impl Future<Output = Outcome> + use<> {
         let (tx, rx) = oneshot::channel();
-        let stopped = || {
-            Outcome::Err(ErrorReply {
-                code: ErrorCode::Internal,
-                message: "cmdrd is stopping".to_owned(),
-            })
-        };
-        if self
+        let sent = self
             .commands
             .send(Command::Request(request, tx))
             .await
-            .is_err()
-        {
-            return stopped();
+            .is_ok();
+        async move {
+            if !sent {
+                return stopped();
+            }
+            rx.await.unwrap_or_else(|_| stopped())
         }
-        rx.await.unwrap_or_else(|_| stopped())
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
