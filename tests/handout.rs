@@ -239,3 +239,43 @@ fn credential_process_feeds_the_real_aws_cli() {
     let identity: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(identity["Account"], "123456789012");
 }
+
+/// Keys that expire carry `AWS_CREDENTIAL_EXPIRATION` (prompts such as starship read it)
+/// in `env`'s output and in `exec --static`'s child; long-lived keys unset it.
+#[test]
+fn expiring_keys_carry_aws_credential_expiration() {
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws dir");
+    sb.write_credentials(&format!(
+        "{}x_security_token_expires = 2099-01-02T03:04:05Z\n[forever]\naws_access_key_id = AKIAFOREVER000000000\naws_secret_access_key = forever-secret-0123456789\n",
+        crate::sandbox::creds("acme", "TOKEN-EXP")
+    ));
+    sb.start();
+    sb.add_account("acme", &[]);
+    assert!(
+        sb.ctl(&["accounts", "add", "forever", "--profile", "forever"])
+            .status
+            .success()
+    );
+    let json = sb.json(&["env", "acme"]);
+    assert_eq!(
+        json["AWS_CREDENTIAL_EXPIRATION"], "2099-01-02T03:04:05Z",
+        "{json}"
+    );
+    let out = sb
+        .command("cmdrctl")
+        .args([
+            "exec",
+            "--static",
+            "acme",
+            "--",
+            "sh",
+            "-c",
+            "printf %s \"$AWS_CREDENTIAL_EXPIRATION\"",
+        ])
+        .output()
+        .expect("exec");
+    assert_eq!(crate::sandbox::stdout(&out), "2099-01-02T03:04:05Z");
+    let json = sb.json(&["env", "forever"]);
+    assert!(json["AWS_CREDENTIAL_EXPIRATION"].is_null(), "{json}");
+}
