@@ -112,6 +112,16 @@ struct ConfigFile {
     daemon: DaemonSection,
     notifications: DesktopSettings,
     endpoint: EndpointSection,
+    console: ConsoleSection,
+}
+
+/// `[console]`: where `cmdrctl console` signs in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ConsoleSection {
+    /// The federation endpoint, e.g. `https://signin.aws.amazon.com/federation`; default:
+    /// the account's partition's.
+    signin_url: Option<String>,
 }
 
 /// `[endpoint]`: the credentials endpoint for running processes.
@@ -167,6 +177,8 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     pub desktop: DesktopSettings,
     pub endpoint: EndpointSettings,
+    /// `[console] signin_url`: the federation endpoint; `None`: the partition's.
+    pub console_signin_url: Option<String>,
 }
 
 impl Settings {
@@ -298,6 +310,15 @@ impl Settings {
                     .map(parse_listen)
                     .transpose()?,
             },
+            console_signin_url: file
+                .console
+                .signin_url
+                .map(|url| {
+                    cmdr_core::input::check_endpoint(&url)
+                        .map(|()| url)
+                        .map_err(|err| anyhow::anyhow!("invalid console.signin_url: {err}"))
+                })
+                .transpose()?,
         };
         Ok(settings)
     }

@@ -138,7 +138,15 @@ pub enum Request {
     ChildEnv {
         name: String,
     },
+    /// The AWS console's federation sign-in URL for the account's accepted session (the
+    /// daemon's feature `console`). The answer is a bearer secret.
+    ConsoleUrl {
+        name: String,
+    },
 }
+
+/// The daemon answers `Request::ConsoleUrl`.
+pub const FEATURE_CONSOLE: &str = "console";
 
 /// The daemon answers `Request::AcceptToken`.
 pub const FEATURE_ACCEPT_RESULT: &str = "accept_result";
@@ -162,6 +170,22 @@ pub enum Response {
     AccountDetail(AccountDetail),
     Accepted(Accepted),
     ChildEnv(ChildEnv),
+    ConsoleUrl(ConsoleUrl),
+}
+
+/// A console sign-in URL: whoever holds it is signed in as the account for 15 minutes.
+/// `Debug` is redacted and memory is zeroed on drop.
+#[derive(
+    Clone, PartialEq, Eq, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop,
+)]
+pub struct ConsoleUrl {
+    pub url: String,
+}
+
+impl std::fmt::Debug for ConsoleUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleUrl").finish_non_exhaustive()
+    }
 }
 
 /// The answer to `Request::AccountDetail`: the account as `show_account` gives it, and

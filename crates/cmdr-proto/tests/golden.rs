@@ -70,6 +70,7 @@ fn client_messages() -> Vec<ClientMessage> {
         }),
         Request::AcceptToken { name: "a".into() },
         Request::ChildEnv { name: "a".into() },
+        Request::ConsoleUrl { name: "a".into() },
     ];
     let mut out = vec![ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
@@ -225,6 +226,9 @@ fn server_messages() -> Vec<ServerMessage> {
             region: Some("eu-west-1".into()),
             endpoint: None,
             expires_at: None,
+        }),
+        Response::ConsoleUrl(ConsoleUrl {
+            url: "https://signin.aws.amazon.com/federation?Action=login".into(),
         }),
     ];
     let mut out = vec![

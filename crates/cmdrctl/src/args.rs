@@ -138,6 +138,14 @@ pub enum Command {
     /// Start getting a new token: open the account's access portal in the browser, or for
     /// an SSO profile run `aws sso login` for it.
     Renew { name: String },
+    /// Open the AWS console signed in as the account's accepted session (a federation
+    /// sign-in link, valid 15 minutes: a bearer secret).
+    Console {
+        name: String,
+        /// Print the link instead of opening it (anyone holding it is signed in).
+        #[arg(long)]
+        print: bool,
+    },
     /// One short line for shell prompts, e.g. `acme 3h12m`; silent when nothing is bound
     /// or the daemon is down.
     Prompt {

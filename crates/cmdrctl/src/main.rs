@@ -20,6 +20,7 @@ macro_rules! print {
 
 mod args;
 mod clipboard;
+mod console;
 mod doctor;
 mod handout;
 mod hook;
@@ -261,6 +262,9 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Command::Accept { name } => return accept(&socket, name, json).await,
         Command::Validate { name } => Request::Validate { name },
         Command::Renew { name } => return renew::run(&socket, name, json).await,
+        Command::Console { name, print } => {
+            return console::run(&socket, name, print, json).await;
+        }
         Command::Prompt {
             account,
             all,
@@ -322,7 +326,8 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         | Response::ProfilesPage(_)
         | Response::AccountsPage(_)
         | Response::Accepted(_)
-        | Response::ChildEnv(_) => {}
+        | Response::ChildEnv(_)
+        | Response::ConsoleUrl(_) => {}
         Response::AccountDetail(detail) => output::account_detail(&detail, json),
     }
     Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 
 pub mod child_files;
 pub mod cli;
+pub mod console;
 pub mod desktop;
 pub mod endpoint;
 pub mod engine;

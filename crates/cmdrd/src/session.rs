@@ -36,6 +36,7 @@ pub const FEATURES: &[&str] = &[
     cmdr_proto::FEATURE_PAGES,
     cmdr_proto::FEATURE_ACCEPT_RESULT,
     cmdr_proto::FEATURE_CHILD_ENV,
+    cmdr_proto::FEATURE_CONSOLE,
 ];
 
 /// Runs one session in `slot`; it ends early when the slot is shed for a newcomer.
@@ -147,6 +148,15 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
                             events = None;
                             counted = None;
                             Outcome::Ok(Response::Done)
+                        }
+                        Request::ConsoleUrl { name } => {
+                            // An HTTPS call of its own, after the engine's hand-out check.
+                            slot.set(Phase::Busy);
+                            let engine = engine.clone();
+                            answers.spawn(async move {
+                                (id, crate::console::signin_url(&engine, name).await)
+                            });
+                            continue;
                         }
                         other => {
                             slot.set(Phase::Busy);

@@ -51,6 +51,7 @@ fn settings(dir: &Path) -> cmdrd::Settings {
             enabled: false,
             listen: None,
         },
+        console_signin_url: None,
     }
 }
 

@@ -48,6 +48,7 @@ fn settings(dir: &std::path::Path) -> cmdrd::Settings {
         config_file: None,
         desktop: cmdrd::desktop::DesktopSettings::default(),
         endpoint: cmdrd::endpoint::EndpointSettings::default(),
+        console_signin_url: None,
     }
 }
 

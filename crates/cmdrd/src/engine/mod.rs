@@ -61,6 +61,7 @@ pub struct EngineHandle {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
     subscribers: Arc<AtomicU32>,
+    settings: Arc<Settings>,
 }
 
 /// One client subscribed over the socket, counted for `status` while this is alive (the
@@ -101,6 +102,11 @@ impl EngineHandle {
             }
             rx.await.unwrap_or_else(|_| stopped())
         }
+    }
+
+    /// The daemon's settings, for what sessions do beside the engine (the console URL).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -249,6 +255,7 @@ impl Engine {
             commands,
             events,
             subscribers: Arc::clone(&engine.subscribers),
+            settings: Arc::clone(&engine.settings),
         };
         Ok((engine, handle, rx))
     }

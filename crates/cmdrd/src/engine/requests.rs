@@ -147,8 +147,8 @@ impl Engine {
             Request::Serve { name, force } => {
                 return self.serve(&name, force, Waiter::serve(reply));
             }
-            Request::Subscribe | Request::Unsubscribe => {
-                Err(bad_request("subscriptions are handled by the session"))
+            Request::Subscribe | Request::Unsubscribe | Request::ConsoleUrl { .. } => {
+                Err(bad_request("this request is handled by the session"))
             }
         };
         let _ = reply.send(match result {
