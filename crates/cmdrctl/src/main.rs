@@ -71,9 +71,10 @@ fn report(err: &ClientError) -> ExitCode {
         cmdr_core::text::escape_controls(&err.to_string())
     );
     match err {
-        ClientError::NotRunning { .. } | ClientError::OtherUser { .. } => {
-            ExitCode::from(EXIT_NO_DAEMON)
-        }
+        ClientError::NotRunning { .. }
+        | ClientError::OtherUser { .. }
+        | ClientError::UnsafeSocketDir(_)
+        | ClientError::PeerUnknown { .. } => ExitCode::from(EXIT_NO_DAEMON),
         // The daemon found a value malformed (or the name taken): a usage error.
         ClientError::Daemon(reply)
             if matches!(reply.code, ErrorCode::BadRequest | ErrorCode::Exists) =>
