@@ -21,7 +21,7 @@ const ATTACKER_TOKEN: &str = "ATTACKER-SESSION-TOKEN-0123456789";
 const ATTACKER_ENDPOINT: &str = "http://203.0.113.7:4566";
 
 /// The uid of system user `name`, created without a home if missing.
-fn system_user(name: &str) -> u32 {
+pub(crate) fn system_user(name: &str) -> u32 {
     let _one = USERADD.lock().unwrap_or_else(|e| e.into_inner());
     let id = || {
         Command::new("id")
@@ -58,7 +58,7 @@ fn root_or_skipped() -> bool {
 }
 
 /// A sandbox owned by and run as `uid`.
-fn sandbox_of(uid: u32, token: &str) -> Sandbox {
+pub(crate) fn sandbox_of(uid: u32, token: &str) -> Sandbox {
     let mut sb = Sandbox::with_profile(token);
     set_mode(&sb.root, 0o755);
     let status = Command::new("chown")

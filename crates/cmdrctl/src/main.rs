@@ -110,6 +110,19 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         eprintln!("cmdrctl: {err}");
         return Ok(ExitCode::from(2));
     }
+    // Commands that write the user's files themselves: never as root on another user's.
+    let writes_locally = match &cli.command {
+        Command::Paste { config, .. } => Some(config.as_deref()),
+        Command::Service { .. } | Command::Renew { .. } => Some(None),
+        _ => None,
+    };
+    if let Some(config) = writes_locally
+        && let Ok(settings) = cmdr_config::Settings::load(config, None)
+        && let Err(message) = cmdr_config::refuse_root_on_foreign_files(&settings, "cmdrctl")
+    {
+        eprintln!("cmdrctl: {message}");
+        return Ok(ExitCode::from(EXIT_FAILURE));
+    }
     let request = match cli.command {
         Command::Doctor { config } => return Ok(doctor::run(config.as_deref(), json)),
         Command::Service {

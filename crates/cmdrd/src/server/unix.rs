@@ -2,7 +2,6 @@
 //! socket (one daemon per socket), stale sockets reclaimed, mode 0600, and the peer's
 //! euid checked on every accept.
 
-use std::fs::OpenOptions;
 use std::path::Path;
 
 use cmdr_client::SocketLocation;
@@ -29,13 +28,7 @@ pub fn bind(location: &SocketLocation, is_default: bool) -> Result<Bound, BindEr
             .map(|n| n.to_string_lossy())
             .unwrap_or_default()
     ));
-    let mut options = OpenOptions::new();
-    options.create(true).truncate(false).write(true);
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let lock = options.open(&lock_path).map_err(io_err(&lock_path))?;
+    let lock = cmdr_config::open_own(&lock_path, false).map_err(io_err(&lock_path))?;
     match lock.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => return Err(BindError::AlreadyRunning(path)),
