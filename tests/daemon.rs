@@ -98,7 +98,7 @@ fn status_reports_version_files_and_accounts() {
         .iter()
         .filter_map(|f| f["kind"].as_str())
         .collect();
-    assert_eq!(kinds, ["config", "credentials", "sso_cache"]);
+    assert_eq!(kinds, ["config", "credentials", "sso_cache", "state"]);
     let out = sb
         .command("cmdrd")
         .arg("--version")

@@ -67,11 +67,13 @@ names! {
 }
 
 names! {
-    /// The files `status` reports.
+    /// The files `status` reports (`state`: cmdrd's own `state.json`, in error while it
+    /// cannot be written).
     FileKind {
         Config => "config",
         Credentials => "credentials",
         SsoCache => "sso_cache",
+        State => "state",
     }
 }
 

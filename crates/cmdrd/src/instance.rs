@@ -52,7 +52,11 @@ pub fn claim(data_dir: &Path, socket: &Path) -> Result<Instance, BindError> {
     let note = data_dir.join(NOTE_FILE);
     let mut text = socket.as_os_str().to_string_lossy().into_owned();
     text.push('\n');
-    write_atomic(&note, text.as_bytes(), 0o600).map_err(io(&note))?;
+    // Only a hint for a second daemon: a full or read-only data directory must not keep
+    // this one from starting (it then serves read-only; `status` says so).
+    if let Err(err) = write_atomic(&note, text.as_bytes(), 0o600) {
+        tracing::warn!(path = %note.display(), error = %err, "cannot note the socket for a second daemon");
+    }
     Ok(Instance { _lock: lock })
 }
 

@@ -127,6 +127,9 @@ pub struct Engine {
     changes_while_down: Vec<String>,
     /// A failed save is retried with the next change.
     dirty: bool,
+    /// Why the state could not be written last time (a full or read-only data directory),
+    /// until a write succeeds: `status` shows it, as the state file's health.
+    save_error: Option<String>,
     clock: Arc<dyn Clock>,
     timers: Timers,
     /// While a client's request runs: the accounts it changed (see `run`).
@@ -198,6 +201,7 @@ impl Engine {
             started_at: clock.now(),
             changes_while_down: Vec::new(),
             dirty: false,
+            save_error: None,
             clock,
             timers: Timers::default(),
             touched: None,
@@ -360,9 +364,13 @@ impl Engine {
     }
     fn save(&mut self) {
         match self.store.save(self.accounts.iter(), &self.seen) {
-            Ok(()) => self.dirty = false,
+            Ok(()) => {
+                self.dirty = false;
+                self.save_error = None;
+            }
             Err(err) => {
                 self.dirty = true;
+                self.save_error = Some(err.to_string());
                 tracing::error!(error = %err, "could not save state; will retry with the next change");
             }
         }
@@ -415,7 +423,17 @@ impl Engine {
             Ok(account) => JournalEntry::put(account),
             Err(_) => JournalEntry::Remove(name.to_owned()),
         };
-        if self.store.append(&[entry], self.accounts.len())? || self.dirty {
+        let due = match self.store.append(&[entry], self.accounts.len()) {
+            Ok(due) => due,
+            Err(err) => {
+                self.save_error = Some(err.to_string());
+                return Err(err);
+            }
+        };
+        if !self.dirty {
+            self.save_error = None;
+        }
+        if due || self.dirty {
             self.save();
         }
         Ok(())
@@ -445,6 +463,21 @@ impl Engine {
             &self.settings.sso_cache,
             self.settings.sso_cache.is_dir(),
             sso_problem.as_ref(),
+        ));
+        // The state file: an error while it cannot be written (the daemon serves on,
+        // read-only: account changes are refused and rolled back until it can).
+        let state = self.store.path();
+        let unsaved = self.save_error.as_ref().map(|err| {
+            (
+                None,
+                format!("{err}; serving read-only until it can be written"),
+            )
+        });
+        files.push(wire::file_status(
+            cmdr_proto::FileKind::State,
+            state,
+            state.exists(),
+            unsaved.as_ref(),
         ));
         StatusInfo {
             daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
