@@ -13,6 +13,7 @@ use cmdr_core::{Account, SeenTokens};
 use serde::{Deserialize, Serialize};
 
 mod record;
+mod sweep;
 
 use record::{StoredAccount, StoredSeen};
 
@@ -285,30 +286,10 @@ impl Store {
         }
     }
 
-    /// Removes the temp files of saves cut short by a crash (`kill -9`, power loss), which
-    /// would otherwise pile up, one per crash. Only the daemon holding the socket lock
-    /// writes the state file, and it calls this before its first save: any such file is stale.
+    /// Removes the temp files of saves cut short by a crash ([`sweep::stale_temps`]).
     fn remove_stale_temps(&self) {
-        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
-            return;
-        };
-        let prefix = format!(".{}.tmp-", name.to_string_lossy());
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.filter_map(Result::ok) {
-            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
-                continue;
-            }
-            let path = entry.path();
-            match std::fs::remove_file(&path) {
-                Ok(()) => {
-                    tracing::info!(path = %path.display(), "removed the temp file of an interrupted save")
-                }
-                Err(err) => {
-                    tracing::warn!(path = %path.display(), error = %err, "cannot remove the temp file of an interrupted save")
-                }
-            }
+        if let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) {
+            sweep::stale_temps(dir, &name.to_string_lossy());
         }
     }
 
