@@ -485,6 +485,26 @@ fn inotify_watch_limit_falls_back_to_polling() {
     sb.wait_until("the fallback", || {
         sb.log_text().contains("falling back to periodic rescans")
     });
+    // `status` says so: the directory it rescans instead of watching.
+    let status = sb.json(&["status"]);
+    let polled: Vec<&Value> = status["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter(|f| f["kind"] == "watch")
+        .collect();
+    assert_eq!(polled.len(), 1, "{status}");
+    assert_eq!(
+        polled[0]["path"],
+        dotfiles.display().to_string(),
+        "{status}"
+    );
+    assert!(
+        polled[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("falling back to rescans every 2 s")),
+        "{status}"
+    );
     for round in 2..5 {
         // Written into the unwatched directory: only the rescans can see it.
         std::fs::write(

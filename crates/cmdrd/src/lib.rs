@@ -64,7 +64,7 @@ pub async fn run(
     } else {
         None
     };
-    let (engine, handle, commands) = Engine::start(
+    let (mut engine, handle, commands) = Engine::start(
         settings.clone(),
         snapshot,
         rescan_tx,
@@ -77,6 +77,8 @@ pub async fn run(
     let stop_accepting = CancellationToken::new();
     let stop_engine = CancellationToken::new();
     let stop_sessions = CancellationToken::new();
+    let (polling, polled) = tokio::sync::watch::channel(Vec::new());
+    engine.show_polling(polled);
     tracker.spawn(
         FileWatcher {
             targets,
@@ -85,6 +87,7 @@ pub async fn run(
             rescan: rescan_rx,
             last_digest: digest,
             last_quick: None,
+            polling: Some(polling),
         }
         .run(stop_watching.clone()),
     );

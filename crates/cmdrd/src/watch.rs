@@ -327,6 +327,10 @@ pub struct FileWatcher {
     pub last_digest: u64,
     /// When a rename was last read after only [`RENAME_SETTLE`].
     pub last_quick: Option<Instant>,
+    /// The directories that cannot be watched (inotify exhausted, no watcher at all) and
+    /// are rescanned every [`DEGRADED_RESCAN`] instead; empty while all are watched.
+    /// `status` shows it.
+    pub polling: Option<tokio::sync::watch::Sender<Vec<PathBuf>>>,
 }
 
 impl FileWatcher {
@@ -376,6 +380,7 @@ impl FileWatcher {
         let mut failing = BTreeSet::new();
         let mut degraded =
             update_watches(watcher.as_mut(), &self.targets, &mut watched, &mut failing);
+        self.report_polling(watcher.is_some(), &failing);
         let mut stamp = None;
         // The engine read the files before the watches existed: check once more.
         self.check(&cancel, &mut stamp, true).await;
@@ -396,8 +401,26 @@ impl FileWatcher {
                 () = sleep(idle) => true,
             };
             degraded = update_watches(watcher.as_mut(), &self.targets, &mut watched, &mut failing);
+            self.report_polling(watcher.is_some(), &failing);
             self.check(&cancel, &mut stamp, force).await;
         }
+    }
+
+    /// Tells `polling` which directories are rescanned instead of watched, when that changed.
+    fn report_polling(&self, have_watcher: bool, failing: &BTreeSet<PathBuf>) {
+        let Some(polling) = &self.polling else { return };
+        let now: Vec<PathBuf> = if have_watcher {
+            failing.iter().cloned().collect()
+        } else {
+            desired_dirs(&self.targets).into_iter().collect()
+        };
+        polling.send_if_modified(|dirs| {
+            let changed = *dirs != now;
+            if changed {
+                dirs.clone_from(&now);
+            }
+            changed
+        });
     }
 
     /// Waits until events stop for `debounce` (at most `MAX_DEBOUNCE_WAIT` in a storm);

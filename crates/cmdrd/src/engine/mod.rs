@@ -130,6 +130,8 @@ pub struct Engine {
     /// Why the state could not be written last time (a full or read-only data directory),
     /// until a write succeeds: `status` shows it, as the state file's health.
     save_error: Option<String>,
+    /// Directories the watcher rescans because it cannot watch them (`FileWatcher::polling`).
+    polling: Option<tokio::sync::watch::Receiver<Vec<std::path::PathBuf>>>,
     clock: Arc<dyn Clock>,
     timers: Timers,
     /// While a client's request runs: the accounts it changed (see `run`).
@@ -170,6 +172,11 @@ mod validation;
 use files::{FileHealth, FileProblem, release_free_memory};
 
 impl Engine {
+    /// Where `status` learns which directories are rescanned instead of watched.
+    pub fn show_polling(&mut self, polling: tokio::sync::watch::Receiver<Vec<std::path::PathBuf>>) {
+        self.polling = Some(polling);
+    }
+
     /// Builds the engine from the state file and the files as they are now, and works out
     /// what changed while the daemon was not running.
     pub fn start(
@@ -202,6 +209,7 @@ impl Engine {
             changes_while_down: Vec::new(),
             dirty: false,
             save_error: None,
+            polling: None,
             clock,
             timers: Timers::default(),
             touched: None,
@@ -479,6 +487,21 @@ impl Engine {
             state.exists(),
             unsaved.as_ref(),
         ));
+        // inotify exhausted (or no watcher at all): each directory rescanned instead.
+        let polled = self.polling.as_ref().map(|p| p.borrow().clone());
+        for dir in polled.unwrap_or_default() {
+            let why = (
+                None,
+                "cannot be watched (inotify watches exhausted?); falling back to rescans every 2 s"
+                    .to_owned(),
+            );
+            files.push(wire::file_status(
+                cmdr_proto::FileKind::Watch,
+                &dir,
+                dir.exists(),
+                Some(&why),
+            ));
+        }
         StatusInfo {
             daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol: PROTOCOL_VERSION,
