@@ -580,7 +580,10 @@ fn another_users_daemon_is_named_as_such() {
         .expect("run as nobody");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("owned by uid 0 (root), not by uid 65534"), "{err}");
+    assert!(
+        err.contains("owned by uid 0 (root), not by uid 65534"),
+        "{err}"
+    );
 }
 
 /// Friction: `accept` without a new token re-accepted and emitted `token_accepted`;
