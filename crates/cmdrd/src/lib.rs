@@ -77,7 +77,7 @@ pub async fn run(
     let stop_accepting = CancellationToken::new();
     let stop_engine = CancellationToken::new();
     let stop_sessions = CancellationToken::new();
-    let (polling, polled) = tokio::sync::watch::channel(Vec::new());
+    let (polling, polled) = tokio::sync::watch::channel(Default::default());
     engine.show_polling(polled);
     tracker.spawn(
         FileWatcher {
@@ -87,7 +87,7 @@ pub async fn run(
             rescan: rescan_rx,
             last_digest: digest,
             last_quick: None,
-            polling: Some(polling),
+            polling,
         }
         .run(stop_watching.clone()),
     );

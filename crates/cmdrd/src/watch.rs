@@ -327,10 +327,8 @@ pub struct FileWatcher {
     pub last_digest: u64,
     /// When a rename was last read after only [`RENAME_SETTLE`].
     pub last_quick: Option<Instant>,
-    /// The directories that cannot be watched (inotify exhausted, no watcher at all) and
-    /// are rescanned every [`DEGRADED_RESCAN`] instead; empty while all are watched.
-    /// `status` shows it.
-    pub polling: Option<tokio::sync::watch::Sender<Vec<PathBuf>>>,
+    /// Directories rescanned because they cannot be watched (inotify exhausted): `status`.
+    pub polling: tokio::sync::watch::Sender<BTreeSet<PathBuf>>,
 }
 
 impl FileWatcher {
@@ -380,7 +378,7 @@ impl FileWatcher {
         let mut failing = BTreeSet::new();
         let mut degraded =
             update_watches(watcher.as_mut(), &self.targets, &mut watched, &mut failing);
-        self.report_polling(watcher.is_some(), &failing);
+        self.report_polling(watcher.is_some().then_some(&failing));
         let mut stamp = None;
         // The engine read the files before the watches existed: check once more.
         self.check(&cancel, &mut stamp, true).await;
@@ -401,26 +399,16 @@ impl FileWatcher {
                 () = sleep(idle) => true,
             };
             degraded = update_watches(watcher.as_mut(), &self.targets, &mut watched, &mut failing);
-            self.report_polling(watcher.is_some(), &failing);
+            self.report_polling(watcher.is_some().then_some(&failing));
             self.check(&cancel, &mut stamp, force).await;
         }
     }
 
-    /// Tells `polling` which directories are rescanned instead of watched, when that changed.
-    fn report_polling(&self, have_watcher: bool, failing: &BTreeSet<PathBuf>) {
-        let Some(polling) = &self.polling else { return };
-        let now: Vec<PathBuf> = if have_watcher {
-            failing.iter().cloned().collect()
-        } else {
-            desired_dirs(&self.targets).into_iter().collect()
-        };
-        polling.send_if_modified(|dirs| {
-            let changed = *dirs != now;
-            if changed {
-                dirs.clone_from(&now);
-            }
-            changed
-        });
+    /// Tells `polling` the directories rescanned instead of watched (`None`: no watcher).
+    fn report_polling(&self, failing: Option<&BTreeSet<PathBuf>>) {
+        let (polling, targets) = (&self.polling, &self.targets);
+        let now = failing.cloned().unwrap_or_else(|| desired_dirs(targets));
+        polling.send_if_modified(|dirs| std::mem::replace(dirs, now.clone()) != now);
     }
 
     /// Waits until events stop for `debounce` (at most `MAX_DEBOUNCE_WAIT` in a storm);

@@ -131,7 +131,7 @@ pub struct Engine {
     /// until a write succeeds: `status` shows it, as the state file's health.
     save_error: Option<String>,
     /// Directories the watcher rescans because it cannot watch them (`FileWatcher::polling`).
-    polling: Option<tokio::sync::watch::Receiver<Vec<std::path::PathBuf>>>,
+    polling: Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<std::path::PathBuf>>>,
     clock: Arc<dyn Clock>,
     timers: Timers,
     /// While a client's request runs: the accounts it changed (see `run`).
@@ -173,7 +173,10 @@ use files::{FileHealth, FileProblem, release_free_memory};
 
 impl Engine {
     /// Where `status` learns which directories are rescanned instead of watched.
-    pub fn show_polling(&mut self, polling: tokio::sync::watch::Receiver<Vec<std::path::PathBuf>>) {
+    pub fn show_polling(
+        &mut self,
+        polling: tokio::sync::watch::Receiver<std::collections::BTreeSet<std::path::PathBuf>>,
+    ) {
         self.polling = Some(polling);
     }
 
