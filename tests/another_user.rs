@@ -1,5 +1,6 @@
 //! Another user on the same machine: with the socket's permissions deliberately opened, a
-//! process of another uid is still refused by the peer-credential check; a socket directory
+//! process of another uid is refused by cmdrctl's own check of the socket directory, and a
+//! raw client of that uid by the daemon's peer-credential check; a socket directory
 //! that is a symlink or owned by someone else is refused at start. Needs root to act as
 //! another uid (CI runs as root); skipped with a message otherwise.
 
@@ -18,6 +19,21 @@ fn root_or_skipped() -> bool {
         eprintln!("skipped: acting as another uid needs root");
     }
     root
+}
+
+/// A copy of binary `name` in `dir` that any user can execute. `cp` writes it in a process
+/// of its own: a copy written here could still be open for writing in a child forked
+/// meanwhile by another test, and exec would fail with "text file busy".
+pub(crate) fn bin_copy(name: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let copy = dir.join(format!("{name}-copy"));
+    let status = std::process::Command::new("cp")
+        .arg(bin(name))
+        .arg(&copy)
+        .status()
+        .expect("cp");
+    assert!(status.success(), "copy {name}");
+    set_mode(&copy, 0o755);
+    copy
 }
 
 /// Runs cmdrd until it exits on its own (it must refuse to start); kills it after `WAIT`.
@@ -58,9 +74,7 @@ fn another_uid_is_refused_even_with_open_permissions() {
     set_mode(sb.socket().parent().expect("socket dir"), 0o755);
     set_mode(&sb.socket(), 0o666);
     // A copy of cmdrctl the other user can certainly execute.
-    let ctl = sb.root.join("cmdrctl-other");
-    std::fs::copy(bin("cmdrctl"), &ctl).expect("copy cmdrctl");
-    set_mode(&ctl, 0o755);
+    let ctl = bin_copy("cmdrctl", &sb.root);
     let other_home = sb.root.join("other-home");
     std::fs::create_dir_all(&other_home).expect("home");
     std::os::unix::fs::chown(&other_home, Some(NOBODY), Some(NOBODY)).expect("chown");
@@ -88,7 +102,25 @@ fn another_uid_is_refused_even_with_open_permissions() {
         );
         assert!(!stdout.contains("SECRET-ANOTHER-USER-TOKEN"), "{stdout}");
         assert!(!stdout.contains("acme"), "{stdout}");
+        // cmdrctl itself refuses a socket directory that is not its user's.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("owned by uid 0"), "{stderr}");
     }
+    // A raw client checks nothing: the daemon's own peer check refuses it.
+    let peer = bin_copy("cmdr-test-peer", &sb.root);
+    let out = std::process::Command::new(&peer)
+        .arg("hello")
+        .arg(sb.socket())
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("raw hello as nobody");
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !answer.contains("welcome"),
+        "uid {NOBODY} was welcomed: {answer}"
+    );
     sb.wait_until("refusal logged", || {
         sb.log_text()
             .contains("refused a connection from another user")

@@ -4,6 +4,7 @@ use std::os::unix::fs::FileTypeExt as _;
 use std::process::Stdio;
 
 use crate::sandbox::{Sandbox, mode, stderr};
+use serde_json::Value;
 
 #[test]
 fn socket_and_directory_modes() {
@@ -98,7 +99,7 @@ fn status_reports_version_files_and_accounts() {
         .iter()
         .filter_map(|f| f["kind"].as_str())
         .collect();
-    assert_eq!(kinds, ["config", "credentials", "sso_cache"]);
+    assert_eq!(kinds, ["config", "credentials", "sso_cache", "state"]);
     let out = sb
         .command("cmdrd")
         .arg("--version")
@@ -157,4 +158,58 @@ fn paths_from_environment_and_config_file() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A relative `AWS_SHARED_CREDENTIALS_FILE` is the same file for cmdrd and cmdrctl started
+/// in the same directory (both resolve it against their working directory, as the SDKs do):
+/// what `paste` writes is what the daemon watches.
+#[test]
+fn relative_credentials_path_resolves_alike_in_daemon_and_ctl() {
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(sb.home.join("rel")).expect("mkdir");
+    sb.set_env("AWS_SHARED_CREDENTIALS_FILE", "rel/creds");
+    sb.daemon_wrapper = ["sh", "-c", "cd \"$HOME\" && exec \"$0\""]
+        .map(str::to_owned)
+        .to_vec();
+    let want = sb.home.join("rel").join("creds").display().to_string();
+    std::fs::write(sb.home.join("rel").join("creds"), "").expect("creds");
+    sb.start();
+    // cmdrctl started from HOME too.
+    let ctl = |args: &[&str]| {
+        sb.command("cmdrctl")
+            .args(args)
+            .current_dir(&sb.home)
+            .stdin(Stdio::null())
+            .output()
+            .expect("cmdrctl")
+    };
+    let status: Value = serde_json::from_slice(&ctl(&["status", "--json"]).stdout).expect("json");
+    let path = status["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["kind"] == "credentials")
+        .map(|f| f["path"].clone());
+    assert_eq!(path, Some(Value::from(want.clone())), "{status}");
+    let mut paste = sb
+        .command("cmdrctl")
+        .args(["paste", "--profile", "acme", "--json"])
+        .current_dir(&sb.home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("paste");
+    let block = "[acme]\naws_access_key_id = ASIARELATIVE\naws_secret_access_key = rel-secret-value\naws_session_token = REL-TOKEN-0123456789\n";
+    sb.remember_secrets(block);
+    std::io::Write::write_all(&mut paste.stdin.take().expect("stdin"), block.as_bytes())
+        .expect("write");
+    let out = paste.wait_with_output().expect("paste");
+    let pasted: Value = serde_json::from_slice(&out.stdout).expect("paste json");
+    assert_eq!(pasted["path"], Value::from(want), "{pasted}");
+    sb.wait_until("the daemon sees the pasted profile", || {
+        ctl(&["profiles", "--json"])
+            .stdout
+            .windows(6)
+            .any(|w| w == b"\"acme\"")
+    });
 }

@@ -298,6 +298,64 @@ fn full_disk_keeps_old_state_and_serving() {
     });
 }
 
+/// The state file's `error` in `status --json` (None while it is healthy).
+fn state_error(sb: &Sandbox) -> Option<String> {
+    let status = sb.json(&["status"]);
+    let files = status["files"].as_array().cloned().unwrap_or_default();
+    let state = files
+        .iter()
+        .find(|f| f["kind"] == "state")
+        .unwrap_or_else(|| panic!("no state file in status: {status}"))
+        .clone();
+    state["error"].as_str().map(str::to_owned)
+}
+
+#[test]
+fn starts_on_a_full_data_filesystem_and_serves_read_only() {
+    if !can_mount() {
+        return;
+    }
+    let mut sb = Sandbox::with_profile("TOKEN-FULL-START");
+    sb.start();
+    sb.add_account("first", &[]);
+    sb.stop();
+    // The data dir moves onto a tiny tmpfs with what it held, which is then filled.
+    let kept: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&sb.data_dir)
+        .expect("data dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .map(|e| (e.path(), std::fs::read(e.path()).expect("read")))
+        .collect();
+    let _mount = Mount::new(
+        &["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"],
+        &sb.data_dir,
+    )
+    .expect("mount tmpfs (needs CAP_SYS_ADMIN)");
+    for (path, bytes) in &kept {
+        std::fs::write(path, bytes).expect("copy onto tmpfs");
+    }
+    let filler = sb.data_dir.join("filler");
+    let mut file = std::fs::File::create(&filler).expect("filler");
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+    drop(file);
+
+    sb.start();
+    let error = state_error(&sb).expect("status must say the state cannot be written");
+    assert!(
+        error.contains("No space left on device") && error.contains("read-only"),
+        "{error}"
+    );
+    // Serving: the account is there; a change is refused and rolled back.
+    assert_eq!(accounts(&sb).len(), 1);
+    assert!(!add(&sb, "second").status.success());
+    assert!(!accounts(&sb).contains_key("second"));
+    // Space again: the next change is saved and the warning is gone.
+    std::fs::remove_file(&filler).expect("free space");
+    assert!(add(&sb, "second").status.success());
+    assert_eq!(state_error(&sb), None);
+}
+
 #[test]
 fn read_only_data_dir_keeps_old_state_and_serving() {
     if !can_mount() {
@@ -427,6 +485,26 @@ fn inotify_watch_limit_falls_back_to_polling() {
     sb.wait_until("the fallback", || {
         sb.log_text().contains("falling back to periodic rescans")
     });
+    // `status` says so: the directory it rescans instead of watching.
+    let status = sb.json(&["status"]);
+    let polled: Vec<&Value> = status["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter(|f| f["kind"] == "watch")
+        .collect();
+    assert_eq!(polled.len(), 1, "{status}");
+    assert_eq!(
+        polled[0]["path"],
+        dotfiles.display().to_string(),
+        "{status}"
+    );
+    assert!(
+        polled[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("falling back to rescans every 2 s")),
+        "{status}"
+    );
     for round in 2..5 {
         // Written into the unwatched directory: only the rescans can see it.
         std::fs::write(
@@ -455,4 +533,39 @@ fn ctl_then_kill9(sb: &mut Sandbox, args: &[&str], delay: Duration) -> bool {
     std::thread::sleep(delay);
     sb.kill9();
     child.wait().expect("wait").success()
+}
+
+#[test]
+fn an_oversized_journal_is_kept_aside_not_deleted() {
+    let mut sb = Sandbox::with_profile("TOKEN-BIG-JOURNAL");
+    sb.start();
+    sb.add_account("first", &[]);
+    sb.stop();
+    // Over the 64 MiB it replays (sparse: no disk is spent on it).
+    let journal = sb.data_dir.join("state.journal");
+    let big = (64 << 20) + 1;
+    std::fs::File::create(&journal)
+        .and_then(|f| f.set_len(big))
+        .expect("big journal");
+    sb.start();
+    assert!(
+        sb.log_text()
+            .contains("state journal is too large to replay; kept it aside"),
+        "{}",
+        sb.log_tail()
+    );
+    assert!(accounts(&sb).contains_key("first"));
+    // Saves go on; the journal that was set aside stays, whole.
+    sb.add_account("second", &[]);
+    let aside: Vec<_> = std::fs::read_dir(&sb.data_dir)
+        .expect("data dir")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.journal.corrupt-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(aside[0].metadata().expect("stat").len(), big);
 }

@@ -60,6 +60,11 @@ mod fuzz_props;
 mod hostile;
 // Another uid is refused even with open socket permissions; unsafe socket directories.
 mod another_user;
+// Impersonation: a real second user's relay at the socket's path first, in a 0777 runtime
+// dir, through a symlink, or moved into the victim's own directory.
+mod impersonation;
+// root on another user's HOME refuses; cmdr's own files never opened through a planted link.
+mod root_home;
 // Faults: kill -9, full disk, read-only data dir, unreadable file, inotify overflow and limits.
 mod faults;
 // Randomised soak: every save pattern at random; the view always equals a fresh parse.

@@ -243,3 +243,65 @@ fn headless_neovim_offers_renew_on_expiry() {
     let status = nvim.wait().expect("nvim exit");
     assert!(status.success(), "{status:?}\n{text}");
 }
+
+const REFUSE_SCRIPT: &str = r#"
+vim.g.cmdr_no_autostart = true
+vim.opt.rtp:prepend(PLUGIN_DIR)
+vim.cmd('runtime plugin/cmdr.lua')
+local cmdr = require('cmdr')
+local function write(line)
+  local f = io.open(OUT, 'a'); f:write(line .. '\n'); f:close()
+end
+local shown = {}
+vim.notify = function(msg) table.insert(shown, msg) end
+cmdr.setup({ socket = SOCKET, reconnect = 1 })
+local ok = vim.wait(30000, function() return shown[1] ~= nil end, 20)
+write('refused ' .. tostring(ok and shown[1]))
+write('connected ' .. tostring(cmdr.state.connected))
+vim.cmd('qall!')
+"#;
+
+/// A runtime directory that others can write (and is not sticky): the plugin refuses the
+/// socket, as cmdrctl does, says why, and never connects.
+#[test]
+fn headless_neovim_refuses_a_socket_dir_others_can_replace() {
+    if std::process::Command::new("nvim")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("nvim is not installed (Debian package `neovim`); skipped");
+        return;
+    }
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    sb.start();
+    crate::sandbox::set_mode(&sb.run_dir, 0o777);
+    let out = sb.root.join("nvim.out");
+    let plugin = concat!(env!("CARGO_MANIFEST_DIR"), "/../editors/nvim");
+    let script = REFUSE_SCRIPT
+        .replace("PLUGIN_DIR", &lua_string(plugin))
+        .replace("SOCKET", &lua_string(&sb.socket().display().to_string()))
+        .replace("OUT", &lua_string(&out.display().to_string()));
+    let script_path = sb.root.join("test.lua");
+    std::fs::write(&script_path, script).expect("script");
+    let status = sb
+        .external("nvim")
+        .args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
+        .arg(format!("luafile {}", script_path.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("nvim");
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(status.success(), "{text}");
+    let run_dir = sb.run_dir.display().to_string();
+    assert!(
+        text.contains(&format!(
+            "refused cmdr: refusing the socket directory {run_dir}: "
+        )) && text.contains("not sticky"),
+        "{text}"
+    );
+    assert!(text.contains("connected false"), "{text}");
+    assert!(!sb.log_text().contains("client=cmdr.nvim"), "it connected");
+}

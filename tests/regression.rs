@@ -550,8 +550,9 @@ fn malformed_values_exit_2() {
 }
 
 /// Defect 8: a connection refused because it came from another uid said "cmdrd closed the
-/// connection" (exit 1); it now says the daemon belongs to another user (exit 3, no daemon
-/// of ours is reachable). Needs root to act as another uid.
+/// connection" (exit 1); it now says the socket belongs to another user (exit 3, no daemon
+/// of ours is reachable): since issue 23, cmdrctl names the directory's owner before it
+/// connects. Needs root to act as another uid.
 #[test]
 fn another_users_daemon_is_named_as_such() {
     use std::os::unix::process::CommandExt as _;
@@ -566,9 +567,7 @@ fn another_users_daemon_is_named_as_such() {
     set_mode(&sb.run_dir, 0o755);
     set_mode(sb.socket().parent().expect("dir"), 0o755);
     set_mode(&sb.socket(), 0o666);
-    let ctl = sb.root.join("cmdrctl-other");
-    std::fs::copy(crate::sandbox::bin("cmdrctl"), &ctl).expect("copy");
-    set_mode(&ctl, 0o755);
+    let ctl = crate::another_user::bin_copy("cmdrctl", &sb.root);
     let out = std::process::Command::new(&ctl)
         .arg("status")
         .env_clear()
@@ -581,7 +580,10 @@ fn another_users_daemon_is_named_as_such() {
         .expect("run as nobody");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("belongs to another user (uid 0)"), "{err}");
+    assert!(
+        err.contains("owned by uid 0 (root), not by uid 65534"),
+        "{err}"
+    );
 }
 
 /// Friction: `accept` without a new token re-accepted and emitted `token_accepted`;

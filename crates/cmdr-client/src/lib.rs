@@ -128,7 +128,7 @@ fn default_socket_for(runtime_dir: Option<PathBuf>) -> SocketLocation {
     }
 }
 
-/// The real uid of this process.
+/// The real uid of this process (it names the `/tmp` fallback directory).
 #[cfg(unix)]
 pub fn current_uid() -> u32 {
     // SAFETY: getuid has no preconditions and cannot fail.
@@ -140,8 +140,7 @@ pub fn current_uid() -> u32 {
 #[cfg(unix)]
 fn other_user(socket: &Path) -> Option<ClientError> {
     use std::os::unix::fs::MetadataExt as _;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = unix::current_euid();
     let owner = std::fs::symlink_metadata(socket)
         .ok()
         .or_else(|| std::fs::metadata(socket.parent()?).ok())?
@@ -177,10 +176,28 @@ pub mod windows;
 #[cfg(windows)]
 use windows::check_daemon_user;
 
-/// Unix: the daemon's socket sits in a directory only we can use (the daemon checks it).
-#[cfg(not(windows))]
+#[cfg(unix)]
+pub mod unix;
+#[cfg(unix)]
+use unix::{check_before_connect, check_daemon_user};
+
+#[cfg(not(unix))]
+fn check_before_connect(_socket: &Path) -> Result<(), ClientError> {
+    Ok(())
+}
+
+#[cfg(not(any(unix, windows)))]
 fn check_daemon_user(_stream: &Stream, _socket: &Path) -> Result<(), ClientError> {
     Ok(())
+}
+
+/// A socket directory not to be trusted (Unix): `path` is the offending directory (the
+/// socket's own, or one of its ancestors), `reason` says what is wrong and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct UnsafeDir {
+    pub path: PathBuf,
+    pub reason: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +222,15 @@ pub enum ClientError {
     OtherUser { socket: PathBuf, uid: u32 },
     #[error("cmdrd did not answer within {0:?}")]
     Timeout(Duration),
+    /// Unix: the socket's directory (or an ancestor) is not ours alone: whoever owns or
+    /// can write it could have put their own daemon there.
+    #[error(
+        "refusing the socket directory {0}; remove it, or use a directory of your own (XDG_RUNTIME_DIR, CMDR_SOCKET)"
+    )]
+    UnsafeSocketDir(UnsafeDir),
+    /// The system would not say who runs the process at the other end of the socket.
+    #[error("cannot tell who runs the cmdrd at {}: {reason}", socket.display())]
+    PeerUnknown { socket: PathBuf, reason: String },
 }
 
 /// A connection to cmdrd that has completed the handshake.
@@ -246,6 +272,7 @@ impl Client {
         client_name: &str,
         deadline: Duration,
     ) -> Result<Client, ClientError> {
+        check_before_connect(socket)?;
         let name =
             socket
                 .to_fs_name::<GenericFilePath>()

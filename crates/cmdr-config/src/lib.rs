@@ -1,15 +1,18 @@
 //! cmdr-config: what cmdrd and cmdrctl share on the user's machine, without either
 //! linking the other: the settings from `config.toml`, the environment and the defaults
 //! (paths, the socket location and where it came from), atomic writes to the user's files
-//! and private directories, man pages and completions, and renewing an account's token (`cmdrctl renew` and the
+//! and private directories (cmdr's own files opened without following links), refusing
+//! root on another user's files, man pages and completions, and renewing an account's token (`cmdrctl renew` and the
 //! desktop's **Renew**).
 
 pub mod assets;
 mod files;
 pub mod renew;
+mod root;
 mod settings;
 
-pub use files::{create_private_dir, write_atomic};
+pub use files::{check_own, create_private_dir, open_own, read_own, write_atomic};
+pub use root::{ALLOW_ROOT_VAR, refuse_root_on_foreign_files};
 pub use settings::{
     DesktopSettings, EndpointSettings, Settings, client_socket, parse_listen, token_file,
 };

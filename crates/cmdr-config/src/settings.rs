@@ -241,7 +241,8 @@ impl Settings {
         // A `[paths]` value, expanded; empty counts as unset.
         let configured =
             |value: &Option<String>| value.as_deref().filter(|p| !p.is_empty()).map(expand);
-        let from_env = |name: &str| env_path(name).map(|p| expand(&p.to_string_lossy()));
+        // Byte for byte: a path that is not UTF-8 must not be converted lossily.
+        let from_env = |name: &str| env_path(name).map(|p| expand_home_path(p, &home));
         let aws_config = configured(&file.paths.config)
             .or_else(|| from_env("AWS_CONFIG_FILE"))
             .unwrap_or_else(|| aws_dir.join("config"));
@@ -341,6 +342,15 @@ pub fn client_socket(flag: Option<PathBuf>) -> SocketLocation {
     }
 }
 
+/// [`expand_home`] on a path of any bytes: a leading `~` component is HOME.
+fn expand_home_path(path: PathBuf, home: &Path) -> PathBuf {
+    match path.strip_prefix("~") {
+        Ok(rest) if rest.as_os_str().is_empty() => home.to_owned(),
+        Ok(rest) => home.join(rest),
+        Err(_) => path,
+    }
+}
+
 fn expand_home(path: &str, home: &Path) -> PathBuf {
     match path.strip_prefix("~/") {
         Some(rest) => home.join(rest),
@@ -372,6 +382,16 @@ mod tests {
         assert_eq!(expand_home("~", home), PathBuf::from("/home/u"));
         assert_eq!(expand_home("/abs", home), PathBuf::from("/abs"));
         assert_eq!(expand_home("~other/x", home), PathBuf::from("~other/x"));
+        for (path, want) in [("~/x/y", "/home/u/x/y"), ("~", "/home/u"), ("/abs", "/abs")] {
+            assert_eq!(
+                expand_home_path(PathBuf::from(path), home),
+                PathBuf::from(want)
+            );
+        }
+        assert_eq!(
+            expand_home_path(PathBuf::from("~other/x"), home),
+            PathBuf::from("~other/x")
+        );
     }
 
     #[test]

@@ -67,11 +67,14 @@ names! {
 }
 
 names! {
-    /// The files `status` reports.
+    /// The files `status` reports (`state`: cmdrd's own `state.json`, in error while it
+    /// cannot be written; `watch`: a directory rescanned because it cannot be watched).
     FileKind {
         Config => "config",
         Credentials => "credentials",
         SsoCache => "sso_cache",
+        State => "state",
+        Watch => "watch",
     }
 }
 

@@ -73,9 +73,10 @@ fn report(err: &ClientError) -> ExitCode {
         cmdr_core::text::escape_controls(&err.to_string())
     );
     match err {
-        ClientError::NotRunning { .. } | ClientError::OtherUser { .. } => {
-            ExitCode::from(EXIT_NO_DAEMON)
-        }
+        ClientError::NotRunning { .. }
+        | ClientError::OtherUser { .. }
+        | ClientError::UnsafeSocketDir(_)
+        | ClientError::PeerUnknown { .. } => ExitCode::from(EXIT_NO_DAEMON),
         // The daemon found a value malformed, the name taken or the profile unknown: a
         // usage error.
         ClientError::Daemon(reply)
@@ -128,6 +129,19 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             .and_then(cmdr_core::input::region_warning)
     {
         eprintln!("cmdrctl: warning: {warning}");
+    }
+    // Commands that write the user's files themselves: never as root on another user's.
+    let writes_locally = match &cli.command {
+        Command::Paste { config, .. } => Some(config.as_deref()),
+        Command::Service { .. } | Command::Renew { .. } => Some(None),
+        _ => None,
+    };
+    if let Some(config) = writes_locally
+        && let Ok(settings) = cmdr_config::Settings::load(config, None)
+        && let Err(message) = cmdr_config::refuse_root_on_foreign_files(&settings, "cmdrctl")
+    {
+        eprintln!("cmdrctl: {message}");
+        return Ok(ExitCode::from(EXIT_FAILURE));
     }
     let request = match cli.command {
         Command::Doctor { config } => return Ok(doctor::run(config.as_deref(), json)),

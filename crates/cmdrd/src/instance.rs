@@ -6,7 +6,7 @@
 //! each other's accounts. The note is a separate file because a Windows lock is mandatory:
 //! nobody else could read a lock file's content while it is held.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -33,14 +33,8 @@ pub fn claim(data_dir: &Path, socket: &Path) -> Result<Instance, BindError> {
     };
     create_private_dir(data_dir).map_err(io(data_dir))?;
     let lock_path = data_dir.join(LOCK_FILE);
-    let mut options = OpenOptions::new();
-    options.create(true).truncate(false).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let lock = options.open(&lock_path).map_err(io(&lock_path))?;
+    // Not through a planted link, and not a lock someone else (root) owns.
+    let lock = cmdr_config::open_own(&lock_path, false).map_err(io(&lock_path))?;
     match lock.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -58,7 +52,11 @@ pub fn claim(data_dir: &Path, socket: &Path) -> Result<Instance, BindError> {
     let note = data_dir.join(NOTE_FILE);
     let mut text = socket.as_os_str().to_string_lossy().into_owned();
     text.push('\n');
-    write_atomic(&note, text.as_bytes(), 0o600).map_err(io(&note))?;
+    // Only a hint for a second daemon: a full or read-only data directory must not keep
+    // this one from starting (it then serves read-only; `status` says so).
+    if let Err(err) = write_atomic(&note, text.as_bytes(), 0o600) {
+        tracing::warn!(path = %note.display(), error = %err, "cannot note the socket for a second daemon");
+    }
     Ok(Instance { _lock: lock })
 }
 

@@ -69,7 +69,7 @@ pub async fn run(
     } else {
         None
     };
-    let (engine, handle, commands) = Engine::start(
+    let (mut engine, handle, commands) = Engine::start(
         settings.clone(),
         snapshot,
         rescan_tx,
@@ -82,6 +82,8 @@ pub async fn run(
     let stop_accepting = CancellationToken::new();
     let stop_engine = CancellationToken::new();
     let stop_sessions = CancellationToken::new();
+    let (polling, polled) = tokio::sync::watch::channel(Default::default());
+    engine.show_polling(polled);
     tracker.spawn(
         FileWatcher {
             targets,
@@ -90,6 +92,7 @@ pub async fn run(
             rescan: rescan_rx,
             last_digest: digest,
             last_quick: None,
+            polling,
         }
         .run(stop_watching.clone()),
     );

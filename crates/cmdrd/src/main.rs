@@ -29,6 +29,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(message) = cmdr_config::refuse_root_on_foreign_files(&settings, "cmdrd") {
+        eprintln!("cmdrd: {message}");
+        return ExitCode::from(1);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -31,7 +31,7 @@ use windows as platform;
 pub enum BindError {
     #[error("cmdrd is already running (socket {})", .0.display())]
     AlreadyRunning(PathBuf),
-    #[error("unsafe socket directory {}: {reason}", dir.display())]
+    #[error("unsafe socket directory {}: {reason}; remove it (or have its owner remove it), or point XDG_RUNTIME_DIR or CMDR_SOCKET at a directory of your own", dir.display())]
     UnsafeDir { dir: PathBuf, reason: String },
     #[error("{}: {source}", path.display())]
     Io {

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::io::Write as _;
 
 use chrono::Utc;
@@ -14,6 +13,7 @@ use cmdr_core::{Account, SeenTokens};
 use serde::{Deserialize, Serialize};
 
 mod record;
+mod sweep;
 
 use record::{StoredAccount, StoredSeen};
 
@@ -119,14 +119,8 @@ impl Store {
                 .map_err(|e| error(std::io::Error::other(e)))?;
             bytes.push(b'\n');
         }
-        let mut options = OpenOptions::new();
-        options.append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path).map_err(error)?;
+        // Never through a link planted in its place, never another user's file.
+        let mut file = cmdr_config::open_own(&path, true).map_err(error)?;
         let len = file.metadata().map_err(error)?.len();
         let written = file.write_all(&bytes).and_then(|()| file.sync_data());
         if let Err(err) = written {
@@ -142,12 +136,24 @@ impl Store {
     /// ends the replay, with a warning.
     fn replay(&mut self, state: &mut State) {
         let path = self.journal_path();
-        let bytes = match cmdr_client::userfile::read_bounded(
-            &path,
-            cmdr_client::userfile::MAX_USER_FILE_LEN,
-        ) {
+        // Never through a link planted in its place (root must not read a file of root's
+        // into the user's data directory), never another user's file.
+        let bytes = match cmdr_config::read_own(&path, cmdr_client::userfile::MAX_USER_FILE_LEN) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
+            Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
+                // Too large to replay: keep it aside like a corrupt one, never delete it.
+                let aside = aside_path(&path, "journal");
+                match std::fs::rename(&path, &aside) {
+                    Ok(()) => {
+                        tracing::error!(path = %path.display(), error = %err, kept = %aside.display(), "state journal is too large to replay; kept it aside and starting without the account changes it holds")
+                    }
+                    Err(rename) => {
+                        tracing::error!(path = %path.display(), error = %err, rename_error = %rename, "state journal is too large to replay, and could not be kept aside; its account changes are not applied")
+                    }
+                }
+                return;
+            }
             Err(err) => {
                 tracing::error!(path = %path.display(), error = %err, "cannot read the state journal; its last account changes are lost");
                 return;
@@ -280,30 +286,10 @@ impl Store {
         }
     }
 
-    /// Removes the temp files of saves cut short by a crash (`kill -9`, power loss), which
-    /// would otherwise pile up, one per crash. Only the daemon holding the socket lock
-    /// writes the state file, and it calls this before its first save: any such file is stale.
+    /// Removes the temp files of saves cut short by a crash ([`sweep::stale_temps`]).
     fn remove_stale_temps(&self) {
-        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
-            return;
-        };
-        let prefix = format!(".{}.tmp-", name.to_string_lossy());
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.filter_map(Result::ok) {
-            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
-                continue;
-            }
-            let path = entry.path();
-            match std::fs::remove_file(&path) {
-                Ok(()) => {
-                    tracing::info!(path = %path.display(), "removed the temp file of an interrupted save")
-                }
-                Err(err) => {
-                    tracing::warn!(path = %path.display(), error = %err, "cannot remove the temp file of an interrupted save")
-                }
-            }
+        if let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) {
+            sweep::stale_temps(dir, &name.to_string_lossy());
         }
     }
 
@@ -418,7 +404,10 @@ mod tests {
 
     /// Appends `bytes` to the journal as they are, as a crash or an editor might leave it.
     fn append_raw(journal: &Path, bytes: &[u8]) {
-        let mut file = OpenOptions::new().append(true).open(journal).expect("open");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(journal)
+            .expect("open");
         file.write_all(bytes).expect("write");
     }
 

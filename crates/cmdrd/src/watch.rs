@@ -327,6 +327,8 @@ pub struct FileWatcher {
     pub last_digest: u64,
     /// When a rename was last read after only [`RENAME_SETTLE`].
     pub last_quick: Option<Instant>,
+    /// Directories rescanned because they cannot be watched (inotify exhausted): `status`.
+    pub polling: tokio::sync::watch::Sender<BTreeSet<PathBuf>>,
 }
 
 impl FileWatcher {
@@ -376,6 +378,7 @@ impl FileWatcher {
         let mut failing = BTreeSet::new();
         let mut degraded =
             update_watches(watcher.as_mut(), &self.targets, &mut watched, &mut failing);
+        self.report_polling(watcher.is_some().then_some(&failing));
         let mut stamp = None;
         // The engine read the files before the watches existed: check once more.
         self.check(&cancel, &mut stamp, true).await;
@@ -396,8 +399,16 @@ impl FileWatcher {
                 () = sleep(idle) => true,
             };
             degraded = update_watches(watcher.as_mut(), &self.targets, &mut watched, &mut failing);
+            self.report_polling(watcher.is_some().then_some(&failing));
             self.check(&cancel, &mut stamp, force).await;
         }
+    }
+
+    /// Tells `polling` the directories rescanned instead of watched (`None`: no watcher).
+    fn report_polling(&self, failing: Option<&BTreeSet<PathBuf>>) {
+        let (polling, targets) = (&self.polling, &self.targets);
+        let now = failing.cloned().unwrap_or_else(|| desired_dirs(targets));
+        polling.send_if_modified(|dirs| std::mem::replace(dirs, now.clone()) != now);
     }
 
     /// Waits until events stop for `debounce` (at most `MAX_DEBOUNCE_WAIT` in a storm);

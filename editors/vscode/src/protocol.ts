@@ -44,6 +44,75 @@ export function socketPath(setting: string | undefined, env: SocketEnv, platform
   return path.join(base, `cmdr-${uid}`, 'cmdrd.sock');
 }
 
+/**
+ * Why the socket at `socket` must not be used by user `uid`, or undefined when it may: the
+ * rule of crates/cmdr-client (`unix.rs`). Its directory must be a real directory (not a
+ * symlink) owned by `uid` that group and others cannot write, under ancestors owned by
+ * `uid` or root that others can write only when sticky (`/tmp`); the socket itself must be
+ * owned by `uid`. Node cannot read a Unix socket's peer credentials, so the socket's owner
+ * (the uid of the process that bound it, in a directory nobody else can write) stands in
+ * for them. A directory that does not exist yet is not checked: nobody listens there.
+ */
+export function unsafeSocket(socket: string, uid: number): string | undefined {
+  const dir = path.dirname(socket);
+  let meta: fs.Stats;
+  try {
+    meta = fs.lstatSync(dir);
+  } catch {
+    return undefined;
+  }
+  const unsafe = (where: string, why: string): string => `refusing the socket directory ${where}: ${why}`;
+  if (meta.isSymbolicLink()) {
+    return unsafe(dir, 'it is a symlink');
+  }
+  if (!meta.isDirectory()) {
+    return unsafe(dir, 'it is not a directory');
+  }
+  if (meta.uid !== uid) {
+    return unsafe(dir, `it is owned by uid ${meta.uid}, not by uid ${uid}`);
+  }
+  if ((meta.mode & 0o022) !== 0) {
+    return unsafe(dir, `others can write to it (mode ${(meta.mode & 0o7777).toString(8)}, owner uid ${meta.uid})`);
+  }
+  let ancestor: string;
+  try {
+    ancestor = fs.realpathSync(path.dirname(dir));
+  } catch (error) {
+    return unsafe(path.dirname(dir), `cannot resolve it: ${String(error)}`);
+  }
+  for (;;) {
+    let up: fs.Stats;
+    try {
+      up = fs.statSync(ancestor);
+    } catch (error) {
+      return unsafe(ancestor, `cannot inspect it: ${String(error)}`);
+    }
+    if (up.uid !== uid && up.uid !== 0) {
+      return unsafe(ancestor, `it is owned by uid ${up.uid}, who could replace the socket directory ${dir}`);
+    }
+    if ((up.mode & 0o022) !== 0 && (up.mode & 0o1000) === 0) {
+      return unsafe(
+        ancestor,
+        `others can write to it and it is not sticky (mode ${(up.mode & 0o7777).toString(8)}, owner uid ${up.uid}): anyone could replace the socket directory ${dir}`,
+      );
+    }
+    const parent = path.dirname(ancestor);
+    if (parent === ancestor) {
+      break;
+    }
+    ancestor = parent;
+  }
+  try {
+    const own = fs.lstatSync(socket);
+    if (own.uid !== uid) {
+      return `refusing the socket ${socket}: it belongs to uid ${own.uid}, not to uid ${uid}`;
+    }
+  } catch {
+    // No socket yet: connecting fails and the backoff retries.
+  }
+  return undefined;
+}
+
 /** An error reply of the daemon (`{"err": {"code", "message"}}`). */
 export class DaemonError extends Error {
   constructor(
@@ -236,6 +305,15 @@ export class Connection {
     this.retryTimer = undefined;
     const target = this.options.socket();
     this.watch(target);
+    if (process.platform !== 'win32' && typeof process.getuid === 'function') {
+      const problem = unsafeSocket(target, process.geteuid?.() ?? process.getuid());
+      if (problem) {
+        // Another user could be listening there: never send them a request.
+        this.options.listener.refused?.(problem);
+        this.schedule(this.backoff.max);
+        return;
+      }
+    }
     const socket = net.createConnection(target);
     this.socket = socket;
     const lines = new LineBuffer();

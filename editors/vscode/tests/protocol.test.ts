@@ -4,7 +4,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 
-import { Connection, DaemonError, DaemonEvent, LineBuffer, UnavailableError, socketPath } from '../src/protocol';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { Connection, DaemonError, DaemonEvent, LineBuffer, UnavailableError, socketPath, unsafeSocket } from '../src/protocol';
 import { Queue, Sandbox, creds } from './sandbox';
 
 /** Generous: a deadline against hanging, never an assertion about speed. */
@@ -51,6 +55,41 @@ describe('socket path', () => {
   for (const [name, setting, env, platform, expected] of cases) {
     test(name, () => assert.equal(socketPath(setting, env, platform, 7), expected));
   }
+});
+
+describe('socket trust (as cmdr-client)', { skip: process.platform === 'win32' }, () => {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'cmdr-trust-'));
+  const run = path.join(root, 'run');
+  const dir = path.join(run, 'cmdr');
+  const socket = path.join(dir, 'cmdrd.sock');
+  fs.mkdirSync(dir, { recursive: true });
+  after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  test('a private directory passes; a missing one is not checked', () => {
+    fs.chmodSync(run, 0o700);
+    fs.chmodSync(dir, 0o700);
+    assert.equal(unsafeSocket(socket, uid), undefined);
+    assert.equal(unsafeSocket(path.join(run, 'absent', 'cmdrd.sock'), uid), undefined);
+  });
+
+  test('someone else\'s, writable by others, or a symlink is refused, naming path and owner', () => {
+    assert.match(unsafeSocket(socket, uid + 1) ?? '', new RegExp(`${dir}: it is owned by uid ${uid}`));
+    fs.chmodSync(dir, 0o777);
+    assert.match(unsafeSocket(socket, uid) ?? '', /others can write to it \(mode 777/);
+    fs.chmodSync(dir, 0o700);
+    const link = path.join(run, 'link');
+    fs.symlinkSync(dir, link);
+    assert.match(unsafeSocket(path.join(link, 'cmdrd.sock'), uid) ?? '', /symlink/);
+  });
+
+  test('a runtime directory others can write is refused unless sticky', () => {
+    fs.chmodSync(run, 0o777);
+    assert.match(unsafeSocket(socket, uid) ?? '', new RegExp(`${fs.realpathSync(run)}: .*not sticky`));
+    fs.chmodSync(run, 0o1777);
+    assert.equal(unsafeSocket(socket, uid), undefined);
+    fs.chmodSync(run, 0o700);
+  });
 });
 
 describe('line buffer', () => {

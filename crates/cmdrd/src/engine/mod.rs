@@ -144,6 +144,11 @@ pub struct Engine {
     changes_while_down: Vec<String>,
     /// A failed save is retried with the next change.
     dirty: bool,
+    /// Why the state could not be written last time (a full or read-only data directory),
+    /// until a write succeeds: `status` shows it, as the state file's health.
+    save_error: Option<String>,
+    /// Directories the watcher rescans because it cannot watch them (`FileWatcher::polling`).
+    polling: Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<std::path::PathBuf>>>,
     clock: Arc<dyn Clock>,
     timers: Timers,
     /// While a client's request runs: the accounts it changed (see `run`).
@@ -189,6 +194,14 @@ mod validation;
 use files::{FileHealth, FileProblem, release_free_memory};
 
 impl Engine {
+    /// Where `status` learns which directories are rescanned instead of watched.
+    pub fn show_polling(
+        &mut self,
+        polling: tokio::sync::watch::Receiver<std::collections::BTreeSet<std::path::PathBuf>>,
+    ) {
+        self.polling = Some(polling);
+    }
+
     /// Builds the engine from the state file and the files as they are now, and works out
     /// what changed while the daemon was not running.
     pub fn start(
@@ -223,6 +236,8 @@ impl Engine {
             started_at: clock.now(),
             changes_while_down: Vec::new(),
             dirty: false,
+            save_error: None,
+            polling: None,
             clock,
             timers: Timers::default(),
             touched: None,
@@ -427,9 +442,13 @@ impl Engine {
     }
     fn save(&mut self) {
         match self.store.save(self.accounts.iter(), &self.seen) {
-            Ok(()) => self.dirty = false,
+            Ok(()) => {
+                self.dirty = false;
+                self.save_error = None;
+            }
             Err(err) => {
                 self.dirty = true;
+                self.save_error = Some(err.to_string());
                 tracing::error!(error = %err, "could not save state; will retry with the next change");
             }
         }
@@ -482,7 +501,17 @@ impl Engine {
             Ok(account) => JournalEntry::put(account),
             Err(_) => JournalEntry::Remove(name.to_owned()),
         };
-        if self.store.append(&[entry], self.accounts.len())? || self.dirty {
+        let due = match self.store.append(&[entry], self.accounts.len()) {
+            Ok(due) => due,
+            Err(err) => {
+                self.save_error = Some(err.to_string());
+                return Err(err);
+            }
+        };
+        if !self.dirty {
+            self.save_error = None;
+        }
+        if due || self.dirty {
             self.save();
         }
         Ok(())
@@ -513,6 +542,36 @@ impl Engine {
             self.settings.sso_cache.is_dir(),
             sso_problem.as_ref(),
         ));
+        // The state file: an error while it cannot be written (the daemon serves on,
+        // read-only: account changes are refused and rolled back until it can).
+        let state = self.store.path();
+        let unsaved = self.save_error.as_ref().map(|err| {
+            (
+                None,
+                format!("{err}; serving read-only until it can be written"),
+            )
+        });
+        files.push(wire::file_status(
+            cmdr_proto::FileKind::State,
+            state,
+            state.exists(),
+            unsaved.as_ref(),
+        ));
+        // inotify exhausted (or no watcher at all): each directory rescanned instead.
+        let polled = self.polling.as_ref().map(|p| p.borrow().clone());
+        for dir in polled.unwrap_or_default() {
+            let why = (
+                None,
+                "cannot be watched (inotify watches exhausted?); falling back to rescans every 2 s"
+                    .to_owned(),
+            );
+            files.push(wire::file_status(
+                cmdr_proto::FileKind::Watch,
+                &dir,
+                dir.exists(),
+                Some(&why),
+            ));
+        }
         StatusInfo {
             daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
             protocol: PROTOCOL_VERSION,

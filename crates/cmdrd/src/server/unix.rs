@@ -2,7 +2,6 @@
 //! socket (one daemon per socket), stale sockets reclaimed, mode 0600, and the peer's
 //! euid checked on every accept.
 
-use std::fs::OpenOptions;
 use std::path::Path;
 
 use cmdr_client::SocketLocation;
@@ -29,13 +28,7 @@ pub fn bind(location: &SocketLocation, is_default: bool) -> Result<Bound, BindEr
             .map(|n| n.to_string_lossy())
             .unwrap_or_default()
     ));
-    let mut options = OpenOptions::new();
-    options.create(true).truncate(false).write(true);
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let lock = options.open(&lock_path).map_err(io_err(&lock_path))?;
+    let lock = cmdr_config::open_own(&lock_path, false).map_err(io_err(&lock_path))?;
     match lock.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => return Err(BindError::AlreadyRunning(path)),
@@ -90,43 +83,35 @@ fn answers(path: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(path).is_ok()
 }
 
-/// The socket directory must be a real directory owned by us. The default one is ours by
-/// name, so its mode is set to 0700; a directory the user chose is only warned about.
+/// The socket directory must pass the clients' own rule
+/// ([`cmdr_client::unix::check_socket_dir`]): a real directory owned by us that nobody
+/// else can write, under ancestors that nobody else can swap it out of. The default one is
+/// ours by name, so its mode is first narrowed to 0700; a directory the user chose that
+/// others can read is only warned about.
 fn check_dir(dir: &Path, is_default: bool) -> Result<(), BindError> {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     let meta = dir.symlink_metadata().map_err(io_err(dir))?;
-    let unsafe_dir = |reason: String| BindError::UnsafeDir {
-        dir: dir.to_owned(),
-        reason,
-    };
-    if meta.file_type().is_symlink() {
-        return Err(unsafe_dir("it is a symlink".to_owned()));
-    }
-    if !meta.is_dir() {
-        return Err(unsafe_dir("it is not a directory".to_owned()));
-    }
     let euid = current_euid();
-    if meta.uid() != euid {
-        return Err(unsafe_dir(format!(
-            "it is owned by uid {}, not by us (uid {euid})",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o077 != 0 {
+    let ours = meta.is_dir() && !meta.file_type().is_symlink() && meta.uid() == euid;
+    if ours && meta.mode() & 0o077 != 0 {
         if is_default {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(io_err(dir))?;
-        } else {
-            tracing::warn!(dir = %dir.display(), mode = format!("{:o}", meta.mode() & 0o777), "socket directory is accessible to others; connections are still checked by uid");
+        } else if meta.mode() & 0o022 == 0 {
+            tracing::warn!(dir = %dir.display(), mode = format!("{:o}", meta.mode() & 0o777), "socket directory is readable by others; connections are still checked by uid");
         }
     }
-    Ok(())
+    cmdr_client::unix::check_socket_dir(dir, euid).map_err(|unsafe_dir| BindError::UnsafeDir {
+        dir: dir.to_owned(),
+        reason: if unsafe_dir.path == dir {
+            unsafe_dir.reason
+        } else {
+            unsafe_dir.to_string()
+        },
+    })
 }
 
-pub fn current_euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
+pub use cmdr_client::unix::current_euid;
 
 pub(super) fn peer_allowed(stream: &interprocess::local_socket::tokio::Stream) -> bool {
     let euid = current_euid();

@@ -6,6 +6,7 @@
 local M = {}
 
 local uv = vim.uv or vim.loop
+local trust = require("cmdr.trust")
 
 local defaults = {
   -- Socket of cmdrd; nil means $CMDR_SOCKET, else $XDG_RUNTIME_DIR/cmdr/cmdrd.sock,
@@ -51,6 +52,14 @@ local state = {
 -- Exposed for tests and for users who want to react to events themselves.
 M.state = state
 
+local function my_uid()
+  local ok, uid = pcall(uv.getuid)
+  if not ok then
+    uid = tonumber(vim.trim(vim.fn.system({ "id", "-u" })))
+  end
+  return uid
+end
+
 local function socket_path()
   if state.config.socket then
     return state.config.socket
@@ -64,11 +73,7 @@ local function socket_path()
     return runtime .. "/cmdr/cmdrd.sock"
   end
   local tmp = (vim.fn.has("mac") == 1 and vim.env.TMPDIR) or "/tmp"
-  local ok, uid = pcall(uv.getuid)
-  if not ok then
-    uid = vim.trim(vim.fn.system({ "id", "-u" }))
-  end
-  return tmp .. "/cmdr-" .. uid .. "/cmdrd.sock"
+  return tmp .. "/cmdr-" .. my_uid() .. "/cmdrd.sock"
 end
 
 local function notify(message, level)
@@ -253,9 +258,21 @@ local function connect()
   if state.pipe then
     return
   end
+  local path = socket_path()
+  -- Unix: another user could be listening there; never send them a request.
+  local problem = package.config:sub(1, 1) == "/" and trust.unsafe(path, my_uid())
+  if problem then
+    if state.refusal ~= problem then
+      state.refusal = problem
+      notify(problem, vim.log.levels.WARN)
+    end
+    schedule_reconnect()
+    return
+  end
+  state.refusal = nil
   local pipe = uv.new_pipe(false)
   state.pipe = pipe
-  pipe:connect(socket_path(), function(err)
+  pipe:connect(path, function(err)
     if err then
       -- The daemon is absent: stay quiet and try again later.
       pcall(function()
