@@ -14,6 +14,8 @@ mod sandbox;
 mod save_patterns;
 // A file rewritten in place is not a deletion; keys changed in one half are held.
 mod half_written;
+// The log stays bounded under a flood of changes.
+mod log_flood;
 // A broken file keeps the last good view; file_error, then file_recovered.
 mod broken_files;
 // Accounts: ask/changed/accept, auto, edit/remove, errors, restart and changes while down.

@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod expiry;
 pub mod instance;
+pub mod log;
 pub mod serve;
 pub mod server;
 pub mod session;
