@@ -114,6 +114,12 @@ fn a_file_rewritten_every_10_ms_with_1000_accounts_keeps_the_log_bounded() {
         "log bytes per minute (extrapolated)",
         (written.len() as f64 * 60.0 / flood_end.as_secs_f64()) as u64,
     );
+    if let Some(summary) = written
+        .lines()
+        .find(|l| l.contains("repeated log lines left out"))
+    {
+        figure("first summary", summary);
+    }
     assert!(left_out > 0, "nothing was coalesced:\n{}", sb.log_tail());
     assert!(
         written.len() <= bound,
@@ -121,4 +127,28 @@ fn a_file_rewritten_every_10_ms_with_1000_accounts_keeps_the_log_bounded() {
         written.len(),
         flood_end.as_secs_f64()
     );
+}
+
+/// `cmdrd --log-file FILE` (what the launchd agent runs): the log goes to FILE, not stderr.
+#[test]
+fn log_file_takes_the_log() {
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    let file = sb.root.join("own.log");
+    sb.set_env("RUST_LOG", "info");
+    sb.daemon_wrapper = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        format!("exec \"$0\" --log-file '{}'", file.display()),
+    ];
+    sb.start();
+    sb.add_account("acme", &[]);
+    sb.wait_until("the account_added line in the log file", || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t.contains("account_added"))
+    });
+    assert!(
+        !sb.log_text().contains("account_added"),
+        "{}",
+        sb.log_tail()
+    );
+    assert_eq!(crate::sandbox::mode(&file), 0o600);
 }
