@@ -216,6 +216,43 @@ pub(super) fn now_ns() -> i128 {
 mod tests {
     use super::*;
 
+    fn snapshot(config: FileRead, credentials: &str) -> Snapshot {
+        Snapshot {
+            config,
+            credentials: FileRead::Bytes(credentials.as_bytes().to_vec()),
+            sso_cache: BTreeMap::new(),
+            sso_problems: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn shorter_means_a_file_with_fewer_bytes_not_a_missing_one() {
+        let last = Last::of(&snapshot(
+            FileRead::Bytes(b"[a]\n".to_vec()),
+            "[acme]\nk = v\n",
+        ));
+        let shrunk = |s: &Snapshot| last.shrunk_in(&Last::of(s));
+        assert!(shrunk(&snapshot(FileRead::Bytes(b"[a]\n".to_vec()), "")));
+        assert!(shrunk(&snapshot(
+            FileRead::Bytes(b"[a]\n".to_vec()),
+            "[acme]\n"
+        )));
+        assert!(shrunk(&snapshot(
+            FileRead::Bytes(Vec::new()),
+            "[acme]\nk = v\n"
+        )));
+        assert!(!shrunk(&snapshot(
+            FileRead::Bytes(b"[a]\n".to_vec()),
+            "[acme]\nk = w\n"
+        )));
+        assert!(!shrunk(&snapshot(
+            FileRead::Missing,
+            "[acme]\nk = v\nmore\n"
+        )));
+        let failed = FileRead::Failed("denied".to_owned());
+        assert!(!shrunk(&snapshot(failed, "[acme]\nk = v\n")));
+    }
+
     #[test]
     fn reads_are_bounded_and_classified() {
         let tmp = tempfile::tempdir().expect("tempdir");
