@@ -1,6 +1,7 @@
 //! Watching the AWS files: directory watches (never file watches, which die on a rename
 //! save), symlink targets, the nearest existing ancestor of anything missing, a debounce,
-//! and a content hash so that only real changes reach the engine.
+//! a content hash so that only real changes reach the engine, and a second look at a file
+//! found shorter after an in-place write (maybe half-written) before it is believed.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
