@@ -12,6 +12,10 @@ mod sandbox;
 // Every way of saving the files: in place, truncate, rename, delete+recreate, symlinks,
 // ~/.aws created or removed while running, bursts.
 mod save_patterns;
+// A file rewritten in place is not a deletion; keys changed in one half are held.
+mod half_written;
+// The log stays bounded under a flood of changes.
+mod log_flood;
 // A broken file keeps the last good view; file_error, then file_recovered.
 mod broken_files;
 // Accounts: ask/changed/accept, auto, edit/remove, errors, restart and changes while down.

@@ -104,6 +104,9 @@ print(json.dumps(p))
     assert_eq!(p["ProcessType"], "Background");
     assert_eq!(p["ProgramArguments"][0], bin("cmdrd").display().to_string());
     let logs = sb.home.join("Library/Logs").display().to_string();
+    // cmdrd writes and rotates its own log: launchd would not rotate it.
+    assert_eq!(p["ProgramArguments"][1], "--log-file");
+    assert_eq!(p["ProgramArguments"][2], format!("{logs}/cmdrd.log"));
     assert!(
         p["StandardOutPath"]
             .as_str()

@@ -1,8 +1,8 @@
 //! The measures of docs/benchmarks.md, one module each, each against a baseline run in the
 //! same process and moment: write→subscriber latency vs a raw `notify` watcher, fan-out,
 //! parse + diff vs botocore and the SDK parser alone, client round trips vs `aws configure
-//! list`, idle footprint, a write storm, and binary size / build time. This file holds the
-//! options and what several measures share.
+//! list`, idle footprint, a write storm, binary size / build time, and the log under a
+//! flood. This file holds the options and what several measures share.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,7 @@ mod binaries;
 mod fanout;
 mod footprint;
 mod latency;
+mod log_flood;
 mod parse;
 mod round_trip;
 mod storm;
@@ -31,6 +32,7 @@ pub use binaries::binaries;
 pub use fanout::fanout;
 pub use footprint::footprint;
 pub use latency::latency;
+pub use log_flood::log_flood;
 pub use parse::parse;
 pub use round_trip::round_trip;
 pub use storm::storm;
@@ -112,6 +114,20 @@ async fn next_token_changed(client: &mut Client, limit: Duration) -> anyhow::Res
             .context("no token_changed event within the limit")??
             .context("daemon closed the connection")?;
         if matches!(&event.kind, EventKind::TokenChanged { account, .. } if account == "acme") {
+            return Ok(Instant::now());
+        }
+    }
+}
+
+/// Waits for the next event of type `kind`; the moment it arrived.
+async fn next_event(client: &mut Client, limit: Duration, kind: &str) -> anyhow::Result<Instant> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let event = tokio::time::timeout_at(deadline, client.next_event())
+            .await
+            .with_context(|| format!("no {kind} event within the limit"))??
+            .context("daemon closed the connection")?;
+        if event.kind.type_name() == kind {
             return Ok(Instant::now());
         }
     }

@@ -96,11 +96,14 @@ fn xml_escape(text: &str) -> String {
 }
 
 /// The launchd agent: started at login, restarted after a crash but not after a clean
-/// exit, background priority, logs under ~/Library/Logs.
+/// exit, background priority, logs under ~/Library/Logs. launchd never rotates what it
+/// captures, so cmdrd writes its log itself (`--log-file`: rotated by size, one older
+/// copy); stdout and stderr keep only what comes before logging starts (a bad argument).
 pub fn launchd_plist(cmdrd: &Path, home: &Path) -> String {
     let program = xml_escape(&cmdrd.display().to_string());
-    // A macOS path, whatever platform generates it (`--platform macos --dry-run`).
+    // macOS paths, whatever platform generates them (`--platform macos --dry-run`).
     let log = xml_escape(&format!("{}/Library/Logs/cmdrd.log", home.display()));
+    let early = xml_escape(&format!("{}/Library/Logs/cmdrd.stderr.log", home.display()));
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
@@ -113,6 +116,8 @@ pub fn launchd_plist(cmdrd: &Path, home: &Path) -> String {
   <key>ProgramArguments</key>
   <array>
     <string>{program}</string>
+    <string>--log-file</string>
+    <string>{log}</string>
   </array>
   <key>RunAtLoad</key>
   <true/>
@@ -124,9 +129,9 @@ pub fn launchd_plist(cmdrd: &Path, home: &Path) -> String {
   <key>ProcessType</key>
   <string>Background</string>
   <key>StandardOutPath</key>
-  <string>{log}</string>
+  <string>{early}</string>
   <key>StandardErrorPath</key>
-  <string>{log}</string>
+  <string>{early}</string>
   <key>EnvironmentVariables</key>
   <dict>
     <key>RUST_LOG</key>

@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod expiry;
 pub mod instance;
+pub mod log;
 pub mod serve;
 pub mod server;
 pub mod session;
@@ -54,7 +55,7 @@ pub async fn run(
         sso_cache: settings.sso_cache.clone(),
     };
     let snapshot = Snapshot::read(&targets);
-    let digest = snapshot.digest();
+    let last = watch::Last::of(&snapshot);
     let (rescan_tx, rescan_rx) = mpsc::channel(1);
     let (snapshot_tx, snapshot_rx) = mpsc::channel(4);
     let endpoint = if settings.endpoint.enabled {
@@ -90,7 +91,7 @@ pub async fn run(
             debounce: settings.debounce,
             out: snapshot_tx,
             rescan: rescan_rx,
-            last_digest: digest,
+            last,
             last_quick: None,
             polling,
         }

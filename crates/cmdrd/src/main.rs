@@ -5,7 +5,13 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use cmdrd::cli::Args;
+use std::sync::Arc;
+
+use cmdrd::log::file::LogFile;
+use cmdrd::log::{Capped, Coalesce, Coalescer};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     tune_allocator();
@@ -20,7 +26,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    init_logging();
+    let coalescer = init_logging(args.log_file.as_deref());
     harden_process();
     let settings = match cmdrd::Settings::load(args.config.as_deref(), args.socket) {
         Ok(settings) => settings,
@@ -44,6 +50,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Summaries of coalesced log lines (crates/cmdrd/src/log.rs).
+    runtime.spawn(coalescer.flush());
     let result = runtime.block_on(cmdrd::run(settings, shutdown_signal(), notify_ready));
     // A blocking wait may still run (a desktop notification waits for the user's click
     // without end): the runtime's shutdown does not wait for it.
@@ -93,7 +101,9 @@ fn tune_allocator() {
     }
 }
 
-fn init_logging() {
+/// The log: `RUST_LOG` (info by default) to stderr or `--log-file`, repeated lines
+/// coalesced and bytes capped per interval (`cmdrd::log`).
+fn init_logging(log_file: Option<&std::path::Path>) -> Arc<Coalescer> {
     // The SDK's profile parser may quote a line of the file in its warnings: never log it.
     // Explicit directives replace those from RUST_LOG for the same target.
     let filter = EnvFilter::try_from_default_env()
@@ -114,11 +124,30 @@ fn init_logging() {
                 .expect("static directive"),
         )
         .add_directive("aws_sigv4=info".parse().expect("static directive"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    let coalescer = Coalescer::new();
+    let (writer, ansi) = match log_file.map(LogFile::open) {
+        Some(Ok(file)) => (BoxMakeWriter::new(file), false),
+        Some(Err(err)) => {
+            eprintln!("cmdrd: cannot open the log file, logging to stderr: {err}");
+            (BoxMakeWriter::new(std::io::stderr), false)
+        }
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        ),
+    };
+    let output = tracing_subscriber::fmt::layer()
+        .with_writer(Capped {
+            inner: writer,
+            coalescer: Arc::clone(&coalescer),
+        })
+        .with_ansi(ansi)
+        .with_filter(Coalesce(Arc::clone(&coalescer)));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
         .init();
+    coalescer
 }
 
 /// Other processes of the same user must not read our memory (ptrace, core dumps).

@@ -1,37 +1,38 @@
 //! Watching the AWS files: directory watches (never file watches, which die on a rename
 //! save), symlink targets, the nearest existing ancestor of anything missing, a debounce,
-//! and a content hash so that only real changes reach the engine.
+//! a content hash so that only real changes reach the engine, and a second look at a file
+//! found shorter after an in-place write (maybe half-written) before it is believed.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::ErrorKind;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cmdr_client::userfile;
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
-/// Larger AWS files are refused rather than read (a safety cap, far above real files).
-pub const MAX_FILE_LEN: u64 = userfile::MAX_USER_FILE_LEN;
-/// File systems stamp modification times from a coarse clock (a few ms); a file modified
-/// within this of a read may change again without its time moving.
-const TIMESTAMP_GRAIN: Duration = Duration::from_secs(1);
-const MAX_CACHE_FILE_LEN: u64 = 1 << 20;
-const MAX_CACHE_FILES: usize = 1000;
-/// Directory entries looked at in the SSO cache (a directory can hold millions).
-const MAX_LISTED: usize = 100_000;
+mod read;
+
+pub(crate) use read::read_file;
+pub use read::{FileRead, Last, MAX_FILE_LEN, Snapshot, SsoProblem};
+use read::{Stamp, now_ns};
+
 /// A storm of events still produces a read this often.
 const MAX_DEBOUNCE_WAIT: Duration = Duration::from_millis(500);
 /// A rename onto a watched file (vim, VS Code, JetBrains, `paste`) puts a complete file in
 /// place at once: after this short pause, which still gathers the rest of a burst, it is
 /// read without waiting out the whole debounce meant for writers that truncate first.
 const RENAME_SETTLE: Duration = Duration::from_millis(3);
+/// A read after an in-place write that finds a file shorter than the engine's copy (empty,
+/// or cut short: Python's `truncate(0)` then `write`, a writer flushing in pieces) is held
+/// back and read again once events stop for this long: a writer still busy sends more.
+const HALF_WRITTEN_SETTLE: Duration = Duration::from_secs(1);
+/// However busy the writer, a shorter file is believed this long after it was first read.
+const HALF_WRITTEN_MAX: Duration = Duration::from_secs(2);
 /// Reads that fail for want of descriptors are retried this often, this many times.
 const DESCRIPTOR_RETRY: Duration = Duration::from_millis(100);
 const DESCRIPTOR_RETRIES: usize = 20;
@@ -48,165 +49,13 @@ pub struct Targets {
     pub sso_cache: PathBuf,
 }
 
-/// One file as read.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum FileRead {
-    Missing,
-    Bytes(Vec<u8>),
-    /// Exists but cannot be read (permissions, a directory, too large).
-    Failed(String),
-}
-
-/// Why a token file the config names cannot be used: the line (if known) and the message.
-pub type SsoProblem = (Option<u32>, String);
-
-/// Both files and the SSO cache, read at one moment.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Snapshot {
-    pub config: FileRead,
-    pub credentials: FileRead,
-    pub sso_cache: BTreeMap<String, Vec<u8>>,
-    /// The token files the config names that exist but cannot be used, with why.
-    pub sso_problems: BTreeMap<String, SsoProblem>,
-}
-
-impl Snapshot {
-    pub fn read(targets: &Targets) -> Snapshot {
-        let config = read_file(&targets.config);
-        let credentials = read_file(&targets.credentials);
-        let bytes = |read: &FileRead| match read {
-            FileRead::Bytes(bytes) => bytes.clone(),
-            _ => Vec::new(),
-        };
-        let wanted = cmdr_core::profile::sso_cache_files(&bytes(&config), &bytes(&credentials));
-        let (sso_cache, sso_problems) = read_cache(&targets.sso_cache, &wanted);
-        Snapshot {
-            config,
-            credentials,
-            sso_cache,
-            sso_problems,
-        }
-    }
-
-    /// True when a read failed for want of descriptors: that says nothing about the file,
-    /// so it is retried rather than reported.
-    fn out_of_descriptors(&self) -> bool {
-        let exhausted = [libc::EMFILE, libc::ENFILE]
-            .map(|code| std::io::Error::from_raw_os_error(code).to_string());
-        [&self.config, &self.credentials]
-            .iter()
-            .any(|read| matches!(read, FileRead::Failed(e) if exhausted.contains(e)))
-    }
-
-    pub fn digest(&self) -> u64 {
-        let mut hasher = DefaultHasher::new();
-        self.hash(&mut hasher);
-        hasher.finish()
-    }
-}
-
-/// Reads one AWS file with the shared bounded reader: regular files only, never blocking,
-/// capped while reading.
-pub(crate) fn read_file(path: &Path) -> FileRead {
-    match userfile::read_bounded(path, MAX_FILE_LEN) {
-        Ok(bytes) => FileRead::Bytes(bytes),
-        Err(err) if err.kind() == ErrorKind::NotFound => FileRead::Missing,
-        Err(err) => FileRead::Failed(err.to_string()),
-    }
-}
-
-/// The `*.json` files of the SSO token cache, sorted (at most [`MAX_LISTED`]).
-fn cache_names(dir: &Path) -> Vec<(String, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<(String, PathBuf)> = entries
-        .take(MAX_LISTED)
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.ends_with(".json").then(|| (name, e.path()))
-        })
-        .collect();
-    names.sort();
-    names
-}
-
-/// The SSO token cache: `*.json` files, bounded in number and size. The files the AWS
-/// files name (`wanted`) are read first and always, and each that exists but is not a
-/// usable token (unreadable, too large, not a token) is a problem; then others in sorted
-/// order up to the bound, unreadable ones skipped: the cache holds unrelated files too.
-fn read_cache(
-    dir: &Path,
-    wanted: &BTreeSet<String>,
-) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, SsoProblem>) {
-    let mut out = BTreeMap::new();
-    let mut problems = BTreeMap::new();
-    // The files the config names first and always, with what is wrong with each.
-    for name in wanted {
-        match userfile::read_bounded(&dir.join(name), MAX_CACHE_FILE_LEN) {
-            Ok(bytes) => {
-                if let Some(problem) = cmdr_core::profile::sso_token_problem(&bytes) {
-                    problems.insert(name.clone(), problem);
-                }
-                out.insert(name.clone(), bytes);
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                problems.insert(name.clone(), (None, format!("cannot be read: {err}")));
-            }
-        }
-    }
-    for (name, path) in cache_names(dir).iter().take(MAX_CACHE_FILES) {
-        if out.contains_key(name) || problems.contains_key(name) {
-            continue;
-        }
-        if let Ok(bytes) = userfile::read_bounded(path, MAX_CACHE_FILE_LEN) {
-            out.insert(name.to_owned(), bytes);
-        }
-    }
-    (out, problems)
-}
-
-/// The identities of everything a [`Snapshot`] reads: when none changed since a read made
-/// after the files' last modification, reading again would give the same bytes. This is
-/// what keeps churn in a watched directory (a symlink target's, e.g. `/dev` or `/etc`)
-/// from turning into re-reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp(Vec<(PathBuf, Option<userfile::Identity>)>);
-
-impl Stamp {
-    fn take(targets: &Targets) -> Stamp {
-        let mut paths = vec![
-            targets.config.clone(),
-            targets.credentials.clone(),
-            targets.sso_cache.clone(),
-        ];
-        paths.extend(cache_names(&targets.sso_cache).into_iter().map(|(_, p)| p));
-        Stamp(
-            paths
-                .into_iter()
-                .map(|p| {
-                    let id = userfile::identity(&p).ok().flatten();
-                    (p, id)
-                })
-                .collect(),
-        )
-    }
-
-    /// True when every file was last modified well before `read_at` (ns since the epoch):
-    /// a later write then moves its modification time past what we saw.
-    fn settled_before(&self, read_at: i128) -> bool {
-        self.0.iter().all(|(_, id)| {
-            id.is_none_or(|id| id.modified_ns() + TIMESTAMP_GRAIN.as_nanos() as i128 <= read_at)
-        })
-    }
-}
-
-fn now_ns() -> i128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128)
+/// A read held back as maybe half-written (see [`HALF_WRITTEN_SETTLE`]).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// When the first such read was made.
+    since: Instant,
+    /// When to read again and believe what is there.
+    until: Instant,
 }
 
 /// The directories to watch so that every way of saving the targets is seen.
@@ -278,6 +127,9 @@ struct WriteSigns {
     closed: AtomicBool,
     /// They were written, created, truncated or removed in place since: maybe half-written.
     partial: AtomicBool,
+    /// They were written or truncated in place since the last read, closed or not: a
+    /// shorter file may be a writer's intermediate state.
+    in_place: AtomicBool,
 }
 
 impl WriteSigns {
@@ -286,6 +138,20 @@ impl WriteSigns {
         self.renamed.store(false, Ordering::SeqCst);
         self.closed.store(false, Ordering::SeqCst);
         self.partial.store(false, Ordering::SeqCst);
+        self.in_place.store(false, Ordering::SeqCst);
+    }
+
+    /// What the events since the last read did, and starts afresh.
+    fn take(&self) -> Read {
+        let read = if self.in_place.load(Ordering::SeqCst) {
+            Read::InPlace
+        } else if self.renamed.load(Ordering::SeqCst) {
+            Read::Renamed
+        } else {
+            Read::Events
+        };
+        self.clear();
+        read
     }
 
     /// Only complete files were put in place: renamed onto, or closed after writing.
@@ -302,6 +168,7 @@ impl WriteSigns {
             EventKind::Access(AccessKind::Close(AccessMode::Write)) if ours => {
                 self.partial.store(false, Ordering::SeqCst);
                 self.closed.store(true, Ordering::SeqCst);
+                self.in_place.store(true, Ordering::SeqCst);
             }
             EventKind::Access(_) => {}
             EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
@@ -311,7 +178,12 @@ impl WriteSigns {
             }
             // Renamed away, or onto another file: nothing is half-written.
             EventKind::Modify(ModifyKind::Name(_)) => {}
-            _ if ours => self.partial.store(true, Ordering::SeqCst),
+            _ if ours => {
+                self.partial.store(true, Ordering::SeqCst);
+                if matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_)) {
+                    self.in_place.store(true, Ordering::SeqCst);
+                }
+            }
             _ => {}
         }
     }
@@ -323,8 +195,8 @@ pub struct FileWatcher {
     pub debounce: Duration,
     pub out: mpsc::Sender<Snapshot>,
     pub rescan: mpsc::Receiver<()>,
-    /// The digest of the snapshot the engine already has.
-    pub last_digest: u64,
+    /// What the engine already has (see [`Last`]).
+    pub last: Last,
     /// When a rename was last read after only [`RENAME_SETTLE`].
     pub last_quick: Option<Instant>,
     /// Directories rescanned because they cannot be watched (inotify exhausted): `status`.
@@ -380,27 +252,30 @@ impl FileWatcher {
             update_watches(watcher.as_mut(), &self.targets, &mut watched, &mut failing);
         self.report_polling(watcher.is_some().then_some(&failing));
         let mut stamp = None;
+        let mut held: Option<Held> = None;
         // The engine read the files before the watches existed: check once more.
-        self.check(&cancel, &mut stamp, true).await;
+        self.check(&cancel, &mut stamp, Read::Rescan, &mut held)
+            .await;
         loop {
             let idle = if degraded {
                 DEGRADED_RESCAN
             } else {
                 SAFETY_RESCAN
             };
+            let until = held.map(|h| h.until);
             // Rescans read whatever the identities say; events only when they changed.
-            let force = tokio::select! {
+            let read = tokio::select! {
                 () = cancel.cancelled() => return,
-                Some(()) = wake.recv() => {
-                    self.settle(&mut wake, &seen).await;
-                    false
+                Some(()) = wake.recv() => self.settle(&mut wake, &seen).await,
+                Some(()) = self.rescan.recv() => Read::Rescan,
+                () = sleep(idle) => Read::Rescan,
+                () = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if until.is_some() => {
+                    Read::Settled
                 }
-                Some(()) = self.rescan.recv() => true,
-                () = sleep(idle) => true,
             };
             degraded = update_watches(watcher.as_mut(), &self.targets, &mut watched, &mut failing);
             self.report_polling(watcher.is_some().then_some(&failing));
-            self.check(&cancel, &mut stamp, force).await;
+            self.check(&cancel, &mut stamp, read, &mut held).await;
         }
     }
 
@@ -415,7 +290,9 @@ impl FileWatcher {
     /// when the only events on the watched files put complete files in place (a rename
     /// onto them, a close after writing), for [`RENAME_SETTLE`] — at most once per
     /// `debounce`, so a storm of saves is still read about as often as any other storm.
-    async fn settle(&mut self, wake: &mut mpsc::Receiver<()>, seen: &WriteSigns) {
+    ///
+    /// Returns what the events did to the watched files.
+    async fn settle(&mut self, wake: &mut mpsc::Receiver<()>, seen: &WriteSigns) -> Read {
         let started = Instant::now();
         loop {
             let quick = seen.complete()
@@ -439,13 +316,11 @@ impl FileWatcher {
                     if quick {
                         self.last_quick = Some(Instant::now());
                     }
-                    seen.clear();
-                    return;
+                    return seen.take();
                 }
                 got = wake.recv() => {
                     if got.is_none() || started.elapsed() >= MAX_DEBOUNCE_WAIT {
-                        seen.clear();
-                        return;
+                        return seen.take();
                     }
                 }
             }
@@ -460,14 +335,19 @@ impl FileWatcher {
                 .any(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() == 0))
     }
 
-    /// Reads a snapshot and forwards it if its bytes changed. Unless `force`, nothing is
-    /// read when no identity changed since the last read (see [`Stamp`]).
+    /// Reads a snapshot and forwards it if its bytes changed. After events, nothing is
+    /// read when no identity changed since the last read (see [`Stamp`]). A file found
+    /// shorter after an in-place write is held back (`held`) until the writer is done: read
+    /// again [`HALF_WRITTEN_SETTLE`] after the last event, and believed then, or at the
+    /// latest [`HALF_WRITTEN_MAX`] after it was first seen.
     async fn check(
         &mut self,
         cancel: &CancellationToken,
         stamp: &mut Option<(Stamp, i128)>,
-        force: bool,
+        why: Read,
+        held: &mut Option<Held>,
     ) {
+        let force = matches!(why, Read::Rescan | Read::Settled);
         let targets = self.targets.clone();
         let last = stamp.take();
         let read = tokio::task::spawn_blocking(move || {
@@ -499,15 +379,54 @@ impl FileWatcher {
         };
         *stamp = taken;
         let Some(snapshot) = snapshot else { return };
-        let digest = snapshot.digest();
-        if digest != self.last_digest {
-            self.last_digest = digest;
-            tokio::select! {
-                _ = self.out.send(snapshot) => {}
-                () = cancel.cancelled() => {}
+        let now = Last::of(&snapshot);
+        if now.digest == self.last.digest {
+            *held = None;
+            return;
+        }
+        // In place, or anything but a rename while an earlier read is held: the writer may
+        // be busy. (A rename puts a whole file in place.)
+        let suspect = match why {
+            Read::InPlace => true,
+            Read::Events | Read::Rescan => held.is_some(),
+            Read::Renamed | Read::Settled => false,
+        };
+        if suspect && self.last.shrunk_in(&now) {
+            let at = Instant::now();
+            let since = held.map_or(at, |h| h.since);
+            let until = (at + HALF_WRITTEN_SETTLE).min(since + HALF_WRITTEN_MAX);
+            if until > at {
+                tracing::debug!(
+                    "a watched file is shorter after an in-place write: maybe half-written; reading it again"
+                );
+                *held = Some(Held { since, until });
+                return;
             }
         }
+        if held.take().is_some() {
+            tracing::debug!("the held read settled");
+        }
+        self.last = now;
+        tokio::select! {
+            _ = self.out.send(snapshot) => {}
+            () = cancel.cancelled() => {}
+        }
     }
+}
+
+/// Why the watcher reads the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// After events that renamed a file onto a watched one (and wrote none in place).
+    Renamed,
+    /// After other events: a removal, a directory change.
+    Events,
+    /// After events that wrote a watched file in place.
+    InPlace,
+    /// A rescan: the engine asked, the safety interval passed, or events were lost.
+    Rescan,
+    /// A held read's settle time passed: believe what is there now.
+    Settled,
 }
 
 /// Brings the set of watched directories in line with what the targets need now.
@@ -576,23 +495,5 @@ mod tests {
         let dirs = desired_dirs(&targets);
         assert!(dirs.contains(&aws), "{dirs:?}");
         assert!(dirs.contains(&dotfiles), "{dirs:?}");
-    }
-
-    #[test]
-    fn reads_are_bounded_and_classified() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        assert_eq!(read_file(&tmp.path().join("nope")), FileRead::Missing);
-        assert!(matches!(read_file(tmp.path()), FileRead::Failed(_)));
-        let cache = tmp.path().join("cache");
-        std::fs::create_dir(&cache).expect("mkdir");
-        std::fs::write(cache.join("a.json"), "{}").expect("write");
-        std::fs::write(cache.join("b.txt"), "{}").expect("write");
-        assert_eq!(
-            read_cache(&cache, &BTreeSet::new())
-                .0
-                .keys()
-                .collect::<Vec<_>>(),
-            vec!["a.json"]
-        );
     }
 }

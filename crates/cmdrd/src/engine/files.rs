@@ -185,6 +185,21 @@ impl Engine {
         let Some(view) = view else {
             return;
         };
+        if publish {
+            for kind in recovered {
+                let path = self.path_of(kind).display().to_string();
+                tracing::info!(path = %path, "file parses again");
+                self.emit(EventKind::FileRecovered { path });
+            }
+        }
+        let view = self.hold_half_pairs(view);
+        // A file that failed at start has no good bytes yet: do not forget its tokens.
+        self.adopt(view, publish, !any_error);
+    }
+
+    /// Makes `view` the current one: its changes update the accounts and, when `publish`,
+    /// go out as events (and are saved). `record_seen`: first-seen times follow the view.
+    pub(super) fn adopt(&mut self, view: ProfileView, publish: bool, record_seen: bool) {
         let changes = diff(&self.view, &view);
         for change in &changes {
             self.process_expiry.remove(change.profile());
@@ -195,17 +210,10 @@ impl Engine {
         if self.accounts.refresh_accepted(&self.view, &expiry_of) {
             self.dirty = true;
         }
-
-        // A file that failed at start has no good bytes yet: do not forget its tokens.
-        if !any_error {
+        if record_seen {
             self.update_seen();
         }
         if publish {
-            for kind in recovered {
-                let path = self.path_of(kind).display().to_string();
-                tracing::info!(path = %path, "file parses again");
-                self.emit(EventKind::FileRecovered { path });
-            }
             for change in &changes {
                 self.emit(profile_event(change));
             }

@@ -172,6 +172,9 @@ pub struct Engine {
     resolving: HashMap<String, Vec<Waiter>>,
     /// When `unvalidated` accounts are validated again (`retry.rs`).
     revalidate: retry::Retries,
+    /// Bound profiles whose keys changed in one half, held in their previous token
+    /// (`settle.rs`).
+    held: BTreeMap<String, settle::HeldPair>,
 }
 /// `profile_expiry` over the engine's fields, as a closure that borrows only them (so the
 /// accounts can be borrowed mutably beside it).
@@ -189,6 +192,7 @@ macro_rules! expiry_of {
 mod files;
 mod requests;
 mod retry;
+mod settle;
 mod validation;
 
 use files::{FileHealth, FileProblem, release_free_memory};
@@ -250,6 +254,7 @@ impl Engine {
             resolved: HashMap::new(),
             resolving: HashMap::new(),
             revalidate: retry::Retries::default(),
+            held: BTreeMap::new(),
         };
         engine.load_snapshot(snapshot, false);
         release_free_memory();
@@ -284,7 +289,11 @@ impl Engine {
         self.tick();
         loop {
             // One timer, for the next wall-clock deadline only; none when nothing is due.
-            let sleep = self.next_deadline.map(|d| expiry::sleep_for(d, self.now()));
+            let next = [self.next_deadline, self.next_release()]
+                .into_iter()
+                .flatten()
+                .min();
+            let sleep = next.map(|d| expiry::sleep_for(d, self.now()));
             tokio::select! {
                 () = cancel.cancelled() => break,
                 Some(snapshot) = snapshots.recv() => {
@@ -315,6 +324,7 @@ impl Engine {
                 }
                 () = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {}
             }
+            self.release_settled();
             // After a client's request, only the accounts it changed (cheap with many
             // accounts); after anything else, all of them.
             match self.touched.take() {
