@@ -1,15 +1,18 @@
 //! cmdr-config: what cmdrd and cmdrctl share on the user's machine, without either
 //! linking the other: the settings from `config.toml`, the environment and the defaults
 //! (paths, the socket location and where it came from), atomic writes to the user's files
-//! and private directories, man pages and completions, and renewing an account's token (`cmdrctl renew` and the
+//! and private directories, the compare-and-swap replace of a file other programs write
+//! too (`replace.rs`, `paste`'s), the sweep of temps a crash left, man pages and completions, and renewing an account's token (`cmdrctl renew` and the
 //! desktop's **Renew**).
 
 pub mod assets;
 mod files;
 pub mod renew;
+pub mod replace;
 mod settings;
 
-pub use files::{create_private_dir, write_atomic};
+pub use files::{STALE_TEMP_AGE, create_private_dir, sweep_temps, write_atomic};
 pub use settings::{
-    DesktopSettings, EndpointSettings, Settings, client_socket, parse_listen, token_file,
+    DesktopSettings, EndpointSettings, PasteSettings, Settings, client_socket, parse_listen,
+    token_file,
 };
