@@ -14,5 +14,5 @@ mod settings;
 pub use files::{STALE_TEMP_AGE, create_private_dir, sweep_temps, write_atomic};
 pub use settings::{
     DesktopSettings, EndpointSettings, PasteSettings, Settings, client_socket, parse_listen,
-    token_file,
+    service_aws_paths, token_file,
 };

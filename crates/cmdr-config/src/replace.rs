@@ -171,6 +171,17 @@ fn set_mode(_file: &File, _mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(unix)]
+fn set_path_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_path_mode(_path: &Path, _mode: u32) -> io::Result<()> {
+    Ok(())
+}
+
 /// Swaps `tmp` into `path`. On Linux an atomic exchange: the displaced file, now at `tmp`,
 /// must be the version read; if another program replaced or rewrote the file in the
 /// meantime, the exchange is undone and the caller reads again.
@@ -191,10 +202,19 @@ fn exchange(
         }
         Err(err) => return Err(err),
     }
+    // The displaced version is private until it is removed, so a crash right here leaves
+    // no copy that others can read; its mode comes back if it goes back.
+    let displaced_mode = mode_of(tmp);
+    if let Some(mode) = displaced_mode {
+        set_path_mode(tmp, mode & 0o700)?;
+    }
     if snapshot(tmp, max)?.same_version(read) {
         return Ok(Replaced::Done);
     }
     // Someone else's version was displaced: put it back.
+    if let Some(mode) = displaced_mode {
+        set_path_mode(tmp, mode)?;
+    }
     rename_exchange(tmp, path)?;
     if userfile::identity(tmp)?.is_some_and(|id| id.device == ours.device && id.inode == ours.inode)
     {

@@ -169,6 +169,25 @@ impl PasteSettings {
     }
 }
 
+/// The AWS files a service (started without this shell's environment) would watch:
+/// `[paths]` in config.toml, else `~/.aws/config` and `~/.aws/credentials`.
+pub fn service_aws_paths() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let dirs = directories::BaseDirs::new()
+        .context("cannot determine the home directory (is HOME set?)")?;
+    let home = dirs.home_dir().to_owned();
+    let (_, file) = read_config_file(None)?;
+    let pick = |value: &Option<String>, default: &str| {
+        value.as_deref().filter(|p| !p.is_empty()).map_or_else(
+            || home.join(".aws").join(default),
+            |p| expand_home(p, &home),
+        )
+    };
+    Ok((
+        pick(&file.paths.config, "config"),
+        pick(&file.paths.credentials, "credentials"),
+    ))
+}
+
 /// The config file (`config_file`, else the default location, which may be missing) and
 /// what it says; every key optional.
 fn read_config_file(config_file: Option<&Path>) -> anyhow::Result<(Option<PathBuf>, ConfigFile)> {
