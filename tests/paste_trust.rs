@@ -19,7 +19,17 @@ pub fn paste(sb: &Sandbox, args: &[&str], input: &[u8]) -> Output {
         .spawn()
         .expect("spawn");
     let _ = child.stdin.take().expect("stdin").write_all(input);
-    child.wait_with_output().expect("wait")
+    no_secret(child.wait_with_output().expect("wait"))
+}
+
+/// Every secret these tests paste holds the marker, every token `TOKEN-`: no message of
+/// paste (errors, warnings, notes, `--json`) may show either.
+fn no_secret(out: Output) -> Output {
+    let all = both(&out);
+    for secret in ["wJalrXUtnFEMI", "TOKEN-", "SECRETPART"] {
+        assert!(!all.contains(secret), "{secret} in {all}");
+    }
+    out
 }
 
 fn both(out: &Output) -> String {
@@ -220,7 +230,7 @@ fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
         .spawn()
         .expect("spawn");
     let _ = child.stdin.take().expect("stdin").write_all(input);
-    child.wait_with_output().expect("wait")
+    no_secret(child.wait_with_output().expect("wait"))
 }
 
 #[test]
@@ -325,7 +335,7 @@ fn the_clipboard_is_cleared_only_if_it_still_holds_the_paste() {
     sb.remember_secrets(block);
     std::fs::write(&clip, block).expect("clip");
     // Without the flag: kept, with a note saying how.
-    let out = sb.ctl(&["paste", "--clipboard"]);
+    let out = no_secret(sb.ctl(&["paste", "--clipboard"]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("--clear-clipboard"),
@@ -334,7 +344,7 @@ fn the_clipboard_is_cleared_only_if_it_still_holds_the_paste() {
     );
     assert_eq!(std::fs::read_to_string(&clip).expect("clip"), block);
     // With it: cleared.
-    let out = sb.ctl(&["paste", "--clipboard", "--clear-clipboard"]);
+    let out = no_secret(sb.ctl(&["paste", "--clipboard", "--clear-clipboard"]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("cleared the clipboard"),
@@ -347,7 +357,7 @@ fn the_clipboard_is_cleared_only_if_it_still_holds_the_paste() {
     std::fs::write(&clip, block).expect("clip");
     std::fs::write(sb.root.join("next"), "something else\n").expect("next");
     std::fs::write(sb.root.join("next.armed"), "").expect("armed");
-    let out = sb.ctl(&["paste", "--clipboard"]);
+    let out = no_secret(sb.ctl(&["paste", "--clipboard"]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("holds something else"),

@@ -97,3 +97,63 @@ pub fn portal_hint(daemon: &Daemon, profile: &str, chose_profile: bool) -> Optio
         first.name
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(name: &str, profile: &str, account_id: Option<&str>) -> AccountInfo {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "profile": profile, "region": null, "target": "aws",
+            "endpoint": null, "on_change": "ask", "state": "ok", "fingerprint": null,
+            "accepted_fingerprint": null, "accepted_at": null, "expires_at": null,
+            "expiry_source": null, "account_id": account_id,
+        }))
+        .expect("account")
+    }
+
+    #[test]
+    fn a_portal_block_for_a_bound_aws_account_says_how_to_bind_or_rename() {
+        let daemon = Daemon {
+            credentials: None,
+            accounts: vec![
+                account("acme", "acme", Some("123456789012")),
+                account("other", "other", Some("210987654321")),
+            ],
+        };
+        let hint = portal_hint(&daemon, "123456789012_AdministratorAccess", false).expect("a hint");
+        assert!(hint.contains("`acme` (profile `acme`)"), "{hint}");
+        assert!(hint.contains("--profile acme"), "{hint}");
+        assert!(
+            hint.contains("cmdrctl accounts edit acme --profile 123456789012_AdministratorAccess"),
+            "{hint}"
+        );
+        // Renamed with --profile, another account id, not a portal name, or already bound.
+        assert_eq!(
+            portal_hint(&daemon, "123456789012_AdministratorAccess", true),
+            None
+        );
+        assert_eq!(
+            portal_hint(&daemon, "999999999999_AdministratorAccess", false),
+            None
+        );
+        assert_eq!(portal_hint(&daemon, "acme-dev", false), None);
+        let bound = Daemon {
+            credentials: None,
+            accounts: vec![account("acme", "123456789012_Admin", Some("123456789012"))],
+        };
+        assert_eq!(portal_hint(&bound, "123456789012_Admin", false), None);
+    }
+
+    #[test]
+    fn a_file_the_daemon_does_not_watch_is_named() {
+        let dir = std::env::temp_dir();
+        let daemon = Daemon {
+            credentials: Some(dir.join("watched")),
+            accounts: Vec::new(),
+        };
+        assert_eq!(file_warning(&daemon, &dir.join("watched")), None);
+        let warning = file_warning(&daemon, &dir.join("other")).expect("warning");
+        assert!(warning.contains("will not see this paste"), "{warning}");
+    }
+}
