@@ -59,7 +59,9 @@ fn a_rename_save_during_a_paste_is_never_lost() {
     }
     let sb = Sandbox::new();
     std::fs::create_dir_all(&sb.aws).expect("aws");
-    std::fs::write(sb.credentials(), "# top\n").expect("write");
+    // 400 KB: reading, parsing and editing take long enough for saves to land inside.
+    let filler = "# a comment line that makes the file large enough to race with\n".repeat(6_000);
+    std::fs::write(sb.credentials(), format!("# top\n{filler}")).expect("write");
     let mut writer = sb
         .external("python3")
         .args(["-c", WRITER])
@@ -71,7 +73,7 @@ fn a_rename_save_during_a_paste_is_never_lost() {
     let mut to_writer = writer.stdin.take().expect("stdin");
     let mut from_writer = BufReader::new(writer.stdout.take().expect("stdout"));
     let rounds = 100;
-    let (mut lost, mut refused, mut paste_lost) = (0, 0, 0);
+    let (mut lost, mut refused, mut paste_lost, mut reapplied) = (0, 0, 0, 0);
     for n in 0..rounds {
         writeln!(to_writer, "{n}").expect("to writer");
         let paste = start_paste(&sb, None, &format!("p{n}"));
@@ -82,6 +84,9 @@ fn a_rename_save_during_a_paste_is_never_lost() {
         let text = std::fs::read_to_string(sb.credentials()).expect("read");
         if !text.contains(&format!("[w{n}]")) {
             lost += 1;
+        }
+        if stderr(&out).contains("the paste was applied to its version") {
+            reapplied += 1;
         }
         match out.status.code() {
             Some(0) => {
@@ -101,7 +106,7 @@ fn a_rename_save_during_a_paste_is_never_lost() {
     drop(to_writer);
     let _ = writer.wait();
     eprintln!(
-        "rename-save race: {lost} of {rounds} writer saves lost, {refused} pastes refused (exit 1), {paste_lost} pastes overwritten by the writer"
+        "rename-save race: {lost} of {rounds} writer saves lost, {reapplied} pastes re-read and re-applied, {refused} pastes refused (exit 1), {paste_lost} pastes overwritten by the writer"
     );
     assert_eq!(lost, 0, "another program's write was lost");
     assert!(

@@ -191,6 +191,13 @@ async fn paste_input(options: &Options<'_>, input: &[u8]) -> anyhow::Result<Past
         &block,
         expires.as_deref(),
     )?;
+    if written.retries > 0 {
+        eprintln!(
+            "note: another program wrote {} while pasting; the paste was applied to its version ({} re-read(s))",
+            escape_controls(&path.display().to_string()),
+            written.retries
+        );
+    }
     // The daemon, if one runs: does it watch this file, does an account use this AWS account?
     if let Some(daemon) = daemon::ask(options.socket).await {
         let notes = [

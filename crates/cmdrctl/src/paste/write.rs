@@ -25,6 +25,8 @@ pub struct Written {
     /// `None` when nothing changed (or there was no file before).
     pub backup: Option<PathBuf>,
     pub changed: bool,
+    /// How often another program's write made the paste read and apply again.
+    pub retries: usize,
 }
 
 /// Puts `block` into the credentials file at `path` (symlinks resolved) as `profile`.
@@ -48,7 +50,7 @@ pub fn write(
     let backups = data_dir.join("backups");
     cmdr_config::sweep_temps(&backups, None, cmdr_config::STALE_TEMP_AGE);
 
-    for _ in 0..MAX_TRIES {
+    for retries in 0..MAX_TRIES {
         let read =
             snapshot(path, MAX_LEN).with_context(|| format!("cannot read {}", path.display()))?;
         let text = match &read.bytes {
@@ -73,6 +75,7 @@ pub fn write(
             return Ok(Written {
                 backup: None,
                 changed: false,
+                retries,
             });
         }
         let backup = match &read.bytes {
@@ -87,6 +90,7 @@ pub fn write(
                 return Ok(Written {
                     backup,
                     changed: true,
+                    retries,
                 });
             }
             // Another program wrote the file since it was read: that version is not ours
