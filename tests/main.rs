@@ -36,6 +36,10 @@ mod handout;
 mod endpoint;
 // paste: byte-preserving, locked, atomic edits of the credentials file.
 mod paste;
+// paste that cannot hurt: no secret shown, identical pastes, warnings, clipboard.
+mod paste_trust;
+// paste never loses another program's write; crash leftovers; non-dumpable.
+mod paste_race;
 // Start at login: unit, plist, service dry runs, completions, man pages, versions.
 mod service;
 // Prompt hooks keep long-lived shells on the accepted token.

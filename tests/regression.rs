@@ -338,7 +338,7 @@ fn json_shapes_of_env_prompt_and_paste() {
             "1h",
             "--json",
         ],
-        "aws_access_key_id = ASIAPASTEDJSON\naws_secret_access_key = pasted-json-secret\n",
+        "aws_access_key_id = AKIAPASTEDJSON\naws_secret_access_key = pasted-json-secret\n",
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let pasted: Value = serde_json::from_slice(&out.stdout).expect("paste --json");
@@ -492,7 +492,7 @@ fn paste_respects_read_only_files_and_keeps_backups_in_the_data_dir() {
     std::os::unix::fs::symlink(&target, sb.credentials()).expect("link");
     set_mode(&target, 0o400);
     let block =
-        "[acme]\naws_access_key_id = ASIAREADONLY\naws_secret_access_key = read-only-secret-key\n";
+        "[acme]\naws_access_key_id = AKIAREADONLY\naws_secret_access_key = read-only-secret-key\n";
     sb.remember_secrets(block);
 
     let out = ctl_with_input(&sb, &["paste"], block);
@@ -505,7 +505,7 @@ fn paste_respects_read_only_files_and_keeps_backups_in_the_data_dir() {
     assert!(
         std::fs::read_to_string(&target)
             .expect("read")
-            .contains("ASIAREADONLY")
+            .contains("AKIAREADONLY")
     );
     assert_eq!(mode(&target), 0o400, "the mode is kept");
     let in_dotfiles: Vec<_> = std::fs::read_dir(&dotfiles)

@@ -113,6 +113,7 @@ struct ConfigFile {
     notifications: DesktopSettings,
     endpoint: EndpointSection,
     console: ConsoleSection,
+    paste: PasteSection,
 }
 
 /// `[console]`: where `cmdrctl console` signs in.
@@ -122,6 +123,15 @@ struct ConsoleSection {
     /// The federation endpoint, e.g. `https://signin.aws.amazon.com/federation`; default:
     /// the account's partition's.
     signin_url: Option<String>,
+}
+
+/// `[paste]`: `cmdrctl paste`'s defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct PasteSection {
+    /// Clear the clipboard after a successful `paste --clipboard` (if it still holds
+    /// what was pasted).
+    clear_clipboard: Option<bool>,
 }
 
 /// `[endpoint]`: the credentials endpoint for running processes.
@@ -181,6 +191,68 @@ pub struct Settings {
     pub console_signin_url: Option<String>,
 }
 
+/// `[paste]` in config.toml, resolved: what only `cmdrctl paste` reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PasteSettings {
+    /// `clear_clipboard`: `paste --clipboard` clears what it pasted.
+    pub clear_clipboard: bool,
+}
+
+impl PasteSettings {
+    /// The `[paste]` section of the config file `Settings::load` reads.
+    pub fn load(config_file: Option<&Path>) -> anyhow::Result<PasteSettings> {
+        let (_, file) = read_config_file(config_file)?;
+        Ok(PasteSettings {
+            clear_clipboard: file.paste.clear_clipboard.unwrap_or(false),
+        })
+    }
+}
+
+/// The AWS files a service (started without this shell's environment) would watch:
+/// `[paths]` in config.toml, else `~/.aws/config` and `~/.aws/credentials`.
+pub fn service_aws_paths() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let dirs = directories::BaseDirs::new()
+        .context("cannot determine the home directory (is HOME set?)")?;
+    let home = dirs.home_dir().to_owned();
+    let (_, file) = read_config_file(None)?;
+    let pick = |value: &Option<String>, default: &str| {
+        value.as_deref().filter(|p| !p.is_empty()).map_or_else(
+            || home.join(".aws").join(default),
+            |p| expand_home(p, &home),
+        )
+    };
+    Ok((
+        pick(&file.paths.config, "config"),
+        pick(&file.paths.credentials, "credentials"),
+    ))
+}
+
+/// The config file (`config_file`, else the default location, which may be missing) and
+/// what it says; every key optional.
+fn read_config_file(config_file: Option<&Path>) -> anyhow::Result<(Option<PathBuf>, ConfigFile)> {
+    let dirs = directories::BaseDirs::new()
+        .context("cannot determine the home directory (is HOME set?)")?;
+    let default_config = dirs.config_dir().join("cmdr").join("config.toml");
+    let (path, explicit) = match config_file {
+        Some(p) => (p.to_owned(), true),
+        None => (default_config, false),
+    };
+    // Bounded, regular files only: a FIFO or a device here must not hang anyone.
+    let read = cmdr_client::userfile::read_bounded(&path, MAX_CONFIG_LEN)
+        .and_then(|bytes| String::from_utf8(bytes).map_err(std::io::Error::other));
+    match read {
+        Ok(text) => {
+            let file = toml::from_str::<ConfigFile>(&text)
+                .with_context(|| format!("invalid config file {}", path.display()))?;
+            Ok((Some(path), file))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            Ok((None, ConfigFile::default()))
+        }
+        Err(err) => Err(err).with_context(|| format!("cannot read config file {}", path.display())),
+    }
+}
+
 impl Settings {
     pub fn state_file(&self) -> PathBuf {
         self.data_dir.join("state.json")
@@ -209,27 +281,7 @@ impl Settings {
         let dirs = directories::BaseDirs::new()
             .context("cannot determine the home directory (is HOME set?)")?;
         let home = dirs.home_dir().to_owned();
-        let default_config = dirs.config_dir().join("cmdr").join("config.toml");
-        let (path, explicit) = match config_file {
-            Some(p) => (p.to_owned(), true),
-            None => (default_config, false),
-        };
-        // Bounded, regular files only: a FIFO or a device here must not hang anyone.
-        let read = cmdr_client::userfile::read_bounded(&path, MAX_CONFIG_LEN)
-            .and_then(|bytes| String::from_utf8(bytes).map_err(std::io::Error::other));
-        let file = match read {
-            Ok(text) => Some(
-                toml::from_str::<ConfigFile>(&text)
-                    .with_context(|| format!("invalid config file {}", path.display()))?,
-            ),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !explicit => None,
-            Err(err) => {
-                return Err(err)
-                    .with_context(|| format!("cannot read config file {}", path.display()));
-            }
-        };
-        let config_file = file.as_ref().map(|_| path);
-        let file = file.unwrap_or_default();
+        let (config_file, file) = read_config_file(config_file)?;
         let env_path = |var: &str| {
             std::env::var_os(var)
                 .filter(|v| !v.is_empty())
@@ -399,5 +451,8 @@ mod tests {
         assert!(toml::from_str::<ConfigFile>("[paths]\ncredentials = \"~/c\"\n").is_ok());
         assert!(toml::from_str::<ConfigFile>("[paths]\ncredentail = \"~/c\"\n").is_err());
         assert!(toml::from_str::<ConfigFile>("[daemon]\nwarn_before = \"10m\"\n").is_ok());
+        let paste = toml::from_str::<ConfigFile>("[paste]\nclear_clipboard = true\n");
+        assert_eq!(paste.ok().and_then(|f| f.paste.clear_clipboard), Some(true));
+        assert!(toml::from_str::<ConfigFile>("[paste]\nclear = true\n").is_err());
     }
 }

@@ -7,6 +7,7 @@ pub mod expiry;
 pub mod grammar;
 pub mod handout;
 pub mod input;
+pub mod keyname;
 pub mod paste;
 mod per_file;
 pub mod profile;

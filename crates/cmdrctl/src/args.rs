@@ -215,6 +215,10 @@ pub enum Command {
         /// Get-Clipboard) instead of stdin.
         #[arg(long)]
         clipboard: bool,
+        /// With --clipboard: clear the clipboard after a successful paste, if it still
+        /// holds what was pasted (also `clear_clipboard = true` under [paste] in config.toml).
+        #[arg(long, requires = "clipboard")]
+        clear_clipboard: bool,
         /// Record when the session ends, e.g. 12h.
         #[arg(long, value_name = "DURATION", conflicts_with = "expires_at", value_parser = input::parse_session_duration)]
         expires_in: Option<chrono::Duration>,

@@ -192,3 +192,98 @@ enum Stream {
     Out(std::io::Result<Vec<u8>>),
     Err(Vec<u8>),
 }
+
+/// The tools that empty the clipboard, in the order [`tools`] reads it.
+#[cfg(all(unix, not(target_os = "macos")))]
+fn clearers() -> Vec<Tool> {
+    let wayland = Tool {
+        program: "wl-copy",
+        args: &["--clear"],
+    };
+    let xsel = Tool {
+        program: "xsel",
+        args: &["--clipboard", "--clear"],
+    };
+    // Empty stdin: xclip then owns an empty clipboard.
+    let xclip = Tool {
+        program: "xclip",
+        args: &["-selection", "clipboard", "-in"],
+    };
+    if std::env::var_os("WAYLAND_DISPLAY").is_some_and(|v| !v.is_empty()) {
+        vec![wayland, xclip, xsel]
+    } else {
+        vec![xclip, xsel, wayland]
+    }
+}
+
+#[cfg(target_os = "macos")]
+fn clearers() -> Vec<Tool> {
+    vec![Tool {
+        program: "pbcopy",
+        args: &[],
+    }]
+}
+
+#[cfg(windows)]
+fn clearers() -> Vec<Tool> {
+    let args: &[&str] = &[
+        "-NoProfile",
+        "-NonInteractive",
+        "-Command",
+        "Set-Clipboard -Value $null",
+    ];
+    vec![
+        Tool {
+            program: "pwsh",
+            args,
+        },
+        Tool {
+            program: "powershell",
+            args,
+        },
+    ]
+}
+
+/// Empties the clipboard with the first tool that is installed, within the deadline.
+pub fn clear() -> anyhow::Result<()> {
+    let mut failures = Vec::new();
+    for tool in clearers() {
+        let child = Command::new(tool.program)
+            .args(tool.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => {
+                failures.push(format!("{}: {err}", tool.program));
+                continue;
+            }
+        };
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => {
+                    failures.push(format!("{}: failed ({status})", tool.program));
+                    break;
+                }
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(None) | Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    failures.push(format!("{}: no answer in time", tool.program));
+                    break;
+                }
+            }
+        }
+    }
+    if failures.is_empty() {
+        bail!("no tool to clear the clipboard is installed");
+    }
+    bail!("{}", failures.join("; "))
+}

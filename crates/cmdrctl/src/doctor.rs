@@ -59,11 +59,25 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
     };
     let config = read(FileKind::Config, &settings.aws_config);
     let credentials = read(FileKind::Credentials, &settings.aws_credentials);
-    for (path, bytes) in [
-        (&settings.aws_config, &config),
-        (&settings.aws_credentials, &credentials),
+    let mut hidden = Vec::new();
+    for (kind, path, bytes) in [
+        (FileKind::Config, &settings.aws_config, &config),
+        (
+            FileKind::Credentials,
+            &settings.aws_credentials,
+            &credentials,
+        ),
     ] {
         warnings.extend(unreadable_expiries(path, bytes));
+        for key in unshown_keys(kind, bytes) {
+            warnings.push(format!(
+                "{}:{}: a key whose name is not shown: it does not look like a key name and may be part of a secret (a session token wrapped onto a new line?); the SDKs read it as a key of [{}]",
+                path.display(),
+                key.line,
+                key.section
+            ));
+            hidden.push(key);
+        }
     }
     for (kind, bytes) in [
         (FileKind::Config, &config),
@@ -105,7 +119,7 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
     }
     let view = view.unwrap_or_default();
     warnings.extend(view.warnings.iter().cloned());
-    let report = Report {
+    let mut report = Report {
         profiles: view
             .profiles
             .iter()
@@ -119,6 +133,14 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
         errors,
         warnings,
     };
+    // Neither the name nor the value of such a key is shown.
+    for key in &hidden {
+        for section in [&mut report.profiles, &mut report.sso_sessions] {
+            if let Some(properties) = section.get_mut(&key.section) {
+                properties.remove(&key.key);
+            }
+        }
+    }
     if json {
         crate::output::print_json(&report);
     } else {
@@ -156,6 +178,65 @@ fn property_value(value: &str) -> Value {
         })
         .collect();
     Value::Object(object)
+}
+
+/// A key line whose name may be part of a secret ([`cmdr_core::keyname::showable`]).
+struct Unshown {
+    line: usize,
+    /// The profile or sso-session name of its section.
+    section: String,
+    /// The key as the report lists it (lower-cased).
+    key: String,
+}
+
+/// The key lines of a file whose names must not be shown, with their sections.
+fn unshown_keys(kind: FileKind, bytes: &[u8]) -> Vec<Unshown> {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Vec::new();
+    };
+    const SECRETS: [&str; 3] = [
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_security_token",
+    ];
+    let mut out = Vec::new();
+    let mut section = String::new();
+    let mut after_secret = false;
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        // A continuation line belongs to the value above it.
+        if line.starts_with([' ', '\t']) && !trimmed.is_empty() {
+            continue;
+        }
+        if trimmed.is_empty() || trimmed.starts_with(['#', ';']) {
+            continue;
+        }
+        if let Some(inner) = trimmed.strip_prefix('[') {
+            let inner = inner.split(']').next().unwrap_or_default().trim();
+            section = match (kind, inner.split_once([' ', '\t'])) {
+                (FileKind::Config, Some((_, name))) => name.trim().to_owned(),
+                _ => inner.to_owned(),
+            };
+            after_secret = false;
+            continue;
+        }
+        let Some((key, _)) = trimmed.split_once('=') else {
+            after_secret = false;
+            continue;
+        };
+        let key = key.trim();
+        if cmdr_core::keyname::showable(key, after_secret) {
+            after_secret = SECRETS.contains(&key.to_ascii_lowercase().as_str());
+        } else {
+            out.push(Unshown {
+                line: index + 1,
+                section: section.clone(),
+                key: key.to_ascii_lowercase(),
+            });
+            after_secret = true;
+        }
+    }
+    out
 }
 
 /// Expiry keys whose value is no time cmdr can read: the expiry is then estimated, which

@@ -23,6 +23,7 @@ mod clipboard;
 mod console;
 mod doctor;
 mod handout;
+mod harden;
 mod hook;
 mod output;
 mod paste;
@@ -177,19 +178,24 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Command::Paste {
             profile,
             clipboard,
+            clear_clipboard,
             expires_in,
             expires_at,
             force,
             config,
         } => {
+            harden::non_dumpable();
             return Ok(paste::run(paste::Options {
                 config: config.as_deref(),
+                socket: &socket,
                 profile,
                 clipboard,
+                clear_clipboard,
                 expires: expires_in.map(|d| Utc::now() + d).or(expires_at),
                 force,
                 json,
-            }));
+            })
+            .await);
         }
         Command::Hook { shell } => {
             print!("{}", hook::snippet(shell));
@@ -206,6 +212,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             if if_changed.as_deref() == Some(handout::SERVED) {
                 return Ok(ExitCode::SUCCESS);
             }
+            harden::non_dumpable();
             // The prompt hooks run this at every prompt: 200 ms at most, and silent.
             let deadline = if if_changed.is_some() {
                 cmdr_client::PROMPT_DEADLINE
@@ -255,6 +262,9 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             command,
         } => {
             let deadline = cmdr_client::DEFAULT_DEADLINE;
+            if static_keys {
+                harden::non_dumpable();
+            }
             let vars = if static_keys {
                 handout::variables(&credentials(&socket, name, force, deadline).await?)
             } else {
@@ -263,6 +273,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             return Ok(handout::exec(vars, &command));
         }
         Command::CredentialProcess { name, force } => {
+            harden::non_dumpable();
             let handout = credentials(&socket, name, force, cmdr_client::DEFAULT_DEADLINE).await?;
             println!(
                 "{}",

@@ -1,29 +1,32 @@
 //! `cmdrctl paste`: reads an "Option 2" block (or a "Set AWS environment variables" one) on
-//! stdin and writes it into the credentials file. Works without the daemon. Locked (a
-//! lock file in cmdr's data directory), re-read just before the write, atomic (temp file, fsync, rename,
-//! fsync of the directory), through symlinks to their target, keeping the file's mode,
-//! refusing a read-only file unless forced, with a bounded number of backups in cmdr's own
-//! data directory (never beside a symlink's target, which may be a dotfiles repository).
+//! stdin or from the clipboard and writes it into the credentials file. Works without the
+//! daemon. The write (`paste/write.rs`) is locked on the file's directory and a
+//! compare-and-swap of what was read, atomic, through symlinks to their target, keeping
+//! the file's mode, refusing a read-only file unless forced, with a bounded number of
+//! backups in cmdr's own data directory (never beside a symlink's target, which may be a
+//! dotfiles repository). A running daemon is asked (`paste/daemon.rs`) whether it watches
+//! that file and which accounts use the pasted AWS account.
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
-use cmdr_core::FileKind;
-use cmdr_core::paste::{MAX_BLOCK_LEN, apply, parse_block, valid_profile_name};
-use cmdr_core::profile::check_file;
+use cmdr_core::paste::{MAX_BLOCK_LEN, parse_block, profile_name_problem};
+use cmdr_core::text::escape_controls;
 
-/// Backups kept in `<data dir>/backups/` (`credentials.cmdr-backup-<time>`, mode 0600).
-pub const KEEP_BACKUPS: usize = 5;
-const MAX_RETRIES: usize = 5;
+mod daemon;
+mod write;
 
 pub struct Options<'a> {
     pub config: Option<&'a Path>,
+    pub socket: &'a Path,
     pub profile: Option<String>,
     /// Read the block from the clipboard instead of stdin.
     pub clipboard: bool,
+    /// Clear the clipboard afterwards (also `[paste] clear_clipboard` in config.toml).
+    pub clear_clipboard: bool,
     /// Checked by the CLI (`cmdr_core::input`): in the future, within the longest session.
     pub expires: Option<DateTime<Utc>>,
     /// Write even if the file is read-only.
@@ -38,6 +41,8 @@ struct Pasted {
     path: String,
     backup: Option<String>,
     expires_at: Option<String>,
+    /// False when the file already held exactly this: nothing was written.
+    changed: bool,
 }
 
 /// The block names no profile and none was given: a usage error.
@@ -52,116 +57,164 @@ impl std::fmt::Display for NoProfile {
 
 impl std::error::Error for NoProfile {}
 
-pub fn run(options: Options<'_>) -> ExitCode {
+pub async fn run(options: Options<'_>) -> ExitCode {
     let json = options.json;
-    match paste(options) {
+    match paste(options).await {
         Ok(done) => {
-            let mut message = format!("wrote profile `{}` to {}", done.profile, done.path);
-            if let Some(at) = &done.expires_at {
-                message.push_str(&format!(" (expires {at})"));
-            }
-            if let Some(b) = &done.backup {
-                message.push_str(&format!("; previous file kept as {b}"));
-            }
-            eprintln!("{message}");
+            let message = if done.changed {
+                let mut message = format!("wrote profile `{}` to {}", done.profile, done.path);
+                if let Some(at) = &done.expires_at {
+                    message.push_str(&format!(" (expires {at})"));
+                }
+                if let Some(b) = &done.backup {
+                    message.push_str(&format!("; previous file kept as {b}"));
+                }
+                message
+            } else {
+                format!(
+                    "profile `{}` in {} already holds exactly this: nothing changed",
+                    done.profile, done.path
+                )
+            };
+            eprintln!("{}", escape_controls(&message));
             if json {
                 crate::output::print_json(&done);
             }
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("cmdrctl: paste: {err:#}");
+            eprintln!("cmdrctl: paste: {}", escape_controls(&format!("{err:#}")));
             ExitCode::from(if err.is::<NoProfile>() { 2 } else { 1 })
         }
     }
 }
 
-fn paste(options: Options<'_>) -> anyhow::Result<Pasted> {
+async fn paste(options: Options<'_>) -> anyhow::Result<Pasted> {
     let mut input = Vec::new();
     if options.clipboard {
         input = crate::clipboard::read(MAX_BLOCK_LEN + 1)?;
     } else {
-        std::io::stdin()
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            eprintln!(
+                "paste the block, then {}",
+                if cfg!(windows) {
+                    "Ctrl-Z and Enter"
+                } else {
+                    "Ctrl-D"
+                }
+            );
+        }
+        stdin
             .take(MAX_BLOCK_LEN as u64 + 1)
             .read_to_end(&mut input)
             .context("cannot read standard input")?;
     }
+    let result = paste_input(&options, &input).await;
+    if options.clipboard && result.is_ok() {
+        clipboard_after(&options, &input);
+    }
+    zeroize_bytes(&mut input);
+    result
+}
+
+/// Clears a buffer that held the block before it is freed.
+fn zeroize_bytes(bytes: &mut [u8]) {
+    bytes.fill(0);
+    std::hint::black_box(bytes);
+}
+
+/// After a successful paste from the clipboard the secret is still there: clear it when
+/// asked (and only if it still holds what was pasted), else say how.
+fn clipboard_after(options: &Options<'_>, input: &[u8]) {
+    let configured = cmdr_config::PasteSettings::load(options.config)
+        .map(|s| s.clear_clipboard)
+        .unwrap_or(false);
+    if !(options.clear_clipboard || configured) {
+        eprintln!(
+            "note: the keys are still on the clipboard; `--clear-clipboard` (or `clear_clipboard = true` under [paste] in cmdr's config.toml) clears it after a paste"
+        );
+        return;
+    }
+    match crate::clipboard::read(MAX_BLOCK_LEN + 1) {
+        Ok(mut now) => {
+            let same = now == input;
+            zeroize_bytes(&mut now);
+            if !same {
+                eprintln!("the clipboard holds something else now: left as it is");
+                return;
+            }
+        }
+        Err(err) => {
+            eprintln!("warning: the clipboard was not cleared: {err:#}");
+            return;
+        }
+    }
+    match crate::clipboard::clear() {
+        Ok(()) => eprintln!("cleared the clipboard"),
+        Err(err) => eprintln!("warning: the clipboard was not cleared: {err:#}"),
+    }
+}
+
+async fn paste_input(options: &Options<'_>, input: &[u8]) -> anyhow::Result<Pasted> {
     let source = if options.clipboard {
         "the clipboard"
     } else {
         "the input"
     };
-    let block = parse_block(&input);
-    input.fill(0);
-    let block = block.with_context(|| format!("{source} is not an \"Option 2\" block"))?;
-    let profile = match options.profile.or_else(|| block.profile.clone()) {
-        Some(p) if valid_profile_name(&p) => p,
-        Some(p) => bail!("invalid profile name `{}`", p.escape_debug()),
+    let block =
+        parse_block(input).with_context(|| format!("{source} is not an \"Option 2\" block"))?;
+    let chose_profile = options.profile.is_some();
+    let profile = match options.profile.clone().or_else(|| block.profile.clone()) {
+        Some(p) => match profile_name_problem(&p) {
+            None => p,
+            Some(why) if chose_profile => bail!("invalid profile name: {why}"),
+            Some(why) => bail!(
+                "the block's profile name cannot be used: {why}; nothing was written: pass --profile NAME to paste it under a name every SDK reads"
+            ),
+        },
         None => return Err(NoProfile.into()),
     };
     let expires = options
         .expires
+        .or(block.expires)
         .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true));
     let settings = cmdr_config::Settings::load(options.config, None)?;
     let path = resolve_symlinks(&settings.aws_credentials)?;
     if !options.force {
         refuse_read_only(&path)?;
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
-    cmdr_config::create_private_dir(&dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "credentials".to_owned());
-    // The lock lives in cmdr's data directory too: nothing of cmdr's lands in a dotfiles
-    // repository the file may be linked from.
-    cmdr_config::create_private_dir(&settings.data_dir)
-        .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
-    let _lock = lock(&settings.data_dir.join("paste.lock"))?;
-
-    for _ in 0..MAX_RETRIES {
-        let before = read_existing(&path)?;
-        let text = match &before {
-            Some(bytes) => std::str::from_utf8(bytes).with_context(|| {
-                format!(
-                    "{} is not valid UTF-8; fix it first (`cmdrctl doctor`)",
-                    path.display()
-                )
-            })?,
-            None => "",
-        };
-        if let Err(e) = check_file(FileKind::Credentials, text.as_bytes()) {
-            bail!(
-                "{} does not parse ({}); fix it first (`cmdrctl doctor`)",
-                path.display(),
-                e
-            );
-        }
-        let after = apply(text, &profile, &block, expires.as_deref());
-        verify(&after, &profile, &block)?;
-        // Someone (an editor, another tool) changed the file meanwhile: start over.
-        if read_existing(&path)? != before {
-            continue;
-        }
-        let backup = match &before {
-            Some(bytes) => Some(backup(&settings.data_dir.join("backups"), &name, bytes)?),
-            None => None,
-        };
-        cmdr_config::write_atomic(&path, after.as_bytes(), 0o600)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        return Ok(Pasted {
-            profile,
-            path: path.display().to_string(),
-            backup: backup.map(|b| b.display().to_string()),
-            expires_at: expires,
-        });
+    let written = write::write(
+        &path,
+        &settings.data_dir,
+        &profile,
+        &block,
+        expires.as_deref(),
+    )?;
+    if written.retries > 0 {
+        eprintln!(
+            "note: another program wrote {} while pasting; the paste was applied to its version ({} re-read(s))",
+            escape_controls(&path.display().to_string()),
+            written.retries
+        );
     }
-    bail!("{} kept changing while writing; try again", path.display())
+    // The daemon, if one runs: does it watch this file, does an account use this AWS account?
+    if let Some(daemon) = daemon::ask(options.socket).await {
+        let notes = [
+            daemon::file_warning(&daemon, &path),
+            daemon::portal_hint(&daemon, &profile, chose_profile),
+        ];
+        for note in notes.into_iter().flatten() {
+            eprintln!("{}", escape_controls(&note));
+        }
+    }
+    Ok(Pasted {
+        profile,
+        path: path.display().to_string(),
+        backup: written.backup.map(|b| b.display().to_string()),
+        expires_at: expires,
+        changed: written.changed,
+    })
 }
 
 /// A credentials file without its owner's write bit was made read-only on purpose (even
@@ -194,41 +247,6 @@ fn refuse_read_only(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// The result must parse and give exactly the pasted keys to the SDKs.
-fn verify(after: &str, profile: &str, block: &cmdr_core::paste::Block) -> anyhow::Result<()> {
-    let cache = Default::default();
-    let view = cmdr_core::parse_view(cmdr_core::Inputs {
-        config: b"",
-        credentials: after.as_bytes(),
-        sso_cache: &cache,
-    })
-    .map_err(|_| {
-        anyhow::anyhow!("internal error: the edited file would not parse; nothing was written")
-    })?;
-    let got = view.get(profile).and_then(|p| p.credentials.as_ref());
-    let ok = got.is_some_and(|c| {
-        c.access_key_id == block.access_key_id
-            && c.secret_access_key == block.secret_access_key
-            && c.session_token == block.session_token
-    });
-    if !ok {
-        bail!(
-            "internal error: the edited file would not hold the pasted keys; nothing was written"
-        );
-    }
-    Ok(())
-}
-
-/// The same bounded reader as the daemon's: a FIFO or device is refused, not waited on,
-/// and a file the daemon would refuse as too large is not rewritten either.
-fn read_existing(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-    match cmdr_client::userfile::read_bounded(path, cmdr_client::userfile::MAX_USER_FILE_LEN) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
 /// Follows a chain of symlinks (stow, chezmoi) to the real file, which is what we replace.
 fn resolve_symlinks(path: &Path) -> anyhow::Result<PathBuf> {
     let mut current = path.to_owned();
@@ -244,49 +262,4 @@ fn resolve_symlinks(path: &Path) -> anyhow::Result<PathBuf> {
         }
     }
     bail!("too many levels of symlinks at {}", path.display())
-}
-
-fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).truncate(false).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let file = options
-        .open(path)
-        .with_context(|| format!("cannot open lock file {}", path.display()))?;
-    file.lock()
-        .with_context(|| format!("cannot lock {}", path.display()))?;
-    Ok(file)
-}
-
-/// Keeps the previous file in `dir` (created 0700), mode 0600, and prunes all but the
-/// newest [`KEEP_BACKUPS`].
-fn backup(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
-    cmdr_config::create_private_dir(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let prefix = format!("{name}.cmdr-backup-");
-    let path = dir.join(format!(
-        "{prefix}{}",
-        Utc::now().format("%Y%m%dT%H%M%S%.6fZ")
-    ));
-    cmdr_config::write_atomic(&path, bytes, 0o600)
-        .with_context(|| format!("cannot write backup {}", path.display()))?;
-    let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
-    backups.sort();
-    let excess = backups.len().saturating_sub(KEEP_BACKUPS);
-    for old in &backups[..excess] {
-        let _ = std::fs::remove_file(old);
-    }
-    Ok(path)
 }

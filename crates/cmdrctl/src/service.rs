@@ -352,6 +352,11 @@ fn instead(platform: Platform, cmdrd: &Path) -> String {
 }
 
 pub fn run(action: Action, platform: Option<Platform>, dry_run: bool) -> ExitCode {
+    if matches!(action, Action::Install) {
+        for warning in environment_warnings() {
+            eprintln!("{}", cmdr_core::text::escape_controls(&warning));
+        }
+    }
     match execute(action, platform.unwrap_or_else(Platform::current), dry_run) {
         Ok(code) => code,
         Err(err) => {
@@ -359,6 +364,35 @@ pub fn run(action: Action, platform: Option<Platform>, dry_run: bool) -> ExitCod
             ExitCode::from(1)
         }
     }
+}
+
+/// A service does not start from this shell: an `AWS_*` file path set here, and not in
+/// cmdr's config.toml, would not reach it, and it would watch other files than the shell's
+/// tools (and `paste`) use.
+fn environment_warnings() -> Vec<String> {
+    let Ok((config, credentials)) = cmdr_config::service_aws_paths() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (var, key, service) in [
+        ("AWS_SHARED_CREDENTIALS_FILE", "credentials", credentials),
+        ("AWS_CONFIG_FILE", "config", config),
+    ] {
+        let Some(shell) = std::env::var_os(var).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let shell = PathBuf::from(shell);
+        if shell == service {
+            continue;
+        }
+        out.push(format!(
+            "warning: this shell sets {var}={}, but the service does not start from this shell and will watch {}: set `{key} = \"{}\"` under [paths] in cmdr's config.toml (or `systemctl --user set-environment {var}=…` / launchctl setenv), then restart it",
+            shell.display(),
+            service.display(),
+            shell.display()
+        ));
+    }
+    out
 }
 
 fn execute(action: Action, platform: Platform, dry_run: bool) -> anyhow::Result<ExitCode> {

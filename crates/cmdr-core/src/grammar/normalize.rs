@@ -20,6 +20,14 @@ fn is_identifier(s: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b"_-/.%@:+".contains(&b))
 }
 
+/// The rule a section name breaks, as the Rust SDK applies it.
+const NAME_RULE: &str = " (a name may hold only A-Z a-z 0-9 and _ - / . % @ : +)";
+
+/// Whether a section's problem is its name's characters.
+fn why_is_name(problem: &Option<String>) -> bool {
+    problem.as_deref().is_some_and(|p| p.ends_with(NAME_RULE))
+}
+
 /// `merge_in` in aws-runtime's `normalize.rs`: checks section names (dropping invalid
 /// ones with a warning), lets `[profile default]` replace `[default]`, and merges the
 /// properties with valid keys into the result, later values winning.
@@ -30,7 +38,7 @@ pub(super) fn merge_in<'a>(parsed: &mut Parsed<'a>, kind: FileKind, raw: Vec<Raw
         let (prefix, name) = section_pair(section.header);
         let problem = match (kind, prefix) {
             (FileKind::Config, Some(_)) if !is_identifier(name) => {
-                Some(format!("`{name}` is not a valid name"))
+                Some(format!("`{name}` is not a valid name{NAME_RULE}"))
             }
             (FileKind::Config, None) if name != "default" => Some(
                 "config sections other than [default] need a prefix, as in [profile NAME]"
@@ -43,13 +51,20 @@ pub(super) fn merge_in<'a>(parsed: &mut Parsed<'a>, kind: FileKind, raw: Vec<Raw
                 Some("only profiles belong in the credentials file".to_owned())
             }
             (FileKind::Credentials, None) if !is_identifier(name) => {
-                Some(format!("`{name}` is not a valid name"))
+                Some(format!("`{name}` is not a valid name{NAME_RULE}"))
             }
             _ => None,
         };
+        // Checked against the SDKs: boto3 and the AWS CLI (botocore's configparser) read a
+        // name such as `acmé-prød`; the AWS SDK for Rust, and so cmdr, drop it.
+        let by = if why_is_name(&problem) {
+            "the AWS SDK for Rust and cmdr (boto3 and the AWS CLI do read it)"
+        } else {
+            "the AWS SDKs"
+        };
         match problem {
             Some(why) => parsed.warnings.push(format!(
-                "{label} file, line {}: section [{}] is ignored by the AWS SDKs: {why}",
+                "{label} file, line {}: section [{}] is ignored by {by}: {why}",
                 section.line,
                 section.header.trim()
             )),
@@ -113,7 +128,8 @@ pub(super) fn merge_in<'a>(parsed: &mut Parsed<'a>, kind: FileKind, raw: Vec<Raw
             // The key is not quoted: a mangled line may hold part of a secret.
             parsed.warnings.push(format!(
                 "{label} file, section [{}] (line {}): {dropped} key(s) ignored by the AWS \
-                 SDKs: a key may hold only A-Z a-z 0-9 and _ - / . % @ : +",
+                 SDK for Rust and cmdr (boto3 and the AWS CLI read them): a key may hold only \
+                 A-Z a-z 0-9 and _ - / . % @ : +",
                 section.header.trim(),
                 section.line
             ));

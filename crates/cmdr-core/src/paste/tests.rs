@@ -9,6 +9,7 @@ fn block(token: &str) -> Block {
         access_key_id: "ASIANEWKEY".into(),
         secret_access_key: "NEWSECRET".into(),
         session_token: Some(token.into()),
+        expires: None,
     }
 }
 
@@ -30,7 +31,7 @@ fn parses_portal_blocks() {
     let ok = [
         "[123456789012_Admin]\naws_access_key_id=ASIA1\naws_secret_access_key=S\naws_session_token=T\n",
         "\r\n\r\n[p]\r\naws_access_key_id = ASIA1\r\naws_secret_access_key  =  S\r\naws_session_token= T\r\n\r\n",
-        "aws_access_key_id = ASIA1\naws_secret_access_key = S\n",
+        "aws_access_key_id = ASIA1\naws_secret_access_key = S\naws_session_token = T\n",
     ];
     for input in ok {
         let b = parse_block(input.as_bytes()).unwrap_or_else(|e| panic!("{input:?}: {e}"));
@@ -40,7 +41,7 @@ fn parses_portal_blocks() {
     let b = parse_block(ok[0].as_bytes()).expect("ok");
     assert_eq!(b.profile.as_deref(), Some("123456789012_Admin"));
     assert_eq!(b.session_token.as_deref(), Some("T"));
-    let secret = parse_block(b"aws_access_key_id = ASIA1\naws_secret_access_key = SECRETVALUE\n")
+    let secret = parse_block(b"aws_access_key_id = AKIA1\naws_secret_access_key = SECRETVALUE\n")
         .expect("ok");
     assert!(!format!("{secret:?}").contains("SECRETVALUE"));
 }
@@ -243,5 +244,104 @@ fn expiry_is_written_and_tokens_can_be_dropped() {
     assert_eq!(
         after,
         "[acme]\naws_access_key_id = ASIANEWKEY\naws_secret_access_key = NEWSECRET\nx_security_token_expires = 2026-11-29T10:00:00Z\n"
+    );
+}
+
+/// Issue 22: a token wrapped onto a second line holding `=` (base64 padding) was reported
+/// as "unexpected key `secrettokenpart2+xyz/qq`": part of the secret in the message.
+#[test]
+fn no_message_shows_part_of_a_secret() {
+    let cases: &[(&[u8], &str)] = &[
+        (
+            b"[a]\naws_access_key_id = ASIA1\naws_secret_access_key = S\naws_session_token = SECRETPART1\nsecrettokenpart2+xyz/qq==\n",
+            "line 5 looks like the rest of line 4's value",
+        ),
+        (
+            b"[a]\naws_access_key_id = ASIA1\naws_secret_access_key = SECRETPART1\nabcdef=\naws_session_token = T\n",
+            "line 4 looks like the rest of line 3's value",
+        ),
+        (
+            b"[a]\naws_access_key_id = ASIA1\naws_secret_access_key = S\naws_session_token = SECRETPART1\nSECRETPART2NOEQUALS\n",
+            "line 5 looks like the rest of line 4's value",
+        ),
+        (
+            b"[a]\nIQoJb3JpZ2luX2VjEJr//SECRETPART = x\naws_access_key_id = A\n",
+            "line 2: not a line of an",
+        ),
+        (
+            b"[a]\naws_access_key_id = A\naws_secret_access_key = SECRET PART\n",
+            "line 3: the value of `aws_secret_access_key` contains a space",
+        ),
+    ];
+    for (input, message) in cases {
+        let err = parse_block(input).expect_err("must fail").to_string();
+        assert!(err.contains(message), "{input:?}: {err}");
+        for part in ["SECRET", "secrettokenpart2", "xyz", "abcdef", "IQoJ"] {
+            assert!(!err.contains(part), "{err}");
+        }
+    }
+    // A real key name is still named.
+    let err = parse_block(b"[a]\naws_access_key_id = A\nregion = eu-west-1\n")
+        .expect_err("must fail")
+        .to_string();
+    assert!(err.contains("unexpected key `region`"), "{err}");
+}
+
+#[test]
+fn a_temporary_key_needs_its_session_token() {
+    let err = parse_block(b"[a]\naws_access_key_id = ASIAXYZ\naws_secret_access_key = S\n")
+        .expect_err("must fail")
+        .to_string();
+    assert!(err.contains("`aws_session_token` is missing"), "{err}");
+    assert!(err.contains("copy the whole block again"), "{err}");
+    // Long-lived keys have none.
+    assert!(parse_block(b"[a]\naws_access_key_id = AKIAXYZ\naws_secret_access_key = S\n").is_ok());
+}
+
+#[test]
+fn what_the_portal_and_users_paste() {
+    let b = parse_block(
+        b"[profile acme]\naws_access_key_id = ASIA1\naws_secret_access_key = S\naws_session_token = T\nx_security_token_expires = 2030-01-02T03:04:05+01:00\n\nexport AWS_PROFILE=acme\n",
+    )
+    .expect("ok");
+    assert_eq!(b.profile.as_deref(), Some("acme"));
+    assert_eq!(
+        b.expires.map(|t| t.to_rfc3339()),
+        Some("2030-01-02T02:04:05+00:00".to_owned())
+    );
+    let b = parse_block(
+        b"export AWS_ACCESS_KEY_ID=ASIA1\nexport AWS_SECRET_ACCESS_KEY=S\nexport AWS_SESSION_TOKEN=T\nexport AWS_PROFILE=dev\naws_expiration = 2030-01-02T03:04:05Z\n",
+    )
+    .expect("ok");
+    assert_eq!(b.profile.as_deref(), Some("dev"));
+    assert!(b.expires.is_some());
+    // Contradictions and unreadable expiries are refused by line.
+    let err = parse_block(
+        b"[acme]\naws_access_key_id = A\naws_secret_access_key = S\nexport AWS_PROFILE=prod\n",
+    )
+    .expect_err("mismatch")
+    .to_string();
+    assert!(
+        err.contains("names profile `prod`, but the header names `acme`"),
+        "{err}"
+    );
+    let err = parse_block(
+        b"[acme]\naws_access_key_id = A\naws_secret_access_key = S\naws_expiration = soon\n",
+    )
+    .expect_err("expiry")
+    .to_string();
+    assert!(err.starts_with("line 4: the expiry"), "{err}");
+    // Any header name is taken; whether the SDKs read it is said by profile_name_problem.
+    let b =
+        parse_block("[acmé-prød]\naws_access_key_id = A\naws_secret_access_key = S\n".as_bytes())
+            .expect("ok");
+    assert_eq!(b.profile.as_deref(), Some("acmé-prød"));
+    let why = profile_name_problem("acmé-prød").expect("a problem");
+    assert!(why.contains("boto3 and the AWS CLI read"), "{why}");
+    assert!(why.contains("AWS SDK for Rust"), "{why}");
+    assert_eq!(profile_name_problem("acme"), None);
+    assert_eq!(
+        parse_block(b"[sso-session x]\n"),
+        Err(PasteError::BadHeader(1))
     );
 }

@@ -1,0 +1,368 @@
+//! `cmdrctl paste` that cannot hurt (issues 22 and 23): a temporary key without its token,
+//! no secret in any message or in `doctor`, identical pastes, what the portal and users
+//! paste, warnings about the daemon's file and bound accounts, the terminal hint, the
+//! clipboard cleared, and the clipboard's and other programs' writes never lost.
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use crate::sandbox::{Sandbox, have, stderr, stdout};
+
+pub fn paste(sb: &Sandbox, args: &[&str], input: &[u8]) -> Output {
+    let mut child = sb
+        .command("cmdrctl")
+        .arg("paste")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let _ = child.stdin.take().expect("stdin").write_all(input);
+    no_secret(child.wait_with_output().expect("wait"))
+}
+
+/// Every secret these tests paste holds the marker, every token `TOKEN-`: no message of
+/// paste (errors, warnings, notes, `--json`) may show either.
+fn no_secret(out: Output) -> Output {
+    let all = both(&out);
+    for secret in ["wJalrXUtnFEMI", "TOKEN-", "SECRETPART"] {
+        assert!(!all.contains(secret), "{secret} in {all}");
+    }
+    out
+}
+
+fn both(out: &Output) -> String {
+    format!("{}{}", stdout(out), stderr(out))
+}
+
+#[test]
+fn a_temporary_key_without_its_token_is_refused() {
+    let sb = Sandbox::with_profile("TOKEN-ONE-KEEP");
+    let before = std::fs::read(sb.credentials()).expect("read");
+    let out = paste(
+        &sb,
+        &[],
+        b"[acme]\naws_access_key_id = ASIAPASTEDNOTOKEN\naws_secret_access_key = wJalrXUtnFEMI-SECRET-notoken\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("`aws_session_token` is missing"), "{err}");
+    assert!(err.contains("copy the whole block again"), "{err}");
+    assert!(!err.contains("wJalrXUtnFEMI"), "{err}");
+    assert_eq!(std::fs::read(sb.credentials()).expect("read"), before);
+}
+
+/// Issue 22: "unexpected key `secrettokenpart2+xyz/qq`" showed part of a token wrapped onto
+/// a second line; `doctor` on such a file listed it as a key, in text and `--json`.
+#[test]
+fn a_wrapped_secret_is_reported_by_line_only() {
+    let sb = Sandbox::with_profile("TOKEN-ONE-KEEP");
+    let parts = ["IQoJb3JpZ2luX2VjEJrSECRETPART1", "secrettokenpart2+xyz/qq"];
+    let block = format!(
+        "[acme]\naws_access_key_id = ASIAWRAPPED\naws_secret_access_key = wJalrXUtnFEMI-SECRET-wrap\naws_session_token = {}\n{}==\n",
+        parts[0], parts[1]
+    );
+    sb.remember_secrets(&block);
+    let out = paste(&sb, &[], block.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("line 5 looks like the rest of line 4's value"),
+        "{}",
+        stderr(&out)
+    );
+    // The same mistake in the file itself: doctor names the line, never the text.
+    let file = format!(
+        "[acme]\naws_access_key_id = ASIAWRAPPED\naws_secret_access_key = wJalrXUtnFEMI-SECRET-wrap\naws_session_token = {}\n{}==\nregion = eu-west-1\n",
+        parts[0], parts[1]
+    );
+    sb.write_credentials(&file);
+    let text = sb.ctl(&["doctor"]);
+    let json = sb.ctl(&["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(report["profiles"]["acme"]["region"], "eu-west-1");
+    assert_eq!(
+        report["profiles"]["acme"]["aws_access_key_id"],
+        "ASIAWRAPPED"
+    );
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!(
+            "{}:5: a key whose name is not shown",
+            sb.credentials().display()
+        )),
+        "{warnings}"
+    );
+    for out in [&out, &text, &json] {
+        let all = both(out);
+        for part in parts
+            .iter()
+            .chain(&["xyz/qq", "SECRETPART", "wJalrXUtnFEMI"])
+        {
+            assert!(!all.contains(part), "{part} in {all}");
+        }
+    }
+}
+
+#[test]
+fn an_identical_paste_changes_nothing_and_rotates_no_backup() {
+    let sb = Sandbox::with_profile("TOKEN-ONE-KEEP");
+    let original = std::fs::read(sb.credentials()).expect("read");
+    let block = "[acme]\naws_access_key_id = ASIAIDENTICAL\naws_secret_access_key = wJalrXUtnFEMI-SECRET-same\naws_session_token = TOKEN-IDENTICAL-PASTE\n";
+    sb.remember_secrets(block);
+    let out = paste(&sb, &["--json"], block.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(first["changed"], true);
+    let written = std::fs::read(sb.credentials()).expect("read");
+    let inode = |p: &std::path::Path| {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).expect("stat"))
+    };
+    let ino = inode(&sb.credentials());
+    // Five re-pastes used to push the real previous file out of the five backups.
+    for _ in 0..6 {
+        let out = paste(&sb, &["--json"], block.as_bytes());
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stderr(&out).contains("nothing changed"), "{}", stderr(&out));
+        let again: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(again["changed"], false);
+        assert_eq!(again["backup"], serde_json::Value::Null);
+    }
+    assert_eq!(std::fs::read(sb.credentials()).expect("read"), written);
+    assert_eq!(inode(&sb.credentials()), ino, "the file was not rewritten");
+    let backups: Vec<_> = std::fs::read_dir(sb.data_dir.join("backups"))
+        .expect("backups")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(std::fs::read(&backups[0]).expect("backup"), original);
+}
+
+#[test]
+fn what_the_portal_and_users_paste_is_accepted() {
+    let sb = Sandbox::with_profile("TOKEN-ONE-KEEP");
+    let block = "[profile acme]\naws_access_key_id = ASIAPROFILEHDR\naws_secret_access_key = wJalrXUtnFEMI-SECRET-hdr\naws_session_token = TOKEN-PROFILE-HEADER\naws_expiration = 2030-01-02T03:04:05Z\n\nexport AWS_PROFILE=acme\n";
+    sb.remember_secrets(block);
+    let out = paste(&sb, &["--json"], block.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(done["profile"], "acme");
+    assert_eq!(done["expires_at"], "2030-01-02T03:04:05Z");
+    let doctor = sb.json(&["doctor"]);
+    assert_eq!(
+        doctor["profiles"]["acme"]["aws_access_key_id"],
+        "ASIAPROFILEHDR"
+    );
+    assert_eq!(
+        doctor["profiles"]["acme"]["x_security_token_expires"],
+        "2030-01-02T03:04:05Z"
+    );
+    // A name boto3 and the AWS CLI read but the Rust SDK drops: the truth, and --profile.
+    let out = paste(
+        &sb,
+        &[],
+        "[acmé-prød]\naws_access_key_id = AKIAUNICODE\naws_secret_access_key = wJalrXUtnFEMI-SECRET-uni\n".as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("boto3 and the AWS CLI read"), "{err}");
+    assert!(err.contains("--profile NAME"), "{err}");
+    sb.write_credentials("[acmé-prød]\naws_access_key_id = AKIAUNICODE\naws_secret_access_key = wJalrXUtnFEMI-SECRET-uni\n");
+    let report = sb.json(&["doctor"]);
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains(
+            "ignored by the AWS SDK for Rust and cmdr (boto3 and the AWS CLI do read it)"
+        ),
+        "{warnings}"
+    );
+    // And that is the truth: boto3 reads it.
+    if have("python3") {
+        let boto = sb
+            .external("python3")
+            .args(["-c", "import boto3; print(boto3.Session(profile_name='acmé-prød').get_credentials().access_key)"])
+            .output()
+            .expect("python3");
+        if boto.status.success() {
+            assert_eq!(stdout(&boto).trim(), "AKIAUNICODE");
+        }
+    }
+}
+
+#[test]
+fn paste_warns_when_the_daemon_watches_another_file() {
+    let mut sb = Sandbox::with_profile("TOKEN-ONE-KEEP");
+    let block = "[acme]\naws_access_key_id = ASIAOTHERFILE\naws_secret_access_key = wJalrXUtnFEMI-SECRET-other\naws_session_token = TOKEN-OTHER-FILE\n";
+    sb.remember_secrets(block);
+    let other = sb.aws.join("credentials-work");
+    // Without a daemon: it works and says nothing about one.
+    let mut cmd = sb.command("cmdrctl");
+    cmd.env("AWS_SHARED_CREDENTIALS_FILE", &other);
+    let out = run_with_input(cmd, block.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("watches"), "{}", stderr(&out));
+    sb.start();
+    let mut cmd = sb.command("cmdrctl");
+    cmd.env("AWS_SHARED_CREDENTIALS_FILE", &other);
+    let out = run_with_input(cmd, block.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "the running cmdrd watches {}",
+            sb.credentials().display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("AWS_SHARED_CREDENTIALS_FILE"), "{err}");
+    // The file the daemon watches: no warning.
+    let out = paste(&sb, &[], block.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("watches"), "{}", stderr(&out));
+}
+
+fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .arg("paste")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let _ = child.stdin.take().expect("stdin").write_all(input);
+    no_secret(child.wait_with_output().expect("wait"))
+}
+
+#[test]
+fn service_install_warns_about_the_shells_aws_paths() {
+    let sb = Sandbox::new();
+    let other = sb.aws.join("credentials-work");
+    let out = sb
+        .command("cmdrctl")
+        .args(["service", "install", "--dry-run", "--platform", "linux"])
+        .env("AWS_SHARED_CREDENTIALS_FILE", &other)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("AWS_SHARED_CREDENTIALS_FILE") && err.contains("under [paths]"),
+        "{err}"
+    );
+    // Set in config.toml too: it reaches the service, no warning.
+    sb.write_cmdr_config(&format!("[paths]\ncredentials = \"{}\"\n", other.display()));
+    let out = sb
+        .command("cmdrctl")
+        .args(["service", "install", "--dry-run", "--platform", "linux"])
+        .env("AWS_SHARED_CREDENTIALS_FILE", &other)
+        .output()
+        .expect("run");
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+/// A bare `cmdrctl paste` on a terminal says what to do (python's pty gives it one).
+#[test]
+fn a_bare_paste_on_a_terminal_says_ctrl_d() {
+    if !have("python3") {
+        eprintln!("skipped: needs python3 for a pseudo-terminal");
+        return;
+    }
+    let sb = Sandbox::with_profile("TOKEN-ONE-KEEP");
+    let script = r#"
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "paste"])
+out = b""
+deadline = time.time() + 10
+while b"Ctrl-D" not in out and time.time() < deadline:
+    out += os.read(fd, 1024)
+os.write(fd, b"[acme]\naws_access_key_id = AKIATTY\naws_secret_access_key = wJalrXUtnFEMI-SECRET-tty\n")
+time.sleep(0.2)
+os.write(fd, b"\x04")
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let out = sb
+        .external("python3")
+        .args(["-c", script])
+        .arg(crate::sandbox::bin("cmdrctl"))
+        .output()
+        .expect("python3");
+    let text = stdout(&out);
+    assert!(text.contains("paste the block, then Ctrl-D"), "{text}");
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("wrote profile `acme`"), "{text}");
+}
+
+/// `--clear-clipboard` with a recording xclip: cleared after the paste only if the
+/// clipboard still holds what was pasted.
+#[test]
+fn the_clipboard_is_cleared_only_if_it_still_holds_the_paste() {
+    let mut sb = Sandbox::with_profile("TOKEN-ONE-KEEP");
+    let bin = sb.root.join("fake-bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let clip = sb.root.join("clipboard");
+    // `-out` prints the clipboard (or, once, `next` instead when it exists: another copy
+    // happened); `-in` replaces it with stdin.
+    let xclip = format!(
+        "#!/bin/sh\ncase \"$*\" in\n*-out*) if [ -f {n}.armed ]; then rm {n}.armed; cat {c}; elif [ -f {n} ]; then cat {n}; else cat {c}; fi;;\n*-in*) cat > {c};;\nesac\n",
+        c = clip.display(),
+        n = sb.root.join("next").display()
+    );
+    let path = bin.join("xclip");
+    std::fs::write(&path, xclip).expect("write");
+    crate::sandbox::set_mode(&path, 0o755);
+    sb.set_env(
+        "PATH",
+        &format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+    );
+    sb.set_env("DISPLAY", ":99");
+    let block = "[acme]\naws_access_key_id = ASIACLIPCLEAR\naws_secret_access_key = wJalrXUtnFEMI-SECRET-clip\naws_session_token = TOKEN-CLIP-CLEAR\n";
+    sb.remember_secrets(block);
+    std::fs::write(&clip, block).expect("clip");
+    // Without the flag: kept, with a note saying how.
+    let out = no_secret(sb.ctl(&["paste", "--clipboard"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--clear-clipboard"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&clip).expect("clip"), block);
+    // With it: cleared.
+    let out = no_secret(sb.ctl(&["paste", "--clipboard", "--clear-clipboard"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cleared the clipboard"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&clip).expect("clip"), "");
+    // The setting, while something else was copied meanwhile: left alone.
+    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\n[paste]\nclear_clipboard = true\n");
+    std::fs::write(&clip, block).expect("clip");
+    std::fs::write(sb.root.join("next"), "something else\n").expect("next");
+    std::fs::write(sb.root.join("next.armed"), "").expect("armed");
+    let out = no_secret(sb.ctl(&["paste", "--clipboard"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds something else"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&clip).expect("clip"), block);
+}
