@@ -32,13 +32,13 @@ pub(super) fn stale_temps(dir: &Path, state_name: &str) {
     }
 }
 
-/// Whether `file` is named like `write_atomic`'s temps (`.NAME.tmp-PID`) and process PID
-/// is gone (never our own).
+/// Whether `file` is named like `write_atomic`'s temps (`.NAME.tmp-PID`, or
+/// `.NAME.tmp-PID-N` from `create_temp`) and process PID is gone (never our own).
 fn temp_of_dead_process(file: &str) -> bool {
     let Some(pid) = file
         .strip_prefix('.')
         .and_then(|rest| rest.rsplit_once(".tmp-"))
-        .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        .and_then(|(_, pid)| pid.split('-').next().unwrap_or(pid).parse::<u32>().ok())
     else {
         return false;
     };
@@ -82,6 +82,7 @@ mod tests {
         let files = [
             (format!(".state.json.tmp-{live}"), false),
             (format!(".cmdrd.socket.tmp-{dead}"), false),
+            (format!(".cmdrd.socket.tmp-{dead}-3"), false),
             (
                 format!("backups/.credentials.cmdr-backup-1.tmp-{dead}"),
                 false,
