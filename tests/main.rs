@@ -47,6 +47,8 @@ mod renew;
 mod right_account;
 // Endpoint tokens: one per account, dead with their port, none sent to a squatter.
 mod endpoint_tokens;
+// IAM Identity Center sign-in: the loopback Identity Center (checked with boto3), login, logout.
+mod signin;
 // One test per fixed bug.
 mod regression;
 // What a new user hit: re-validation, reasons, renew, watch across restarts, regions,
