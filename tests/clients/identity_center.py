@@ -62,6 +62,17 @@ def issue_tokens(client_id, with_refresh):
     return body
 
 
+def redirect_registered(uri, registered):
+    """Exact match, or a loopback URI registered without a port (RFC 8252 7.3)."""
+    if uri in registered:
+        return True
+    parts = urllib.parse.urlsplit(uri)
+    if parts.hostname != "127.0.0.1":
+        return False
+    bare = urllib.parse.urlunsplit((parts.scheme, "127.0.0.1", parts.path, "", ""))
+    return bare in registered
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -161,7 +172,7 @@ class Handler(BaseHTTPRequestHandler):
         client = STATE["clients"].get(q.get("client_id"))
         if client is None or q.get("response_type") != "code":
             return self.reply(400, {"message": "unknown client or response_type"})
-        if q.get("redirect_uri") not in client["redirectUris"]:
+        if not redirect_registered(q.get("redirect_uri") or "", client["redirectUris"]):
             return self.reply(400, {"message": "redirect_uri not registered"})
         if q.get("code_challenge_method") != "S256" or not q.get("code_challenge"):
             return self.reply(400, {"message": "PKCE S256 required"})

@@ -144,7 +144,12 @@ pub async fn login(
     let now = Utc::now();
     // A registration is reused until it expires (kept in the token file, as the CLI does);
     // one the service refuses for this flow (made for the other flow) is replaced once.
-    let mut reuse = old.as_ref().and_then(|t| t.registration(now));
+    // PKCE registers anew each time: the file does not say which grants a cached
+    // registration has, and one made for the device code has no redirect URI.
+    let mut reuse = old
+        .as_ref()
+        .and_then(|t| t.registration(now))
+        .filter(|_| flow == Flow::DeviceCode);
     let (token, client_id, client_secret, registration_expires) = loop {
         let reused = reuse.is_some();
         let (client_id, client_secret, registration_expires) = match reuse.take() {
