@@ -4,9 +4,10 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::endpoint::clients_dir;
-use crate::sandbox::{stderr, stdout};
+use crate::sandbox::{Sandbox, stderr, stdout};
 
 /// The loopback Identity Center, killed on drop.
 pub struct IdentityCenter {
@@ -59,4 +60,192 @@ fn the_loopback_identity_center_speaks_botocores_protocol() {
         stderr(&out)
     );
     assert_eq!(stdout(&out).trim(), "ok");
+}
+
+impl IdentityCenter {
+    fn post(&self, path: &str, body: &str) -> String {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sys,urllib.request as u;print(u.urlopen(u.Request(sys.argv[1],data=sys.argv[2].encode(),method='POST')).read().decode())",
+                &format!("{}{path}", self.url),
+                body,
+            ])
+            .output()
+            .expect("python3");
+        assert!(out.status.success(), "{path}: {}", stderr(&out));
+        stdout(&out)
+    }
+
+    fn counters(&self) -> serde_json::Value {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sys,urllib.request as u;print(u.urlopen(sys.argv[1]).read().decode())",
+                &format!("{}/_test/counters", self.url),
+            ])
+            .output()
+            .expect("python3");
+        serde_json::from_slice(&out.stdout).expect("counters json")
+    }
+}
+
+fn signin_sandbox(ic: &IdentityCenter) -> Sandbox {
+    let mut sb = Sandbox::new();
+    sb.set_env("AWS_ENDPOINT_URL_SSO_OIDC", &ic.url);
+    sb.set_env("AWS_ENDPOINT_URL_SSO", &ic.url);
+    sb
+}
+
+/// Runs `cmdrctl login ARGS…` and returns its stderr lines as they come.
+fn spawn_login(sb: &Sandbox, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = sb
+        .command("cmdrctl")
+        .arg("login")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cmdrctl login");
+    let err = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn wait_line(rx: &std::sync::mpsc::Receiver<String>, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("cmdrctl login printed no such line within 30 s");
+        if pred(&line) {
+            return line;
+        }
+    }
+}
+
+fn cache_file(sb: &Sandbox, session: &str) -> std::path::PathBuf {
+    use sha1::Digest as _;
+    let name = hex::encode(sha1::Sha1::digest(session.as_bytes()));
+    sb.home.join(format!(".aws/sso/cache/{name}.json"))
+}
+
+#[test]
+fn device_code_login_writes_the_cli_cache_and_the_session_and_boto3_uses_it() {
+    let ic = IdentityCenter::start();
+    let sb = signin_sandbox(&ic);
+    let (mut child, rx) = spawn_login(
+        &sb,
+        &[
+            "--portal",
+            "https://acme.awsapps.com/start",
+            "--sso-region",
+            "eu-west-1",
+            "--device-code",
+        ],
+    );
+    let line = wait_line(&rx, |l| l.contains("confirm the code"));
+    let code = line.rsplit(' ').next().expect("a code");
+    ic.post("/_test/approve", &format!("{{\"userCode\": \"{code}\"}}"));
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "login failed");
+
+    let file = cache_file(&sb, "acme");
+    assert_eq!(crate::sandbox::mode(&file) & 0o777, 0o600);
+    let token: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("cache file")).expect("json");
+    assert_eq!(token["startUrl"], "https://acme.awsapps.com/start");
+    assert_eq!(token["region"], "eu-west-1");
+    let expires = token["expiresAt"].as_str().expect("expiresAt");
+    assert!(
+        expires.len() == 20 && expires.ends_with('Z'),
+        "expiresAt as the CLI writes it: {expires}"
+    );
+    for field in [
+        "accessToken",
+        "clientId",
+        "clientSecret",
+        "registrationExpiresAt",
+        "refreshToken",
+    ] {
+        assert!(
+            token[field].is_string(),
+            "{field} missing: {:?}",
+            token.as_object().map(|o| o.keys().collect::<Vec<_>>())
+        );
+    }
+    let config = std::fs::read_to_string(sb.home.join(".aws/config")).expect("config");
+    assert!(config.contains("[sso-session acme]\nsso_start_url = https://acme.awsapps.com/start\nsso_region = eu-west-1\nsso_registration_scopes = sso:account:access\n"), "{config}");
+
+    // boto3, an independent client, resolves role credentials from cmdr's cache file.
+    std::fs::write(
+        sb.home.join(".aws/config"),
+        format!("{config}\n[profile acme-ro]\nsso_session = acme\nsso_account_id = 111111111111\nsso_role_name = ReadOnly\nregion = eu-west-1\n"),
+    )
+    .expect("config");
+    let out = sb
+        .external("python3")
+        .args(["-c", "import boto3;c=boto3.Session(profile_name='acme-ro').get_credentials().get_frozen_credentials();print(c.access_key[:4])"])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "boto3: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "ASIA");
+    assert_eq!(ic.counters()["GetRoleCredentials"], 1);
+
+    // logout ends the session at the portal and removes the file.
+    let out = sb.ctl(&["logout", "acme"]);
+    assert!(out.status.success(), "logout: {}", stderr(&out));
+    assert!(!file.exists(), "the cache file is gone");
+    assert_eq!(ic.counters()["Logout"], 1);
+}
+
+#[test]
+fn pkce_login_refuses_a_wrong_state_and_completes_through_the_redirect() {
+    let ic = IdentityCenter::start();
+    ic.post("/_test/auto_approve", "{\"on\": true}");
+    let mut sb = signin_sandbox(&ic);
+    sb.set_env("DISPLAY", ":99");
+    let (mut child, rx) = spawn_login(
+        &sb,
+        &[
+            "--portal",
+            "https://acme.awsapps.com/start",
+            "--sso-region",
+            "eu-west-1",
+            "--no-browser",
+        ],
+    );
+    let url = wait_line(&rx, |l| l.contains("/authorize?"));
+    // A redirect with another state (not started here) is refused; the login goes on.
+    let fetch = |u: &str| {
+        Command::new("python3")
+            .args(["-c", "import sys,urllib.request as u,urllib.error as e\ntry:\n print(u.urlopen(sys.argv[1]).read().decode())\nexcept e.HTTPError as x:\n print(x.code)", u])
+            .output()
+            .expect("python3")
+    };
+    let state = url
+        .split("state=")
+        .nth(1)
+        .and_then(|s| s.split('&').next())
+        .expect("state");
+    let bad = fetch(&url.replace(&format!("state={state}"), "state=0000"));
+    assert_eq!(stdout(&bad).trim(), "400", "{}", stderr(&bad));
+    // The server's authorize page redirects to cmdr's listener, which answers the page.
+    let good = fetch(&url);
+    assert!(
+        stdout(&good).contains("You can close this tab"),
+        "{}",
+        stderr(&good)
+    );
+    assert!(child.wait().expect("wait").success(), "login failed");
+    assert!(cache_file(&sb, "acme").exists());
+    assert_eq!(ic.counters()["CreateToken.authorization_code"], 1);
 }
