@@ -249,3 +249,58 @@ fn pkce_login_refuses_a_wrong_state_and_completes_through_the_redirect() {
     assert!(cache_file(&sb, "acme").exists());
     assert_eq!(ic.counters()["CreateToken.authorization_code"], 1);
 }
+
+/// The PKCE step in a real browser: headless Chromium opens the URL `login --no-browser`
+/// prints, the authorize page redirects to cmdr's listener, and cmdr's page loads.
+#[test]
+fn pkce_login_completes_in_headless_chromium() {
+    let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| crate::sandbox::have(b))
+    else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "chromium is missing (scripts/test installs it as root)"
+        );
+        eprintln!("skipped: no chromium (apt-get install chromium)");
+        return;
+    };
+    let ic = IdentityCenter::start();
+    ic.post("/_test/auto_approve", "{\"on\": true}");
+    let mut sb = signin_sandbox(&ic);
+    sb.set_env("DISPLAY", ":99");
+    let (mut child, rx) = spawn_login(
+        &sb,
+        &[
+            "--portal",
+            "https://acme.awsapps.com/start",
+            "--sso-region",
+            "eu-west-1",
+            "--no-browser",
+        ],
+    );
+    let url = wait_line(&rx, |l| l.contains("/authorize?"));
+    let profile = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--dump-dom", &url])
+        .output()
+        .expect("chromium");
+    assert!(
+        stdout(&out).contains("You can close this tab"),
+        "chromium did not land on cmdr's page: {}",
+        stderr(&out)
+    );
+    assert!(child.wait().expect("wait").success(), "login failed");
+    assert!(cache_file(&sb, "acme").exists());
+    assert_eq!(ic.counters()["CreateToken.authorization_code"], 1);
+}
