@@ -182,6 +182,20 @@ fn device_code_login_writes_the_cli_cache_and_the_session_and_boto3_uses_it() {
             token.as_object().map(|o| o.keys().collect::<Vec<_>>())
         );
     }
+    // No secret in what login printed.
+    let mut printed: Vec<String> = rx.try_iter().collect();
+    printed.push(line.clone());
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out)
+        .expect("stdout");
+    printed.push(out);
+    for field in ["accessToken", "clientSecret", "refreshToken"] {
+        let secret = token[field].as_str().unwrap_or("missing");
+        assert!(
+            !printed.iter().any(|l| l.contains(secret)),
+            "login printed its {field}"
+        );
+    }
     let config = std::fs::read_to_string(sb.home.join(".aws/config")).expect("config");
     assert!(config.contains("[sso-session acme]\nsso_start_url = https://acme.awsapps.com/start\nsso_region = eu-west-1\nsso_registration_scopes = sso:account:access\n"), "{config}");
 
@@ -203,6 +217,8 @@ fn device_code_login_writes_the_cli_cache_and_the_session_and_boto3_uses_it() {
     // logout ends the session at the portal and removes the file.
     let out = sb.ctl(&["logout", "acme"]);
     assert!(out.status.success(), "logout: {}", stderr(&out));
+    let access = token["accessToken"].as_str().unwrap_or("missing");
+    assert!(!stdout(&out).contains(access) && !stderr(&out).contains(access));
     assert!(!file.exists(), "the cache file is gone");
     assert_eq!(ic.counters()["Logout"], 1);
 }
