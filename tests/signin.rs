@@ -320,3 +320,37 @@ fn pkce_login_completes_in_headless_chromium() {
     assert!(cache_file(&sb, "acme").exists());
     assert_eq!(ic.counters()["CreateToken.authorization_code"], 1);
 }
+
+/// NAME may be an account: the daemon's portal for it names the sso-session.
+#[test]
+fn login_to_an_account_signs_in_to_its_portals_session() {
+    let ic = IdentityCenter::start();
+    let mut sb = Sandbox::with_profile("IQoJsigninTOKEN1");
+    sb.set_env("AWS_ENDPOINT_URL_SSO_OIDC", &ic.url);
+    sb.set_env("AWS_ENDPOINT_URL_SSO", &ic.url);
+    std::fs::write(
+        sb.home.join(".aws/config"),
+        "[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = us-east-2\n",
+    )
+    .expect("config");
+    sb.start();
+    sb.add_account("work", &["--portal", "https://corp.awsapps.com/start"]);
+    let (mut child, rx) = spawn_login(&sb, &["work", "--device-code"]);
+    let line = wait_line(&rx, |l| l.contains("confirm the code"));
+    let code = line.rsplit(' ').next().expect("a code");
+    ic.post("/_test/approve", &format!("{{\"userCode\": \"{code}\"}}"));
+    assert!(child.wait().expect("wait").success(), "login failed");
+    let token: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(cache_file(&sb, "corp")).expect("the cache file of sso-session corp"),
+    )
+    .expect("json");
+    assert_eq!(token["region"], "us-east-2");
+    // An unknown name is refused, saying what to give instead.
+    let out = sb.ctl(&["login", "nobody", "--device-code"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--portal URL --sso-region R"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -34,7 +34,7 @@ fn sessions(settings: &cmdr_config::Settings) -> BTreeMap<String, (String, Strin
 }
 
 /// The portal NAME means, and whether its section must be added to the config file.
-fn resolve(
+async fn resolve(
     settings: &cmdr_config::Settings,
     name: Option<String>,
     portal: Option<String>,
@@ -78,19 +78,48 @@ fn resolve(
             "{config}: say which sso-session to sign in to (NAME), or give --portal URL --sso-region R"
         ),
     };
-    let Some((url, region)) = known.get(&session) else {
-        bail!(
-            "{config}: no [sso-session {session}] (with sso_start_url and sso_region); give --portal URL --sso-region R to add it"
-        );
-    };
-    Ok((
-        Portal {
+    if let Some((url, region)) = known.get(&session) {
+        let portal = Portal {
             session,
             start_url: url.clone(),
             region: region.clone(),
-        },
-        false,
-    ))
+        };
+        return Ok((portal, false));
+    }
+    // An account: its portal, as the daemon knows it, names an sso-session.
+    if let Some(url) = account_portal(settings, &session).await
+        && let Some((name, (_, region))) = known.iter().find(|(_, (u, _))| *u == url)
+    {
+        let portal = Portal {
+            session: name.clone(),
+            start_url: url,
+            region: region.clone(),
+        };
+        return Ok((portal, false));
+    }
+    bail!(
+        "{config}: no [sso-session {session}] (with sso_start_url and sso_region), nor an account of that name whose portal is one; give --portal URL --sso-region R to add it"
+    )
+}
+
+/// The portal of account NAME, if the daemon runs and answers within 2 s.
+async fn account_portal(settings: &cmdr_config::Settings, name: &str) -> Option<String> {
+    let ask = async {
+        let mut client = cmdr_client::Client::connect(&settings.socket.path, "cmdrctl")
+            .await
+            .ok()?;
+        let request = cmdr_proto::Request::ShowAccount {
+            name: name.to_owned(),
+        };
+        match client.request(request).await.ok()? {
+            cmdr_proto::Response::Account(info) => info.portal,
+            _ => None,
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), ask)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// No browser can open here: an SSH session, or no display on Linux.
@@ -118,7 +147,7 @@ async fn try_login(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let settings = cmdr_config::Settings::load(config_file, None)?;
-    let (portal, add) = resolve(&settings, name, portal, region)?;
+    let (portal, add) = resolve(&settings, name, portal, region).await?;
     let flow = if device_code || no_browser_here() {
         Flow::DeviceCode
     } else {
@@ -147,7 +176,7 @@ async fn try_logout(
     name: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let settings = cmdr_config::Settings::load(config_file, None)?;
-    let (portal, _) = resolve(&settings, name, None, None)?;
+    let (portal, _) = resolve(&settings, name, None, None).await?;
     if cmdr_signin::logout(&portal, &paths(&settings)).await? {
         println!(
             "signed out of {} (sso-session {})",
