@@ -242,6 +242,11 @@ class Handler(BaseHTTPRequestHandler):
         if "authorization_code" in grants and not body.get("redirectUris"):
             return self.oidc_error(400, "InvalidRedirectUriException", "invalid_redirect_uri",
                                    "authorization_code needs redirectUris")
+        if "authorization_code" in grants and (not body.get("issuerUrl")
+                                               or "sso:account:access" not in (body.get("scopes") or [])):
+            # What the real service needs to issue refresh tokens for a portal's sign-in.
+            return self.oidc_error(400, "InvalidRequestException", "invalid_request",
+                                   "authorization_code needs issuerUrl and the sso:account:access scope")
         client_id = "cid" + secrets.token_urlsafe(12)
         secret = "csec" + secrets.token_urlsafe(32)
         now = int(time.time())
