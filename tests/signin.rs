@@ -345,6 +345,15 @@ fn login_to_an_account_signs_in_to_its_portals_session() {
     )
     .expect("json");
     assert_eq!(token["region"], "us-east-2");
+    // A second sign-in reuses the client registration kept in the cache file.
+    let (mut child, rx) = spawn_login(&sb, &["corp", "--device-code"]);
+    let line = wait_line(&rx, |l| l.contains("confirm the code"));
+    let code = line.rsplit(' ').next().expect("a code");
+    ic.post("/_test/approve", &format!("{{\"userCode\": \"{code}\"}}"));
+    assert!(child.wait().expect("wait").success(), "second login failed");
+    let counters = ic.counters();
+    assert_eq!(counters["RegisterClient"], 1, "{counters}");
+    assert_eq!(counters["CreateToken.device_code"], 2, "{counters}");
     // An unknown name is refused, saying what to give instead.
     let out = sb.ctl(&["login", "nobody", "--device-code"]);
     assert_eq!(out.status.code(), Some(1));
