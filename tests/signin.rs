@@ -142,6 +142,18 @@ fn cache_file(sb: &Sandbox, session: &str) -> std::path::PathBuf {
 fn device_code_login_writes_the_cli_cache_and_the_session_and_boto3_uses_it() {
     let ic = IdentityCenter::start();
     let sb = signin_sandbox(&ic);
+    // The config file is a symlink (stow) with mode 0644 and bytes of its own: all kept.
+    let dotfiles = sb.home.join("dotfiles");
+    std::fs::create_dir_all(&dotfiles).expect("dotfiles");
+    std::fs::create_dir_all(sb.home.join(".aws")).expect(".aws");
+    std::fs::write(
+        dotfiles.join("config"),
+        "# mine\n[profile other]\nregion = eu-north-1",
+    )
+    .expect("config");
+    crate::sandbox::set_mode(&dotfiles.join("config"), 0o644);
+    std::os::unix::fs::symlink(dotfiles.join("config"), sb.home.join(".aws/config"))
+        .expect("symlink");
     let (mut child, rx) = spawn_login(
         &sb,
         &[
@@ -197,6 +209,20 @@ fn device_code_login_writes_the_cli_cache_and_the_session_and_boto3_uses_it() {
         );
     }
     let config = std::fs::read_to_string(sb.home.join(".aws/config")).expect("config");
+    assert!(
+        std::fs::symlink_metadata(sb.home.join(".aws/config"))
+            .expect("link")
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        crate::sandbox::mode(&dotfiles.join("config")) & 0o777,
+        0o644
+    );
+    assert!(
+        config.starts_with("# mine\n[profile other]\nregion = eu-north-1\n\n[sso-session acme]\n"),
+        "{config}"
+    );
     assert!(config.contains("[sso-session acme]\nsso_start_url = https://acme.awsapps.com/start\nsso_region = eu-west-1\nsso_registration_scopes = sso:account:access\n"), "{config}");
 
     // boto3, an independent client, resolves role credentials from cmdr's cache file.

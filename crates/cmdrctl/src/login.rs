@@ -154,7 +154,21 @@ async fn try_login(
         Flow::Pkce { open: !no_browser }
     };
     let say = |text: &str| eprintln!("{text}");
-    let token = cmdr_signin::login(&portal, &paths(&settings), flow, add, &say).await?;
+    let token = cmdr_signin::login(&portal, &paths(&settings), flow, false, &say).await?;
+    if add {
+        // paste's safe write: through symlinks (stow, chezmoi), under paste's lock.
+        let path = crate::paste::resolve_symlinks(&settings.aws_config)?;
+        cmdr_config::create_private_dir(&settings.data_dir)
+            .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
+        let _lock = crate::paste::lock(&settings.data_dir.join("paste.lock"))?;
+        cmdr_signin::session::add_section(&path, &portal).with_context(|| {
+            format!(
+                "cannot add [sso-session {}] to {}",
+                portal.session,
+                path.display()
+            )
+        })?;
+    }
     if json {
         crate::output::print_json(&serde_json::json!({
             "session": portal.session,

@@ -230,7 +230,7 @@ fn read_existing(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
 }
 
 /// Follows a chain of symlinks (stow, chezmoi) to the real file, which is what we replace.
-fn resolve_symlinks(path: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn resolve_symlinks(path: &Path) -> anyhow::Result<PathBuf> {
     let mut current = path.to_owned();
     for _ in 0..40 {
         match std::fs::read_link(&current) {
@@ -246,7 +246,7 @@ fn resolve_symlinks(path: &Path) -> anyhow::Result<PathBuf> {
     bail!("too many levels of symlinks at {}", path.display())
 }
 
-fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
+pub(crate) fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.create(true).truncate(false).write(true);
     #[cfg(unix)]
