@@ -128,13 +128,12 @@ async fn register(
     ))
 }
 
-/// Signs in to `portal` and writes the token to the cache; adds the sso-session section
-/// when `add_section`. `say` gets what the user must see (URLs, codes), never a secret.
+/// Signs in to `portal` and writes the token to the cache (the caller adds the sso-session
+/// section with `session::add_section` under its own lock). `say` gets what the user must see (URLs, codes), never a secret.
 pub async fn login(
     portal: &Portal,
     paths: &Paths,
     flow: Flow,
-    add_section: bool,
     say: &(dyn Fn(&str) + Sync),
 ) -> Result<CachedToken, SigninError> {
     let endpoint = oidc_endpoint(&portal.region);
@@ -191,12 +190,6 @@ pub async fn login(
         path: file.clone(),
         source,
     })?;
-    if add_section {
-        session::add_section(&paths.config, portal).map_err(|source| SigninError::Io {
-            path: paths.config.clone(),
-            source,
-        })?;
-    }
     Ok(cached)
 }
 

@@ -154,7 +154,7 @@ async fn try_login(
         Flow::Pkce { open: !no_browser }
     };
     let say = |text: &str| eprintln!("{text}");
-    let token = cmdr_signin::login(&portal, &paths(&settings), flow, false, &say).await?;
+    let token = cmdr_signin::login(&portal, &paths(&settings), flow, &say).await?;
     if add {
         // paste's safe write: through symlinks (stow, chezmoi), under paste's lock.
         let path = crate::paste::resolve_symlinks(&settings.aws_config)?;
