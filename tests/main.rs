@@ -57,6 +57,8 @@ mod right_account;
 mod endpoint_tokens;
 // console: the federation sign-in against a loopback sign-in server.
 mod console;
+// IAM Identity Center sign-in: the loopback Identity Center (checked with boto3), login, logout.
+mod signin;
 // One test per fixed bug.
 mod regression;
 // What a new user hit: re-validation, reasons, renew, watch across restarts, regions,

@@ -255,6 +255,33 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Sign in to an IAM Identity Center portal (an sso-session) without the daemon:
+    /// authorization code with PKCE in the browser, or the device code flow.
+    Login {
+        /// The sso-session (default: the only one in the config file; with --portal: the
+        /// URL's host name).
+        name: Option<String>,
+        /// The portal's start URL (adds an [sso-session] section when missing).
+        #[arg(long, value_name = "URL", requires = "sso_region")]
+        portal: Option<String>,
+        /// The portal's region.
+        #[arg(long, value_name = "REGION", requires = "portal")]
+        sso_region: Option<String>,
+        /// Use the device code flow (a URL and a code to confirm anywhere).
+        #[arg(long)]
+        device_code: bool,
+        /// Print the sign-in URL instead of opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+        #[arg(long, value_name = "PATH", hide = true)]
+        config: Option<PathBuf>,
+    },
+    /// End the portal session of an sso-session and remove its cached token.
+    Logout {
+        name: Option<String>,
+        #[arg(long, value_name = "PATH", hide = true)]
+        config: Option<PathBuf>,
+    },
     /// Check both AWS files without the daemon: problems with path and line.
     Doctor {
         #[arg(long, value_name = "PATH",

@@ -25,6 +25,7 @@ mod doctor;
 mod handout;
 mod harden;
 mod hook;
+mod login;
 mod output;
 mod paste;
 mod prompt;
@@ -146,6 +147,26 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     }
     let request = match cli.command {
         Command::Doctor { config } => return Ok(doctor::run(config.as_deref(), json)),
+        Command::Login {
+            name,
+            portal,
+            sso_region,
+            device_code,
+            no_browser,
+            config,
+        } => {
+            return Ok(login::login(
+                config.as_deref(),
+                name,
+                portal,
+                sso_region,
+                device_code,
+                no_browser,
+                json,
+            )
+            .await);
+        }
+        Command::Logout { name, config } => return Ok(login::logout(config.as_deref(), name).await),
         Command::Service {
             action,
             dry_run,

@@ -248,7 +248,7 @@ fn refuse_read_only(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Follows a chain of symlinks (stow, chezmoi) to the real file, which is what we replace.
-fn resolve_symlinks(path: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn resolve_symlinks(path: &Path) -> anyhow::Result<PathBuf> {
     let mut current = path.to_owned();
     for _ in 0..40 {
         match std::fs::read_link(&current) {

@@ -1,0 +1,240 @@
+//! `login` and `logout`: IAM Identity Center sign-in through cmdr-signin, without the
+//! daemon (as `aws sso login`). NAME is an sso-session in the config file, or with
+//! `--portal URL --sso-region R` a new one (named after the URL's host when NAME is absent).
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use cmdr_core::{Inputs, parse_view_or};
+use cmdr_signin::{Flow, Paths, Portal};
+
+/// The sso-sessions of the config file: name → (start URL, region).
+fn sessions(settings: &cmdr_config::Settings) -> BTreeMap<String, (String, String)> {
+    let config = std::fs::read(&settings.aws_config).unwrap_or_default();
+    let cache = BTreeMap::new();
+    let (view, _) = parse_view_or(
+        Inputs {
+            config: &config,
+            credentials: b"",
+            sso_cache: &cache,
+        },
+        [b"", b""],
+        cmdr_core::Detail::FULL,
+    );
+    view.unwrap_or_default()
+        .sso_sessions
+        .into_iter()
+        .filter_map(|(name, props)| {
+            let url = props.get("sso_start_url")?.clone();
+            let region = props.get("sso_region")?.clone();
+            Some((name, (url, region)))
+        })
+        .collect()
+}
+
+/// The portal NAME means, and whether its section must be added to the config file.
+async fn resolve(
+    settings: &cmdr_config::Settings,
+    name: Option<String>,
+    portal: Option<String>,
+    region: Option<String>,
+) -> anyhow::Result<(Portal, bool)> {
+    let known = sessions(settings);
+    let config = settings.aws_config.display();
+    if let Some(url) = portal {
+        let region = region.context("--portal needs --sso-region")?;
+        let session = match name {
+            Some(n) => n,
+            None => cmdr_signin::session::name_from_url(&url)
+                .with_context(|| format!("cannot name a session after {url}; give NAME"))?,
+        };
+        if let Some((u, r)) = known.get(&session) {
+            if *u != url || *r != region {
+                bail!("{config}: [sso-session {session}] already names {u} in {r}");
+            }
+            return Ok((
+                Portal {
+                    session,
+                    start_url: url,
+                    region,
+                },
+                false,
+            ));
+        }
+        return Ok((
+            Portal {
+                session,
+                start_url: url,
+                region,
+            },
+            true,
+        ));
+    }
+    let session = match name {
+        Some(n) => n,
+        None if known.len() == 1 => known.keys().next().cloned().unwrap_or_default(),
+        None => bail!(
+            "{config}: say which sso-session to sign in to (NAME), or give --portal URL --sso-region R"
+        ),
+    };
+    if let Some((url, region)) = known.get(&session) {
+        let portal = Portal {
+            session,
+            start_url: url.clone(),
+            region: region.clone(),
+        };
+        return Ok((portal, false));
+    }
+    // An account: its portal, as the daemon knows it, names an sso-session.
+    if let Some(url) = account_portal(settings, &session).await
+        && let Some((name, (_, region))) = known.iter().find(|(_, (u, _))| *u == url)
+    {
+        let portal = Portal {
+            session: name.clone(),
+            start_url: url,
+            region: region.clone(),
+        };
+        return Ok((portal, false));
+    }
+    bail!(
+        "{config}: no [sso-session {session}] (with sso_start_url and sso_region), nor an account of that name whose portal is one; give --portal URL --sso-region R to add it"
+    )
+}
+
+/// The portal of account NAME, if the daemon runs and answers within 2 s.
+async fn account_portal(settings: &cmdr_config::Settings, name: &str) -> Option<String> {
+    let ask = async {
+        let mut client = cmdr_client::Client::connect(&settings.socket.path, "cmdrctl")
+            .await
+            .ok()?;
+        let request = cmdr_proto::Request::ShowAccount {
+            name: name.to_owned(),
+        };
+        match client.request(request).await.ok()? {
+            cmdr_proto::Response::Account(info) => info.portal,
+            _ => None,
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), ask)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// No browser can open here: an SSH session, or no display on Linux.
+fn no_browser_here() -> bool {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    set("SSH_CONNECTION")
+        || set("SSH_TTY")
+        || (cfg!(target_os = "linux") && !set("DISPLAY") && !set("WAYLAND_DISPLAY"))
+}
+
+fn paths(settings: &cmdr_config::Settings) -> Paths {
+    Paths {
+        config: settings.aws_config.clone(),
+        sso_cache: settings.sso_cache.clone(),
+    }
+}
+
+async fn try_login(
+    config_file: Option<&std::path::Path>,
+    name: Option<String>,
+    portal: Option<String>,
+    region: Option<String>,
+    device_code: bool,
+    no_browser: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let settings = cmdr_config::Settings::load(config_file, None)?;
+    let (portal, add) = resolve(&settings, name, portal, region).await?;
+    let flow = if device_code || no_browser_here() {
+        Flow::DeviceCode
+    } else {
+        Flow::Pkce { open: !no_browser }
+    };
+    let say = |text: &str| eprintln!("{text}");
+    let token = cmdr_signin::login(&portal, &paths(&settings), flow, &say).await?;
+    if add {
+        // paste's safe write: through symlinks (stow, chezmoi), under the lock beside the
+        // file that paste takes too.
+        let path = crate::paste::resolve_symlinks(&settings.aws_config)?;
+        let _lock = cmdr_config::replace::lock_beside(&path)
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        cmdr_signin::session::add_section(&path, &portal).with_context(|| {
+            format!(
+                "cannot add [sso-session {}] to {}",
+                portal.session,
+                path.display()
+            )
+        })?;
+    }
+    if json {
+        crate::output::print_json(&serde_json::json!({
+            "session": portal.session,
+            "portal": portal.start_url,
+            "region": portal.region,
+            "expires_at": token.expires_at,
+        }));
+    } else {
+        println!(
+            "signed in to {} (sso-session {}) until {}",
+            portal.start_url, portal.session, token.expires_at
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn try_logout(
+    config_file: Option<&std::path::Path>,
+    name: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let settings = cmdr_config::Settings::load(config_file, None)?;
+    let (portal, _) = resolve(&settings, name, None, None).await?;
+    if cmdr_signin::logout(&portal, &paths(&settings)).await? {
+        println!(
+            "signed out of {} (sso-session {})",
+            portal.start_url, portal.session
+        );
+    } else {
+        println!(
+            "not signed in to {} (sso-session {})",
+            portal.start_url, portal.session
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("cmdrctl: {e:#}");
+        ExitCode::from(1)
+    })
+}
+
+pub async fn login(
+    config_file: Option<&std::path::Path>,
+    name: Option<String>,
+    portal: Option<String>,
+    region: Option<String>,
+    device_code: bool,
+    no_browser: bool,
+    json: bool,
+) -> ExitCode {
+    exit(
+        try_login(
+            config_file,
+            name,
+            portal,
+            region,
+            device_code,
+            no_browser,
+            json,
+        )
+        .await,
+    )
+}
+
+pub async fn logout(config_file: Option<&std::path::Path>, name: Option<String>) -> ExitCode {
+    exit(try_logout(config_file, name).await)
+}
