@@ -8,60 +8,75 @@
 //! - `hello SOCKET`: connects, says hello in JSON lines, and prints whatever comes back
 //!   until the other side closes (at most 5 s): a raw client that checks nothing.
 
-use std::io::{Read as _, Write as _};
-use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::Duration;
-
+#[cfg(not(unix))]
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["relay", listen, target] => relay(listen, target),
-        ["hello", socket] => hello(socket),
-        _ => {
-            eprintln!("usage: cmdr-test-peer relay LISTEN TARGET | hello SOCKET");
-            std::process::exit(2);
+    eprintln!("cmdr-test-peer: Unix sockets and uids only");
+    std::process::exit(2);
+}
+
+#[cfg(unix)]
+fn main() {
+    unix::main();
+}
+
+#[cfg(unix)]
+mod unix {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::time::Duration;
+
+    pub fn main() {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        match args
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["relay", listen, target] => relay(listen, target),
+            ["hello", socket] => hello(socket),
+            _ => {
+                eprintln!("usage: cmdr-test-peer relay LISTEN TARGET | hello SOCKET");
+                std::process::exit(2);
+            }
         }
     }
-}
 
-fn relay(listen: &str, target: &str) {
-    let listener = UnixListener::bind(listen).expect("bind the relay socket");
-    std::fs::set_permissions(listen, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-    println!("listening");
-    std::io::stdout().flush().expect("stdout");
-    for client in listener.incoming() {
-        let Ok(client) = client else { continue };
-        let Ok(upstream) = UnixStream::connect(target) else {
-            continue;
-        };
-        let (Ok(client_rx), Ok(upstream_tx)) = (client.try_clone(), upstream.try_clone()) else {
-            continue;
-        };
-        std::thread::spawn(move || pump(client_rx, upstream_tx));
-        std::thread::spawn(move || pump(upstream, client));
+    fn relay(listen: &str, target: &str) {
+        let listener = UnixListener::bind(listen).expect("bind the relay socket");
+        std::fs::set_permissions(listen, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        println!("listening");
+        std::io::stdout().flush().expect("stdout");
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(upstream) = UnixStream::connect(target) else {
+                continue;
+            };
+            let (Ok(client_rx), Ok(upstream_tx)) = (client.try_clone(), upstream.try_clone())
+            else {
+                continue;
+            };
+            std::thread::spawn(move || pump(client_rx, upstream_tx));
+            std::thread::spawn(move || pump(upstream, client));
+        }
     }
-}
 
-/// Copies `from` to `to` until either side closes.
-fn pump(mut from: UnixStream, mut to: UnixStream) {
-    let _ = std::io::copy(&mut from, &mut to);
-    let _ = to.shutdown(std::net::Shutdown::Both);
-}
+    /// Copies `from` to `to` until either side closes.
+    fn pump(mut from: UnixStream, mut to: UnixStream) {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    }
 
-fn hello(socket: &str) {
-    let mut stream = UnixStream::connect(socket).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let hello = r#"{"hello":{"protocol":1,"client":"cmdr-test-peer","client_version":"0"}}"#;
-    let _ = stream.write_all(format!("{hello}\n").as_bytes());
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    print!("{}", String::from_utf8_lossy(&answer));
+    fn hello(socket: &str) {
+        let mut stream = UnixStream::connect(socket).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let hello = r#"{"hello":{"protocol":1,"client":"cmdr-test-peer","client_version":"0"}}"#;
+        let _ = stream.write_all(format!("{hello}\n").as_bytes());
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        print!("{}", String::from_utf8_lossy(&answer));
+    }
 }
