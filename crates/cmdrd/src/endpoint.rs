@@ -188,7 +188,7 @@ impl Slots {
 }
 
 /// Serves until `stop` is cancelled.
-pub async fn serve(
+pub async fn run(
     bound: Bound,
     engine: EngineHandle,
     stop: CancellationToken,

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use crate::server::BindError;
+use crate::socket::BindError;
 use crate::store::{create_private_dir, write_atomic};
 
 const LOCK_FILE: &str = "cmdrd.lock";

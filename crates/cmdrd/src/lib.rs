@@ -8,14 +8,14 @@ pub mod console;
 pub mod desktop;
 pub mod endpoint;
 pub mod engine;
-pub mod expiry;
+pub mod handout;
 pub mod instance;
 pub mod log;
-pub mod serve;
-pub mod server;
 pub mod session;
 pub mod slots;
+pub mod socket;
 pub mod store;
+pub mod timers;
 pub mod validate;
 pub mod watch;
 mod wire;
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use cmdr_config::{Settings, renew};
-pub use server::BindError;
+pub use socket::BindError;
 
 use crate::engine::Engine;
 use crate::watch::{FileWatcher, Snapshot, Targets};
@@ -44,7 +44,7 @@ pub async fn run(
     let is_default = settings.socket.source == cmdr_client::SocketSource::Default;
     // One daemon per data directory first, so a second one touches neither state nor socket.
     let _instance = instance::claim(&settings.data_dir, &settings.socket.path)?;
-    let bound = server::bind(&settings.socket, is_default)?;
+    let bound = socket::bind(&settings.socket, is_default)?;
     if let Some(note) = &settings.socket.note {
         tracing::warn!("{note}");
     }
@@ -74,7 +74,7 @@ pub async fn run(
         settings.clone(),
         snapshot,
         rescan_tx,
-        Arc::new(expiry::SystemClock),
+        Arc::new(timers::SystemClock),
         endpoint.as_ref().map(|e| e.access.clone()),
     )?;
 
@@ -107,7 +107,7 @@ pub async fn run(
     let endpoint_url = endpoint.as_ref().map(|e| e.access.info.url.clone());
     let tokens = endpoint.as_ref().map(|e| e.access.tokens.clone());
     if let Some(endpoint) = endpoint {
-        tracker.spawn(endpoint::serve(
+        tracker.spawn(endpoint::run(
             endpoint,
             handle.clone(),
             stop_endpoint.clone(),
@@ -115,7 +115,7 @@ pub async fn run(
         ));
     }
     let socket_path = bound.path.clone();
-    let server_task = tracker.spawn(server::serve(
+    let server_task = tracker.spawn(socket::run(
         bound,
         handle,
         settings.max_connections,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone as _, Utc};
 use cmdr_proto::{AccountSpec, EventKind, Outcome, Request, TargetSpec};
 use cmdrd::engine::Engine;
-use cmdrd::expiry::Clock;
+use cmdrd::timers::Clock;
 use cmdrd::watch::{FileRead, Snapshot};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;

@@ -22,9 +22,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::Settings;
-use crate::expiry::{self, Clock, Deadline, Timers};
-use crate::serve::{self, Cached, Waiter};
+use crate::handout::{Cached, Waiter};
 use crate::store::{JournalEntry, Store};
+use crate::timers::{self, Clock, Deadline, Timers};
 use crate::validate::{self, Failure, Identity, Job, Resolved};
 use crate::watch::{FileRead, Snapshot};
 use crate::wire::{
@@ -50,7 +50,7 @@ pub enum Command {
     /// Credentials of an SDK-provider profile were resolved (the engine's own tasks).
     Resolved {
         account: String,
-        key: serve::CacheKey,
+        key: crate::handout::CacheKey,
         result: Result<Resolved, Failure>,
     },
 }
@@ -190,6 +190,7 @@ macro_rules! expiry_of {
 }
 
 mod files;
+mod handout;
 mod requests;
 mod retry;
 mod settle;
@@ -293,7 +294,7 @@ impl Engine {
                 .into_iter()
                 .flatten()
                 .min();
-            let sleep = next.map(|d| expiry::sleep_for(d, self.now()));
+            let sleep = next.map(|d| timers::sleep_for(d, self.now()));
             tokio::select! {
                 () = cancel.cancelled() => break,
                 Some(snapshot) = snapshots.recv() => {

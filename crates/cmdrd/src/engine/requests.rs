@@ -135,17 +135,17 @@ impl Engine {
             }),
             Request::ChildEnv { name } => {
                 return match self.child_paths(&name) {
-                    Ok(paths) => self.serve(&name, false, Waiter::child(reply, paths)),
+                    Ok(paths) => self.hand_out(&name, false, Waiter::child(reply, paths)),
                     Err(err) => {
                         let _ = reply.send(Outcome::Err(err));
                     }
                 };
             }
             Request::Credentials { name, force } => {
-                return self.serve(&name, force, Waiter::legacy(reply));
+                return self.hand_out(&name, force, Waiter::legacy(reply));
             }
             Request::Serve { name, force } => {
-                return self.serve(&name, force, Waiter::serve(reply));
+                return self.hand_out(&name, force, Waiter::serve(reply));
             }
             Request::Subscribe | Request::Unsubscribe | Request::ConsoleUrl { .. } => {
                 Err(bad_request("this request is handled by the session"))
@@ -199,7 +199,7 @@ impl Engine {
 
     /// Where a process started for `name` finds its credentials: the account's own
     /// token (issued now if it has none) and the AWS files without credentials.
-    fn child_paths(&mut self, name: &str) -> Result<serve::ChildPaths, ErrorReply> {
+    fn child_paths(&mut self, name: &str) -> Result<crate::handout::ChildPaths, ErrorReply> {
         self.accounts.get(name).map_err(|e| error_reply(&e))?;
         let (Some(endpoint), Some(files)) = (&self.endpoint, &self.child_files) else {
             return Err(bad_request(
@@ -210,7 +210,7 @@ impl Engine {
             code: ErrorCode::Internal,
             message: format!("cannot write the endpoint token of `{name}`: {err}"),
         })?;
-        Ok(serve::ChildPaths {
+        Ok(crate::handout::ChildPaths {
             url: crate::endpoint::account_url(&endpoint.info.url, name),
             token_file,
             config_file: files.path(FileKind::Config),

@@ -1,7 +1,7 @@
 //! The local socket: one daemon per socket, the peer checked on every accept, and a cap on
 //! connections. How the socket is made private and who counts as "the same user" is
-//! platform code: `server/unix.rs` (a Unix socket in a 0700 directory, a lock file,
-//! stale sockets reclaimed, the peer's uid) and `server/windows.rs` (a named pipe with a
+//! platform code: `socket/unix.rs` (a Unix socket in a 0700 directory, a lock file,
+//! stale sockets reclaimed, the peer's uid) and `socket/windows.rs` (a named pipe with a
 //! user-only security descriptor, first-instance creation, the peer's token SID).
 
 use std::fs::File;
@@ -67,7 +67,7 @@ pub use platform::current_euid;
 
 /// Accepts connections until `stop_accepting`; each one gets a session task in a slot
 /// ([`crate::slots`]: the oldest silent or idle session makes room for a newcomer).
-pub async fn serve(
+pub async fn run(
     bound: Bound,
     engine: EngineHandle,
     max_connections: usize,
