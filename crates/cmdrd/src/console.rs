@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cmdr_proto::{ConsoleUrl, ErrorCode, ErrorReply, Outcome, Request, Response};
+use cmdr_proto::{ConsoleUrl, ErrorCode, ErrorReply, Outcome, Response};
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper::body::Bytes;
 
@@ -57,29 +57,14 @@ fn refused(message: String) -> ErrorReply {
 }
 
 async fn build(engine: &EngineHandle, name: String) -> Result<String, ErrorReply> {
-    let served = match engine
-        .request(Request::Serve {
-            name: name.clone(),
-            force: false,
-        })
-        .await
-    {
-        Outcome::Ok(Response::Served(served)) => served,
-        Outcome::Ok(_) => {
-            return Err(ErrorReply {
-                code: ErrorCode::Internal,
-                message: "internal error: no credentials for the console".to_owned(),
-            });
-        }
-        Outcome::Err(err) => return Err(err),
-    };
-    let h = &served.handout;
+    let handout = engine.hand_out(name.clone(), false).await.answer().await?;
+    let (h, keys) = (&handout.grant, &handout.credentials);
     if let Some(endpoint) = &h.endpoint {
         return Err(refused(format!(
             "account `{name}` targets {endpoint}, not AWS: the AWS console cannot sign in to it"
         )));
     }
-    let Some(session_token) = &h.session_token else {
+    let Some(session_token) = &keys.session_token else {
         return Err(refused(format!(
             "account `{name}` holds long-lived keys (no session token): the console's federation sign-in takes session credentials only, such as an SSO role's or a pasted \"Option 2\" block"
         )));
@@ -91,8 +76,8 @@ async fn build(engine: &EngineHandle, name: String) -> Result<String, ErrorReply
         .clone()
         .unwrap_or_else(|| default_signin.to_owned());
     let session = serde_json::json!({
-        "sessionId": h.access_key_id,
-        "sessionKey": h.secret_access_key,
+        "sessionId": keys.access_key_id,
+        "sessionKey": keys.secret_access_key,
         "sessionToken": session_token,
     })
     .to_string();

@@ -7,13 +7,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cmdr_proto::{
-    AccountInfo, AccountState, Event, EventKind, OnChange, Outcome, Request, Response,
-};
+use cmdr_proto::{AccountState, EventKind, OnChange};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::EngineHandle;
+use crate::engine::{EngineEvent, EngineHandle};
 use cmdr_config::renew;
 
 pub use cmdr_config::DesktopSettings;
@@ -119,7 +117,7 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
     let mut events = engine.subscribe();
     let warned = Arc::new(AtomicBool::new(false));
     loop {
-        let event: Event = tokio::select! {
+        let EngineEvent { event, account } = tokio::select! {
             () = cancel.cancelled() => return,
             received = events.recv() => match received {
                 Ok(event) => event,
@@ -127,15 +125,13 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
                 Err(RecvError::Closed) => return,
             },
         };
-        let (mut ask_account, mut renewable) = (false, false);
-        if let EventKind::TokenChanged { account, .. }
-        | EventKind::ExpiringSoon { account, .. }
-        | EventKind::Expired { account, .. } = &event.kind
-            && let Some(info) = show_account(&engine, account).await
-        {
-            ask_account = info.on_change == OnChange::Ask && info.state == AccountState::Changed;
-            renewable = renew::plan(&info).is_ok();
-        }
+        // The account as it was right after the event, which carries it.
+        let ask_account = account.as_ref().is_some_and(|info| {
+            info.on_change == OnChange::Ask && info.state == AccountState::Changed
+        });
+        let renewable = account
+            .as_ref()
+            .is_some_and(|info| renew::plan(info).is_ok());
         let Some(note) = note_for(&event.kind, &settings, ask_account, renewable) else {
             continue;
         };
@@ -152,14 +148,14 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
                 }
                 Ok(Some(action)) if action == ACCEPT_ACTION => {
                     if let Some(account) = note.ask {
-                        let outcome = handle.block_on(engine.request(Request::Accept {
-                            name: account.clone(),
-                        }));
-                        match outcome {
-                            Outcome::Ok(_) => {
+                        let accepted = handle.block_on(async {
+                            engine.accept(account.clone()).await.answer().await
+                        });
+                        match accepted {
+                            Ok(_) => {
                                 tracing::info!(account = %account, "accepted from a desktop notification")
                             }
-                            Outcome::Err(err) => {
+                            Err(err) => {
                                 tracing::warn!(account = %account, error = %err.message, "accept from a desktop notification failed")
                             }
                         }
@@ -178,22 +174,10 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
     }
 }
 
-async fn show_account(engine: &EngineHandle, name: &str) -> Option<AccountInfo> {
-    match engine
-        .request(Request::ShowAccount {
-            name: name.to_owned(),
-        })
-        .await
-    {
-        Outcome::Ok(Response::Account(info)) => Some(info),
-        _ => None,
-    }
-}
-
 /// "Renew" was clicked: open the portal or run `aws sso login` in the daemon's session; a
 /// failure becomes a notification of its own (nobody sees the log).
 async fn renew_from_notification(engine: &EngineHandle, account: &str) {
-    let result = match show_account(engine, account).await {
+    let result = match engine.show(account.to_owned()).await.answer().await.ok() {
         Some(info) => match renew::plan(&info) {
             Ok(plan) => renew::run(&plan, renew::Mode::Detached).await,
             Err(err) => Err(err),

@@ -2,7 +2,7 @@
 //! (hyper), one URL per account, so that running SDK processes re-ask for credentials and
 //! follow the accepted token. Every request must carry its account's token, from a 0600
 //! file that dies with the port (`endpoint/tokens.rs`); answers
-//! come from the engine (`Request::Serve`), with an `Expiration` short enough for each
+//! come from the engine's hand-out (`EngineHandle::hand_out`), with an `Expiration` short enough for each
 //! SDK to come back within about a minute (see `lifetime_for`).
 
 use std::convert::Infallible;
@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
-use cmdr_proto::{EndpointInfo, ErrorCode, Outcome, Request, Response};
+use chrono::Utc;
+use cmdr_proto::{EndpointInfo, ErrorCode};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -293,28 +293,16 @@ async fn answer(
     };
     let name = name.into_owned();
     let (lifetime, family) = lifetime_for(request.headers());
-    let outcome = engine
-        .request(Request::Serve {
-            name: name.clone(),
-            force: false,
-        })
-        .await;
-    match outcome {
-        Outcome::Ok(Response::Served(served)) => {
+    match engine.hand_out(name.clone(), false).await.answer().await {
+        Ok(handout) => {
             let now = Utc::now();
-            let real = served
-                .handout
-                .expires_at
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc));
-            let until = match real {
+            let until = match handout.expires_at {
                 Some(at) if at < now + lifetime => at,
                 _ => now + lifetime,
             };
             tracing::debug!(account = %name, peer_port = peer.port(), client = family, "served an account's credentials");
             let mut body = serde_json::Map::new();
-            let h = &served.handout;
+            let h = &handout.credentials;
             body.insert("AccessKeyId".into(), h.access_key_id.clone().into());
             body.insert("SecretAccessKey".into(), h.secret_access_key.clone().into());
             // botocore requires the key; an empty token is not sent by any SDK.
@@ -323,17 +311,12 @@ async fn answer(
                 h.session_token.clone().unwrap_or_default().into(),
             );
             body.insert("Expiration".into(), timestamp(until).into());
-            if let Some(id) = &served.account_id {
+            if let Some(id) = &handout.grant.account_id {
                 body.insert("AccountId".into(), id.clone().into());
             }
             json(StatusCode::OK, serde_json::Value::Object(body).to_string())
         }
-        Outcome::Ok(_) => refusal(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "unexpected answer",
-        ),
-        Outcome::Err(err) => {
+        Err(err) => {
             let status = match err.code {
                 ErrorCode::NotFound => StatusCode::NOT_FOUND,
                 ErrorCode::Internal => StatusCode::SERVICE_UNAVAILABLE,

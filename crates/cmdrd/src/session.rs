@@ -9,13 +9,15 @@ use cmdr_proto::{
     Outcome, PROTOCOL_VERSION, ProtoError, Request, Response, ServerMessage, Welcome,
     encode_within,
 };
+
+mod answer;
 use interprocess::local_socket::tokio::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, WriteHalf};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::EngineHandle;
+use crate::engine::{EngineEvent, EngineHandle};
 use crate::slots::{Phase, Slot};
 use crate::wire::timestamp;
 use cmdr_core::text::escape_controls;
@@ -111,7 +113,7 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
         return;
     }
 
-    let mut events: Option<broadcast::Receiver<Event>> = None;
+    let mut events: Option<broadcast::Receiver<EngineEvent>> = None;
     // Requests being answered: each waits apart, so a slow one (an STS call) holds up
     // neither the connection's events nor its other requests; answers go out by id, in
     // the order they are ready. Bounded: a client with this many open stops being read.
@@ -160,7 +162,7 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
                         }
                         other => {
                             slot.set(Phase::Busy);
-                            let answer = engine.submit(other).await;
+                            let answer = answer::submit(&engine, other).await;
                             answers.spawn(async move { (id, answer.await) });
                             continue;
                         }
@@ -185,7 +187,7 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
                 }
             },
             event = next_event(&mut events) => match event {
-                Ok(event) => {
+                Ok(EngineEvent { event, .. }) => {
                     let stopping = matches!(event.kind, EventKind::DaemonStopping);
                     if !send(ServerMessage::Event(event)).await || stopping {
                         break;
@@ -272,8 +274,8 @@ async fn send_once(mut writer: WriteHalf<Stream>, codec: Codec, message: ServerM
 }
 
 async fn next_event(
-    events: &mut Option<broadcast::Receiver<Event>>,
-) -> Result<Event, broadcast::error::RecvError> {
+    events: &mut Option<broadcast::Receiver<EngineEvent>>,
+) -> Result<EngineEvent, broadcast::error::RecvError> {
     match events {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

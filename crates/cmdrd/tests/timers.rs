@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone as _, Utc};
-use cmdr_proto::{AccountSpec, EventKind, Outcome, Request, TargetSpec};
+use cmdr_core::{NewAccount, OnChange, Target};
+use cmdr_proto::EventKind;
 use cmdrd::engine::Engine;
 use cmdrd::timers::Clock;
 use cmdrd::watch::{FileRead, Snapshot};
@@ -52,9 +53,9 @@ fn settings(dir: &std::path::Path) -> cmdrd::Settings {
     }
 }
 
-async fn next_kind(events: &mut broadcast::Receiver<cmdr_proto::Event>) -> EventKind {
+async fn next_kind(events: &mut broadcast::Receiver<cmdrd::engine::EngineEvent>) -> EventKind {
     loop {
-        let event = events.recv().await.expect("event");
+        let event = events.recv().await.expect("event").event;
         if !matches!(event.kind, EventKind::AccountAdded { .. }) {
             return event.kind;
         }
@@ -99,19 +100,18 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
     let task = tokio::spawn(engine.run(commands, snapshots, cancel.clone()));
     let mut events = handle.subscribe();
     let added = handle
-        .request(Request::AddAccount(AccountSpec {
+        .add(NewAccount {
             name: "acme".into(),
             profile: "acme".into(),
             region: None,
-            target: TargetSpec {
-                target: cmdr_proto::TargetKind::Aws,
-                endpoint: None,
-            },
-            on_change: cmdr_proto::OnChange::Ask,
+            target: Target::Aws,
+            on_change: OnChange::Ask,
             portal: None,
-        }))
+        })
+        .await
+        .answer()
         .await;
-    assert!(matches!(added, Outcome::Ok(_)), "{added:?}");
+    assert!(added.is_ok(), "{added:?}");
 
     // expiring_soon at expires - 15 min, within a second.
     let kind = next_kind(&mut events).await;
@@ -142,12 +142,8 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
     let kind = next_kind(&mut events).await;
     assert!(matches!(kind, EventKind::TokenChanged { .. }), "{kind:?}");
     // Expiry follows the accepted token: accept the new one.
-    let accepted = handle
-        .request(Request::Accept {
-            name: "acme".into(),
-        })
-        .await;
-    assert!(matches!(accepted, Outcome::Ok(_)), "{accepted:?}");
+    let accepted = handle.accept("acme".into()).await.answer().await;
+    assert!(accepted.is_ok(), "{accepted:?}");
     let kind = next_kind(&mut events).await;
     assert!(matches!(kind, EventKind::TokenAccepted { .. }), "{kind:?}");
     let before = tokio::time::Instant::now();

@@ -3,15 +3,18 @@
 
 use super::*;
 
+/// Where a hand-out goes: to the client that asked, in the shape it asked for.
+pub(super) type Deliver = Box<dyn FnOnce(Result<HandOut, ErrorReply>) + Send>;
+
 impl Engine {
     /// Hands out an account's accepted credentials, refused in states where they would be
     /// the wrong ones unless `force`; those of SDK-provider profiles are resolved (once per
     /// account at a time) and cached until shortly before they end. Never logged.
-    pub(super) fn hand_out(&mut self, name: &str, force: bool, waiter: Waiter) {
+    pub(super) fn hand_out(&mut self, name: &str, force: bool, deliver: Deliver) {
         let now = self.now();
         let account = match self.accounts.get(name) {
             Ok(a) => a,
-            Err(err) => return waiter.refuse(error_reply(&err)),
+            Err(err) => return deliver(Err(error_reply(&err))),
         };
         let profile = self.view.get(&account.profile);
         let status = account.status(profile, now, self.settings.warn_before);
@@ -25,13 +28,13 @@ impl Engine {
         // now hold the new token).
         let at_hand = account.accepted.credentials.is_some() || cached.is_some();
         if let Some(why) = cmdr_core::handout::refusal(account, &status, at_hand, force) {
-            return waiter.refuse(ErrorReply {
+            return deliver(Err(ErrorReply {
                 code: crate::handout::refusal_code(status.state),
                 message: why,
-            });
+            }));
         }
         let expiry_source = wire::expiry_source(account.accepted.expiry.as_ref());
-        let served = crate::handout::Served {
+        let grant = Grant {
             account: name.to_owned(),
             profile: account.profile.clone(),
             region: account.region.clone(),
@@ -42,12 +45,16 @@ impl Engine {
         if let Some(credentials) = &account.accepted.credentials {
             let expires_at = account.accepted.expiry.as_ref().and_then(|e| e.when());
             tracing::debug!(account = name, "handed out credentials to a client");
-            return waiter.answer(&served, credentials, expires_at.map(timestamp));
+            return deliver(Ok(HandOut {
+                grant,
+                credentials: credentials.clone(),
+                expires_at,
+            }));
         }
         let resolvable = profile.is_some_and(|p| crate::handout::resolvable(p.kind));
         if !resolvable {
             let kind = profile.map_or("missing", |p| wire::profile_kind(p.kind).label());
-            return waiter.refuse(ErrorReply {
+            return deliver(Err(ErrorReply {
                 code: if force {
                     ErrorCode::NotAccepted
                 } else {
@@ -57,24 +64,24 @@ impl Engine {
                     "no accepted keys for `{name}`: profile `{}` (kind {kind}) has no access keys in the files, or its accepted token is no longer there; run `cmdrctl accept {name}` once it has",
                     account.profile
                 ),
-            });
+            }));
         }
         if let Some(cached) = cached {
             tracing::debug!(
                 account = name,
                 "handed out resolved credentials to a client"
             );
-            return waiter.answer(
-                &served,
-                &cached.credentials,
-                cached.expires_at.map(timestamp),
-            );
+            return deliver(Ok(HandOut {
+                grant,
+                credentials: cached.credentials.clone(),
+                expires_at: cached.expires_at,
+            }));
         }
         let in_flight = self.resolving.contains_key(name);
         self.resolving
             .entry(name.to_owned())
             .or_default()
-            .push(waiter.with(served));
+            .push((deliver, grant));
         if in_flight {
             return;
         }
@@ -82,7 +89,7 @@ impl Engine {
         let account = name.to_owned();
         self.tasks.spawn(async move {
             let result = validate::resolve(&job).await;
-            Command::Resolved {
+            Done::Resolved {
                 account,
                 key,
                 result,
@@ -105,8 +112,12 @@ impl Engine {
                     expires_at: resolved.expires_at,
                     resolved_at: self.now(),
                 };
-                for waiter in waiters {
-                    waiter.answer_pending(&cached.credentials, cached.expires_at.map(timestamp));
+                for (deliver, grant) in waiters {
+                    deliver(Ok(HandOut {
+                        grant,
+                        credentials: cached.credentials.clone(),
+                        expires_at: cached.expires_at,
+                    }));
                 }
                 self.resolved.insert(name.to_owned(), cached);
             }
@@ -129,11 +140,11 @@ impl Engine {
                         _ => String::new(),
                     }
                 );
-                for waiter in waiters {
-                    waiter.refuse(ErrorReply {
+                for (deliver, _) in waiters {
+                    deliver(Err(ErrorReply {
                         code,
                         message: message.clone(),
-                    });
+                    }));
                 }
             }
         }

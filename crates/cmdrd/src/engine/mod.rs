@@ -3,7 +3,6 @@
 //! bounded broadcast channel (a slow subscriber lags; it never slows the others).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -14,23 +13,20 @@ use cmdr_core::{
     NewAccount, PerFile, Profile, ProfileKind, ProfileView, SeenTokens, diff,
 };
 use cmdr_proto::{
-    AccountInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus, Outcome, PROTOCOL_VERSION,
-    Page, Request, Response, StatusInfo,
+    AccountDetail, AccountInfo, ErrorCode, ErrorReply, Event, EventKind, FileStatus,
+    PROTOCOL_VERSION, Page, StatusInfo,
 };
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::Settings;
-use crate::handout::{Cached, Waiter};
+use crate::handout::{Cached, ChildEnv, Grant, HandOut};
 use crate::store::{JournalEntry, Store};
 use crate::timers::{self, Clock, Deadline, Timers};
 use crate::validate::{self, Failure, Identity, Job, Resolved};
 use crate::watch::{FileRead, Snapshot};
-use crate::wire::{
-    self, account_event, bad_request, error_reply, on_change_from, profile_event, target_from_spec,
-    timestamp,
-};
+use crate::wire::{self, account_event, bad_request, error_reply, profile_event, timestamp};
 
 /// Retries of a file that failed to parse, in case it was caught mid-write.
 const RETRY_DELAYS: [Duration; 3] = [
@@ -39,84 +35,20 @@ const RETRY_DELAYS: [Duration; 3] = [
     Duration::from_secs(5),
 ];
 
-pub enum Command {
-    Request(Request, oneshot::Sender<Outcome>),
-    /// A validation task finished (the engine's own tasks).
+/// What the engine's own tasks report when they end.
+enum Done {
+    /// A validation finished.
     Validated {
         account: String,
         fingerprint: Option<String>,
         result: Result<Identity, Failure>,
     },
-    /// Credentials of an SDK-provider profile were resolved (the engine's own tasks).
+    /// Credentials of an SDK-provider profile were resolved.
     Resolved {
         account: String,
         key: crate::handout::CacheKey,
         result: Result<Resolved, Failure>,
     },
-}
-
-/// A cheap handle to the engine for sessions.
-#[derive(Clone)]
-pub struct EngineHandle {
-    commands: mpsc::Sender<Command>,
-    events: broadcast::Sender<Event>,
-    subscribers: Arc<AtomicU32>,
-    settings: Arc<Settings>,
-}
-
-/// One client subscribed over the socket, counted for `status` while this is alive (the
-/// daemon's own subscribers, such as desktop notifications, are not clients).
-pub struct Subscriber(Arc<AtomicU32>);
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-fn stopped() -> Outcome {
-    Outcome::Err(ErrorReply {
-        code: ErrorCode::Internal,
-        message: "cmdrd is stopping".to_owned(),
-    })
-}
-
-impl EngineHandle {
-    pub async fn request(&self, request: Request) -> Outcome {
-        self.submit(request).await.await
-    }
-
-    /// Hands `request` to the engine now (so requests of one client are taken in the order
-    /// sent) and returns its answer to come: a client may go on with other things, such as
-    /// its events, while a slow request (an STS call) runs.
-    pub async fn submit(&self, request: Request) -> impl Future<Output = Outcome> + use<> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self
-            .commands
-            .send(Command::Request(request, tx))
-            .await
-            .is_ok();
-        async move {
-            if !sent {
-                return stopped();
-            }
-            rx.await.unwrap_or_else(|_| stopped())
-        }
-    }
-
-    /// The daemon's settings, for what sessions do beside the engine (the console URL).
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
-    }
-
-    pub fn count_subscriber(&self) -> Subscriber {
-        self.subscribers.fetch_add(1, Ordering::Relaxed);
-        Subscriber(Arc::clone(&self.subscribers))
-    }
 }
 
 pub struct Engine {
@@ -135,7 +67,7 @@ pub struct Engine {
     health: PerFile<FileHealth>,
     accounts: Accounts,
     seen: SeenTokens,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<EngineEvent>,
     /// Clients subscribed over the socket (see [`Subscriber`]).
     subscribers: Arc<AtomicU32>,
     rescan: mpsc::Sender<()>,
@@ -155,10 +87,10 @@ pub struct Engine {
     touched: Option<Vec<String>>,
     next_deadline: Option<DateTime<Utc>>,
     /// Validations in flight, with the clients waiting for each: at most one per account.
-    validations: HashMap<String, Vec<oneshot::Sender<Outcome>>>,
+    validations: HashMap<String, Vec<Reply<Identity>>>,
     /// Validations and resolutions in flight; each ends with the command it reports.
     /// Aborted with the engine, so none outlives it.
-    tasks: JoinSet<Command>,
+    tasks: JoinSet<Done>,
     /// When a file that failed to parse is read again.
     retry_at: Option<tokio::time::Instant>,
     /// Where the credentials endpoint listens (`status`) and its per-account tokens.
@@ -169,7 +101,7 @@ pub struct Engine {
     /// they end or the account's token or profile changes.
     resolved: HashMap<String, Cached>,
     /// Resolutions in flight, with the clients waiting for each: at most one per account.
-    resolving: HashMap<String, Vec<Waiter>>,
+    resolving: HashMap<String, Vec<(handout::Deliver, Grant)>>,
     /// When `unvalidated` accounts are validated again (`retry.rs`).
     revalidate: retry::Retries,
     /// Bound profiles whose keys changed in one half, held in their previous token
@@ -189,6 +121,7 @@ macro_rules! expiry_of {
     }};
 }
 
+mod api;
 mod files;
 mod handout;
 mod requests;
@@ -196,6 +129,7 @@ mod retry;
 mod settle;
 mod validation;
 
+pub use api::{Accepted, Command, EngineEvent, EngineHandle, Pending, Reply, Subscriber};
 use files::{FileHealth, FileProblem, release_free_memory};
 
 impl Engine {
@@ -302,11 +236,14 @@ impl Engine {
                     release_free_memory();
                 }
                 command = commands.recv() => match command {
-                    Some(command) => self.command(command),
+                    Some(command) => {
+                        self.touched = Some(Vec::new());
+                        self.handle(command);
+                    }
                     None => break,
                 },
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
-                    Ok(command) => self.command(command),
+                    Ok(done) => self.done(done),
                     Err(err) => tracing::error!(error = %err, "a validation task failed"),
                 },
                 () = tokio::time::sleep_until(self.retry_at.unwrap_or_else(tokio::time::Instant::now)),
@@ -338,13 +275,9 @@ impl Engine {
         self.save();
     }
 
-    fn command(&mut self, command: Command) {
-        match command {
-            Command::Request(request, reply) => {
-                self.touched = Some(Vec::new());
-                self.handle(request, reply);
-            }
-            Command::Validated {
+    fn done(&mut self, done: Done) {
+        match done {
+            Done::Validated {
                 account,
                 fingerprint,
                 result,
@@ -352,7 +285,7 @@ impl Engine {
                 self.finish_validation(&account, fingerprint.as_deref(), result);
                 self.after_validation(&account);
             }
-            Command::Resolved {
+            Done::Resolved {
                 account,
                 key,
                 result,
@@ -431,10 +364,17 @@ impl Engine {
     }
     fn emit(&self, kind: EventKind) {
         tracing::info!(event = %kind.type_name(), account = ?kind.account(), "event");
+        let account = kind
+            .account()
+            .and_then(|name| self.accounts.get(name).ok())
+            .map(|a| Arc::new(self.account_info(a)));
         // No receivers is fine: nobody is listening.
-        let _ = self.events.send(Event {
-            at: timestamp(self.now()),
-            kind,
+        let _ = self.events.send(EngineEvent {
+            event: Event {
+                at: timestamp(self.now()),
+                kind,
+            },
+            account,
         });
     }
 

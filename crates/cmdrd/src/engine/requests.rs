@@ -1,161 +1,149 @@
-//! Client requests: dispatch, account operations and what they answer.
+//! The operations clients ask for ([`Command`]): dispatch, account operations and what
+//! they answer.
 
 use super::*;
 
 impl Engine {
-    pub(super) fn handle(&mut self, request: Request, reply: oneshot::Sender<Outcome>) {
-        let result = match request {
-            Request::Validate { name } => return self.start_validation(&name, Some(reply)),
-            Request::Status => Ok(Response::Status(self.status())),
-            Request::Profiles => Ok(Response::Profiles(
-                self.view
+    pub(super) fn handle(&mut self, command: Command) {
+        match command {
+            Command::Validate { name, reply } => self.start_validation(&name, Some(reply)),
+            Command::HandOut { name, force, reply } => {
+                self.hand_out(&name, force, Box::new(move |r| answer(reply, r)));
+            }
+            Command::Status(reply) => answer(reply, Ok(self.status())),
+            Command::Profiles(reply) => answer(
+                reply,
+                Ok(self
+                    .view
                     .profiles
                     .values()
                     .map(|p| wire::profile_info(p, self.expiry(p)))
-                    .collect(),
-            )),
-            Request::ListAccounts => Ok(Response::Accounts(
-                self.accounts.iter().map(|a| self.account_info(a)).collect(),
-            )),
-            Request::ProfilesPage(page) => Ok(Response::ProfilesPage(Page::fill(
-                cmdr_core::values_after(&self.view.profiles, page.after.as_deref())
-                    .map(|p| wire::profile_info(p, self.expiry(p))),
-                page.limit,
-                |p| &p.name,
-            ))),
-            Request::AccountsPage(page) => Ok(Response::AccountsPage(Page::fill(
-                self.accounts
-                    .iter_after(page.after.as_deref())
-                    .map(|a| self.account_info(a)),
-                page.limit,
-                |a| &a.name,
-            ))),
-            Request::ShowAccount { name } => self.show(&name),
-            Request::AddAccount(spec) => {
-                let name = spec.name.clone();
-                self.keep_secrets_of(&spec.profile);
-                let parsed = target_from_spec(&spec.target).and_then(|target| {
-                    Ok(NewAccount {
-                        name: spec.name,
-                        profile: spec.profile,
-                        region: spec.region,
-                        target,
-                        on_change: on_change_from(spec.on_change)?,
-                        portal: spec.portal,
+                    .collect()),
+            ),
+            Command::Accounts(reply) => answer(
+                reply,
+                Ok(self.accounts.iter().map(|a| self.account_info(a)).collect()),
+            ),
+            Command::ProfilesPage {
+                after,
+                limit,
+                reply,
+            } => answer(
+                reply,
+                Ok(Page::fill(
+                    cmdr_core::values_after(&self.view.profiles, after.as_deref())
+                        .map(|p| wire::profile_info(p, self.expiry(p))),
+                    limit,
+                    |p| &p.name,
+                )),
+            ),
+            Command::AccountsPage {
+                after,
+                limit,
+                reply,
+            } => answer(
+                reply,
+                Ok(Page::fill(
+                    self.accounts
+                        .iter_after(after.as_deref())
+                        .map(|a| self.account_info(a)),
+                    limit,
+                    |a| &a.name,
+                )),
+            ),
+            Command::Show { name, reply } => answer(reply, self.show(&name)),
+            Command::Detail { name, reply } => answer(reply, self.detail(&name)),
+            Command::Add { account, reply } => {
+                let added = self.add(account);
+                answer(reply, added);
+            }
+            Command::Edit { name, patch, reply } => {
+                let edited = self.edit(&name, patch);
+                answer(reply, edited);
+            }
+            Command::Remove { name, reply } => {
+                let removed = self.remove(&name);
+                answer(reply, removed);
+            }
+            Command::Accept { name, reply } => {
+                let accepted = self.accept(&name).and_then(|changed| {
+                    Ok(Accepted {
+                        account: self.show(&name)?,
+                        changed,
                     })
                 });
-                let added = parsed.and_then(|new| {
-                    let now = self.now();
-                    self.mutate(&name, |accounts, view, expiry| {
-                        accounts
-                            .add(new, view, expiry, now)
-                            .map_err(|e| error_reply(&e))
-                    })
-                });
-                // Adding accepts the token in the file: learn whose it is.
-                self.revalidate.clear(&name);
-                if added.is_ok() && self.settings.validate_on_change {
-                    self.start_validation(&name, None);
-                }
-                if added.is_ok()
-                    && let Some(endpoint) = &self.endpoint
-                    && let Err(err) = endpoint.tokens.issue(&name)
-                {
-                    tracing::warn!(account = %name, error = %err, "cannot write the account's endpoint token");
-                }
-                added.and_then(|_| self.show(&name))
+                answer(reply, accepted);
             }
-            Request::EditAccount { name, edit } => {
-                // Another profile, target or region may answer otherwise: validate again.
-                let revalidate = edit.profile.is_some()
-                    || edit.target.is_some()
-                    || edit.region.is_some()
-                    || edit.clear_region;
-                if let Some(profile) = &edit.profile {
-                    self.keep_secrets_of(profile);
-                }
-                let patch = (|| {
-                    Ok::<_, ErrorReply>(AccountPatch {
-                        profile: edit.profile,
-                        region: if edit.clear_region {
-                            Some(None)
-                        } else {
-                            edit.region.map(Some)
-                        },
-                        target: edit.target.as_ref().map(target_from_spec).transpose()?,
-                        on_change: edit.on_change.map(on_change_from).transpose()?,
-                        portal: if edit.clear_portal {
-                            Some(None)
-                        } else {
-                            edit.portal.map(Some)
-                        },
-                    })
-                })();
-                let edited = patch.and_then(|patch| {
-                    let now = self.now();
-                    self.mutate(&name, |accounts, view, expiry| {
-                        accounts
-                            .edit(&name, patch, view, expiry, now)
-                            .map_err(|e| error_reply(&e))
-                    })
-                });
-                if edited.as_ref().is_ok_and(|changes| !changes.is_empty()) && revalidate {
-                    self.resolved.remove(&name);
-                    self.revalidate.reset(&name);
-                    if self.settings.validate_on_change {
-                        self.start_validation(&name, None);
-                    }
-                }
-                edited.and_then(|_| self.show(&name))
-            }
-            Request::RemoveAccount { name } => {
-                self.revalidate.clear(&name);
-                let removed = self.mutate(&name, |accounts, _, _| {
-                    accounts.remove(&name).map_err(|e| error_reply(&e))
-                });
-                if removed.is_ok()
-                    && let Some(endpoint) = &self.endpoint
-                {
-                    endpoint.tokens.revoke(&name);
-                }
-                removed.map(|_| Response::Done)
-            }
-            Request::AccountDetail { name } => self.detail(&name),
-            Request::Accept { name } => self.accept(&name).and_then(|_| self.show(&name)),
-            Request::AcceptToken { name } => self.accept(&name).and_then(|changed| {
-                let account = self
-                    .accounts
-                    .get(&name)
-                    .map(|a| self.account_info(a))
-                    .map_err(|e| error_reply(&e))?;
-                Ok(Response::Accepted(cmdr_proto::Accepted {
-                    account,
-                    changed,
-                }))
-            }),
-            Request::ChildEnv { name } => {
-                return match self.child_paths(&name) {
-                    Ok(paths) => self.hand_out(&name, false, Waiter::child(reply, paths)),
-                    Err(err) => {
-                        let _ = reply.send(Outcome::Err(err));
-                    }
-                };
-            }
-            Request::Credentials { name, force } => {
-                return self.hand_out(&name, force, Waiter::legacy(reply));
-            }
-            Request::Serve { name, force } => {
-                return self.hand_out(&name, force, Waiter::serve(reply));
-            }
-            Request::Subscribe | Request::Unsubscribe | Request::ConsoleUrl { .. } => {
-                Err(bad_request("this request is handled by the session"))
-            }
-        };
-        let _ = reply.send(match result {
-            Ok(response) => Outcome::Ok(response),
-            Err(err) => Outcome::Err(err),
-        });
+            Command::ChildEnv { name, reply } => match self.child_paths(&name) {
+                Ok(paths) => self.hand_out(
+                    &name,
+                    false,
+                    Box::new(move |r| answer(reply, r.map(|handout| ChildEnv { paths, handout }))),
+                ),
+                Err(err) => answer(reply, Err(err)),
+            },
+        }
     }
+
+    fn add(&mut self, new: NewAccount) -> Result<AccountInfo, ErrorReply> {
+        let name = new.name.clone();
+        self.keep_secrets_of(&new.profile);
+        let now = self.now();
+        let added = self.mutate(&name, |accounts, view, expiry| {
+            accounts
+                .add(new, view, expiry, now)
+                .map_err(|e| error_reply(&e))
+        });
+        // Adding accepts the token in the file: learn whose it is.
+        self.revalidate.clear(&name);
+        if added.is_ok() && self.settings.validate_on_change {
+            self.start_validation(&name, None);
+        }
+        if added.is_ok()
+            && let Some(endpoint) = &self.endpoint
+            && let Err(err) = endpoint.tokens.issue(&name)
+        {
+            tracing::warn!(account = %name, error = %err, "cannot write the account's endpoint token");
+        }
+        added.and_then(|_| self.show(&name))
+    }
+
+    fn edit(&mut self, name: &str, patch: AccountPatch) -> Result<AccountInfo, ErrorReply> {
+        // Another profile, target or region may answer otherwise: validate again.
+        let revalidate =
+            patch.profile.is_some() || patch.target.is_some() || patch.region.is_some();
+        if let Some(profile) = &patch.profile {
+            self.keep_secrets_of(profile);
+        }
+        let now = self.now();
+        let edited = self.mutate(name, |accounts, view, expiry| {
+            accounts
+                .edit(name, patch, view, expiry, now)
+                .map_err(|e| error_reply(&e))
+        });
+        if edited.as_ref().is_ok_and(|changes| !changes.is_empty()) && revalidate {
+            self.resolved.remove(name);
+            self.revalidate.reset(name);
+            if self.settings.validate_on_change {
+                self.start_validation(name, None);
+            }
+        }
+        edited.and_then(|_| self.show(name))
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), ErrorReply> {
+        self.revalidate.clear(name);
+        let removed = self.mutate(name, |accounts, _, _| {
+            accounts.remove(name).map_err(|e| error_reply(&e))
+        });
+        if removed.is_ok()
+            && let Some(endpoint) = &self.endpoint
+        {
+            endpoint.tokens.revoke(name);
+        }
+        removed.map(|_| ())
+    }
+
     /// `accept`: whether the account took anything it did not have (the rule is
     /// cmdr-core's `Accounts::accept`).
     fn accept(&mut self, name: &str) -> Result<bool, ErrorReply> {
@@ -175,7 +163,7 @@ impl Engine {
 
     /// `accounts show` with the reason for the state: a profile that looks renamed is
     /// named, with the edit that follows it.
-    fn detail(&self, name: &str) -> Result<Response, ErrorReply> {
+    fn detail(&self, name: &str) -> Result<AccountDetail, ErrorReply> {
         let account = self.accounts.get(name).map_err(|e| error_reply(&e))?;
         let profile = self.view.get(&account.profile);
         let status = account.status(profile, self.now(), self.settings.warn_before);
@@ -191,10 +179,10 @@ impl Engine {
                 account.profile
             ));
         }
-        Ok(Response::AccountDetail(cmdr_proto::AccountDetail {
+        Ok(AccountDetail {
             info: wire::account_info(account, profile, status.state),
             reason,
-        }))
+        })
     }
 
     /// Where a process started for `name` finds its credentials: the account's own
@@ -221,10 +209,15 @@ impl Engine {
         })
     }
 
-    pub(super) fn show(&self, name: &str) -> Result<Response, ErrorReply> {
+    pub(super) fn show(&self, name: &str) -> Result<AccountInfo, ErrorReply> {
         self.accounts
             .get(name)
-            .map(|a| Response::Account(self.account_info(a)))
+            .map(|a| self.account_info(a))
             .map_err(|e| error_reply(&e))
     }
+}
+
+/// Sends an answer; a client that went away meanwhile does not need it.
+pub(super) fn answer<T>(reply: Reply<T>, result: Result<T, ErrorReply>) {
+    let _ = reply.send(result);
 }

@@ -6,16 +6,12 @@ use super::*;
 impl Engine {
     /// Starts an STS validation of the account's current credentials, unless one is
     /// already running for it.
-    pub(super) fn start_validation(
-        &mut self,
-        name: &str,
-        waiter: Option<oneshot::Sender<Outcome>>,
-    ) {
+    pub(super) fn start_validation(&mut self, name: &str, waiter: Option<Reply<Identity>>) {
         let Ok(account) = self.accounts.get(name) else {
             if let Some(waiter) = waiter {
-                let _ = waiter.send(Outcome::Err(error_reply(
-                    &cmdr_core::AccountError::NotFound(name.to_owned()),
-                )));
+                let _ = waiter.send(Err(error_reply(&cmdr_core::AccountError::NotFound(
+                    name.to_owned(),
+                ))));
             }
             return;
         };
@@ -30,7 +26,7 @@ impl Engine {
         let fingerprint = job.fingerprint.clone();
         self.tasks.spawn(async move {
             let result = validate::validate(job).await;
-            Command::Validated {
+            Done::Validated {
                 account,
                 fingerprint,
                 result,
@@ -64,7 +60,7 @@ impl Engine {
             Ok(a) => a.profile.clone(),
             Err(err) => {
                 for waiter in waiters {
-                    let _ = waiter.send(Outcome::Err(error_reply(&err)));
+                    let _ = waiter.send(Err(error_reply(&err)));
                 }
                 return;
             }
@@ -107,11 +103,7 @@ impl Engine {
                         new_account_id: identity.account_id.clone(),
                     });
                 }
-                Outcome::Ok(Response::Validated(cmdr_proto::Identity {
-                    account_id: identity.account_id,
-                    arn: identity.arn,
-                    user_id: identity.user_id,
-                }))
+                Ok(identity)
             }
             Err(failure) => {
                 let error = failure.to_string();
@@ -121,7 +113,7 @@ impl Engine {
                     profile,
                     error: error.clone(),
                 });
-                Outcome::Err(ErrorReply {
+                Err(ErrorReply {
                     code: ErrorCode::ValidationFailed,
                     message: format!("validation of `{name}` failed: {error}"),
                 })
