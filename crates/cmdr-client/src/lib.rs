@@ -15,8 +15,6 @@ use interprocess::local_socket::tokio::{Stream, prelude::*};
 use interprocess::local_socket::{GenericFilePath, ToFsName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub mod userfile;
-
 /// How long a command waits for the daemon by default: connect, handshake, and each
 /// request. A wedged or stopped daemon is an error after this, never a hang.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);

@@ -12,6 +12,7 @@ pub mod renew;
 pub mod replace;
 mod root;
 mod settings;
+pub mod userfile;
 
 pub use files::{
     STALE_TEMP_AGE, check_own, create_private_dir, open_own, read_own, sweep_temps, write_atomic,

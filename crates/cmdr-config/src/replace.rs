@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use cmdr_client::userfile::{self, Identity};
+use crate::userfile::{self, Identity};
 
 use crate::files::{create_temp, sync_dir};
 

@@ -238,7 +238,7 @@ fn read_config_file(config_file: Option<&Path>) -> anyhow::Result<(Option<PathBu
         None => (default_config, false),
     };
     // Bounded, regular files only: a FIFO or a device here must not hang anyone.
-    let read = cmdr_client::userfile::read_bounded(&path, MAX_CONFIG_LEN)
+    let read = crate::userfile::read_bounded(&path, MAX_CONFIG_LEN)
         .and_then(|bytes| String::from_utf8(bytes).map_err(std::io::Error::other));
     match read {
         Ok(text) => {

@@ -42,7 +42,7 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
             line: None,
             message,
         };
-        match cmdr_client::userfile::read_bounded(path, cmdr_client::userfile::MAX_USER_FILE_LEN) {
+        match cmdr_config::userfile::read_bounded(path, cmdr_config::userfile::MAX_USER_FILE_LEN) {
             Ok(bytes) => {
                 warn_permissions(kind, path, &mut warnings);
                 bytes

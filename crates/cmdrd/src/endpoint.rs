@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::engine::EngineHandle;
+use crate::slots::{Admission, Phase, Slots};
 use crate::wire::timestamp;
 
 /// The path every account's URL starts with; the percent-encoded name follows.
@@ -160,33 +161,6 @@ pub fn account_url(base: &str, account: &str) -> String {
     )
 }
 
-/// The connections being served, oldest first: when all slots are taken, the oldest is
-/// closed for the newcomer (sshd's MaxStartups idea), so a flood of idle or slow
-/// connections cannot lock real clients out — an SDK's fetch takes milliseconds.
-#[derive(Default)]
-struct Slots {
-    next: u64,
-    live: std::collections::VecDeque<(u64, CancellationToken)>,
-}
-
-impl Slots {
-    fn take(&mut self) -> (u64, CancellationToken) {
-        if self.live.len() >= MAX_CONNECTIONS
-            && let Some((_, oldest)) = self.live.pop_front()
-        {
-            oldest.cancel();
-        }
-        self.next += 1;
-        let cancel = CancellationToken::new();
-        self.live.push_back((self.next, cancel.clone()));
-        (self.next, cancel)
-    }
-
-    fn give_back(&mut self, id: u64) {
-        self.live.retain(|(i, _)| *i != id);
-    }
-}
-
 /// Serves until `stop` is cancelled.
 pub async fn run(
     bound: Bound,
@@ -194,7 +168,10 @@ pub async fn run(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let slots = Arc::new(std::sync::Mutex::new(Slots::default()));
+    // When every slot is taken, the oldest connection is closed for the newcomer (sshd's
+    // MaxStartups idea), so a flood of idle or slow connections cannot lock real clients
+    // out: an SDK's fetch takes milliseconds. The socket's limiter, every connection idle.
+    let slots = Slots::new(MAX_CONNECTIONS);
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
@@ -208,11 +185,13 @@ pub async fn run(
                 }
             },
         };
-        let (id, evicted) = slots.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Admission::Admitted(slot) = slots.admit().0 else {
+            continue;
+        };
+        slot.set(Phase::Idle);
         let engine = engine.clone();
         let tokens = bound.access.tokens.clone();
         let stop = stop.clone();
-        let slots = slots.clone();
         tracker.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let (engine, tokens) = (engine.clone(), tokens.clone());
@@ -228,13 +207,10 @@ pub async fn run(
             tokio::select! {
                 _ = &mut connection => {}
                 () = tokio::time::sleep(CONNECTION_LIFETIME) => {}
-                () = evicted.cancelled() => {}
+                () = slot.shed.cancelled() => {}
                 () = stop.cancelled() => connection.as_mut().graceful_shutdown(),
             }
-            slots
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .give_back(id);
+            drop(slot);
         });
     }
 }

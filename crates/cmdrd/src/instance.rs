@@ -11,7 +11,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use crate::socket::BindError;
-use crate::store::{create_private_dir, write_atomic};
+use cmdr_config::{create_private_dir, write_atomic};
 
 const LOCK_FILE: &str = "cmdrd.lock";
 const NOTE_FILE: &str = "cmdrd.socket";

@@ -1,5 +1,6 @@
-//! cmdrd as a library: `run(settings, shutdown)` starts the watcher, the engine and the
-//! socket server, and stops them in order when `shutdown` resolves. `main.rs` is thin, so
+//! cmdrd as a library: `run(settings, shutdown, ready)` starts the watcher, the engine, the
+//! socket's sessions and the endpoint, and stops them in one order (`shutdown.rs`) when
+//! `shutdown` resolves. `main.rs` is thin, so
 //! tests can run the daemon in-process with their own paths.
 
 pub mod child_files;
@@ -12,6 +13,7 @@ pub mod handout;
 pub mod instance;
 pub mod log;
 pub mod session;
+pub mod shutdown;
 pub mod slots;
 pub mod socket;
 pub mod store;
@@ -25,13 +27,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use cmdr_config::{Settings, renew};
 pub use socket::BindError;
 
 use crate::engine::Engine;
+use crate::shutdown::{Stage, Stages};
 use crate::watch::{FileWatcher, Snapshot, Targets};
 
 /// Runs the daemon until `shutdown` resolves. `ready` is called once the socket accepts.
@@ -79,50 +81,47 @@ pub async fn run(
     )?;
 
     let tracker = TaskTracker::new();
-    let stop_watching = CancellationToken::new();
-    let stop_accepting = CancellationToken::new();
-    let stop_engine = CancellationToken::new();
-    let stop_sessions = CancellationToken::new();
+    let mut stages = Stages::new(tracker.clone());
     let (polling, polled) = tokio::sync::watch::channel(Default::default());
     engine.show_polling(polled);
-    tracker.spawn(
-        FileWatcher {
-            targets,
-            debounce: settings.debounce,
-            out: snapshot_tx,
-            rescan: rescan_rx,
-            last,
-            last_quick: None,
-            polling,
-        }
-        .run(stop_watching.clone()),
+    let watcher = FileWatcher {
+        targets,
+        debounce: settings.debounce,
+        out: snapshot_tx,
+        rescan: rescan_rx,
+        last,
+        last_quick: None,
+        polling,
+    };
+    stages.spawn(Stage::Intake, watcher.run(stages.token(Stage::Intake)));
+    let stop_engine = stages.token(Stage::Engine);
+    stages.spawn(
+        Stage::Engine,
+        engine.run(commands, snapshot_rx, stop_engine),
     );
-    let engine_task = tracker.spawn(engine.run(commands, snapshot_rx, stop_engine.clone()));
-    tracker.spawn(desktop::run(
+    let desktop = desktop::run(
         handle.clone(),
         settings.desktop,
-        stop_sessions.clone(),
-    ));
-    let stop_endpoint = CancellationToken::new();
+        stages.token(Stage::Sessions),
+    );
+    stages.spawn(Stage::Sessions, desktop);
     let endpoint_url = endpoint.as_ref().map(|e| e.access.info.url.clone());
     let tokens = endpoint.as_ref().map(|e| e.access.tokens.clone());
     if let Some(endpoint) = endpoint {
-        tracker.spawn(endpoint::run(
-            endpoint,
-            handle.clone(),
-            stop_endpoint.clone(),
-            tracker.clone(),
-        ));
+        let stop = stages.token(Stage::Intake);
+        let run = endpoint::run(endpoint, handle.clone(), stop, tracker.clone());
+        stages.spawn(Stage::Intake, run);
     }
     let socket_path = bound.path.clone();
-    let server_task = tracker.spawn(socket::run(
+    let accept = socket::run(
         bound,
         handle,
         settings.max_connections,
-        stop_accepting.clone(),
-        stop_sessions.clone(),
+        stages.token(Stage::Intake),
+        stages.token(Stage::Sessions),
         tracker.clone(),
-    ));
+    );
+    stages.spawn(Stage::Intake, accept);
     tracing::info!(
         socket = %socket_path.display(),
         config = %settings.aws_config.display(),
@@ -140,14 +139,8 @@ pub async fn run(
     if let Some(tokens) = tokens {
         tokens.remove_all();
     }
-    // Stop accepting, tell subscribers `daemon_stopping`, flush state, remove the socket.
-    stop_accepting.cancel();
-    stop_endpoint.cancel();
-    stop_watching.cancel();
-    let _ = server_task.await;
-    stop_engine.cancel();
-    let _ = engine_task.await;
-    stop_sessions.cancel();
+    // The stages in their order (`shutdown.rs`), then the tracker, then the socket file.
+    stages.stop().await;
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
         .await

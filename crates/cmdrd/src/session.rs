@@ -94,7 +94,9 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
 
     let broken = CancellationToken::new();
     let (out, out_rx) = mpsc::channel::<Vec<u8>>(OUTGOING_QUEUE);
-    let writer_task = tokio::spawn(write_loop(writer, out_rx, broken.clone()));
+    // The writer is this session's own task: it ends with the session (tracked with it).
+    let mut writer_task = JoinSet::new();
+    writer_task.spawn(write_loop(writer, out_rx, broken.clone()));
     let send = |message: ServerMessage| {
         let out = out.clone();
         async move {
@@ -208,7 +210,7 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
     }
     drop(out);
     // Let queued frames (e.g. `daemon_stopping`) go out, but not forever.
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer_task.join_next()).await;
 }
 
 /// Answers a connection over the limit with a refusal and closes it.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use chrono::Utc;
-pub use cmdr_config::{create_private_dir, write_atomic};
+use cmdr_config::write_atomic;
 use cmdr_core::{Account, SeenTokens};
 use serde::{Deserialize, Serialize};
 
@@ -138,7 +138,7 @@ impl Store {
         let path = self.journal_path();
         // Never through a link planted in its place (root must not read a file of root's
         // into the user's data directory), never another user's file.
-        let bytes = match cmdr_config::read_own(&path, cmdr_client::userfile::MAX_USER_FILE_LEN) {
+        let bytes = match cmdr_config::read_own(&path, cmdr_config::userfile::MAX_USER_FILE_LEN) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
             Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
@@ -240,9 +240,9 @@ impl Store {
     fn load_file(&self) -> Result<State, StoreError> {
         self.remove_stale_temps();
         // Bounded, regular files only: a FIFO or device here must not hang the start.
-        let bytes = match cmdr_client::userfile::read_bounded(
+        let bytes = match cmdr_config::userfile::read_bounded(
             &self.path,
-            cmdr_client::userfile::MAX_USER_FILE_LEN,
+            cmdr_config::userfile::MAX_USER_FILE_LEN,
         ) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {

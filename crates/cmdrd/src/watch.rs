@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 mod read;
 
 pub(crate) use read::read_file;
-pub use read::{FileRead, Last, MAX_FILE_LEN, Snapshot, SsoProblem};
+pub use read::{FileProblem, FileRead, Last, MAX_FILE_LEN, Snapshot};
 use read::{Stamp, now_ns};
 
 /// A storm of events still produces a read this often.

@@ -212,7 +212,7 @@ pub fn file_status(
     kind: wire::FileKind,
     path: &std::path::Path,
     exists: bool,
-    error: Option<&(Option<u32>, String)>,
+    error: Option<&crate::watch::FileProblem>,
 ) -> FileStatus {
     FileStatus {
         kind,

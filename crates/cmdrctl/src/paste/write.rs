@@ -18,7 +18,7 @@ use cmdr_core::profile::check_file;
 const KEEP_BACKUPS: usize = 5;
 /// Read-apply-replace rounds before giving up on a file that keeps changing.
 const MAX_TRIES: usize = 5;
-const MAX_LEN: u64 = cmdr_client::userfile::MAX_USER_FILE_LEN;
+const MAX_LEN: u64 = cmdr_config::userfile::MAX_USER_FILE_LEN;
 
 /// What the write did.
 pub struct Written {

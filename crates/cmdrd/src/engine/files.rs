@@ -3,8 +3,7 @@
 
 use super::*;
 
-/// Why a file cannot be used: the line (if known) and the message.
-pub(super) type FileProblem = (Option<u32>, String);
+pub(super) use crate::watch::FileProblem;
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct FileHealth {

@@ -9,7 +9,7 @@ use interprocess::local_socket::tokio::prelude::*;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 
 use super::{BindError, Bound, io_err};
-use crate::store::create_private_dir;
+use cmdr_config::create_private_dir;
 
 /// Takes the per-user lock, reclaims a stale socket, and listens (mode 0600).
 pub fn bind(location: &SocketLocation, is_default: bool) -> Result<Bound, BindError> {

@@ -7,7 +7,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cmdr_client::userfile;
+use cmdr_config::userfile;
 
 use super::Targets;
 
@@ -30,8 +30,9 @@ pub enum FileRead {
     Failed(String),
 }
 
-/// Why a token file the config names cannot be used: the line (if known) and the message.
-pub type SsoProblem = (Option<u32>, String);
+/// Why a file cannot be used (an AWS file that does not parse, a token file the config
+/// names that is not a token): the line (if known) and the message.
+pub type FileProblem = (Option<u32>, String);
 
 /// Both files and the SSO cache, read at one moment.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -40,7 +41,7 @@ pub struct Snapshot {
     pub credentials: FileRead,
     pub sso_cache: BTreeMap<String, Vec<u8>>,
     /// The token files the config names that exist but cannot be used, with why.
-    pub sso_problems: BTreeMap<String, SsoProblem>,
+    pub sso_problems: BTreeMap<String, FileProblem>,
 }
 
 impl Snapshot {
@@ -142,7 +143,7 @@ fn cache_names(dir: &Path) -> Vec<(String, PathBuf)> {
 fn read_cache(
     dir: &Path,
     wanted: &BTreeSet<String>,
-) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, SsoProblem>) {
+) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, FileProblem>) {
     let mut out = BTreeMap::new();
     let mut problems = BTreeMap::new();
     // The files the config names first and always, with what is wrong with each.
