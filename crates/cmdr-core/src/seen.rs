@@ -93,7 +93,10 @@ pub fn account_changes(
             AccountChange::TokenAccepted { account, .. } => {
                 Some(format!("account `{account}` accepted the new token (auto)"))
             }
-            _ => None,
+            AccountChange::TokenChanged { .. }
+            | AccountChange::Added { .. }
+            | AccountChange::Removed { .. }
+            | AccountChange::Updated { .. } => None,
         })
         .collect()
 }

@@ -14,6 +14,29 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// Every event `type` a daemon sends, in the enum's order: the golden list of the contract
+/// (`watch --json` in PRODUCT.md). `tests/events.rs` checks it against the enum, so a new
+/// variant cannot go unlisted.
+pub const EVENT_TYPES: [&str; 17] = [
+    "profile_added",
+    "profile_removed",
+    "profile_changed",
+    "token_changed",
+    "token_accepted",
+    "expiring_soon",
+    "expired",
+    "validated",
+    "validation_failed",
+    "identity_changed",
+    "file_error",
+    "file_recovered",
+    "account_added",
+    "account_removed",
+    "account_updated",
+    "lagged",
+    "daemon_stopping",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
@@ -118,7 +141,14 @@ impl EventKind {
             | EventKind::AccountAdded { account, .. }
             | EventKind::AccountRemoved { account, .. }
             | EventKind::AccountUpdated { account, .. } => Some(account),
-            _ => None,
+            EventKind::ProfileAdded { .. }
+            | EventKind::ProfileRemoved { .. }
+            | EventKind::ProfileChanged { .. }
+            | EventKind::FileError { .. }
+            | EventKind::FileRecovered { .. }
+            | EventKind::Lagged { .. }
+            | EventKind::DaemonStopping
+            | EventKind::Unknown => None,
         }
     }
 }

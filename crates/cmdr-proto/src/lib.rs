@@ -14,7 +14,7 @@ mod page;
 use serde::{Deserialize, Serialize};
 
 pub use codec::{Codec, FrameDecoder, ProtoError, encode, encode_within};
-pub use event::{Event, EventKind};
+pub use event::{EVENT_TYPES, Event, EventKind};
 pub use kinds::{AccountState, FileHealth, FileKind, OnChange, ProfileKind, TargetKind};
 pub use page::{FEATURE_PAGES, MAX_PAGE_ITEMS, PAGE_BUDGET, Page, PageRequest};
 

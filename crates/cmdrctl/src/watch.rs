@@ -126,7 +126,19 @@ fn next_step(kind: &EventKind) -> Option<Step> {
         }
         EventKind::ValidationFailed { account, .. } => Some(Step::Show(account.clone())),
         EventKind::FileError { .. } => Some(Step::Doctor),
-        _ => None,
+        // Nothing to do about these. Every type is named: a new one must be placed.
+        EventKind::ProfileAdded { .. }
+        | EventKind::ProfileRemoved { .. }
+        | EventKind::ProfileChanged { .. }
+        | EventKind::TokenAccepted { .. }
+        | EventKind::Validated { .. }
+        | EventKind::FileRecovered { .. }
+        | EventKind::AccountAdded { .. }
+        | EventKind::AccountRemoved { .. }
+        | EventKind::AccountUpdated { .. }
+        | EventKind::Lagged { .. }
+        | EventKind::DaemonStopping
+        | EventKind::Unknown => None,
     }
 }
 

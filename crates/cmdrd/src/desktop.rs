@@ -105,7 +105,26 @@ pub fn note_for(
             renew: None,
             urgent: true,
         }),
-        _ => None,
+        // Not enabled, or nothing to notify about. Every type is named: a new one must be
+        // placed here or above.
+        EventKind::TokenChanged { .. }
+        | EventKind::ExpiringSoon { .. }
+        | EventKind::Expired { .. }
+        | EventKind::IdentityChanged { .. }
+        | EventKind::ProfileAdded { .. }
+        | EventKind::ProfileRemoved { .. }
+        | EventKind::ProfileChanged { .. }
+        | EventKind::TokenAccepted { .. }
+        | EventKind::Validated { .. }
+        | EventKind::ValidationFailed { .. }
+        | EventKind::FileError { .. }
+        | EventKind::FileRecovered { .. }
+        | EventKind::AccountAdded { .. }
+        | EventKind::AccountRemoved { .. }
+        | EventKind::AccountUpdated { .. }
+        | EventKind::Lagged { .. }
+        | EventKind::DaemonStopping
+        | EventKind::Unknown => None,
     }
 }
 
