@@ -226,7 +226,10 @@ impl Engine {
                 .iter()
                 .filter_map(|c| match c {
                     AccountChange::TokenChanged { account, .. } => Some(account.clone()),
-                    _ => None,
+                    AccountChange::Added { .. }
+                    | AccountChange::Removed { .. }
+                    | AccountChange::Updated { .. }
+                    | AccountChange::TokenAccepted { .. } => None,
                 })
                 .collect();
             self.emit_account_changes(account_changes);
