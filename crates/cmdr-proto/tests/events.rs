@@ -4,7 +4,8 @@
 use cmdr_proto::{EVENT_TYPES, Event, EventKind};
 
 /// The position of `kind` in [`EVENT_TYPES`]. No wildcard: a new variant does not compile
-/// until it is given its place here, and then `names_follow_the_enum` wants it listed.
+/// until it is given its place here; `the_golden_list_is_the_enum` wants it listed, and
+/// `names_follow_the_enum` an example of it.
 fn position(kind: &EventKind) -> Option<usize> {
     Some(match kind {
         EventKind::ProfileAdded { .. } => 0,
@@ -26,6 +27,62 @@ fn position(kind: &EventKind) -> Option<usize> {
         EventKind::DaemonStopping => 16,
         EventKind::Unknown => return None,
     })
+}
+
+/// The variant names serde derives for the enum, as it hands them to a deserializer: read
+/// from the enum itself, so a new variant shows up here whatever else was forgotten.
+fn derived_names() -> Vec<&'static str> {
+    use serde::de::{self, Deserializer, Visitor};
+    #[derive(Debug)]
+    struct Names(Vec<&'static str>);
+    impl std::fmt::Display for Names {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "names")
+        }
+    }
+    impl std::error::Error for Names {}
+    impl de::Error for Names {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Names(Vec::new())
+        }
+    }
+    struct Probe;
+    impl<'de> Deserializer<'de> for Probe {
+        type Error = Names;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Names> {
+            Err(Names(Vec::new()))
+        }
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            variants: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Names> {
+            Err(Names(variants.to_vec()))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map struct
+            identifier ignored_any
+        }
+    }
+    let Err(Names(names)) = <EventKind as serde::Deserialize>::deserialize(Probe) else {
+        panic!("the probe decodes nothing");
+    };
+    names
+}
+
+/// The golden list is the enum's variants, in order, but `unknown` (never sent).
+#[test]
+fn the_golden_list_is_the_enum() {
+    let names: Vec<&str> = derived_names()
+        .into_iter()
+        .filter(|n| *n != "unknown")
+        .collect();
+    assert_eq!(
+        names, EVENT_TYPES,
+        "update EVENT_TYPES (and PRODUCT.md's list)"
+    );
 }
 
 /// One event of each type.
@@ -118,6 +175,7 @@ fn names_follow_the_enum() {
         .map(|(name, _)| *name)
         .collect();
     assert!(missing.is_empty(), "no example of {missing:?}");
+    assert_eq!(examples().len(), EVENT_TYPES.len());
 }
 
 #[test]
