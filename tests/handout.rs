@@ -3,6 +3,7 @@
 //! `changed`; `exec` gives the child the credentials endpoint unless `--static`.
 
 use std::io::{BufRead as _, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::process::Stdio;
 
 use cmdr_testkit::skip::need;
@@ -170,6 +171,7 @@ fn exec_passes_env_exit_code_and_signals() {
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        .process_group(0)
         .spawn()
         .expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
@@ -182,9 +184,11 @@ fn exec_passes_env_exit_code_and_signals() {
     let ready = rx.recv_timeout(WAIT);
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap_or_default();
     let status = sys::terminate(&mut child).expect("SIGTERM and wait");
+    // A child left behind by a cmdrctl that did not exec (the failure this test catches).
+    let _ = sys::signal_group(child.id(), sys::Signal::Term);
     assert_eq!(ready.as_deref().map(str::trim), Ok("ready"), "{status:?}");
-    assert_ne!(comm.trim(), "cmdrctl", "cmdrctl is still the process");
     assert_eq!(status.code(), Some(7), "the child did not get the SIGTERM: {status:?}");
+    assert_ne!(comm.trim(), "cmdrctl", "cmdrctl is still the process");
 }
 
 #[test]
