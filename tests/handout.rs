@@ -187,7 +187,11 @@ fn exec_passes_env_exit_code_and_signals() {
     // A child left behind by a cmdrctl that did not exec (the failure this test catches).
     let _ = sys::signal_group(child.id(), sys::Signal::Term);
     assert_eq!(ready.as_deref().map(str::trim), Ok("ready"), "{status:?}");
-    assert_eq!(status.code(), Some(7), "the child did not get the SIGTERM: {status:?}");
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "the child did not get the SIGTERM: {status:?}"
+    );
     assert_ne!(comm.trim(), "cmdrctl", "cmdrctl is still the process");
 }
 

@@ -283,6 +283,7 @@ deadline = time.time() + 10
 while b"Ctrl-D" not in out and time.time() < deadline:
     out += os.read(fd, 1024)
 os.write(fd, b"[acme]\naws_access_key_id = AKIATTY\naws_secret_access_key = wJalrXUtnFEMI-SECRET-tty\n")
+# Kept: a person's pause before Ctrl-D, so the block and the EOF come as two reads.
 time.sleep(0.2)
 os.write(fd, b"\x04")
 while True:

@@ -18,7 +18,9 @@ fn accepted_token_restored_after_broken_start() {
     assert_eq!(sb.account("acme")["state"], "ok");
     // No token change, up to a marker read after the fix: a region for the profile.
     std::fs::write(sb.config(), "[profile acme]\nregion = eu-west-1\n").expect("config");
-    watch.until("the region's profile_changed", |e| e["type"] == "profile_changed");
+    watch.until("the region's profile_changed", |e| {
+        e["type"] == "profile_changed"
+    });
     assert!(
         !watch.seen.iter().any(|e| e["type"] == "token_changed"),
         "{:?}",

@@ -36,7 +36,9 @@ impl Moto {
         let child = cmd.spawn().map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("cannot run moto_server (pip install 'moto[server]'; scripts/test does): {e}"),
+                format!(
+                    "cannot run moto_server (pip install 'moto[server]'; scripts/test does): {e}"
+                ),
             )
         })?;
         // Dropped (and killed) on every early return below.
