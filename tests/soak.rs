@@ -50,7 +50,7 @@ fn random_credentials(rng: &mut Rng, op: usize) -> String {
     let mut out = String::new();
     for p in 0..5 {
         if rng.below(3) > 0 {
-            let token = format!("TOKEN-SOAK-{op}-{}", rng.next() % 1000);
+            let token = format!("TOKEN-SOAK-{op}-{}", rng.next_u64() % 1000);
             out.push_str(&creds(&format!("p{p}"), &token));
         }
     }

@@ -26,7 +26,7 @@ impl Rng {
         Rng(seed | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -35,11 +35,11 @@ impl Rng {
 
     /// In `0..n` (`0` when `n` is 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
+        (0..n).map(|_| self.next_u64() as u8).collect()
     }
 
     /// 1 to `max` random bytes.
@@ -56,11 +56,11 @@ mod tests {
     #[test]
     fn a_seed_repeats_its_sequence_and_stays_in_range() {
         let (mut a, mut b) = (Rng::with_seed(42), Rng::with_seed(42));
-        let first: Vec<u64> = (0..8).map(|_| a.next()).collect();
-        assert_eq!(first, (0..8).map(|_| b.next()).collect::<Vec<_>>());
+        let first: Vec<u64> = (0..8).map(|_| a.next_u64()).collect();
+        assert_eq!(first, (0..8).map(|_| b.next_u64()).collect::<Vec<_>>());
         assert!(first.windows(2).all(|w| w[0] != w[1]));
         let mut zero = Rng::with_seed(0);
-        assert_ne!(zero.next(), 0);
+        assert_ne!(zero.next_u64(), 0);
         assert!((0..1000).all(|_| a.below(7) < 7));
         assert_eq!(a.below(0), 0);
         let noise = a.noise(5);
