@@ -8,18 +8,9 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Output, Stdio};
 use std::time::Instant;
 
-use crate::sandbox::{Sandbox, WAIT, bin, set_mode};
+use cmdr_testkit::skip::need_root;
 
-const NOBODY: u32 = 65534;
-
-/// Whether we run as root; says the test is skipped when not.
-fn root_or_skipped() -> bool {
-    let root = cmdr_testkit::sys::is_root();
-    if !root {
-        eprintln!("skipped: acting as another uid needs root");
-    }
-    root
-}
+use crate::sandbox::{NOBODY, Sandbox, WAIT, bin, set_mode};
 
 /// A copy of binary `name` in `dir` that any user can execute. `cp` writes it in a process
 /// of its own: a copy written here could still be open for writing in a child forked
@@ -62,7 +53,7 @@ fn daemon_must_exit(sb: &Sandbox) -> Output {
 
 #[test]
 fn another_uid_is_refused_even_with_open_permissions() {
-    if !root_or_skipped() {
+    if !need_root("acting as another uid") {
         return;
     }
     let mut sb = Sandbox::with_profile("SECRET-ANOTHER-USER-TOKEN");
@@ -146,7 +137,7 @@ fn symlinked_socket_directory_is_refused() {
 
 #[test]
 fn socket_directory_owned_by_another_user_is_refused() {
-    if !root_or_skipped() {
+    if !need_root("acting as another uid") {
         return;
     }
     let sb = Sandbox::new();

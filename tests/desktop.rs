@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use cmdr_testkit::sys::{self, Signal};
 
 use crate::renew::Recorder;
-use crate::sandbox::{Sandbox, WAIT, creds, have};
+use cmdr_testkit::skip::need;
+
+use crate::sandbox::{Sandbox, WAIT, creds};
 
 /// A private session bus with dunst (under Xvfb) and a dbus-monitor recording
 /// notification calls. Every process is in its own group, killed on drop.
@@ -30,8 +32,7 @@ impl Desktop {
             "dunstctl",
             "dbus-monitor",
         ] {
-            if !have(tool) {
-                eprintln!("{tool} is missing (Debian: dbus, xvfb, dunst); skipped");
+            if !need(tool, "Debian packages dbus, dbus-bin, xvfb, dunst") {
                 return None;
             }
         }

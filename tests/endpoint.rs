@@ -11,10 +11,10 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cmdr_testkit::Moto;
 use serde_json::Value;
 
 use crate::sandbox::{Sandbox, bin, stderr};
-use crate::sts::Moto;
 
 /// How long a client may take to follow an `accept`: each is served credentials lasting
 /// its refresh window plus a minute (crates/cmdrd/src/endpoint.rs), so about a minute;
@@ -112,6 +112,26 @@ impl Loop {
     pub fn since(&self, skip: usize) -> Vec<String> {
         self.lines().into_iter().skip(skip).collect()
     }
+
+    /// Waits until at least `n` lines follow the first `skip` (calls made since then);
+    /// returns them.
+    pub fn wait_lines(&self, skip: usize, n: usize, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let since = self.since(skip);
+            if since.len() >= n {
+                return since;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the {} loop made {} of {n} calls; its last lines: {:#?}",
+                self.name,
+                since.len(),
+                self.lines().iter().rev().take(5).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
 impl Drop for Loop {
@@ -123,7 +143,7 @@ impl Drop for Loop {
 
 /// A sandbox with moto, users alice and bob, and account `acme` on alice's keys.
 pub fn alice_and_bob() -> (Sandbox, Moto, Vec<User>) {
-    let moto = Moto::start(&[]);
+    let moto = Moto::start(&[]).expect("moto_server");
     let users = users(&moto, &["alice", "bob"]);
     let mut sb = Sandbox::new();
     std::fs::create_dir_all(&sb.aws).expect("aws dir");
@@ -192,11 +212,10 @@ fn running_sdk_processes_follow_the_accepted_token() {
     sb.write_credentials(&user_creds("acme", bob));
     watch.wait_type("token_changed");
     assert_eq!(sb.account("acme")["state"], "changed");
+    // Three calls of each (one a second) made while `changed`.
     let marks: Vec<usize> = loops.iter().map(|l| l.lines().len()).collect();
-    std::thread::sleep(Duration::from_secs(3));
     for (l, mark) in loops.iter().zip(&marks) {
-        let since = l.since(*mark);
-        assert!(!since.is_empty(), "the {} loop stopped", l.name);
+        let since = l.wait_lines(*mark, 3, Duration::from_secs(60));
         assert!(
             since.iter().all(|line| line.ends_with(&alice.arn)),
             "the {} loop left alice while `changed`: {since:#?}",

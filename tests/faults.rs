@@ -2,21 +2,20 @@
 //! a read-only data dir, an unreadable credentials file, an inotify queue overflow and the
 //! inotify watch limit. The state file is never corrupt, nothing accepted is lost, and the
 //! daemon keeps serving. Mounts and sysctls need root (CI runs as root); those parts are
-//! skipped with a message otherwise, and every system setting is restored on drop.
+//! skipped with a message otherwise (a failure in CI: `cmdr_testkit::skip`), and every
+//! system setting is restored on drop.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use cmdr_testkit::Rng;
+use cmdr_testkit::skip::{need_root, skip};
 use serde_json::Value;
 
-use crate::hostile::{Rng, scale};
-use crate::sandbox::{Sandbox, creds, set_mode};
-use cmdr_testkit::sys::is_root;
-
-const NOBODY: u32 = 65534;
+use crate::sandbox::{NOBODY, Sandbox, creds, scale, set_mode};
 
 /// One system-wide inotify experiment at a time.
 static SYSCTL: Mutex<()> = Mutex::new(());
@@ -44,14 +43,13 @@ impl Drop for Mount {
 
 /// Whether this process may mount (root with CAP_SYS_ADMIN; not in every container).
 fn can_mount() -> bool {
-    if !is_root() {
-        eprintln!("skipped: mounting needs root");
+    if !need_root("mounting") {
         return false;
     }
     let probe = tempfile::tempdir().expect("tempdir");
     let ok = Mount::new(&["-t", "tmpfs", "-o", "size=4k", "tmpfs"], probe.path()).is_some();
     if !ok {
-        eprintln!("skipped: mount is not permitted here (no CAP_SYS_ADMIN?)");
+        skip("mount is not permitted here (no CAP_SYS_ADMIN?)");
     }
     ok
 }
@@ -206,6 +204,7 @@ fn kill_9_at_random_moments_loses_nothing() {
                 tokens[p] = format!("TOKEN-K{i}-{p}");
                 sb.write_credentials(&render(&tokens));
                 remember(&sb, &mut history);
+                // Kept: SIGKILL at a random moment after the write is what is under test.
                 std::thread::sleep(delay);
                 sb.kill9();
             }
@@ -375,8 +374,7 @@ fn read_only_data_dir_keeps_old_state_and_serving() {
 
 #[test]
 fn unreadable_credentials_file_is_a_file_error_not_a_crash() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run the daemon as another uid");
+    if !need_root("running the daemon as another uid") {
         return;
     }
     // As root, mode 000 is still readable: run the whole sandbox as nobody.
@@ -405,8 +403,7 @@ fn unreadable_credentials_file_is_a_file_error_not_a_crash() {
 
 #[test]
 fn inotify_queue_overflow_triggers_a_rescan() {
-    if !is_root() {
-        eprintln!("skipped: lowering fs.inotify.max_queued_events needs root");
+    if !need_root("lowering fs.inotify.max_queued_events") {
         return;
     }
     let _one = SYSCTL.lock().unwrap_or_else(|e| e.into_inner());
@@ -414,15 +411,15 @@ fn inotify_queue_overflow_triggers_a_rescan() {
     {
         // Only inotify instances created while it is low get the tiny queue: the daemon's.
         let Some(_low) = Sysctl::set("/proc/sys/fs/inotify/max_queued_events", "8") else {
-            eprintln!("skipped: /proc/sys/fs/inotify/max_queued_events is not writable here");
-            return;
+            return skip("/proc/sys/fs/inotify/max_queued_events is not writable here");
         };
         sb.start();
         sb.wait_until("watches set up", || sb.log_text().contains("watching"));
     }
+    let overflowed = || sb.log_text().contains("event queue overflow");
     let mut storms = 0;
     let mut round = 0;
-    while !sb.log_text().contains("event queue overflow") && storms < 5 {
+    while !overflowed() && storms < 5 {
         storms += 1;
         for i in 0..2000 {
             let junk = sb.aws.join(format!("junk{i}"));
@@ -433,12 +430,13 @@ fn inotify_queue_overflow_triggers_a_rescan() {
                 sb.write_credentials(&creds("acme", &format!("TOKEN-OVERFLOW-{round}")));
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // The daemon logs the overflow once it reads its queue: a while before another storm.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !overflowed() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
-    assert!(
-        sb.log_text().contains("event queue overflow"),
-        "no overflow after {storms} storms"
-    );
+    assert!(overflowed(), "no overflow after {storms} storms");
     let want = fresh_fingerprints(&sb);
     sb.wait_until("the final view after overflow", || {
         daemon_fingerprints(&sb) == want
@@ -454,8 +452,7 @@ fn inotify_watch_limit_falls_back_to_polling() {
         .status()
         .is_ok_and(|s| s.success());
     if !userns {
-        eprintln!("skipped: cannot create a user namespace for a private inotify watch limit");
-        return;
+        return skip("cannot create a user namespace for a private inotify watch limit");
     }
     // The credentials file is a symlink into ~/dotfiles (stow, chezmoi): the daemon needs
     // watches on ~/.aws and ~/dotfiles.
@@ -530,6 +527,7 @@ fn ctl_then_kill9(sb: &mut Sandbox, args: &[&str], delay: Duration) -> bool {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
+    // Kept: SIGKILL at a random moment during the command is what is under test.
     std::thread::sleep(delay);
     sb.kill9();
     child.wait().expect("wait").success()

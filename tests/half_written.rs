@@ -125,8 +125,7 @@ fn wait_held(sb: &Sandbox, n: usize) {
 /// new keys with old ones; neither is offered, and `accept` between them changes nothing.
 #[test]
 fn aws_configure_set_three_times_offers_only_the_whole_pair() {
-    if !crate::sandbox::have("aws") {
-        eprintln!("skipped: the AWS CLI is not installed");
+    if !cmdr_testkit::skip::need("aws", "pip install awscli; scripts/test does") {
         return;
     }
     let (sb, mut watch) = start(&session("acme", KEY, SECRET, TOKEN));

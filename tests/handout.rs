@@ -2,13 +2,14 @@
 //! real child process and the real AWS CLI — the accepted token also while the account is
 //! `changed`; `exec` gives the child the credentials endpoint unless `--static`.
 
-use std::os::unix::process::ExitStatusExt as _;
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::process::Stdio;
-use std::time::Duration;
 
+use cmdr_testkit::skip::need;
 use cmdr_testkit::sys;
 
-use crate::sandbox::{Sandbox, creds, have, stderr, stdout};
+use crate::sandbox::{Sandbox, WAIT, creds, stderr, stdout};
 
 /// A secret that needs quoting in every shell.
 const NASTY_SECRET: &str = r#"wJal'r"X$U`t\n F;|&"#;
@@ -64,12 +65,12 @@ fn env_is_evaluated_by_real_shells() {
     let out = posix("bash");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(values(&out), expected_acme());
-    if have("zsh") {
+    if need("zsh", "Debian package `zsh`") {
         let out = posix("zsh");
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(values(&out), expected_acme());
     }
-    if have("fish") {
+    if need("fish", "Debian package `fish`") {
         let script = format!(
             "set -gx AWS_SESSION_TOKEN stale; '{ctl}' env acme --shell fish | source; for v in {PRINT}; printf '%s\\n' $$v; end"
         );
@@ -155,16 +156,43 @@ fn exec_passes_env_exit_code_and_signals() {
     assert_eq!(out.status.code(), Some(127));
     assert!(stderr(&out).contains("no-such-program-cmdr"));
 
-    // The child replaces cmdrctl: a signal to "cmdrctl" reaches it directly.
+    // The child replaces cmdrctl (same pid, no parent in between): a signal to "cmdrctl"
+    // reaches the child's own handler, and its exit code is the one seen. A cmdrctl that
+    // waited on a child instead would die of the SIGTERM itself: no code 7.
     let mut child = sb
         .command("cmdrctl")
-        .args(["exec", "acme", "--", "sleep", "30"])
+        .args([
+            "exec",
+            "acme",
+            "--",
+            "sh",
+            "-c",
+            "trap 'exit 7' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .process_group(0)
         .spawn()
         .expect("spawn");
-    std::thread::sleep(Duration::from_millis(500));
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let ready = rx.recv_timeout(WAIT);
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap_or_default();
     let status = sys::terminate(&mut child).expect("SIGTERM and wait");
-    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    // A child left behind by a cmdrctl that did not exec (the failure this test catches).
+    let _ = sys::signal_group(child.id(), sys::Signal::Term);
+    assert_eq!(ready.as_deref().map(str::trim), Ok("ready"), "{status:?}");
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "the child did not get the SIGTERM: {status:?}"
+    );
+    assert_ne!(comm.trim(), "cmdrctl", "cmdrctl is still the process");
 }
 
 #[test]
@@ -214,7 +242,7 @@ fn the_accepted_token_is_handed_out_while_changed() {
 
 #[test]
 fn credential_process_feeds_the_real_aws_cli() {
-    let moto = crate::sts::Moto::start(&[]);
+    let moto = cmdr_testkit::Moto::start(&[]).expect("moto_server");
     let (sb, ctl) = nasty();
     std::fs::write(
         sb.config(),

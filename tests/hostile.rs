@@ -9,60 +9,11 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use cmdr_testkit::Rng;
 use cmdr_testkit::sys::{self, Signal};
 use serde_json::{Value, json};
 
-use crate::sandbox::{Sandbox, creds};
-
-/// The long variants run only with `CMDR_LONG_TESTS=1`.
-pub fn long() -> bool {
-    std::env::var_os("CMDR_LONG_TESTS").is_some_and(|v| v != "0")
-}
-
-/// `short` normally, `long` with `CMDR_LONG_TESTS=1`.
-pub fn scale(short: usize, long_: usize) -> usize {
-    if long() { long_ } else { short }
-}
-
-/// A small deterministic generator: failures print the seed that reproduces them.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn seeded() -> Rng {
-        let seed = std::env::var("CMDR_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        eprintln!("seed: CMDR_SEED={seed}");
-        Rng(seed | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-
-    /// 1 to `max` random bytes.
-    pub fn noise(&mut self, max: usize) -> Vec<u8> {
-        let n = 1 + self.below(max);
-        self.bytes(n)
-    }
-}
+use crate::sandbox::{Sandbox, creds, scale};
 
 /// The daemon's resident memory in KiB (`VmRSS` in /proc/PID/status).
 pub fn rss_kib(pid: u32) -> u64 {
@@ -566,7 +517,8 @@ fn devices_are_refused_and_churn_beside_a_target_is_not_reread() {
     sb.remember_secrets(&creds("acme", "TOKEN-BUSY-ONE"));
     std::os::unix::fs::symlink(busy.join("credentials"), sb.credentials()).expect("symlink");
     sb.start();
-    // Let the file's modification time fall behind the reads (see watch.rs `Stamp`).
+    // Kept: the clock must pass the file's change time by the daemon's 1 s timestamp grain
+    // before a read counts as settled (watch/read.rs `Stamp`); no event says so.
     std::thread::sleep(Duration::from_millis(1100));
     std::fs::write(busy.join("nudge"), b"x").expect("nudge");
     let mut watch = sb.watch();
@@ -1011,7 +963,7 @@ fn doctor_json_redacts_secrets_at_every_depth() {
 
 #[test]
 fn the_access_key_id_is_not_logged_even_at_trace() {
-    let moto = crate::sts::Moto::start(&[]);
+    let moto = cmdr_testkit::Moto::start(&[]).expect("moto_server");
     let mut sb = Sandbox::with_profile("TOKEN-TRACE-ONE");
     sb.start();
     sb.add_account("acme", &["--endpoint", &moto.url, "--region", "eu-west-1"]);
@@ -1055,8 +1007,7 @@ vim.cmd('qall!')
 
 #[test]
 fn the_neovim_plugin_gives_up_on_a_stopped_daemon() {
-    if !crate::sandbox::have("nvim") {
-        eprintln!("nvim is not installed (Debian package `neovim`); skipped");
+    if !cmdr_testkit::skip::need("nvim", "Debian package `neovim`") {
         return;
     }
     let lua = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));

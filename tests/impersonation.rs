@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 
+use cmdr_testkit::skip::need_root;
+
 use crate::another_user::bin_copy;
 use crate::sandbox::{Sandbox, set_mode, stderr, stdout};
 
@@ -47,14 +49,6 @@ pub(crate) fn system_user(name: &str) -> u32 {
         .expect("run useradd");
     assert!(status.success(), "useradd {name}");
     id().expect("the new user's uid")
-}
-
-fn root_or_skipped() -> bool {
-    let root = cmdr_testkit::sys::is_root();
-    if !root {
-        eprintln!("skipped: creating users and acting as them needs root");
-    }
-    root
 }
 
 /// A sandbox owned by and run as `uid`.
@@ -194,7 +188,7 @@ fn victim_daemon_refused(mut cmd: Command, why: &str) {
 
 #[test]
 fn attacker_first_in_the_tmp_fallback_is_refused() {
-    if !root_or_skipped() {
+    if !need_root("creating users and acting as them") {
         return;
     }
     let mut attacker = Attacker::new();
@@ -225,7 +219,7 @@ fn attacker_first_in_the_tmp_fallback_is_refused() {
 
 #[test]
 fn attacker_in_a_world_writable_runtime_dir_is_refused() {
-    if !root_or_skipped() {
+    if !need_root("creating users and acting as them") {
         return;
     }
     let mut attacker = Attacker::new();
@@ -268,7 +262,7 @@ fn attacker_in_a_world_writable_runtime_dir_is_refused() {
 
 #[test]
 fn a_symlinked_socket_dir_is_refused_by_the_client() {
-    if !root_or_skipped() {
+    if !need_root("creating users and acting as them") {
         return;
     }
     let mut attacker = Attacker::new();
@@ -292,7 +286,7 @@ fn a_symlinked_socket_dir_is_refused_by_the_client() {
 
 #[test]
 fn a_daemon_of_another_uid_is_refused_by_its_peer_credentials() {
-    if !root_or_skipped() {
+    if !need_root("creating users and acting as them") {
         return;
     }
     let mut attacker = Attacker::new();

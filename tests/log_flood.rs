@@ -67,7 +67,8 @@ fn a_file_rewritten_every_10_ms_with_1000_accounts_keeps_the_log_bounded() {
     while start.elapsed() < flood {
         round += 1;
         let text = credentials(round);
-        // Alternately in place and by rename, 10 ms apart.
+        // Alternately in place and by rename, 10 ms apart (kept: the flood's pace is the
+        // load under test).
         if round % 2 == 0 {
             std::fs::write(sb.credentials(), &text).expect("write");
         } else {

@@ -6,9 +6,9 @@
 use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 
-use crate::sandbox::{Sandbox, set_mode};
+use cmdr_testkit::skip::need_root;
 
-const NOBODY: u32 = 65534;
+use crate::sandbox::{NOBODY, Sandbox, set_mode};
 
 /// Whether a process of uid `NOBODY` can read `path` (as a ptrace-checked /proc file).
 fn nobody_can_read(path: &str) -> bool {
@@ -24,8 +24,7 @@ fn nobody_can_read(path: &str) -> bool {
 
 #[test]
 fn daemon_memory_cannot_be_read_by_the_same_user() {
-    if !cmdr_testkit::sys::is_root() {
-        eprintln!("skipped: needs root to run the daemon and a prying process as another uid");
+    if !need_root("running the daemon and a prying process as another uid") {
         return;
     }
     let mut sb = Sandbox::with_profile("SECRET-IN-MEMORY-TOKEN");

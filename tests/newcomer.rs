@@ -8,10 +8,13 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use cmdr_testkit::skip::{have, skip};
+use cmdr_testkit::{Moto, free_port};
+
 use crate::protocol::{Peer, fake_daemon};
 use crate::renew::Recorder;
-use crate::sandbox::{Sandbox, WAIT, creds, have, stderr, stdout};
-use crate::sts::{Moto, free_port, stub};
+use crate::sandbox::{Sandbox, WAIT, creds, stderr, stdout};
+use crate::sts::stub;
 
 fn with_validation(sb: &Sandbox) {
     sb.write_cmdr_config("[daemon]\nvalidate_on_change = true\n");
@@ -20,12 +23,12 @@ fn with_validation(sb: &Sandbox) {
 /// Defect: `accounts edit --endpoint` kept the old verdict until a manual `validate`.
 #[test]
 fn editing_the_endpoint_validates_the_account_again() {
-    let moto = Moto::start(&[]);
+    let moto = Moto::start(&[]).expect("moto_server");
     let mut sb = Sandbox::with_profile("TOKEN-ONE");
     with_validation(&sb);
     sb.start();
     let mut watch = sb.watch();
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = format!("http://127.0.0.1:{}", free_port().expect("free port"));
     sb.add_account("acme", &["--endpoint", &dead, "--region", "eu-west-1"]);
     watch.wait_type("validation_failed");
     assert_eq!(sb.account("acme")["state"], "unvalidated");
@@ -42,7 +45,7 @@ fn editing_the_endpoint_validates_the_account_again() {
 /// `validate`. The daemon retries on a backoff timer until the target answers.
 #[test]
 fn an_unvalidated_account_is_validated_once_its_target_starts() {
-    let port = free_port();
+    let port = free_port().expect("free port");
     let mut sb = Sandbox::with_profile("TOKEN-ONE");
     with_validation(&sb);
     sb.start();
@@ -52,19 +55,12 @@ fn an_unvalidated_account_is_validated_once_its_target_starts() {
     watch.wait_type("validation_failed");
     assert_eq!(sb.account("acme")["state"], "unvalidated");
     // The target comes up later; nobody runs `validate`.
-    let _moto = Moto::start_on(port, &[]);
+    let _moto = Moto::start_on(port, &[]).expect("moto_server");
     // Retries come 2, 4, 8, 16 s apart: a slow moto start may fall just after one, so
-    // allow one more gap than the usual wait (polling the state, with a deadline).
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    while sb.account("acme")["state"] != "ok" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still unvalidated\n{}",
-            sb.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let event = watch.wait_for("validated by a retry", |e| e["type"] == "validated");
+    // allow one more gap than the usual wait.
+    let event = watch.wait_for_within("validated by a retry", Duration::from_secs(40), |e| {
+        e["type"] == "validated"
+    });
     assert_eq!(event["account"], "acme");
     assert_eq!(sb.account("acme")["state"], "ok");
     assert!(
@@ -122,7 +118,7 @@ fn validate_without_credentials_speaks_cmdrs_words() {
     std::fs::create_dir_all(&sb.aws).expect("aws dir");
     std::fs::write(sb.config(), "[profile bare]\nregion = eu-west-1\n").expect("config");
     sb.start();
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = format!("http://127.0.0.1:{}", free_port().expect("free port"));
     let out = sb.ctl(&[
         "accounts",
         "add",
@@ -182,8 +178,7 @@ fn renew_says_what_to_do_without_a_portal_or_with_aws_cli_v1() {
         String::from_utf8_lossy(&[o.stdout, o.stderr].concat()).starts_with("aws-cli/1.")
     });
     if !v1 {
-        eprintln!("the AWS CLI on PATH is not v1 (pip install awscli); the v1 half is skipped");
-        return;
+        return skip("the v1 half: the AWS CLI on PATH is not v1 (pip install awscli)");
     }
     let out = sb.ctl(&["renew", "corp"]);
     assert!(out.status.success(), "{}", stderr(&out));

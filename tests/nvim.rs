@@ -7,6 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::renew::Recorder;
+use cmdr_testkit::skip::need;
+
 use crate::sandbox::{Sandbox, WAIT, creds, stderr};
 
 const SCRIPT: &str = r#"
@@ -49,12 +51,7 @@ fn lua_string(s: &str) -> String {
 
 #[test]
 fn headless_neovim_accepts_a_new_token() {
-    if std::process::Command::new("nvim")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("nvim is not installed (Debian package `neovim`); skipped");
+    if !need("nvim", "Debian package `neovim`") {
         return;
     }
     let mut sb = Sandbox::with_profile("TOKEN-ONE");
@@ -157,12 +154,7 @@ vim.cmd('qall!')
 
 #[test]
 fn headless_neovim_offers_renew_on_expiry() {
-    if std::process::Command::new("nvim")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("nvim is not installed (Debian package `neovim`); skipped");
+    if !need("nvim", "Debian package `neovim`") {
         return;
     }
     let mut sb = Sandbox::new();
@@ -265,12 +257,7 @@ vim.cmd('qall!')
 /// socket, as cmdrctl does, says why, and never connects.
 #[test]
 fn headless_neovim_refuses_a_socket_dir_others_can_replace() {
-    if std::process::Command::new("nvim")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("nvim is not installed (Debian package `neovim`); skipped");
+    if !need("nvim", "Debian package `neovim`") {
         return;
     }
     let mut sb = Sandbox::with_profile("TOKEN-ONE");

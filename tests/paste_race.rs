@@ -8,7 +8,9 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{Sandbox, have, mode, stderr};
+use cmdr_testkit::skip::{need, need_root};
+
+use crate::sandbox::{NOBODY, Sandbox, mode, stderr};
 
 fn start_paste(sb: &Sandbox, data_home: Option<&std::path::Path>, profile: &str) -> Child {
     let mut cmd = sb.command("cmdrctl");
@@ -53,8 +55,8 @@ for line in sys.stdin:
 
 #[test]
 fn a_rename_save_during_a_paste_is_never_lost() {
-    if !have("python3") {
-        eprintln!("skipped: the concurrent writer is a python3 process");
+    // The concurrent writer is a python3 process.
+    if !need("python3", "Debian package `python3`") {
         return;
     }
     let sb = Sandbox::new();
@@ -173,6 +175,7 @@ fn crash_leftovers_are_private_and_swept() {
     let mut seen = 0;
     for n in 0..30u64 {
         let mut child = start_paste(&sb, None, &format!("k{n}"));
+        // Kept: killing paste at a spread of moments in its write is what is under test.
         std::thread::sleep(Duration::from_millis(n * 7 % 120));
         let _ = child.kill();
         let _ = child.wait();
@@ -207,11 +210,9 @@ fn crash_leftovers_are_private_and_swept() {
 /// uid (root reads anything); needs root to switch uid, skipped otherwise.
 #[test]
 fn a_paste_holding_a_secret_is_not_dumpable() {
-    if !cmdr_testkit::sys::is_root() {
-        eprintln!("skipped: needs root to run cmdrctl as another uid");
+    if !need_root("running cmdrctl as another uid") {
         return;
     }
-    const NOBODY: u32 = 65534;
     let sb = Sandbox::new();
     let owner = |pid: u32| {
         std::os::unix::fs::MetadataExt::uid(

@@ -6,7 +6,9 @@
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
-use crate::sandbox::{Sandbox, have, stderr, stdout};
+use cmdr_testkit::skip::{need, skip};
+
+use crate::sandbox::{Sandbox, stderr, stdout};
 
 pub fn paste(sb: &Sandbox, args: &[&str], input: &[u8]) -> Output {
     let mut child = sb
@@ -177,16 +179,19 @@ fn what_the_portal_and_users_paste_is_accepted() {
         "{warnings}"
     );
     // And that is the truth: boto3 reads it.
-    if have("python3") {
-        let boto = sb
-            .external("python3")
-            .args(["-c", "import boto3; print(boto3.Session(profile_name='acmé-prød').get_credentials().access_key)"])
-            .output()
-            .expect("python3");
-        if boto.status.success() {
-            assert_eq!(stdout(&boto).trim(), "AKIAUNICODE");
-        }
+    if !need("python3", "Debian package `python3`") {
+        return;
     }
+    let boto = sb
+        .external("python3")
+        .args(["-c", "import boto3; print(boto3.Session(profile_name='acmé-prød').get_credentials().access_key)"])
+        .output()
+        .expect("python3");
+    if stderr(&boto).contains("No module named 'boto3'") {
+        return skip("boto3 is not installed (pip install boto3; scripts/test does)");
+    }
+    assert!(boto.status.success(), "{}", stderr(&boto));
+    assert_eq!(stdout(&boto).trim(), "AKIAUNICODE");
 }
 
 #[test]
@@ -263,8 +268,8 @@ fn service_install_warns_about_the_shells_aws_paths() {
 /// A bare `cmdrctl paste` on a terminal says what to do (python's pty gives it one).
 #[test]
 fn a_bare_paste_on_a_terminal_says_ctrl_d() {
-    if !have("python3") {
-        eprintln!("skipped: needs python3 for a pseudo-terminal");
+    // python3 gives cmdrctl a pseudo-terminal.
+    if !need("python3", "Debian package `python3`") {
         return;
     }
     let sb = Sandbox::with_profile("TOKEN-ONE-KEEP");
@@ -278,6 +283,7 @@ deadline = time.time() + 10
 while b"Ctrl-D" not in out and time.time() < deadline:
     out += os.read(fd, 1024)
 os.write(fd, b"[acme]\naws_access_key_id = AKIATTY\naws_secret_access_key = wJalrXUtnFEMI-SECRET-tty\n")
+# Kept: a person's pause before Ctrl-D, so the block and the EOF come as two reads.
 time.sleep(0.2)
 os.write(fd, b"\x04")
 while True:

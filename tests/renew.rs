@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::sandbox::{Sandbox, have, set_mode, stderr, stdout};
+use cmdr_testkit::skip::need;
+
+use crate::sandbox::{Sandbox, set_mode, stderr, stdout};
 
 /// Scripts named like real programs (`xdg-open`, `aws`) that append their name and
 /// arguments, one line per call, to a log, and exit with a given code.
@@ -346,8 +348,7 @@ struct X {
 impl X {
     fn start() -> Option<X> {
         for tool in ["Xvfb", "xclip"] {
-            if !have(tool) {
-                eprintln!("{tool} is missing (Debian: xvfb, xclip); skipped");
+            if !need(tool, "Debian packages xvfb, xclip") {
                 return None;
             }
         }

@@ -10,8 +10,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::endpoint::{Loop, User, clients_dir, user_creds, users};
-use crate::sandbox::{Sandbox, bin, have, stderr, stdout};
-use crate::sts::Moto;
+use cmdr_testkit::Moto;
+use cmdr_testkit::skip::have;
+
+use crate::sandbox::{Sandbox, bin, stderr, stdout};
 
 /// The first answer of a client started by `cmd`: its ARN, or its error.
 fn first_answer(name: &'static str, cmd: Command) -> String {
@@ -61,7 +63,7 @@ fn every_client_runs_as(sb: &Sandbox, alice: &User, extra_env: &[(&str, &str)], 
 
 /// A sandbox with moto, alice for `acme` and bob for whatever would outrank it.
 fn with_bob_around() -> (Sandbox, Moto, User, User) {
-    let moto = Moto::start(&[]);
+    let moto = Moto::start(&[]).expect("moto_server");
     let mut found = users(&moto, &["alice", "bob"]);
     let bob = found.pop().expect("bob");
     let alice = found.pop().expect("alice");
@@ -291,7 +293,7 @@ fn status_and_doctor_name_a_default_with_keys() {
 /// account is `ok` with the new account id, served, and a second `accept` has nothing to do.
 #[test]
 fn one_accept_is_enough_after_a_restart_with_another_aws_account() {
-    let moto = Moto::start(&[]);
+    let moto = Moto::start(&[]).expect("moto_server");
     let alice = users(&moto, &["alice"]).pop().expect("alice");
     let out = Command::new("python3")
         .arg(clients_dir().join("moto_role.py"))

@@ -20,8 +20,7 @@ fn owner(path: &std::path::Path) -> u32 {
 
 #[test]
 fn root_on_another_users_home_refuses_and_writes_nothing() {
-    if !cmdr_testkit::sys::is_root() {
-        eprintln!("skipped: running as root on another user's HOME needs root");
+    if !cmdr_testkit::skip::need_root("running as root on another user's HOME") {
         return;
     }
     let uid = system_user("cmdr-victim");

@@ -1,5 +1,19 @@
 //! The `Sandbox`: a temp HOME with its own XDG directories and socket, the real `cmdrd`
 //! and `cmdrctl` binaries, and helpers to wait for events (never fixed sleeps).
+//!
+//! What every test file shares, defined once:
+//! - here: [`Sandbox`] (`start`, `ctl`, `json`, `watch`, `wait_until`), [`Watch`]
+//!   (`wait_type`, `wait_for`, `wait_for_within`, `until` for negatives), [`creds`],
+//!   [`NOBODY`], [`long`] and [`scale`] for `CMDR_LONG_TESTS`;
+//! - in `cmdr_testkit` (shared with the benchmarks): `Moto` (`Moto::start(&[])` gives
+//!   `moto_server` on a free port, `url`), `free_port`, `Rng` (seeded, prints
+//!   `CMDR_SEED`), `sys` (signals, root), and `skip`: a test that cannot run here calls
+//!   `skip::need("tool", "Debian package …")`, `skip::need_root("what")` or
+//!   `skip::skip("reason")`, which print one `skipped: …` line, and fail in CI.
+//!
+//! Waiting: on an event (`Watch::wait_type`), else a poll with a deadline
+//! (`wait_until`). A negative ("no X arrives") is checked up to a marker event caused
+//! after it (`Watch::until`), never over a quiet window, so it cannot pass by being slow.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader};
@@ -13,6 +27,19 @@ use cmdr_testkit::sys;
 use serde_json::Value;
 
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// The uid (and gid) of `nobody`: tests that act as another user run as it.
+pub const NOBODY: u32 = 65534;
+
+/// The long variants run only with `CMDR_LONG_TESTS=1`.
+pub fn long() -> bool {
+    std::env::var_os("CMDR_LONG_TESTS").is_some_and(|v| v != "0")
+}
+
+/// `short` normally, `long` with `CMDR_LONG_TESTS=1`.
+pub fn scale(short: usize, long_: usize) -> usize {
+    if long() { long_ } else { short }
+}
 
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -362,7 +389,18 @@ pub struct Watch {
 impl Watch {
     /// Waits for the next event matching `pred`; panics after [`WAIT`].
     pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
+        self.wait_for_within(what, WAIT, pred)
+    }
+
+    /// Waits at most `within` for the next event matching `pred` (for the few waits that
+    /// are longer than [`WAIT`] by design, e.g. retries with backoff).
+    pub fn wait_for_within(
+        &mut self,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
@@ -381,14 +419,14 @@ impl Watch {
         self.wait_for(kind, |e| e["type"] == kind)
     }
 
-    /// Events that arrive within `quiet` (used only to check that nothing else arrives).
-    pub fn drain(&mut self, quiet: Duration) -> Vec<Value> {
-        let mut out = Vec::new();
-        while let Ok(event) = self.rx.recv_timeout(quiet) {
-            self.seen.push(event.clone());
-            out.push(event);
-        }
-        out
+    /// Every event from now up to and including the first that matches `marker`. For
+    /// negatives: cause the marker after the thing under test (the daemon emits events in
+    /// order), then assert that what came before it holds no unwanted event. Unlike a
+    /// quiet window, this cannot pass because the daemon was slow.
+    pub fn until(&mut self, marker: &str, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let from = self.seen.len();
+        self.wait_for(marker, pred);
+        self.seen[from..].to_vec()
     }
 }
 
@@ -415,14 +453,6 @@ pub fn creds(profile: &str, token: &str) -> String {
     format!(
         "[{profile}]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI-SECRET-{profile}\naws_session_token = {token}\n"
     )
-}
-
-/// Whether a program is on PATH (tests of optional tools skip, saying so, without it).
-pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 pub fn set_mode(path: &Path, mode: u32) {

@@ -1,6 +1,7 @@
 //! Every save pattern from PRODUCT.md "What it must do" 1 reaches subscribers.
 
 use std::io::Write as _;
+use std::time::{Duration, Instant};
 
 use crate::sandbox::{Sandbox, Watch, creds};
 
@@ -43,7 +44,8 @@ fn truncate_then_rewrite_in_two_steps() {
     let (sb, mut watch) = setup();
     let mut file = std::fs::File::create(sb.credentials()).expect("truncate");
     file.flush().expect("flush");
-    std::thread::sleep(std::time::Duration::from_millis(10));
+    // Kept: the writer's pause between truncate and write is what is under test.
+    std::thread::sleep(Duration::from_millis(10));
     file.write_all(creds("acme", "TOKEN-TWO").as_bytes())
         .expect("write");
     drop(file);
@@ -80,20 +82,27 @@ fn a_rename_save_does_not_wait_for_the_debounce() {
     sb.add_account("acme", &[]);
     let mut watch = sb.watch();
     let tmp = sb.aws.join(".credentials.swp");
+    let saved = Instant::now();
     std::fs::write(&tmp, creds("acme", "TOKEN-TWO")).expect("write");
     std::fs::rename(&tmp, sb.credentials()).expect("rename");
-    // Events within 5 s: half the debounce.
-    let soon = watch.drain(std::time::Duration::from_secs(5));
+    watch.wait_type("token_changed");
+    let took = saved.elapsed();
     assert!(
-        soon.iter().any(|e| e["type"] == "token_changed"),
-        "a rename save waited for the debounce: {soon:?}"
+        took < Duration::from_secs(5),
+        "a rename save waited for the debounce: {took:?}"
     );
 
+    // The in-place write's change arrives, and not before the 10 s debounce has passed
+    // since the write (the daemon's timer starts at its event, after the write).
+    let written = Instant::now();
     std::fs::write(sb.credentials(), creds("acme", "TOKEN-THREE")).expect("write");
-    let early = watch.drain(std::time::Duration::from_secs(2));
+    watch.wait_for_within("the in-place write", Duration::from_secs(30), |e| {
+        e["type"] == "token_changed"
+    });
+    let took = written.elapsed();
     assert!(
-        !early.iter().any(|e| e["type"] == "token_changed"),
-        "an in-place write was read before its debounce: {early:?}"
+        took >= Duration::from_millis(9_900),
+        "an in-place write was read before its debounce: after {took:?}"
     );
 }
 
@@ -186,8 +195,12 @@ fn burst_of_writes_is_coalesced_and_ends_right() {
     });
     assert_eq!(last["account"], "acme");
     assert_eq!(sb.json(&["profiles"])[0]["fingerprint"], expected);
-    // Nothing else arrives after the final state.
-    let late = watch.drain(std::time::Duration::from_millis(300));
+    // Nothing else arrives after the final state: a config change read after the burst
+    // (the same watcher, in order) is the marker.
+    std::fs::write(sb.config(), "[profile acme]\nregion = eu-central-1\n").expect("write");
+    let late = watch.until("the marker's profile_changed", |e| {
+        e["type"] == "profile_changed"
+    });
     assert!(
         late.iter().all(|e| e["type"] != "token_changed"),
         "{late:?}"

@@ -3,7 +3,9 @@
 
 use std::process::Command;
 
-use crate::sandbox::{Sandbox, bin, have, stderr, stdout};
+use cmdr_testkit::skip::need;
+
+use crate::sandbox::{Sandbox, bin, stderr, stdout};
 
 #[test]
 fn linux_dry_run_prints_the_unit_and_commands() {
@@ -39,8 +41,7 @@ fn linux_dry_run_prints_the_unit_and_commands() {
 
 #[test]
 fn systemd_analyze_verifies_the_unit() {
-    if !have("systemd-analyze") {
-        eprintln!("systemd-analyze is not installed (Debian package `systemd`); skipped");
+    if !need("systemd-analyze", "Debian package `systemd`") {
         return;
     }
     let sb = Sandbox::new();

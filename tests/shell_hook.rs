@@ -2,8 +2,10 @@
 //! prompt.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Stdio};
 use std::sync::mpsc;
+
+use cmdr_testkit::skip::need;
 
 use crate::sandbox::{Sandbox, WAIT, bin, creds};
 
@@ -56,13 +58,15 @@ fn interactive(
 }
 
 fn run_hook_scenario(program: &str, args: &[&str], shell: &str) {
+    if !need(shell, &format!("Debian package `{shell}`")) || !need(program, "util-linux") {
+        return;
+    }
     let mut sb = Sandbox::with_profile("TOKEN-ONE");
     sb.start();
     sb.add_account("acme", &[]);
     let ctl = bin("cmdrctl").display().to_string();
     let Some((mut child, mut stdin, lines)) = interactive(&sb, program, args) else {
-        eprintln!("{program} is not installed; skipped");
-        return;
+        panic!("{program} did not start");
     };
     let (setup, show) = match shell {
         "fish" => (
@@ -108,10 +112,6 @@ fn zsh_prompt_hook_picks_up_the_accepted_token() {
 #[test]
 fn fish_prompt_hook_picks_up_the_accepted_token() {
     // fish fires `fish_prompt` only on a terminal: run it on a pty through `script`.
-    if Command::new("fish").arg("--version").output().is_err() {
-        eprintln!("fish is not installed; skipped");
-        return;
-    }
     run_hook_scenario(
         "script",
         &["-qfc", "fish -i --no-config", "/dev/null"],

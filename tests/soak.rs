@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::time::Instant;
 
-use crate::hostile::{Rng, scale};
-use crate::sandbox::{Sandbox, WAIT, creds};
+use cmdr_testkit::Rng;
+
+use crate::sandbox::{Sandbox, WAIT, creds, scale};
 
 type View = BTreeMap<String, (Option<String>, Option<String>)>;
 
@@ -49,7 +50,7 @@ fn random_credentials(rng: &mut Rng, op: usize) -> String {
     let mut out = String::new();
     for p in 0..5 {
         if rng.below(3) > 0 {
-            let token = format!("TOKEN-SOAK-{op}-{}", rng.next() % 1000);
+            let token = format!("TOKEN-SOAK-{op}-{}", rng.next_u64() % 1000);
             out.push_str(&creds(&format!("p{p}"), &token));
         }
     }
@@ -96,6 +97,7 @@ fn operate(sb: &Sandbox, rng: &mut Rng, op: usize, remove_dir: bool) -> &'static
         1 => {
             let mut file = std::fs::File::create(&path).expect("truncate");
             file.flush().expect("flush");
+            // Kept: a writer pausing between truncate and write is the pattern under test.
             std::thread::sleep(std::time::Duration::from_millis(rng.below(20) as u64));
             file.write_all(text.as_bytes()).expect("write");
             "truncate + rewrite"

@@ -2,61 +2,12 @@
 //! tiny loopback stubs for the answers moto never gives (ExpiredToken, other accounts).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpListener;
+use std::process::Command;
+
+use cmdr_testkit::{Moto, free_port};
 
 use crate::sandbox::{Sandbox, creds, set_mode, stderr};
-
-/// A `moto_server` on a free loopback port, killed on drop.
-pub struct Moto {
-    child: Child,
-    pub url: String,
-}
-
-impl Moto {
-    pub fn start(env: &[(&str, &str)]) -> Moto {
-        Moto::start_on(free_port(), env)
-    }
-
-    /// On a given port (a target that comes up after an account was bound to it).
-    pub fn start_on(port: u16, env: &[(&str, &str)]) -> Moto {
-        let mut cmd = Command::new("moto_server");
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .expect("moto_server (pip install 'moto[server]'; scripts/test does)");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// A loopback HTTP stub answering every request with `answer(authorization header)`.
 pub fn stub(answer: fn(&str) -> (u16, String)) -> String {
@@ -106,7 +57,7 @@ fn validate(sb: &Sandbox, name: &str) -> std::process::Output {
 
 #[test]
 fn validates_against_moto() {
-    let moto = Moto::start(&[]);
+    let moto = Moto::start(&[]).expect("moto_server");
     let mut sb = Sandbox::with_profile("TOKEN-ONE");
     sb.start();
     sb.add_account("acme", &["--endpoint", &moto.url, "--region", "eu-west-1"]);
@@ -124,7 +75,7 @@ fn validates_against_moto() {
 
 #[test]
 fn moto_with_auth_rejects_unknown_keys() {
-    let moto = Moto::start(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let moto = Moto::start(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]).expect("moto_server");
     let mut sb = Sandbox::with_profile("TOKEN-ONE");
     sb.start();
     sb.add_account("acme", &["--endpoint", &moto.url]);
@@ -170,7 +121,7 @@ fn expired_token_is_classified_expired() {
 
 #[test]
 fn closed_port_is_unreachable_not_invalid() {
-    let port = free_port();
+    let port = free_port().expect("free port");
     let mut sb = Sandbox::with_profile("TOKEN-ONE");
     sb.start();
     sb.add_account("acme", &["--endpoint", &format!("http://127.0.0.1:{port}")]);
@@ -300,7 +251,7 @@ fn expiry_events_on_the_wall_clock_and_prompt() {
 /// when the profile changes.
 #[test]
 fn credential_process_expiration_is_learned_on_validate() {
-    let moto = Moto::start(&[]);
+    let moto = Moto::start(&[]).expect("moto_server");
     let mut sb = Sandbox::new();
     std::fs::create_dir_all(&sb.aws).expect("aws");
     let secret = "wJalrXUtnFEMI-SECRET-process";
