@@ -376,17 +376,13 @@ impl Client {
     }
 
     /// Sends `requests` pipelined, at most `window` unanswered at once (the daemon reads
-    /// 32 per connection), and returns each one's answer in order. Each answer must come
-    /// within the client's deadline of the one before; events are kept as in
-    /// [`Client::request`]. Hundreds of small requests cost one round trip per window.
+    /// 32), and returns their answers in order, each within the deadline of the one before.
     pub async fn pipeline(
         &mut self,
         requests: Vec<Request>,
         window: usize,
     ) -> Result<Vec<Result<Response, ClientError>>, ClientError> {
-        let window = window.max(1);
-        let first = self.next_id;
-        let total = requests.len();
+        let (window, first, total) = (window.max(1), self.next_id, requests.len());
         let mut answers: Vec<Option<Result<Response, ClientError>>> =
             std::iter::repeat_with(|| None).take(total).collect();
         let mut queue = requests.into_iter();
