@@ -350,3 +350,36 @@ fn five_hundred_accounts_by_two_roles_import_in_seconds() {
     // A debug build on a shared 2-core machine: well within this; release: docs/benchmarks.md.
     assert!(took.as_secs() < 30, "import took {took:?}");
 }
+
+/// `login_session` profiles (`aws login`, AWS CLI >= 2.32) have their own kind; an
+/// account bound to one says why cmdrd cannot serve it yet.
+#[test]
+fn login_session_profiles_are_their_own_kind() {
+    let mut sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws dir");
+    std::fs::write(
+        sb.config(),
+        "[profile console]\nlogin_session = arn:aws:iam::123456789012:user/Admin\nregion = eu-west-1\n",
+    )
+    .expect("config");
+    sb.start();
+    let profiles = sb.json(&["profiles"]);
+    let console = profiles
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|p| p["name"] == "console")
+        .expect("profile console");
+    assert_eq!(console["kind"], "login", "{console:#}");
+    let out = sb.ctl(&["accounts", "add", "web", "--profile", "console"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = sb.account("web");
+    assert_eq!(shown["state"], "misconfigured", "{shown:#}");
+    assert!(
+        shown["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("login_session"),
+        "{shown:#}"
+    );
+}
