@@ -59,6 +59,8 @@ mod endpoint_tokens;
 mod console;
 // IAM Identity Center sign-in: the loopback Identity Center (checked with boto3), login, logout.
 mod signin;
+// accounts import: a portal's accounts and roles become profiles and bound accounts.
+mod import;
 // One test per fixed bug.
 mod regression;
 // What a new user hit: re-validation, reasons, renew, watch across restarts, regions,

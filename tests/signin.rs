@@ -63,7 +63,7 @@ fn the_loopback_identity_center_speaks_botocores_protocol() {
 }
 
 impl IdentityCenter {
-    fn post(&self, path: &str, body: &str) -> String {
+    pub fn post(&self, path: &str, body: &str) -> String {
         let out = Command::new("python3")
             .args([
                 "-c",
@@ -77,7 +77,7 @@ impl IdentityCenter {
         stdout(&out)
     }
 
-    fn counters(&self) -> serde_json::Value {
+    pub fn counters(&self) -> serde_json::Value {
         let out = Command::new("python3")
             .args([
                 "-c",
@@ -132,7 +132,7 @@ fn wait_line(rx: &std::sync::mpsc::Receiver<String>, pred: impl Fn(&str) -> bool
     }
 }
 
-fn cache_file(sb: &Sandbox, session: &str) -> std::path::PathBuf {
+pub fn cache_file(sb: &Sandbox, session: &str) -> std::path::PathBuf {
     use sha1::Digest as _;
     let name = hex::encode(sha1::Sha1::digest(session.as_bytes()));
     sb.home.join(format!(".aws/sso/cache/{name}.json"))

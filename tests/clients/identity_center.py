@@ -11,7 +11,9 @@ portal: GET /assignment/accounts, GET /assignment/roles, GET /federation/credent
 POST /logout; bearer in x-amz-sso_bearer_token.
 Test controls: POST /_test/approve {"userCode"} (or {"all": true} for authorize
 requests), POST /_test/end_session, POST /_test/lifetimes {"accessToken", "refreshToken"
-(bool), "registration", "role"}, GET /_test/counters, GET /_test/pending.
+(bool), "registration", "role"}, POST /_test/accounts {"accounts": [...], "roles": [...],
+"accountRoles": {accountId: [...]}, "generate": N, "pageCap": N} (what the portal grants,
+and the largest page it returns), GET /_test/counters, GET /_test/pending.
 """
 
 import base64
@@ -43,7 +45,13 @@ STATE = {
         {"accountId": "333333333333", "accountName": "sandbox", "emailAddress": "s@example.com"},
     ],
     "roles": ["AdministratorAccess", "ReadOnly"],
+    "account_roles": {},  # accountId -> roles, else "roles"
+    "page_cap": 100,  # the model's MaxResultType max
 }
+
+
+def roles_of(account_id):
+    return STATE["account_roles"].get(account_id, STATE["roles"])
 
 
 def count(name):
@@ -141,13 +149,13 @@ class Handler(BaseHTTPRequestHandler):
                 acct = q.get("account_id")
                 if acct not in {a["accountId"] for a in STATE["accounts"]}:
                     return self.sso_error(404, "ResourceNotFoundException", "account not found")
-                roles = [{"roleName": r, "accountId": acct} for r in STATE["roles"]]
+                roles = [{"roleName": r, "accountId": acct} for r in roles_of(acct)]
                 return self.paged(roles, "roleList", q)
             if url.path == "/federation/credentials":
                 count("GetRoleCredentials")
                 if self.bearer() is None:
                     return
-                if q.get("role_name") not in STATE["roles"]:
+                if q.get("role_name") not in roles_of(q.get("account_id")):
                     return self.sso_error(403, "ForbiddenException", "no access to this role")
                 expires_ms = int((time.time() + STATE["lifetimes"]["role"]) * 1000)
                 return self.reply(200, {"roleCredentials": {
@@ -160,6 +168,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def paged(self, items, key, q):
         size = int(q.get("max_result") or 2)
+        if not 1 <= size <= 100:  # MaxResultType: min 1, max 100
+            return self.sso_error(400, "InvalidRequestException", "max_result out of range")
+        size = min(size, STATE["page_cap"])
+        count(key + ".page")
         start = int(q.get("next_token") or 0)
         page = items[start:start + size]
         body = {key: page}
@@ -228,6 +240,21 @@ class Handler(BaseHTTPRequestHandler):
             STATE["access"].clear()
             STATE["refresh"].clear()
             return self.reply(200, {})
+        if path == "/_test/accounts":
+            if "generate" in body:
+                STATE["accounts"] = [{"accountId": "%012d" % (100000000000 + i),
+                                      "accountName": "acct-%04d" % i,
+                                      "emailAddress": "a%d@example.com" % i}
+                                     for i in range(int(body["generate"]))]
+            if "accounts" in body:
+                STATE["accounts"] = body["accounts"]
+            if "roles" in body:
+                STATE["roles"] = body["roles"]
+            if "accountRoles" in body:
+                STATE["account_roles"] = body["accountRoles"]
+            if "pageCap" in body:
+                STATE["page_cap"] = int(body["pageCap"])
+            return self.reply(200, {"accounts": len(STATE["accounts"])})
         if path == "/_test/lifetimes":
             STATE["lifetimes"].update(body)
             return self.reply(200, STATE["lifetimes"])

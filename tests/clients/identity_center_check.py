@@ -119,6 +119,22 @@ expect_error("UnauthorizedException", sso.get_role_credentials, accessToken="nop
 expect_error("ForbiddenException", sso.get_role_credentials, accessToken=access, accountId="111111111111",
              roleName="NotMine")
 
+# Many accounts, pages capped below what the client asks (as the real service may), and
+# roles per account: botocore's paginators follow nextToken to the end.
+control("/_test/accounts", {"generate": 250, "pageCap": 7,
+                            "accountRoles": {"100000000003": ["OnlyThis"]}})
+many = [a for page in sso.get_paginator("list_accounts").paginate(accessToken=access, maxResults=100)
+        for a in page["accountList"]]
+assert len(many) == 250 and len({a["accountId"] for a in many}) == 250, len(many)
+assert many[3] == {"accountId": "100000000003", "accountName": "acct-0003",
+                   "emailAddress": "a3@example.com"}, many[3]
+roles = [r["roleName"] for page in sso.get_paginator("list_account_roles").paginate(
+    accessToken=access, accountId="100000000003") for r in page["roleList"]]
+assert roles == ["OnlyThis"], roles
+expect_error("ResourceNotFoundException", sso.list_account_roles, accessToken=access, accountId="999999999999")
+expect_error("ForbiddenException", sso.get_role_credentials, accessToken=access, accountId="100000000003",
+             roleName="ReadOnly")
+
 # Logout ends that token; ending the session refuses refresh.
 sso.logout(accessToken=access)
 expect_error("UnauthorizedException", sso.list_accounts, accessToken=access)
@@ -128,5 +144,5 @@ expect_error("InvalidGrantException", oidc.create_token, clientId=preg["clientId
 
 after = control("/_test/counters")
 delta = {k: v - before.get(k, 0) for k, v in after.items()}
-assert delta["Logout"] == 1 and delta["RegisterClient"] == 2 and delta["ListAccounts"] == 3, delta
+assert delta["Logout"] == 1 and delta["RegisterClient"] == 2 and delta["ListAccounts"] == 3 + 36, delta
 print("ok")

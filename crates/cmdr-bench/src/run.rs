@@ -161,6 +161,7 @@ async fn run() -> anyhow::Result<()> {
     run!("storm", measure::storm(&opts).await);
     run!("scale", crate::scale::scale(&opts).await);
     run!("log flood", measure::log_flood(&opts).await);
+    run!("import", measure::import(&opts).await);
     // Minutes of real SDK clients and a moto server: the full run only.
     if !opts.quick {
         run!("propagation", crate::propagation::propagation(&opts).await);

@@ -373,6 +373,52 @@ impl Client {
         }
     }
 
+    /// Sends `requests` pipelined, at most `window` unanswered at once (the daemon reads
+    /// 32), and returns their answers in order, each within the deadline of the one before.
+    pub async fn pipeline(
+        &mut self,
+        requests: Vec<Request>,
+        window: usize,
+    ) -> Result<Vec<Result<Response, ClientError>>, ClientError> {
+        let (window, first, total) = (window.max(1), self.next_id, requests.len());
+        let mut answers: Vec<Option<Result<Response, ClientError>>> =
+            std::iter::repeat_with(|| None).take(total).collect();
+        let mut queue = requests.into_iter();
+        let (mut sent, mut done) = (0usize, 0usize);
+        while done < total {
+            while sent - done < window
+                && let Some(request) = queue.next()
+            {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.send(&ClientMessage::Request { id, request }).await?;
+                sent += 1;
+            }
+            let deadline = self.deadline;
+            let message = tokio::time::timeout(deadline, self.read())
+                .await
+                .map_err(|_| ClientError::Timeout(deadline))??;
+            match message {
+                ServerMessage::Response { id, outcome } if id >= first => {
+                    let slot = usize::try_from(id - first)
+                        .ok()
+                        .and_then(|i| answers.get_mut(i));
+                    if let Some(slot @ None) = slot {
+                        *slot = Some(match outcome {
+                            Outcome::Ok(response) => Ok(response),
+                            Outcome::Err(err) => Err(ClientError::Daemon(err)),
+                        });
+                        done += 1;
+                    }
+                }
+                ServerMessage::Event(event) => self.pending_events.push_back(event),
+                ServerMessage::Refused { message } => return Err(ClientError::Refused(message)),
+                _ => {}
+            }
+        }
+        Ok(answers.into_iter().flatten().collect())
+    }
+
     /// Every profile, in name order: a page at a time from a daemon that pages (each page
     /// a request with its own deadline), else in one answer.
     pub async fn profiles(&mut self) -> Result<Vec<ProfileInfo>, ClientError> {

@@ -166,6 +166,11 @@ pub fn profile_problem(profile: &Profile, account: &str) -> Option<String> {
         ProfileKind::Other => Some(format!(
             "profile `{name}` gives no credentials: it has no access keys, SSO settings, role or credential_process"
         )),
+        // aws-config 1.8 has the provider behind its `credentials-login` feature, which
+        // cmdrd is not built with (it needs aws-sdk-signin).
+        ProfileKind::Login => Some(format!(
+            "profile `{name}` uses an `aws login` session (login_session), which cmdrd cannot resolve yet: bind a profile with keys, SSO, a role or a credential_process"
+        )),
         ProfileKind::Sso if profile.fingerprint.is_none() => Some(format!(
             "profile `{name}` is not signed in to SSO: run `cmdrctl renew {account}` (it runs `aws sso login --profile {name}`, which needs the AWS CLI v2, or opens the portal)"
         )),

@@ -81,6 +81,9 @@ pub enum ProfileKind {
     CredentialProcess,
     WebIdentity,
     Other,
+    /// `login_session` (`aws login`, AWS CLI >= 2.32): console credentials from AWS
+    /// Sign-In, cached in `~/.aws/login/cache/<sha256 of the session ARN>.json`.
+    Login,
 }
 
 /// Key material of a profile. `Debug` is redacted; memory is zeroed on drop.

@@ -96,5 +96,6 @@ names! {
         CredentialProcess => "credential-process",
         WebIdentity => "web-identity",
         Other => "other",
+        Login => "login",
     }
 }

@@ -591,6 +591,7 @@ fn closed_names_keep_their_json_spelling() {
         r#""credential-process""#
     );
     assert_eq!(ProfileKind::WebIdentity.label(), "web-identity");
+    assert_eq!(json(ProfileKind::Login), r#""login""#);
     assert_eq!(
         serde_json::from_str::<ProfileKind>(r#""quantum""#).expect("decodes"),
         ProfileKind::Unknown

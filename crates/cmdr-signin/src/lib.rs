@@ -4,6 +4,7 @@
 
 pub mod cache;
 mod pkce;
+pub mod portal;
 pub mod session;
 
 use std::path::PathBuf;

@@ -321,6 +321,23 @@ pub enum AccountsCommand {
     },
     /// Remove an account (the profile and the files are untouched).
     Remove { name: String },
+    /// Every account and role a signed-in portal grants becomes an SSO profile in the
+    /// config file (existing profiles untouched) and a bound account.
+    Import {
+        /// The sso-session (portal) to import from; `cmdrctl login NAME` first.
+        name: String,
+        /// Import only this role (repeat for several; case-insensitive).
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// The new profiles' and accounts' region (default: the portal's region).
+        #[arg(long, value_parser = region)]
+        region: Option<String>,
+        /// Show what would be written and bound; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_name = "PATH", hide = true)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use cmdr_core::{Inputs, parse_view_or};
 use cmdr_signin::{Flow, Paths, Portal};
 
 /// The sso-sessions of the config file: name → (start URL, region).
-fn sessions(settings: &cmdr_config::Settings) -> BTreeMap<String, (String, String)> {
+pub(crate) fn sessions(settings: &cmdr_config::Settings) -> BTreeMap<String, (String, String)> {
     let config = std::fs::read(&settings.aws_config).unwrap_or_default();
     let cache = BTreeMap::new();
     let (view, _) = parse_view_or(

@@ -25,6 +25,7 @@ mod doctor;
 mod handout;
 mod harden;
 mod hook;
+mod import;
 mod login;
 mod output;
 mod paste;
@@ -134,7 +135,8 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     }
     // Commands that write the user's files themselves: never as root on another user's.
     let writes_locally = match &cli.command {
-        Command::Paste { config, .. } => Some(config.as_deref()),
+        Command::Paste { config, .. }
+        | Command::Accounts(AccountsCommand::Import { config, .. }) => Some(config.as_deref()),
         Command::Service { .. } | Command::Renew { .. } => Some(None),
         _ => None,
     };
@@ -323,6 +325,24 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             };
             return Ok(prompt::run(&socket, pick, &format, json).await);
         }
+        Command::Accounts(AccountsCommand::Import {
+            name,
+            roles,
+            region,
+            dry_run,
+            config,
+        }) => {
+            return Ok(import::run(import::Options {
+                config: config.as_deref(),
+                socket: &socket,
+                name,
+                roles,
+                region,
+                dry_run,
+                json,
+            })
+            .await);
+        }
         Command::Accounts(AccountsCommand::Show { name }) => {
             return show(&socket, name, json).await;
         }
@@ -384,6 +404,8 @@ fn accounts_request(command: AccountsCommand) -> Request {
     match command {
         AccountsCommand::List => Request::ListAccounts,
         AccountsCommand::Show { name } => Request::ShowAccount { name },
+        // Handled in `run` before any request is made.
+        AccountsCommand::Import { .. } => Request::ListAccounts,
         AccountsCommand::Remove { name } => Request::RemoveAccount { name },
         AccountsCommand::Add { name, spec } => {
             // Required by clap for `add`.

@@ -146,6 +146,7 @@ pub fn profile_kind(kind: cmdr_core::ProfileKind) -> wire::ProfileKind {
         K::CredentialProcess => wire::ProfileKind::CredentialProcess,
         K::WebIdentity => wire::ProfileKind::WebIdentity,
         K::Other => wire::ProfileKind::Other,
+        K::Login => wire::ProfileKind::Login,
     }
 }
 

@@ -64,6 +64,15 @@ fn kinds_and_regions() {
             None,
         ),
         (
+            // `aws login` (AWS CLI >= 2.32); a credential_process beside it loses, as in
+            // aws-config's provider order.
+            "[profile l]\nlogin_session = arn:aws:iam::123456789012:user/Admin\ncredential_process = /bin/true\nregion = eu-west-1\n",
+            "",
+            "l",
+            ProfileKind::Login,
+            Some("eu-west-1"),
+        ),
+        (
             "[default]\nregion = us-east-1\n",
             "",
             "default",

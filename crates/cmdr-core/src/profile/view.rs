@@ -358,6 +358,9 @@ fn classify(props: &grammar::Props<'_>, has_key: bool, has_token: bool) -> Profi
         }
     } else if has("sso_session") || has("sso_start_url") || has("sso_account_id") {
         ProfileKind::Sso
+    } else if has("login_session") {
+        // aws-config's order: after SSO, before credential_process.
+        ProfileKind::Login
     } else if has("credential_process") {
         ProfileKind::CredentialProcess
     } else {
