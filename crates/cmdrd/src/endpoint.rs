@@ -3,7 +3,8 @@
 //! follow the accepted token. Every request must carry its account's token, from a 0600
 //! file that dies with the port (`endpoint/tokens.rs`); answers
 //! come from the engine (`Request::Serve`), with an `Expiration` short enough for each
-//! SDK to come back within about a minute (see `lifetime_for`).
+//! SDK to come back within seconds (see `lifetime_for`). Containers on the `cmdr` network
+//! reach the same URLs on 169.254.170.2 (`endpoint/container.rs`).
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -39,6 +40,7 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 pub use cmdr_config::{EndpointSettings, parse_listen};
 
+pub mod container;
 mod tokens;
 pub use tokens::{Check, Tokens};
 
@@ -52,6 +54,8 @@ pub struct Access {
 /// A bound endpoint, before it serves.
 pub struct Bound {
     listener: TcpListener,
+    /// The same port on 169.254.170.2, for containers (Linux).
+    gateway: Option<TcpListener>,
     pub access: Access,
 }
 
@@ -63,6 +67,8 @@ pub struct Paths<'a> {
     pub tokens: &'a Path,
     /// The one token file of older versions.
     pub legacy_token: &'a Path,
+    /// Containers' token directories (see `container.rs`).
+    pub containers: &'a Path,
 }
 
 /// Binds the endpoint. Every token an earlier run left is removed first, so none waits in
@@ -76,6 +82,12 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
         format!(
             "cannot remove the endpoint tokens of an earlier run in {}",
             paths.tokens.display()
+        )
+    })?;
+    container::ContainerDirs::clear_tokens(paths.containers).with_context(|| {
+        format!(
+            "cannot remove the container tokens of an earlier run in {}",
+            paths.containers.display()
         )
     })?;
     match std::fs::remove_file(paths.legacy_token) {
@@ -128,17 +140,34 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
     };
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let tokens = Tokens::new(paths.tokens.to_owned(), addr.port())
+    let mut tokens = Tokens::new(paths.tokens.to_owned(), addr.port())
         .with_context(|| format!("cannot create {}", paths.tokens.display()))?;
+    let gateway = match container::bind_gateway(addr.port()) {
+        Ok(listener) => {
+            let dirs = container::ContainerDirs::new(paths.containers.to_owned(), addr.port())
+                .with_context(|| format!("cannot create {}", paths.containers.display()))?;
+            tokens = tokens.with_containers(dirs);
+            Some(TcpListener::from_std(listener)?)
+        }
+        Err(err) => {
+            tracing::info!(port = addr.port(), error = %err, "containers are not served (no listener on {})", container::GATEWAY);
+            None
+        }
+    };
+    let gateway_url = gateway
+        .as_ref()
+        .map(|_| format!("http://{}:{}{PATH_PREFIX}", container::GATEWAY, addr.port()));
     let mut token_dir = tokens.dir().display().to_string();
     token_dir.push(std::path::MAIN_SEPARATOR);
     Ok(Bound {
         listener: TcpListener::from_std(listener)?,
+        gateway,
         access: Access {
             info: EndpointInfo {
                 url: format!("http://{addr}{PATH_PREFIX}"),
                 token_file: token_dir,
                 moved_from,
+                gateway_url,
             },
             tokens: Arc::new(tokens),
         },
@@ -196,17 +225,26 @@ pub async fn serve(
 ) {
     let slots = Arc::new(std::sync::Mutex::new(Slots::default()));
     loop {
-        let (stream, peer) = tokio::select! {
+        let accepted = tokio::select! {
             () = stop.cancelled() => break,
-            accepted = bound.listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::debug!(error = %err, "endpoint accept failed");
-                    // Out of descriptors: give the others a moment to close.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+            accepted = bound.listener.accept() => accepted,
+            accepted = accept_on(bound.gateway.as_ref()) => match accepted {
+                // Only containers on the `cmdr` network (and the host) talk to it.
+                Ok((_, peer)) if !container::from_network(&peer) => {
+                    tracing::debug!(%peer, "closed a connection to the gateway from outside the cmdr network");
                     continue;
                 }
+                other => other,
             },
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::debug!(error = %err, "endpoint accept failed");
+                // Out of descriptors: give the others a moment to close.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let (id, evicted) = slots.lock().unwrap_or_else(|e| e.into_inner()).take();
         let engine = engine.clone();
@@ -236,6 +274,16 @@ pub async fn serve(
                 .unwrap_or_else(|e| e.into_inner())
                 .give_back(id);
         });
+    }
+}
+
+/// Accepts on a listener that may not exist (then never).
+async fn accept_on(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
     }
 }
 

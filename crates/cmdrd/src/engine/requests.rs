@@ -141,6 +141,14 @@ impl Engine {
                     }
                 };
             }
+            Request::ContainerEnv { name } => {
+                return match self.container_paths(&name) {
+                    Ok(paths) => self.serve(&name, false, Waiter::child(reply, paths)),
+                    Err(err) => {
+                        let _ = reply.send(Outcome::Err(err));
+                    }
+                };
+            }
             Request::Credentials { name, force } => {
                 return self.serve(&name, force, Waiter::legacy(reply));
             }
@@ -219,6 +227,38 @@ impl Engine {
             user_config_file: self.settings.aws_config.clone(),
             user_credentials_file: self.settings.aws_credentials.clone(),
         })
+    }
+
+    /// Where a container on the `cmdr` network finds its credentials: the gateway URL and
+    /// the account's token in the directory its containers mount (`endpoint/container.rs`).
+    fn container_paths(&mut self, name: &str) -> Result<serve::ChildPaths, ErrorReply> {
+        let mut paths = self.child_paths(name)?;
+        let Some(endpoint) = &self.endpoint else {
+            return Err(bad_request("the credentials endpoint is disabled"));
+        };
+        let Some(gateway) = &endpoint.info.gateway_url else {
+            return Err(ErrorReply {
+                code: ErrorCode::Internal,
+                message: format!(
+                    "cmdrd does not listen on {} for containers: {}",
+                    crate::endpoint::container::GATEWAY,
+                    if cfg!(target_os = "linux") {
+                        "its port there was taken at start (see cmdrd's log); restart cmdrd"
+                    } else {
+                        "containers are served on Linux only (Docker Desktop: see README, Containers)"
+                    }
+                ),
+            });
+        };
+        paths.url = crate::endpoint::account_url(gateway, name);
+        paths.token_file = endpoint
+            .tokens
+            .issue_container(name)
+            .map_err(|err| ErrorReply {
+                code: ErrorCode::Internal,
+                message: format!("cannot write the container token of `{name}`: {err}"),
+            })?;
+        Ok(paths)
     }
 
     pub(super) fn show(&self, name: &str) -> Result<Response, ErrorReply> {
