@@ -73,10 +73,7 @@ fn image() {
         }
         let sts = bin("cmdr-sts-loop");
         std::fs::copy(&sts, r.join("bin/cmdr-sts-loop")).expect("loop binary");
-        let ldd = ok(
-            &Command::new("ldd").arg(&sts).output().expect("ldd"),
-            "ldd",
-        );
+        let ldd = ok(&Command::new("ldd").arg(&sts).output().expect("ldd"), "ldd");
         for lib in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
             let to = r.join(lib.trim_start_matches('/'));
             std::fs::create_dir_all(to.parent().expect("parent")).expect("lib dir");
@@ -123,8 +120,8 @@ fn forward_from_gateway(moto_url: &str) {
         .next()
         .and_then(|p| p.parse().ok())
         .expect("moto port");
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .expect("socket");
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     socket.set_freebind_v4(true).expect("freebind");
     socket
         .bind(&SocketAddrV4::new(GATEWAY, port).into())
@@ -258,10 +255,7 @@ fn a_container_follows_accept_and_a_restart_and_reads_its_own_account_only() {
         .as_str()
         .expect("status shows the gateway URL")
         .to_owned();
-    assert!(
-        gateway.starts_with("http://169.254.170.2:"),
-        "{gateway}"
-    );
+    assert!(gateway.starts_with("http://169.254.170.2:"), "{gateway}");
     let out = sb.ctl(&["container", "env", "acme"]);
     let printed = ok(&out, "container env");
     // The account's loopback endpoint is the host's: the container gets it at the gateway.
@@ -300,7 +294,10 @@ fn a_container_follows_accept_and_a_restart_and_reads_its_own_account_only() {
         stdout(&host)
     );
     let moto_inside = c.sh(&format!("wget -q -O - {}", moto.url));
-    assert!(!moto_inside.status.success(), "the host's moto on 127.0.0.1 answered");
+    assert!(
+        !moto_inside.status.success(),
+        "the host's moto on 127.0.0.1 answered"
+    );
 
     // accept: the running container switches to bob.
     change_and_accept(&sb, bob);
@@ -335,7 +332,8 @@ fn a_container_follows_accept_and_a_restart_and_reads_its_own_account_only() {
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
 #[test]
@@ -395,8 +393,9 @@ fn container_setup_is_real_idempotent_and_says_what_is_missing() {
         assert_eq!(out.status.code(), Some(1));
         let said = stderr(&out);
         assert!(
-            said.contains("docker network create --subnet 169.254.170.0/24 --gateway 169.254.170.2 cmdr")
-                && said.contains("hint:"),
+            said.contains(
+                "docker network create --subnet 169.254.170.0/24 --gateway 169.254.170.2 cmdr"
+            ) && said.contains("hint:"),
             "{said}"
         );
     }
@@ -409,22 +408,41 @@ fn container_env_formats() {
         &sb.ctl(&["container", "env", "acme", "--format", "env-file"]),
         "env-file",
     );
-    assert!(file.lines().any(|l| l.starts_with("AWS_CONTAINER_CREDENTIALS_FULL_URI=http://169.254.170.2:")));
-    assert!(file.lines().any(|l| l == "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=/run/cmdr/token"));
+    assert!(
+        file.lines()
+            .any(|l| l.starts_with("AWS_CONTAINER_CREDENTIALS_FULL_URI=http://169.254.170.2:"))
+    );
+    assert!(
+        file.lines()
+            .any(|l| l == "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=/run/cmdr/token")
+    );
     assert!(file.lines().any(|l| l == "AWS_REGION=us-east-1"));
     assert!(file.lines().any(|l| l == "CMDR_ACCOUNT=acme"));
-    assert!(file.lines().next().is_some_and(|l| l.starts_with("# docker run --network cmdr --volume ")));
+    assert!(
+        file.lines()
+            .next()
+            .is_some_and(|l| l.starts_with("# docker run --network cmdr --volume "))
+    );
     let dev: serde_json::Value = serde_json::from_str(&ok(
         &sb.ctl(&["container", "env", "acme", "--format", "devcontainer"]),
         "devcontainer",
     ))
     .expect("json");
     assert_eq!(dev["runArgs"][0], "--network=cmdr");
-    assert!(dev["runArgs"][1].as_str().is_some_and(|v| v.starts_with("--volume=") && v.ends_with(":/run/cmdr:ro")));
+    assert!(
+        dev["runArgs"][1]
+            .as_str()
+            .is_some_and(|v| v.starts_with("--volume=") && v.ends_with(":/run/cmdr:ro"))
+    );
     assert_eq!(dev["containerEnv"]["CMDR_ACCOUNT"], "acme");
     // No secret in any of it: only paths and URLs.
     let token = std::fs::read_to_string(
-        PathBuf::from(sb.json(&["container", "env", "acme"])["mount"]["source"].as_str().expect("source")).join("token"),
+        PathBuf::from(
+            sb.json(&["container", "env", "acme"])["mount"]["source"]
+                .as_str()
+                .expect("source"),
+        )
+        .join("token"),
     )
     .expect("token");
     assert!(!file.contains(&token) && !dev.to_string().contains(&token));

@@ -87,7 +87,13 @@ fn find_tool(wanted: Option<Tool>) -> Option<(Tool, PathBuf)> {
 
 fn create_args() -> Vec<&'static str> {
     vec![
-        "network", "create", "--subnet", SUBNET, "--gateway", GATEWAY, NETWORK,
+        "network",
+        "create",
+        "--subnet",
+        SUBNET,
+        "--gateway",
+        GATEWAY,
+        NETWORK,
     ]
 }
 
@@ -135,7 +141,10 @@ async fn setup(wanted: Option<Tool>, dry_run: bool, json: bool) -> ExitCode {
                 "dry_run": true, "command": line,
             }));
         } else {
-            println!("# unless `{} network inspect {NETWORK}` finds it:", tool.name());
+            println!(
+                "# unless `{} network inspect {NETWORK}` finds it:",
+                tool.name()
+            );
             println!("{line}");
         }
         return ExitCode::SUCCESS;
@@ -202,9 +211,12 @@ async fn setup(wanted: Option<Tool>, dry_run: bool, json: bool) -> ExitCode {
 }
 
 async fn rootless_podman(program: &Path) -> bool {
-    output(program, &["info", "--format", "{{.Host.Security.Rootless}}"])
-        .await
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "true")
+    output(
+        program,
+        &["info", "--format", "{{.Host.Security.Rootless}}"],
+    )
+    .await
+    .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "true")
 }
 
 /// A loopback endpoint (LocalStack on `localhost:4566`) is the container's own loopback
@@ -361,10 +373,7 @@ mod tests {
         let check = |input: &str, expected: Option<&str>| {
             assert_eq!(for_container(input).as_deref(), expected, "{input}");
         };
-        check(
-            "http://localhost:4566",
-            Some("http://169.254.170.2:4566"),
-        );
+        check("http://localhost:4566", Some("http://169.254.170.2:4566"));
         check(
             "http://127.0.0.1:5000/path",
             Some("http://169.254.170.2:5000/path"),
