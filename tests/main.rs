@@ -55,6 +55,8 @@ mod renew;
 mod right_account;
 // Endpoint tokens: one per account, dead with their port, none sent to a squatter.
 mod endpoint_tokens;
+// Containers on the `cmdr` network follow the account: real Podman, setup, env, restart.
+mod containers;
 // console: the federation sign-in against a loopback sign-in server.
 mod console;
 // IAM Identity Center sign-in: the loopback Identity Center (checked with boto3), login, logout.

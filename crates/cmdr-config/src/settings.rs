@@ -95,6 +95,14 @@ pub fn endpoint_tokens_dir(socket: &Path, data_dir: &Path) -> PathBuf {
     beside_socket(socket, data_dir, "endpoint")
 }
 
+/// Containers' token directories: `<this>/<port>/<account>/token`, each directory
+/// bind-mounted read-only into the containers of one account. The token files go when
+/// cmdrd stops and before it binds; the directories stay while the port does, so a running
+/// container finds the new token after a restart on the same port.
+pub fn container_tokens_dir(socket: &Path, data_dir: &Path) -> PathBuf {
+    beside_socket(socket, data_dir, "containers")
+}
+
 /// The user's AWS files without credentials, for processes on the endpoint
 /// (`config`, `credentials`, `boto`).
 pub fn child_files_dir(socket: &Path, data_dir: &Path) -> PathBuf {
@@ -269,6 +277,10 @@ impl Settings {
 
     pub fn endpoint_tokens_dir(&self) -> PathBuf {
         endpoint_tokens_dir(&self.socket.path, &self.data_dir)
+    }
+
+    pub fn container_tokens_dir(&self) -> PathBuf {
+        container_tokens_dir(&self.socket.path, &self.data_dir)
     }
 
     pub fn child_files_dir(&self) -> PathBuf {

@@ -143,7 +143,16 @@ pub enum Request {
     ConsoleUrl {
         name: String,
     },
+    /// What a container on the `cmdr` network needs to follow the account (the daemon's
+    /// feature `container_env`), answered as `ChildEnv` with `url` on 169.254.170.2 and
+    /// `token_file` in the directory its containers mount.
+    ContainerEnv {
+        name: String,
+    },
 }
+
+/// The daemon answers `Request::ContainerEnv`.
+pub const FEATURE_CONTAINER_ENV: &str = "container_env";
 
 /// The daemon answers `Request::ConsoleUrl`.
 pub const FEATURE_CONSOLE: &str = "console";
@@ -281,6 +290,10 @@ pub struct EndpointInfo {
     /// started with the old URL fail (their token is gone) until started again.
     #[serde(default)]
     pub moved_from: Option<String>,
+    /// The same URLs for containers on the `cmdr` network (`http://169.254.170.2:PORT/…`),
+    /// when the daemon serves them (Linux); see `cmdrctl container env`.
+    #[serde(default)]
+    pub gateway_url: Option<String>,
 }
 
 /// Secrets for one account. `Debug` is redacted and memory is zeroed on drop; it only

@@ -71,6 +71,7 @@ fn client_messages() -> Vec<ClientMessage> {
         Request::AcceptToken { name: "a".into() },
         Request::ChildEnv { name: "a".into() },
         Request::ConsoleUrl { name: "a".into() },
+        Request::ContainerEnv { name: "a".into() },
     ];
     let mut out = vec![ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,

@@ -160,6 +160,10 @@ pub enum Command {
         #[arg(long, default_value = "{account} {left}", value_parser = prompt_format)]
         format: String,
     },
+    /// Containers that follow an account: `container setup` once, then `docker run
+    /// $(cmdrctl container env NAME) IMAGE`.
+    #[command(subcommand)]
+    Container(crate::container::Action),
     /// Print shell lines that set the account's accepted credentials, region and endpoint:
     /// `eval "$(cmdrctl env acme)"`.
     Env {

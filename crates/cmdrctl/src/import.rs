@@ -27,7 +27,7 @@ const SEE_PROFILES: Duration = Duration::from_secs(10);
 /// `add` requests in flight at once (the daemon reads 32 per connection).
 const WINDOW: usize = 32;
 const MAX_TRIES: usize = 5;
-const MAX_LEN: u64 = cmdr_client::userfile::MAX_USER_FILE_LEN;
+const MAX_LEN: u64 = cmdr_config::userfile::MAX_USER_FILE_LEN;
 
 pub struct Options<'a> {
     pub config: Option<&'a Path>,

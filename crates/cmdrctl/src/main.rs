@@ -21,6 +21,7 @@ macro_rules! print {
 mod args;
 mod clipboard;
 mod console;
+mod container;
 mod doctor;
 mod handout;
 mod harden;
@@ -310,6 +311,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Command::Accept { name } => return accept(&socket, name, json).await,
         Command::Validate { name } => Request::Validate { name },
         Command::Renew { name } => return renew::run(&socket, name, json).await,
+        Command::Container(action) => return container::run(&socket, action, json).await,
         Command::Console { name, print } => {
             return console::run(&socket, name, print, json).await;
         }

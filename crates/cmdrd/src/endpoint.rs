@@ -2,8 +2,9 @@
 //! (hyper), one URL per account, so that running SDK processes re-ask for credentials and
 //! follow the accepted token. Every request must carry its account's token, from a 0600
 //! file that dies with the port (`endpoint/tokens.rs`); answers
-//! come from the engine's hand-out (`EngineHandle::hand_out`), with an `Expiration` short enough for each
-//! SDK to come back within about a minute (see `lifetime_for`).
+//! come from the engine's hand-out (`EngineHandle::hand_out`), with an `Expiration` short
+//! enough for each SDK to come back within seconds (see `lifetime_for`). Containers on the
+//! `cmdr` network reach the same URLs on 169.254.170.2 (`endpoint/container.rs`).
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -40,6 +41,7 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 pub use cmdr_config::{EndpointSettings, parse_listen};
 
+pub mod container;
 mod tokens;
 pub use tokens::{Check, Tokens};
 
@@ -53,6 +55,8 @@ pub struct Access {
 /// A bound endpoint, before it serves.
 pub struct Bound {
     listener: TcpListener,
+    /// The same port on 169.254.170.2, for containers (Linux).
+    gateway: Option<TcpListener>,
     pub access: Access,
 }
 
@@ -64,6 +68,8 @@ pub struct Paths<'a> {
     pub tokens: &'a Path,
     /// The one token file of older versions.
     pub legacy_token: &'a Path,
+    /// Containers' token directories (see `container.rs`).
+    pub containers: &'a Path,
 }
 
 /// Binds the endpoint. Every token an earlier run left is removed first, so none waits in
@@ -77,6 +83,12 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
         format!(
             "cannot remove the endpoint tokens of an earlier run in {}",
             paths.tokens.display()
+        )
+    })?;
+    container::ContainerDirs::clear_tokens(paths.containers).with_context(|| {
+        format!(
+            "cannot remove the container tokens of an earlier run in {}",
+            paths.containers.display()
         )
     })?;
     match std::fs::remove_file(paths.legacy_token) {
@@ -129,17 +141,34 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
     };
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let tokens = Tokens::new(paths.tokens.to_owned(), addr.port())
+    let mut tokens = Tokens::new(paths.tokens.to_owned(), addr.port())
         .with_context(|| format!("cannot create {}", paths.tokens.display()))?;
+    let gateway = match container::bind_gateway(addr.port()) {
+        Ok(listener) => {
+            let dirs = container::ContainerDirs::new(paths.containers.to_owned(), addr.port())
+                .with_context(|| format!("cannot create {}", paths.containers.display()))?;
+            tokens = tokens.with_containers(dirs);
+            Some(TcpListener::from_std(listener)?)
+        }
+        Err(err) => {
+            tracing::info!(port = addr.port(), error = %err, "containers are not served (no listener on {})", container::GATEWAY);
+            None
+        }
+    };
+    let gateway_url = gateway
+        .as_ref()
+        .map(|_| format!("http://{}:{}{PATH_PREFIX}", container::GATEWAY, addr.port()));
     let mut token_dir = tokens.dir().display().to_string();
     token_dir.push(std::path::MAIN_SEPARATOR);
     Ok(Bound {
         listener: TcpListener::from_std(listener)?,
+        gateway,
         access: Access {
             info: EndpointInfo {
                 url: format!("http://{addr}{PATH_PREFIX}"),
                 token_file: token_dir,
                 moved_from,
+                gateway_url,
             },
             tokens: Arc::new(tokens),
         },
@@ -173,17 +202,26 @@ pub async fn run(
     // out: an SDK's fetch takes milliseconds. The socket's limiter, every connection idle.
     let slots = Slots::new(MAX_CONNECTIONS);
     loop {
-        let (stream, peer) = tokio::select! {
+        let accepted = tokio::select! {
             () = stop.cancelled() => break,
-            accepted = bound.listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::debug!(error = %err, "endpoint accept failed");
-                    // Out of descriptors: give the others a moment to close.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+            accepted = bound.listener.accept() => accepted,
+            accepted = accept_on(bound.gateway.as_ref()) => match accepted {
+                // Only containers on the `cmdr` network (and the host) talk to it.
+                Ok((_, peer)) if !container::from_network(&peer) => {
+                    tracing::debug!(%peer, "closed a connection to the gateway from outside the cmdr network");
                     continue;
                 }
+                other => other,
             },
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::debug!(error = %err, "endpoint accept failed");
+                // Out of descriptors: give the others a moment to close.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let Admission::Admitted(slot) = slots.admit().0 else {
             continue;
@@ -212,6 +250,16 @@ pub async fn run(
             }
             drop(slot);
         });
+    }
+}
+
+/// Accepts on a listener that may not exist (then never).
+async fn accept_on(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -304,21 +352,22 @@ async fn answer(
 }
 
 /// How long served credentials last, by SDK: each refreshes a fixed time before the
-/// `Expiration` it got (its window, measured in `docs/benchmarks.md`, "Running processes
-/// follow `accept`"). The lifetime is that window plus 45 s, so each comes back 45 s after
-/// a fetch — soon enough to follow an `accept` within a minute, rarely enough that none
-/// fetches on every call.
+/// `Expiration` it got (its window). The lifetime is that window plus `MARGIN`, so each
+/// comes back about 6 s after a fetch: a running process uses a newly accepted token
+/// within about 6 s plus its own call interval (target: median ≤ 10 s, max ≤ 15 s), at
+/// about 10 fetches a minute (≤ 15) — never one per call.
 ///
 /// - botocore (boto3, AWS CLI; `User-Agent: python-urllib3/…`): refreshes in the last
-///   15 minutes → 15 min 45 s.
+///   15 minutes (advisory; 10 minutes mandatory) → 15 min 6 s.
 /// - AWS SDK for JavaScript v3 (no `User-Agent`, no `Accept`): the last 5 minutes →
-///   5 min 45 s.
-/// - AWS SDK for Rust (no `User-Agent`, `Accept: application/json`): the last 10–20 s →
-///   65 s.
-/// - anything else: 15 min 45 s, for the longest window known, so that no client
+///   5 min 6 s.
+/// - AWS SDK for Rust (no `User-Agent`, `Accept: application/json`): aws-smithy-runtime
+///   1.11's identity cache refreshes 10 s before expiry minus a jitter of 0–5 s, i.e. in
+///   the last 5–10 s → 16 s: it comes back 6–11 s after a fetch.
+/// - anything else: 15 min 6 s, for the longest window known, so that no client
 ///   re-fetches on every call.
 pub fn lifetime_for(headers: &HeaderMap<HeaderValue>) -> (chrono::Duration, &'static str) {
-    const MARGIN: i64 = 45;
+    const MARGIN: i64 = 6;
     let agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
@@ -328,7 +377,7 @@ pub fn lifetime_for(headers: &HeaderMap<HeaderValue>) -> (chrono::Duration, &'st
             (15 * 60, "botocore")
         }
         None if !accept => (5 * 60, "js-v3"),
-        None => (20, "rust"),
+        None => (10, "rust"),
         Some(_) => (15 * 60, "other"),
     };
     (chrono::Duration::seconds(window + MARGIN), family)
@@ -373,7 +422,7 @@ mod tests {
             header::USER_AGENT,
             HeaderValue::from_static("python-urllib3/2.7.0"),
         );
-        assert_eq!(lifetime_for(&h).0, chrono::Duration::seconds(945));
+        assert_eq!(lifetime_for(&h).0, chrono::Duration::seconds(906));
         h.insert(
             header::USER_AGENT,
             HeaderValue::from_static("Go-http-client/1.1"),

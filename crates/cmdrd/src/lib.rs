@@ -67,6 +67,7 @@ pub async fn run(
                 port_file: &settings.endpoint_port_file(),
                 tokens: &settings.endpoint_tokens_dir(),
                 legacy_token: &settings.endpoint_token_file(),
+                containers: &settings.container_tokens_dir(),
             },
         )?)
     } else {

@@ -39,6 +39,7 @@ pub const FEATURES: &[&str] = &[
     cmdr_proto::FEATURE_ACCEPT_RESULT,
     cmdr_proto::FEATURE_CHILD_ENV,
     cmdr_proto::FEATURE_CONSOLE,
+    cmdr_proto::FEATURE_CONTAINER_ENV,
 ];
 
 /// Runs one session in `slot`; it ends early when the slot is shed for a newcomer.

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use super::container::{ContainerDirs, TOKEN_FILE};
+
 /// What a request's token is worth at an account's URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
@@ -30,6 +32,8 @@ pub struct Tokens {
     /// `root/<port>`: the only directory of live tokens.
     dir: PathBuf,
     live: RwLock<HashMap<String, Arc<str>>>,
+    /// Containers' copies of the same tokens (`container.rs`), when containers are served.
+    containers: Option<ContainerDirs>,
 }
 
 impl Tokens {
@@ -50,7 +54,15 @@ impl Tokens {
             root,
             dir,
             live: RwLock::new(HashMap::new()),
+            containers: None,
         })
+    }
+
+    /// Containers are served too: an account's token is also written to its container
+    /// directory, once one was made for it ([`Tokens::issue_container`]).
+    pub fn with_containers(mut self, containers: ContainerDirs) -> Tokens {
+        self.containers = Some(containers);
+        self
     }
 
     /// The directory that `status` shows (append the account's name).
@@ -64,22 +76,51 @@ impl Tokens {
         // Names are checked when accounts are made; a path separator must never get here.
         cmdr_core::input::check_name(account)?;
         let path = self.dir.join(account);
-        let known = self.read().contains_key(account);
-        if known && path.is_file() {
+        let known = self.read().get(account).cloned();
+        if let Some(token) = known
+            && path.is_file()
+        {
+            self.copy_for_containers(account, &token, false)?;
             return Ok(path);
         }
         let token = new_token()?;
         // No newline: the SDKs send the file's bytes as the header value, and botocore
         // refuses a value that ends in one.
         cmdr_config::write_atomic(&path, token.as_bytes(), 0o600)?;
+        self.copy_for_containers(account, &token, true)?;
         self.write().insert(account.to_owned(), token.into());
         Ok(path)
+    }
+
+    /// The account's token file for containers (`<dir>/token`, the directory to mount),
+    /// made now if the account had none.
+    pub fn issue_container(&self, account: &str) -> anyhow::Result<PathBuf> {
+        cmdr_core::input::check_name(account)?;
+        let Some(containers) = &self.containers else {
+            anyhow::bail!("containers are not served");
+        };
+        let dir = containers.create(account)?;
+        self.issue(account)?;
+        Ok(dir.join(TOKEN_FILE))
+    }
+
+    /// Writes the containers' copy of a `fresh` token, or of a kept one they lack.
+    fn copy_for_containers(&self, account: &str, token: &str, fresh: bool) -> std::io::Result<()> {
+        match &self.containers {
+            Some(c) if c.has(account) && (fresh || !c.token_present(account)) => {
+                c.write(account, token)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The account's token is dead: its file goes, and its URL refuses it.
     pub fn revoke(&self, account: &str) {
         if self.write().remove(account).is_some() {
             let _ = std::fs::remove_file(self.dir.join(account));
+        }
+        if let Some(containers) = &self.containers {
+            containers.remove(account);
         }
     }
 
@@ -101,6 +142,9 @@ impl Tokens {
     /// Every token dies (cmdrd stops).
     pub fn remove_all(&self) {
         self.write().clear();
+        if let Some(containers) = &self.containers {
+            containers.remove_tokens();
+        }
         if let Err(err) = Self::clear(&self.root) {
             tracing::warn!(dir = %self.root.display(), error = %err, "cannot remove the endpoint's tokens");
         }

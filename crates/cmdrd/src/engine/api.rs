@@ -73,6 +73,12 @@ pub enum Command {
         name: String,
         reply: Reply<ChildEnv>,
     },
+    /// The same for a container on the `cmdr` network: the gateway's URL and the
+    /// account's token in the directory its containers mount (`endpoint/container.rs`).
+    ContainerEnv {
+        name: String,
+        reply: Reply<ChildEnv>,
+    },
 }
 
 /// What `accept` did: the account as it is now, and whether it took anything it did not
@@ -216,6 +222,11 @@ impl EngineHandle {
 
     pub async fn child_env(&self, name: String) -> Pending<ChildEnv> {
         self.queue(|reply| Command::ChildEnv { name, reply }).await
+    }
+
+    pub async fn container_env(&self, name: String) -> Pending<ChildEnv> {
+        self.queue(|reply| Command::ContainerEnv { name, reply })
+            .await
     }
 
     /// The daemon's settings, for what sessions do beside the engine (the console URL).

@@ -82,6 +82,14 @@ impl Engine {
                 ),
                 Err(err) => answer(reply, Err(err)),
             },
+            Command::ContainerEnv { name, reply } => match self.container_paths(&name) {
+                Ok(paths) => self.hand_out(
+                    &name,
+                    false,
+                    Box::new(move |r| answer(reply, r.map(|handout| ChildEnv { paths, handout }))),
+                ),
+                Err(err) => answer(reply, Err(err)),
+            },
         }
     }
 
@@ -207,6 +215,38 @@ impl Engine {
             user_config_file: self.settings.aws_config.clone(),
             user_credentials_file: self.settings.aws_credentials.clone(),
         })
+    }
+
+    /// Where a container on the `cmdr` network finds its credentials: the gateway URL and
+    /// the account's token in the directory its containers mount (`endpoint/container.rs`).
+    fn container_paths(&mut self, name: &str) -> Result<crate::handout::ChildPaths, ErrorReply> {
+        let mut paths = self.child_paths(name)?;
+        let Some(endpoint) = &self.endpoint else {
+            return Err(bad_request("the credentials endpoint is disabled"));
+        };
+        let Some(gateway) = &endpoint.info.gateway_url else {
+            return Err(ErrorReply {
+                code: ErrorCode::Internal,
+                message: format!(
+                    "cmdrd does not listen on {} for containers: {}",
+                    crate::endpoint::container::GATEWAY,
+                    if cfg!(target_os = "linux") {
+                        "its port there was taken at start (see cmdrd's log); restart cmdrd"
+                    } else {
+                        "containers are served on Linux only (Docker Desktop: see README, Containers)"
+                    }
+                ),
+            });
+        };
+        paths.url = crate::endpoint::account_url(gateway, name);
+        paths.token_file = endpoint
+            .tokens
+            .issue_container(name)
+            .map_err(|err| ErrorReply {
+                code: ErrorCode::Internal,
+                message: format!("cannot write the container token of `{name}`: {err}"),
+            })?;
+        Ok(paths)
     }
 
     pub(super) fn show(&self, name: &str) -> Result<AccountInfo, ErrorReply> {

@@ -9,7 +9,7 @@ use cmdr_proto::path_to_wire;
 use cmdr_proto::{AccountEdit, AccountSpec, ErrorCode, ErrorReply, Outcome, Request, Response};
 
 use crate::engine::{EngineHandle, Pending};
-use crate::handout::HandOut;
+use crate::handout::{ChildEnv, HandOut};
 use crate::wire::{bad_request, on_change_from, target_from_spec, timestamp};
 
 /// An answer to come.
@@ -75,22 +75,8 @@ pub async fn submit(engine: &EngineHandle, request: Request) -> Answer {
                 account_id: h.grant.account_id.clone(),
             })
         }),
-        Request::ChildEnv { name } => reply(engine.child_env(name).await, |env| {
-            let (paths, h) = (&env.paths, &env.handout);
-            Response::ChildEnv(cmdr_proto::ChildEnv {
-                account: h.grant.account.clone(),
-                url: paths.url.clone(),
-                token_file: path_to_wire(&paths.token_file),
-                config_file: path_to_wire(&paths.config_file),
-                credentials_file: path_to_wire(&paths.credentials_file),
-                boto_config: path_to_wire(&paths.boto_config),
-                user_config_file: path_to_wire(&paths.user_config_file),
-                user_credentials_file: path_to_wire(&paths.user_credentials_file),
-                region: h.grant.region.clone(),
-                endpoint: h.grant.endpoint.clone(),
-                expires_at: h.expires_at.map(timestamp),
-            })
-        }),
+        Request::ChildEnv { name } => reply(engine.child_env(name).await, child_env),
+        Request::ContainerEnv { name } => reply(engine.container_env(name).await, child_env),
         Request::Subscribe | Request::Unsubscribe | Request::ConsoleUrl { .. } => now(
             Outcome::Err(bad_request("this request is handled by the session")),
         ),
@@ -168,5 +154,22 @@ fn patch(edit: AccountEdit) -> Result<AccountPatch, ErrorReply> {
         } else {
             edit.portal.map(Some)
         },
+    })
+}
+
+fn child_env(env: ChildEnv) -> Response {
+    let (paths, h) = (&env.paths, &env.handout);
+    Response::ChildEnv(cmdr_proto::ChildEnv {
+        account: h.grant.account.clone(),
+        url: paths.url.clone(),
+        token_file: path_to_wire(&paths.token_file),
+        config_file: path_to_wire(&paths.config_file),
+        credentials_file: path_to_wire(&paths.credentials_file),
+        boto_config: path_to_wire(&paths.boto_config),
+        user_config_file: path_to_wire(&paths.user_config_file),
+        user_credentials_file: path_to_wire(&paths.user_credentials_file),
+        region: h.grant.region.clone(),
+        endpoint: h.grant.endpoint.clone(),
+        expires_at: h.expires_at.map(timestamp),
     })
 }
