@@ -57,7 +57,8 @@ pub fn path(cache_dir: &Path, session: &str) -> PathBuf {
 
 /// The cached token, if a readable one is there.
 pub fn read(path: &Path) -> Option<CachedToken> {
-    let bytes = std::fs::read(path).ok()?;
+    // Bounded, and never blocked by a FIFO or device planted in the cache.
+    let bytes = cmdr_config::userfile::read_bounded(path, 1 << 20).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 

@@ -35,11 +35,13 @@ pub fn section(portal: &Portal) -> String {
 /// Appends the portal's section to the config file (created 0600 if missing), keeping
 /// every byte already there and the file's mode.
 pub fn add_section(config: &Path, portal: &Portal) -> std::io::Result<()> {
-    let mut bytes = match std::fs::read(config) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
-    };
+    let mut bytes =
+        match cmdr_config::userfile::read_bounded(config, cmdr_config::userfile::MAX_USER_FILE_LEN)
+        {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
     if !bytes.is_empty() && !bytes.ends_with(b"\n") {
         bytes.push(b'\n');
     }

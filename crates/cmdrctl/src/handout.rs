@@ -47,6 +47,7 @@ pub fn served_variables(child: &ChildEnv) -> Vars {
         ),
     ];
     vars.extend(OUTRANKING.iter().map(|name| (*name, None)));
+    vars.extend(per_service_endpoints(std::env::vars_os()).map(|name| (name, None)));
     vars.extend([
         ("AWS_REGION", text(&child.region)),
         ("AWS_DEFAULT_REGION", text(&child.region)),
@@ -79,6 +80,27 @@ const OUTRANKING: &[&str] = &[
     "AWS_ACCESS_KEY",
     "AWS_SECRET_KEY",
 ];
+
+/// The caller's `AWS_ENDPOINT_URL_<SERVICE>` variables: each outranks the account's
+/// `AWS_ENDPOINT_URL` for its service, so a shell left with LocalStack's S3 URL would send
+/// a real account's signed calls there (or the reverse). Unset for cmdr's children; only
+/// plain ASCII names, the only ones a shell's `unset` can name.
+fn per_service_endpoints(
+    env: impl Iterator<Item = (OsString, OsString)>,
+) -> impl Iterator<Item = &'static str> {
+    env.filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| {
+            name.strip_prefix("AWS_ENDPOINT_URL_")
+                .is_some_and(|service| {
+                    !service.is_empty()
+                        && service
+                            .bytes()
+                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                })
+        })
+        // cmdrctl lives for one command: the few names are leaked, not copied around.
+        .map(|name| &*Box::leak(name.into_boxed_str()))
+}
 
 /// A region-less account leaves the user's own `AWS_REGION` alone: unsetting it would
 /// break tools that need one.
@@ -115,8 +137,10 @@ pub fn variables(h: &HandOut) -> Vars {
         // Which token this shell holds, so `cmdrctl hook` can tell when it is stale.
         ("CMDR_FINGERPRINT", Some(fingerprint(h))),
     ]);
+    let unset = per_service_endpoints(std::env::vars_os()).map(|name| (name, None));
     vars.into_iter()
         .map(|(name, value)| (name, value.map(OsString::from)))
+        .chain(unset)
         .collect()
 }
 
@@ -412,5 +436,20 @@ mod tests {
             .expect("set");
         assert_eq!(got.as_bytes(), b"/home/\xff/credentials");
         assert!(printable(vars).is_err());
+    }
+
+    #[test]
+    fn the_callers_per_service_endpoints_are_unset() {
+        let env = [
+            ("AWS_ENDPOINT_URL_S3", "http://localhost:4566"),
+            ("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9"),
+            ("AWS_ENDPOINT_URL", "kept: cmdr sets or unsets it itself"),
+            ("AWS_ENDPOINT_URL_", "no service"),
+            ("AWS_ENDPOINT_URL_s3;rm", "not a shell name"),
+            ("HOME", "/home/x"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let names: Vec<&str> = per_service_endpoints(env.into_iter()).collect();
+        assert_eq!(names, ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_STS"]);
     }
 }

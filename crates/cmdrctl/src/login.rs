@@ -11,7 +11,21 @@ use cmdr_signin::{Flow, Paths, Portal};
 
 /// The sso-sessions of the config file: name → (start URL, region).
 pub(crate) fn sessions(settings: &cmdr_config::Settings) -> BTreeMap<String, (String, String)> {
-    let config = std::fs::read(&settings.aws_config).unwrap_or_default();
+    // Bounded, and never blocked by a FIFO or device where the file should be.
+    let config = match cmdr_config::userfile::read_bounded(
+        &settings.aws_config,
+        cmdr_config::userfile::MAX_USER_FILE_LEN,
+    ) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(err) => {
+            eprintln!(
+                "cmdrctl: cannot read {}: {err}",
+                cmdr_core::text::escape_controls(&settings.aws_config.display().to_string())
+            );
+            std::process::exit(1);
+        }
+    };
     let cache = BTreeMap::new();
     let (view, _) = parse_view_or(
         Inputs {
