@@ -74,22 +74,32 @@ impl Engine {
                 });
                 answer(reply, accepted);
             }
-            Command::ChildEnv { name, reply } => match self.child_paths(&name) {
-                Ok(paths) => self.hand_out(
-                    &name,
-                    false,
-                    Box::new(move |r| answer(reply, r.map(|handout| ChildEnv { paths, handout }))),
-                ),
-                Err(err) => answer(reply, Err(err)),
-            },
-            Command::ContainerEnv { name, reply } => match self.container_paths(&name) {
-                Ok(paths) => self.hand_out(
-                    &name,
-                    false,
-                    Box::new(move |r| answer(reply, r.map(|handout| ChildEnv { paths, handout }))),
-                ),
-                Err(err) => answer(reply, Err(err)),
-            },
+            Command::ChildEnv { name, reply } => {
+                let paths = self.child_paths(&name);
+                self.child_env(&name, paths, reply);
+            }
+            Command::ContainerEnv { name, reply } => {
+                let paths = self.container_paths(&name);
+                self.child_env(&name, paths, reply);
+            }
+        }
+    }
+
+    /// A child's (or container's) environment: where it finds its credentials, after the
+    /// hand-out's checks.
+    fn child_env(
+        &mut self,
+        name: &str,
+        paths: Result<crate::handout::ChildPaths, ErrorReply>,
+        reply: Reply<ChildEnv>,
+    ) {
+        match paths {
+            Ok(paths) => self.hand_out(
+                name,
+                false,
+                Box::new(move |r| answer(reply, r.map(|handout| ChildEnv { paths, handout }))),
+            ),
+            Err(err) => answer(reply, Err(err)),
         }
     }
 
