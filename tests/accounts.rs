@@ -201,6 +201,12 @@ fn restart_keeps_accounts_and_reports_changes_while_down() {
     assert!(notes.contains("`auto` accepted"), "{notes}");
     let text = stdout(&sb.ctl(&["status"]));
     assert!(text.contains("while cmdrd was not running"), "{text}");
+
+    // Once acme accepts, its line is past news; the others stay.
+    assert!(sb.ctl(&["accept", "acme"]).status.success());
+    let notes = sb.json(&["status"])["changes_while_down"].to_string();
+    assert!(!notes.contains("token for account `acme`"), "{notes}");
+    assert!(notes.contains("`auto` accepted"), "{notes}");
 }
 
 #[test]

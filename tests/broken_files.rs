@@ -186,6 +186,19 @@ fn broken_at_start_is_reported_and_recovers() {
             .any(|f| f["kind"] == "credentials" && f["health"] == "error"),
         "{status}"
     );
+    // The account is missing because the file does not parse, not because the profile is
+    // gone: the reason names the file, and does not send the user to `accounts edit`.
+    let show = stdout(&sb.ctl(&["accounts", "show", "acme"]));
+    assert!(show.contains("line 1"), "{show}");
+    assert!(show.contains(".aws/credentials"), "{show}");
+    assert!(!show.contains("is gone"), "{show}");
+    let refused = sb.ctl(&["env", "acme"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("as cmdrd could read them"),
+        "{}",
+        stderr(&refused)
+    );
     let mut watch = sb.watch();
     sb.write_credentials(&creds("acme", "TOKEN-ONE"));
     watch.wait_type("file_recovered");

@@ -72,14 +72,15 @@ pub fn profile_changes(before: &SeenTokens, view: &ProfileView, broken: bool) ->
     notes
 }
 
-/// The lines for what reconciling the accounts with the files found at start. A token
+/// The lines for what reconciling the accounts with the files found at start, each with
+/// the account it is about (the daemon drops it once that account accepts). A token
 /// change counts only if the profile's token is not the one the last run already saw (an
 /// account still `changed` from before is no news).
 pub fn account_changes(
     changes: &[AccountChange],
     before: &SeenTokens,
     view: &ProfileView,
-) -> Vec<String> {
+) -> Vec<(String, String)> {
     let seen_before = |profile: &str| {
         let now = view.get(profile).and_then(|p| p.fingerprint.as_ref());
         now.is_some() && now == before.get(profile).map(|s| &s.fingerprint)
@@ -89,10 +90,14 @@ pub fn account_changes(
         .filter_map(|change| match change {
             AccountChange::TokenChanged {
                 account, profile, ..
-            } if !seen_before(profile) => Some(format!("token for account `{account}` changed")),
-            AccountChange::TokenAccepted { account, .. } => {
-                Some(format!("account `{account}` accepted the new token (auto)"))
-            }
+            } if !seen_before(profile) => Some((
+                account.clone(),
+                format!("token for account `{account}` changed"),
+            )),
+            AccountChange::TokenAccepted { account, .. } => Some((
+                account.clone(),
+                format!("account `{account}` accepted the new token (auto)"),
+            )),
             AccountChange::TokenChanged { .. }
             | AccountChange::Added { .. }
             | AccountChange::Removed { .. }
@@ -177,7 +182,10 @@ mod tests {
         // The file changed while down: news. Still the token the last run saw: none.
         assert_eq!(
             account_changes(&[changed("p")], &before, &view(&[("p", "NEW")])),
-            ["token for account `ask` changed"]
+            [(
+                "ask".to_owned(),
+                "token for account `ask` changed".to_owned()
+            )]
         );
         assert!(account_changes(&[changed("p")], &before, &view(&[("p", "OLD")])).is_empty());
         let changes = [
@@ -192,7 +200,10 @@ mod tests {
         ];
         assert_eq!(
             account_changes(&changes, &before, &view(&[("p", "OLD")])),
-            ["account `auto` accepted the new token (auto)"]
+            [(
+                "auto".to_owned(),
+                "account `auto` accepted the new token (auto)".to_owned()
+            )]
         );
     }
 }

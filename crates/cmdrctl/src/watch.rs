@@ -111,6 +111,8 @@ async fn reconnect(socket: &Path) -> Result<Option<Client>, ClientError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
     Accept(String),
+    /// Another AWS account than the one validated before: accepting is a decision.
+    AcceptIfIntended(String),
     Renew(String),
     Show(String),
     Doctor,
@@ -118,9 +120,8 @@ enum Step {
 
 fn next_step(kind: &EventKind) -> Option<Step> {
     match kind {
-        EventKind::TokenChanged { account, .. } | EventKind::IdentityChanged { account, .. } => {
-            Some(Step::Accept(account.clone()))
-        }
+        EventKind::TokenChanged { account, .. } => Some(Step::Accept(account.clone())),
+        EventKind::IdentityChanged { account, .. } => Some(Step::AcceptIfIntended(account.clone())),
         EventKind::ExpiringSoon { account, .. } | EventKind::Expired { account, .. } => {
             Some(Step::Renew(account.clone()))
         }
@@ -145,7 +146,7 @@ fn next_step(kind: &EventKind) -> Option<Step> {
 impl Step {
     fn account(&self) -> Option<&str> {
         match self {
-            Step::Accept(a) | Step::Renew(a) | Step::Show(a) => Some(a),
+            Step::Accept(a) | Step::AcceptIfIntended(a) | Step::Renew(a) | Step::Show(a) => Some(a),
             Step::Doctor => None,
         }
     }
@@ -158,6 +159,9 @@ impl Step {
                 return None;
             }
             Step::Accept(a) => format!("cmdrctl accept {a}"),
+            Step::AcceptIfIntended(a) => {
+                format!("cmdrctl accept {a}, only if this AWS account is the one you meant")
+            }
             Step::Renew(a) => match info.as_ref().map(cmdr_config::renew::plan) {
                 Some(Err(_)) => "cmdrctl paste (a new token)".to_owned(),
                 _ => format!("cmdrctl renew {a}"),

@@ -71,9 +71,10 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// The portal names an "Option 2" profile `ACCOUNTID_PERMISSIONSET`. Pasted unchanged
 /// while an account bound to another profile uses that AWS account: say how to update
-/// that account instead, or bind it to the new profile.
+/// that account instead, or bind it to the new profile. Nothing when an account is bound
+/// to the profile written: the paste updated that one, as intended.
 pub fn portal_hint(daemon: &Daemon, profile: &str, chose_profile: bool) -> Option<String> {
-    if chose_profile {
+    if chose_profile || daemon.accounts.iter().any(|a| a.profile == profile) {
         return None;
     }
     let (id, _) = profile.split_once('_')?;
@@ -143,6 +144,25 @@ mod tests {
             accounts: vec![account("acme", "123456789012_Admin", Some("123456789012"))],
         };
         assert_eq!(portal_hint(&bound, "123456789012_Admin", false), None);
+    }
+
+    #[test]
+    fn no_hint_when_the_pasted_profile_is_bound_itself() {
+        let daemon = Daemon {
+            credentials: None,
+            accounts: vec![
+                account("prod", "prod", Some("123456789012")),
+                account(
+                    "admin",
+                    "123456789012_AdministratorAccess",
+                    Some("123456789012"),
+                ),
+            ],
+        };
+        assert_eq!(
+            portal_hint(&daemon, "123456789012_AdministratorAccess", false),
+            None
+        );
     }
 
     #[test]

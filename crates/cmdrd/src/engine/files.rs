@@ -290,7 +290,7 @@ impl Engine {
 
     pub(super) fn report_changes_while_down(&mut self, before: &SeenTokens) {
         let broken = self.health.values().iter().any(|h| h.error.is_some());
-        let mut notes = cmdr_core::seen::profile_changes(before, &self.view, broken);
+        let notes = cmdr_core::seen::profile_changes(before, &self.view, broken);
         let now = self.now();
         let expiry_of = expiry_of!(self);
         let changes = self.accounts.reconcile(&self.view, &expiry_of, now);
@@ -300,10 +300,14 @@ impl Engine {
         {
             self.dirty = true;
         }
-        notes.extend(cmdr_core::seen::account_changes(
-            &changes, before, &self.view,
-        ));
-        for note in &notes {
+        let mut notes: Vec<(Option<String>, String)> =
+            notes.into_iter().map(|note| (None, note)).collect();
+        notes.extend(
+            cmdr_core::seen::account_changes(&changes, before, &self.view)
+                .into_iter()
+                .map(|(account, note)| (Some(account), note)),
+        );
+        for (_, note) in &notes {
             tracing::info!("while cmdrd was not running: {note}");
         }
         self.changes_while_down = notes;

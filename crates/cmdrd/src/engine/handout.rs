@@ -17,7 +17,7 @@ impl Engine {
             Err(err) => return deliver(Err(error_reply(&err))),
         };
         let profile = self.view.get(&account.profile);
-        let status = account.status(profile, now, self.settings.warn_before);
+        let status = self.account_status(account, now);
         let key = crate::handout::CacheKey {
             fingerprint: account.accepted.fingerprint.clone(),
             digest: profile.map_or(0, |p| p.digest),

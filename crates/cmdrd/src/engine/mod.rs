@@ -73,7 +73,9 @@ pub struct Engine {
     rescan: mpsc::Sender<()>,
     retries: usize,
     started_at: DateTime<Utc>,
-    changes_while_down: Vec<String>,
+    /// What changed while cmdrd was not running, with the account each line is about:
+    /// shown by `status` until that account accepts.
+    changes_while_down: Vec<(Option<String>, String)>,
     /// A failed save is retried with the next change.
     dirty: bool,
     /// Why the state could not be written last time (a full or read-only data directory),
@@ -538,7 +540,11 @@ impl Engine {
                     .iter()
                     .map(|a| a.state(self.view.get(&a.profile), now, self.settings.warn_before)),
             ),
-            changes_while_down: self.changes_while_down.clone(),
+            changes_while_down: self
+                .changes_while_down
+                .iter()
+                .map(|(_, note)| note.clone())
+                .collect(),
             subscribers: self.subscribers.load(Ordering::Relaxed),
             endpoint: self.endpoint.as_ref().map(|e| e.info.clone()),
             warnings: self.warnings(),
@@ -582,6 +588,38 @@ impl Engine {
         if let Some(files) = &mut self.child_files {
             files.update(&self.good);
         }
+    }
+
+    /// An account's state with its reason. A profile missing while an AWS file does not
+    /// parse is not called gone: a file broken since cmdrd started has no last good
+    /// version, so the reason names the file's error, and the fix is the file.
+    pub(super) fn account_status(
+        &self,
+        account: &cmdr_core::Account,
+        now: DateTime<Utc>,
+    ) -> cmdr_core::account::Status {
+        let mut status = account.status(
+            self.view.get(&account.profile),
+            now,
+            self.settings.warn_before,
+        );
+        if status.state != cmdr_core::AccountState::Missing {
+            return status;
+        }
+        let broken = [FileKind::Config, FileKind::Credentials]
+            .into_iter()
+            .find_map(|kind| Some((kind, self.health[kind].error.as_ref()?)));
+        if let Some((kind, (line, message))) = broken {
+            let at = line.map(|l| format!(" line {l}")).unwrap_or_default();
+            status.reason = Some(format!(
+                "profile `{}` of account `{}` is not in the AWS files as cmdrd could read them: {}{at}: {} (fix the file, `cmdrctl doctor` shows where; the account comes back by itself)",
+                account.profile,
+                account.name,
+                self.path_of(kind).display(),
+                cmdr_core::text::escape_controls(message),
+            ));
+        }
+        status
     }
 
     fn account_info(&self, account: &cmdr_core::Account) -> AccountInfo {

@@ -173,6 +173,11 @@ impl Engine {
         });
         self.resolved.remove(name);
         self.revalidate.reset(name);
+        if accepted.is_ok() {
+            // Past news once the person has acted on it.
+            self.changes_while_down
+                .retain(|(account, _)| account.as_deref() != Some(name));
+        }
         if accepted.is_ok() && self.settings.validate_on_change {
             self.start_validation(name, None);
         }
@@ -183,8 +188,7 @@ impl Engine {
     /// named, with the edit that follows it.
     fn detail(&self, name: &str) -> Result<AccountDetail, ErrorReply> {
         let account = self.accounts.get(name).map_err(|e| error_reply(&e))?;
-        let profile = self.view.get(&account.profile);
-        let status = account.status(profile, self.now(), self.settings.warn_before);
+        let status = self.account_status(account, self.now());
         // With the command that fixes it, as a refusal to hand out says it.
         let mut reason = status
             .refusal(&account.name, account.on_change)
@@ -198,7 +202,7 @@ impl Engine {
             ));
         }
         Ok(AccountDetail {
-            info: wire::account_info(account, profile, status.state),
+            info: wire::account_info(account, self.view.get(&account.profile), status.state),
             reason,
         })
     }
