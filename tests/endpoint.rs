@@ -17,9 +17,9 @@ use serde_json::Value;
 use crate::sandbox::{Sandbox, bin, stderr};
 
 /// How long a client may take to follow an `accept`: each is served credentials lasting
-/// its refresh window plus a minute (crates/cmdrd/src/endpoint.rs), so about a minute;
-/// this leaves room for a loaded machine. A bound, not a timing: docs/benchmarks.md
-/// measures the real figures.
+/// its refresh window plus 6 s (crates/cmdrd/src/endpoint.rs `lifetime_for`), so it comes
+/// back within seconds; this leaves ample room for a loaded machine. A bound, not a
+/// timing: docs/benchmarks.md measures the real figures.
 const FOLLOW: Duration = Duration::from_secs(240);
 
 /// Access keys of an IAM user created in moto.

@@ -171,7 +171,7 @@ fn a_squatted_port_at_restart_gets_no_token_and_says_so() {
     assert!(text.contains("endpoint moved"), "{text}");
 
     // The process started before fails closed at its next refresh (the Rust SDK refreshes
-    // within about a minute of a fetch) and sends nothing to the squatter.
+    // within seconds of a fetch) and sends nothing to the squatter.
     let seen = rust.lines().len();
     let deadline = Instant::now() + Duration::from_secs(180);
     while !rust.since(seen).iter().any(|l| l.contains("error:")) {

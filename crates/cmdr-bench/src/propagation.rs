@@ -422,8 +422,14 @@ pub async fn propagation(opts: &Opts) -> anyhow::Result<Section> {
     // Memory with 100 clients fetching once a second.
     let pid = sb.pid()?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = ProcStats::read(pid)?.rss_kib;
+    let idle_secs = if opts.quick { 2 } else { 10 };
+    let idle_start = ProcStats::read(pid)?;
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let idle_stats = ProcStats::read(pid)?;
+    let idle = idle_stats.rss_kib;
+    let idle_cpu = (idle_stats.cpu_secs - idle_start.cpu_secs) / idle_secs as f64;
     let secs = if opts.quick { 5 } else { 30 };
+    let busy_start = ProcStats::read(pid)?.cpu_secs;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut threads = Vec::new();
@@ -445,6 +451,7 @@ pub async fn propagation(opts: &Opts) -> anyhow::Result<Section> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         peak = peak.max(ProcStats::read(pid)?.rss_kib);
     }
+    let busy_cpu = (ProcStats::read(pid)?.cpu_secs - busy_start) / secs as f64;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
@@ -460,6 +467,20 @@ pub async fn propagation(opts: &Opts) -> anyhow::Result<Section> {
             Verdict::Met
         } else {
             Verdict::Missed(format!("+{}", fmt_mib(grew)))
+        },
+    });
+    // CPU: the share of one core the daemon used, idle and while serving the 100 clients
+    // (about 100 fetches a second); "flat" means a few percent at most.
+    section.rows.push(Row {
+        measure: format!("daemon CPU, 100 clients fetching once a second for {secs} s"),
+        cmdr: format!("{:.2} % of a core", busy_cpu * 100.0),
+        baseline: format!("{:.2} % idle ({idle_secs} s)", idle_cpu * 100.0),
+        ratio: ratio(busy_cpu, idle_cpu),
+        target: "≤ 5 % of a core".to_owned(),
+        verdict: if busy_cpu <= 0.05 {
+            Verdict::Met
+        } else {
+            Verdict::Missed(format!("{:.1} %", busy_cpu * 100.0))
         },
     });
     let failed = failures.load(std::sync::atomic::Ordering::Relaxed);
