@@ -20,11 +20,30 @@ macro_rules! println {
 }
 
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
-    // JSON escapes control characters itself; this must not be escaped again.
     match serde_json::to_string_pretty(value) {
-        Ok(text) => crate::stdout::write(format_args!("{text}\n")),
+        Ok(text) => crate::stdout::write(format_args!("{}\n", escape_json_controls(&text))),
         Err(err) => eprintln!("cmdrctl: cannot print JSON: {err}"),
     }
+}
+
+/// serde_json escapes U+0000–U+001F itself but writes DEL and the C1 controls
+/// (U+0080–U+009F, e.g. U+009B, a CSI for many terminals) raw: those become `\u00XX`, the
+/// same string to every JSON reader. Outside strings JSON has only ASCII punctuation, so
+/// any such character is inside a string.
+fn escape_json_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_control = |c: char| ('\u{7f}'..='\u{9f}').contains(&c);
+    if !text.contains(is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_control(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `3h12m left`, `EXPIRED 5m ago`, or the source when there is no time.
@@ -313,7 +332,10 @@ pub fn account_why(account: &AccountInfo, verb: &str, why: Option<&str>) {
 pub fn event(event: &Event, json: bool) {
     if json {
         match event.to_json() {
-            Ok(value) => crate::stdout::write(format_args!("{value}\n")),
+            Ok(value) => crate::stdout::write(format_args!(
+                "{}\n",
+                escape_json_controls(&value.to_string())
+            )),
             Err(err) => eprintln!("cmdrctl: cannot print event: {err}"),
         }
         return;
@@ -349,4 +371,17 @@ pub fn identity(identity: &Identity, json: bool) {
     println!("account id  {}", identity.account_id);
     println!("arn         {}", identity.arn);
     println!("user id     {}", identity.user_id);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_output_escapes_del_and_c1_controls() {
+        let text =
+            serde_json::to_string(&serde_json::json!({ "p": "a\u{9b}2J\u{7f}b" })).expect("json");
+        let escaped = super::escape_json_controls(&text);
+        assert_eq!(escaped, r#"{"p":"a\u009b2J\u007fb"}"#);
+        let back: serde_json::Value = serde_json::from_str(&escaped).expect("still JSON");
+        assert_eq!(back["p"], "a\u{9b}2J\u{7f}b");
+    }
 }
