@@ -265,51 +265,6 @@ fn service_install_warns_about_the_shells_aws_paths() {
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }
 
-/// A bare `cmdrctl paste` on a terminal says what to do (python's pty gives it one).
-#[test]
-fn a_bare_paste_on_a_terminal_says_ctrl_d() {
-    // python3 gives cmdrctl a pseudo-terminal.
-    if !need("python3", "Debian package `python3`") {
-        return;
-    }
-    let sb = Sandbox::with_profile("TOKEN-ONE-KEEP");
-    let script = r#"
-import os, pty, sys, time
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], [sys.argv[1], "paste"])
-out = b""
-deadline = time.time() + 10
-while b"Ctrl-D" not in out and time.time() < deadline:
-    out += os.read(fd, 1024)
-os.write(fd, b"[acme]\naws_access_key_id = AKIATTY\naws_secret_access_key = wJalrXUtnFEMI-SECRET-tty\n")
-# Kept: a person's pause before Ctrl-D, so the block and the EOF come as two reads.
-time.sleep(0.2)
-os.write(fd, b"\x04")
-while True:
-    try:
-        chunk = os.read(fd, 1024)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-_, status = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-sys.exit(os.waitstatus_to_exitcode(status))
-"#;
-    let out = sb
-        .external("python3")
-        .args(["-c", script])
-        .arg(crate::sandbox::bin("cmdrctl"))
-        .output()
-        .expect("python3");
-    let text = stdout(&out);
-    assert!(text.contains("paste the block, then Ctrl-D"), "{text}");
-    assert!(out.status.success(), "{text}{}", stderr(&out));
-    assert!(text.contains("wrote profile `acme`"), "{text}");
-}
-
 /// `--clear-clipboard` with a recording xclip: cleared after the paste only if the
 /// clipboard still holds what was pasted.
 #[test]
@@ -371,4 +326,43 @@ fn the_clipboard_is_cleared_only_if_it_still_holds_the_paste() {
         stderr(&out)
     );
     assert_eq!(std::fs::read_to_string(&clip).expect("clip"), block);
+}
+
+/// A bare `cmdrctl paste` on a terminal (python's pty gives it one) says what to do, does
+/// not echo the block (no secret on screen or in the scrollback), and the terminal's echo
+/// is back afterwards — after Ctrl-C too.
+#[test]
+fn a_paste_into_a_terminal_is_not_echoed_and_echo_comes_back() {
+    if !need("python3", "Debian package `python3`") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let run = |mode: &str| -> serde_json::Value {
+        let out = sb
+            .external("python3")
+            .arg(crate::endpoint::clients_dir().join("pty_paste.py"))
+            .arg(crate::sandbox::bin("cmdrctl"))
+            .arg(mode)
+            .output()
+            .expect("python3");
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).expect("one JSON line")
+    };
+    let pasted = run("paste");
+    assert_eq!(pasted["echo_during"], false, "{pasted}");
+    assert_eq!(pasted["secret_shown"], false, "{pasted}");
+    assert_eq!(pasted["code"], 0, "{pasted}");
+    assert_eq!(pasted["echo_after"], true, "{pasted}");
+    assert!(
+        pasted["shown"]
+            .as_str()
+            .is_some_and(|s| s.contains("(it is not shown), then Ctrl-D")
+                && s.contains("read 3 lines")
+                && s.contains("wrote profile `acme`")),
+        "{pasted}"
+    );
+    let interrupted = run("interrupt");
+    assert_eq!(interrupted["secret_shown"], false, "{interrupted}");
+    assert_eq!(interrupted["signal"], 2, "{interrupted}");
+    assert_eq!(interrupted["echo_after"], true, "{interrupted}");
 }

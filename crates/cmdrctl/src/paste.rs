@@ -17,6 +17,7 @@ use cmdr_core::paste::{MAX_BLOCK_LEN, parse_block, profile_name_problem};
 use cmdr_core::text::escape_controls;
 
 mod daemon;
+mod noecho;
 mod write;
 
 pub struct Options<'a> {
@@ -95,20 +96,37 @@ async fn paste(options: Options<'_>) -> anyhow::Result<Pasted> {
         input = crate::clipboard::read(MAX_BLOCK_LEN + 1)?;
     } else {
         let stdin = std::io::stdin();
-        if stdin.is_terminal() {
+        let quiet = if stdin.is_terminal() {
+            let quiet = noecho::NoEcho::on_stdin();
             eprintln!(
-                "paste the block, then {}",
+                "paste the block{}, then {}",
+                if quiet.is_some() {
+                    " (it is not shown)"
+                } else {
+                    ""
+                },
                 if cfg!(windows) {
                     "Ctrl-Z and Enter"
                 } else {
                     "Ctrl-D"
                 }
             );
-        }
+            quiet
+        } else {
+            None
+        };
         stdin
             .take(MAX_BLOCK_LEN as u64 + 1)
             .read_to_end(&mut input)
             .context("cannot read standard input")?;
+        if let Some(quiet) = quiet {
+            drop(quiet);
+            let lines = input
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count();
+            eprintln!("read {lines} lines");
+        }
     }
     let result = paste_input(&options, &input).await;
     if options.clipboard && result.is_ok() {
