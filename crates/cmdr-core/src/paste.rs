@@ -86,6 +86,10 @@ pub enum PasteError {
         "`{TOKEN_KEY}` is missing: the access key id is a temporary one (ASIA…), which works only with its session token; the token is the long last line of the block, the one most often lost when copying: copy the whole block again"
     )]
     MissingSessionToken,
+    #[error(
+        "`{SECRET_KEY}` holds what looks like an access key id (AKIA…/ASIA…) and `{ACCESS_KEY}` does not: the two values seem swapped; copy the block again"
+    )]
+    Swapped,
     #[error("`{0}` is empty")]
     EmptyValue(&'static str),
     #[error("line {line}: the value of `{key}` contains a space")]
@@ -241,6 +245,11 @@ pub fn parse_block(input: &[u8]) -> Result<Block, PasteError> {
     if block.session_token.is_none() && block.access_key_id.starts_with("ASIA") {
         return Err(PasteError::MissingSessionToken);
     }
+    // The two values swapped (copied by hand into the wrong lines): the SDKs would fail
+    // with a signature error far from here.
+    if looks_like_key_id(&block.secret_access_key) && !looks_like_key_id(&block.access_key_id) {
+        return Err(PasteError::Swapped);
+    }
     // AWS keys and tokens never hold `#` or `;`, and written as `key = #…` the SDKs would
     // read the value as a comment (found by the `paste` fuzz property).
     for (key, value) in [
@@ -253,6 +262,16 @@ pub fn parse_block(input: &[u8]) -> Result<Block, PasteError> {
         }
     }
     Ok(block)
+}
+
+/// An AWS access key id: `AKIA` (long-term) or `ASIA` (temporary), then 16 upper-case
+/// letters and digits. Secret keys are 40 characters of base64 and never match.
+fn looks_like_key_id(value: &str) -> bool {
+    (value.starts_with("AKIA") || value.starts_with("ASIA"))
+        && value.len() == 20
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// The profile a header names: `[acme]` or `[profile acme]` (as in the config file),

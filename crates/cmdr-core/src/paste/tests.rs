@@ -345,3 +345,13 @@ fn what_the_portal_and_users_paste() {
         Err(PasteError::BadHeader(1))
     );
 }
+
+#[test]
+fn swapped_key_and_secret_are_refused() {
+    let swapped = b"[acme]\naws_access_key_id = wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY00\naws_secret_access_key = AKIAIOSFODNN7EXAMPLE\n";
+    assert_eq!(parse_block(swapped), Err(PasteError::Swapped));
+    let right = b"[acme]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY00\n";
+    assert!(parse_block(right).is_ok());
+    // LocalStack's `test`/`test` and other short placeholders are not judged.
+    assert!(parse_block(b"[ls]\naws_access_key_id = test\naws_secret_access_key = test\n").is_ok());
+}
