@@ -168,7 +168,6 @@ fn silent_refresh_and_another_programs_token() {
 
     // Another program refreshes with the file's refresh token (which the server rotates)
     // and writes its token: the keeper must use that one's refresh token next.
-    let token = cached(&sb);
     let out = std::process::Command::new("python3")
         .args([
             "-c",
