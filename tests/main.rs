@@ -63,6 +63,9 @@ mod console;
 mod signin;
 // accounts import: a portal's accounts and roles become profiles and bound accounts.
 mod import;
+// Portals kept fresh: one keeper per sso-session, signin_required once, Option 2 accounts
+// that renew themselves.
+mod portals;
 // One test per fixed bug.
 mod regression;
 // What a new user hit: re-validation, reasons, renew, watch across restarts, regions,

@@ -330,9 +330,41 @@ impl Drop for Sandbox {
         if let Ok(journal) = std::fs::read_to_string(self.state_file().with_extension("journal")) {
             texts.push(("state journal", journal));
         }
+        // What is in the AWS files and the SSO cache now counts too, whoever wrote it (cmdrd's
+        // renewals, `login`, the portal keeper): role credentials, access and refresh
+        // tokens, client secrets.
+        if let Ok(text) = std::fs::read_to_string(self.credentials()) {
+            self.remember_secrets(&text);
+        }
+        self.remember_sso_cache();
         let secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
         let hits = scan(&secrets, &texts);
         assert!(hits.is_empty(), "secrets leaked: {hits:?}");
+    }
+}
+
+impl Sandbox {
+    /// Records the secrets of every token file in `~/.aws/sso/cache` for the leak scan.
+    pub fn remember_sso_cache(&self) {
+        let Ok(entries) = std::fs::read_dir(self.aws.join("sso/cache")) else {
+            return;
+        };
+        let mut secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        for entry in entries.flatten() {
+            let Ok(bytes) = std::fs::read(entry.path()) else {
+                continue;
+            };
+            let Ok(Value::Object(token)) = serde_json::from_slice::<Value>(&bytes) else {
+                continue;
+            };
+            for field in ["accessToken", "refreshToken", "clientSecret"] {
+                if let Some(secret) = token.get(field).and_then(Value::as_str)
+                    && secret.len() >= 8
+                {
+                    secrets.insert(secret.to_owned());
+                }
+            }
+        }
     }
 }
 

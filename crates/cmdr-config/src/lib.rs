@@ -8,6 +8,7 @@
 
 pub mod assets;
 mod files;
+pub mod paste;
 pub mod renew;
 pub mod replace;
 mod root;

@@ -166,6 +166,7 @@ struct PathsSection {
 struct DaemonSection {
     debounce_ms: Option<u64>,
     warn_before: Option<String>,
+    renew_before: Option<String>,
     default_session_duration: Option<String>,
     validate_on_change: Option<bool>,
     max_connections: Option<usize>,
@@ -184,6 +185,9 @@ pub struct Settings {
     /// Quiet time after the last file event before reading.
     pub debounce: Duration,
     pub warn_before: chrono::Duration,
+    /// How long before its token ends an account that renews itself through its portal is
+    /// renewed (`[daemon] renew_before`, default 10 min).
+    pub renew_before: chrono::Duration,
     pub default_session_duration: chrono::Duration,
     pub validate_on_change: bool,
     /// Deadline of one STS call.
@@ -348,6 +352,11 @@ impl Settings {
                 d.warn_before.as_deref(),
                 chrono::Duration::minutes(15),
                 "warn_before",
+            )?,
+            renew_before: duration(
+                d.renew_before.as_deref(),
+                chrono::Duration::minutes(10),
+                "renew_before",
             )?,
             default_session_duration: duration(
                 d.default_session_duration.as_deref(),

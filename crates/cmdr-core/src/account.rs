@@ -148,6 +148,11 @@ pub struct Account {
     pub identity_accepted: bool,
     /// Where its tokens come from (`--portal`); `None`: the profile's `sso_start_url`.
     pub portal: Option<String>,
+    /// `accounts edit --auto-renew on|off`; `None`: on where the account can renew itself.
+    pub auto_renew: Option<bool>,
+    /// The permission set STS named for its token (`AWSReservedSSO_<NAME>_<hex>` roles):
+    /// what a pasted "Option 2" token is renewed as when its profile name does not say.
+    pub sso_role: Option<String>,
 }
 
 /// A token whose credentials belong to another AWS account than the account's.
@@ -196,6 +201,8 @@ impl Account {
             pending_identity: None,
             identity_accepted: false,
             portal: spec.portal,
+            auto_renew: None,
+            sso_role: None,
         }
     }
 
@@ -399,6 +406,7 @@ pub struct AccountPatch {
     pub on_change: Option<OnChange>,
     /// `Some(None)` drops the portal (back to the profile's `sso_start_url`).
     pub portal: Option<Option<String>>,
+    pub auto_renew: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

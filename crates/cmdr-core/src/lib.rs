@@ -22,7 +22,7 @@ pub use diff::{ProfileChange, diff};
 pub use expiry::{Expiry, ExpirySource, format_duration, parse_duration};
 pub use per_file::PerFile;
 pub use profile::{
-    Credentials, Detail, FileKind, Inputs, ParseError, Profile, ProfileKind, ProfileView,
+    Credentials, Detail, FileKind, Inputs, ParseError, Profile, ProfileKind, ProfileView, SsoRole,
     parse_view, parse_view_or, parse_view_with,
 };
 pub use seen::{Seen, SeenTokens};

@@ -135,6 +135,19 @@ pub struct Profile {
     /// The access portal: the profile's `sso_start_url`, else its `sso-session`'s. An
     /// account's default `portal`.
     pub sso_start_url: Option<String>,
+    /// An SSO profile on an `[sso-session]`: the role it asks its portal for.
+    pub sso: Option<SsoRole>,
+}
+
+/// The role an SSO profile on an sso-session gets from its portal (GetRoleCredentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoRole {
+    pub session: String,
+    pub account_id: String,
+    pub role_name: String,
+    /// The profile names a `[services]` section, which may redirect the portal's endpoint:
+    /// the SDK's own provider reads it, cmdrd's portal keeper does not.
+    pub own_endpoints: bool,
 }
 
 impl PartialEq for Profile {
@@ -155,6 +168,7 @@ impl PartialEq for Profile {
             expiry,
             credentials: _,
             sso_start_url,
+            sso,
         } = self;
         // `properties` holds exactly what `digest` hashes (a 64-bit SipHash): comparing
         // the digests stands for comparing the maps, which costs a diff of 5,000 profiles
@@ -169,6 +183,7 @@ impl PartialEq for Profile {
             && *masked_access_key_id == other.masked_access_key_id
             && *expiry == other.expiry
             && *sso_start_url == other.sso_start_url
+            && *sso == other.sso
     }
 }
 

@@ -17,7 +17,7 @@ pub struct Event {
 /// Every event `type` a daemon sends, in the enum's order: the golden list of the contract
 /// (`watch --json` in PRODUCT.md). `tests/events.rs` checks it against the enum, so a new
 /// variant cannot go unlisted.
-pub const EVENT_TYPES: [&str; 17] = [
+pub const EVENT_TYPES: [&str; 20] = [
     "profile_added",
     "profile_removed",
     "profile_changed",
@@ -35,6 +35,9 @@ pub const EVENT_TYPES: [&str; 17] = [
     "account_updated",
     "lagged",
     "daemon_stopping",
+    "signed_in",
+    "signin_required",
+    "token_renewed",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +115,26 @@ pub enum EventKind {
         missed: u64,
     },
     DaemonStopping,
+    /// A portal (IAM Identity Center) has a token again: `cmdrctl login`, `aws sso login`
+    /// or another program signed in. `portal`: the start URL; `session`: the sso-session.
+    SignedIn {
+        portal: String,
+        session: String,
+    },
+    /// A portal's session ended and only a person can sign in again: its refresh was
+    /// refused, or it has no refresh token. Once per portal session end.
+    SigninRequired {
+        portal: String,
+        session: String,
+        reason: String,
+    },
+    /// cmdrd renewed an account's token itself (GetRoleCredentials through its portal),
+    /// wrote it into the credentials file and accepted it.
+    TokenRenewed {
+        account: String,
+        profile: String,
+        expires_at: Option<String>,
+    },
     /// An event type this build does not know (a newer daemon's); clients ignore it.
     /// Never sent.
     #[serde(other)]
@@ -140,7 +163,8 @@ impl EventKind {
             | EventKind::IdentityChanged { account, .. }
             | EventKind::AccountAdded { account, .. }
             | EventKind::AccountRemoved { account, .. }
-            | EventKind::AccountUpdated { account, .. } => Some(account),
+            | EventKind::AccountUpdated { account, .. }
+            | EventKind::TokenRenewed { account, .. } => Some(account),
             EventKind::ProfileAdded { .. }
             | EventKind::ProfileRemoved { .. }
             | EventKind::ProfileChanged { .. }
@@ -148,6 +172,8 @@ impl EventKind {
             | EventKind::FileRecovered { .. }
             | EventKind::Lagged { .. }
             | EventKind::DaemonStopping
+            | EventKind::SignedIn { .. }
+            | EventKind::SigninRequired { .. }
             | EventKind::Unknown => None,
         }
     }

@@ -203,6 +203,18 @@ impl std::fmt::Debug for ConsoleUrl {
 pub struct AccountDetail {
     pub info: AccountInfo,
     pub reason: Option<String>,
+    /// How the account renews itself, or why it cannot (`accounts show`). Last, with the
+    /// two below, so older clients still read what they know.
+    #[serde(default)]
+    pub renewal: Option<String>,
+    /// When the sign-in to the account's portal ends (its sso-session's token), while cmdrd
+    /// keeps that portal: the second clock, beside `expires_at` of the role's token.
+    #[serde(default)]
+    pub signin_expires_at: Option<String>,
+    /// Whether cmdrd renews the account's token itself (a portal profile, or a pasted
+    /// "Option 2" block whose portal is known): an `expiring_soon` is then no alarm.
+    #[serde(default)]
+    pub auto_renew: bool,
 }
 
 /// The answer to `Request::AcceptToken`.
@@ -413,6 +425,9 @@ pub struct AccountEdit {
     /// Drops the portal: back to the profile's `sso_start_url`.
     #[serde(default)]
     pub clear_portal: bool,
+    /// `--auto-renew on|off`: whether cmdrd renews the account itself through its portal.
+    #[serde(default)]
+    pub auto_renew: Option<bool>,
 }
 
 /// One account, as `accounts list --json` prints it. Times are RFC 3339 UTC.
@@ -477,6 +492,25 @@ pub struct StatusInfo {
     /// keys, an endpoint that moved). Last, for the same reason as `endpoint`.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The IAM Identity Center portals cmdrd keeps signed in (one per sso-session).
+    #[serde(default)]
+    pub portals: Vec<PortalInfo>,
+}
+
+/// One portal (an `[sso-session]`), as `status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalInfo {
+    pub session: String,
+    pub start_url: String,
+    pub region: String,
+    /// When its access token ends (RFC 3339 UTC); `None`: not signed in.
+    pub signed_in_until: Option<String>,
+    /// Whether it has a refresh token cmdrd can renew it with.
+    pub refreshable: bool,
+    /// `signed_in`, `signin_required` or `signed_out`.
+    pub state: String,
+    /// Why a sign-in is required.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,6 +38,9 @@ fn answer(reason: Option<&str>) -> ServerMessage {
         outcome: Outcome::Ok(Response::AccountDetail(AccountDetail {
             info: account_info(),
             reason: reason.map(str::to_owned),
+            renewal: None,
+            signin_expires_at: None,
+            auto_renew: false,
         })),
     }
 }

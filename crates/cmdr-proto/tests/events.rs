@@ -25,6 +25,9 @@ fn position(kind: &EventKind) -> Option<usize> {
         EventKind::AccountUpdated { .. } => 14,
         EventKind::Lagged { .. } => 15,
         EventKind::DaemonStopping => 16,
+        EventKind::SignedIn { .. } => 17,
+        EventKind::SigninRequired { .. } => 18,
+        EventKind::TokenRenewed { .. } => 19,
         EventKind::Unknown => return None,
     })
 }
@@ -152,6 +155,20 @@ fn examples() -> Vec<EventKind> {
         },
         EventKind::Lagged { missed: 1 },
         EventKind::DaemonStopping,
+        EventKind::SignedIn {
+            portal: a(),
+            session: a(),
+        },
+        EventKind::SigninRequired {
+            portal: a(),
+            session: a(),
+            reason: a(),
+        },
+        EventKind::TokenRenewed {
+            account: a(),
+            profile: a(),
+            expires_at: Some(expiry()),
+        },
     ]
 }
 

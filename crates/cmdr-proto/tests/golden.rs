@@ -157,6 +157,20 @@ fn event_kinds() -> Vec<EventKind> {
         },
         EventKind::Lagged { missed: 7 },
         EventKind::DaemonStopping,
+        EventKind::SignedIn {
+            portal: "https://acme.awsapps.com/start".into(),
+            session: "acme".into(),
+        },
+        EventKind::SigninRequired {
+            portal: "https://acme.awsapps.com/start".into(),
+            session: "acme".into(),
+            reason: "the refresh was refused".into(),
+        },
+        EventKind::TokenRenewed {
+            account: a(),
+            profile: a(),
+            expires_at: Some("2026-11-29T10:00:00Z".into()),
+        },
     ]
 }
 
@@ -187,6 +201,15 @@ fn server_messages() -> Vec<ServerMessage> {
             subscribers: 0,
             endpoint: None,
             warnings: vec!["config file: [default] has aws_access_key_id".into()],
+            portals: vec![PortalInfo {
+                session: "acme".into(),
+                start_url: "https://acme.awsapps.com/start".into(),
+                region: "eu-west-1".into(),
+                signed_in_until: Some("2026-11-29T17:00:00Z".into()),
+                refreshable: true,
+                state: "signed_in".into(),
+                reason: None,
+            }],
         }),
         Response::Profiles(vec![ProfileInfo {
             name: "acme".into(),
@@ -416,6 +439,8 @@ fn golden_encodings_keep_decoding() {
         (GOLDEN_RESPONSE_JSON, false),
         (GOLDEN_PROFILES_PAGE_JSON, true),
         (GOLDEN_PAGE_JSON, false),
+        (GOLDEN_SIGNIN_REQUIRED_JSON, false),
+        (GOLDEN_TOKEN_RENEWED_JSON, false),
     ] {
         let mut decoder = FrameDecoder::detecting();
         decoder.extend(json.as_bytes());
@@ -481,6 +506,8 @@ const GOLDEN_HELLO_JSON: &str =
 const GOLDEN_ACCEPT_JSON: &str = r#"{"request":{"id":7,"request":{"accept":{"name":"acme"}}}}"#;
 const GOLDEN_STATUS_JSON: &str = r#"{"request":{"id":1,"request":"status"}}"#;
 const GOLDEN_EVENT_JSON: &str = r#"{"event":{"type":"token_accepted","at":"2026-11-29T09:00:00Z","account":"acme","profile":"acme"}}"#;
+const GOLDEN_SIGNIN_REQUIRED_JSON: &str = r#"{"event":{"type":"signin_required","at":"2026-11-29T09:00:00Z","portal":"https://acme.awsapps.com/start","session":"acme","reason":"the portal refused the refresh"}}"#;
+const GOLDEN_TOKEN_RENEWED_JSON: &str = r#"{"event":{"type":"token_renewed","at":"2026-11-29T09:00:00Z","account":"acme","profile":"111111111111_ReadOnly","expires_at":"2026-11-29T10:00:00Z"}}"#;
 const GOLDEN_RESPONSE_JSON: &str = r#"{"response":{"id":3,"outcome":{"ok":"done"}}}"#;
 const GOLDEN_PROFILES_PAGE_BIN: &str = "0000000b01040d010461636d65f403";
 const GOLDEN_PROFILES_PAGE_JSON: &str =

@@ -3,6 +3,7 @@
 //! CLI v2's token cache. Runs without the daemon, as `aws sso login` does.
 
 pub mod cache;
+pub mod keep;
 mod pkce;
 pub mod portal;
 pub mod session;

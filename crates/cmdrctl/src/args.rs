@@ -322,6 +322,10 @@ pub enum AccountsCommand {
         /// Drop the account's portal (back to the profile's sso_start_url).
         #[arg(long, conflicts_with = "portal")]
         no_portal: bool,
+        /// Whether cmdrd renews the account itself through its portal (default on for a
+        /// pasted "Option 2" profile whose portal is known).
+        #[arg(long, value_name = "on|off")]
+        auto_renew: Option<OnOff>,
     },
     /// Remove an account (the profile and the files are untouched).
     Remove { name: String },
@@ -431,4 +435,11 @@ impl AccountArgs {
             })
         }
     }
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }

@@ -430,6 +430,7 @@ fn accounts_request(command: AccountsCommand) -> Request {
             no_region,
             aws,
             no_portal,
+            auto_renew,
         } => Request::EditAccount {
             name,
             edit: AccountEdit {
@@ -447,6 +448,7 @@ fn accounts_request(command: AccountsCommand) -> Request {
                 on_change: spec.on_change,
                 portal: spec.portal.clone(),
                 clear_portal: no_portal,
+                auto_renew: auto_renew.map(|a| a == args::OnOff::On),
             },
         },
     }
@@ -588,7 +590,13 @@ async fn show(socket: &std::path::Path, name: String, json: bool) -> Result<Exit
         _ => {
             let mut client = Client::connect(socket, "cmdrctl").await?;
             match client.request(Request::ShowAccount { name }).await? {
-                Response::Account(info) => cmdr_proto::AccountDetail { info, reason: None },
+                Response::Account(info) => cmdr_proto::AccountDetail {
+                    info,
+                    reason: None,
+                    renewal: None,
+                    signin_expires_at: None,
+                    auto_renew: false,
+                },
                 _ => return Err(unexpected("a show request")),
             }
         }

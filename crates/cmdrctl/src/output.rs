@@ -154,6 +154,24 @@ pub fn status(status: &StatusInfo, json: bool) {
         Some(e) => println!("endpoint: {}NAME (tokens in {}NAME)", e.url, e.token_file),
         None => println!("endpoint: disabled"),
     }
+    // The portals: the second clock, of the sign-in itself.
+    for p in &status.portals {
+        let until = match &p.signed_in_until {
+            Some(at) => format!("signed in until {at} ({} left)", time_left(Some(at), None)),
+            None => "not signed in".to_owned(),
+        };
+        let refresh = if p.refreshable { ", refreshable" } else { "" };
+        let state = match (p.state.as_str(), &p.reason) {
+            ("signin_required", Some(why)) => {
+                format!("; sign-in required ({why}): `cmdrctl login {}`", p.session)
+            }
+            _ => String::new(),
+        };
+        println!(
+            "portal: {} {} ({}): {until}{refresh}{state}",
+            p.session, p.start_url, p.region
+        );
+    }
     for warning in &status.warnings {
         println!("warning: {}", cmdr_core::text::escape_controls(warning));
     }
@@ -254,14 +272,26 @@ pub fn accounts(accounts: &[AccountInfo], json: bool) {
 /// `accounts show`: the account, why it is in its state, and what a tool would lack.
 pub fn account_detail(detail: &AccountDetail, json: bool) {
     if json {
-        // The documented object, plus `reason`.
+        // The documented object, plus `reason` and how it renews (the portal's clock).
         let mut value = serde_json::to_value(&detail.info).unwrap_or_default();
         if let serde_json::Value::Object(map) = &mut value {
             map.insert("reason".into(), detail.reason.clone().into());
+            map.insert(
+                "signin_expires_at".into(),
+                detail.signin_expires_at.clone().into(),
+            );
+            map.insert("auto_renew".into(), detail.auto_renew.into());
+            map.insert("renewal".into(), detail.renewal.clone().into());
         }
         return print_json(&value);
     }
     account_why(&detail.info, "", detail.reason.as_deref());
+    if let Some(at) = &detail.signin_expires_at {
+        println!("{:<14} {}", "signed in", time_left(Some(at), None));
+    }
+    if let Some(renewal) = &detail.renewal {
+        println!("{:<14} {renewal}", "renews");
+    }
 }
 
 /// The note for an account without a region (its own, or its profile's at `add`): every

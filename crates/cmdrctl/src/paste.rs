@@ -8,7 +8,7 @@
 //! that file and which accounts use the pasted AWS account.
 
 use std::io::{IsTerminal as _, Read as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
@@ -18,7 +18,7 @@ use cmdr_core::text::escape_controls;
 
 mod daemon;
 mod noecho;
-mod write;
+use cmdr_config::paste as write;
 
 pub struct Options<'a> {
     pub config: Option<&'a Path>,
@@ -265,19 +265,4 @@ fn refuse_read_only(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Follows a chain of symlinks (stow, chezmoi) to the real file, which is what we replace.
-pub(crate) fn resolve_symlinks(path: &Path) -> anyhow::Result<PathBuf> {
-    let mut current = path.to_owned();
-    for _ in 0..40 {
-        match std::fs::read_link(&current) {
-            Ok(target) => {
-                current = match current.parent() {
-                    Some(parent) if target.is_relative() => parent.join(target),
-                    _ => target,
-                };
-            }
-            Err(_) => return Ok(current),
-        }
-    }
-    bail!("too many levels of symlinks at {}", path.display())
-}
+pub(crate) use cmdr_config::paste::resolve_symlinks;

@@ -116,6 +116,8 @@ enum Step {
     Renew(String),
     Show(String),
     Doctor,
+    /// Sign in to a portal (an sso-session) again.
+    Login(String),
 }
 
 fn next_step(kind: &EventKind) -> Option<Step> {
@@ -127,6 +129,7 @@ fn next_step(kind: &EventKind) -> Option<Step> {
         }
         EventKind::ValidationFailed { account, .. } => Some(Step::Show(account.clone())),
         EventKind::FileError { .. } => Some(Step::Doctor),
+        EventKind::SigninRequired { session, .. } => Some(Step::Login(session.clone())),
         // Nothing to do about these. Every type is named: a new one must be placed.
         EventKind::ProfileAdded { .. }
         | EventKind::ProfileRemoved { .. }
@@ -139,6 +142,8 @@ fn next_step(kind: &EventKind) -> Option<Step> {
         | EventKind::AccountUpdated { .. }
         | EventKind::Lagged { .. }
         | EventKind::DaemonStopping
+        | EventKind::SignedIn { .. }
+        | EventKind::TokenRenewed { .. }
         | EventKind::Unknown => None,
     }
 }
@@ -147,7 +152,7 @@ impl Step {
     fn account(&self) -> Option<&str> {
         match self {
             Step::Accept(a) | Step::AcceptIfIntended(a) | Step::Renew(a) | Step::Show(a) => Some(a),
-            Step::Doctor => None,
+            Step::Doctor | Step::Login(_) => None,
         }
     }
 
@@ -168,6 +173,7 @@ impl Step {
             },
             Step::Show(a) => format!("cmdrctl accounts show {a}"),
             Step::Doctor => "cmdrctl doctor".to_owned(),
+            Step::Login(session) => format!("cmdrctl login {session}"),
         })
     }
 }
@@ -210,5 +216,12 @@ mod tests {
         let step = next_step(&expired).expect("a step");
         assert_eq!(step.command(&None).as_deref(), Some("cmdrctl renew acme"));
         assert_eq!(next_step(&EventKind::DaemonStopping), None);
+        let ended = EventKind::SigninRequired {
+            portal: "https://acme.awsapps.com/start".into(),
+            session: "acme".into(),
+            reason: "refused".into(),
+        };
+        let step = next_step(&ended).expect("a step");
+        assert_eq!(step.command(&None).as_deref(), Some("cmdrctl login acme"));
     }
 }

@@ -32,17 +32,24 @@ pub struct Note {
     pub body: String,
     pub ask: Option<String>,
     pub renew: Option<String>,
+    /// The sso-session to sign in to on "Sign in" (`cmdrctl login SESSION`).
+    pub login: Option<String>,
     pub urgent: bool,
 }
 
+/// The action key of "Sign in" (on `signin_required`; a click on the notification too).
+pub const LOGIN_ACTION: &str = "default";
+
 /// The note for an event, if this kind is enabled. `ask_account` says whether a
 /// `token_changed` account waits for acceptance (policy `ask`); `renewable` whether an
-/// expiring account has a portal or an SSO profile (`cmdrctl renew` would work).
+/// expiring account has a portal or an SSO profile (`cmdrctl renew` would work);
+/// `auto_renew` whether it renews itself (its expiry is then no alarm: no note).
 pub fn note_for(
     event: &EventKind,
     settings: &DesktopSettings,
     ask_account: bool,
     renewable: bool,
+    auto_renew: bool,
 ) -> Option<Note> {
     let renew_hint = |account: &str| {
         if renewable {
@@ -61,13 +68,14 @@ pub fn note_for(
             ),
             ask: Some(account.clone()),
             renew: None,
+            login: None,
             urgent: false,
         }),
         EventKind::ExpiringSoon {
             account,
             expires_at,
             ..
-        } if settings.expiring_soon => Some(Note {
+        } if settings.expiring_soon && !auto_renew => Some(Note {
             summary: format!("{account} expires soon"),
             body: format!(
                 "The AWS session of {account} ends at {expires_at}.{}",
@@ -75,6 +83,7 @@ pub fn note_for(
             ),
             ask: None,
             renew: renewable.then(|| account.clone()),
+            login: None,
             urgent: false,
         }),
         EventKind::Expired {
@@ -89,6 +98,7 @@ pub fn note_for(
             ),
             ask: None,
             renew: renewable.then(|| account.clone()),
+            login: None,
             urgent: true,
         }),
         EventKind::IdentityChanged {
@@ -103,6 +113,23 @@ pub fn note_for(
             ),
             ask: None,
             renew: None,
+            login: None,
+            urgent: true,
+        }),
+        // Once per portal session end, whatever number of accounts it serves; the daemon
+        // never opens a browser by itself: the click does (`cmdrctl login SESSION`).
+        EventKind::SigninRequired {
+            portal,
+            session,
+            reason,
+        } if settings.expired => Some(Note {
+            summary: format!("Sign in to {session}"),
+            body: format!(
+                "The sign-in to {portal} ended ({reason}); the accounts on it renew themselves again once you sign in (cmdrctl login {session})."
+            ),
+            ask: None,
+            renew: None,
+            login: Some(session.clone()),
             urgent: true,
         }),
         // Not enabled, or nothing to notify about. Every type is named: a new one must be
@@ -124,6 +151,9 @@ pub fn note_for(
         | EventKind::AccountUpdated { .. }
         | EventKind::Lagged { .. }
         | EventKind::DaemonStopping
+        | EventKind::SigninRequired { .. }
+        | EventKind::SignedIn { .. }
+        | EventKind::TokenRenewed { .. }
         | EventKind::Unknown => None,
     }
 }
@@ -136,7 +166,11 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
     let mut events = engine.subscribe();
     let warned = Arc::new(AtomicBool::new(false));
     loop {
-        let EngineEvent { event, account } = tokio::select! {
+        let EngineEvent {
+            event,
+            account,
+            auto_renew,
+        } = tokio::select! {
             () = cancel.cancelled() => return,
             received = events.recv() => match received {
                 Ok(event) => event,
@@ -151,7 +185,8 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
         let renewable = account
             .as_ref()
             .is_some_and(|info| renew::plan(info).is_ok());
-        let Some(note) = note_for(&event.kind, &settings, ask_account, renewable) else {
+        let Some(note) = note_for(&event.kind, &settings, ask_account, renewable, auto_renew)
+        else {
             continue;
         };
         let engine = engine.clone();
@@ -160,6 +195,11 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
         tokio::task::spawn_blocking(move || {
             let handle = tokio::runtime::Handle::current();
             match show(&note) {
+                Ok(Some(action)) if action == LOGIN_ACTION && note.login.is_some() => {
+                    if let Some(session) = &note.login {
+                        handle.block_on(login_from_notification(session));
+                    }
+                }
                 Ok(Some(action)) if action == RENEW_ACTION && note.renew.is_some() => {
                     if let Some(account) = &note.renew {
                         handle.block_on(renew_from_notification(&engine, account));
@@ -193,6 +233,33 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
     }
 }
 
+/// "Sign in" was clicked: `cmdrctl login SESSION` (next to cmdrd), which opens the
+/// browser at the portal, in the daemon's session. Only ever after the user's click.
+async fn login_from_notification(session: &str) {
+    let cmdrctl = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("cmdrctl")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| std::path::PathBuf::from("cmdrctl"));
+    let run = tokio::process::Command::new(&cmdrctl)
+        .args(["login", session])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    match tokio::time::timeout(renew::SSO_LOGIN_DEADLINE, run).await {
+        Ok(Ok(status)) if status.success() => {
+            tracing::info!(session, "signed in from a desktop notification");
+        }
+        Ok(Ok(status)) => {
+            tracing::warn!(session, %status, "sign-in from a desktop notification failed")
+        }
+        Ok(Err(err)) => tracing::warn!(session, error = %err, "cannot run cmdrctl login"),
+        Err(_) => tracing::warn!(session, "sign-in from a desktop notification timed out"),
+    }
+}
+
 /// "Renew" was clicked: open the portal or run `aws sso login` in the daemon's session; a
 /// failure becomes a notification of its own (nobody sees the log).
 async fn renew_from_notification(engine: &EngineHandle, account: &str) {
@@ -218,6 +285,7 @@ async fn renew_from_notification(engine: &EngineHandle, account: &str) {
                 body: err.to_string(),
                 ask: None,
                 renew: None,
+                login: None,
                 urgent: false,
             };
             if let Err(err) = tokio::task::spawn_blocking(move || show(&note)).await {
@@ -253,9 +321,13 @@ fn show(note: &Note) -> Result<Option<String>, notify_rust::error::Error> {
         notification
             .action(RENEW_ACTION, "Renew")
             .action(IGNORE_ACTION, "Dismiss");
+    } else if note.login.is_some() {
+        notification
+            .action(LOGIN_ACTION, "Sign in")
+            .action(IGNORE_ACTION, "Dismiss");
     }
     let handle = notification.show()?;
-    if note.ask.is_none() && note.renew.is_none() {
+    if note.ask.is_none() && note.renew.is_none() && note.login.is_none() {
         return Ok(None);
     }
     let mut chosen = None;
@@ -296,31 +368,31 @@ mod tests {
             expiry_source: None,
         };
         let all = DesktopSettings::default();
-        let note = note_for(&changed, &all, true, false).expect("note");
+        let note = note_for(&changed, &all, true, false, false).expect("note");
         assert_eq!(note.ask.as_deref(), Some("acme"));
         assert!(note.body.contains("cmdrctl accept acme"));
         // `auto` accounts already use the new token: nothing to ask.
-        assert_eq!(note_for(&changed, &all, false, false), None);
+        assert_eq!(note_for(&changed, &all, false, false, false), None);
         let off = DesktopSettings {
             token_changed: false,
             ..all
         };
-        assert_eq!(note_for(&changed, &off, true, false), None);
+        assert_eq!(note_for(&changed, &off, true, false, false), None);
         let expired = EventKind::Expired {
             account: "acme".into(),
             profile: "acme".into(),
             expires_at: "2026-11-29T10:00:00Z".into(),
         };
         assert!(
-            note_for(&expired, &all, false, false)
+            note_for(&expired, &all, false, false, false)
                 .is_some_and(|n| n.urgent && n.ask.is_none() && n.renew.is_none())
         );
         // Renew is offered only where `cmdrctl renew` would work; otherwise the body says
         // how to make it work.
-        let renew = note_for(&expired, &all, false, true).expect("note");
+        let renew = note_for(&expired, &all, false, true, false).expect("note");
         assert_eq!(renew.renew.as_deref(), Some("acme"));
         assert!(renew.body.contains("cmdrctl renew acme"), "{}", renew.body);
-        let no_portal = note_for(&expired, &all, false, false).expect("note");
+        let no_portal = note_for(&expired, &all, false, false, false).expect("note");
         assert!(
             no_portal.body.contains("--portal URL"),
             "{}",
@@ -332,11 +404,11 @@ mod tests {
             expires_at: "2026-11-29T10:00:00Z".into(),
         };
         assert_eq!(
-            note_for(&soon, &all, false, true).and_then(|n| n.renew),
+            note_for(&soon, &all, false, true, false).and_then(|n| n.renew),
             Some("acme".into())
         );
         assert_eq!(
-            note_for(&EventKind::DaemonStopping, &all, false, false),
+            note_for(&EventKind::DaemonStopping, &all, false, false, false),
             None
         );
     }

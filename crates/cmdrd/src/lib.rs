@@ -12,6 +12,7 @@ pub mod engine;
 pub mod handout;
 pub mod instance;
 pub mod log;
+pub mod portal;
 pub mod session;
 pub mod shutdown;
 pub mod slots;
@@ -73,16 +74,30 @@ pub async fn run(
     } else {
         None
     };
+    let clock: Arc<dyn timers::Clock> = Arc::new(timers::SystemClock);
     let (mut engine, handle, commands) = Engine::start(
         settings.clone(),
         snapshot,
         rescan_tx,
-        Arc::new(timers::SystemClock),
+        Arc::clone(&clock),
         endpoint.as_ref().map(|e| e.access.clone()),
     )?;
 
     let tracker = TaskTracker::new();
     let mut stages = Stages::new(tracker.clone());
+    // One keeper per portal, stopped with the engine (tracked, so the end waits for them).
+    let (news_tx, news_rx) = mpsc::channel(64);
+    engine.keep_portals(
+        portal::Portals::new(
+            settings.sso_cache.clone(),
+            tracker.clone(),
+            stages.token(Stage::Engine),
+            news_tx,
+            clock,
+            Duration::from_secs(30),
+        ),
+        news_rx,
+    );
     let (polling, polled) = tokio::sync::watch::channel(Default::default());
     engine.show_polling(polled);
     let watcher = FileWatcher {

@@ -30,6 +30,16 @@ pub struct Job {
     pub config_file: PathBuf,
     pub credentials_file: PathBuf,
     pub timeout: Duration,
+    /// An SSO profile on a kept portal: its role credentials come through the portal's
+    /// keeper (one token, one refresh for every account on it), not the SDK's provider.
+    pub portal: Option<Route>,
+}
+
+/// Which portal keeper to ask for which role.
+pub struct Route {
+    pub keeper: crate::portal::KeeperHandle,
+    pub account_id: String,
+    pub role: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +97,20 @@ impl std::fmt::Debug for Resolved {
 /// profile's `credential_process`, reads the SSO token cache and calls the portal, assumes
 /// the role through its source profile, …), reading the files fresh every time.
 pub async fn resolve(job: &Job) -> Result<Resolved, Failure> {
+    if let Some(route) = &job.portal {
+        let creds = route
+            .keeper
+            .role_credentials(&route.account_id, &route.role)
+            .await?;
+        return Ok(Resolved {
+            expires_at: Some(creds.expires_at),
+            credentials: cmdr_core::Credentials {
+                access_key_id: creds.access_key_id.clone(),
+                secret_access_key: creds.secret_access_key.clone(),
+                session_token: Some(creds.session_token.clone()),
+            },
+        });
+    }
     // The SDK refuses a named file that does not exist; SSO users often have no
     // credentials file at all, so a missing one counts as empty, as it does for the SDK's
     // default locations.

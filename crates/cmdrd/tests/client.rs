@@ -37,6 +37,7 @@ fn settings(dir: &Path) -> cmdrd::Settings {
         },
         debounce: Duration::from_millis(50),
         warn_before: chrono::Duration::minutes(15),
+        renew_before: chrono::Duration::minutes(10),
         default_session_duration: chrono::Duration::hours(12),
         validate_on_change: false,
         validate_timeout: Duration::from_secs(5),

@@ -146,6 +146,9 @@ impl Accounts {
         if let Some(portal) = patch.portal {
             account.portal = portal;
         }
+        if let Some(auto_renew) = patch.auto_renew {
+            account.auto_renew = Some(auto_renew);
+        }
         if *account == before {
             return Ok(Vec::new());
         }
@@ -153,6 +156,18 @@ impl Accounts {
             account: name.to_owned(),
             profile: account.profile.clone(),
         }])
+    }
+
+    /// Records the portal permission set STS named for the account's token (an
+    /// `AWSReservedSSO_<NAME>_<hex>` role); whether it changed.
+    pub fn set_sso_role(&mut self, name: &str, role: Option<String>) -> bool {
+        match self.get_mut(name) {
+            Ok(account) if account.sso_role != role => {
+                account.sso_role = role;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn remove(&mut self, name: &str) -> Result<Vec<AccountChange>, AccountError> {

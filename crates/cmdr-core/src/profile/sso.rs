@@ -50,6 +50,9 @@ pub fn sso_cache_files(config: &[u8], credentials: &[u8]) -> BTreeSet<String> {
 pub(super) struct CachedToken {
     pub(super) access_token: String,
     pub(super) expires_at: Option<DateTime<Utc>>,
+    /// A sign-in that can be renewed without a person (a refresh token and the client
+    /// registration it belongs to): its refreshes are the same sign-in.
+    pub(super) refreshable: bool,
 }
 
 /// Why the bytes of an SSO cache file the config names are not a token the SDK can use
@@ -94,9 +97,16 @@ impl<'a> SsoCache<'a> {
             .get("expiresAt")
             .and_then(|v| v.as_str())
             .and_then(parse_timestamp);
+        let text = |key: &str| {
+            json.get(key)
+                .and_then(|v| v.as_str())
+                .is_some_and(|v| !v.is_empty())
+        };
+        let refreshable = text("refreshToken") && text("clientId") && text("clientSecret");
         Some(CachedToken {
             access_token,
             expires_at,
+            refreshable,
         })
     }
 }

@@ -413,3 +413,47 @@ fn expiry_keys_comments_and_sso_cache() {
             .is_some_and(|p| p.expiry.is_none() && p.fingerprint.is_none())
     );
 }
+
+/// A refreshable sign-in is one token for its accounts, however often it is refreshed; a
+/// token without a refresh token is fingerprinted by itself.
+#[test]
+fn refreshes_of_an_sso_sign_in_keep_the_fingerprint() {
+    let name = format!("{}.json", hex::encode(sha1::Sha1::digest(b"corp")));
+    let config = "[profile s]\nsso_session = corp\nsso_account_id = 1\nsso_role_name = R\n\
+                  [sso-session corp]\nsso_start_url = https://x\nsso_region = us-east-1\n";
+    let view = |token: &str| {
+        let cache = BTreeMap::from([(name.clone(), token.as_bytes().to_vec())]);
+        let v = parse_view(Inputs {
+            config: config.as_bytes(),
+            credentials: b"",
+            sso_cache: &cache,
+        })
+        .expect("parses");
+        v.get("s").cloned().expect("s")
+    };
+    let refreshable = |access: &str, refresh: &str| {
+        format!(
+            r#"{{"accessToken":"{access}","expiresAt":"2030-01-01T00:00:00Z","clientId":"c","clientSecret":"s","refreshToken":"{refresh}"}}"#
+        )
+    };
+    let a = view(&refreshable("one", "r1"));
+    let b = view(&refreshable("two", "r2"));
+    assert_eq!(a.fingerprint, b.fingerprint);
+    let plain = |access: &str| {
+        format!(r#"{{"accessToken":"{access}","expiresAt":"2030-01-01T00:00:00Z"}}"#)
+    };
+    assert_ne!(
+        view(&plain("one")).fingerprint,
+        view(&plain("two")).fingerprint
+    );
+    assert_ne!(view(&plain("one")).fingerprint, a.fingerprint);
+    assert_eq!(
+        a.sso,
+        Some(SsoRole {
+            session: "corp".into(),
+            account_id: "1".into(),
+            role_name: "R".into(),
+            own_endpoints: false,
+        })
+    );
+}

@@ -13,7 +13,7 @@ use crate::grammar;
 use super::sso::SsoCache;
 use super::{
     Credentials, Detail, FileKind, Inputs, ParseError, Profile, ProfileKind, ProfileView, REDACTED,
-    SECRET_KEYS, as_text, fingerprint_of, keys_fingerprint, mask_access_key_id,
+    SECRET_KEYS, SsoRole, as_text, fingerprint_of, keys_fingerprint, mask_access_key_id,
 };
 
 /// A file that parses, with every secret value replaced by a stand-in: what the daemon
@@ -261,8 +261,18 @@ fn build_profile(
                 .and_then(|s| s.props.get("sso_start_url"))
         });
         if let Some(token) = cache.lookup(session, start_url) {
+            // A refreshable sign-in is one token for the account however often it is
+            // refreshed (by cmdrd's keeper, botocore or the CLI): the account and role are
+            // the profile's, so a refresh is no token change to accept. A token without a
+            // refresh token is fingerprinted by itself, as before.
+            let signin = if token.refreshable {
+                "sso-sign-in"
+            } else {
+                token.access_token.as_str()
+            };
             fingerprint = Some(fingerprint_of(&[
-                &token.access_token,
+                signin,
+                session.or(start_url).unwrap_or_default(),
                 get("sso_account_id").unwrap_or_default(),
                 get("sso_role_name").unwrap_or_default(),
             ]));
@@ -309,6 +319,16 @@ fn build_profile(
         fingerprint,
         expiry,
         credentials,
+        sso: (kind == ProfileKind::Sso)
+            .then(|| {
+                Some(SsoRole {
+                    session: non_empty("sso_session")?.to_owned(),
+                    account_id: non_empty("sso_account_id")?.to_owned(),
+                    role_name: non_empty("sso_role_name")?.to_owned(),
+                    own_endpoints: non_empty("services").is_some(),
+                })
+            })
+            .flatten(),
         sso_start_url: non_empty("sso_start_url")
             .or_else(|| {
                 let session = parsed.sso_sessions.get(get("sso_session")?)?;

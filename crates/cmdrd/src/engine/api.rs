@@ -96,6 +96,8 @@ pub struct Accepted {
 pub struct EngineEvent {
     pub event: Event,
     pub account: Option<Arc<AccountInfo>>,
+    /// Whether that account renews itself (its expiry is then no alarm).
+    pub auto_renew: bool,
 }
 
 /// A cheap handle to the engine, for sessions, the endpoint and the desktop.

@@ -182,6 +182,7 @@ impl Engine {
             self.retries = 0;
         }
         let Some(view) = view else {
+            self.sync_portals();
             return;
         };
         if publish {
@@ -194,6 +195,7 @@ impl Engine {
         let view = self.hold_half_pairs(view);
         // A file that failed at start has no good bytes yet: do not forget its tokens.
         self.adopt(view, publish, !any_error);
+        self.sync_portals();
     }
 
     /// Makes `view` the current one: its changes update the accounts and, when `publish`,
@@ -219,9 +221,27 @@ impl Engine {
             let now = self.now();
             let expiry_of = expiry_of!(self);
             let account_changes = self.accounts.apply(&changes, &self.view, &expiry_of, now);
-            let accepted = account_changes
+            // A token cmdrd wrote itself when renewing an account is accepted at once
+            // (`renewal.rs`), never offered.
+            let account_changes: Vec<AccountChange> = account_changes
+                .into_iter()
+                .filter(|c| match c {
+                    AccountChange::TokenChanged {
+                        account,
+                        new_fingerprint,
+                        ..
+                    } => !self.is_renewal(account, new_fingerprint.as_deref()),
+                    _ => true,
+                })
+                .collect();
+            let auto_accepted: Vec<String> = account_changes
                 .iter()
-                .any(|c| matches!(c, AccountChange::TokenAccepted { .. }));
+                .filter_map(|c| match c {
+                    AccountChange::TokenAccepted { account, .. } => Some(account.clone()),
+                    _ => None,
+                })
+                .collect();
+            let accepted = !auto_accepted.is_empty();
             let changed: Vec<String> = account_changes
                 .iter()
                 .filter_map(|c| match c {
@@ -241,6 +261,7 @@ impl Engine {
             if accepted {
                 self.dirty = true;
             }
+            self.complete_renewals(&auto_accepted);
         }
         if publish && self.dirty {
             self.save();

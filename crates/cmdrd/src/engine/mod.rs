@@ -49,6 +49,21 @@ enum Done {
         key: crate::handout::CacheKey,
         result: Result<Resolved, Failure>,
     },
+    /// An account's renewal through its portal wrote (or failed to write) a new token.
+    Renewed {
+        account: String,
+        result: Result<renewal::Written, String>,
+    },
+}
+
+/// The next report of a portal keeper; never, while there are no portals.
+async fn recv_news(
+    news: &mut Option<mpsc::Receiver<crate::portal::News>>,
+) -> Option<crate::portal::News> {
+    match news {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 pub struct Engine {
@@ -109,6 +124,15 @@ pub struct Engine {
     /// Bound profiles whose keys changed in one half, held in their previous token
     /// (`settle.rs`).
     held: BTreeMap<String, settle::HeldPair>,
+    /// The portals kept signed in (`portal.rs`), once the daemon hands them over.
+    portals: Option<crate::portal::Portals>,
+    /// What their keepers report.
+    portal_news: Option<mpsc::Receiver<crate::portal::News>>,
+    /// Accounts renewed through their portal whose new token the file should now hold:
+    /// account → the fingerprint written (`renewal.rs`).
+    renewing: HashMap<String, renewal::Pending>,
+    /// When each auto-renewing account is renewed next (wall clock).
+    renew_at: BTreeMap<String, DateTime<Utc>>,
 }
 /// `profile_expiry` over the engine's fields, as a closure that borrows only them (so the
 /// accounts can be borrowed mutably beside it).
@@ -126,6 +150,7 @@ macro_rules! expiry_of {
 mod api;
 mod files;
 mod handout;
+mod renewal;
 mod requests;
 mod retry;
 mod settle;
@@ -141,6 +166,19 @@ impl Engine {
         polling: tokio::sync::watch::Receiver<std::collections::BTreeSet<std::path::PathBuf>>,
     ) {
         self.polling = Some(polling);
+    }
+
+    /// Hands the engine the portals to keep (`portal.rs`) and what their keepers report;
+    /// they start at once for the sso-sessions the files name.
+    pub fn keep_portals(
+        &mut self,
+        portals: crate::portal::Portals,
+        news: mpsc::Receiver<crate::portal::News>,
+    ) {
+        self.portals = Some(portals);
+        self.portal_news = Some(news);
+        self.sync_portals();
+        self.schedule_renewals();
     }
 
     /// Builds the engine from the state file and the files as they are now, and works out
@@ -192,6 +230,10 @@ impl Engine {
             resolving: HashMap::new(),
             revalidate: retry::Retries::default(),
             held: BTreeMap::new(),
+            portals: None,
+            portal_news: None,
+            renewing: HashMap::new(),
+            renew_at: BTreeMap::new(),
         };
         engine.load_snapshot(snapshot, false);
         release_free_memory();
@@ -226,7 +268,7 @@ impl Engine {
         self.tick();
         loop {
             // One timer, for the next wall-clock deadline only; none when nothing is due.
-            let next = [self.next_deadline, self.next_release()]
+            let next = [self.next_deadline, self.next_release(), self.next_renewal()]
                 .into_iter()
                 .flatten()
                 .min();
@@ -262,8 +304,10 @@ impl Engine {
                         self.start_validation(&name, None);
                     }
                 }
+                Some(news) = recv_news(&mut self.portal_news) => self.portal_news_arrived(news),
                 () = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {}
             }
+            self.renew_due();
             self.release_settled();
             // After a client's request, only the accounts it changed (cheap with many
             // accounts); after anything else, all of them.
@@ -292,6 +336,7 @@ impl Engine {
                 key,
                 result,
             } => self.finish_resolution(&account, key, result),
+            Done::Renewed { account, result } => self.finish_renewal(&account, result),
         }
     }
 
@@ -336,6 +381,7 @@ impl Engine {
             if let Some(p) = pending {
                 self.next_deadline = Some(self.next_deadline.map_or(p, |n| n.min(p)));
             }
+            self.schedule_renewal(name);
         }
     }
 
@@ -363,13 +409,13 @@ impl Engine {
             self.emit(event);
         }
         self.next_deadline = next;
+        self.schedule_renewals();
     }
     fn emit(&self, kind: EventKind) {
         tracing::info!(event = %kind.type_name(), account = ?kind.account(), "event");
-        let account = kind
-            .account()
-            .and_then(|name| self.accounts.get(name).ok())
-            .map(|a| Arc::new(self.account_info(a)));
+        let found = kind.account().and_then(|name| self.accounts.get(name).ok());
+        let account = found.map(|a| Arc::new(self.account_info(a)));
+        let auto_renew = found.is_some_and(|a| self.renewal(a).renews());
         // No receivers is fine: nobody is listening.
         let _ = self.events.send(EngineEvent {
             event: Event {
@@ -377,6 +423,7 @@ impl Engine {
                 kind,
             },
             account,
+            auto_renew,
         });
     }
 
@@ -548,6 +595,11 @@ impl Engine {
             subscribers: self.subscribers.load(Ordering::Relaxed),
             endpoint: self.endpoint.as_ref().map(|e| e.info.clone()),
             warnings: self.warnings(),
+            portals: self
+                .portals
+                .as_ref()
+                .map(crate::portal::Portals::infos)
+                .unwrap_or_default(),
         }
     }
 

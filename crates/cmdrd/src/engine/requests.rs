@@ -164,7 +164,7 @@ impl Engine {
 
     /// `accept`: whether the account took anything it did not have (the rule is
     /// cmdr-core's `Accounts::accept`).
-    fn accept(&mut self, name: &str) -> Result<bool, ErrorReply> {
+    pub(super) fn accept(&mut self, name: &str) -> Result<bool, ErrorReply> {
         let now = self.now();
         let accepted = self.mutate(name, |accounts, view, expiry| {
             accounts
@@ -201,9 +201,13 @@ impl Engine {
                 account.profile
             ));
         }
+        let renewal = self.renewal(account);
         Ok(AccountDetail {
-            info: wire::account_info(account, self.view.get(&account.profile), status.state),
+            info: self.account_info(account),
             reason,
+            renewal: Some(renewal.describe(name, self.settings.renew_before)),
+            signin_expires_at: renewal.keeper().and_then(|k| k.info().signed_in_until),
+            auto_renew: renewal.renews(),
         })
     }
 

@@ -46,6 +46,7 @@ impl Engine {
             config_file: self.settings.aws_config.clone(),
             credentials_file: self.settings.aws_credentials.clone(),
             timeout: self.settings.validate_timeout,
+            portal: self.portal_route(profile),
         }
     }
 
@@ -87,6 +88,13 @@ impl Engine {
                     self.process_expiry.insert(profile.clone(), at);
                     let expiry_of = expiry_of!(self);
                     self.accounts.refresh_accepted(&self.view, &expiry_of);
+                }
+                // The role a pasted portal token belongs to, for renewing it.
+                if !matches!(check, Some(IdentityCheck::Changed { .. })) {
+                    let role = renewal::reserved_sso_role(&identity.arn);
+                    if role.is_some() {
+                        self.accounts.set_sso_role(name, role);
+                    }
                 }
                 self.emit(EventKind::Validated {
                     account: name.to_owned(),

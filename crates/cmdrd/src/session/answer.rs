@@ -154,6 +154,7 @@ fn patch(edit: AccountEdit) -> Result<AccountPatch, ErrorReply> {
         } else {
             edit.portal.map(Some)
         },
+        auto_renew: edit.auto_renew,
     })
 }
 

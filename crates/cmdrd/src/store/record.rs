@@ -41,6 +41,11 @@ pub struct StoredAccount {
     /// Left out while false, so files read and write as before it existed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub identity_accepted: bool,
+    /// Left out while unset, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_renew: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso_role: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +154,8 @@ impl From<&Account> for StoredAccount {
                 }),
             portal: account.portal.clone(),
             identity_accepted: account.identity_accepted,
+            auto_renew: account.auto_renew,
+            sso_role: account.sso_role.clone(),
         }
     }
 }
@@ -192,6 +199,8 @@ impl TryFrom<StoredAccount> for Account {
             unreachable: stored.unreachable,
             portal: stored.portal,
             identity_accepted: stored.identity_accepted,
+            auto_renew: stored.auto_renew,
+            sso_role: stored.sso_role,
         })
     }
 }

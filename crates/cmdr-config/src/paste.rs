@@ -1,15 +1,16 @@
-//! The write of a paste: under a lock on the credentials file's directory (every cmdr
+//! The write of a paste, shared by `cmdrctl paste` and cmdrd's renewals of "Option 2"
+//! accounts: under a lock on the credentials file's directory (every cmdr
 //! writer of that file takes it, whatever its data directory), read, edit, and a
-//! compare-and-swap replace of exactly what was read (`cmdr_config::replace`): if another
+//! compare-and-swap replace of exactly what was read (`crate::replace`): if another
 //! program changed the file meanwhile, read and apply again, and after a few tries fail
 //! without writing. An edit that changes nothing writes nothing and keeps no backup.
 //! Temps that crashed pastes left are swept first.
 
 use std::path::{Path, PathBuf};
 
+use crate::replace::{Replaced, lock_beside, replace_if_unchanged, snapshot};
 use anyhow::{Context as _, bail};
 use chrono::Utc;
-use cmdr_config::replace::{Replaced, lock_beside, replace_if_unchanged, snapshot};
 use cmdr_core::FileKind;
 use cmdr_core::paste::{Block, apply};
 use cmdr_core::profile::check_file;
@@ -18,7 +19,7 @@ use cmdr_core::profile::check_file;
 const KEEP_BACKUPS: usize = 5;
 /// Read-apply-replace rounds before giving up on a file that keeps changing.
 const MAX_TRIES: usize = 5;
-const MAX_LEN: u64 = cmdr_config::userfile::MAX_USER_FILE_LEN;
+const MAX_LEN: u64 = crate::userfile::MAX_USER_FILE_LEN;
 
 /// What the write did.
 pub struct Written {
@@ -41,14 +42,13 @@ pub fn write(
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    cmdr_config::create_private_dir(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let name = file_name(path);
     let _lock = lock_beside(path).with_context(|| format!("cannot lock {}", dir.display()))?;
     // Leftovers of pastes killed mid-write: full copies with a secret.
-    cmdr_config::sweep_temps(dir, Some(&name), cmdr_config::STALE_TEMP_AGE);
+    crate::sweep_temps(dir, Some(&name), crate::STALE_TEMP_AGE);
     let backups = data_dir.join("backups");
-    cmdr_config::sweep_temps(&backups, None, cmdr_config::STALE_TEMP_AGE);
+    crate::sweep_temps(&backups, None, crate::STALE_TEMP_AGE);
 
     for retries in 0..MAX_TRIES {
         let read =
@@ -148,14 +148,13 @@ fn verify(after: &str, profile: &str, block: &Block) -> anyhow::Result<()> {
 /// Keeps the previous file in `dir` (created 0700), mode 0600; pruned by [`prune`] once
 /// the new file is in place.
 fn backup(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
-    cmdr_config::create_private_dir(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let prefix = format!("{name}.cmdr-backup-");
     let path = dir.join(format!(
         "{prefix}{}",
         Utc::now().format("%Y%m%dT%H%M%S%.6fZ")
     ));
-    cmdr_config::write_atomic(&path, bytes, 0o600)
+    crate::write_atomic(&path, bytes, 0o600)
         .with_context(|| format!("cannot write backup {}", path.display()))?;
     Ok(path)
 }
@@ -177,4 +176,21 @@ fn prune(dir: &Path, name: &str) {
     for old in &backups[..excess] {
         let _ = std::fs::remove_file(old);
     }
+}
+
+/// Follows a chain of symlinks (stow, chezmoi) to the real file, which is what we replace.
+pub fn resolve_symlinks(path: &Path) -> anyhow::Result<PathBuf> {
+    let mut current = path.to_owned();
+    for _ in 0..40 {
+        match std::fs::read_link(&current) {
+            Ok(target) => {
+                current = match current.parent() {
+                    Some(parent) if target.is_relative() => parent.join(target),
+                    _ => target,
+                };
+            }
+            Err(_) => return Ok(current),
+        }
+    }
+    bail!("too many levels of symlinks at {}", path.display())
 }

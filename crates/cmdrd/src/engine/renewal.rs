@@ -1,0 +1,460 @@
+//! Accounts that renew themselves through their portal (PRODUCT.md, "Sign-in and
+//! renewal"): an SSO profile on a kept sso-session gets its role credentials through the
+//! portal's keeper; a pasted "Option 2" profile (named `ACCOUNTID_ROLE` as the portal
+//! names it, or validated as an `AWSReservedSSO_ROLE_…` role) whose portal is known is
+//! renewed `renew_before` its token ends: GetRoleCredentials through the keeper, the block
+//! written into the credentials file with `paste`'s safe write, accepted, `token_renewed`.
+//! Also what the engine does with the keepers' news, and the portals' sync with the files.
+
+use super::*;
+use crate::portal::{KeeperHandle, News, Portals};
+
+/// A renewal that failed is tried again after this.
+const RETRY_AFTER: chrono::Duration = chrono::Duration::minutes(1);
+
+/// How an account renews itself, or why it does not.
+pub(super) enum Renewal {
+    /// An SSO profile on a kept portal: its role credentials come through the keeper.
+    Portal(KeeperHandle),
+    /// A pasted block, renewed with GetRoleCredentials of this account and role.
+    Paste {
+        keeper: KeeperHandle,
+        account_id: String,
+        role: String,
+    },
+    /// It could, but `--auto-renew off`.
+    Off {
+        session: String,
+    },
+    Cannot(String),
+}
+
+/// A renewal under way.
+pub(super) enum Pending {
+    InFlight,
+    /// Written into the file: the view should now show this fingerprint.
+    Written(Written),
+    Failed {
+        retry_at: DateTime<Utc>,
+    },
+}
+
+/// What a renewal wrote.
+#[derive(Debug)]
+pub(super) struct Written {
+    pub(super) fingerprint: String,
+    pub(super) expires_at: DateTime<Utc>,
+}
+
+impl Renewal {
+    pub(super) fn keeper(&self) -> Option<&KeeperHandle> {
+        match self {
+            Renewal::Portal(k) | Renewal::Paste { keeper: k, .. } => Some(k),
+            Renewal::Off { .. } | Renewal::Cannot(_) => None,
+        }
+    }
+
+    pub(super) fn renews(&self) -> bool {
+        self.keeper().is_some()
+    }
+
+    /// `accounts show`'s line: how it renews, or why not (with the fix).
+    pub(super) fn describe(&self, name: &str, renew_before: chrono::Duration) -> String {
+        let until = |k: &KeeperHandle| {
+            let info = k.info();
+            match (info.signed_in_until, info.state.as_str()) {
+                (_, "signin_required") => format!(
+                    "; the portal needs a sign-in: `cmdrctl login {}`",
+                    info.session
+                ),
+                (Some(at), _) => format!(
+                    "; signed in until {at}{}",
+                    if info.refreshable {
+                        ", refreshed silently"
+                    } else {
+                        ""
+                    }
+                ),
+                (None, _) => format!("; not signed in: `cmdrctl login {}`", info.session),
+            }
+        };
+        match self {
+            Renewal::Portal(k) => format!(
+                "renews itself: role credentials through sso-session {}{}",
+                k.info().session,
+                until(k)
+            ),
+            Renewal::Paste {
+                keeper,
+                account_id,
+                role,
+            } => format!(
+                "renews itself {} min before its token ends: GetRoleCredentials of {role} in {account_id} through sso-session {}, written into the credentials file and accepted{} (`cmdrctl accounts edit {name} --auto-renew off` stops it)",
+                renew_before.num_minutes(),
+                keeper.info().session,
+                until(keeper)
+            ),
+            Renewal::Off { session } => format!(
+                "does not renew itself (auto-renew is off); `cmdrctl accounts edit {name} --auto-renew on` renews it through sso-session {session}"
+            ),
+            Renewal::Cannot(why) => format!("does not renew itself: {why}"),
+        }
+    }
+}
+
+/// The account id and role of a profile named as the portal names it: `123456789012_Role`.
+fn portal_name(profile: &str) -> Option<(String, String)> {
+    let (id, role) = profile.split_once('_')?;
+    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) && !role.is_empty())
+        .then(|| (id.to_owned(), role.to_owned()))
+}
+
+/// The permission set of an `AWSReservedSSO_<NAME>_<hex>` role in an assumed-role ARN.
+pub(super) fn reserved_sso_role(arn: &str) -> Option<String> {
+    let role = arn.split('/').nth(1)?;
+    let rest = role.strip_prefix("AWSReservedSSO_")?;
+    let (name, hex) = rest.rsplit_once('_')?;
+    (!name.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| name.to_owned())
+}
+
+impl Engine {
+    /// Starts, stops and tells the keepers as the files' sso-sessions and tokens change.
+    pub(super) fn sync_portals(&mut self) {
+        if let Some(portals) = &mut self.portals {
+            portals.sync(Portals::specs(&self.view), &self.sso_cache);
+        }
+    }
+
+    pub(super) fn portal_news_arrived(&mut self, news: News) {
+        match news {
+            News::SignedIn { session, portal } => {
+                self.emit(EventKind::SignedIn { portal, session });
+                // Renewals that failed for want of a sign-in go again now.
+                for pending in self.renewing.values_mut() {
+                    if let Pending::Failed { retry_at } = pending {
+                        *retry_at = self.clock.now();
+                    }
+                }
+                self.schedule_renewals();
+            }
+            News::SigninRequired {
+                session,
+                portal,
+                reason,
+            } => self.emit(EventKind::SigninRequired {
+                portal,
+                session,
+                reason,
+            }),
+        }
+    }
+
+    /// How `account` renews itself, or why it does not.
+    pub(super) fn renewal(&self, account: &cmdr_core::Account) -> Renewal {
+        let name = &account.name;
+        let Some(profile) = self.view.get(&account.profile) else {
+            return Renewal::Cannot(format!("profile `{}` is missing", account.profile));
+        };
+        let Some(portals) = &self.portals else {
+            return Renewal::Cannot("the daemon keeps no portals".into());
+        };
+        match profile.kind {
+            ProfileKind::Sso => match &profile.sso {
+                Some(sso) if !sso.own_endpoints => match portals.get(&sso.session) {
+                    Some(keeper) => Renewal::Portal(keeper),
+                    None => Renewal::Cannot(format!(
+                        "sso-session {} has no sso_start_url or sso_region",
+                        sso.session
+                    )),
+                },
+                Some(_) => Renewal::Cannot(
+                    "its profile names a [services] section: the AWS SDK's own provider gets its credentials".into(),
+                ),
+                None => Renewal::Cannot(
+                    "its SSO profile has no sso_session (a legacy profile): the AWS SDK's own provider gets its credentials".into(),
+                ),
+            },
+            ProfileKind::Session => {
+                let role = portal_name(&profile.name).or_else(|| {
+                    Some((account.account_id.clone()?, account.sso_role.clone()?))
+                });
+                let Some((account_id, role)) = role else {
+                    return Renewal::Cannot(format!(
+                        "profile `{}` does not say which portal role it is: name it ACCOUNTID_ROLE as the portal does, or validate it (`cmdrctl validate {name}`: STS names its AWSReservedSSO role)",
+                        profile.name
+                    ));
+                };
+                let keeper = match account.portal(Some(profile)) {
+                    None => {
+                        return Renewal::Cannot(format!(
+                            "no portal known: `cmdrctl accounts edit {name} --portal URL` with its start URL (`cmdrctl login --portal URL --sso-region R` signs in and adds the sso-session)"
+                        ));
+                    }
+                    Some(url) => match portals.by_url(url) {
+                        Some(keeper) => keeper,
+                        None => {
+                            return Renewal::Cannot(format!(
+                                "no [sso-session] has the start URL {url}: `cmdrctl login --portal {url} --sso-region R` adds one"
+                            ));
+                        }
+                    },
+                };
+                if account.auto_renew == Some(false) {
+                    return Renewal::Off {
+                        session: keeper.info().session,
+                    };
+                }
+                Renewal::Paste {
+                    keeper,
+                    account_id,
+                    role,
+                }
+            }
+            _ => Renewal::Cannot(format!(
+                "a {} profile is not renewed through a portal",
+                wire::profile_kind(profile.kind).label()
+            )),
+        }
+    }
+
+    /// Where an SSO profile's role credentials come from: its portal's keeper.
+    pub(super) fn portal_route(&self, profile: Option<&Profile>) -> Option<crate::validate::Route> {
+        let sso = profile?.sso.as_ref().filter(|s| !s.own_endpoints)?;
+        let keeper = self.portals.as_ref()?.get(&sso.session)?;
+        Some(crate::validate::Route {
+            keeper,
+            account_id: sso.account_id.clone(),
+            role: sso.role_name.clone(),
+        })
+    }
+
+    /// When each pasted account that renews itself is due, from its accepted token's end.
+    pub(super) fn schedule_renewals(&mut self) {
+        let names: Vec<String> = self.accounts.iter().map(|a| a.name.clone()).collect();
+        self.renew_at.clear();
+        for name in names {
+            self.schedule_renewal(&name);
+        }
+    }
+
+    pub(super) fn schedule_renewal(&mut self, name: &str) {
+        self.renew_at.remove(name);
+        let Ok(account) = self.accounts.get(name) else {
+            self.renewing.remove(name);
+            return;
+        };
+        if !matches!(self.renewal(account), Renewal::Paste { .. }) {
+            return;
+        }
+        let at = match self.renewing.get(name) {
+            Some(Pending::InFlight | Pending::Written(_)) => return,
+            Some(Pending::Failed { retry_at }) => *retry_at,
+            None => {
+                let Some(end) = account.accepted.expiry.as_ref().and_then(|e| e.when()) else {
+                    return;
+                };
+                // Never sooner than halfway through the token's life: a token shorter
+                // than `renew_before` is not renewed the moment it arrives.
+                let since = account.accepted.at.unwrap_or(end);
+                let before = self
+                    .settings
+                    .renew_before
+                    .min((end - since) / 2)
+                    .max(chrono::Duration::zero());
+                end - before
+            }
+        };
+        self.renew_at.insert(name.to_owned(), at);
+    }
+
+    pub(super) fn next_renewal(&self) -> Option<DateTime<Utc>> {
+        self.renew_at.values().min().copied()
+    }
+
+    /// Starts the renewals that are due.
+    pub(super) fn renew_due(&mut self) {
+        let now = self.now();
+        let due: Vec<String> = self
+            .renew_at
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            self.renew_at.remove(&name);
+            self.start_renewal(&name);
+        }
+    }
+
+    fn start_renewal(&mut self, name: &str) {
+        let Ok(account) = self.accounts.get(name) else {
+            return;
+        };
+        let Renewal::Paste {
+            keeper,
+            account_id,
+            role,
+        } = self.renewal(account)
+        else {
+            return;
+        };
+        tracing::info!(
+            account = name,
+            "renewing the account's token through its portal"
+        );
+        self.renewing.insert(name.to_owned(), Pending::InFlight);
+        let profile = account.profile.clone();
+        let credentials_file = self.settings.aws_credentials.clone();
+        let data_dir = self.settings.data_dir.clone();
+        let min_valid = self.settings.renew_before + chrono::Duration::seconds(30);
+        let account = name.to_owned();
+        self.tasks.spawn(async move {
+            let result = renew(
+                &keeper,
+                &account_id,
+                &role,
+                min_valid,
+                &profile,
+                credentials_file,
+                data_dir,
+            )
+            .await;
+            Done::Renewed { account, result }
+        });
+    }
+
+    pub(super) fn finish_renewal(&mut self, name: &str, result: Result<Written, String>) {
+        match result {
+            Ok(written) => {
+                tracing::info!(account = name, expires_at = %written.expires_at, "renewed token written into the credentials file");
+                self.renewing
+                    .insert(name.to_owned(), Pending::Written(written));
+                // The watcher may have brought the new file already.
+                self.complete_renewals(&[]);
+            }
+            Err(why) => {
+                tracing::warn!(account = name, error = %why, "cannot renew the account's token");
+                let retry_at = self.now() + RETRY_AFTER;
+                self.renewing
+                    .insert(name.to_owned(), Pending::Failed { retry_at });
+                self.schedule_renewal(name);
+            }
+        }
+    }
+
+    /// Whether a `token_changed` of `account` to `fingerprint` is the renewal cmdrd wrote
+    /// (then it is accepted at once, with `token_renewed`, not offered).
+    pub(super) fn is_renewal(&self, account: &str, fingerprint: Option<&str>) -> bool {
+        matches!(
+            self.renewing.get(account),
+            Some(Pending::Written(w)) if Some(w.fingerprint.as_str()) == fingerprint
+        )
+    }
+
+    /// Accepts the renewals whose token the view now holds and says so; `accepted`: those
+    /// the account's `auto` policy accepted already.
+    pub(super) fn complete_renewals(&mut self, accepted: &[String]) {
+        let done: Vec<(String, DateTime<Utc>)> = self
+            .renewing
+            .iter()
+            .filter_map(|(name, pending)| {
+                let Pending::Written(w) = pending else {
+                    return None;
+                };
+                let account = self.accounts.get(name).ok()?;
+                let profile = self.view.get(&account.profile)?;
+                (profile.fingerprint.as_deref() == Some(w.fingerprint.as_str()))
+                    .then(|| (name.clone(), w.expires_at))
+            })
+            .collect();
+        for (name, expires_at) in done {
+            self.renewing.remove(&name);
+            if !accepted.contains(&name)
+                && let Err(err) = self.accept(&name)
+            {
+                tracing::warn!(account = %name, error = %err.message, "cannot accept the renewed token");
+                continue;
+            }
+            let profile = self
+                .accounts
+                .get(&name)
+                .map(|a| a.profile.clone())
+                .unwrap_or_default();
+            self.emit(EventKind::TokenRenewed {
+                account: name.clone(),
+                profile,
+                expires_at: Some(timestamp(expires_at)),
+            });
+            self.schedule_renewal(&name);
+        }
+    }
+}
+
+/// Gets the role's credentials through the keeper and writes them into the credentials
+/// file as `profile` (paste's write: locked, compare-and-swap, backup, mode kept).
+async fn renew(
+    keeper: &KeeperHandle,
+    account_id: &str,
+    role: &str,
+    min_valid: chrono::Duration,
+    profile: &str,
+    credentials_file: std::path::PathBuf,
+    data_dir: std::path::PathBuf,
+) -> Result<Written, String> {
+    let creds = keeper
+        .role_credentials_for(account_id, role, min_valid)
+        .await
+        .map_err(|f| f.to_string())?;
+    let fingerprint = cmdr_core::profile::keys_fingerprint(
+        &creds.access_key_id,
+        &creds.secret_access_key,
+        Some(&creds.session_token),
+    );
+    let expires_at = creds.expires_at;
+    let block = cmdr_core::paste::Block {
+        profile: None,
+        access_key_id: creds.access_key_id.clone(),
+        secret_access_key: creds.secret_access_key.clone(),
+        session_token: Some(creds.session_token.clone()),
+        expires: Some(expires_at),
+    };
+    let profile = profile.to_owned();
+    let written = tokio::task::spawn_blocking(move || {
+        let path = cmdr_config::paste::resolve_symlinks(&credentials_file)?;
+        let expires = expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        cmdr_config::paste::write(&path, &data_dir, &profile, &block, Some(&expires))
+    })
+    .await
+    .map_err(|e| format!("the write failed: {e}"))?;
+    written.map_err(|e| format!("{e:#}"))?;
+    Ok(Written {
+        fingerprint,
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn portal_names_and_reserved_roles() {
+        assert_eq!(
+            portal_name("111111111111_ReadOnly"),
+            Some(("111111111111".into(), "ReadOnly".into()))
+        );
+        assert_eq!(portal_name("acme"), None);
+        assert_eq!(portal_name("11111_ReadOnly"), None);
+        assert_eq!(
+            reserved_sso_role(
+                "arn:aws:sts::111111111111:assumed-role/AWSReservedSSO_ReadOnly_0123abcd/jane"
+            )
+            .as_deref(),
+            Some("ReadOnly")
+        );
+        assert_eq!(
+            reserved_sso_role("arn:aws:sts::111111111111:assumed-role/dev/s1"),
+            None
+        );
+    }
+}

@@ -1,0 +1,378 @@
+//! Portals kept fresh (issue 25 items 2, 3): cmdrd's one keeper per sso-session against the
+//! loopback Identity Center (`clients/identity_center.py`): N accounts on one portal cost
+//! one token refresh, a token another program writes is picked up, a portal session that
+//! ends asks once (`signin_required`, no browser), `login` resumes it, and a pasted
+//! "Option 2" account renews itself.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::renew::Recorder;
+use crate::sandbox::{Sandbox, stderr, stdout};
+use crate::signin::{IdentityCenter, cache_file};
+
+const URL: &str = "https://acme.awsapps.com/start";
+
+/// The six account-roles the loopback portal grants by default.
+const ROLES: [(&str, &str); 6] = [
+    ("111111111111", "AdministratorAccess"),
+    ("111111111111", "ReadOnly"),
+    ("222222222222", "AdministratorAccess"),
+    ("222222222222", "ReadOnly"),
+    ("333333333333", "AdministratorAccess"),
+    ("333333333333", "ReadOnly"),
+];
+
+/// A sandbox on the loopback Identity Center with `[sso-session acme]` and one SSO profile
+/// per account-role (`p0`…`p5`), plus `extra` config text.
+fn portal_sandbox(ic: &IdentityCenter, extra: &str) -> Sandbox {
+    let mut sb = Sandbox::new();
+    sb.set_env("AWS_ENDPOINT_URL_SSO_OIDC", &ic.url);
+    sb.set_env("AWS_ENDPOINT_URL_SSO", &ic.url);
+    std::fs::create_dir_all(&sb.aws).expect("aws dir");
+    let mut config = format!(
+        "[sso-session acme]\nsso_start_url = {URL}\nsso_region = eu-west-1\nsso_registration_scopes = sso:account:access\n"
+    );
+    for (i, (id, role)) in ROLES.iter().enumerate() {
+        config.push_str(&format!(
+            "\n[profile p{i}]\nsso_session = acme\nsso_account_id = {id}\nsso_role_name = {role}\nregion = eu-west-1\n"
+        ));
+    }
+    config.push_str(extra);
+    std::fs::write(sb.config(), config).expect("config");
+    sb
+}
+
+/// `cmdrctl login acme --device-code`, approved at once by the server.
+fn login(sb: &Sandbox, ic: &IdentityCenter) {
+    ic.post("/_test/auto_approve", "{\"on\": true}");
+    let out = sb.ctl(&["login", "acme", "--device-code"]);
+    assert!(out.status.success(), "login: {}", stderr(&out));
+}
+
+fn counter(ic: &IdentityCenter, name: &str) -> u64 {
+    ic.counters()[name].as_u64().unwrap_or(0)
+}
+
+/// The cache file, which must always be one whole JSON document.
+fn cached(sb: &Sandbox) -> Value {
+    let bytes = std::fs::read(cache_file(sb, "acme")).expect("cache file");
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("the cache file is not one JSON document: {e}"))
+}
+
+/// Records the secrets of the cache file for the sandbox's leak scan.
+fn remember_token(sb: &Sandbox) {
+    let token = cached(sb);
+    for field in ["accessToken", "refreshToken", "clientSecret"] {
+        if let Some(secret) = token[field].as_str() {
+            sb.remember_secrets(&format!("aws_session_token = {secret}"));
+        }
+    }
+}
+
+/// `credential-process NAME`: the account's credentials as the SDKs get them.
+fn credentials(sb: &Sandbox, account: &str) -> Value {
+    let out = sb.ctl(&["credential-process", account]);
+    assert!(
+        out.status.success(),
+        "credential-process {account}: {}\n{}",
+        stderr(&out),
+        sb.log_tail()
+    );
+    let value: Value = serde_json::from_slice(&out.stdout).expect("json");
+    for key in ["SecretAccessKey", "SessionToken"] {
+        if let Some(secret) = value[key].as_str() {
+            sb.remember_secrets(&format!("aws_session_token = {secret}"));
+        }
+    }
+    value
+}
+
+/// The issue's defect: 6 accounts on one sso-session whose token is near its end made
+/// hundreds of CreateToken calls in 30 s. Now: one keeper, at most a couple of refreshes,
+/// GetRoleCredentials once per account, and the cache file always whole.
+#[test]
+fn six_accounts_on_one_portal_share_one_token() {
+    let ic = IdentityCenter::start();
+    // Tokens of 40 s: the keeper refreshes once or so within the window.
+    ic.post("/_test/lifetimes", "{\"accessToken\": 40}");
+    let mut sb = portal_sandbox(&ic, "");
+    login(&sb, &ic);
+    remember_token(&sb);
+    sb.start();
+    for i in 0..ROLES.len() {
+        let out = sb.ctl(&[
+            "accounts",
+            "add",
+            &format!("a{i}"),
+            "--profile",
+            &format!("p{i}"),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let start = Instant::now();
+    let mut keys = std::collections::BTreeMap::new();
+    while start.elapsed() < Duration::from_secs(30) {
+        for i in 0..ROLES.len() {
+            let c = credentials(&sb, &format!("a{i}"));
+            keys.entry(i)
+                .or_insert_with(std::collections::BTreeSet::new)
+                .insert(c["AccessKeyId"].as_str().unwrap_or_default().to_owned());
+        }
+        let _ = cached(&sb);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    remember_token(&sb);
+    let counters = ic.counters();
+    let refreshes = counters["CreateToken.refresh_token"].as_u64().unwrap_or(0);
+    assert!(refreshes <= 2, "{refreshes} refreshes in 30 s: {counters}");
+    // Role credentials live an hour here: once per account.
+    assert_eq!(counters["GetRoleCredentials"], 6, "{counters}");
+    assert!(keys.values().all(|k| k.len() == 1), "{keys:?}");
+    assert_eq!(crate::sandbox::mode(&cache_file(&sb, "acme")), 0o600);
+    let status = sb.json(&["status"]);
+    let portal = &status["portals"][0];
+    assert_eq!(portal["session"], "acme", "{status}");
+    assert_eq!(portal["state"], "signed_in", "{status}");
+    assert_eq!(portal["refreshable"], true, "{status}");
+    let shown = sb.json(&["accounts", "show", "a0"]);
+    assert!(shown.is_object(), "{shown}");
+}
+
+/// The keeper refreshes before the end, silently; a token "another program" (botocore,
+/// `aws sso login`) writes is picked up, and its refresh token is the one used next.
+#[test]
+fn silent_refresh_and_another_programs_token() {
+    let ic = IdentityCenter::start();
+    ic.post("/_test/lifetimes", "{\"accessToken\": 24}");
+    let mut sb = portal_sandbox(&ic, "");
+    login(&sb, &ic);
+    remember_token(&sb);
+    let first = cached(&sb)["accessToken"].clone();
+    sb.start();
+    sb.add_account_with("a0", "p0");
+    let mut watch = sb.watch();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while counter(&ic, "CreateToken.refresh_token") < 1 {
+        assert!(Instant::now() < deadline, "no refresh\n{}", sb.log_tail());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sb.wait_until("the refreshed token in the file", || {
+        cached(&sb)["accessToken"] != first
+    });
+    remember_token(&sb);
+    assert_eq!(crate::sandbox::mode(&cache_file(&sb, "acme")), 0o600);
+    credentials(&sb, "a0");
+
+    // Another program refreshes with the file's refresh token (which the server rotates)
+    // and writes its token: the keeper must use that one's refresh token next.
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys,json,urllib.request as u\nt=json.loads(open(sys.argv[2]).read())\nb=json.dumps({'clientId':t['clientId'],'clientSecret':t['clientSecret'],'grantType':'refresh_token','refreshToken':t['refreshToken']}).encode()\nr=json.loads(u.urlopen(u.Request(sys.argv[1]+'/token',data=b,method='POST',headers={'Content-Type':'application/json'})).read())\nimport datetime\nt['accessToken']=r['accessToken'];t['refreshToken']=r['refreshToken']\nt['expiresAt']=(datetime.datetime.now(datetime.timezone.utc)+datetime.timedelta(seconds=r['expiresIn'])).strftime('%Y-%m-%dT%H:%M:%SZ')\nopen(sys.argv[2]+'.tmp','w').write(json.dumps(t))\nimport os;os.rename(sys.argv[2]+'.tmp',sys.argv[2])\nprint(r['accessToken'])",
+            &ic.url,
+        ])
+        .arg(cache_file(&sb, "acme"))
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let theirs = stdout(&out).trim().to_owned();
+    sb.remember_secrets(&format!("aws_session_token = {theirs}"));
+    remember_token(&sb);
+    let before = counter(&ic, "CreateToken.refresh_token");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while counter(&ic, "CreateToken.refresh_token") < before + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "no refresh after theirs\n{}",
+            sb.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sb.wait_until("the keeper's refresh of their token", || {
+        cached(&sb)["accessToken"] != theirs.as_str()
+    });
+    remember_token(&sb);
+    // Their refresh token worked for the keeper: no sign-in asked for.
+    let status = sb.json(&["status"]);
+    assert_eq!(status["portals"][0]["state"], "signed_in", "{status}");
+    let out = sb.ctl(&["accounts", "add", "marker", "--profile", "p1"]);
+    assert!(out.status.success());
+    let seen = watch.until("marker", |e| e["type"] == "account_added");
+    assert!(
+        !seen.iter().any(|e| e["type"] == "signin_required"),
+        "{seen:#?}"
+    );
+    credentials(&sb, "a0");
+}
+
+/// The portal session ends: the refresh is refused, `signin_required` once for the portal
+/// (not per account, not per client), no browser opened; `login` brings everything back.
+#[test]
+fn session_end_asks_once_and_login_resumes() {
+    let ic = IdentityCenter::start();
+    ic.post("/_test/lifetimes", "{\"accessToken\": 20}");
+    let mut sb = portal_sandbox(&ic, "");
+    let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0)], false);
+    login(&sb, &ic);
+    remember_token(&sb);
+    sb.start();
+    sb.add_account_with("a0", "p0");
+    sb.add_account_with("a1", "p1");
+    credentials(&sb, "a0");
+    credentials(&sb, "a1");
+    let mut watch = sb.watch();
+    let mut second = sb.watch();
+    ic.post("/_test/end_session", "{}");
+    let ended = watch.wait_for_within("signin_required", Duration::from_secs(40), |e| {
+        e["type"] == "signin_required"
+    });
+    assert_eq!(ended["portal"], URL);
+    assert_eq!(ended["session"], "acme");
+    assert!(ended["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    // Role credentials already fetched stay good until they end (tools keep working);
+    // each account says how to sign in again; still no second event.
+    for account in ["a0", "a1"] {
+        credentials(&sb, account);
+        let shown = sb.json(&["accounts", "show", account]);
+        assert!(
+            shown["renewal"]
+                .as_str()
+                .is_some_and(|r| r.contains("cmdrctl login acme")),
+            "{shown}"
+        );
+    }
+    let status = sb.json(&["status"]);
+    assert_eq!(status["portals"][0]["state"], "signin_required", "{status}");
+    // Sign in again: `signed_in`, and everything resumes.
+    login(&sb, &ic);
+    remember_token(&sb);
+    watch.wait_for_within("signed_in", Duration::from_secs(15), |e| {
+        e["type"] == "signed_in"
+    });
+    let asked = watch
+        .seen
+        .iter()
+        .filter(|e| e["type"] == "signin_required")
+        .count();
+    assert_eq!(asked, 1, "{:#?}", watch.seen);
+    let seen = second.until("signed_in", |e| e["type"] == "signed_in");
+    assert_eq!(
+        seen.iter()
+            .filter(|e| e["type"] == "signin_required")
+            .count(),
+        1,
+        "{seen:#?}"
+    );
+    credentials(&sb, "a0");
+    credentials(&sb, "a1");
+    assert!(
+        rec.calls().is_empty(),
+        "a browser was opened: {:?}",
+        rec.calls()
+    );
+}
+
+/// A pasted "Option 2" block renews itself: GetRoleCredentials through the keeper, written
+/// into the credentials file, accepted, `token_renewed`, and served by the endpoint.
+#[test]
+fn a_pasted_option_2_account_renews_itself() {
+    let ic = IdentityCenter::start();
+    ic.post("/_test/lifetimes", "{\"role\": 40}");
+    let mut sb = portal_sandbox(&ic, "");
+    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\nrenew_before = \"25s\"\n");
+    login(&sb, &ic);
+    remember_token(&sb);
+    // The block the portal's "Option 2" shows, as a person pastes it.
+    let token = cached(&sb);
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys,json,urllib.request as u\nr=json.loads(u.urlopen(u.Request(sys.argv[1]+'/federation/credentials?account_id=111111111111&role_name=ReadOnly',headers={'x-amz-sso_bearer_token':sys.argv[2]})).read())['roleCredentials']\nprint('[111111111111_ReadOnly]\\naws_access_key_id=%s\\naws_secret_access_key=%s\\naws_session_token=%s' % (r['accessKeyId'],r['secretAccessKey'],r['sessionToken']))",
+            &ic.url,
+            token["accessToken"].as_str().unwrap_or_default(),
+        ])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let block = stdout(&out);
+    sb.remember_secrets(&block.replace('=', " = "));
+    let paste = sb
+        .command("cmdrctl")
+        .args(["paste", "--expires-in", "30s"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(block.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("paste");
+    assert!(paste.status.success(), "paste: {}", stderr(&paste));
+    sb.start();
+    let out = sb.ctl(&[
+        "accounts",
+        "add",
+        "acme",
+        "--profile",
+        "111111111111_ReadOnly",
+        "--portal",
+        URL,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = sb.json(&["accounts", "show", "acme"]);
+    assert_eq!(shown["auto_renew"], true, "{shown}");
+    assert!(
+        shown["renewal"]
+            .as_str()
+            .is_some_and(|r| r.contains("renews itself")),
+        "{shown}"
+    );
+    let mut watch = sb.watch();
+    let first = credentials(&sb, "acme")["AccessKeyId"].clone();
+    for round in 0..2 {
+        let renewed = watch.wait_for_within("token_renewed", Duration::from_secs(60), |e| {
+            e["type"] == "token_renewed"
+        });
+        assert_eq!(renewed["account"], "acme", "round {round}: {renewed}");
+        let text = std::fs::read_to_string(sb.credentials()).expect("credentials");
+        sb.remember_secrets(&text);
+        assert!(text.contains("x_security_token_expires"), "{text}");
+        let now = credentials(&sb, "acme")["AccessKeyId"].clone();
+        assert_ne!(now, first, "round {round}");
+        // Accepted (its 40 s tokens are always within warn_before: `expiring`).
+        assert_eq!(sb.account("acme")["state"], "expiring");
+    }
+    // Not offered for `accept`: a renewal is accepted by itself.
+    assert!(
+        !watch.seen.iter().any(|e| e["type"] == "token_changed"),
+        "{:#?}",
+        watch.seen
+    );
+    // Off: it stops renewing and says so.
+    let out = sb.ctl(&["accounts", "edit", "acme", "--auto-renew", "off"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = sb.json(&["accounts", "show", "acme"]);
+    assert_eq!(shown["auto_renew"], false, "{shown}");
+    assert!(
+        shown["renewal"]
+            .as_str()
+            .is_some_and(|r| r.contains("auto-renew is off")),
+        "{shown}"
+    );
+}
+
+impl Sandbox {
+    fn add_account_with(&self, name: &str, profile: &str) {
+        let out = self.ctl(&["accounts", "add", name, "--profile", profile]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
