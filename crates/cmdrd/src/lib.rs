@@ -58,7 +58,7 @@ pub async fn run(
     };
     let snapshot = Snapshot::read(&targets);
     let last = watch::Last::of(&snapshot);
-    let (rescan_tx, rescan_rx) = mpsc::channel(1);
+    let (reread, asked) = watch::Reread::new();
     let (snapshot_tx, snapshot_rx) = mpsc::channel(4);
     let endpoint = if settings.endpoint.enabled {
         Some(endpoint::bind(
@@ -76,7 +76,7 @@ pub async fn run(
     let (mut engine, handle, commands) = Engine::start(
         settings.clone(),
         snapshot,
-        rescan_tx,
+        reread,
         Arc::new(timers::SystemClock),
         endpoint.as_ref().map(|e| e.access.clone()),
     )?;
@@ -89,7 +89,8 @@ pub async fn run(
         targets,
         debounce: settings.debounce,
         out: snapshot_tx,
-        rescan: rescan_rx,
+        asked,
+        pending: None,
         last,
         last_quick: None,
         polling,

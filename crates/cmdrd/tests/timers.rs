@@ -83,14 +83,15 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
         config: FileRead::Missing,
         credentials: FileRead::Bytes(text.into_bytes()),
         sso_cache: Default::default(),
-        sso_problems: Default::default(),
+        sso_unreadable: Default::default(),
     };
     let expires = base + chrono::Duration::hours(1);
-    let (rescan, _rescan_rx) = mpsc::channel(1);
+    // No watcher: the engine reads nothing, and a request waits for no read.
+    let (reread, _) = cmdrd::watch::Reread::new();
     let (engine, handle, commands) = Engine::start(
         Arc::new(settings(dir.path())),
         snapshot(credentials(expires)),
-        rescan,
+        reread,
         clock.clone(),
         None,
     )
@@ -134,7 +135,7 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
     // monotonic clock barely moves: `expired` must still come within a minute.
     let expires = clock.now() + chrono::Duration::hours(2);
     snapshots_tx
-        .send(snapshot(credentials(expires)))
+        .send(snapshot(credentials(expires)).into())
         .await
         .expect("send");
     let kind = next_kind(&mut events).await;
