@@ -107,6 +107,13 @@ pub async fn run(
         stages.token(Stage::Sessions),
     );
     stages.spawn(Stage::Sessions, desktop);
+    // Summaries of coalesced log lines, when main.rs set logging up with a coalescer.
+    if let Some(coalescer) = log::Coalescer::installed() {
+        stages.spawn(
+            Stage::Sessions,
+            coalescer.flush(stages.token(Stage::Sessions)),
+        );
+    }
     let endpoint_url = endpoint.as_ref().map(|e| e.access.info.url.clone());
     let tokens = endpoint.as_ref().map(|e| e.access.tokens.clone());
     if let Some(endpoint) = endpoint {
