@@ -34,6 +34,9 @@ mod sts;
 mod handout;
 // The credentials endpoint: boto3, JavaScript and Rust SDK processes follow `accept`.
 mod endpoint;
+// The endpoint's protocol, refusals as the SDKs show them, SSO role credentials, hostile
+// endpoint clients.
+mod endpoint_answers;
 // paste: byte-preserving, locked, atomic edits of the credentials file.
 mod paste;
 // paste that cannot hurt: no secret shown, identical pastes, warnings, clipboard.
@@ -75,6 +78,10 @@ mod newcomer;
 mod fuzz_props;
 // Hostile clients: noise, half frames, 1000 connections, storms, the connection cap.
 mod hostile;
+// Hostile files: FIFOs, devices, churn, a crowded cache, bad token files.
+mod hostile_files;
+// What clients are told in hard cases: a stopped daemon, big answers, pages, escaping.
+mod hostile_answers;
 // Another uid is refused even with open socket permissions; unsafe socket directories.
 mod another_user;
 // Impersonation: a real second user's relay at the socket's path first, in a 0777 runtime

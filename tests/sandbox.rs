@@ -1,5 +1,6 @@
 //! The `Sandbox`: a temp HOME with its own XDG directories and socket, the real `cmdrd`
-//! and `cmdrctl` binaries, and helpers to wait for events (never fixed sleeps).
+//! and `cmdrctl` binaries, and helpers that wait for an event or poll for a condition with a
+//! deadline (a fixed sleep only where the test is about time passing).
 //!
 //! What every test file shares, defined once:
 //! - here: [`Sandbox`] (`start`, `ctl`, `json`, `watch`, `wait_until`), [`Watch`]

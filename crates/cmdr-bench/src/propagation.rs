@@ -75,7 +75,7 @@ fn summarize(runs: &[Option<Result<f64, f64>>]) -> (String, Option<f64>, bool) {
 
 pub async fn propagation(opts: &Opts) -> anyhow::Result<Section> {
     let runs = if opts.quick { 1 } else { 5 };
-    let moto = Moto::start()?;
+    let moto = Moto::start(&[]).context("moto_server")?;
     let people = users(&moto, &["alice", "bob"])?;
     let mut sb = Sandbox::new(&opts.bins, "", &creds(&people[0]), "")?;
     // The baseline: each SDK through `credential_process`, by a wrapper that counts runs.
@@ -105,7 +105,7 @@ pub async fn propagation(opts: &Opts) -> anyhow::Result<Section> {
             "--profile",
             "acme",
             "--endpoint",
-            &moto.1,
+            &moto.url,
         ],
     )?;
     let status: serde_json::Value = serde_json::from_str(&ctl_ok(&sb, &["status", "--json"])?)?;
@@ -151,7 +151,7 @@ pub async fn propagation(opts: &Opts) -> anyhow::Result<Section> {
         cmd.args(&program[1..])
             .current_dir(clients_dir())
             .env("AWS_PROFILE", format!("via-process-{tag}"))
-            .env("AWS_ENDPOINT_URL", &moto.1);
+            .env("AWS_ENDPOINT_URL", &moto.url);
         cmd
     };
     let rust = opts.bins.join("cmdr-sts-loop");

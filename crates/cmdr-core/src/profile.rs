@@ -197,6 +197,8 @@ pub struct ProfileView {
     pub sso_sessions: BTreeMap<String, BTreeMap<String, String>>,
     /// Things the SDKs silently ignore that a user probably did not mean.
     pub warnings: Vec<String>,
+    /// The SSO token cache files the two files name ([`sso_cache_files`]).
+    pub sso_cache_files: BTreeSet<String>,
 }
 
 impl ProfileView {

@@ -59,7 +59,7 @@ pub async fn run(
     };
     let snapshot = Snapshot::read(&targets);
     let last = watch::Last::of(&snapshot);
-    let (rescan_tx, rescan_rx) = mpsc::channel(1);
+    let (reread, asked) = watch::Reread::new();
     let (snapshot_tx, snapshot_rx) = mpsc::channel(4);
     let endpoint = if settings.endpoint.enabled {
         Some(endpoint::bind(
@@ -78,7 +78,7 @@ pub async fn run(
     let (mut engine, handle, commands) = Engine::start(
         settings.clone(),
         snapshot,
-        rescan_tx,
+        reread,
         Arc::clone(&clock),
         endpoint.as_ref().map(|e| e.access.clone()),
     )?;
@@ -104,7 +104,8 @@ pub async fn run(
         targets,
         debounce: settings.debounce,
         out: snapshot_tx,
-        rescan: rescan_rx,
+        asked,
+        pending: None,
         last,
         last_quick: None,
         polling,
@@ -121,6 +122,13 @@ pub async fn run(
         stages.token(Stage::Sessions),
     );
     stages.spawn(Stage::Sessions, desktop);
+    // Summaries of coalesced log lines, when main.rs set logging up with a coalescer.
+    if let Some(coalescer) = log::Coalescer::installed() {
+        stages.spawn(
+            Stage::Sessions,
+            coalescer.flush(stages.token(Stage::Sessions)),
+        );
+    }
     let endpoint_url = endpoint.as_ref().map(|e| e.access.info.url.clone());
     let tokens = endpoint.as_ref().map(|e| e.access.tokens.clone());
     if let Some(endpoint) = endpoint {

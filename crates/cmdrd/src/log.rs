@@ -122,6 +122,9 @@ impl Inner {
     }
 }
 
+/// The coalescer `main.rs` set up logging with ([`Coalescer::install`]).
+static INSTALLED: std::sync::OnceLock<Arc<Coalescer>> = std::sync::OnceLock::new();
+
 /// What the filter, the writer and the flusher share.
 pub struct Coalescer {
     inner: Mutex<Inner>,
@@ -188,9 +191,28 @@ impl Coalescer {
         true
     }
 
-    /// Writes the summary of each window that left something out, once it ends. Sleeps on
-    /// a notification until something is left out; no timer runs while the log is quiet.
-    pub async fn flush(self: Arc<Self>) {
+    /// Makes this the coalescer whose summaries `cmdrd::run` writes (a task of its
+    /// tracker, in its shutdown order): `main.rs` installs the one its logging uses.
+    pub fn install(self: &Arc<Self>) {
+        let _ = INSTALLED.set(Arc::clone(self));
+    }
+
+    /// The installed coalescer, if logging was set up with one.
+    pub fn installed() -> Option<Arc<Coalescer>> {
+        INSTALLED.get().cloned()
+    }
+
+    /// Writes the summary of each window that left something out, once it ends, until
+    /// `stop`. Sleeps on a notification until something is left out; no timer runs while
+    /// the log is quiet.
+    pub async fn flush(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = self.flush_windows() => {}
+        }
+    }
+
+    async fn flush_windows(&self) {
         loop {
             self.wake.notified().await;
             loop {

@@ -26,7 +26,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    let coalescer = init_logging(args.log_file.as_deref());
+    // Its summaries are written by a task of `cmdrd::run` (crates/cmdrd/src/log.rs).
+    init_logging(args.log_file.as_deref()).install();
     harden_process();
     let settings = match cmdrd::Settings::load(args.config.as_deref(), args.socket) {
         Ok(settings) => settings,
@@ -50,8 +51,6 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // Summaries of coalesced log lines (crates/cmdrd/src/log.rs).
-    runtime.spawn(coalescer.flush());
     let result = runtime.block_on(cmdrd::run(settings, shutdown_signal(), notify_ready));
     // A blocking wait may still run (a desktop notification waits for the user's click
     // without end): the runtime's shutdown does not wait for it.

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 mod read;
 
-pub(crate) use read::read_file;
 pub use read::{FileProblem, FileRead, Last, MAX_FILE_LEN, Snapshot};
 use read::{Stamp, now_ns};
 
@@ -40,6 +39,71 @@ const DESCRIPTOR_RETRIES: usize = 20;
 pub const SAFETY_RESCAN: Duration = Duration::from_secs(60);
 /// Rescan interval while some directory could not be watched (e.g. inotify limits).
 const DEGRADED_RESCAN: Duration = Duration::from_secs(2);
+
+/// What the engine may ask of the watcher. It never awaits the watcher: a rescan is a
+/// `try_send` on a channel of one (full means one is pending already) and a fresh read a
+/// counter on a `watch` channel, neither of which can block. Only the watcher awaits the
+/// engine (sending snapshots), so the two cannot wait on each other.
+#[derive(Debug, Clone)]
+pub struct Reread {
+    rescan: mpsc::Sender<()>,
+    fresh: tokio::sync::watch::Sender<u64>,
+}
+
+/// The watcher's end of [`Reread`].
+pub struct RereadRx {
+    pub rescan: mpsc::Receiver<()>,
+    pub fresh: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Reread {
+    pub fn new() -> (Reread, RereadRx) {
+        let (rescan, rescan_rx) = mpsc::channel(1);
+        let (fresh, fresh_rx) = tokio::sync::watch::channel(0);
+        let rx = RereadRx {
+            rescan: rescan_rx,
+            fresh: fresh_rx,
+        };
+        (Reread { rescan, fresh }, rx)
+    }
+
+    /// Read the files again (a file that did not parse may have been caught mid-write);
+    /// forwarded only if they changed.
+    pub fn rescan(&self) {
+        let _ = self.rescan.try_send(());
+    }
+
+    /// Read the files now and forward them even if unchanged, as a [`Delivery`] that
+    /// answers the returned request; `None` when no watcher runs.
+    pub fn fresh(&self) -> Option<u64> {
+        if self.fresh.is_closed() {
+            return None;
+        }
+        let mut asked = 0;
+        self.fresh.send_modify(|n| {
+            *n += 1;
+            asked = *n;
+        });
+        Some(asked)
+    }
+}
+
+/// A snapshot on its way to the engine; `answers`: the latest [`Reread::fresh`] request
+/// whose read it is (every earlier one too).
+#[derive(Debug)]
+pub struct Delivery {
+    pub snapshot: Snapshot,
+    pub answers: Option<u64>,
+}
+
+impl From<Snapshot> for Delivery {
+    fn from(snapshot: Snapshot) -> Delivery {
+        Delivery {
+            snapshot,
+            answers: None,
+        }
+    }
+}
 
 /// The paths to watch.
 #[derive(Debug, Clone)]
@@ -189,12 +253,15 @@ impl WriteSigns {
     }
 }
 
-/// The watcher actor: sends a [`Snapshot`] to the engine whenever the bytes change.
+/// The watcher actor: sends a [`Snapshot`] to the engine whenever the bytes change, and
+/// whenever the engine asks for a fresh read ([`Reread`]).
 pub struct FileWatcher {
     pub targets: Targets,
     pub debounce: Duration,
-    pub out: mpsc::Sender<Snapshot>,
-    pub rescan: mpsc::Receiver<()>,
+    pub out: mpsc::Sender<Delivery>,
+    pub asked: RereadRx,
+    /// A fresh read the engine asked for that no forwarded snapshot has answered yet.
+    pub pending: Option<u64>,
     /// What the engine already has (see [`Last`]).
     pub last: Last,
     /// When a rename was last read after only [`RENAME_SETTLE`].
@@ -267,7 +334,11 @@ impl FileWatcher {
             let read = tokio::select! {
                 () = cancel.cancelled() => return,
                 Some(()) = wake.recv() => self.settle(&mut wake, &seen).await,
-                Some(()) = self.rescan.recv() => Read::Rescan,
+                Some(()) = self.asked.rescan.recv() => Read::Rescan,
+                Ok(()) = self.asked.fresh.changed() => {
+                    self.pending = Some(*self.asked.fresh.borrow_and_update());
+                    Read::Rescan
+                }
                 () = sleep(idle) => Read::Rescan,
                 () = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if until.is_some() => {
                     Read::Settled
@@ -382,6 +453,10 @@ impl FileWatcher {
         let now = Last::of(&snapshot);
         if now.digest == self.last.digest {
             *held = None;
+            // Unchanged, but the engine asked for it.
+            if let Some(answers) = self.pending.take() {
+                self.forward(cancel, snapshot, Some(answers)).await;
+            }
             return;
         }
         // In place, or anything but a rename while an earlier read is held: the writer may
@@ -407,8 +482,14 @@ impl FileWatcher {
             tracing::debug!("the held read settled");
         }
         self.last = now;
+        let answers = self.pending.take();
+        self.forward(cancel, snapshot, answers).await;
+    }
+
+    async fn forward(&self, cancel: &CancellationToken, snapshot: Snapshot, answers: Option<u64>) {
+        let delivery = Delivery { snapshot, answers };
         tokio::select! {
-            _ = self.out.send(snapshot) => {}
+            _ = self.out.send(delivery) => {}
             () = cancel.cancelled() => {}
         }
     }

@@ -11,50 +11,8 @@ use cmdr_client::Client;
 use cmdr_proto::{AccountSpec, EventKind, Request, Response, TargetSpec};
 use tokio_util::sync::CancellationToken;
 
-#[cfg(windows)]
-fn socket_path(_dir: &Path) -> PathBuf {
-    PathBuf::from(format!(
-        r"\\.\pipe\cmdrd-test-client-{}",
-        std::process::id()
-    ))
-}
-
-#[cfg(unix)]
-fn socket_path(dir: &Path) -> PathBuf {
-    dir.join("run").join("cmdrd.sock")
-}
-
-fn settings(dir: &Path) -> cmdrd::Settings {
-    cmdrd::Settings {
-        aws_config: dir.join("config"),
-        aws_credentials: dir.join("credentials"),
-        sso_cache: dir.join("sso"),
-        data_dir: dir.join("data"),
-        socket: cmdr_client::SocketLocation {
-            path: socket_path(dir),
-            note: None,
-            source: cmdr_client::SocketSource::Flag,
-        },
-        debounce: Duration::from_millis(50),
-        warn_before: chrono::Duration::minutes(15),
-        renew_before: chrono::Duration::minutes(10),
-        default_session_duration: chrono::Duration::hours(12),
-        validate_on_change: false,
-        validate_timeout: Duration::from_secs(5),
-        max_connections: 8,
-        event_buffer: 64,
-        config_file: None,
-        desktop: cmdrd::desktop::DesktopSettings {
-            enabled: false,
-            ..cmdrd::desktop::DesktopSettings::default()
-        },
-        endpoint: cmdrd::endpoint::EndpointSettings {
-            enabled: false,
-            listen: None,
-        },
-        console_signin_url: None,
-    }
-}
+mod common;
+use common::settings;
 
 fn credentials(token: &str) -> String {
     format!(
@@ -131,7 +89,7 @@ async fn scenario() {
         .expect("add account");
 
     // One daemon per data directory, whatever its socket.
-    let mut second = self::settings(dir.path());
+    let mut second = common::settings(dir.path());
     second.socket.path = PathBuf::from(format!("{}-second", socket.display()));
     let refused = cmdrd::run(second, std::future::pending(), || {})
         .await

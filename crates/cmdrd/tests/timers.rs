@@ -14,6 +14,9 @@ use cmdrd::watch::{FileRead, Snapshot};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+mod common;
+use common::settings;
+
 /// Wall clock = base + tokio's (paused) elapsed time + any jump the test makes.
 struct TestClock {
     base: DateTime<Utc>,
@@ -25,32 +28,6 @@ impl Clock for TestClock {
     fn now(&self) -> DateTime<Utc> {
         let elapsed = chrono::Duration::from_std(self.start.elapsed()).expect("elapsed");
         self.base + elapsed + *self.jump.lock().expect("lock")
-    }
-}
-
-fn settings(dir: &std::path::Path) -> cmdrd::Settings {
-    cmdrd::Settings {
-        aws_config: dir.join("config"),
-        aws_credentials: dir.join("credentials"),
-        sso_cache: dir.join("sso"),
-        data_dir: dir.join("data"),
-        socket: cmdr_client::SocketLocation {
-            path: dir.join("s.sock"),
-            note: None,
-            source: cmdr_client::SocketSource::Flag,
-        },
-        debounce: Duration::from_millis(50),
-        warn_before: chrono::Duration::minutes(15),
-        renew_before: chrono::Duration::minutes(10),
-        default_session_duration: chrono::Duration::hours(12),
-        validate_on_change: false,
-        validate_timeout: Duration::from_secs(5),
-        max_connections: 8,
-        event_buffer: 64,
-        config_file: None,
-        desktop: cmdrd::desktop::DesktopSettings::default(),
-        endpoint: cmdrd::endpoint::EndpointSettings::default(),
-        console_signin_url: None,
     }
 }
 
@@ -84,14 +61,15 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
         config: FileRead::Missing,
         credentials: FileRead::Bytes(text.into_bytes()),
         sso_cache: Default::default(),
-        sso_problems: Default::default(),
+        sso_unreadable: Default::default(),
     };
     let expires = base + chrono::Duration::hours(1);
-    let (rescan, _rescan_rx) = mpsc::channel(1);
+    // No watcher: the engine reads nothing, and a request waits for no read.
+    let (reread, _) = cmdrd::watch::Reread::new();
     let (engine, handle, commands) = Engine::start(
         Arc::new(settings(dir.path())),
         snapshot(credentials(expires)),
-        rescan,
+        reread,
         clock.clone(),
         None,
     )
@@ -135,7 +113,7 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
     // monotonic clock barely moves: `expired` must still come within a minute.
     let expires = clock.now() + chrono::Duration::hours(2);
     snapshots_tx
-        .send(snapshot(credentials(expires)))
+        .send(snapshot(credentials(expires)).into())
         .await
         .expect("send");
     let kind = next_kind(&mut events).await;

@@ -3,13 +3,15 @@
 //! `credential_process` wrapper that counts its runs.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+
+pub(super) use cmdr_testkit::Moto;
 
 use crate::daemon::Sandbox;
 
@@ -18,41 +20,11 @@ pub(super) fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients")
 }
 
-pub(super) struct Moto(Child, pub(super) String);
-
-impl Moto {
-    pub(super) fn start() -> anyhow::Result<Moto> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("moto_server (pip install 'moto[server]')")?;
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if started.elapsed() > Duration::from_secs(60) {
-                bail!("moto_server did not start");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(Moto(child, format!("http://127.0.0.1:{port}")))
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// (ARN, access key id, secret) of new IAM users.
 pub(super) fn users(moto: &Moto, names: &[&str]) -> anyhow::Result<Vec<(String, String, String)>> {
     let out = Command::new("python3")
         .arg(clients_dir().join("moto_users.py"))
-        .arg(&moto.1)
+        .arg(&moto.url)
         .args(names)
         .output()
         .context("python3 with boto3")?;

@@ -10,7 +10,7 @@ use crate::PerFile;
 use crate::expiry::{EXPIRY_KEYS, Expiry, ExpirySource, parse_timestamp};
 use crate::grammar;
 
-use super::sso::SsoCache;
+use super::sso::{self, SsoCache};
 use super::{
     Credentials, Detail, FileKind, Inputs, ParseError, Profile, ProfileKind, ProfileView, REDACTED,
     SECRET_KEYS, SsoRole, as_text, fingerprint_of, keys_fingerprint, mask_access_key_id,
@@ -99,6 +99,7 @@ pub fn parse_view_with(
 
     let mut view = ProfileView {
         warnings: parsed.warnings.clone(),
+        sso_cache_files: sso::named_files(&parsed),
         ..ProfileView::default()
     };
     for (name, session) in &parsed.sso_sessions {

@@ -1,5 +1,12 @@
 //! The engine's files: the last good bytes of each, their health and retries, the
 //! snapshots the watcher sends, first-seen tracking and the expiry the daemon knows.
+//!
+//! A snapshot is taken in by steps that update the engine's own state and return what
+//! else is to happen ([`Effects`]: events, validations, a save, a retry): `take_files`
+//! (parse, health, SSO token problems), `hold_half_pairs` (`settle.rs`), `adopt` (the
+//! view) and `follow` (the accounts). [`Engine::apply`] carries the effects out, in one
+//! place; the start-up path (`Engine::start`) drops the events instead: nobody listens
+//! yet, and `report_changes_while_down` says what changed.
 
 use super::*;
 
@@ -52,52 +59,60 @@ fn lean<'a>(bound: &'a BTreeSet<String>, previous: &'a ProfileView) -> Detail<'a
         previous: Some(previous),
     }
 }
+/// What taking in files (a snapshot, or held keys believed at last) asks of the engine
+/// besides the state the steps update: applied in one place, [`Engine::apply`].
+#[derive(Default)]
+pub(super) struct Effects {
+    /// Events to publish, in order.
+    events: Vec<EventKind>,
+    /// Accounts whose token changed, to validate when `validate_on_change`.
+    validate: Vec<String>,
+    /// The state changed: save it.
+    save: bool,
+    /// A file did not parse (`Some(true)`: read again shortly, in case it was caught
+    /// mid-write) or every file did (`Some(false)`: the retries start afresh).
+    pub(super) retry: Option<bool>,
+    /// Accounts the `auto` policy accepted: renewals cmdrd wrote whose token the view now
+    /// holds are completed after the events (`renewal.rs`), these without a second accept.
+    renewals: Option<Vec<String>>,
+}
+
+impl Effects {
+    /// `later` after these.
+    fn extend(&mut self, later: Effects) {
+        self.events.extend(later.events);
+        self.validate.extend(later.validate);
+        self.save |= later.save;
+        self.retry = later.retry.or(self.retry);
+        if let Some(accepted) = later.renewals {
+            self.renewals.get_or_insert_default().extend(accepted);
+        }
+    }
+}
+
+/// The files of one snapshot taken in: the view they give (`None`: even the last good
+/// files do not parse together), whether every file parsed, and what to publish.
+pub(super) struct Taken {
+    pub(super) view: Option<ProfileView>,
+    pub(super) healthy: bool,
+    pub(super) effects: Effects,
+}
+
 impl Engine {
     /// Profiles some account is bound to: the only ones whose secrets the view keeps.
     pub(super) fn bound_profiles(&self) -> BTreeSet<String> {
         self.accounts.iter().map(|a| a.profile.clone()).collect()
     }
 
-    /// Before an account binds `profile`, fetches its secrets: the view keeps only those of
-    /// bound profiles, and the last good files are kept redacted, so this reads the files
-    /// (a rare, user-initiated request; the state file is written the same way). Taken only
-    /// if the token there is the one the view shows; otherwise the account gets its keys
-    /// from the next view that has them (`Accounts::fill_credentials`).
-    pub(super) fn keep_secrets_of(&mut self, profile: &str) {
-        let Some(current) = self.view.profiles.get(profile) else {
-            return;
-        };
-        if current.credentials.is_some() || current.masked_access_key_id.is_none() {
-            return;
-        }
-        // Bounded as the watcher's reads are; unreadable means no keys yet.
-        let read = |path: &std::path::Path| match crate::watch::read_file(path) {
-            FileRead::Bytes(bytes) => bytes,
-            FileRead::Missing | FileRead::Failed(_) => Vec::new(),
-        };
-        let (config, credentials) = (
-            read(&self.settings.aws_config),
-            read(&self.settings.aws_credentials),
-        );
-        let only = BTreeSet::from([profile.to_owned()]);
-        let inputs = cmdr_core::Inputs {
-            config: &config,
-            credentials: &credentials,
-            sso_cache: &self.sso_cache,
-        };
-        let Ok(mut fresh) = cmdr_core::parse_view_with(inputs, lean(&only, &self.view)) else {
-            return;
-        };
-        let credentials = fresh
+    /// True when binding `profile` needs its secrets read from the files: the view keeps
+    /// only those of bound profiles, and the last good files are kept redacted.
+    pub(super) fn lacks_secrets(&self, profile: &str) -> bool {
+        self.view
             .profiles
-            .remove(profile)
-            .filter(|p| p.fingerprint == current.fingerprint)
-            .and_then(|p| p.credentials);
-        if let Some(kept) = self.view.profiles.get_mut(profile) {
-            kept.credentials = credentials;
-        }
-        release_free_memory();
+            .get(profile)
+            .is_some_and(|p| p.credentials.is_none() && p.masked_access_key_id.is_some())
     }
+
     pub(super) fn path_of(&self, kind: FileKind) -> &std::path::Path {
         match kind {
             FileKind::Config => &self.settings.aws_config,
@@ -105,13 +120,28 @@ impl Engine {
         }
     }
 
-    /// Takes a new snapshot: each file that parses replaces its last good bytes; one that
-    /// does not keeps them and reports `file_error` once, until `file_recovered`.
-    pub(super) fn load_snapshot(&mut self, snapshot: Snapshot, publish: bool) {
+    /// A new snapshot while running: its files taken in, half-changed keys held, the view
+    /// adopted and followed by the accounts.
+    pub(super) fn on_snapshot(&mut self, snapshot: Snapshot) -> Effects {
+        let Taken {
+            view,
+            healthy,
+            mut effects,
+        } = self.take_files(snapshot);
+        if let Some(view) = view {
+            let view = self.hold_half_pairs(view);
+            effects.extend(self.follow(view, healthy));
+        }
+        self.sync_portals();
+        effects
+    }
+
+    /// Takes in a snapshot's files: each file that parses replaces its last good bytes; one
+    /// that does not keeps them and reports `file_error` once, until `file_recovered`.
+    /// Returns the view the files give; the engine's view is not touched yet.
+    pub(super) fn take_files(&mut self, snapshot: Snapshot) -> Taken {
         // One line per parse: `scripts/bench` counts them in a storm of writes.
         tracing::debug!("parsing snapshot");
-        let mut recovered = Vec::new();
-        let mut any_error = false;
         // Each file's new bytes, or why they cannot be used, and whether it exists.
         let read = PerFile::new(snapshot.config, snapshot.credentials).map(|_, read| match read {
             FileRead::Missing => (false, Ok(Vec::new())),
@@ -121,7 +151,6 @@ impl Engine {
         let exists = read.as_ref().map(|_, r| r.0);
         let mut candidates: PerFile<Result<Vec<u8>, FileProblem>> = read.map(|_, r| r.1);
         self.sso_cache = snapshot.sso_cache;
-        self.note_sso_problems(snapshot.sso_problems, publish);
         // Parse the new bytes together (one SDK load when all is well); a broken file falls
         // back to its last good bytes, as does one that could not be read.
         let pick = |kind: FileKind| match &candidates[kind] {
@@ -133,7 +162,9 @@ impl Engine {
             credentials: pick(FileKind::Credentials),
             sso_cache: &self.sso_cache,
         };
-        let bound = self.bound_profiles();
+        // A profile a request waits to bind keeps its secrets too (`Awaiting`).
+        let mut bound = self.bound_profiles();
+        bound.extend(self.awaiting.as_ref().map(|a| a.profile.clone()));
         let (view, errors) = cmdr_core::parse_view_or(
             inputs,
             [
@@ -145,9 +176,17 @@ impl Engine {
         if view.is_none() {
             tracing::warn!("the last good files do not parse together; keeping the last view");
         }
+        // The token files the AWS files name, as this parse (or the last view) says.
+        let named = view.as_ref().unwrap_or(&self.view).sso_cache_files.clone();
+        let mut effects = Effects {
+            events: self.note_sso_problems(&named, &snapshot.sso_unreadable),
+            ..Effects::default()
+        };
         for e in errors {
             candidates[e.file] = Err((e.line, e.message));
         }
+        let mut recovered = Vec::new();
+        let mut healthy = true;
         for (kind, candidate) in candidates.into_pairs() {
             let was_error = self.health[kind].error.is_some();
             self.health[kind].exists = exists[kind];
@@ -160,47 +199,45 @@ impl Engine {
                     }
                 }
                 Err(error) => {
-                    any_error = true;
+                    healthy = false;
                     if self.health[kind].error.as_ref() != Some(&error) {
                         let path = self.path_of(kind).display().to_string();
                         tracing::warn!(path = %path, line = ?error.0, message = %error.1, "file does not parse; keeping the last good view");
                         self.health[kind].error = Some(error.clone());
-                        if publish {
-                            self.emit(EventKind::FileError {
-                                path,
-                                line: error.0,
-                                message: error.1,
-                            });
-                        }
+                        effects.events.push(EventKind::FileError {
+                            path,
+                            line: error.0,
+                            message: error.1,
+                        });
                     }
                 }
             }
         }
-        if any_error {
-            self.schedule_retry();
-        } else {
-            self.retries = 0;
-        }
-        let Some(view) = view else {
-            self.sync_portals();
-            return;
-        };
-        if publish {
+        effects.retry = Some(!healthy);
+        if view.is_some() {
             for kind in recovered {
                 let path = self.path_of(kind).display().to_string();
                 tracing::info!(path = %path, "file parses again");
-                self.emit(EventKind::FileRecovered { path });
+                effects.events.push(EventKind::FileRecovered { path });
             }
         }
-        let view = self.hold_half_pairs(view);
-        // A file that failed at start has no good bytes yet: do not forget its tokens.
-        self.adopt(view, publish, !any_error);
-        self.sync_portals();
+        Taken {
+            view,
+            healthy,
+            effects,
+        }
     }
 
-    /// Makes `view` the current one: its changes update the accounts and, when `publish`,
-    /// go out as events (and are saved). `record_seen`: first-seen times follow the view.
-    pub(super) fn adopt(&mut self, view: ProfileView, publish: bool, record_seen: bool) {
+    /// Makes `view` the current one and updates what follows it without telling anyone
+    /// (the start-up path; `follow` tells): the profile changes, and whether the state
+    /// changed. `record_seen`: first-seen times follow the view (not while a file is
+    /// broken: a file that failed at start has no good bytes yet, and its tokens are not
+    /// to be forgotten).
+    pub(super) fn adopt(
+        &mut self,
+        view: ProfileView,
+        record_seen: bool,
+    ) -> (Vec<cmdr_core::ProfileChange>, bool) {
         let changes = diff(&self.view, &view);
         for change in &changes {
             self.process_expiry.remove(change.profile());
@@ -208,105 +245,144 @@ impl Engine {
         self.view = view;
         self.write_child_files();
         let expiry_of = expiry_of!(self);
-        if self.accounts.refresh_accepted(&self.view, &expiry_of) {
-            self.dirty = true;
-        }
+        let mut dirty = self.accounts.refresh_accepted(&self.view, &expiry_of);
         if record_seen {
-            self.update_seen();
-        }
-        if publish {
-            for change in &changes {
-                self.emit(profile_event(change));
-            }
             let now = self.now();
-            let expiry_of = expiry_of!(self);
-            let account_changes = self.accounts.apply(&changes, &self.view, &expiry_of, now);
-            // A token cmdrd wrote itself when renewing an account is accepted at once
-            // (`renewal.rs`), never offered.
-            let account_changes: Vec<AccountChange> = account_changes
-                .into_iter()
-                .filter(|c| match c {
-                    AccountChange::TokenChanged {
-                        account,
-                        new_fingerprint,
-                        ..
-                    } => !self.is_renewal(account, new_fingerprint.as_deref()),
-                    _ => true,
-                })
-                .collect();
-            let auto_accepted: Vec<String> = account_changes
-                .iter()
-                .filter_map(|c| match c {
-                    AccountChange::TokenAccepted { account, .. } => Some(account.clone()),
-                    _ => None,
-                })
-                .collect();
-            let accepted = !auto_accepted.is_empty();
-            let changed: Vec<String> = account_changes
-                .iter()
-                .filter_map(|c| match c {
-                    AccountChange::TokenChanged { account, .. } => Some(account.clone()),
-                    AccountChange::Added { .. }
-                    | AccountChange::Removed { .. }
-                    | AccountChange::Updated { .. }
-                    | AccountChange::TokenAccepted { .. } => None,
-                })
-                .collect();
-            self.emit_account_changes(account_changes);
-            if self.settings.validate_on_change {
-                for account in changed {
-                    self.start_validation(&account, None);
-                }
-            }
-            if accepted {
-                self.dirty = true;
-            }
-            self.complete_renewals(&auto_accepted);
+            dirty |= cmdr_core::seen::record(&mut self.seen, &self.view, now);
         }
-        if publish && self.dirty {
+        (changes, dirty)
+    }
+
+    /// [`Engine::adopt`], then the accounts follow the changes: the events to publish, the
+    /// validations to start, whether to save.
+    pub(super) fn follow(&mut self, view: ProfileView, record_seen: bool) -> Effects {
+        let (changes, dirty) = self.adopt(view, record_seen);
+        let mut effects = Effects {
+            events: changes.iter().map(profile_event).collect(),
+            save: dirty,
+            ..Effects::default()
+        };
+        let now = self.now();
+        let expiry_of = expiry_of!(self);
+        let account_changes = self.accounts.apply(&changes, &self.view, &expiry_of, now);
+        // A token cmdrd wrote itself when renewing an account is accepted at once
+        // (`renewal.rs`), never offered.
+        let account_changes: Vec<AccountChange> = account_changes
+            .into_iter()
+            .filter(|c| match c {
+                AccountChange::TokenChanged {
+                    account,
+                    new_fingerprint,
+                    ..
+                } => !self.is_renewal(account, new_fingerprint.as_deref()),
+                _ => true,
+            })
+            .collect();
+        let mut accepted = Vec::new();
+        for change in &account_changes {
+            match change {
+                AccountChange::TokenChanged { account, .. } => {
+                    effects.validate.push(account.clone());
+                }
+                AccountChange::TokenAccepted { account, .. } => {
+                    effects.save = true;
+                    accepted.push(account.clone());
+                }
+                AccountChange::Added { .. }
+                | AccountChange::Removed { .. }
+                | AccountChange::Updated { .. } => {}
+            }
+        }
+        effects.events.extend(self.account_events(account_changes));
+        effects.renewals = Some(accepted);
+        effects
+    }
+
+    /// Applies what taking in files asked for: publishes the events, starts the
+    /// validations, schedules the retry, saves.
+    pub(super) fn apply(&mut self, effects: Effects) {
+        let Effects {
+            events,
+            validate,
+            save,
+            retry,
+            renewals,
+        } = effects;
+        for event in events {
+            self.emit(event);
+        }
+        if let Some(accepted) = renewals {
+            self.complete_renewals(&accepted);
+        }
+        if self.settings.validate_on_change {
+            for account in validate {
+                self.start_validation(&account, None);
+            }
+        }
+        self.retry(retry);
+        self.dirty |= save;
+        if self.dirty {
             self.save();
         }
     }
 
-    pub(super) fn schedule_retry(&mut self) {
-        let Some(delay) = RETRY_DELAYS.get(self.retries).copied() else {
-            return;
-        };
-        self.retries += 1;
-        // A branch of the engine's loop, not a task: nothing outlives the engine.
-        self.retry_at = Some(tokio::time::Instant::now() + delay);
+    /// Reads the files again shortly after one did not parse (at most
+    /// `RETRY_DELAYS.len()` times in a row), or starts the count afresh.
+    pub(super) fn retry(&mut self, retry: Option<bool>) {
+        match retry {
+            Some(true) => {
+                let Some(delay) = RETRY_DELAYS.get(self.retries).copied() else {
+                    return;
+                };
+                self.retries += 1;
+                // A branch of the engine's loop, not a task: nothing outlives the engine.
+                self.retry_at = Some(tokio::time::Instant::now() + delay);
+            }
+            Some(false) => self.retries = 0,
+            None => {}
+        }
     }
 
-    /// SSO token files the config names that cannot be used: `file_error` once for each
-    /// new or changed problem, `file_recovered` when one is gone.
-    fn note_sso_problems(&mut self, problems: BTreeMap<String, FileProblem>, publish: bool) {
+    /// The problems of the SSO token files the AWS files name (`named`): unreadable, or
+    /// not a token. Returns `file_error` for each new or changed problem, `file_recovered`
+    /// for each one gone.
+    fn note_sso_problems(
+        &mut self,
+        named: &BTreeSet<String>,
+        unreadable: &BTreeMap<String, String>,
+    ) -> Vec<EventKind> {
+        let problems: BTreeMap<String, FileProblem> = named
+            .iter()
+            .filter_map(|name| {
+                let problem = match (unreadable.get(name), self.sso_cache.get(name)) {
+                    (Some(err), _) => Some((None, format!("cannot be read: {err}"))),
+                    (None, Some(bytes)) => cmdr_core::profile::sso_token_problem(bytes),
+                    (None, None) => None,
+                };
+                problem.map(|p| (name.clone(), p))
+            })
+            .collect();
         let path = |name: &str| self.settings.sso_cache.join(name).display().to_string();
+        let mut events = Vec::new();
         for (name, problem) in &problems {
             if self.sso_problems.get(name) == Some(problem) {
                 continue;
             }
             let (line, message) = problem;
             tracing::warn!(path = %path(name), ?line, %message, "SSO token file cannot be used");
-            if publish {
-                self.emit(EventKind::FileError {
-                    path: path(name),
-                    line: *line,
-                    message: message.clone(),
-                });
-            }
+            events.push(EventKind::FileError {
+                path: path(name),
+                line: *line,
+                message: message.clone(),
+            });
         }
         for name in self.sso_problems.keys() {
-            if !problems.contains_key(name) && publish {
-                self.emit(EventKind::FileRecovered { path: path(name) });
+            if !problems.contains_key(name) {
+                events.push(EventKind::FileRecovered { path: path(name) });
             }
         }
         self.sso_problems = problems;
-    }
-
-    /// Records when each token was first seen; drops profiles that are gone.
-    pub(super) fn update_seen(&mut self) {
-        let now = self.now();
-        self.dirty |= cmdr_core::seen::record(&mut self.seen, &self.view, now);
+        events
     }
 
     pub(super) fn report_changes_while_down(&mut self, before: &SeenTokens) {

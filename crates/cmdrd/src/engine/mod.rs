@@ -25,7 +25,7 @@ use crate::handout::{Cached, ChildEnv, Grant, HandOut};
 use crate::store::{JournalEntry, Store};
 use crate::timers::{self, Clock, Deadline, Timers};
 use crate::validate::{self, Failure, Identity, Job, Resolved};
-use crate::watch::{FileRead, Snapshot};
+use crate::watch::{Delivery, FileRead, Reread, Snapshot};
 use crate::wire::{self, account_event, bad_request, error_reply, profile_event, timestamp};
 
 /// Retries of a file that failed to parse, in case it was caught mid-write.
@@ -85,7 +85,11 @@ pub struct Engine {
     events: broadcast::Sender<EngineEvent>,
     /// Clients subscribed over the socket (see [`Subscriber`]).
     subscribers: Arc<AtomicU32>,
-    rescan: mpsc::Sender<()>,
+    /// Asks the watcher to read the files again: the engine reads none itself.
+    reread: Reread,
+    /// A request that binds a profile, waiting for a fresh read of the files that holds
+    /// its secrets (commands wait meanwhile, so they keep their order).
+    awaiting: Option<Awaiting>,
     retries: usize,
     started_at: DateTime<Utc>,
     /// What changed while cmdrd was not running, with the account each line is about:
@@ -150,6 +154,7 @@ macro_rules! expiry_of {
 mod api;
 mod files;
 mod handout;
+mod persist;
 mod renewal;
 mod requests;
 mod retry;
@@ -158,6 +163,7 @@ mod validation;
 
 pub use api::{Accepted, Command, EngineEvent, EngineHandle, Pending, Reply, Subscriber};
 use files::{FileHealth, FileProblem, release_free_memory};
+use requests::Awaiting;
 
 impl Engine {
     /// Where `status` learns which directories are rescanned instead of watched.
@@ -186,7 +192,7 @@ impl Engine {
     pub fn start(
         settings: Arc<Settings>,
         snapshot: Snapshot,
-        rescan: mpsc::Sender<()>,
+        reread: Reread,
         clock: Arc<dyn Clock>,
         endpoint: Option<crate::endpoint::Access>,
     ) -> anyhow::Result<(Engine, EngineHandle, mpsc::Receiver<Command>)> {
@@ -210,7 +216,8 @@ impl Engine {
             seen: stored.seen.clone(),
             events: events.clone(),
             subscribers: Arc::default(),
-            rescan,
+            reread,
+            awaiting: None,
             retries: 0,
             started_at: clock.now(),
             changes_while_down: Vec::new(),
@@ -235,7 +242,15 @@ impl Engine {
             renewing: HashMap::new(),
             renew_at: BTreeMap::new(),
         };
-        engine.load_snapshot(snapshot, false);
+        // Nobody listens yet, and `report_changes_while_down` tells what changed while the
+        // daemon was down: of the effects only the retry is kept, and the state is saved
+        // below; the accounts are reconciled with the view there too.
+        let taken = engine.take_files(snapshot);
+        engine.retry(taken.effects.retry);
+        if let Some(view) = taken.view {
+            let view = engine.hold_half_pairs(view);
+            engine.adopt(view, taken.healthy);
+        }
         release_free_memory();
         engine.issue_tokens();
         engine.report_changes_while_down(&stored.seen);
@@ -262,7 +277,7 @@ impl Engine {
     pub async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut snapshots: mpsc::Receiver<Snapshot>,
+        mut snapshots: mpsc::Receiver<Delivery>,
         cancel: CancellationToken,
     ) {
         self.tick();
@@ -275,11 +290,16 @@ impl Engine {
             let sleep = next.map(|d| timers::sleep_for(d, self.now()));
             tokio::select! {
                 () = cancel.cancelled() => break,
-                Some(snapshot) = snapshots.recv() => {
-                    self.load_snapshot(snapshot, true);
+                Some(delivery) = snapshots.recv() => {
+                    let effects = self.on_snapshot(delivery.snapshot);
+                    self.apply(effects);
                     release_free_memory();
+                    if let Some(answers) = delivery.answers {
+                        self.resume(answers);
+                    }
                 }
-                command = commands.recv() => match command {
+                // While a request waits for the files, the next ones wait in the channel.
+                command = commands.recv(), if self.awaiting.is_none() => match command {
                     Some(command) => {
                         self.touched = Some(Vec::new());
                         self.handle(command);
@@ -294,7 +314,13 @@ impl Engine {
                     if self.retry_at.is_some() =>
                 {
                     self.retry_at = None;
-                    let _ = self.rescan.try_send(());
+                    self.reread.rescan();
+                }
+                () = tokio::time::sleep_until(self.awaiting.as_ref().map_or_else(tokio::time::Instant::now, |a| a.until)),
+                    if self.awaiting.is_some() =>
+                {
+                    tracing::warn!("the files were not read in time; the request goes on without them");
+                    self.resume(u64::MAX);
                 }
                 () = tokio::time::sleep_until(self.revalidate.next().unwrap_or_else(tokio::time::Instant::now)),
                     if self.revalidate.next().is_some() =>
@@ -428,6 +454,13 @@ impl Engine {
     }
 
     fn emit_account_changes(&self, changes: Vec<AccountChange>) {
+        for event in self.account_events(changes) {
+            self.emit(event);
+        }
+    }
+
+    fn account_events(&self, changes: Vec<AccountChange>) -> Vec<EventKind> {
+        let mut events = Vec::with_capacity(changes.len());
         for mut change in changes {
             // The files may say nothing about expiry; the engine's estimate is still news.
             if let AccountChange::TokenChanged {
@@ -437,86 +470,10 @@ impl Engine {
             {
                 *expiry = self.view.get(profile).and_then(|p| self.expiry(p));
             }
-            self.emit(account_event(change));
+            events.push(account_event(change));
         }
+        events
     }
-    fn save(&mut self) {
-        match self.store.save(self.accounts.iter(), &self.seen) {
-            Ok(()) => {
-                self.dirty = false;
-                self.save_error = None;
-            }
-            Err(err) => {
-                self.dirty = true;
-                self.save_error = Some(err.to_string());
-                tracing::error!(error = %err, "could not save state; will retry with the next change");
-            }
-        }
-    }
-
-    /// Applies an operation on account `name` and records it (one journal entry); if that
-    /// fails, the operation is undone and the client gets the error, so memory and disk
-    /// never disagree.
-    fn mutate(
-        &mut self,
-        name: &str,
-        op: impl FnOnce(
-            &mut Accounts,
-            &ProfileView,
-            cmdr_core::ExpiryOf<'_>,
-        ) -> Result<Vec<AccountChange>, ErrorReply>,
-    ) -> Result<Vec<AccountChange>, ErrorReply> {
-        let before = self.accounts.get(name).ok().cloned();
-        if let Some(touched) = &mut self.touched {
-            touched.push(name.to_owned());
-        }
-        let expiry_of = expiry_of!(self);
-        let changes = op(&mut self.accounts, &self.view, &expiry_of)?;
-        if let Err(err) = self.journal(name) {
-            self.accounts.restore(name, before);
-            tracing::error!(error = %err, "could not save state");
-            return Err(ErrorReply {
-                code: ErrorCode::Internal,
-                message: err.to_string(),
-            });
-        }
-        self.emit_account_changes(changes.clone());
-        Ok(changes)
-    }
-
-    /// Records account `name` as it is now (one journal entry) after a change of the
-    /// daemon's own, such as a validation's verdict; if that fails, the whole state is
-    /// saved with the next change.
-    fn persist(&mut self, name: &str) {
-        if let Err(err) = self.journal(name) {
-            self.dirty = true;
-            tracing::error!(error = %err, "could not save state; will retry with the next change");
-        }
-    }
-
-    /// Appends account `name` as it is now (or its removal) to the journal, and folds the
-    /// journal into the state file when it is due or an earlier save is pending.
-    fn journal(&mut self, name: &str) -> Result<(), crate::store::StoreError> {
-        let entry = match self.accounts.get(name) {
-            Ok(account) => JournalEntry::put(account),
-            Err(_) => JournalEntry::Remove(name.to_owned()),
-        };
-        let due = match self.store.append(&[entry], self.accounts.len()) {
-            Ok(due) => due,
-            Err(err) => {
-                self.save_error = Some(err.to_string());
-                return Err(err);
-            }
-        };
-        if !self.dirty {
-            self.save_error = None;
-        }
-        if due || self.dirty {
-            self.save();
-        }
-        Ok(())
-    }
-
     fn status(&self) -> StatusInfo {
         let now = self.now();
         let mut files: Vec<FileStatus> = PerFile::<()>::KINDS

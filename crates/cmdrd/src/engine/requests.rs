@@ -3,8 +3,64 @@
 
 use super::*;
 
+/// How long a request that binds a profile waits for the files to be read: longer than
+/// the watcher holds a maybe half-written file (`watch::HALF_WRITTEN_MAX`).
+const FILES_WAIT: Duration = Duration::from_secs(3);
+
+/// A request that binds a profile whose secrets the view does not keep (only bound
+/// profiles' are), waiting for the fresh read of the files it asked the watcher for
+/// ([`Reread::fresh`]); the next snapshot keeps `profile`'s secrets too.
+pub(super) struct Awaiting {
+    asked: u64,
+    pub(super) profile: String,
+    command: Command,
+    pub(super) until: tokio::time::Instant,
+}
+
+/// The profile a command binds an account to, if any.
+fn binds(command: &Command) -> Option<&str> {
+    match command {
+        Command::Add { account, .. } => Some(&account.profile),
+        Command::Edit { patch, .. } => patch.profile.as_deref(),
+        _ => None,
+    }
+}
+
 impl Engine {
+    /// Runs a client's command, unless it binds a profile whose secrets must first be read
+    /// from the files: then it waits for the watcher's fresh read (`resume`), so that
+    /// `accounts add X --profile P` followed at once by `exec X` hands out P's keys.
     pub(super) fn handle(&mut self, command: Command) {
+        if let Some(profile) = binds(&command)
+            && self.lacks_secrets(profile)
+            && let Some(asked) = self.reread.fresh()
+        {
+            self.awaiting = Some(Awaiting {
+                asked,
+                profile: profile.to_owned(),
+                command,
+                until: tokio::time::Instant::now() + FILES_WAIT,
+            });
+            return;
+        }
+        self.run_command(command);
+    }
+
+    /// A snapshot answering the fresh reads up to `answers` was taken in: the waiting
+    /// command runs now (if the files still hold the token the view showed, its secrets
+    /// are in the view; if not, the account gets its keys from the next view that has
+    /// them, `Accounts::refresh_accepted`).
+    pub(super) fn resume(&mut self, answers: u64) {
+        if self.awaiting.as_ref().is_some_and(|a| a.asked <= answers)
+            && let Some(awaiting) = self.awaiting.take()
+        {
+            // Not a client's turn of the loop (`touched` stays unset): the full tick after
+            // the snapshot covers the accounts this command changes.
+            self.run_command(awaiting.command);
+        }
+    }
+
+    fn run_command(&mut self, command: Command) {
         match command {
             Command::Validate { name, reply } => self.start_validation(&name, Some(reply)),
             Command::HandOut { name, force, reply } => {
@@ -105,7 +161,6 @@ impl Engine {
 
     fn add(&mut self, new: NewAccount) -> Result<AccountInfo, ErrorReply> {
         let name = new.name.clone();
-        self.keep_secrets_of(&new.profile);
         let now = self.now();
         let added = self.mutate(&name, |accounts, view, expiry| {
             accounts
@@ -130,9 +185,6 @@ impl Engine {
         // Another profile, target or region may answer otherwise: validate again.
         let revalidate =
             patch.profile.is_some() || patch.target.is_some() || patch.region.is_some();
-        if let Some(profile) = &patch.profile {
-            self.keep_secrets_of(profile);
-        }
         let now = self.now();
         let edited = self.mutate(name, |accounts, view, expiry| {
             accounts

@@ -86,7 +86,8 @@ impl Engine {
             }
         }
         let healthy = self.health.values().iter().all(|h| h.error.is_none());
-        self.adopt(view, true, healthy);
+        let effects = self.follow(view, healthy);
+        self.apply(effects);
     }
 }
 

@@ -34,31 +34,37 @@ pub enum FileRead {
 /// names that is not a token): the line (if known) and the message.
 pub type FileProblem = (Option<u32>, String);
 
-/// Both files and the SSO cache, read at one moment.
+/// Both files and the SSO cache, read at one moment. Nothing here is parsed: the engine
+/// parses the AWS files once per change, and learns from that parse which token files
+/// they name (and so which of `sso_cache` and `sso_unreadable` are problems).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Snapshot {
     pub config: FileRead,
     pub credentials: FileRead,
     pub sso_cache: BTreeMap<String, Vec<u8>>,
-    /// The token files the config names that exist but cannot be used, with why.
-    pub sso_problems: BTreeMap<String, FileProblem>,
+    /// Token cache files that exist but could not be read, with why.
+    pub sso_unreadable: BTreeMap<String, String>,
 }
 
 impl Snapshot {
     pub fn read(targets: &Targets) -> Snapshot {
         let config = read_file(&targets.config);
         let credentials = read_file(&targets.credentials);
-        let bytes = |read: &FileRead| match read {
-            FileRead::Bytes(bytes) => bytes.clone(),
-            _ => Vec::new(),
+        // Only a cache holding more files than are read needs to know which ones the AWS
+        // files name (read first, always): then, and only then, the watcher parses too.
+        let wanted = || {
+            let bytes = |read: &FileRead| match read {
+                FileRead::Bytes(bytes) => bytes.clone(),
+                _ => Vec::new(),
+            };
+            cmdr_core::profile::sso_cache_files(&bytes(&config), &bytes(&credentials))
         };
-        let wanted = cmdr_core::profile::sso_cache_files(&bytes(&config), &bytes(&credentials));
-        let (sso_cache, sso_problems) = read_cache(&targets.sso_cache, &wanted);
+        let (sso_cache, sso_unreadable) = read_cache(&targets.sso_cache, wanted);
         Snapshot {
             config,
             credentials,
             sso_cache,
-            sso_problems,
+            sso_unreadable,
         }
     }
 
@@ -111,7 +117,7 @@ impl Last {
 
 /// Reads one AWS file with the shared bounded reader: regular files only, never blocking,
 /// capped while reading.
-pub(crate) fn read_file(path: &Path) -> FileRead {
+fn read_file(path: &Path) -> FileRead {
     match userfile::read_bounded(path, MAX_FILE_LEN) {
         Ok(bytes) => FileRead::Bytes(bytes),
         Err(err) if err.kind() == ErrorKind::NotFound => FileRead::Missing,
@@ -136,40 +142,40 @@ fn cache_names(dir: &Path) -> Vec<(String, PathBuf)> {
     names
 }
 
-/// The SSO token cache: `*.json` files, bounded in number and size. The files the AWS
-/// files name (`wanted`) are read first and always, and each that exists but is not a
-/// usable token (unreadable, too large, not a token) is a problem; then others in sorted
-/// order up to the bound, unreadable ones skipped: the cache holds unrelated files too.
+/// The SSO token cache: `*.json` files, bounded in number and size, each that cannot be
+/// read noted with why. When there are more than [`MAX_CACHE_FILES`], the files the AWS
+/// files name (`wanted`, asked only then) are read first and always, then others in
+/// sorted order up to the bound: the cache holds unrelated files too.
 fn read_cache(
     dir: &Path,
-    wanted: &BTreeSet<String>,
-) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, FileProblem>) {
+    wanted: impl FnOnce() -> BTreeSet<String>,
+) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
     let mut out = BTreeMap::new();
-    let mut problems = BTreeMap::new();
-    // The files the config names first and always, with what is wrong with each.
-    for name in wanted {
-        match userfile::read_bounded(&dir.join(name), MAX_CACHE_FILE_LEN) {
+    let mut unreadable = BTreeMap::new();
+    let mut read = |name: &str, path: &Path| {
+        if out.contains_key(name) || unreadable.contains_key(name) {
+            return;
+        }
+        match userfile::read_bounded(path, MAX_CACHE_FILE_LEN) {
             Ok(bytes) => {
-                if let Some(problem) = cmdr_core::profile::sso_token_problem(&bytes) {
-                    problems.insert(name.clone(), problem);
-                }
-                out.insert(name.clone(), bytes);
+                out.insert(name.to_owned(), bytes);
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) if err.kind() == ErrorKind::NotFound => {}
             Err(err) => {
-                problems.insert(name.clone(), (None, format!("cannot be read: {err}")));
+                unreadable.insert(name.to_owned(), err.to_string());
             }
         }
-    }
-    for (name, path) in cache_names(dir).iter().take(MAX_CACHE_FILES) {
-        if out.contains_key(name) || problems.contains_key(name) {
-            continue;
-        }
-        if let Ok(bytes) = userfile::read_bounded(path, MAX_CACHE_FILE_LEN) {
-            out.insert(name.to_owned(), bytes);
+    };
+    let names = cache_names(dir);
+    if names.len() > MAX_CACHE_FILES {
+        for name in wanted() {
+            read(&name, &dir.join(&name));
         }
     }
-    (out, problems)
+    for (name, path) in names.iter().take(MAX_CACHE_FILES) {
+        read(name, path);
+    }
+    (out, unreadable)
 }
 
 /// The identities of everything a [`Snapshot`] reads: when none changed since a read made
@@ -222,7 +228,7 @@ mod tests {
             config,
             credentials: FileRead::Bytes(credentials.as_bytes().to_vec()),
             sso_cache: BTreeMap::new(),
-            sso_problems: BTreeMap::new(),
+            sso_unreadable: BTreeMap::new(),
         }
     }
 
@@ -264,7 +270,7 @@ mod tests {
         std::fs::write(cache.join("a.json"), "{}").expect("write");
         std::fs::write(cache.join("b.txt"), "{}").expect("write");
         assert_eq!(
-            read_cache(&cache, &BTreeSet::new())
+            read_cache(&cache, BTreeSet::new)
                 .0
                 .keys()
                 .collect::<Vec<_>>(),

@@ -323,7 +323,7 @@ function M.accept(name, callback)
   end)
 end
 
--- What renewing means, as `cmdrctl renew` decides (cmdrd/src/renew.rs): `aws sso login`
+-- What renewing means, as `cmdrctl renew` decides (crates/cmdr-config/src/renew.rs): `aws sso login`
 -- for an SSO profile, else open the portal; nil and why when neither is possible.
 local function portal_ok(url)
   -- http(s), printable ASCII without spaces, as the daemon checks it.
