@@ -178,13 +178,21 @@ impl Engine {
                 let role = portal_name(&profile.name).or_else(|| {
                     Some((account.account_id.clone()?, account.sso_role.clone()?))
                 });
-                let Some((account_id, role)) = role else {
-                    return Renewal::Cannot(format!(
-                        "profile `{}` does not say which portal role it is: name it ACCOUNTID_ROLE as the portal does, or validate it (`cmdrctl validate {name}`: STS names its AWSReservedSSO role)",
-                        profile.name
-                    ));
+                // Without a portal nothing can renew it: say that first (most pasted
+                // accounts have none), then what else is missing.
+                let portal = account.portal(Some(profile));
+                let Some((account_id, role)) = role.filter(|_| portal.is_some()) else {
+                    return Renewal::Cannot(match portal {
+                        None => format!(
+                            "no portal known: `cmdrctl accounts edit {name} --portal URL` with its start URL (`cmdrctl login --portal URL --sso-region R` signs in and adds the sso-session)"
+                        ),
+                        Some(_) => format!(
+                            "profile `{}` does not say which portal role it is: name it ACCOUNTID_ROLE as the portal does, or validate it (`cmdrctl validate {name}`: STS names its AWSReservedSSO role)",
+                            profile.name
+                        ),
+                    });
                 };
-                let keeper = match account.portal(Some(profile)) {
+                let keeper = match portal {
                     None => {
                         return Renewal::Cannot(format!(
                             "no portal known: `cmdrctl accounts edit {name} --portal URL` with its start URL (`cmdrctl login --portal URL --sso-region R` signs in and adds the sso-session)"
