@@ -124,6 +124,16 @@ fn console_signs_in_with_the_accepted_session_and_keeps_the_link_secret() {
     let calls = rec.calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert!(calls[0].starts_with("xdg-open ") && calls[0].contains(SIGNIN_TOKEN));
+    // No browser could open: the error says so without the URL (a bearer secret).
+    rec.set("xdg-open", 3);
+    let out = sb.ctl(&["console", "acme"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot open a browser"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stdout(&out).contains(SIGNIN_TOKEN) && !stderr(&out).contains(SIGNIN_TOKEN));
 
     // Never in the log (the sandbox scans it for the keys on drop).
     let log = sb.log_text();

@@ -113,18 +113,83 @@ fn tokens_die_with_the_daemon_and_a_crash_leaves_none_usable() {
     assert_ne!(again, token);
     assert_eq!(get(&url, Some(&token)).0, 403);
     assert_eq!(get(&url, Some(&again)).0, 200);
-    // kill -9 leaves the file; the next start replaces it before it listens.
+    // kill -9: the endpoint's guard (crates/cmdrd/src/endpoint/guard.rs) removes the
+    // token file and keeps the port, so nobody else can listen there; the next start
+    // takes the same port over with new tokens.
     sb.kill9();
-    assert_eq!(
-        std::fs::read_to_string(&file).expect("left by the crash"),
-        again
+    sb.wait_until("the crashed run's token file is removed", || !file.exists());
+    let port = port_of(&url);
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_err(),
+        "the port stays held after the crash"
     );
     sb.start();
+    let (after, _) = child_env(&sb, "acme");
+    assert_eq!(after, url, "the same URL after the crash");
+    let fresh = std::fs::read_to_string(&file).expect("a new token at the same path");
     assert_eq!(
         get(&url, Some(&again)).0,
         403,
         "a crashed run's token is dead"
     );
+    assert_eq!(get(&url, Some(&fresh)).0, 200);
+}
+
+fn port_of(url: &str) -> u16 {
+    url.strip_prefix("http://127.0.0.1:")
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("port")
+}
+
+/// After `kill -9` of cmdrd, another program cannot take the port a running process
+/// fetches from (the guard holds it, and the token file is gone: the process fails
+/// closed, never sending a token or taking foreign keys); started again, cmdrd takes the
+/// same port and the process follows it as the same account without a restart.
+#[test]
+fn after_a_crash_nobody_takes_the_port_and_a_running_process_follows_the_restart() {
+    let (mut sb, _moto, alice) = alice_and_bob();
+    let (url, file) = child_env(&sb, "acme");
+    let mut cmd = sb.command("cmdrctl");
+    cmd.args(["exec", "acme", "--"]).arg(bin("cmdr-sts-loop"));
+    cmd.current_dir(clients_dir()).env("EVERY_MS", "500");
+    let rust = Loop::spawn("Rust SDK", cmd);
+    rust.wait_for(&alice[0].arn, Duration::from_secs(60));
+
+    sb.kill9();
+    sb.wait_until("token file removed", || !file.exists());
+    // An attacker retrying the bind gets nowhere while cmdrd is down.
+    let port = port_of(&url);
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert!(
+            TcpListener::bind(("127.0.0.1", port)).is_err(),
+            "another program took the port of a crashed cmdrd"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen = rust.lines().len();
+    sb.start();
+    let status = sb.json(&["status"]);
+    assert!(status["endpoint"]["moved_from"].is_null(), "{status}");
+    // The process keeps going as acme, on new tokens in the same file: what it had
+    // before the crash lasted at most 16 s (crates/cmdrd/src/endpoint.rs `lifetime_for`),
+    // so a call answered as acme 20 s after the restart used credentials it fetched from
+    // the new cmdrd.
+    let restarted = Instant::now();
+    let deadline = restarted + Duration::from_secs(120);
+    loop {
+        let last = rust.since(seen).last().cloned().unwrap_or_default();
+        if restarted.elapsed() > Duration::from_secs(20) && last.ends_with(&alice[0].arn) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the process did not follow the restarted cmdrd: {:?}",
+            rust.since(seen)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Another program takes the endpoint's port while cmdrd restarts. The old port's tokens

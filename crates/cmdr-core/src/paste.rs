@@ -90,6 +90,10 @@ pub enum PasteError {
         "`{SECRET_KEY}` holds what looks like an access key id (AKIA…/ASIA…) and `{ACCESS_KEY}` does not: the two values seem swapped; copy the block again"
     )]
     Swapped,
+    #[error(
+        "`{SECRET_KEY}` holds hundreds of characters and `{TOKEN_KEY}` 40: the secret key and the session token seem swapped; copy the block again"
+    )]
+    SwappedToken,
     #[error("`{0}` is empty")]
     EmptyValue(&'static str),
     #[error("line {line}: the value of `{key}` contains a space")]
@@ -249,6 +253,14 @@ pub fn parse_block(input: &[u8]) -> Result<Block, PasteError> {
     // with a signature error far from here.
     if looks_like_key_id(&block.secret_access_key) && !looks_like_key_id(&block.access_key_id) {
         return Err(PasteError::Swapped);
+    }
+    // The secret and the session token swapped: a secret key is 40 characters, a session
+    // token hundreds.
+    if let Some(token) = &block.session_token
+        && block.secret_access_key.len() > 100
+        && token.len() == 40
+    {
+        return Err(PasteError::SwappedToken);
     }
     // AWS keys and tokens never hold `#` or `;`, and written as `key = #…` the SDKs would
     // read the value as a comment (found by the `paste` fuzz property).

@@ -100,6 +100,25 @@ pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
+impl Drop for TempHome {
+    /// A daemon killed with SIGKILL leaves its endpoint guard holding the port
+    /// (crates/cmdrd/src/endpoint/guard.rs); it would exit once the directory goes, but a
+    /// test's leftovers should not depend on that: it is stopped here, if it is ours.
+    fn drop(&mut self) {
+        let pid_file = self.run_dir.join("cmdr").join("cmdrd.endpoint-guard.pid");
+        let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        else {
+            return;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "cmdr-guard" {
+            let _ = crate::sys::signal(pid, crate::sys::Signal::Term);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

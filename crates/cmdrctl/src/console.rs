@@ -50,8 +50,11 @@ pub async fn run(
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
+            // The opener's error names its command line, and with it the URL: a bearer
+            // secret, printed only with `--print`.
+            let why = err.to_string().replace(&console.url, "<the sign-in URL>");
             eprintln!(
-                "cmdrctl: cannot open a browser ({err}); run `cmdrctl console --print` and open the URL yourself"
+                "cmdrctl: cannot open a browser ({why}); run `cmdrctl console --print` and open the URL yourself"
             );
             Ok(ExitCode::FAILURE)
         }

@@ -137,6 +137,8 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     // Commands that write the user's files themselves: never as root on another user's.
     let writes_locally = match &cli.command {
         Command::Paste { config, .. }
+        | Command::Login { config, .. }
+        | Command::Logout { config, .. }
         | Command::Accounts(AccountsCommand::Import { config, .. }) => Some(config.as_deref()),
         Command::Service { .. } | Command::Renew { .. } => Some(None),
         _ => None,

@@ -42,7 +42,20 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub use cmdr_config::{EndpointSettings, parse_listen};
 
 pub mod container;
+#[cfg(target_os = "linux")]
+pub mod guard;
 mod tokens;
+
+/// The endpoint's guard process (`guard.rs`, Linux).
+#[cfg(target_os = "linux")]
+pub use guard::Guard;
+/// No guard process on this platform: a crash leaves the port free (see README).
+#[cfg(not(target_os = "linux"))]
+pub struct Guard;
+#[cfg(not(target_os = "linux"))]
+impl Guard {
+    pub fn release(self) {}
+}
 pub use tokens::{Check, Tokens};
 
 /// What the engine knows of the endpoint: where it is (`status`) and its tokens.
@@ -58,6 +71,9 @@ pub struct Bound {
     /// The same port on 169.254.170.2, for containers (Linux).
     gateway: Option<TcpListener>,
     pub access: Access,
+    /// Holds the port while cmdrd runs and after a crash (`guard.rs`); released at a
+    /// clean stop, after the tokens are gone.
+    pub guard: Option<Guard>,
 }
 
 /// Where the endpoint keeps its state on disk.
@@ -79,6 +95,10 @@ pub struct Paths<'a> {
 /// kept one is replaced, with a warning and `moved_from` (processes started for it fail
 /// closed: their tokens are gone).
 pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bound> {
+    // A guard an earlier run left after a crash holds the port (its tokens are gone):
+    // let it go, so this run can bind the same port and running processes follow.
+    #[cfg(target_os = "linux")]
+    guard::retire(paths.tokens);
     Tokens::clear(paths.tokens).with_context(|| {
         format!(
             "cannot remove the endpoint tokens of an earlier run in {}",
@@ -155,6 +175,7 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
             None
         }
     };
+    let guard = spawn_guard(&listener, gateway.as_ref(), paths);
     let gateway_url = gateway
         .as_ref()
         .map(|_| format!("http://{}:{}{PATH_PREFIX}", container::GATEWAY, addr.port()));
@@ -172,7 +193,38 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
             },
             tokens: Arc::new(tokens),
         },
+        guard,
     })
+}
+
+/// Starts the guard on the endpoint's listeners; without one (it could not start), a
+/// crash leaves the port free as before: warned, not fatal.
+#[cfg(target_os = "linux")]
+fn spawn_guard(
+    listener: &std::net::TcpListener,
+    gateway: Option<&TcpListener>,
+    paths: &Paths<'_>,
+) -> Option<Guard> {
+    use std::os::fd::AsRawFd;
+    let fds: Vec<_> = std::iter::once(listener.as_raw_fd())
+        .chain(gateway.map(AsRawFd::as_raw_fd))
+        .collect();
+    match Guard::spawn(&fds, paths.tokens, paths.containers) {
+        Ok(guard) => Some(guard),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot start the endpoint's guard: after a crash, another program could take the port");
+            None
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn spawn_guard(
+    _listener: &std::net::TcpListener,
+    _gateway: Option<&TcpListener>,
+    _paths: &Paths<'_>,
+) -> Option<Guard> {
+    None
 }
 
 /// What stays as it is in an account's URL: RFC 3986's unreserved characters.

@@ -131,6 +131,8 @@ pub async fn run(
     }
     let endpoint_url = endpoint.as_ref().map(|e| e.access.info.url.clone());
     let tokens = endpoint.as_ref().map(|e| e.access.tokens.clone());
+    let mut endpoint = endpoint;
+    let guard = endpoint.as_mut().and_then(|e| e.guard.take());
     if let Some(endpoint) = endpoint {
         let stop = stages.token(Stage::Intake);
         let run = endpoint::run(endpoint, handle.clone(), stop, tracker.clone());
@@ -171,6 +173,11 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("some connections did not close in time");
+    }
+    // The port goes last: its guard (`endpoint/guard.rs`) lets go once the tokens are gone
+    // and cmdrd's own listeners are closed.
+    if let Some(guard) = guard {
+        guard.release();
     }
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("stopped");

@@ -14,6 +14,17 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
+    // The endpoint's guard process (crates/cmdrd/src/endpoint/guard.rs), started by cmdrd.
+    #[cfg(target_os = "linux")]
+    {
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if argv
+            .get(1)
+            .is_some_and(|a| a == cmdrd::endpoint::guard::FLAG)
+        {
+            return cmdrd::endpoint::guard::run(&argv[2..]);
+        }
+    }
     tune_allocator();
     let args = Args::parse();
     if let Some(dir) = &args.generate_assets {

@@ -354,4 +354,17 @@ fn swapped_key_and_secret_are_refused() {
     assert!(parse_block(right).is_ok());
     // LocalStack's `test`/`test` and other short placeholders are not judged.
     assert!(parse_block(b"[ls]\naws_access_key_id = test\naws_secret_access_key = test\n").is_ok());
+    let secret = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY00";
+    let token = "IQoJb3JpZ2luX2VjE".repeat(20);
+    let swapped = format!(
+        "[acme]\naws_access_key_id = ASIAIOSFODNN7EXAMPLE\naws_secret_access_key = {token}\naws_session_token = {secret}\n"
+    );
+    assert_eq!(
+        parse_block(swapped.as_bytes()),
+        Err(PasteError::SwappedToken)
+    );
+    let right = format!(
+        "[acme]\naws_access_key_id = ASIAIOSFODNN7EXAMPLE\naws_secret_access_key = {secret}\naws_session_token = {token}\n"
+    );
+    assert!(parse_block(right.as_bytes()).is_ok());
 }

@@ -1,0 +1,236 @@
+//! The endpoint's guard (Linux): a small process, `cmdr-guard`, that holds the endpoint's
+//! listening sockets beside cmdrd, and outlives it when cmdrd dies without cleaning up
+//! (`kill -9`, the OOM killer, an abort).
+//!
+//! Why: a process started with `cmdrctl exec` keeps its endpoint URL and reads its token
+//! file on every fetch. If cmdrd died and another local user bound the freed port, that
+//! process would send the token there and take whatever credentials came back — another
+//! account's, the attacker's. The guard closes that gap: while it holds the sockets nobody
+//! else can bind the port (connections wait unanswered and time out); when cmdrd dies it
+//! removes every token file first (a fetch then fails closed: the SDK has no token to send),
+//! and keeps the port until the next cmdrd retires it ([`retire`]) and binds the same port,
+//! so processes started before the crash follow the new cmdrd with new tokens in the same
+//! files. A clean stop ([`Guard::release`]) removes the tokens itself and lets the guard go.
+//!
+//! The guard exits on SIGTERM/SIGINT/SIGHUP (removing the tokens first: a service manager
+//! stopping the unit after a crash), on a clean stop, and a day after a crash that no
+//! cmdrd followed (the tokens are long gone; only the port's continuity is lost). It uses
+//! no watch or timer while cmdrd runs. Its pid is in a file beside the tokens, checked
+//! before it is signalled (its name and our uid).
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The hidden first argument that makes the cmdrd binary a guard.
+pub const FLAG: &str = "--guard-endpoint";
+/// The guard's process name (`comm`): not `cmdrd`, so `pkill cmdrd` leaves it.
+const NAME: &str = "cmdr-guard";
+/// How long [`retire`] waits for an old guard to let its port go.
+const RETIRE_WAIT: Duration = Duration::from_secs(2);
+/// How long the port is held after a crash for a cmdrd that may come back.
+const HOLD_AFTER_CRASH_MS: libc::c_int = 24 * 60 * 60 * 1000;
+
+/// cmdrd's end of a running guard. Dropped without [`Guard::release`] — cmdrd died —
+/// the guard removes the tokens and keeps the port.
+pub struct Guard {
+    pipe: OwnedFd,
+    pid_file: PathBuf,
+    child: std::process::Child,
+}
+
+/// The guard's pid file, beside the token directories.
+pub fn pid_file(tokens: &Path) -> PathBuf {
+    tokens.with_file_name("cmdrd.endpoint-guard.pid")
+}
+
+impl Guard {
+    /// Starts a guard holding `listeners` (duplicates are inherited; cmdrd keeps its
+    /// own). `tokens` and `containers`: the token roots it clears when cmdrd dies.
+    pub fn spawn(listeners: &[RawFd], tokens: &Path, containers: &Path) -> std::io::Result<Guard> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: pipe2 writes two new descriptors into the array when it returns 0.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: both were just created and are owned by nothing else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        command
+            .arg(FLAG)
+            .arg(tokens)
+            .arg(containers)
+            .arg(read.as_raw_fd().to_string())
+            .args(listeners.iter().map(RawFd::to_string))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let inherit: Vec<RawFd> = std::iter::once(read.as_raw_fd())
+            .chain(listeners.iter().copied())
+            .collect();
+        // SAFETY: runs in the forked child before exec and calls only async-signal-safe
+        // functions (fcntl, setsid) on descriptors that exist in it.
+        unsafe {
+            command.pre_exec(move || {
+                for &fd in &inherit {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // Its own session: a Ctrl-C in cmdrd's terminal is for cmdrd.
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
+        drop(read);
+        let pid_file = pid_file(tokens);
+        cmdr_config::write_atomic(&pid_file, format!("{}\n", child.id()).as_bytes(), 0o600)?;
+        // Waited for only at a clean stop: after a crash it outlives cmdrd on purpose.
+        Ok(Guard {
+            pipe: write,
+            pid_file,
+            child,
+        })
+    }
+
+    /// A clean stop (the tokens are gone already): the guard exits and frees the port
+    /// before cmdrd does, so a cmdrd started right after binds it again.
+    pub fn release(mut self) {
+        // SAFETY: writes one byte from a live buffer to a descriptor this value owns.
+        let _ = unsafe { libc::write(self.pipe.as_raw_fd(), b"q".as_ptr().cast(), 1) };
+        let start = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < RETIRE_WAIT {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+/// Stops the guard an earlier cmdrd left (after a crash), so its port can be bound again.
+/// Only a process named `cmdr-guard` of our uid is signalled; waits until it is gone.
+pub fn retire(tokens: &Path) {
+    let file = pid_file(tokens);
+    let Some(pid) = cmdr_config::userfile::read_bounded(&file, 64)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|t| t.trim().parse::<libc::pid_t>().ok())
+        .filter(|p| *p > 1)
+    else {
+        let _ = std::fs::remove_file(&file);
+        return;
+    };
+    if is_our_guard(pid) {
+        // SAFETY: kill has no memory preconditions.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let start = Instant::now();
+        while is_our_guard(pid) && start.elapsed() < RETIRE_WAIT {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if is_our_guard(pid) {
+            tracing::warn!(pid, "the endpoint guard of an earlier run did not exit");
+        } else {
+            tracing::info!(pid, "retired the endpoint guard an earlier run left");
+        }
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+/// A live (not zombie) process named `cmdr-guard` owned by our effective uid.
+fn is_our_guard(pid: libc::pid_t) -> bool {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let comm = std::fs::read_to_string(proc.join("comm")).unwrap_or_default();
+    let status = std::fs::read_to_string(proc.join("status")).unwrap_or_default();
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let uid_ok = field("Uid:").split_whitespace().nth(1) == Some(&euid.to_string());
+    comm.trim() == NAME && uid_ok && !field("State:").starts_with('Z')
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// The guard's `main`: `cmdrd --guard-endpoint TOKENS CONTAINERS PIPE LISTENER…`.
+pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
+    let [tokens, containers, pipe, listeners @ ..] = args else {
+        return ExitCode::from(2);
+    };
+    let (tokens, containers) = (PathBuf::from(tokens), PathBuf::from(containers));
+    let Some(pipe) = pipe.to_str().and_then(|p| p.parse::<RawFd>().ok()) else {
+        return ExitCode::from(2);
+    };
+    // The listening sockets are only held, never accepted on: they stay open until exit.
+    let _held: Vec<RawFd> = listeners
+        .iter()
+        .filter_map(|l| l.to_str()?.parse().ok())
+        .collect();
+    if let Ok(name) = CString::new(NAME) {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+    }
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction with a handler that only stores an atomic; no
+        // SA_RESTART, so poll returns EINTR and the loop sees STOP.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+    let wipe = || {
+        let _ = super::Tokens::clear(&tokens);
+        let _ = super::container::ContainerDirs::clear_tokens(&containers);
+    };
+    let mut crashed = false;
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            wipe();
+            return ExitCode::SUCCESS;
+        }
+        let mut polled = [libc::pollfd {
+            fd: if crashed { -1 } else { pipe },
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let timeout = if crashed { HOLD_AFTER_CRASH_MS } else { -1 };
+        // SAFETY: polls one pollfd of a live array (a negative fd is skipped).
+        let ready = unsafe { libc::poll(polled.as_mut_ptr(), 1, timeout) };
+        if ready < 0 {
+            continue; // EINTR: a signal; STOP says which.
+        }
+        if ready == 0 {
+            // A day after the crash and no cmdrd came back: let the port go.
+            return ExitCode::SUCCESS;
+        }
+        if !crashed && polled[0].revents != 0 {
+            let mut byte = [0u8; 1];
+            // SAFETY: reads at most one byte into a live buffer.
+            let n = unsafe { libc::read(pipe, byte.as_mut_ptr().cast(), 1) };
+            if n == 1 {
+                // cmdrd stopped cleanly and removed its tokens.
+                return ExitCode::SUCCESS;
+            }
+            if n == 0 {
+                // cmdrd died: no token may wait for whoever binds the port next. The port
+                // stays held for the next cmdrd.
+                wipe();
+                crashed = true;
+            }
+        }
+    }
+}
