@@ -40,7 +40,26 @@ pub async fn run(socket: &Path, json: bool, once: bool) -> Result<ExitCode, Clie
         };
         client = again;
         eprintln!("cmdrctl: reconnected to cmdrd");
+        if let Some(notice) = moved_notice(socket).await {
+            eprintln!("cmdrctl: {}", cmdr_core::text::escape_controls(&notice));
+        }
     }
+}
+
+/// What a restarted daemon said about its endpoint when it could not get its port back:
+/// it happened before anyone could subscribe, so `status` keeps it and this says it.
+async fn moved_notice(socket: &Path) -> Option<String> {
+    let mut client = Client::connect(socket, "cmdrctl").await.ok()?;
+    let status = match client.request(cmdr_proto::Request::Status).await.ok()? {
+        cmdr_proto::Response::Status(status) => status,
+        _ => return None,
+    };
+    let endpoint = status.endpoint?;
+    let from = endpoint.moved_from?;
+    Some(format!(
+        "the credentials endpoint moved from {from} to {} (another program held its port): processes started with the old URL fail closed; start them again with `cmdrctl exec`",
+        endpoint.url
+    ))
 }
 
 enum Ended {
