@@ -167,7 +167,7 @@ pub fn alice_and_bob() -> (Sandbox, Moto, Vec<User>) {
     (sb, moto, users)
 }
 
-fn exec_loop(sb: &Sandbox, name: &'static str, program: &[&str]) -> Loop {
+pub fn exec_loop(sb: &Sandbox, name: &'static str, program: &[&str]) -> Loop {
     let mut cmd = sb.command("cmdrctl");
     cmd.args(["exec", "acme", "--"]).args(program);
     cmd.current_dir(clients_dir());
@@ -422,7 +422,7 @@ fn now_secs() -> i64 {
 }
 
 /// Seconds since the epoch of an RFC 3339 UTC time like `2026-12-02T08:00:00Z`.
-fn chrono_parse(text: &str) -> i64 {
+pub fn chrono_parse(text: &str) -> i64 {
     let out = std::process::Command::new("date")
         .args(["-u", "-d", text, "+%s"])
         .output()
