@@ -54,6 +54,11 @@ enum Done {
         account: String,
         result: Result<renewal::Written, String>,
     },
+    /// An SSO account's role credentials fetched anew (`cmdrctl renew`).
+    Refetched {
+        account: String,
+        result: Result<DateTime<Utc>, String>,
+    },
 }
 
 /// The next report of a portal keeper; never, while there are no portals.
@@ -133,6 +138,10 @@ pub struct Engine {
     renewing: HashMap<String, renewal::Pending>,
     /// When each auto-renewing account is renewed next (wall clock).
     renew_at: BTreeMap<String, DateTime<Utc>>,
+    /// Who waits for a renewal they asked for (`cmdrctl renew`), by account.
+    renew_waiters: HashMap<String, Vec<api::Reply<api::RenewedNow>>>,
+    /// Failures in a row of a renewal being retried, while the retry runs.
+    renew_failures: HashMap<String, u32>,
 }
 /// `profile_expiry` over the engine's fields, as a closure that borrows only them (so the
 /// accounts can be borrowed mutably beside it).
@@ -234,6 +243,8 @@ impl Engine {
             portal_news: None,
             renewing: HashMap::new(),
             renew_at: BTreeMap::new(),
+            renew_waiters: HashMap::new(),
+            renew_failures: HashMap::new(),
         };
         engine.load_snapshot(snapshot, false);
         release_free_memory();
@@ -337,6 +348,7 @@ impl Engine {
                 result,
             } => self.finish_resolution(&account, key, result),
             Done::Renewed { account, result } => self.finish_renewal(&account, result),
+            Done::Refetched { account, result } => self.finish_refetch(&account, result),
         }
     }
 
