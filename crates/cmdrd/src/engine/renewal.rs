@@ -62,15 +62,20 @@ pub(super) struct Written {
 }
 
 impl Renewal {
+    /// The portal's keeper the account renews through, also with auto-renew off (then
+    /// only when asked: `cmdrctl renew`).
     pub(super) fn keeper(&self) -> Option<&KeeperHandle> {
         match self {
-            Renewal::Portal(k) | Renewal::Paste { keeper: k, .. } => Some(k),
-            Renewal::Off { .. } | Renewal::Cannot(_) => None,
+            Renewal::Portal(k)
+            | Renewal::Paste { keeper: k, .. }
+            | Renewal::Off { keeper: k, .. } => Some(k),
+            Renewal::Cannot(_) => None,
         }
     }
 
+    /// Whether it renews itself.
     pub(super) fn renews(&self) -> bool {
-        self.keeper().is_some()
+        matches!(self, Renewal::Portal(_) | Renewal::Paste { .. })
     }
 
     /// `accounts show`'s line: how it renews, or why not (with the fix).
@@ -496,6 +501,15 @@ impl Engine {
     pub(super) fn finish_refetch(&mut self, name: &str, result: Result<DateTime<Utc>, String>) {
         if result.is_ok() {
             self.resolved.remove(name);
+            // Asked for: the sign-in it took (a new SSO fingerprint: this portal, account
+            // and role now signed in) is the token the person wants used.
+            let now = self.now();
+            let changed = self.accounts.get(name).is_ok_and(|a| {
+                self.account_status(a, now).state == cmdr_core::AccountState::Changed
+            });
+            if changed && let Err(err) = self.accept(name) {
+                tracing::warn!(account = name, error = %err.message, "cannot accept the renewed sign-in");
+            }
         }
         self.answer_renew_waiters(name, result);
     }
