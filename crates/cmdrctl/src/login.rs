@@ -212,7 +212,7 @@ pub(crate) async fn sign_in(
         let path = crate::paste::resolve_symlinks(&settings.aws_config)?;
         let _lock = cmdr_config::replace::lock_beside(&path)
             .with_context(|| format!("cannot lock {}", path.display()))?;
-        cmdr_signin::session::add_section(&path, &portal).with_context(|| {
+        cmdr_signin::session::add_section(&path, portal).with_context(|| {
             format!(
                 "cannot add [sso-session {}] to {}",
                 portal.session,

@@ -124,15 +124,12 @@ pub async fn run(
 /// hold no such character, so none sorts between).
 fn before(name: &str) -> String {
     let mut cursor = name.to_owned();
-    match cursor
+    if let Some(smaller) = cursor
         .pop()
         .and_then(|c| char::from_u32(u32::from(c).checked_sub(1)?))
     {
-        Some(smaller) => {
-            cursor.push(smaller);
-            cursor.push(char::MAX);
-        }
-        None => {}
+        cursor.push(smaller);
+        cursor.push(char::MAX);
     }
     cursor
 }
