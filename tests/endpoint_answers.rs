@@ -154,7 +154,7 @@ fn now_secs() -> i64 {
 }
 
 /// Seconds since the epoch of an RFC 3339 UTC time like `2026-12-02T08:00:00Z`.
-fn chrono_parse(text: &str) -> i64 {
+pub fn chrono_parse(text: &str) -> i64 {
     let out = std::process::Command::new("date")
         .args(["-u", "-d", text, "+%s"])
         .output()

@@ -285,38 +285,7 @@ fn a_pasted_option_2_account_renews_itself() {
     sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\nrenew_before = \"25s\"\n");
     login(&sb, &ic);
     remember_token(&sb);
-    // The block the portal's "Option 2" shows, as a person pastes it.
-    let token = cached(&sb);
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sys,json,urllib.request as u\nr=json.loads(u.urlopen(u.Request(sys.argv[1]+'/federation/credentials?account_id=111111111111&role_name=ReadOnly',headers={'x-amz-sso_bearer_token':sys.argv[2]})).read())['roleCredentials']\nprint('[111111111111_ReadOnly]\\naws_access_key_id=%s\\naws_secret_access_key=%s\\naws_session_token=%s' % (r['accessKeyId'],r['secretAccessKey'],r['sessionToken']))",
-            &ic.url,
-            token["accessToken"].as_str().unwrap_or_default(),
-        ])
-        .output()
-        .expect("python3");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let block = stdout(&out);
-    sb.remember_secrets(&block.replace('=', " = "));
-    let paste = sb
-        .command("cmdrctl")
-        .args(["paste", "--expires-in", "30s"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(block.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("paste");
-    assert!(paste.status.success(), "paste: {}", stderr(&paste));
+    paste_option_2(&sb, &ic, "30s");
     sb.start();
     let out = sb.ctl(&[
         "accounts",
@@ -368,6 +337,253 @@ fn a_pasted_option_2_account_renews_itself() {
             .is_some_and(|r| r.contains("auto-renew is off")),
         "{shown}"
     );
+}
+
+/// Pastes the block the portal's "Option 2" shows for `111111111111_ReadOnly`, as a person
+/// does (`cmdrctl paste --expires-in EXPIRES_IN`), with the signed-in token.
+fn paste_option_2(sb: &Sandbox, ic: &IdentityCenter, expires_in: &str) {
+    let token = cached(sb);
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys,json,urllib.request as u\nr=json.loads(u.urlopen(u.Request(sys.argv[1]+'/federation/credentials?account_id=111111111111&role_name=ReadOnly',headers={'x-amz-sso_bearer_token':sys.argv[2]})).read())['roleCredentials']\nprint('[111111111111_ReadOnly]\\naws_access_key_id=%s\\naws_secret_access_key=%s\\naws_session_token=%s' % (r['accessKeyId'],r['secretAccessKey'],r['sessionToken']))",
+            &ic.url,
+            token["accessToken"].as_str().unwrap_or_default(),
+        ])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let block = stdout(&out);
+    sb.remember_secrets(&block.replace('=', " = "));
+    let paste = sb
+        .command("cmdrctl")
+        .args(["paste", "--expires-in", expires_in])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(block.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("paste");
+    assert!(paste.status.success(), "paste: {}", stderr(&paste));
+}
+
+/// How soon a running SDK process uses a newly accepted token (PRODUCT.md, "Running
+/// processes follow the accepted token": within 10 s). Tokens of 3 minutes are inside
+/// every SDK's refresh window, so each call asks the endpoint again.
+const FOLLOW_BOUND_MS: i64 = 10_000;
+
+/// The morning without a paste (issue 25, "Tests"): a boto3 loop and a JavaScript SDK v3
+/// loop started with `cmdrctl exec acme` call STS (moto) every second while the pasted
+/// "Option 2" account, with 3-minute tokens, renews itself three times: no failed call,
+/// each renewal reaching both loops within the bound, and nothing typed (no paste, no
+/// `accept`, no browser). The portal's role credentials are moto's own (AssumeRole of the
+/// AWSReservedSSO role, session `renewal-N`), so each renewal is a distinct identity STS
+/// names.
+#[test]
+fn running_loops_follow_three_renewals() {
+    let moto = cmdr_testkit::Moto::start(&[]).expect("moto_server");
+    let ic = IdentityCenter::start();
+    ic.post("/_test/moto", &format!("{{\"url\": \"{}\"}}", moto.url));
+    ic.post("/_test/lifetimes", "{\"role\": 180}");
+    let mut sb = portal_sandbox(&ic, "");
+    let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0)], false);
+    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\n");
+    login(&sb, &ic);
+    remember_token(&sb);
+    paste_option_2(&sb, &ic, "180s");
+    sb.start();
+    let out = sb.ctl(&[
+        "accounts",
+        "add",
+        "acme",
+        "--profile",
+        "111111111111_ReadOnly",
+        "--portal",
+        URL,
+        "--region",
+        "us-east-1",
+        "--endpoint",
+        &moto.url,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut watch = sb.watch();
+    let arn = |n: usize| {
+        format!(
+            "arn:aws:sts::111111111111:assumed-role/AWSReservedSSO_ReadOnly_0123456789abcdef/renewal-{n}"
+        )
+    };
+    let loops = [
+        crate::endpoint::exec_loop(&sb, "boto3", &["python3", "sts_loop.py"]),
+        crate::endpoint::exec_loop(&sb, "JavaScript SDK v3", &["node", "sts-loop.mjs"]),
+    ];
+    for l in &loops {
+        l.wait_for(&arn(1), Duration::from_secs(60));
+    }
+    let mut latencies = Vec::new();
+    for round in 2..=4 {
+        // Renewed halfway through each 3-minute token's life.
+        let renewed = watch.wait_for_within("token_renewed", Duration::from_secs(200), |e| {
+            e["type"] == "token_renewed"
+        });
+        assert_eq!(renewed["account"], "acme", "{renewed}");
+        // The event's time is in whole seconds: the latency below is up to 1 s longer.
+        let at = crate::endpoint_answers::chrono_parse(renewed["at"].as_str().unwrap_or("")) * 1000;
+        sb.remember_secrets(&std::fs::read_to_string(sb.credentials()).expect("credentials"));
+        for l in &loops {
+            l.wait_for(&arn(round), Duration::from_secs(60));
+            let first = l
+                .lines()
+                .iter()
+                .find_map(|line| {
+                    let (when, rest) = line.split_once(' ')?;
+                    (rest == arn(round)).then(|| when.parse::<i64>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            latencies.push((l.name, round, first - at));
+        }
+    }
+    for (name, round, ms) in &latencies {
+        assert!(
+            *ms <= FOLLOW_BOUND_MS,
+            "the {name} loop used renewal {round} {ms} ms after it was accepted: {latencies:?}"
+        );
+    }
+    for l in &loops {
+        let lines = l.lines();
+        let errors: Vec<&String> = lines.iter().filter(|l| l.contains("error:")).collect();
+        assert!(
+            errors.is_empty(),
+            "the {} loop failed calls: {errors:#?}",
+            l.name
+        );
+        // Once a second through three renewals of 90 s.
+        assert!(
+            lines.len() > 200,
+            "the {} loop made {} calls",
+            l.name,
+            lines.len()
+        );
+    }
+    assert!(
+        !watch
+            .seen
+            .iter()
+            .any(|e| e["type"] == "token_changed" || e["type"] == "signin_required"),
+        "{:#?}",
+        watch.seen
+    );
+    assert!(
+        rec.calls().is_empty(),
+        "a browser was opened: {:?}",
+        rec.calls()
+    );
+    eprintln!("renewal -> loop (ms): {latencies:?}");
+}
+
+/// `cmdrctl renew` of an account with a portal takes `login`'s path: an SSO account whose
+/// portal is not signed in signs in (the device code, approved by the server) and its role
+/// credentials are fetched anew; a pasted "Option 2" account is renewed, written and
+/// accepted at once (also with auto-renew off). `accounts list --json` shows the second
+/// clock (`signin_expires_at`) and `auto_renew`. No `aws`, no browser.
+#[test]
+fn renew_signs_in_and_fetches_now() {
+    let ic = IdentityCenter::start();
+    let mut sb = portal_sandbox(&ic, "");
+    let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0), ("aws", 0)], false);
+    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\n");
+    sb.start();
+    sb.add_account_with("a0", "p0");
+    // Not signed in: renew signs in first.
+    ic.post("/_test/auto_approve", "{\"on\": true}");
+    let out = sb.ctl(&["renew", "a0", "--device-code"]);
+    assert!(
+        out.status.success(),
+        "renew: {}\n{}",
+        stderr(&out),
+        sb.log_tail()
+    );
+    assert!(stdout(&out).contains("renewed a0"), "{}", stdout(&out));
+    remember_token(&sb);
+    assert_eq!(
+        counter(&ic, "CreateToken.device_code"),
+        1,
+        "{}",
+        ic.counters()
+    );
+    let fetched = counter(&ic, "GetRoleCredentials");
+    assert!(fetched >= 1, "{}", ic.counters());
+    let first = credentials(&sb, "a0")["AccessKeyId"].clone();
+    // Signed in now: renew asks no sign-in, and the role credentials are new.
+    let json = sb.json(&["renew", "a0"]);
+    assert_eq!(json["done"], "renewed", "{json}");
+    assert_eq!(json["session"], "acme", "{json}");
+    assert_eq!(
+        counter(&ic, "CreateToken.device_code"),
+        1,
+        "{}",
+        ic.counters()
+    );
+    assert_eq!(
+        counter(&ic, "GetRoleCredentials"),
+        fetched + 1,
+        "{}",
+        ic.counters()
+    );
+    assert_ne!(credentials(&sb, "a0")["AccessKeyId"], first);
+
+    // A pasted "Option 2" account, auto-renew off: renew renews it now.
+    paste_option_2(&sb, &ic, "1h");
+    let out = sb.ctl(&[
+        "accounts",
+        "add",
+        "acme",
+        "--profile",
+        "111111111111_ReadOnly",
+        "--portal",
+        URL,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = sb.ctl(&["accounts", "edit", "acme", "--auto-renew", "off"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = credentials(&sb, "acme")["AccessKeyId"].clone();
+    let mut watch = sb.watch();
+    let out = sb.ctl(&["renew", "acme"]);
+    assert!(
+        out.status.success(),
+        "renew: {}\n{}",
+        stderr(&out),
+        sb.log_tail()
+    );
+    let renewed = watch.wait_type("token_renewed");
+    assert_eq!(renewed["account"], "acme", "{renewed}");
+    sb.remember_secrets(&std::fs::read_to_string(sb.credentials()).expect("credentials"));
+    assert_ne!(credentials(&sb, "acme")["AccessKeyId"], before);
+    assert_eq!(sb.account("acme")["state"], "ok");
+
+    // The list's second clock.
+    let list = sb.json(&["accounts", "list"]);
+    let by_name = |n: &str| {
+        list.as_array()
+            .and_then(|l| l.iter().find(|a| a["name"] == n))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let a0 = by_name("a0");
+    assert_eq!(a0["auto_renew"], true, "{list}");
+    assert!(a0["signin_expires_at"].is_string(), "{list}");
+    assert_eq!(a0["portal_session"], "acme", "{list}");
+    let acme = by_name("acme");
+    assert_eq!(acme["auto_renew"], false, "{list}");
+    assert_eq!(acme["portal"], URL, "{list}");
+    assert!(rec.calls().is_empty(), "{:?}", rec.calls());
 }
 
 impl Sandbox {

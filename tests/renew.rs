@@ -195,10 +195,12 @@ fn renew_opens_the_portal_or_runs_aws_sso_login() {
         stdout(&out)
     );
 
-    // SSO profiles: the user's own `aws sso login`, for the bound profile.
-    let out = sb.ctl(&["renew", "corp"]);
+    // A legacy SSO profile (no sso-session, so no portal cmdrd keeps): the user's own
+    // `aws sso login`, for the bound profile. (One on an sso-session signs in as `login`
+    // does: tests/portals.rs.)
+    let out = sb.ctl(&["renew", "legacy"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(rec.calls()[1], "aws sso login --profile corp");
+    assert_eq!(rec.calls()[1], "aws sso login --profile legacy");
     assert!(stdout(&out).contains("signed in"), "{}", stdout(&out));
     let json = sb.json(&["renew", "legacy"]);
     assert_eq!(
@@ -209,10 +211,10 @@ fn renew_opens_the_portal_or_runs_aws_sso_login() {
 
     // The outcome is reported: a failing login is a failure.
     rec.set("aws", 255);
-    let out = sb.ctl(&["renew", "corp"]);
+    let out = sb.ctl(&["renew", "legacy"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("`aws sso login --profile corp` failed")
+        stderr(&out).contains("`aws sso login --profile legacy` failed")
             && stderr(&out).contains("255"),
         "{}",
         stderr(&out)
@@ -245,10 +247,10 @@ fn renew_without_the_aws_cli_opens_the_sso_portal() {
     let rec = Recorder::install(&mut sb, &[("xdg-open", 0)], true);
     sb.start();
     add_accounts(&sb);
-    let out = sb.ctl(&["renew", "corp"]);
+    let out = sb.ctl(&["renew", "legacy"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("not installed"), "{}", stdout(&out));
-    assert_eq!(rec.calls(), ["xdg-open https://corp.awsapps.com/start"]);
+    assert_eq!(rec.calls(), ["xdg-open https://legacy.awsapps.com/start"]);
     // Without an opener either: the error names what to install.
     std::fs::remove_file(rec.dir.join("xdg-open")).expect("rm");
     let out = sb.ctl(&["renew", "acme2"]);

@@ -13,7 +13,10 @@ Test controls: POST /_test/approve {"userCode"} (or {"all": true} for authorize
 requests), POST /_test/end_session, POST /_test/lifetimes {"accessToken", "refreshToken"
 (bool), "registration", "role"}, POST /_test/accounts {"accounts": [...], "roles": [...],
 "accountRoles": {accountId: [...]}, "generate": N, "pageCap": N} (what the portal grants,
-and the largest page it returns), GET /_test/counters, GET /_test/pending.
+and the largest page it returns), POST /_test/moto {"url"} (role credentials become real
+ones of that moto_server: AssumeRole of arn:aws:iam::ACCOUNT:role/AWSReservedSSO_ROLE_<hex>
+with session name "renewal-N", N counting from 1, so STS GetCallerIdentity tells each
+issue apart), GET /_test/counters, GET /_test/pending.
 """
 
 import base64
@@ -47,7 +50,18 @@ STATE = {
     "roles": ["AdministratorAccess", "ReadOnly"],
     "account_roles": {},  # accountId -> roles, else "roles"
     "page_cap": 100,  # the model's MaxResultType max
+    "moto": None,  # a boto3 STS client of a moto_server, once POST /_test/moto
+    "issued": 0,  # role credentials issued through moto
 }
+
+
+def moto_role_credentials(account_id, role):
+    """Role credentials moto knows, as the portal's AWSReservedSSO role of the account."""
+    STATE["issued"] += 1
+    arn = "arn:aws:iam::%s:role/AWSReservedSSO_%s_0123456789abcdef" % (account_id, role)
+    c = STATE["moto"].assume_role(RoleArn=arn, RoleSessionName="renewal-%d" % STATE["issued"])
+    c = c["Credentials"]
+    return c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]
 
 
 def roles_of(account_id):
@@ -158,10 +172,15 @@ class Handler(BaseHTTPRequestHandler):
                 if q.get("role_name") not in roles_of(q.get("account_id")):
                     return self.sso_error(403, "ForbiddenException", "no access to this role")
                 expires_ms = int((time.time() + STATE["lifetimes"]["role"]) * 1000)
+                if STATE["moto"] is not None:
+                    key, secret, token = moto_role_credentials(q["account_id"], q["role_name"])
+                else:
+                    key = "ASIA" + secrets.token_hex(8).upper()
+                    secret, token = secrets.token_urlsafe(30), "IQo" + secrets.token_urlsafe(60)
                 return self.reply(200, {"roleCredentials": {
-                    "accessKeyId": "ASIA" + secrets.token_hex(8).upper(),
-                    "secretAccessKey": secrets.token_urlsafe(30),
-                    "sessionToken": "IQo" + secrets.token_urlsafe(60),
+                    "accessKeyId": key,
+                    "secretAccessKey": secret,
+                    "sessionToken": token,
                     "expiration": expires_ms,
                 }})
         self.reply(404, {"message": "no route " + url.path})
@@ -255,6 +274,12 @@ class Handler(BaseHTTPRequestHandler):
             if "pageCap" in body:
                 STATE["page_cap"] = int(body["pageCap"])
             return self.reply(200, {"accounts": len(STATE["accounts"])})
+        if path == "/_test/moto":
+            import boto3  # only when asked: the server starts without it
+            STATE["moto"] = boto3.client(
+                "sts", endpoint_url=body["url"], region_name="us-east-1",
+                aws_access_key_id="AKIAADMIN0000000000", aws_secret_access_key="admin")
+            return self.reply(200, {})
         if path == "/_test/lifetimes":
             STATE["lifetimes"].update(body)
             return self.reply(200, STATE["lifetimes"])

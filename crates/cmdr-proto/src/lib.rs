@@ -149,7 +149,22 @@ pub enum Request {
     ContainerEnv {
         name: String,
     },
+    /// A page of how each account renews (the daemon's feature `renewals`): what
+    /// `accounts list --json` adds to each `AccountInfo`, whose encoding stays as older
+    /// clients read it.
+    RenewalsPage(PageRequest),
+    /// Fetch the account's credentials through its portal now (the daemon's feature
+    /// `renew_now`): a pasted "Option 2" account is renewed, written and accepted; an SSO
+    /// account's role credentials are fetched anew. Answered once done.
+    RenewNow {
+        name: String,
+    },
 }
+
+/// The daemon answers `Request::RenewalsPage`.
+pub const FEATURE_RENEWALS: &str = "renewals";
+/// The daemon answers `Request::RenewNow`.
+pub const FEATURE_RENEW_NOW: &str = "renew_now";
 
 /// The daemon answers `Request::ContainerEnv`.
 pub const FEATURE_CONTAINER_ENV: &str = "container_env";
@@ -180,6 +195,27 @@ pub enum Response {
     Accepted(Accepted),
     ChildEnv(ChildEnv),
     ConsoleUrl(ConsoleUrl),
+    RenewalsPage(Page<RenewalFacts>),
+    Renewed(Renewed),
+}
+
+/// How one account renews: the second clock beside its token's (`accounts list --json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewalFacts {
+    pub account: String,
+    /// Whether cmdrd renews the account's token itself (an `expiring_soon` is no alarm).
+    pub auto_renew: bool,
+    /// The sso-session (portal) it renews through, if any.
+    pub session: Option<String>,
+    /// When that portal's sign-in ends, RFC 3339 UTC, while cmdrd keeps it.
+    pub signin_expires_at: Option<String>,
+}
+
+/// The answer to `Request::RenewNow`: the account after it, and the new token's end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renewed {
+    pub account: AccountInfo,
+    pub expires_at: Option<String>,
 }
 
 /// A console sign-in URL: whoever holds it is signed in as the account for 15 minutes.

@@ -96,3 +96,70 @@ fn account_info_keeps_its_encoding() {
 }
 
 const GOLDEN_ACCOUNTS_LIST_BIN: &str = "0000009802010461636d650461636d65010965752d776573742d31010115687474703a2f2f6c6f63616c686f73743a34353636000101103031323334353637383961626364656600000114323032362d31312d32395431303a30303a30305a0118785f73656375726974795f746f6b656e5f6578706972657300011e68747470733a2f2f61636d652e617773617070732e636f6d2f73746172740101";
+
+/// `renewals_page` and `renew_now` (issue 25) come after every request older builds know,
+/// their answers after every answer, with golden encodings of their own: what `accounts
+/// list --json` adds travels beside `AccountInfo`, never inside it.
+#[test]
+fn renewals_are_added_at_the_end_with_golden_encodings() {
+    let page = ClientMessage::Request {
+        id: 1,
+        request: Request::RenewalsPage(PageRequest {
+            after: None,
+            limit: 1000,
+        }),
+    };
+    let frame = encode(Codec::Binary, &page).expect("encode");
+    assert_eq!(frame[4..7], [1, 1, 20]);
+    let now = ClientMessage::Request {
+        id: 1,
+        request: Request::RenewNow { name: "a".into() },
+    };
+    let frame = encode(Codec::Binary, &now).expect("encode");
+    assert_eq!(frame[4..7], [1, 1, 21]);
+    let json = String::from_utf8(encode(Codec::JsonLines, &page).expect("encode")).expect("utf8");
+    assert_eq!(
+        json.trim_end(),
+        r#"{"request":{"id":1,"request":{"renewals_page":{"after":null,"limit":1000}}}}"#
+    );
+    let answer = ServerMessage::Response {
+        id: 1,
+        outcome: Outcome::Ok(Response::RenewalsPage(Page {
+            items: vec![RenewalFacts {
+                account: "acme".into(),
+                auto_renew: true,
+                session: Some("acme".into()),
+                signin_expires_at: Some("2026-11-29T18:00:00Z".into()),
+            }],
+            next: None,
+        })),
+    };
+    let frame = encode(Codec::Binary, &answer).expect("encode");
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, GOLDEN_RENEWALS_PAGE_BIN);
+    for codec in [Codec::Binary, Codec::JsonLines] {
+        let got: ServerMessage = decode(codec, &encode(codec, &answer).expect("encode"));
+        assert_eq!(got, answer, "{codec:?}");
+    }
+    let got: ServerMessage = decode(Codec::Binary, &hex_bytes(GOLDEN_RENEWALS_PAGE_BIN));
+    assert_eq!(got, answer);
+    let renewed = ServerMessage::Response {
+        id: 1,
+        outcome: Outcome::Ok(Response::Renewed(Renewed {
+            account: account_info(),
+            expires_at: None,
+        })),
+    };
+    let frame = encode(Codec::Binary, &renewed).expect("encode");
+    assert_eq!(frame[4..8], [2, 1, 0, 16]);
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+const GOLDEN_RENEWALS_PAGE_BIN: &str =
+    "000000280201000f010461636d6501010461636d650114323032362d31312d32395431383a30303a30305a00";

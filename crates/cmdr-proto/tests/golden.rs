@@ -72,6 +72,11 @@ fn client_messages() -> Vec<ClientMessage> {
         Request::ChildEnv { name: "a".into() },
         Request::ConsoleUrl { name: "a".into() },
         Request::ContainerEnv { name: "a".into() },
+        Request::RenewalsPage(PageRequest {
+            after: None,
+            limit: 1000,
+        }),
+        Request::RenewNow { name: "a".into() },
     ];
     let mut out = vec![ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
@@ -253,6 +258,19 @@ fn server_messages() -> Vec<ServerMessage> {
         }),
         Response::ConsoleUrl(ConsoleUrl {
             url: "https://signin.aws.amazon.com/federation?Action=login".into(),
+        }),
+        Response::RenewalsPage(Page {
+            items: vec![RenewalFacts {
+                account: "acme".into(),
+                auto_renew: true,
+                session: Some("acme".into()),
+                signin_expires_at: Some("2026-11-29T18:00:00Z".into()),
+            }],
+            next: None,
+        }),
+        Response::Renewed(Renewed {
+            account: account_info(),
+            expires_at: Some("2026-11-29T10:00:00Z".into()),
         }),
     ];
     let mut out = vec![

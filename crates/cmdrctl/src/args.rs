@@ -135,9 +135,18 @@ pub enum Command {
     },
     /// Check an account's credentials with STS GetCallerIdentity against its target.
     Validate { name: String },
-    /// Start getting a new token: open the account's access portal in the browser, or for
-    /// an SSO profile run `aws sso login` for it.
-    Renew { name: String },
+    /// Get a new token: for an account with a portal (an SSO profile, or a pasted "Option 2"
+    /// block whose portal is an sso-session), sign in if needed (as `login`) and have cmdrd
+    /// fetch the role's credentials now; otherwise open the account's access portal.
+    Renew {
+        name: String,
+        /// Sign in with the device code flow, if a sign-in is needed.
+        #[arg(long)]
+        device_code: bool,
+        /// Print the sign-in URL instead of opening a browser, if a sign-in is needed.
+        #[arg(long)]
+        no_browser: bool,
+    },
     /// Open the AWS console signed in as the account's accepted session (a federation
     /// sign-in link, valid 15 minutes: a bearer secret).
     Console {

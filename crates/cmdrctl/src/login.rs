@@ -162,27 +162,7 @@ async fn try_login(
 ) -> anyhow::Result<ExitCode> {
     let settings = cmdr_config::Settings::load(config_file, None)?;
     let (portal, add) = resolve(&settings, name, portal, region).await?;
-    let flow = if device_code || no_browser_here() {
-        Flow::DeviceCode
-    } else {
-        Flow::Pkce { open: !no_browser }
-    };
-    let say = |text: &str| eprintln!("{text}");
-    let token = cmdr_signin::login(&portal, &paths(&settings), flow, &say).await?;
-    if add {
-        // paste's safe write: through symlinks (stow, chezmoi), under the lock beside the
-        // file that paste takes too.
-        let path = crate::paste::resolve_symlinks(&settings.aws_config)?;
-        let _lock = cmdr_config::replace::lock_beside(&path)
-            .with_context(|| format!("cannot lock {}", path.display()))?;
-        cmdr_signin::session::add_section(&path, &portal).with_context(|| {
-            format!(
-                "cannot add [sso-session {}] to {}",
-                portal.session,
-                path.display()
-            )
-        })?;
-    }
+    let token = sign_in(&settings, &portal, add, device_code, no_browser).await?;
     if json {
         crate::output::print_json(&serde_json::json!({
             "session": portal.session,
@@ -197,6 +177,50 @@ async fn try_login(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sso-session of the config file named `session`, as a portal to sign in to.
+pub(crate) fn session_portal(settings: &cmdr_config::Settings, session: &str) -> Option<Portal> {
+    let (url, region) = sessions(settings).remove(session)?;
+    Some(Portal {
+        session: session.to_owned(),
+        start_url: url,
+        region,
+    })
+}
+
+/// Signs in to `portal` (the browser with PKCE, or the device code flow when asked or
+/// when no browser can open here) and adds its `[sso-session]` section when `add`.
+/// `login` and `renew` both sign in through this.
+pub(crate) async fn sign_in(
+    settings: &cmdr_config::Settings,
+    portal: &Portal,
+    add: bool,
+    device_code: bool,
+    no_browser: bool,
+) -> anyhow::Result<cmdr_signin::CachedToken> {
+    let flow = if device_code || no_browser_here() {
+        Flow::DeviceCode
+    } else {
+        Flow::Pkce { open: !no_browser }
+    };
+    let say = |text: &str| eprintln!("{text}");
+    let token = cmdr_signin::login(portal, &paths(settings), flow, &say).await?;
+    if add {
+        // paste's safe write: through symlinks (stow, chezmoi), under the lock beside the
+        // file that paste takes too.
+        let path = crate::paste::resolve_symlinks(&settings.aws_config)?;
+        let _lock = cmdr_config::replace::lock_beside(&path)
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        cmdr_signin::session::add_section(&path, portal).with_context(|| {
+            format!(
+                "cannot add [sso-session {}] to {}",
+                portal.session,
+                path.display()
+            )
+        })?;
+    }
+    Ok(token)
 }
 
 async fn try_logout(

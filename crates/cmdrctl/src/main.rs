@@ -312,7 +312,11 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Command::Profiles => Request::Profiles,
         Command::Accept { name } => return accept(&socket, name, json).await,
         Command::Validate { name } => Request::Validate { name },
-        Command::Renew { name } => return renew::run(&socket, name, json).await,
+        Command::Renew {
+            name,
+            device_code,
+            no_browser,
+        } => return renew::run(&socket, name, device_code, no_browser, json).await,
         Command::Container(action) => return container::run(&socket, action, json).await,
         Command::Console { name, print } => {
             return console::run(&socket, name, print, json).await;
@@ -367,6 +371,10 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     match response {
         Response::Status(status) => output::status(&status, json),
         Response::Profiles(profiles) => output::profiles(&profiles, json),
+        Response::Accounts(accounts) if json => {
+            let renewals = renewals(&mut client).await?;
+            output::accounts_json(&accounts, renewals.as_ref());
+        }
         Response::Accounts(accounts) => output::accounts(&accounts, json),
         // After `add`/`edit`, an account in a state that needs fixing says why.
         Response::Account(account) if !json && needs_fixing(account.state) => {
@@ -397,10 +405,45 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         | Response::AccountsPage(_)
         | Response::Accepted(_)
         | Response::ChildEnv(_)
-        | Response::ConsoleUrl(_) => {}
+        | Response::ConsoleUrl(_)
+        | Response::RenewalsPage(_)
+        | Response::Renewed(_) => {}
         Response::AccountDetail(detail) => output::account_detail(&detail, json),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How each account renews (`renewals_page`, page by page), by account; `None` from a
+/// daemon older than that request.
+async fn renewals(
+    client: &mut Client,
+) -> Result<Option<std::collections::HashMap<String, cmdr_proto::RenewalFacts>>, ClientError> {
+    let knows = client
+        .welcome()
+        .features
+        .iter()
+        .any(|f| f == cmdr_proto::FEATURE_RENEWALS);
+    if !knows {
+        return Ok(None);
+    }
+    let mut all = std::collections::HashMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let ask = cmdr_proto::PageRequest {
+            after: after.clone(),
+            limit: cmdr_proto::MAX_PAGE_ITEMS,
+        };
+        let Response::RenewalsPage(page) = client.request(Request::RenewalsPage(ask)).await? else {
+            return Err(unexpected("a renewals request"));
+        };
+        all.extend(page.items.into_iter().map(|f| (f.account.clone(), f)));
+        match page.next {
+            // A cursor that does not advance would never end.
+            Some(next) if after.as_ref().is_none_or(|a| next > *a) => after = Some(next),
+            Some(_) => return Err(unexpected("a renewals request (the cursor went back)")),
+            None => return Ok(Some(all)),
+        }
+    }
 }
 
 /// The request of an `accounts` subcommand.

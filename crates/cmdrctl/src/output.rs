@@ -219,6 +219,37 @@ pub fn profiles(profiles: &[ProfileInfo], json: bool) {
     );
 }
 
+/// `accounts list --json`: each account with how it renews (`signin_expires_at`,
+/// `auto_renew`; null and false from a daemon that does not say).
+pub fn accounts_json(
+    accounts: &[AccountInfo],
+    renewals: Option<&std::collections::HashMap<String, cmdr_proto::RenewalFacts>>,
+) {
+    let list: Vec<serde_json::Value> = accounts
+        .iter()
+        .map(|a| {
+            let mut value = serde_json::to_value(a).unwrap_or_default();
+            let facts = renewals.and_then(|r| r.get(&a.name));
+            if let serde_json::Value::Object(map) = &mut value {
+                map.insert(
+                    "signin_expires_at".into(),
+                    facts.and_then(|f| f.signin_expires_at.clone()).into(),
+                );
+                map.insert(
+                    "auto_renew".into(),
+                    facts.is_some_and(|f| f.auto_renew).into(),
+                );
+                map.insert(
+                    "portal_session".into(),
+                    facts.and_then(|f| f.session.clone()).into(),
+                );
+            }
+            value
+        })
+        .collect();
+    print_json(&list);
+}
+
 pub fn accounts(accounts: &[AccountInfo], json: bool) {
     if json {
         return print_json(accounts);

@@ -1,7 +1,9 @@
-//! `cmdrctl renew NAME`: starts getting a new token for an account, in the user's terminal:
-//! opens its access portal in the browser, or for an SSO profile runs `aws sso login` and
-//! reports the outcome (the plan and the runner are `cmdr_config::renew`, shared with the
-//! desktop notifications).
+//! `cmdrctl renew NAME`: gets a new token for an account, in the user's terminal. An
+//! account with a portal that is an sso-session (an SSO profile, or a pasted "Option 2"
+//! block cmdrd renews) takes `login`'s path: sign in if the portal is not signed in, then
+//! `RenewNow`, and cmdrd fetches the role's credentials at once. Any other account: open its
+//! access portal in the browser, or for an SSO profile cmdrd does not keep run `aws sso
+//! login` (the plan and the runner are `cmdr_config::renew`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,8 +12,43 @@ use cmdr_client::{Client, ClientError};
 use cmdr_config::renew::{self, Done, Mode, Plan};
 use cmdr_proto::{Request, Response};
 
-pub async fn run(socket: &Path, name: String, json: bool) -> Result<ExitCode, ClientError> {
+pub async fn run(
+    socket: &Path,
+    name: String,
+    device_code: bool,
+    no_browser: bool,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
     let mut client = Client::connect(socket, "cmdrctl").await?;
+    let through_portal = client
+        .welcome()
+        .features
+        .iter()
+        .any(|f| f == cmdr_proto::FEATURE_RENEW_NOW);
+    if through_portal {
+        let asked = client
+            .request(Request::RenewalsPage(cmdr_proto::PageRequest {
+                after: Some(before(&name)),
+                limit: 1,
+            }))
+            .await?;
+        if let Response::RenewalsPage(page) = asked
+            && let Some(facts) = page.items.into_iter().find(|f| f.account == name)
+            && let Some(session) = facts.session
+        {
+            drop(client);
+            return Ok(portal(
+                socket,
+                &name,
+                &session,
+                facts.signin_expires_at,
+                device_code,
+                no_browser,
+                json,
+            )
+            .await);
+        }
+    }
     let info = match client.request(Request::ShowAccount { name }).await? {
         Response::Account(info) => info,
         _ => {
@@ -78,6 +115,128 @@ pub async fn run(socket: &Path, name: String, json: bool) -> Result<ExitCode, Cl
         Err(err) => {
             eprintln!("cmdrctl: renew {account}: {err}");
             Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// A page cursor just before `name`, so that the page after it starts at `name`: its
+/// last character made one smaller and followed by the largest character (account names
+/// hold no such character, so none sorts between).
+fn before(name: &str) -> String {
+    let mut cursor = name.to_owned();
+    if let Some(smaller) = cursor
+        .pop()
+        .and_then(|c| char::from_u32(u32::from(c).checked_sub(1)?))
+    {
+        cursor.push(smaller);
+        cursor.push(char::MAX);
+    }
+    cursor
+}
+
+/// `renew` through the portal: sign in if the portal is not signed in for at least another
+/// minute, then cmdrd fetches the credentials now.
+async fn portal(
+    socket: &Path,
+    name: &str,
+    session: &str,
+    signed_in_until: Option<String>,
+    device_code: bool,
+    no_browser: bool,
+    json: bool,
+) -> ExitCode {
+    let fail = |err: &dyn std::fmt::Display| {
+        eprintln!("cmdrctl: renew {name}: {err}");
+        ExitCode::from(1)
+    };
+    let soon = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let signed_in = signed_in_until
+        .as_deref()
+        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+        .is_some_and(|at| at > soon);
+    if !signed_in {
+        let settings = match cmdr_config::Settings::load(None, None) {
+            Ok(settings) => settings,
+            Err(err) => return fail(&format!("{err:#}")),
+        };
+        let Some(portal) = crate::login::session_portal(&settings, session) else {
+            return fail(&format!(
+                "{}: no [sso-session {session}] with sso_start_url and sso_region",
+                settings.aws_config.display()
+            ));
+        };
+        if !json {
+            eprintln!("signing in to {} (sso-session {session})", portal.start_url);
+        }
+        if let Err(err) =
+            crate::login::sign_in(&settings, &portal, false, device_code, no_browser).await
+        {
+            return fail(&format!("{err:#}"));
+        }
+    }
+    let renewed = || async {
+        let mut client = Client::connect(socket, "cmdrctl").await?;
+        client
+            .request(Request::RenewNow {
+                name: name.to_owned(),
+            })
+            .await
+    };
+    // After a sign-in the daemon sees the new token through its watch of the SSO cache;
+    // a keeper that has not yet may answer that it needs one: ask again briefly.
+    let mut tries = 0;
+    let answer = loop {
+        match renewed().await {
+            Err(ClientError::Daemon(err))
+                if !signed_in && tries < 10 && err.code == cmdr_proto::ErrorCode::Internal =>
+            {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            other => break other,
+        }
+    };
+    match answer {
+        Ok(Response::Renewed(renewed)) => {
+            let until = renewed.expires_at.as_deref().unwrap_or("unknown");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "account": name,
+                        "done": "renewed",
+                        "session": session,
+                        "expires_at": renewed.expires_at,
+                    })
+                );
+            } else {
+                println!(
+                    "renewed {name} through sso-session {session}: new credentials until {until}"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(_) => fail(&"unexpected answer to a renew request"),
+        Err(err) => fail(&err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::before;
+
+    #[test]
+    fn the_cursor_before_a_name_sorts_just_before_it() {
+        for name in ["acme", "a", "acme-dev", "a0", "Z_1"] {
+            let cursor = before(name);
+            assert!(cursor.as_str() < name, "{name}");
+            // No account name (ASCII letters, digits, `-`, `_`, `.`) sorts between.
+            for other in ["acmd", "acmd-", "acm", "acme-", "a-", "Z_0", "Z_0z"] {
+                assert!(
+                    !(cursor.as_str() < other && other < name),
+                    "{other} between {cursor:?} and {name}"
+                );
+            }
         }
     }
 }

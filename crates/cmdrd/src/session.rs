@@ -40,6 +40,8 @@ pub const FEATURES: &[&str] = &[
     cmdr_proto::FEATURE_CHILD_ENV,
     cmdr_proto::FEATURE_CONSOLE,
     cmdr_proto::FEATURE_CONTAINER_ENV,
+    cmdr_proto::FEATURE_RENEWALS,
+    cmdr_proto::FEATURE_RENEW_NOW,
 ];
 
 /// Runs one session in `slot`; it ends early when the slot is shed for a newcomer.

@@ -79,6 +79,24 @@ pub enum Command {
         name: String,
         reply: Reply<ChildEnv>,
     },
+    /// How each account renews, a page at a time (`accounts list --json`).
+    RenewalsPage {
+        after: Option<String>,
+        limit: u32,
+        reply: Reply<Page<cmdr_proto::RenewalFacts>>,
+    },
+    /// Renew the account through its portal now (`cmdrctl renew`).
+    RenewNow {
+        name: String,
+        reply: Reply<RenewedNow>,
+    },
+}
+
+/// What `renew` did: the account after, and when its new credentials end.
+#[derive(Debug, Clone)]
+pub struct RenewedNow {
+    pub account: AccountInfo,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What `accept` did: the account as it is now, and whether it took anything it did not
@@ -229,6 +247,23 @@ impl EngineHandle {
     pub async fn container_env(&self, name: String) -> Pending<ChildEnv> {
         self.queue(|reply| Command::ContainerEnv { name, reply })
             .await
+    }
+
+    pub async fn renewals_page(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Pending<Page<cmdr_proto::RenewalFacts>> {
+        self.queue(|reply| Command::RenewalsPage {
+            after,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn renew_now(&self, name: String) -> Pending<RenewedNow> {
+        self.queue(|reply| Command::RenewNow { name, reply }).await
     }
 
     /// The daemon's settings, for what sessions do beside the engine (the console URL).

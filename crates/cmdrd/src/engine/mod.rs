@@ -54,6 +54,11 @@ enum Done {
         account: String,
         result: Result<renewal::Written, String>,
     },
+    /// An SSO account's role credentials fetched anew (`cmdrctl renew`).
+    Refetched {
+        account: String,
+        result: Result<DateTime<Utc>, String>,
+    },
 }
 
 /// The next report of a portal keeper; never, while there are no portals.
@@ -137,6 +142,10 @@ pub struct Engine {
     renewing: HashMap<String, renewal::Pending>,
     /// When each auto-renewing account is renewed next (wall clock).
     renew_at: BTreeMap<String, DateTime<Utc>>,
+    /// Who waits for a renewal they asked for (`cmdrctl renew`), by account.
+    renew_waiters: HashMap<String, Vec<api::Reply<api::RenewedNow>>>,
+    /// Failures in a row of a renewal being retried, while the retry runs.
+    renew_failures: HashMap<String, u32>,
 }
 /// `profile_expiry` over the engine's fields, as a closure that borrows only them (so the
 /// accounts can be borrowed mutably beside it).
@@ -241,6 +250,8 @@ impl Engine {
             portal_news: None,
             renewing: HashMap::new(),
             renew_at: BTreeMap::new(),
+            renew_waiters: HashMap::new(),
+            renew_failures: HashMap::new(),
         };
         // Nobody listens yet, and `report_changes_while_down` tells what changed while the
         // daemon was down: of the effects only the retry is kept, and the state is saved
@@ -363,6 +374,7 @@ impl Engine {
                 result,
             } => self.finish_resolution(&account, key, result),
             Done::Renewed { account, result } => self.finish_renewal(&account, result),
+            Done::Refetched { account, result } => self.finish_refetch(&account, result),
         }
     }
 

@@ -7,10 +7,21 @@
 //! Also what the engine does with the keepers' news, and the portals' sync with the files.
 
 use super::*;
+use crate::engine::api::RenewedNow;
 use crate::portal::{KeeperHandle, News, Portals};
 
-/// A renewal that failed is tried again after this.
-const RETRY_AFTER: chrono::Duration = chrono::Duration::minutes(1);
+/// A renewal that failed is tried again after 1 minute, then 2, 4, … up to this.
+const RETRY_CAP: chrono::Duration = chrono::Duration::minutes(16);
+
+/// When a renewal that failed `failures` times in a row goes again: 1, 2, 4, … minutes
+/// after now, at most [`RETRY_CAP`].
+pub(super) fn retry_delay(failures: u32) -> chrono::Duration {
+    let minutes = 1i64 << failures.saturating_sub(1).min(10);
+    chrono::Duration::minutes(minutes).min(RETRY_CAP)
+}
+
+/// Role credentials asked with this much life left are fetched anew: none last this long.
+const FRESH: chrono::Duration = chrono::Duration::hours(13);
 
 /// How an account renews itself, or why it does not.
 pub(super) enum Renewal {
@@ -22,9 +33,11 @@ pub(super) enum Renewal {
         account_id: String,
         role: String,
     },
-    /// It could, but `--auto-renew off`.
+    /// It could, but `--auto-renew off` (`cmdrctl renew` still can).
     Off {
-        session: String,
+        keeper: KeeperHandle,
+        account_id: String,
+        role: String,
     },
     Cannot(String),
 }
@@ -36,6 +49,8 @@ pub(super) enum Pending {
     Written(Written),
     Failed {
         retry_at: DateTime<Utc>,
+        /// Failures in a row: the next retry waits 1, 2, 4, … minutes.
+        failures: u32,
     },
 }
 
@@ -47,15 +62,20 @@ pub(super) struct Written {
 }
 
 impl Renewal {
+    /// The portal's keeper the account renews through, also with auto-renew off (then
+    /// only when asked: `cmdrctl renew`).
     pub(super) fn keeper(&self) -> Option<&KeeperHandle> {
         match self {
-            Renewal::Portal(k) | Renewal::Paste { keeper: k, .. } => Some(k),
-            Renewal::Off { .. } | Renewal::Cannot(_) => None,
+            Renewal::Portal(k)
+            | Renewal::Paste { keeper: k, .. }
+            | Renewal::Off { keeper: k, .. } => Some(k),
+            Renewal::Cannot(_) => None,
         }
     }
 
+    /// Whether it renews itself.
     pub(super) fn renews(&self) -> bool {
-        self.keeper().is_some()
+        matches!(self, Renewal::Portal(_) | Renewal::Paste { .. })
     }
 
     /// `accounts show`'s line: how it renews, or why not (with the fix).
@@ -94,8 +114,9 @@ impl Renewal {
                 keeper.info().session,
                 until(keeper)
             ),
-            Renewal::Off { session } => format!(
-                "does not renew itself (auto-renew is off); `cmdrctl accounts edit {name} --auto-renew on` renews it through sso-session {session}"
+            Renewal::Off { keeper, .. } => format!(
+                "does not renew itself (auto-renew is off); `cmdrctl accounts edit {name} --auto-renew on` renews it through sso-session {}, `cmdrctl renew {name}` once",
+                keeper.info().session
             ),
             Renewal::Cannot(why) => format!("does not renew itself: {why}"),
         }
@@ -131,7 +152,7 @@ impl Engine {
                 self.emit(EventKind::SignedIn { portal, session });
                 // Renewals that failed for want of a sign-in go again now.
                 for pending in self.renewing.values_mut() {
-                    if let Pending::Failed { retry_at } = pending {
+                    if let Pending::Failed { retry_at, .. } = pending {
                         *retry_at = self.clock.now();
                     }
                 }
@@ -209,7 +230,9 @@ impl Engine {
                 };
                 if account.auto_renew == Some(false) {
                     return Renewal::Off {
-                        session: keeper.info().session,
+                        keeper,
+                        account_id,
+                        role,
                     };
                 }
                 Renewal::Paste {
@@ -256,7 +279,7 @@ impl Engine {
         }
         let at = match self.renewing.get(name) {
             Some(Pending::InFlight | Pending::Written(_)) => return,
-            Some(Pending::Failed { retry_at }) => *retry_at,
+            Some(Pending::Failed { retry_at, .. }) => *retry_at,
             None => {
                 let Some(end) = account.accepted.expiry.as_ref().and_then(|e| e.when()) else {
                     return;
@@ -290,21 +313,27 @@ impl Engine {
             .collect();
         for name in due {
             self.renew_at.remove(&name);
-            self.start_renewal(&name);
+            self.start_renewal(&name, false);
         }
     }
 
-    fn start_renewal(&mut self, name: &str) {
+    fn start_renewal(&mut self, name: &str, fresh: bool) {
         let Ok(account) = self.accounts.get(name) else {
             return;
         };
-        let Renewal::Paste {
-            keeper,
-            account_id,
-            role,
-        } = self.renewal(account)
-        else {
-            return;
+        let (keeper, account_id, role) = match self.renewal(account) {
+            Renewal::Paste {
+                keeper,
+                account_id,
+                role,
+            } => (keeper, account_id, role),
+            // Asked for (`cmdrctl renew`): also with auto-renew off.
+            Renewal::Off {
+                keeper,
+                account_id,
+                role,
+            } if fresh => (keeper, account_id, role),
+            _ => return,
         };
         tracing::info!(
             account = name,
@@ -314,7 +343,11 @@ impl Engine {
         let profile = account.profile.clone();
         let credentials_file = self.settings.aws_credentials.clone();
         let data_dir = self.settings.data_dir.clone();
-        let min_valid = self.settings.renew_before + chrono::Duration::seconds(30);
+        let min_valid = if fresh {
+            FRESH
+        } else {
+            self.settings.renew_before + chrono::Duration::seconds(30)
+        };
         let account = name.to_owned();
         self.tasks.spawn(async move {
             let result = renew(
@@ -332,6 +365,10 @@ impl Engine {
     }
 
     pub(super) fn finish_renewal(&mut self, name: &str, result: Result<Written, String>) {
+        // A retry that is now under way keeps its count until it is done.
+        if let Some(Pending::Failed { failures, .. }) = self.renewing.get(name) {
+            self.renew_failures.insert(name.to_owned(), *failures);
+        }
         match result {
             Ok(written) => {
                 tracing::info!(account = name, expires_at = %written.expires_at, "renewed token written into the credentials file");
@@ -341,11 +378,22 @@ impl Engine {
                 self.complete_renewals(&[]);
             }
             Err(why) => {
-                tracing::warn!(account = name, error = %why, "cannot renew the account's token");
-                let retry_at = self.now() + RETRY_AFTER;
+                let failures = match self.renewing.get(name) {
+                    Some(Pending::Failed { failures, .. }) => failures + 1,
+                    _ => self.renew_failures.remove(name).unwrap_or(0) + 1,
+                };
+                let delay = retry_delay(failures);
+                tracing::warn!(account = name, error = %why, retry_in_min = delay.num_minutes(), "cannot renew the account's token");
+                let retry_at = self.now() + delay;
                 self.renewing
-                    .insert(name.to_owned(), Pending::Failed { retry_at });
+                    .insert(name.to_owned(), Pending::Failed { retry_at, failures });
                 self.schedule_renewal(name);
+                for reply in self.renew_waiters.remove(name).unwrap_or_default() {
+                    let _ = reply.send(Err(ErrorReply {
+                        code: ErrorCode::Internal,
+                        message: format!("cannot renew `{name}`: {why}"),
+                    }));
+                }
             }
         }
     }
@@ -393,7 +441,104 @@ impl Engine {
                 profile,
                 expires_at: Some(timestamp(expires_at)),
             });
+            self.renew_failures.remove(&name);
             self.schedule_renewal(&name);
+            self.answer_renew_waiters(&name, Ok(expires_at));
+        }
+    }
+}
+
+impl Engine {
+    /// `cmdrctl renew NAME` (`Request::RenewNow`): a pasted account is renewed now (also
+    /// with auto-renew off), written and accepted; an SSO account's role credentials are
+    /// fetched anew through its keeper. Answered when done.
+    pub(super) fn renew_now(&mut self, name: &str, reply: Reply<RenewedNow>) {
+        let account = match self.accounts.get(name) {
+            Ok(account) => account,
+            Err(err) => {
+                let _ = reply.send(Err(error_reply(&err)));
+                return;
+            }
+        };
+        match self.renewal(account) {
+            Renewal::Paste { .. } | Renewal::Off { .. } => {
+                self.renew_waiters
+                    .entry(name.to_owned())
+                    .or_default()
+                    .push(reply);
+                if !matches!(
+                    self.renewing.get(name),
+                    Some(Pending::InFlight | Pending::Written(_))
+                ) {
+                    self.renewing.remove(name);
+                    self.renew_at.remove(name);
+                    self.start_renewal(name, true);
+                }
+            }
+            Renewal::Portal(keeper) => {
+                let Some(route) = self.portal_route(self.view.get(&account.profile)) else {
+                    let _ =
+                        reply.send(Err(bad_request("the account's profile has no portal role")));
+                    return;
+                };
+                self.renew_waiters
+                    .entry(name.to_owned())
+                    .or_default()
+                    .push(reply);
+                let account = name.to_owned();
+                self.tasks.spawn(async move {
+                    let result = keeper
+                        .role_credentials_for(&route.account_id, &route.role, FRESH)
+                        .await
+                        .map(|c| c.expires_at)
+                        .map_err(|f| f.to_string());
+                    Done::Refetched { account, result }
+                });
+            }
+            Renewal::Cannot(why) => {
+                let _ = reply.send(Err(ErrorReply {
+                    code: ErrorCode::BadRequest,
+                    message: format!("account `{name}` does not renew through a portal: {why}"),
+                }));
+            }
+        }
+    }
+
+    /// An SSO account's role credentials fetched anew: the next hand-out resolves them
+    /// through the keeper (which holds the new ones).
+    pub(super) fn finish_refetch(&mut self, name: &str, result: Result<DateTime<Utc>, String>) {
+        if result.is_ok() {
+            self.resolved.remove(name);
+            // Asked for: the sign-in it took (a new SSO fingerprint: this portal, account
+            // and role now signed in) is the token the person wants used.
+            let now = self.now();
+            let changed = self.accounts.get(name).is_ok_and(|a| {
+                self.account_status(a, now).state == cmdr_core::AccountState::Changed
+            });
+            if changed && let Err(err) = self.accept(name) {
+                tracing::warn!(account = name, error = %err.message, "cannot accept the renewed sign-in");
+            }
+        }
+        self.answer_renew_waiters(name, result);
+    }
+
+    fn answer_renew_waiters(&mut self, name: &str, result: Result<DateTime<Utc>, String>) {
+        let waiters = self.renew_waiters.remove(name).unwrap_or_default();
+        if waiters.is_empty() {
+            return;
+        }
+        let answer = match result {
+            Ok(at) => self.show(name).map(|account| RenewedNow {
+                account,
+                expires_at: Some(at),
+            }),
+            Err(why) => Err(ErrorReply {
+                code: ErrorCode::Internal,
+                message: format!("cannot renew `{name}`: {why}"),
+            }),
+        };
+        for reply in waiters {
+            let _ = reply.send(answer.clone());
         }
     }
 }
@@ -444,6 +589,13 @@ async fn renew(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_renewals_back_off_to_a_cap() {
+        let minutes: Vec<i64> = (1..=8).map(|n| retry_delay(n).num_minutes()).collect();
+        assert_eq!(minutes, [1, 2, 4, 8, 16, 16, 16, 16]);
+        assert_eq!(retry_delay(u32::MAX).num_minutes(), 16);
+    }
 
     #[test]
     fn portal_names_and_reserved_roles() {

@@ -138,6 +138,33 @@ impl Engine {
                 let paths = self.container_paths(&name);
                 self.child_env(&name, paths, reply);
             }
+            Command::RenewalsPage {
+                after,
+                limit,
+                reply,
+            } => answer(
+                reply,
+                Ok(Page::fill(
+                    self.accounts
+                        .iter_after(after.as_deref())
+                        .map(|a| self.renewal_facts(a)),
+                    limit,
+                    |f| &f.account,
+                )),
+            ),
+            Command::RenewNow { name, reply } => self.renew_now(&name, reply),
+        }
+    }
+
+    /// How `account` renews, as `accounts list --json` shows it.
+    fn renewal_facts(&self, account: &cmdr_core::Account) -> cmdr_proto::RenewalFacts {
+        let renewal = self.renewal(account);
+        let info = renewal.keeper().map(|k| k.info());
+        cmdr_proto::RenewalFacts {
+            account: account.name.clone(),
+            auto_renew: renewal.renews(),
+            session: info.as_ref().map(|i| i.session.clone()),
+            signin_expires_at: info.and_then(signed_in_until),
         }
     }
 
@@ -258,7 +285,7 @@ impl Engine {
             info: self.account_info(account),
             reason,
             renewal: Some(renewal.describe(name, self.settings.renew_before)),
-            signin_expires_at: renewal.keeper().and_then(|k| k.info().signed_in_until),
+            signin_expires_at: renewal.keeper().and_then(|k| signed_in_until(k.info())),
             auto_renew: renewal.renews(),
         })
     }
@@ -330,4 +357,11 @@ impl Engine {
 /// Sends an answer; a client that went away meanwhile does not need it.
 pub(super) fn answer<T>(reply: Reply<T>, result: Result<T, ErrorReply>) {
     let _ = reply.send(result);
+}
+
+/// When the portal's sign-in ends, while it is signed in (not after a refused refresh).
+fn signed_in_until(info: cmdr_proto::PortalInfo) -> Option<String> {
+    (info.state == "signed_in")
+        .then_some(info.signed_in_until)
+        .flatten()
 }

@@ -77,6 +77,16 @@ pub async fn submit(engine: &EngineHandle, request: Request) -> Answer {
         }),
         Request::ChildEnv { name } => reply(engine.child_env(name).await, child_env),
         Request::ContainerEnv { name } => reply(engine.container_env(name).await, child_env),
+        Request::RenewalsPage(page) => reply(
+            engine.renewals_page(page.after, page.limit).await,
+            Response::RenewalsPage,
+        ),
+        Request::RenewNow { name } => reply(engine.renew_now(name).await, |r| {
+            Response::Renewed(cmdr_proto::Renewed {
+                account: r.account,
+                expires_at: r.expires_at.map(timestamp),
+            })
+        }),
         Request::Subscribe | Request::Unsubscribe | Request::ConsoleUrl { .. } => now(
             Outcome::Err(bad_request("this request is handled by the session")),
         ),
