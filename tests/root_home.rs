@@ -71,6 +71,26 @@ fn root_on_another_users_home_refuses_and_writes_nothing() {
         "{err}"
     );
 
+    // `login` and `logout` write the SSO cache and the config file: refused the same way
+    // (before anything is asked of a portal), leaving no root-owned `~/.aws/sso`.
+    for args in [
+        &[
+            "login",
+            "--portal",
+            "https://acme.awsapps.com/start",
+            "--sso-region",
+            "us-east-1",
+            "--device-code",
+        ][..],
+        &["logout"][..],
+    ] {
+        let out = sb.ctl(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("running as root"), "{args:?}: {err}");
+    }
+    assert!(!sb.aws.join("sso").exists(), "no root-owned SSO cache");
+
     // Nothing written: no lock, no state, the credentials file untouched and the user's.
     assert!(!sb.data_dir.join("cmdrd.lock").exists());
     assert!(!sb.state_file().exists());
