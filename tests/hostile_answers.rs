@@ -91,7 +91,9 @@ fn lists_of_any_length_come_in_pages() {
     std::fs::create_dir_all(sb.state_file().parent().expect("data")).expect("data dir");
     let state = json!({"version": 1, "accounts": stored, "seen": {}});
     std::fs::write(sb.state_file(), state.to_string()).expect("state");
-    sb.start();
+    // 100,000 profiles and 10,000 accounts take a debug build on a busy machine longer
+    // than the usual wait to load.
+    sb.start_within(std::time::Duration::from_secs(180));
 
     for (request, total) in [("profiles_page", profiles), ("accounts_page", accounts)] {
         let (mut stream, welcome) = session(&sb);

@@ -142,6 +142,11 @@ impl Sandbox {
 
     /// Starts cmdrd and waits until it answers.
     pub fn start(&mut self) {
+        self.start_unready();
+        self.wait_ready(WAIT);
+    }
+
+    fn start_unready(&mut self) {
         assert!(self.daemon.is_none(), "daemon already started");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -163,8 +168,18 @@ impl Sandbox {
             .spawn()
             .expect("spawn cmdrd");
         self.daemon = Some(child);
+    }
+
+    /// [`Sandbox::start`] for a daemon that has much to load (a debug build on a busy
+    /// machine): waits up to `limit` for it to answer.
+    pub fn start_within(&mut self, limit: Duration) {
+        self.start_unready();
+        self.wait_ready(limit);
+    }
+
+    fn wait_ready(&mut self, limit: Duration) {
         let start = Instant::now();
-        while start.elapsed() < WAIT {
+        while start.elapsed() < limit {
             if self.ctl(&["status"]).status.success() {
                 return;
             }
