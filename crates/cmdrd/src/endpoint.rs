@@ -376,6 +376,7 @@ async fn answer(
                 Some(at) if at < now + lifetime => at,
                 _ => now + lifetime,
             };
+            // scripts/bench counts fetches by this line (cmdr-bench's `FETCH_LINE`).
             tracing::debug!(account = %name, peer_port = peer.port(), client = family, "served an account's credentials");
             let mut body = serde_json::Map::new();
             let h = &handout.credentials;
