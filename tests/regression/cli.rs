@@ -376,3 +376,31 @@ fn env_of_a_region_less_account_leaves_aws_region_alone() {
             .contains_key("AWS_REGION")
     );
 }
+
+/// Walkthrough of 2026-12-06: with cmdrd started under another `XDG_RUNTIME_DIR`,
+/// cmdrctl said "not running" with no way forward; it now names the running daemon's
+/// socket (the note beside the data directory's lock).
+#[test]
+fn not_running_here_names_the_daemon_running_elsewhere() {
+    let mut sb = Sandbox::with_profile("TOKEN-ONE");
+    sb.start();
+    let elsewhere = sb.root.join("other-run");
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    crate::sandbox::set_mode(&elsewhere, 0o700);
+    let out = sb
+        .command("cmdrctl")
+        .arg("status")
+        .env("XDG_RUNTIME_DIR", &elsewhere)
+        .output()
+        .expect("cmdrctl");
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(err.contains("not running"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "hint: a cmdrd runs with the socket {}",
+            sb.socket().display()
+        )),
+        "{err}"
+    );
+}

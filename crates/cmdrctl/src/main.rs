@@ -70,12 +70,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// The socket the daemon of this data directory noted (`cmdrd.socket`, beside its lock),
+/// when it is not `tried` and exists: cmdrd was started in another environment.
+fn running_elsewhere(tried: &std::path::Path) -> Option<std::path::PathBuf> {
+    let settings = cmdr_config::Settings::load(None, None).ok()?;
+    let note =
+        cmdr_config::userfile::read_bounded(&settings.data_dir.join("cmdrd.socket"), 4096).ok()?;
+    let path = std::path::PathBuf::from(String::from_utf8(note).ok()?.trim());
+    (path.is_absolute() && path != tried && path.exists()).then_some(path)
+}
+
 fn report(err: &ClientError) -> ExitCode {
     // Daemon errors may quote what a peer or a file said.
     eprintln!(
         "cmdrctl: {}",
         cmdr_core::text::escape_controls(&err.to_string())
     );
+    if let ClientError::NotRunning { socket, .. } = err
+        && let Some(other) = running_elsewhere(socket)
+    {
+        eprintln!(
+            "hint: a cmdrd runs with the socket {} (started with another XDG_RUNTIME_DIR or CMDR_SOCKET): run `CMDR_SOCKET={} cmdrctl …`, or restart cmdrd in this environment",
+            cmdr_core::text::escape_controls(&other.display().to_string()),
+            cmdr_core::text::escape_controls(&other.display().to_string()),
+        );
+    }
     match err {
         ClientError::NotRunning { .. }
         | ClientError::OtherUser { .. }

@@ -251,10 +251,7 @@ pub(super) const FETCH_LINE: &str = "served an account's credentials";
 /// Endpoint fetches served so far, by client family, from the daemon's debug log.
 pub(super) fn count_fetches(log: &str) -> std::collections::BTreeMap<&'static str, usize> {
     let mut out = std::collections::BTreeMap::new();
-    for line in log
-        .lines()
-        .filter(|l| l.contains(FETCH_LINE))
-    {
+    for line in log.lines().filter(|l| l.contains(FETCH_LINE)) {
         for family in ["botocore", "js-v3", "rust", "other"] {
             if line.contains(&format!("client=\"{family}\""))
                 || line.contains(&format!("client={family}"))
