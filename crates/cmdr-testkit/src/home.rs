@@ -102,19 +102,32 @@ pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
 
 impl Drop for TempHome {
     /// A daemon killed with SIGKILL leaves its endpoint guard holding the port
-    /// (crates/cmdrd/src/endpoint/guard.rs); it would exit once the directory goes, but a
-    /// test's leftovers should not depend on that: it is stopped here, if it is ours.
+    /// (crates/cmdrd/src/endpoint/guard.rs) until the directory goes; a test's leftovers
+    /// should not depend on that: every guard whose paths are under this root (whatever the
+    /// socket's location) is stopped here.
     fn drop(&mut self) {
-        let pid_file = self.run_dir.join("cmdr").join("cmdrd.endpoint-guard.pid");
-        let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|t| t.trim().parse::<u32>().ok())
-        else {
+        let mut root = self.root.as_os_str().as_encoded_bytes().to_vec();
+        root.push(b'/');
+        let Ok(procs) = std::fs::read_dir("/proc") else {
             return;
         };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() == "cmdr-guard" {
-            let _ = crate::sys::signal(pid, crate::sys::Signal::Term);
+        for entry in procs.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let mut args = cmdline.split(|b| *b == 0);
+            if args.nth(1) == Some(b"--guard-endpoint".as_slice())
+                && args.next().is_some_and(|tokens| tokens.starts_with(&root))
+            {
+                let _ = crate::sys::signal(pid, crate::sys::Signal::Term);
+            }
         }
     }
 }

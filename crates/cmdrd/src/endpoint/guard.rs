@@ -13,10 +13,11 @@
 //! files. A clean stop ([`Guard::release`]) removes the tokens itself and lets the guard go.
 //!
 //! The guard exits on SIGTERM/SIGINT/SIGHUP (removing the tokens first: a service manager
-//! stopping the unit after a crash), on a clean stop, and a day after a crash that no
-//! cmdrd followed (the tokens are long gone; only the port's continuity is lost). It uses
-//! no watch or timer while cmdrd runs. Its pid is in a file beside the tokens, checked
-//! before it is signalled (its name and our uid).
+//! stopping the unit after a crash), on a clean stop, and, after a crash, when the socket's
+//! directory is deleted (the session ended: `/run/user/UID` goes at logout) or an hour
+//! passed with no cmdrd back (the tokens are long gone; only the port's continuity is
+//! lost). While cmdrd runs it uses no watch and no timer. Its pid is in a file beside the
+//! tokens, checked before it is signalled (its name and our uid).
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
@@ -33,7 +34,7 @@ const NAME: &str = "cmdr-guard";
 /// How long [`retire`] waits for an old guard to let its port go.
 const RETIRE_WAIT: Duration = Duration::from_secs(2);
 /// How long the port is held after a crash for a cmdrd that may come back.
-const HOLD_AFTER_CRASH_MS: libc::c_int = 24 * 60 * 60 * 1000;
+const HOLD_AFTER_CRASH_MS: libc::c_int = 60 * 60 * 1000;
 
 /// cmdrd's end of a running guard. Dropped without [`Guard::release`] — cmdrd died —
 /// the guard removes the tokens and keeps the port.
@@ -45,7 +46,9 @@ pub struct Guard {
 
 /// The guard's pid file, beside the token directories.
 pub fn pid_file(tokens: &Path) -> PathBuf {
-    tokens.with_file_name("cmdrd.endpoint-guard.pid")
+    let mut name = tokens.as_os_str().to_owned();
+    name.push("-guard.pid");
+    PathBuf::from(name)
 }
 
 impl Guard {
@@ -197,13 +200,20 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
         let _ = super::container::ContainerDirs::clear_tokens(&containers);
     };
     let mut crashed = false;
+    // After a crash: readable when the socket's directory goes.
+    let mut gone: Option<OwnedFd> = None;
     loop {
         if STOP.load(Ordering::SeqCst) {
             wipe();
             return ExitCode::SUCCESS;
         }
+        let watched = if crashed {
+            gone.as_ref().map_or(-1, |g| g.as_raw_fd())
+        } else {
+            pipe
+        };
         let mut polled = [libc::pollfd {
-            fd: if crashed { -1 } else { pipe },
+            fd: watched,
             events: libc::POLLIN,
             revents: 0,
         }];
@@ -213,8 +223,9 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
         if ready < 0 {
             continue; // EINTR: a signal; STOP says which.
         }
-        if ready == 0 {
-            // A day after the crash and no cmdrd came back: let the port go.
+        if ready == 0 || crashed {
+            // An hour after the crash and no cmdrd came back, or the socket's directory
+            // is gone: let the port go.
             return ExitCode::SUCCESS;
         }
         if !crashed && polled[0].revents != 0 {
@@ -227,10 +238,38 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
             }
             if n == 0 {
                 // cmdrd died: no token may wait for whoever binds the port next. The port
-                // stays held for the next cmdrd.
+                // stays held for the next cmdrd, while its directory is there.
                 wipe();
                 crashed = true;
+                let dir = tokens.parent().unwrap_or(Path::new("/"));
+                gone = watch_gone(dir);
+                if !dir.exists() {
+                    return ExitCode::SUCCESS;
+                }
             }
         }
     }
+}
+
+/// An inotify descriptor that becomes readable when `dir` is deleted or moved away (one
+/// watch, taken only after a crash, when cmdrd's own watches are gone).
+fn watch_gone(dir: &Path) -> Option<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt as _;
+    // SAFETY: inotify_init1 returns a new descriptor or -1.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a descriptor just created and owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a live NUL-terminated path and a valid inotify descriptor.
+    let watch = unsafe {
+        libc::inotify_add_watch(
+            fd.as_raw_fd(),
+            path.as_ptr(),
+            libc::IN_DELETE_SELF | libc::IN_MOVE_SELF,
+        )
+    };
+    (watch >= 0).then_some(fd)
 }
