@@ -340,16 +340,17 @@ impl Drop for Sandbox {
             return;
         }
         let mut texts = vec![("daemon log", self.log_text())];
-        if let Ok(state) = std::fs::read_to_string(self.state_file()) {
+        if let Some(state) = read_small(&self.state_file()) {
             texts.push(("state file", state));
         }
-        if let Ok(journal) = std::fs::read_to_string(self.state_file().with_extension("journal")) {
+        if let Some(journal) = read_small(&self.state_file().with_extension("journal")) {
             texts.push(("state journal", journal));
         }
         // What is in the AWS files and the SSO cache now counts too, whoever wrote it (cmdrd's
         // renewals, `login`, the portal keeper): role credentials, access and refresh
         // tokens, client secrets.
-        if let Ok(text) = std::fs::read_to_string(self.credentials()) {
+        // Bounded, regular files only: tests leave `/dev/zero`, FIFOs and 2 GiB files there.
+        if let Some(text) = read_small(&self.credentials()) {
             self.remember_secrets(&text);
         }
         self.remember_sso_cache();
@@ -367,7 +368,7 @@ impl Sandbox {
         };
         let mut secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
         for entry in entries.flatten() {
-            let Ok(bytes) = std::fs::read(entry.path()) else {
+            let Some(bytes) = read_small(&entry.path()).map(String::into_bytes) else {
                 continue;
             };
             let Ok(Value::Object(token)) = serde_json::from_slice::<Value>(&bytes) else {
@@ -522,4 +523,21 @@ pub fn stderr(out: &Output) -> String {
 
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A regular file of at most 16 MiB as text (what a test wrote there), else `None`: never
+/// a device, a FIFO or a huge file a hostile test planted.
+fn read_small(path: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > 16 << 20 {
+        return None;
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(16 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
 }
