@@ -186,7 +186,7 @@ impl Engine {
         }
     }
 
-    fn add(&mut self, new: NewAccount) -> Result<AccountInfo, ErrorReply> {
+    pub(super) fn add(&mut self, new: NewAccount) -> Result<AccountInfo, ErrorReply> {
         let name = new.name.clone();
         let now = self.now();
         let added = self.mutate(&name, |accounts, view, expiry| {
