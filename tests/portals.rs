@@ -305,6 +305,17 @@ fn a_pasted_option_2_account_renews_itself() {
             .is_some_and(|r| r.contains("renews itself")),
         "{shown}"
     );
+    // Said in text too, with when (item 5 of issue 25): show, list and status.
+    for args in [
+        &["accounts", "show", "acme"][..],
+        &["accounts", "list"][..],
+        &["status"][..],
+    ] {
+        let out = sb.ctl(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("renews itself at "), "{args:?}: {text}");
+    }
     let mut watch = sb.watch();
     let first = credentials(&sb, "acme")["AccessKeyId"].clone();
     for round in 0..2 {

@@ -183,6 +183,28 @@ pub fn status(status: &StatusInfo, json: bool) {
     }
 }
 
+/// `status`: each account that renews itself, with when.
+pub fn renewing(
+    accounts: &[AccountInfo],
+    renewals: &std::collections::HashMap<String, cmdr_proto::RenewalFacts>,
+) {
+    let now = Utc::now();
+    let before = renew_before();
+    for a in accounts {
+        let facts = renewals.get(&a.name);
+        if let Some(at) = renews_at(a, facts, before, now) {
+            let signin = signin_first(a, facts, now)
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            let session = facts
+                .and_then(|f| f.session.as_deref())
+                .map(|s| format!(" through sso-session {s}"))
+                .unwrap_or_default();
+            println!("account: {} {at}{session}{signin}", a.name);
+        }
+    }
+}
+
 pub fn profiles(profiles: &[ProfileInfo], json: bool) {
     if json {
         return print_json(profiles);
@@ -250,10 +272,62 @@ pub fn accounts_json(
     print_json(&list);
 }
 
-pub fn accounts(accounts: &[AccountInfo], json: bool) {
+/// When an account that renews itself will be renewed, as local `HH:MM`: its accepted
+/// token's end less `renew_before` (cmdrd also never renews before half the token's life,
+/// which only tokens under twice `renew_before` notice), never before now.
+pub fn renews_at(
+    account: &AccountInfo,
+    facts: Option<&cmdr_proto::RenewalFacts>,
+    renew_before: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    if !facts.is_some_and(|f| f.auto_renew) {
+        return None;
+    }
+    let end = DateTime::parse_from_rfc3339(account.expires_at.as_deref()?).ok()?;
+    let at = (end.with_timezone(&Utc) - renew_before).max(now);
+    Some(format!(
+        "renews itself at {}",
+        at.with_timezone(&chrono::Local).format("%H:%M")
+    ))
+}
+
+/// The sign-in's end, when the portal's session ends before the account's token (then the
+/// token is the last one until someone signs in): `sign-in 40m`.
+pub fn signin_first(
+    account: &AccountInfo,
+    facts: Option<&cmdr_proto::RenewalFacts>,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let signin = facts?.signin_expires_at.as_deref()?;
+    let until = remaining(Some(signin), now)?;
+    let token = remaining(account.expires_at.as_deref(), now)?;
+    (until < token).then(|| {
+        if until <= chrono::Duration::zero() {
+            "sign-in ended".to_owned()
+        } else {
+            format!("sign-in {}", cmdr_core::format_duration(until))
+        }
+    })
+}
+
+/// The renew-before setting as cmdrd reads it (the same config file), for `renews_at`.
+pub fn renew_before() -> chrono::Duration {
+    cmdr_config::Settings::load(None, None)
+        .map(|s| s.renew_before)
+        .unwrap_or_else(|_| chrono::Duration::minutes(10))
+}
+
+pub fn accounts(
+    accounts: &[AccountInfo],
+    renewals: Option<&std::collections::HashMap<String, cmdr_proto::RenewalFacts>>,
+    json: bool,
+) {
     if json {
         return print_json(accounts);
     }
+    let now = Utc::now();
+    let before = renew_before();
     if accounts.is_empty() {
         println!("no accounts; add one with `cmdrctl accounts add NAME --profile PROFILE`");
         return;
@@ -271,7 +345,21 @@ pub fn accounts(accounts: &[AccountInfo], json: bool) {
                 },
                 a.on_change.to_string(),
                 a.state.to_string(),
-                time_left(a.expires_at.as_deref(), a.expiry_source.as_deref()),
+                {
+                    let facts = renewals.and_then(|r| r.get(&a.name));
+                    let mut left = time_left(a.expires_at.as_deref(), a.expiry_source.as_deref());
+                    let notes: Vec<String> = [
+                        renews_at(a, facts, before, now),
+                        signin_first(a, facts, now),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    if !notes.is_empty() {
+                        left = format!("{left} ({})", notes.join(", "));
+                    }
+                    left
+                },
             ]
         })
         .collect();

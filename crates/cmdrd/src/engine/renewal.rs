@@ -83,7 +83,16 @@ impl Renewal {
     }
 
     /// `accounts show`'s line: how it renews, or why not (with the fix).
-    pub(super) fn describe(&self, name: &str, renew_before: chrono::Duration) -> String {
+    /// `at`: when the account is renewed next, if scheduled (shown as local `HH:MM`).
+    pub(super) fn describe(
+        &self,
+        name: &str,
+        renew_before: chrono::Duration,
+        at: Option<DateTime<Utc>>,
+    ) -> String {
+        let when = at.map_or_else(String::new, |at| {
+            format!(" at {}", at.with_timezone(&chrono::Local).format("%H:%M"))
+        });
         let until = |k: &KeeperHandle| {
             let info = k.info();
             match (info.signed_in_until, info.state.as_str()) {
@@ -113,7 +122,7 @@ impl Renewal {
                 account_id,
                 role,
             } => format!(
-                "renews itself {} min before its token ends: GetRoleCredentials of {role} in {account_id} through sso-session {}, written into the credentials file and accepted{} (`cmdrctl accounts edit {name} --auto-renew off` stops it)",
+                "renews itself{when} ({} min before its token ends): GetRoleCredentials of {role} in {account_id} through sso-session {}, written into the credentials file and accepted{} (`cmdrctl accounts edit {name} --auto-renew off` stops it)",
                 renew_before.num_minutes(),
                 keeper.info().session,
                 until(keeper)

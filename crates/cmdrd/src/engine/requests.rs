@@ -284,7 +284,11 @@ impl Engine {
         Ok(AccountDetail {
             info: self.account_info(account),
             reason,
-            renewal: Some(renewal.describe(name, self.settings.renew_before)),
+            renewal: Some(renewal.describe(
+                name,
+                self.settings.renew_before,
+                self.renew_at.get(name).copied(),
+            )),
             signin_expires_at: renewal.keeper().and_then(|k| signed_in_until(k.info())),
             auto_renew: renewal.renews(),
         })
