@@ -26,7 +26,9 @@ struct Entry<'a> {
     state: &'a str,
     expires_at: Option<&'a str>,
     left: String,
-    /// When the sign-in to the account's portal ends, while cmdrd keeps it.
+    /// When the sign-in to the account's portal ends, while cmdrd keeps it (absent
+    /// otherwise, so the documented shape is unchanged for other accounts).
+    #[serde(skip_serializing_if = "Option::is_none")]
     signin_expires_at: Option<&'a str>,
 }
 
