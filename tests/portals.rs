@@ -717,3 +717,72 @@ fn neovim_offers_sign_in_when_the_portal_session_ends() {
     );
     credentials(&sb, "a0");
 }
+
+/// The desktop's **Renew** (issue 25): clicking it on a pasted "Option 2" account whose
+/// portal is kept (auto-renew off, so only the click renews it) runs `cmdrctl renew NAME`,
+/// which takes the sign-in + `RenewNow` path: `token_renewed`, the new token accepted, and
+/// no browser opened (the portal is signed in), where the old in-daemon path opened the
+/// portal in a browser.
+#[test]
+fn desktop_renew_renews_through_the_portal() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(desktop) = crate::desktop::Desktop::start(root.path()) else {
+        return;
+    };
+    let ic = IdentityCenter::start();
+    let mut sb = portal_sandbox(&ic, "");
+    let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0)], false);
+    sb.set_env("DBUS_SESSION_BUS_ADDRESS", &desktop.address);
+    sb.write_cmdr_config(
+        "[daemon]\nvalidate_on_change = false\n\n[notifications]\nexpiring_soon = false\n",
+    );
+    login(&sb, &ic);
+    remember_token(&sb);
+    paste_option_2(&sb, &ic, "30s");
+    sb.start();
+    // Bound without a portal first, so nothing renews it before auto-renew is off.
+    for args in [
+        &[
+            "accounts",
+            "add",
+            "acme",
+            "--profile",
+            "111111111111_ReadOnly",
+        ][..],
+        &["accounts", "edit", "acme", "--auto-renew", "off"],
+        &["accounts", "edit", "acme", "--portal", URL],
+    ] {
+        let out = sb.ctl(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let first = credentials(&sb, "acme")["AccessKeyId"].clone();
+    let mut watch = sb.watch();
+    watch.wait_for_within("expired", Duration::from_secs(60), |e| {
+        e["type"] == "expired"
+    });
+    sb.wait_until("expired notification with Renew", || {
+        let text = desktop.recorded();
+        text.contains("acme expired") && text.contains("string \"Renew\"")
+    });
+    let out = desktop.dunstctl(&["action", "0"]);
+    assert!(out.status.success());
+    let renewed = watch.wait_for_within("token_renewed", Duration::from_secs(60), |e| {
+        e["type"] == "token_renewed"
+    });
+    assert_eq!(renewed["account"], "acme", "{renewed}");
+    let text = std::fs::read_to_string(sb.credentials()).expect("credentials");
+    sb.remember_secrets(&text);
+    let now = credentials(&sb, "acme")["AccessKeyId"].clone();
+    assert_ne!(now, first);
+    assert!(
+        sb.log_text()
+            .contains("renewed from a desktop notification"),
+        "{}",
+        sb.log_tail()
+    );
+    assert!(
+        rec.calls().is_empty(),
+        "a browser was opened: {:?}",
+        rec.calls()
+    );
+}
