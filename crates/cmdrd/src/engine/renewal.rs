@@ -763,7 +763,7 @@ mod tests {
                 Some(written.as_str()),
                 "round {round}"
             );
-            assert!(engine.renewing.get("acme").is_none(), "round {round}");
+            assert!(!engine.renewing.contains_key("acme"), "round {round}");
         }
     }
 
