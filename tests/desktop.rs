@@ -17,14 +17,14 @@ use crate::sandbox::{Sandbox, WAIT, creds};
 
 /// A private session bus with dunst (under Xvfb) and a dbus-monitor recording
 /// notification calls. Every process is in its own group, killed on drop.
-struct Desktop {
+pub(crate) struct Desktop {
     children: Vec<Child>,
-    address: String,
+    pub(crate) address: String,
     monitor: std::path::PathBuf,
 }
 
 impl Desktop {
-    fn start(root: &std::path::Path) -> Option<Desktop> {
+    pub(crate) fn start(root: &std::path::Path) -> Option<Desktop> {
         for tool in [
             "dbus-daemon",
             "xvfb-run",
@@ -82,7 +82,7 @@ impl Desktop {
         Some(desktop)
     }
 
-    fn dunstctl(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn dunstctl(&self, args: &[&str]) -> std::process::Output {
         Command::new("dunstctl")
             .args(args)
             .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
@@ -90,7 +90,7 @@ impl Desktop {
             .expect("dunstctl")
     }
 
-    fn recorded(&self) -> String {
+    pub(crate) fn recorded(&self) -> String {
         std::fs::read_to_string(&self.monitor).unwrap_or_default()
     }
 }

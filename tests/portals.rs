@@ -305,6 +305,17 @@ fn a_pasted_option_2_account_renews_itself() {
             .is_some_and(|r| r.contains("renews itself")),
         "{shown}"
     );
+    // Said in text too, with when (item 5 of issue 25): show, list and status.
+    for args in [
+        &["accounts", "show", "acme"][..],
+        &["accounts", "list"][..],
+        &["status"][..],
+    ] {
+        let out = sb.ctl(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("renews itself at "), "{args:?}: {text}");
+    }
     let mut watch = sb.watch();
     let first = credentials(&sb, "acme")["AccessKeyId"].clone();
     for round in 0..2 {
@@ -591,4 +602,187 @@ impl Sandbox {
         let out = self.ctl(&["accounts", "add", name, "--profile", profile]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
+}
+
+const NVIM_SIGNIN_SCRIPT: &str = r#"
+vim.g.cmdr_no_autostart = true
+vim.opt.rtp:prepend(PLUGIN_DIR)
+vim.cmd('runtime plugin/cmdr.lua')
+local cmdr = require('cmdr')
+local function write(line)
+  local f = io.open(OUT, 'a'); f:write(line .. '\n'); f:close()
+end
+local shown = {}
+vim.notify = function(msg, level) table.insert(shown, tostring(level) .. ' ' .. msg) end
+local prompts = {}
+vim.ui.select = function(items, opts, choice)
+  table.insert(prompts, opts.prompt .. ' [' .. table.concat(items, '/') .. ']')
+  choice(items[1])
+end
+local function wait(what, cond)
+  if not vim.wait(90000, cond, 20) then write('FAIL ' .. what); vim.cmd('cquit 1') end
+end
+local function seen(type)
+  for _, e in ipairs(cmdr.state.events) do if e.type == type then return true end end
+  return false
+end
+cmdr.setup({ socket = SOCKET, reconnect = 1, cmdrctl = CMDRCTL })
+wait('connect', function()
+  local a = cmdr.state.accounts.a0
+  return cmdr.state.connected and a ~= nil and a.session == 'acme' and a.signin_expires_at ~= nil
+end)
+write('ready ' .. cmdr.portal_clock(cmdr.state.accounts.a0))
+wait('signin_required', function() return seen('signin_required') end)
+wait('prompt', function() return prompts[1] ~= nil end)
+write('prompt ' .. prompts[1])
+wait('signed_in', function() return seen('signed_in') end)
+for _, m in ipairs(shown) do write('notify ' .. m:gsub('\n', ' | ')) end
+write('done')
+vim.cmd('qall!')
+"#;
+
+/// Neovim on `signin_required` (issue 25 item 2): the plugin says so, offers "Sign in",
+/// which runs `cmdrctl login SESSION` in a terminal (here the device code, approved by the
+/// loopback portal), and `signed_in` follows; the daemon opened no browser by itself. The
+/// account shows its portal clock.
+#[test]
+fn neovim_offers_sign_in_when_the_portal_session_ends() {
+    if !cmdr_testkit::skip::need("nvim", "Debian package `neovim`") {
+        return;
+    }
+    let ic = IdentityCenter::start();
+    ic.post("/_test/lifetimes", "{\"accessToken\": 20}");
+    let mut sb = portal_sandbox(&ic, "");
+    let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0)], false);
+    // No display: `login` takes the device code flow, as over SSH.
+    sb.set_env("DISPLAY", "");
+    sb.set_env("WAYLAND_DISPLAY", "");
+    login(&sb, &ic);
+    remember_token(&sb);
+    sb.start();
+    sb.add_account_with("a0", "p0");
+    credentials(&sb, "a0");
+    let out = sb.root.join("nvim.out");
+    let plugin = concat!(env!("CARGO_MANIFEST_DIR"), "/../editors/nvim");
+    let lua = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+    let script = NVIM_SIGNIN_SCRIPT
+        .replace("PLUGIN_DIR", &lua(plugin))
+        .replace("SOCKET", &lua(&sb.socket().display().to_string()))
+        .replace(
+            "CMDRCTL",
+            &lua(&crate::sandbox::bin("cmdrctl").display().to_string()),
+        )
+        .replace("OUT", &lua(&out.display().to_string()));
+    let script_path = sb.root.join("signin.lua");
+    std::fs::write(&script_path, script).expect("script");
+    let mut nvim = sb
+        .external("nvim")
+        .args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
+        .arg(format!("luafile {}", script_path.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nvim");
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    let wait_line = |prefix: &str| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(100) {
+            let text = read();
+            assert!(!text.contains("FAIL"), "{text}\n{}", sb.log_tail());
+            if let Some(line) = text.lines().find(|l| l.starts_with(prefix)) {
+                return line.to_owned();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no `{prefix}` from nvim; got:\n{}", read());
+    };
+    let ready = wait_line("ready");
+    assert!(ready.starts_with("ready signed in until "), "{ready}");
+    ic.post("/_test/end_session", "{}");
+    let prompt = wait_line("prompt");
+    assert!(
+        prompt.contains(&format!("the sign-in to {URL} ended [Sign in/Not now]")),
+        "{prompt}"
+    );
+    wait_line("done");
+    let text = read();
+    assert!(text.contains(":CmdrLogin acme"), "{text}");
+    let status = nvim.wait().expect("nvim exit");
+    assert!(status.success(), "{status:?}\n{text}");
+    assert!(
+        rec.calls().is_empty(),
+        "a browser was opened: {:?}",
+        rec.calls()
+    );
+    credentials(&sb, "a0");
+}
+
+/// The desktop's **Renew** (issue 25): clicking it on a pasted "Option 2" account whose
+/// portal is kept (auto-renew off, so only the click renews it) runs `cmdrctl renew NAME`,
+/// which takes the sign-in + `RenewNow` path: `token_renewed`, the new token accepted, and
+/// no browser opened (the portal is signed in), where the old in-daemon path opened the
+/// portal in a browser.
+#[test]
+fn desktop_renew_renews_through_the_portal() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(desktop) = crate::desktop::Desktop::start(root.path()) else {
+        return;
+    };
+    let ic = IdentityCenter::start();
+    let mut sb = portal_sandbox(&ic, "");
+    let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0)], false);
+    sb.set_env("DBUS_SESSION_BUS_ADDRESS", &desktop.address);
+    sb.write_cmdr_config(
+        "[daemon]\nvalidate_on_change = false\n\n[notifications]\nexpiring_soon = false\n",
+    );
+    login(&sb, &ic);
+    remember_token(&sb);
+    paste_option_2(&sb, &ic, "30s");
+    sb.start();
+    // Bound without a portal first, so nothing renews it before auto-renew is off.
+    for args in [
+        &[
+            "accounts",
+            "add",
+            "acme",
+            "--profile",
+            "111111111111_ReadOnly",
+        ][..],
+        &["accounts", "edit", "acme", "--auto-renew", "off"],
+        &["accounts", "edit", "acme", "--portal", URL],
+    ] {
+        let out = sb.ctl(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let first = credentials(&sb, "acme")["AccessKeyId"].clone();
+    let mut watch = sb.watch();
+    watch.wait_for_within("expired", Duration::from_secs(60), |e| {
+        e["type"] == "expired"
+    });
+    sb.wait_until("expired notification with Renew", || {
+        let text = desktop.recorded();
+        text.contains("acme expired") && text.contains("string \"Renew\"")
+    });
+    let out = desktop.dunstctl(&["action", "0"]);
+    assert!(out.status.success());
+    let renewed = watch.wait_for_within("token_renewed", Duration::from_secs(60), |e| {
+        e["type"] == "token_renewed"
+    });
+    assert_eq!(renewed["account"], "acme", "{renewed}");
+    let text = std::fs::read_to_string(sb.credentials()).expect("credentials");
+    sb.remember_secrets(&text);
+    let now = credentials(&sb, "acme")["AccessKeyId"].clone();
+    assert_ne!(now, first);
+    assert!(
+        sb.log_text()
+            .contains("renewed from a desktop notification"),
+        "{}",
+        sb.log_tail()
+    );
+    assert!(
+        rec.calls().is_empty(),
+        "a browser was opened: {:?}",
+        rec.calls()
+    );
 }

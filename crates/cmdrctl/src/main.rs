@@ -388,13 +388,27 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         request => client.request(request).await?,
     };
     match response {
-        Response::Status(status) => output::status(&status, json),
+        Response::Status(status) if json => output::status(&status, json),
+        Response::Status(status) => {
+            output::status(&status, json);
+            // The accounts that renew themselves, and when: the second clock beside the
+            // portals' (only from a daemon that says how accounts renew).
+            if let Some(renewals) = renewals(&mut client).await?
+                && renewals.values().any(|f| f.auto_renew)
+            {
+                let accounts = client.accounts().await?;
+                output::renewing(&accounts, &renewals);
+            }
+        }
         Response::Profiles(profiles) => output::profiles(&profiles, json),
         Response::Accounts(accounts) if json => {
             let renewals = renewals(&mut client).await?;
             output::accounts_json(&accounts, renewals.as_ref());
         }
-        Response::Accounts(accounts) => output::accounts(&accounts, json),
+        Response::Accounts(accounts) => {
+            let renewals = renewals(&mut client).await?;
+            output::accounts(&accounts, renewals.as_ref(), json);
+        }
         // After `add`/`edit`, an account in a state that needs fixing says why.
         Response::Account(account) if !json && needs_fixing(account.state) => {
             let asked = client

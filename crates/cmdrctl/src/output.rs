@@ -183,6 +183,28 @@ pub fn status(status: &StatusInfo, json: bool) {
     }
 }
 
+/// `status`: each account that renews itself, with when.
+pub fn renewing(
+    accounts: &[AccountInfo],
+    renewals: &std::collections::HashMap<String, cmdr_proto::RenewalFacts>,
+) {
+    let now = Utc::now();
+    let before = renew_before();
+    for a in accounts {
+        let facts = renewals.get(&a.name);
+        if let Some(at) = renews_at(a, facts, before, now) {
+            let signin = signin_first(a, facts, now)
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            let session = facts
+                .and_then(|f| f.session.as_deref())
+                .map(|s| format!(" through sso-session {s}"))
+                .unwrap_or_default();
+            println!("account: {} {at}{session}{signin}", a.name);
+        }
+    }
+}
+
 pub fn profiles(profiles: &[ProfileInfo], json: bool) {
     if json {
         return print_json(profiles);
@@ -250,10 +272,76 @@ pub fn accounts_json(
     print_json(&list);
 }
 
-pub fn accounts(accounts: &[AccountInfo], json: bool) {
+/// When an account that renews itself will be renewed, as local `HH:MM`: its accepted
+/// token's end less `renew_before`, but never before half the token's life (from when it
+/// was accepted), as cmdrd schedules it; never before now (a retry after a failure may be
+/// later).
+pub fn renews_at(
+    account: &AccountInfo,
+    facts: Option<&cmdr_proto::RenewalFacts>,
+    renew_before: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    if !facts.is_some_and(|f| f.auto_renew) {
+        return None;
+    }
+    let parse = |t: &str| {
+        DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let end = parse(account.expires_at.as_deref()?)?;
+    let since = account
+        .accepted_at
+        .as_deref()
+        .and_then(parse)
+        .unwrap_or(end);
+    let before = renew_before
+        .min((end - since) / 2)
+        .max(chrono::Duration::zero());
+    let at = (end - before).max(now);
+    Some(format!(
+        "renews itself at {}",
+        at.with_timezone(&chrono::Local).format("%H:%M")
+    ))
+}
+
+/// The sign-in's end, when the portal's session ends before the account's token (then the
+/// token is the last one until someone signs in): `sign-in 40m`.
+pub fn signin_first(
+    account: &AccountInfo,
+    facts: Option<&cmdr_proto::RenewalFacts>,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let signin = facts?.signin_expires_at.as_deref()?;
+    let until = remaining(Some(signin), now)?;
+    let token = remaining(account.expires_at.as_deref(), now)?;
+    (until < token).then(|| {
+        if until <= chrono::Duration::zero() {
+            "sign-in ended".to_owned()
+        } else {
+            format!("sign-in {}", cmdr_core::format_duration(until))
+        }
+    })
+}
+
+/// The renew-before setting as cmdrd reads it (the same config file), for `renews_at`.
+pub fn renew_before() -> chrono::Duration {
+    cmdr_config::Settings::load(None, None)
+        .map(|s| s.renew_before)
+        .unwrap_or_else(|_| chrono::Duration::minutes(10))
+}
+
+pub fn accounts(
+    accounts: &[AccountInfo],
+    renewals: Option<&std::collections::HashMap<String, cmdr_proto::RenewalFacts>>,
+    json: bool,
+) {
     if json {
         return print_json(accounts);
     }
+    let now = Utc::now();
+    let before = renew_before();
     if accounts.is_empty() {
         println!("no accounts; add one with `cmdrctl accounts add NAME --profile PROFILE`");
         return;
@@ -271,7 +359,21 @@ pub fn accounts(accounts: &[AccountInfo], json: bool) {
                 },
                 a.on_change.to_string(),
                 a.state.to_string(),
-                time_left(a.expires_at.as_deref(), a.expiry_source.as_deref()),
+                {
+                    let facts = renewals.and_then(|r| r.get(&a.name));
+                    let mut left = time_left(a.expires_at.as_deref(), a.expiry_source.as_deref());
+                    let notes: Vec<String> = [
+                        renews_at(a, facts, before, now),
+                        signin_first(a, facts, now),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    if !notes.is_empty() {
+                        left = format!("{left} ({})", notes.join(", "));
+                    }
+                    left
+                },
             ]
         })
         .collect();
@@ -436,11 +538,86 @@ pub fn identity(identity: &Identity, json: bool) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn info(expires_at: &str, accepted_at: &str) -> AccountInfo {
+        serde_json::from_value(serde_json::json!({
+            "name": "acme", "profile": "acme", "region": null, "target": "aws",
+            "endpoint": null, "on_change": "ask", "state": "ok", "fingerprint": null,
+            "accepted_fingerprint": null, "accepted_at": accepted_at,
+            "expires_at": expires_at, "expiry_source": "x_security_token_expires",
+            "account_id": null, "portal": null,
+        }))
+        .expect("account")
+    }
+
+    fn facts(auto_renew: bool, signin: Option<&str>) -> cmdr_proto::RenewalFacts {
+        cmdr_proto::RenewalFacts {
+            account: "acme".into(),
+            auto_renew,
+            session: Some("corp".into()),
+            signin_expires_at: signin.map(str::to_owned),
+        }
+    }
+
+    fn at(t: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(t)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn local(t: &str) -> String {
+        at(t)
+            .with_timezone(&chrono::Local)
+            .format("%H:%M")
+            .to_string()
+    }
+
+    #[test]
+    fn when_an_account_renews_itself() {
+        let now = at("2026-11-20T10:00:00Z");
+        let ten = chrono::Duration::minutes(10);
+        let hour = info("2026-11-20T11:00:00Z", "2026-11-20T09:00:00Z");
+        let f = facts(true, Some("2026-11-20T18:00:00Z"));
+        assert_eq!(
+            renews_at(&hour, Some(&f), ten, now),
+            Some(format!(
+                "renews itself at {}",
+                local("2026-11-20T10:50:00Z")
+            ))
+        );
+        // A 4-minute token: halfway through, not 10 minutes before its end.
+        let short = info("2026-11-20T10:04:00Z", "2026-11-20T10:00:00Z");
+        assert_eq!(
+            renews_at(&short, Some(&f), ten, now),
+            Some(format!(
+                "renews itself at {}",
+                local("2026-11-20T10:02:00Z")
+            ))
+        );
+        assert_eq!(renews_at(&hour, Some(&facts(false, None)), ten, now), None);
+        assert_eq!(renews_at(&hour, None, ten, now), None);
+    }
+
+    #[test]
+    fn the_portal_clock_only_when_the_sign_in_ends_first() {
+        let now = at("2026-11-20T10:00:00Z");
+        let hour = info("2026-11-20T11:00:00Z", "2026-11-20T09:00:00Z");
+        let early = facts(true, Some("2026-11-20T10:40:00Z"));
+        assert_eq!(
+            signin_first(&hour, Some(&early), now).as_deref(),
+            Some("sign-in 40m")
+        );
+        let late = facts(true, Some("2026-11-20T18:00:00Z"));
+        assert_eq!(signin_first(&hour, Some(&late), now), None);
+        assert_eq!(signin_first(&hour, Some(&facts(true, None)), now), None);
+    }
+
     #[test]
     fn json_output_escapes_del_and_c1_controls() {
         let text =
             serde_json::to_string(&serde_json::json!({ "p": "a\u{9b}2J\u{7f}b" })).expect("json");
-        let escaped = super::escape_json_controls(&text);
+        let escaped = escape_json_controls(&text);
         assert_eq!(escaped, r#"{"p":"a\u009b2J\u007fb"}"#);
         let back: serde_json::Value = serde_json::from_str(&escaped).expect("still JSON");
         assert_eq!(back["p"], "a\u{9b}2J\u{7f}b");

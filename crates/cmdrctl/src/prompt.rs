@@ -26,6 +26,47 @@ struct Entry<'a> {
     state: &'a str,
     expires_at: Option<&'a str>,
     left: String,
+    /// When the sign-in to the account's portal ends, while cmdrd keeps it (absent
+    /// otherwise, so the documented shape is unchanged for other accounts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signin_expires_at: Option<&'a str>,
+}
+
+/// How the shown accounts renew: one page of one for a single account, else every page
+/// (nothing from a daemon older than `renewals_page`).
+async fn signin_facts(
+    client: &mut Client,
+    shown: &[&AccountInfo],
+) -> Result<Vec<cmdr_proto::RenewalFacts>, ClientError> {
+    let knows = client
+        .welcome()
+        .features
+        .iter()
+        .any(|f| f == cmdr_proto::FEATURE_RENEWALS);
+    if !knows {
+        return Ok(Vec::new());
+    }
+    let mut all = Vec::new();
+    let (mut after, limit) = match shown {
+        [one] => (Some(crate::renew::before(&one.name)), 1),
+        _ => (None, cmdr_proto::MAX_PAGE_ITEMS),
+    };
+    loop {
+        let ask = cmdr_proto::PageRequest {
+            after: after.clone(),
+            limit,
+        };
+        let Response::RenewalsPage(page) = client.request(Request::RenewalsPage(ask)).await? else {
+            return Ok(all);
+        };
+        all.extend(page.items);
+        match page.next {
+            Some(next) if limit > 1 && after.as_ref().is_none_or(|a| next > *a) => {
+                after = Some(next);
+            }
+            _ => return Ok(all),
+        }
+    }
 }
 
 pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> ExitCode {
@@ -33,6 +74,7 @@ pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> Exi
     // hello and requests), silently. The account of this shell is one small answer;
     // otherwise every account, in pages.
     let budget = cmdr_client::PROMPT_DEADLINE;
+    let started = std::time::Instant::now();
     let fetched = cmdr_client::within(budget, async {
         let mut client = Client::connect_within(socket, "cmdrctl-prompt", budget).await?;
         Ok(match pick {
@@ -48,17 +90,30 @@ pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> Exi
                 }
             }
             Pick::ExpiringFirst | Pick::All => client.accounts().await,
-        })
+        }
+        .map(|accounts| (accounts, client)))
     })
     .await;
-    let accounts = match fetched {
-        Ok(Ok(accounts)) => accounts,
+    let (accounts, mut client) = match fetched {
+        Ok(Ok(fetched)) => fetched,
         // Not reachable, or out of time.
         Err(_) | Ok(Err(ClientError::Timeout(_))) => return ExitCode::from(3),
         Ok(Err(_)) => return ExitCode::from(1),
     };
     let now = Utc::now();
     let shown = select(&accounts, pick);
+    // The portal's clock, for the shown accounts whose sign-in ends before their token:
+    // one more small answer on the same connection, within what is left of the budget.
+    let facts = match shown.as_slice() {
+        [] => Vec::new(),
+        _ => cmdr_client::within(
+            budget.saturating_sub(started.elapsed()),
+            signin_facts(&mut client, &shown),
+        )
+        .await
+        .unwrap_or_default(),
+    };
+    let fact = |a: &AccountInfo| facts.iter().find(|f| f.account == a.name);
     if json {
         let entries: Vec<Entry<'_>> = shown
             .iter()
@@ -67,12 +122,22 @@ pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> Exi
                 state: a.state.label(),
                 expires_at: a.expires_at.as_deref(),
                 left: left(a, now),
+                signin_expires_at: fact(a).and_then(|f| f.signin_expires_at.as_deref()),
             })
             .collect();
         crate::output::print_json(&entries);
         return ExitCode::SUCCESS;
     }
-    let parts: Vec<String> = shown.iter().map(|a| render(a, format, now)).collect();
+    let parts: Vec<String> = shown
+        .iter()
+        .map(|a| {
+            let shown = render(a, format, now);
+            match crate::output::signin_first(a, fact(a), now) {
+                Some(signin) if !shown.is_empty() => format!("{shown} ({signin})"),
+                _ => shown,
+            }
+        })
+        .collect();
     if !parts.is_empty() {
         println!("{}", parts.join(" "));
     }

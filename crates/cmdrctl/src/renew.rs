@@ -122,7 +122,7 @@ pub async fn run(
 /// A page cursor just before `name`, so that the page after it starts at `name`: its
 /// last character made one smaller and followed by the largest character (account names
 /// hold no such character, so none sorts between).
-fn before(name: &str) -> String {
+pub(crate) fn before(name: &str) -> String {
     let mut cursor = name.to_owned();
     if let Some(smaller) = cursor
         .pop()

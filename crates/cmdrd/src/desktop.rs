@@ -190,6 +190,7 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
             continue;
         };
         let engine = engine.clone();
+        let socket = engine.settings().socket.path.clone();
         let warned = warned.clone();
         // Showing and waiting for an action block (D-Bus round trips, the user's click).
         tokio::task::spawn_blocking(move || {
@@ -197,12 +198,12 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
             match show(&note) {
                 Ok(Some(action)) if action == LOGIN_ACTION && note.login.is_some() => {
                     if let Some(session) = &note.login {
-                        handle.block_on(login_from_notification(session));
+                        handle.block_on(login_from_notification(&socket, session));
                     }
                 }
                 Ok(Some(action)) if action == RENEW_ACTION && note.renew.is_some() => {
                     if let Some(account) = &note.renew {
-                        handle.block_on(renew_from_notification(&engine, account));
+                        handle.block_on(renew_from_notification(&socket, account));
                     }
                 }
                 Ok(Some(action)) if action == ACCEPT_ACTION => {
@@ -233,56 +234,71 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
     }
 }
 
-/// "Sign in" was clicked: `cmdrctl login SESSION` (next to cmdrd), which opens the
-/// browser at the portal, in the daemon's session. Only ever after the user's click.
-async fn login_from_notification(session: &str) {
-    let cmdrctl = std::env::current_exe()
+/// `cmdrctl` beside cmdrd (the same installation), else the one on `PATH`.
+fn cmdrctl() -> std::path::PathBuf {
+    std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|d| d.join("cmdrctl")))
         .filter(|p| p.exists())
-        .unwrap_or_else(|| std::path::PathBuf::from("cmdrctl"));
-    let run = tokio::process::Command::new(&cmdrctl)
-        .args(["login", session])
+        .unwrap_or_else(|| std::path::PathBuf::from("cmdrctl"))
+}
+
+/// Runs `cmdrctl ARGS` against this daemon's socket, without a terminal; its last line
+/// of standard error when it fails (cmdrctl's messages never hold a secret).
+async fn run_cmdrctl(socket: &std::path::Path, args: &[&str]) -> Result<(), String> {
+    let run = tokio::process::Command::new(cmdrctl())
+        .args(args)
+        .env("CMDR_SOCKET", socket)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
-        .status();
+        .output();
     match tokio::time::timeout(renew::SSO_LOGIN_DEADLINE, run).await {
-        Ok(Ok(status)) if status.success() => {
-            tracing::info!(session, "signed in from a desktop notification");
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            let last: String = last.chars().filter(|c| !c.is_control()).take(300).collect();
+            Err(if last.is_empty() {
+                format!("cmdrctl {} exited with {}", args.join(" "), out.status)
+            } else {
+                last
+            })
         }
-        Ok(Ok(status)) => {
-            tracing::warn!(session, %status, "sign-in from a desktop notification failed")
-        }
-        Ok(Err(err)) => tracing::warn!(session, error = %err, "cannot run cmdrctl login"),
-        Err(_) => tracing::warn!(session, "sign-in from a desktop notification timed out"),
+        Ok(Err(err)) => Err(format!("cannot run cmdrctl: {err}")),
+        Err(_) => Err(format!("cmdrctl {} took too long", args.join(" "))),
     }
 }
 
-/// "Renew" was clicked: open the portal or run `aws sso login` in the daemon's session; a
-/// failure becomes a notification of its own (nobody sees the log).
-async fn renew_from_notification(engine: &EngineHandle, account: &str) {
-    let result = match engine.show(account.to_owned()).await.answer().await.ok() {
-        Some(info) => match renew::plan(&info) {
-            Ok(plan) => renew::run(&plan, renew::Mode::Detached).await,
-            Err(err) => Err(err),
-        },
-        None => {
-            tracing::warn!(
-                account,
-                "renew from a desktop notification: the account is gone"
-            );
-            return;
+/// "Sign in" was clicked: `cmdrctl login SESSION` (next to cmdrd), which opens the
+/// browser at the portal, in the daemon's session. Only ever after the user's click.
+async fn login_from_notification(socket: &std::path::Path, session: &str) {
+    match run_cmdrctl(socket, &["login", session]).await {
+        Ok(()) => tracing::info!(session, "signed in from a desktop notification"),
+        Err(err) => {
+            tracing::warn!(session, error = %err, "sign-in from a desktop notification failed");
         }
-    };
-    match result {
-        Ok(done) => tracing::info!(account, ?done, "renewed from a desktop notification"),
+    }
+}
+
+/// "Renew" was clicked: `cmdrctl renew NAME`, as the person would type it, so it takes
+/// the same path: an account on a kept portal signs in if it must (a browser only now,
+/// after the click) and cmdrd fetches its credentials at once (`RenewNow`); any other
+/// opens its portal or runs `aws sso login`. A failure becomes a notification of its own
+/// (nobody sees the log).
+async fn renew_from_notification(socket: &std::path::Path, account: &str) {
+    match run_cmdrctl(socket, &["renew", account]).await {
+        Ok(()) => tracing::info!(account, "renewed from a desktop notification"),
         Err(err) => {
             tracing::warn!(account, error = %err, "renew from a desktop notification failed");
             let note = Note {
                 summary: format!("Renewing {account} failed"),
-                body: err.to_string(),
+                body: err,
                 ask: None,
                 renew: None,
                 login: None,

@@ -25,6 +25,13 @@ end, {
   desc = "cmdr: open the account's portal, or run `aws sso login` for an SSO profile",
 })
 
+vim.api.nvim_create_user_command("CmdrLogin", function(args)
+  require("cmdr").login(args.args)
+end, {
+  nargs = 1,
+  desc = "cmdr: sign in to an sso-session (`cmdrctl login SESSION` in a terminal)",
+})
+
 vim.api.nvim_create_user_command("CmdrStatus", function()
   require("cmdr").status()
 end, { nargs = 0, desc = "cmdr: daemon status and accounts" })

@@ -10,13 +10,18 @@ import {
   describeAccount,
   envCommand,
   left,
+  loginCommand,
   notice,
   parseEnv,
   pickAccount,
+  RenewalFacts,
   renewCommand,
+  renewsItself,
+  portalClock,
   sanitize,
   severity,
   statusText,
+  withRenewals,
 } from './model';
 import { Connection, DaemonEvent, socketPath } from './protocol';
 import { run } from './runner';
@@ -96,13 +101,16 @@ class Cmdr implements vscode.Disposable {
     this.refreshing = true;
     this.connection
       .request('list_accounts')
+      .then(async (value) => {
+        const list = (value as { accounts?: Account[] } | undefined)?.accounts;
+        if (Array.isArray(list)) {
+          // How each renews (the portal's clock), from a daemon that says.
+          const facts = await this.renewals().catch(() => []);
+          this.accounts = new Map(withRenewals(list, facts).map((a) => [a.name, a]));
+        }
+      })
       .then(
-        (value) => {
-          const list = (value as { accounts?: Account[] } | undefined)?.accounts;
-          if (Array.isArray(list)) {
-            this.accounts = new Map(list.map((a) => [a.name, a]));
-          }
-        },
+        () => undefined,
         () => undefined, // Lost connection: `disconnected` redraws.
       )
       .finally(() => {
@@ -115,19 +123,41 @@ class Cmdr implements vscode.Disposable {
       });
   }
 
+  /** Every account's renewal facts (`renewals_page`, page by page); none from an older daemon. */
+  private async renewals(): Promise<RenewalFacts[]> {
+    if (!this.connection.features.includes('renewals')) {
+      return [];
+    }
+    const all: RenewalFacts[] = [];
+    let after: string | null = null;
+    for (let pages = 0; pages < 1000; pages++) {
+      const value = (await this.connection.request({ renewals_page: { after, limit: 1000 } })) as
+        | { renewals_page?: { items?: RenewalFacts[]; next?: string | null } }
+        | undefined;
+      const page = value?.renewals_page;
+      all.push(...(page?.items ?? []));
+      const next = page?.next ?? null;
+      if (next === null || (after !== null && next <= after)) {
+        break;
+      }
+      after = next;
+    }
+    return all;
+  }
+
   private onEvent(event: DaemonEvent): void {
     const account = typeof event.account === 'string' ? this.accounts.get(event.account) : undefined;
-    const n = notice(event, account?.on_change, new Date());
+    const n = notice(event, account?.on_change, new Date(), renewsItself(account));
     if (n) {
-      this.show(event.type, n.level, n.message, n.actions, n.account);
+      this.show(event.type, n.level, n.message, n.actions, n.account, n.session);
     }
     // Any event may change an account's state (a profile removed, events missed after
     // `lagged`, types added later): re-list, coalesced while a listing is in flight.
     this.refresh();
   }
 
-  private show(type: string, level: 'info' | 'warning' | 'error', message: string, actions: Action[], account?: string): void {
-    const key = `${type}/${account ?? ''}`;
+  private show(type: string, level: 'info' | 'warning' | 'error', message: string, actions: Action[], account?: string, session?: string): void {
+    const key = `${type}/${account ?? session ?? ''}`;
     if (this.open.has(key)) {
       return;
     }
@@ -146,6 +176,8 @@ class Cmdr implements vscode.Disposable {
         void this.accept(account);
       } else if (account !== undefined && action === 'renew') {
         void this.renew(account);
+      } else if (session !== undefined && action === 'signin') {
+        this.signIn(session);
       }
     });
   }
@@ -214,7 +246,7 @@ class Cmdr implements vscode.Disposable {
       return accounts[0].name;
     }
     const picked = await vscode.window.showQuickPick(
-      accounts.map((a) => ({ label: sanitize(a.name), description: `${sanitize(a.state)} ${left(a, now)}`.trim(), name: a.name })),
+      accounts.map((a) => ({ label: sanitize(a.name), description: `${sanitize(a.state)} ${left(a, now)} ${portalClock(a)}`.trim(), name: a.name })),
       { title, placeHolder: 'Account' },
     );
     return picked?.name;
@@ -271,6 +303,46 @@ class Cmdr implements vscode.Disposable {
       void vscode.window.showInformationMessage(`cmdr: ${said || `renewing ${sanitize(name)}`}`);
     } catch (error) {
       void vscode.window.showErrorMessage(`cmdr: renew: ${sanitize((error as Error).message)}`);
+    }
+  }
+
+  /**
+   * **Sign in**: `cmdrctl login SESSION` in a terminal, since the browser's page or the
+   * device code needs a person; cmdrd sees the new token by itself (`signed_in`).
+   */
+  signIn(session: string): void {
+    try {
+      const line = loginCommand(this.cmdrctl(), this.socket(), session);
+      const terminal = vscode.window.createTerminal({
+        name: `cmdr: sign in to ${sanitize(session)}`,
+        shellPath: line.command,
+        shellArgs: line.args,
+        env: line.env,
+        iconPath: new vscode.ThemeIcon('key'),
+      });
+      terminal.show();
+    } catch (error) {
+      void vscode.window.showErrorMessage(`cmdr: sign in: ${sanitize((error as Error).message)}`);
+    }
+  }
+
+  /** `cmdr.signIn`: the sso-session given, else one picked from the accounts' portals. */
+  async signInCommand(arg?: unknown): Promise<void> {
+    if (typeof arg === 'string' && arg !== '') {
+      this.signIn(arg);
+      return;
+    }
+    const sessions = [...new Set([...this.accounts.values()].map((a) => a.session).filter((s): s is string => typeof s === 'string' && s !== ''))].sort();
+    if (sessions.length === 0) {
+      void vscode.window.showInformationMessage('cmdr: no account renews through a portal (`cmdrctl login --portal URL --sso-region R` signs in to one)');
+      return;
+    }
+    const session =
+      sessions.length === 1
+        ? sessions[0]
+        : (await vscode.window.showQuickPick(sessions.map((s) => ({ label: sanitize(s), session: s })), { title: 'cmdr: sign in to', placeHolder: 'sso-session' }))?.session;
+    if (session !== undefined) {
+      this.signIn(session);
     }
   }
 
@@ -335,7 +407,7 @@ class Cmdr implements vscode.Disposable {
     const accounts = [...this.accounts.values()].sort((a, b) => a.name.localeCompare(b.name));
     const items: (vscode.QuickPickItem & { name?: string })[] = accounts.map((a) => ({
       label: `$(key) ${sanitize(a.name)}`,
-      description: `${sanitize(a.state)} ${left(a, now)}`.trim(),
+      description: `${sanitize(a.state)} ${left(a, now)} ${portalClock(a)}`.trim(),
       detail: describeAccount(a, now),
       name: a.name,
     }));
@@ -353,6 +425,10 @@ class Cmdr implements vscode.Disposable {
     const actions: (vscode.QuickPickItem & { run: () => Promise<void> })[] = [];
     if (account?.state === 'changed' || account?.state === 'invalid') {
       actions.push({ label: '$(check) Use new token', run: () => this.accept(name) });
+    }
+    const session = typeof account?.session === 'string' && account.session !== '' ? account.session : undefined;
+    if (session !== undefined) {
+      actions.push({ label: '$(sign-in) Sign in', description: `cmdrctl login ${sanitize(session)}`, run: async () => this.signIn(session) });
     }
     actions.push(
       { label: '$(refresh) Renew', description: 'cmdrctl renew', run: () => this.renew(name) },
@@ -374,6 +450,7 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('cmdr.renew', (name?: unknown) => cmdr.renew(name)),
     vscode.commands.registerCommand('cmdr.openTerminal', (name?: unknown) => cmdr.openTerminal(name)),
     vscode.commands.registerCommand('cmdr.status', () => cmdr.status()),
+    vscode.commands.registerCommand('cmdr.signIn', (session?: unknown) => cmdr.signInCommand(session)),
     vscode.commands.registerCommand('cmdr.accounts', () => cmdr.pick()),
   );
 }

@@ -17,7 +17,60 @@ export interface Account {
   expiry_source?: string | null;
   account_id?: string | null;
   portal?: string | null;
+  /** Whether cmdrd renews the account itself (`renewals_page`, as `accounts list --json`). */
+  auto_renew?: boolean;
+  /** When the sign-in to the account's portal ends, while cmdrd keeps it. */
+  signin_expires_at?: string | null;
+  /** The sso-session (portal) it renews through. */
+  session?: string | null;
   [field: string]: unknown;
+}
+
+/** How one account renews, as the daemon's `renewals_page` gives it. */
+export interface RenewalFacts {
+  account: string;
+  auto_renew: boolean;
+  session?: string | null;
+  signin_expires_at?: string | null;
+}
+
+/** The accounts with how each renews merged in (fields of a daemon that says nothing stay unset). */
+export function withRenewals(accounts: Account[], facts: RenewalFacts[]): Account[] {
+  const by = new Map(facts.map((f) => [f.account, f]));
+  return accounts.map((a) => {
+    const f = by.get(a.name);
+    return f ? { ...a, auto_renew: f.auto_renew, session: f.session ?? null, signin_expires_at: f.signin_expires_at ?? null } : a;
+  });
+}
+
+/**
+ * Whether the account renews itself before its token ends: cmdrd renews it, and the
+ * portal's sign-in lasts beyond the token (else the token is the last one until someone
+ * signs in). Its `expiring_soon` is then no alarm.
+ */
+export function renewsItself(account: Account | undefined): boolean {
+  if (!account || account.auto_renew !== true) {
+    return false;
+  }
+  const signin = remaining(account.signin_expires_at, new Date(0));
+  const token = remaining(account.expires_at, new Date(0));
+  return signin !== undefined && token !== undefined && signin > token;
+}
+
+/** `HH:MM` in local time, or undefined when unparsable. */
+export function clock(at: string | null | undefined): string | undefined {
+  const ms = at ? Date.parse(at) : NaN;
+  if (Number.isNaN(ms)) {
+    return undefined;
+  }
+  const d = new Date(ms);
+  return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+}
+
+/** `signed in until 18:00` for an account on a kept portal; empty otherwise. */
+export function portalClock(account: Account): string {
+  const at = clock(account.signin_expires_at);
+  return at ? `signed in until ${at}` : '';
 }
 
 export type Severity = 'ok' | 'warning' | 'error';
@@ -89,7 +142,8 @@ export function severity(account: Account, now: Date): Severity {
     case 'misconfigured':
       return 'error';
     case 'expiring':
-      return 'warning';
+      // Renewed before it ends, by cmdrd: informational, not yellow.
+      return renewsItself(account) ? 'ok' : 'warning';
   }
   const ms = remaining(account.expires_at, now);
   return ms !== undefined && ms <= 0 ? 'error' : 'ok';
@@ -125,17 +179,23 @@ export function describeAccount(account: Account, now: Date): string {
   const where = [sanitize(account.profile), account.region ? sanitize(account.region) : undefined, account.target ? sanitize(account.target) : undefined]
     .filter((p) => p)
     .join(', ');
+  const portal = portalClock(account);
+  if (portal) {
+    parts.push(renewsItself(account) ? `renews itself, ${portal}` : portal);
+  }
   return `${parts.join(' · ')} (profile ${where})`;
 }
 
 /** What a notification offers. */
-export type Action = 'accept' | 'ignore' | 'renew';
+export type Action = 'accept' | 'ignore' | 'renew' | 'signin';
 
 export interface Notice {
   level: 'info' | 'warning' | 'error';
   message: string;
   actions: Action[];
   account?: string;
+  /** The sso-session to sign in to on **Sign in** (`cmdrctl login SESSION`). */
+  session?: string;
 }
 
 /** Button labels, as the desktop notifications of cmdrd name them. */
@@ -143,14 +203,17 @@ export const ACTION_LABELS: Record<Action, string> = {
   accept: 'Use new token',
   ignore: 'Ignore',
   renew: 'Renew',
+  signin: 'Sign in',
 };
 
 /**
  * The notification for an event, or undefined for events that only refresh the view
  * (and for types this extension does not know: more may appear within a protocol version).
- * `onChange` is the account's policy: an `auto` account accepts by itself.
+ * `onChange` is the account's policy: an `auto` account accepts by itself; `renews` whether
+ * it renews itself before its token ends (`renewsItself`): its expiry is then no alarm.
+ * `signed_in` and `token_renewed` only refresh the view.
  */
-export function notice(event: { type: string; [field: string]: unknown }, onChange: string | undefined, now: Date): Notice | undefined {
+export function notice(event: { type: string; [field: string]: unknown }, onChange: string | undefined, now: Date, renews = false): Notice | undefined {
   const account = event.account === undefined ? undefined : sanitize(event.account);
   switch (event.type) {
     case 'token_changed':
@@ -166,7 +229,20 @@ export function notice(event: { type: string; [field: string]: unknown }, onChan
     case 'expiring_soon': {
       const ms = remaining(event.expires_at as string | undefined, now);
       const when = ms !== undefined && ms > 0 ? `in ${formatDuration(ms)}` : 'soon';
+      if (renews) {
+        return { level: 'info', message: `cmdr: ${account} expires ${when}; cmdrd renews it before then`, actions: [], account };
+      }
       return { level: 'warning', message: `cmdr: ${account} expires ${when}`, actions: ['renew'], account };
+    }
+    case 'signin_required': {
+      const session = typeof event.session === 'string' && event.session !== '' ? event.session : undefined;
+      const reason = event.reason ? ` (${sanitize(event.reason)})` : '';
+      return {
+        level: 'warning',
+        message: `cmdr: the sign-in to ${sanitize(event.portal)}${session ? ` (sso-session ${sanitize(session)})` : ''} ended${reason}; its accounts renew themselves again once you sign in`,
+        actions: session ? ['signin'] : [],
+        session,
+      };
     }
     case 'expired':
       return { level: 'warning', message: `cmdr: the session of ${account} has expired`, actions: ['renew'], account };
@@ -207,6 +283,13 @@ function checkName(name: string): void {
 export function renewCommand(cmdrctl: string, socket: string, name: string): CommandLine {
   checkName(name);
   return { command: cmdrctl || 'cmdrctl', args: ['renew', name], env: { CMDR_SOCKET: socket } };
+}
+
+/** `cmdrctl login SESSION`, against the same daemon as the extension (run in a terminal: the
+ * browser or the device code needs a person). */
+export function loginCommand(cmdrctl: string, socket: string, session: string): CommandLine {
+  checkName(session);
+  return { command: cmdrctl || 'cmdrctl', args: ['login', session], env: { CMDR_SOCKET: socket } };
 }
 
 /** `cmdrctl env NAME --serve --json`, against the same daemon as the extension. */

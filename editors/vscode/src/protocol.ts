@@ -252,6 +252,11 @@ export class Connection {
     return this.welcome?.daemon_version;
   }
 
+  /** What the connected daemon can do (`renewals`, `pages`, …); empty while not connected. */
+  get features(): string[] {
+    return this.welcome?.features ?? [];
+  }
+
   start(): void {
     if (!this.stopped) {
       return;

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { Account, envCommand, formatDuration, left, notice, parseEnv, pickAccount, renewCommand, sanitize, severity, statusText } from '../src/model';
+import { Account, describeAccount, envCommand, formatDuration, left, loginCommand, notice, parseEnv, pickAccount, portalClock, renewCommand, renewsItself, sanitize, severity, statusText, withRenewals } from '../src/model';
 
 const NOW = new Date('2026-11-20T10:00:00Z');
 
@@ -56,6 +56,56 @@ describe('colour by state', () => {
   for (const [state, at, expected] of cases) {
     test(`${state} ${at}`, () => assert.equal(severity(account('a', state, at), NOW), expected));
   }
+});
+
+describe('accounts that renew themselves (issue 25)', () => {
+  const token = '2026-11-20T10:09:00Z';
+  const renewing = account('acme', 'expiring', token, { auto_renew: true, session: 'corp', signin_expires_at: '2026-11-20T18:00:00Z' });
+  test('renew themselves while the sign-in outlasts the token', () => {
+    assert.equal(renewsItself(renewing), true);
+    assert.equal(renewsItself({ ...renewing, signin_expires_at: '2026-11-20T10:05:00Z' }), false);
+    assert.equal(renewsItself({ ...renewing, signin_expires_at: null }), false);
+    assert.equal(renewsItself({ ...renewing, auto_renew: false }), false);
+    assert.equal(renewsItself(undefined), false);
+  });
+  test('expiring is not yellow when it renews itself', () => {
+    assert.equal(severity(renewing, NOW), 'ok');
+    assert.equal(severity({ ...renewing, auto_renew: false }, NOW), 'warning');
+  });
+  test('expiring_soon is informational, without Renew', () => {
+    const n = notice({ type: 'expiring_soon', at: '', account: 'acme', expires_at: token }, 'ask', NOW, true);
+    assert.equal(n?.level, 'info');
+    assert.deepEqual(n?.actions, []);
+    assert.match(n?.message ?? '', /renews it/);
+  });
+  test('signin_required offers Sign in for its sso-session', () => {
+    const n = notice({ type: 'signin_required', at: '', portal: 'https://corp.awsapps.com/start', session: 'corp', reason: 'the refresh token was refused' }, undefined, NOW);
+    assert.equal(n?.level, 'warning');
+    assert.deepEqual(n?.actions, ['signin']);
+    assert.equal(n?.session, 'corp');
+    assert.match(n?.message ?? '', /corp\.awsapps\.com.*sso-session corp.*refused/);
+  });
+  test('signed_in and token_renewed only refresh the view', () => {
+    assert.equal(notice({ type: 'signed_in', at: '', portal: 'https://corp.awsapps.com/start', session: 'corp' }, undefined, NOW), undefined);
+    assert.equal(notice({ type: 'token_renewed', at: '', account: 'acme', expires_at: token }, 'ask', NOW), undefined);
+  });
+  test('the portal clock in the tooltip and quick pick', () => {
+    const at = new Date('2026-11-20T18:00:00Z');
+    const hhmm = `${String(at.getHours()).padStart(2, '0')}:${String(at.getMinutes()).padStart(2, '0')}`;
+    assert.equal(portalClock(renewing), `signed in until ${hhmm}`);
+    assert.match(describeAccount(renewing, NOW), new RegExp(`renews itself, signed in until ${hhmm}`));
+    assert.equal(portalClock(account('b', 'ok', null)), '');
+  });
+  test('renewal facts merge into the accounts', () => {
+    const merged = withRenewals([account('acme', 'ok', token), account('b', 'ok', null)], [{ account: 'acme', auto_renew: true, session: 'corp', signin_expires_at: '2026-11-20T18:00:00Z' }]);
+    assert.equal(merged[0].auto_renew, true);
+    assert.equal(merged[0].session, 'corp');
+    assert.equal(merged[1].auto_renew, undefined);
+  });
+  test('login command line', () => {
+    assert.deepEqual(loginCommand('', '/run/s.sock', 'corp'), { command: 'cmdrctl', args: ['login', 'corp'], env: { CMDR_SOCKET: '/run/s.sock' } });
+    assert.throws(() => loginCommand('cmdrctl', '/s', '--portal'), /not an account name/);
+  });
 });
 
 describe('status-bar account', () => {

@@ -49,10 +49,16 @@ enum Done {
         key: crate::handout::CacheKey,
         result: Result<Resolved, Failure>,
     },
-    /// An account's renewal through its portal wrote (or failed to write) a new token.
+    /// An account's renewal through its portal got its role credentials (or not); the
+    /// engine registers the fingerprint it will write before it writes (`renewal.rs`).
+    Fetched {
+        account: String,
+        result: Result<cmdr_signin::keep::RoleCredentials, String>,
+    },
+    /// A renewal's write into the credentials file finished (or failed).
     Renewed {
         account: String,
-        result: Result<renewal::Written, String>,
+        result: Result<(), String>,
     },
     /// An SSO account's role credentials fetched anew (`cmdrctl renew`).
     Refetched {
@@ -373,6 +379,7 @@ impl Engine {
                 key,
                 result,
             } => self.finish_resolution(&account, key, result),
+            Done::Fetched { account, result } => self.finish_fetch(&account, result),
             Done::Renewed { account, result } => self.finish_renewal(&account, result),
             Done::Refetched { account, result } => self.finish_refetch(&account, result),
         }

@@ -9,6 +9,7 @@
 use super::*;
 use crate::engine::api::RenewedNow;
 use crate::portal::{KeeperHandle, News, Portals};
+use cmdr_signin::keep::RoleCredentials;
 
 /// A renewal that failed is tried again after 1 minute, then 2, 4, … up to this.
 const RETRY_CAP: chrono::Duration = chrono::Duration::minutes(16);
@@ -44,8 +45,11 @@ pub(super) enum Renewal {
 
 /// A renewal under way.
 pub(super) enum Pending {
+    /// Its role credentials are being fetched.
     InFlight,
-    /// Written into the file: the view should now show this fingerprint.
+    /// Being written into the file, or written: the view should now show this
+    /// fingerprint. Registered *before* the write starts, so the watcher can never deliver
+    /// the renewed file before the engine knows it is its own renewal.
     Written(Written),
     Failed {
         retry_at: DateTime<Utc>,
@@ -79,7 +83,16 @@ impl Renewal {
     }
 
     /// `accounts show`'s line: how it renews, or why not (with the fix).
-    pub(super) fn describe(&self, name: &str, renew_before: chrono::Duration) -> String {
+    /// `at`: when the account is renewed next, if scheduled (shown as local `HH:MM`).
+    pub(super) fn describe(
+        &self,
+        name: &str,
+        renew_before: chrono::Duration,
+        at: Option<DateTime<Utc>>,
+    ) -> String {
+        let when = at.map_or_else(String::new, |at| {
+            format!(" at {}", at.with_timezone(&chrono::Local).format("%H:%M"))
+        });
         let until = |k: &KeeperHandle| {
             let info = k.info();
             match (info.signed_in_until, info.state.as_str()) {
@@ -109,7 +122,7 @@ impl Renewal {
                 account_id,
                 role,
             } => format!(
-                "renews itself {} min before its token ends: GetRoleCredentials of {role} in {account_id} through sso-session {}, written into the credentials file and accepted{} (`cmdrctl accounts edit {name} --auto-renew off` stops it)",
+                "renews itself{when} ({} min before its token ends): GetRoleCredentials of {role} in {account_id} through sso-session {}, written into the credentials file and accepted{} (`cmdrctl accounts edit {name} --auto-renew off` stops it)",
                 renew_before.num_minutes(),
                 keeper.info().session,
                 until(keeper)
@@ -339,10 +352,11 @@ impl Engine {
             account = name,
             "renewing the account's token through its portal"
         );
+        // A retry keeps its count of failures until it is done.
+        if let Some(Pending::Failed { failures, .. }) = self.renewing.get(name) {
+            self.renew_failures.insert(name.to_owned(), *failures);
+        }
         self.renewing.insert(name.to_owned(), Pending::InFlight);
-        let profile = account.profile.clone();
-        let credentials_file = self.settings.aws_credentials.clone();
-        let data_dir = self.settings.data_dir.clone();
         let min_valid = if fresh {
             FRESH
         } else {
@@ -350,51 +364,99 @@ impl Engine {
         };
         let account = name.to_owned();
         self.tasks.spawn(async move {
-            let result = renew(
-                &keeper,
-                &account_id,
-                &role,
-                min_valid,
-                &profile,
-                credentials_file,
-                data_dir,
-            )
-            .await;
-            Done::Renewed { account, result }
+            let result = keeper
+                .role_credentials_for(&account_id, &role, min_valid)
+                .await
+                .map_err(|f| f.to_string());
+            Done::Fetched { account, result }
         });
     }
 
-    pub(super) fn finish_renewal(&mut self, name: &str, result: Result<Written, String>) {
-        // A retry that is now under way keeps its count until it is done.
-        if let Some(Pending::Failed { failures, .. }) = self.renewing.get(name) {
-            self.renew_failures.insert(name.to_owned(), *failures);
+    /// The role credentials of a renewal arrived: what will be written is registered
+    /// first, then written (`begin_write`).
+    pub(super) fn finish_fetch(&mut self, name: &str, result: Result<RoleCredentials, String>) {
+        if !matches!(self.renewing.get(name), Some(Pending::InFlight)) {
+            return;
         }
         match result {
-            Ok(written) => {
-                tracing::info!(account = name, expires_at = %written.expires_at, "renewed token written into the credentials file");
-                self.renewing
-                    .insert(name.to_owned(), Pending::Written(written));
-                // The watcher may have brought the new file already.
+            Ok(creds) => match self.begin_write(name, creds) {
+                Some(write) => {
+                    self.tasks.spawn(write);
+                }
+                None => self.renewal_failed(name, "the account is gone".into()),
+            },
+            Err(why) => self.renewal_failed(name, why),
+        }
+    }
+
+    /// Registers the fingerprint a renewal is about to write into the credentials file as
+    /// the account's own renewal, then returns the write (paste's: locked,
+    /// compare-and-swap, backup, mode kept) to run. Whatever order the watcher's delivery
+    /// of the written file and the write's report then arrive in, the new token is the
+    /// renewal: accepted with `token_renewed`, never offered with `token_changed`.
+    pub(super) fn begin_write(
+        &mut self,
+        name: &str,
+        creds: RoleCredentials,
+    ) -> Option<impl Future<Output = Done> + Send + 'static> {
+        let profile = self.accounts.get(name).ok()?.profile.clone();
+        let fingerprint = cmdr_core::profile::keys_fingerprint(
+            &creds.access_key_id,
+            &creds.secret_access_key,
+            Some(&creds.session_token),
+        );
+        let expires_at = creds.expires_at;
+        self.renewing.insert(
+            name.to_owned(),
+            Pending::Written(Written {
+                fingerprint,
+                expires_at,
+            }),
+        );
+        let credentials_file = self.settings.aws_credentials.clone();
+        let data_dir = self.settings.data_dir.clone();
+        let account = name.to_owned();
+        Some(async move {
+            let result = write(creds, &profile, credentials_file, data_dir).await;
+            Done::Renewed { account, result }
+        })
+    }
+
+    /// A renewal's write finished: the watcher may have brought the new file already (then
+    /// the renewal is complete and this finds nothing to do).
+    pub(super) fn finish_renewal(&mut self, name: &str, result: Result<(), String>) {
+        match result {
+            Ok(()) => {
+                if let Some(Pending::Written(w)) = self.renewing.get(name) {
+                    tracing::info!(account = name, expires_at = %w.expires_at, "renewed token written into the credentials file");
+                }
                 self.complete_renewals(&[]);
             }
-            Err(why) => {
-                let failures = match self.renewing.get(name) {
-                    Some(Pending::Failed { failures, .. }) => failures + 1,
-                    _ => self.renew_failures.remove(name).unwrap_or(0) + 1,
-                };
-                let delay = retry_delay(failures);
-                tracing::warn!(account = name, error = %why, retry_in_min = delay.num_minutes(), "cannot renew the account's token");
-                let retry_at = self.now() + delay;
-                self.renewing
-                    .insert(name.to_owned(), Pending::Failed { retry_at, failures });
-                self.schedule_renewal(name);
-                for reply in self.renew_waiters.remove(name).unwrap_or_default() {
-                    let _ = reply.send(Err(ErrorReply {
-                        code: ErrorCode::Internal,
-                        message: format!("cannot renew `{name}`: {why}"),
-                    }));
-                }
+            // Only while the write is still awaited: a file that shows the fingerprint
+            // completed the renewal whatever the write then said.
+            Err(why) if matches!(self.renewing.get(name), Some(Pending::Written(_))) => {
+                self.renewal_failed(name, why);
             }
+            Err(why) => {
+                tracing::warn!(account = name, error = %why, "the renewal's write reported an error after the file showed the new token");
+            }
+        }
+    }
+
+    /// A renewal failed: it is retried after 1, 2, 4, … minutes; whoever asked is told.
+    fn renewal_failed(&mut self, name: &str, why: String) {
+        let failures = self.renew_failures.remove(name).unwrap_or(0) + 1;
+        let delay = retry_delay(failures);
+        tracing::warn!(account = name, error = %why, retry_in_min = delay.num_minutes(), "cannot renew the account's token");
+        let retry_at = self.now() + delay;
+        self.renewing
+            .insert(name.to_owned(), Pending::Failed { retry_at, failures });
+        self.schedule_renewal(name);
+        for reply in self.renew_waiters.remove(name).unwrap_or_default() {
+            let _ = reply.send(Err(ErrorReply {
+                code: ErrorCode::Internal,
+                message: format!("cannot renew `{name}`: {why}"),
+            }));
         }
     }
 
@@ -543,26 +605,14 @@ impl Engine {
     }
 }
 
-/// Gets the role's credentials through the keeper and writes them into the credentials
-/// file as `profile` (paste's write: locked, compare-and-swap, backup, mode kept).
-async fn renew(
-    keeper: &KeeperHandle,
-    account_id: &str,
-    role: &str,
-    min_valid: chrono::Duration,
+/// Writes a renewal's role credentials into the credentials file as `profile` (paste's
+/// write: locked, compare-and-swap, backup, mode kept).
+async fn write(
+    creds: RoleCredentials,
     profile: &str,
     credentials_file: std::path::PathBuf,
     data_dir: std::path::PathBuf,
-) -> Result<Written, String> {
-    let creds = keeper
-        .role_credentials_for(account_id, role, min_valid)
-        .await
-        .map_err(|f| f.to_string())?;
-    let fingerprint = cmdr_core::profile::keys_fingerprint(
-        &creds.access_key_id,
-        &creds.secret_access_key,
-        Some(&creds.session_token),
-    );
+) -> Result<(), String> {
     let expires_at = creds.expires_at;
     let block = cmdr_core::paste::Block {
         profile: None,
@@ -579,16 +629,185 @@ async fn renew(
     })
     .await
     .map_err(|e| format!("the write failed: {e}"))?;
-    written.map_err(|e| format!("{e:#}"))?;
-    Ok(Written {
-        fingerprint,
-        expires_at,
-    })
+    written.map(|_| ()).map_err(|e| format!("{e:#}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::watch::FileRead;
+
+    const OLD: &str = "[111111111111_ReadOnly]\naws_access_key_id = ASIAOLDOLDOLDOLDOLD1\naws_secret_access_key = old-secret\naws_session_token = old-session\n";
+
+    fn settings(dir: &std::path::Path) -> Settings {
+        Settings {
+            aws_config: dir.join("config"),
+            aws_credentials: dir.join("credentials"),
+            sso_cache: dir.join("sso"),
+            data_dir: dir.join("data"),
+            socket: cmdr_client::SocketLocation {
+                path: dir.join("cmdrd.sock"),
+                note: None,
+                source: cmdr_client::SocketSource::Flag,
+            },
+            debounce: std::time::Duration::from_millis(50),
+            warn_before: chrono::Duration::minutes(15),
+            renew_before: chrono::Duration::minutes(10),
+            default_session_duration: chrono::Duration::hours(12),
+            validate_on_change: false,
+            validate_timeout: std::time::Duration::from_secs(5),
+            max_connections: 8,
+            event_buffer: 64,
+            config_file: None,
+            desktop: crate::desktop::DesktopSettings {
+                enabled: false,
+                ..crate::desktop::DesktopSettings::default()
+            },
+            endpoint: crate::endpoint::EndpointSettings {
+                enabled: false,
+                listen: None,
+            },
+            console_signin_url: None,
+        }
+    }
+
+    fn snapshot_of(dir: &std::path::Path) -> Snapshot {
+        Snapshot {
+            config: FileRead::Missing,
+            credentials: FileRead::Bytes(std::fs::read(dir.join("credentials")).expect("read")),
+            sso_cache: Default::default(),
+            sso_unreadable: Default::default(),
+        }
+    }
+
+    fn creds(n: u32) -> RoleCredentials {
+        RoleCredentials {
+            access_key_id: format!("ASIARENEWED{n:09}"),
+            secret_access_key: format!("renewed-secret-{n}"),
+            session_token: format!("renewed-session-{n}"),
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+        }
+    }
+
+    /// The race of `a_pasted_option_2_account_renews_itself` (round 1 saw `token_changed`),
+    /// forced both ways instead of left to luck: the watcher's delivery of the renewed file
+    /// is taken in *before* the write reports (the old order registered the fingerprint
+    /// only then), and after it. Either way: `token_accepted` + `token_renewed`, never
+    /// `token_changed`, and the written token is the accepted one.
+    #[tokio::test]
+    async fn a_renewal_is_known_before_its_file_arrives() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("credentials"), OLD).expect("write");
+        let (reread, _asked) = crate::watch::Reread::new();
+        let (mut engine, handle, _commands) = Engine::start(
+            Arc::new(settings(dir.path())),
+            snapshot_of(dir.path()),
+            reread,
+            Arc::new(crate::timers::SystemClock),
+            None,
+        )
+        .expect("engine");
+        engine
+            .add(cmdr_core::NewAccount {
+                name: "acme".into(),
+                profile: "111111111111_ReadOnly".into(),
+                region: None,
+                target: cmdr_core::Target::Aws,
+                on_change: cmdr_core::OnChange::Ask,
+                portal: None,
+            })
+            .expect("add");
+        let mut events = handle.subscribe();
+        for (round, file_first) in [(1, true), (2, false), (3, true), (4, false)] {
+            engine.renewing.insert("acme".into(), Pending::InFlight);
+            let write = engine.begin_write("acme", creds(round)).expect("write");
+            let Done::Renewed { account, result } = write.await else {
+                panic!("round {round}: not the write's report");
+            };
+            result.expect("written");
+            if file_first {
+                let effects = engine.on_snapshot(snapshot_of(dir.path()));
+                engine.apply(effects);
+                engine.finish_renewal(&account, Ok(()));
+            } else {
+                engine.finish_renewal(&account, Ok(()));
+                let effects = engine.on_snapshot(snapshot_of(dir.path()));
+                engine.apply(effects);
+            }
+            let mut types = Vec::new();
+            while let Ok(e) = events.try_recv() {
+                types.push(e.event.kind.type_name().to_owned());
+            }
+            assert!(
+                !types.iter().any(|t| t == "token_changed"),
+                "round {round}: {types:?}"
+            );
+            assert!(
+                types.iter().any(|t| t == "token_accepted"),
+                "round {round}: {types:?}"
+            );
+            assert_eq!(
+                types.iter().filter(|t| *t == "token_renewed").count(),
+                1,
+                "round {round}: {types:?}"
+            );
+            let c = creds(round);
+            let written = cmdr_core::profile::keys_fingerprint(
+                &c.access_key_id,
+                &c.secret_access_key,
+                Some(&c.session_token),
+            );
+            let account = engine.accounts.get("acme").expect("acme");
+            assert_eq!(
+                account.accepted.fingerprint.as_deref(),
+                Some(written.as_str()),
+                "round {round}"
+            );
+            assert!(!engine.renewing.contains_key("acme"), "round {round}");
+        }
+    }
+
+    /// A write that fails leaves no fingerprint registered: the next token in the file is
+    /// offered as usual, and the renewal is retried.
+    #[tokio::test]
+    async fn a_failed_write_clears_what_it_registered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("credentials"), OLD).expect("write");
+        let (reread, _asked) = crate::watch::Reread::new();
+        let (mut engine, _handle, _commands) = Engine::start(
+            Arc::new(settings(dir.path())),
+            snapshot_of(dir.path()),
+            reread,
+            Arc::new(crate::timers::SystemClock),
+            None,
+        )
+        .expect("engine");
+        engine
+            .add(cmdr_core::NewAccount {
+                name: "acme".into(),
+                profile: "111111111111_ReadOnly".into(),
+                region: None,
+                target: cmdr_core::Target::Aws,
+                on_change: cmdr_core::OnChange::Ask,
+                portal: None,
+            })
+            .expect("add");
+        engine.renewing.insert("acme".into(), Pending::InFlight);
+        let c = creds(7);
+        let fingerprint = cmdr_core::profile::keys_fingerprint(
+            &c.access_key_id,
+            &c.secret_access_key,
+            Some(&c.session_token),
+        );
+        let _write = engine.begin_write("acme", c).expect("write");
+        assert!(engine.is_renewal("acme", Some(&fingerprint)));
+        engine.finish_renewal("acme", Err("the disk is full".into()));
+        assert!(!engine.is_renewal("acme", Some(&fingerprint)));
+        assert!(matches!(
+            engine.renewing.get("acme"),
+            Some(Pending::Failed { failures: 1, .. })
+        ));
+    }
 
     #[test]
     fn failed_renewals_back_off_to_a_cap() {

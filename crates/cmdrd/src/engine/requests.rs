@@ -186,7 +186,7 @@ impl Engine {
         }
     }
 
-    fn add(&mut self, new: NewAccount) -> Result<AccountInfo, ErrorReply> {
+    pub(super) fn add(&mut self, new: NewAccount) -> Result<AccountInfo, ErrorReply> {
         let name = new.name.clone();
         let now = self.now();
         let added = self.mutate(&name, |accounts, view, expiry| {
@@ -284,7 +284,11 @@ impl Engine {
         Ok(AccountDetail {
             info: self.account_info(account),
             reason,
-            renewal: Some(renewal.describe(name, self.settings.renew_before)),
+            renewal: Some(renewal.describe(
+                name,
+                self.settings.renew_before,
+                self.renew_at.get(name).copied(),
+            )),
             signin_expires_at: renewal.keeper().and_then(|k| signed_in_until(k.info())),
             auto_renew: renewal.renews(),
         })

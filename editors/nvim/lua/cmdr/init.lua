@@ -1,7 +1,7 @@
 -- cmdr.nvim: cmdr's events in Neovim. Talks to cmdrd over its socket with the JSON-lines
 -- codec (see README "Talking to the socket"): shows events with vim.notify, offers
--- :CmdrAccept, :CmdrRenew and :CmdrStatus, "Renew" on expiring_soon/expired, and a
--- statusline component. Reconnects when the daemon restarts; stays quiet while it is absent.
+-- :CmdrAccept, :CmdrRenew, :CmdrLogin and :CmdrStatus, "Renew" on expiring_soon/expired,
+-- "Sign in" on signin_required, and a statusline component. Reconnects when the daemon restarts; stays quiet while it is absent.
 -- Everything is asynchronous, with deadlines on the handshake and each request.
 local M = {}
 
@@ -27,10 +27,16 @@ local defaults = {
     validation_failed = vim.log.levels.WARN,
     file_error = vim.log.levels.WARN,
     file_recovered = vim.log.levels.INFO,
+    signin_required = vim.log.levels.WARN,
   },
   -- On expiring_soon/expired, offer "Renew" with vim.ui.select for accounts that can be
   -- renewed (a portal, or an SSO profile).
   renew_prompt = true,
+  -- On signin_required, offer "Sign in" with vim.ui.select: `cmdrctl login SESSION` in a
+  -- terminal (the browser's page or the device code needs a person).
+  signin_prompt = true,
+  -- The cmdrctl program that :CmdrLogin and "Sign in" run.
+  cmdrctl = "cmdrctl",
   -- Statusline: which account (nil: $CMDR_ACCOUNT, else all) and the template.
   statusline_account = nil,
   statusline_format = "{account} {left}",
@@ -47,6 +53,8 @@ local state = {
   events = {},
   timer = nil,
   started = false,
+  -- What the connected daemon can do (its welcome's features).
+  features = {},
 }
 
 -- Exposed for tests and for users who want to react to events themselves.
@@ -126,16 +134,86 @@ function M.request(request, callback)
   end)
 end
 
+local function has_feature(name)
+  for _, f in ipairs(state.features or {}) do
+    if f == name then
+      return true
+    end
+  end
+  return false
+end
+
+local function known(value)
+  return value ~= nil and value ~= vim.NIL and value or nil
+end
+
+-- How each account renews (`renewals_page`, page by page): `auto_renew`, its sso-session
+-- and `signin_expires_at`, the portal's clock; `done(facts)` by account name.
+local function fetch_renewals(done)
+  if not has_feature("renewals") then
+    return done({})
+  end
+  local facts = {}
+  local function page(after)
+    M.request({ renewals_page = { after = after or vim.NIL, limit = 1000 } }, function(ok, value)
+      local got = ok and known(value.renewals_page)
+      if not got then
+        return done(facts)
+      end
+      for _, f in ipairs(got.items or {}) do
+        facts[f.account] = f
+      end
+      local next = known(got.next)
+      if next and (not after or next > after) then
+        page(next)
+      else
+        done(facts)
+      end
+    end)
+  end
+  page(nil)
+end
+
 local function refresh_accounts()
   M.request("list_accounts", function(ok, value)
     if ok and value.accounts then
-      local by_name = {}
-      for _, account in ipairs(value.accounts) do
-        by_name[account.name] = account
-      end
-      state.accounts = by_name
+      fetch_renewals(function(facts)
+        local by_name = {}
+        for _, account in ipairs(value.accounts) do
+          local f = facts[account.name]
+          if f then
+            account.auto_renew = f.auto_renew
+            account.session = known(f.session)
+            account.signin_expires_at = known(f.signin_expires_at)
+          end
+          by_name[account.name] = account
+        end
+        state.accounts = by_name
+      end)
     end
   end)
+end
+
+local utc_seconds
+
+--- Whether cmdrd renews `account` before its token ends: it renews it, and the portal's
+--- sign-in lasts beyond the token. Its expiry is then no alarm.
+function M.renews_itself(account)
+  if not account or account.auto_renew ~= true then
+    return false
+  end
+  local signin = account.signin_expires_at and utc_seconds(account.signin_expires_at)
+  local token = account.expires_at and known(account.expires_at) and utc_seconds(account.expires_at)
+  return signin ~= nil and token ~= nil and signin > token
+end
+
+--- `signed in until 18:00` (local time) for an account on a kept portal, else "".
+function M.portal_clock(account)
+  local at = account.signin_expires_at and utc_seconds(account.signin_expires_at)
+  if not at then
+    return ""
+  end
+  return "signed in until " .. os.date("%H:%M", at)
 end
 
 local function describe(event)
@@ -144,6 +222,11 @@ local function describe(event)
     return ("new token for %s (profile %s): :CmdrAccept %s"):format(event.account, event.profile, event.account)
   elseif t == "token_accepted" then
     return ("%s now uses the new token"):format(event.account)
+  elseif t == "expiring_soon" and M.renews_itself(state.accounts[event.account]) then
+    return ("%s expires at %s; cmdrd renews it before then"):format(event.account, event.expires_at)
+  elseif t == "signin_required" then
+    return ("the sign-in to %s (sso-session %s) ended (%s): :CmdrLogin %s"):format(
+      event.portal, event.session, tostring(event.reason or "?"), event.session)
   elseif t == "expiring_soon" then
     return ("%s expires at %s: :CmdrRenew %s"):format(event.account, event.expires_at, event.account)
   elseif t == "expired" then
@@ -162,22 +245,32 @@ local function describe(event)
 end
 
 local offer_renew
+local offer_signin
 
 local function on_event(event)
   table.insert(state.events, event)
   if #state.events > 100 then
     table.remove(state.events, 1)
   end
+  local renews = event.type == "expiring_soon" and M.renews_itself(state.accounts[event.account])
   local level = state.config.notify[event.type]
+  if renews then
+    -- Renewed before it ends, by cmdrd: information, not a warning.
+    level = level and vim.log.levels.INFO
+  end
   local text = describe(event)
   if level and text then
     notify(text, level)
   end
-  if event.account then
+  -- `signed_in` and `token_renewed` only refresh the view (the portal's clock moved).
+  if event.account or event.type == "signed_in" or event.type == "signin_required" then
     refresh_accounts()
   end
-  if (event.type == "expiring_soon" or event.type == "expired") and state.config.renew_prompt then
+  if (event.type == "expiring_soon" or event.type == "expired") and state.config.renew_prompt and not renews then
     offer_renew(event)
+  end
+  if event.type == "signin_required" and state.config.signin_prompt then
+    offer_signin(event)
   end
 end
 
@@ -202,6 +295,7 @@ end
 local function on_message(message)
   if message.welcome then
     state.connected = true
+    state.features = message.welcome.features or {}
     M.request("subscribe")
     refresh_accounts()
   elseif message.response then
@@ -490,6 +584,46 @@ offer_renew = function(event)
   end)
 end
 
+--- Signs in to sso-session `session`, like `cmdrctl login SESSION`, in a terminal window
+--- (the browser's page or the device code needs a person); cmdrd sees the new token by
+--- itself (`signed_in`). Only ever after the user asked.
+function M.login(session)
+  if type(session) ~= "string" or session == "" or session:sub(1, 1) == "-" or session:find("%c") then
+    notify(("not an sso-session name: %s"):format(vim.inspect(session)), vim.log.levels.ERROR)
+    return
+  end
+  local cmdrctl = state.config.cmdrctl or "cmdrctl"
+  if vim.fn.executable(cmdrctl) == 0 then
+    notify(("`%s` is not installed: run `cmdrctl login %s` yourself"):format(cmdrctl, session), vim.log.levels.ERROR)
+    return
+  end
+  vim.cmd("botright new")
+  local job = vim.fn.termopen({ cmdrctl, "login", session }, {
+    env = { CMDR_SOCKET = socket_path() },
+  })
+  state.login_job = job
+  if job <= 0 then
+    notify(("cannot run `%s login %s`"):format(cmdrctl, session), vim.log.levels.ERROR)
+  end
+end
+
+-- "Sign in" for a portal whose session ended.
+offer_signin = function(event)
+  local session = known(event.session)
+  if not session then
+    return
+  end
+  vim.schedule(function()
+    vim.ui.select({ "Sign in", "Not now" }, {
+      prompt = ("cmdr: the sign-in to %s ended"):format(tostring(event.portal)),
+    }, function(choice)
+      if choice == "Sign in" then
+        M.login(session)
+      end
+    end)
+  end)
+end
+
 --- Shows the daemon's status.
 function M.status()
   if not state.connected then
@@ -507,13 +641,18 @@ function M.status()
       table.insert(lines, ("%s %s: %s"):format(f.kind, f.path, f.health))
     end
     for _, account in pairs(state.accounts) do
-      table.insert(lines, ("%s → %s: %s %s"):format(account.name, account.profile, account.state, M.left(account)))
+      local line = ("%s → %s: %s %s"):format(account.name, account.profile, account.state, M.left(account))
+      local clock = M.portal_clock(account)
+      if clock ~= "" then
+        line = line .. (M.renews_itself(account) and " (renews itself, %s)" or " (%s)"):format(clock)
+      end
+      table.insert(lines, line)
     end
     notify(table.concat(lines, "\n"), vim.log.levels.INFO)
   end)
 end
 
-local function utc_seconds(text)
+utc_seconds = function(text)
   local y, mo, d, h, mi, s = tostring(text):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
   if not y then
     return nil
