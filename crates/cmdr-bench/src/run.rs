@@ -167,7 +167,10 @@ async fn run() -> anyhow::Result<()> {
         "portals: login",
         crate::portals::login_to_credentials(&opts).await
     );
-    run!("portals: renewal", crate::portals::renewal_to_loops(&opts).await);
+    run!(
+        "portals: renewal",
+        crate::portals::renewal_to_loops(&opts).await
+    );
     run!("portals: idle", crate::portals::idle_portals(&opts).await);
     run!(
         "portals: refresh",
