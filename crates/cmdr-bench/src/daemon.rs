@@ -15,6 +15,8 @@ pub struct Sandbox {
     temp: TempHome,
     pub bins: PathBuf,
     daemon: Option<Child>,
+    /// More environment for every command (e.g. the loopback Identity Center's URL).
+    env: Vec<(String, String)>,
 }
 
 impl Sandbox {
@@ -34,6 +36,7 @@ impl Sandbox {
             temp,
             bins: bins.to_owned(),
             daemon: None,
+            env: Vec::new(),
         })
     }
 
@@ -44,7 +47,15 @@ impl Sandbox {
         cmd.env("AWS_CONFIG_FILE", self.config())
             .env("AWS_SHARED_CREDENTIALS_FILE", self.credentials())
             .stdin(Stdio::null());
+        for (name, value) in &self.env {
+            cmd.env(name, value);
+        }
         cmd
+    }
+
+    /// Sets `name` for every command started after this (the daemon included).
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.push((name.to_owned(), value.to_owned()));
     }
 
     pub fn ctl(&self) -> Command {
@@ -108,7 +119,7 @@ impl Sandbox {
         Ok(())
     }
 
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         self.temp.log_tail(20)
     }
 

@@ -16,6 +16,8 @@ mod files;
 #[cfg(unix)]
 mod measure;
 #[cfg(unix)]
+mod portals;
+#[cfg(unix)]
 mod propagation;
 #[cfg(unix)]
 mod report;

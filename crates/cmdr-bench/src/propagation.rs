@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 
 use crate::daemon::{ProcStats, Sandbox};
 
-mod harness;
+pub(crate) mod harness;
 
 use crate::measure::Opts;
 use crate::report::{Row, Section, Verdict, fmt_mib, fmt_ms, median, ms, percentile, ratio};

@@ -162,6 +162,20 @@ async fn run() -> anyhow::Result<()> {
     run!("scale", crate::scale::scale(&opts).await);
     run!("log flood", measure::log_flood(&opts).await);
     run!("import", measure::import(&opts).await);
+    // Sign-in and renewal (issue 25); `--only portals` runs the four.
+    run!(
+        "portals: login",
+        crate::portals::login_to_credentials(&opts).await
+    );
+    run!(
+        "portals: renewal",
+        crate::portals::renewal_to_loops(&opts).await
+    );
+    run!("portals: idle", crate::portals::idle_portals(&opts).await);
+    run!(
+        "portals: refresh",
+        crate::portals::one_portal_refreshes(&opts).await
+    );
     // Minutes of real SDK clients and a moto server: the full run only.
     if !opts.quick {
         run!("propagation", crate::propagation::propagation(&opts).await);

@@ -2,13 +2,12 @@
 //! Identity Center (`tests/clients/identity_center.py`): 1,000 profiles written and
 //! 1,000 accounts bound, as a whole process, in a fresh HOME each round.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use crate::daemon::{Sandbox, run_measured};
+use crate::portals::IdentityCenter;
 use crate::report::{Row, Section, fmt_ms, median, ms};
 
 use super::Opts;
@@ -18,66 +17,18 @@ const SESSION: &str =
 /// "In seconds" (issue 25): the target for the median.
 const TARGET_MS: f64 = 10_000.0;
 
-/// The loopback Identity Center, killed on drop.
-struct IdentityCenter(Child, String);
-
-impl IdentityCenter {
-    fn start() -> anyhow::Result<IdentityCenter> {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/identity_center.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg("--auto-approve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("python3 identity_center.py")?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        let url = line
-            .trim()
-            .strip_prefix("listening ")
-            .context("identity_center.py did not start")?
-            .to_owned();
-        Ok(IdentityCenter(child, url))
-    }
-
-    fn post(&self, path: &str, body: &str) -> anyhow::Result<()> {
-        let ok = Command::new("python3")
-            .args([
-                "-c",
-                "import sys,urllib.request as u;u.urlopen(u.Request(sys.argv[1],data=sys.argv[2].encode(),method='POST'))",
-                &format!("{}{path}", self.1),
-                body,
-            ])
-            .status()?
-            .success();
-        if !ok {
-            bail!("identity_center.py {path} failed");
-        }
-        Ok(())
-    }
-}
-
-impl Drop for IdentityCenter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// 11. Import of 1,000 account-roles.
 pub async fn import(opts: &Opts) -> anyhow::Result<Section> {
     let rounds = if opts.quick { 1 } else { 5 };
-    let ic = IdentityCenter::start()?;
+    let ic = IdentityCenter::start(true)?;
     ic.post("/_test/accounts", "{\"generate\": 500}")?;
     let mut times = Vec::new();
     for _ in 0..rounds {
         let mut sb = Sandbox::new(&opts.bins, SESSION, "", "")?;
         sb.start("warn").await?;
         let with_ic = |cmd: &mut Command| {
-            cmd.env("AWS_ENDPOINT_URL_SSO_OIDC", &ic.1)
-                .env("AWS_ENDPOINT_URL_SSO", &ic.1)
+            cmd.env("AWS_ENDPOINT_URL_SSO_OIDC", &ic.url)
+                .env("AWS_ENDPOINT_URL_SSO", &ic.url)
                 .stdout(Stdio::null());
         };
         let mut login = sb.ctl();

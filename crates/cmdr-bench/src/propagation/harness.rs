@@ -11,17 +11,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-pub(super) use cmdr_testkit::Moto;
+pub(crate) use cmdr_testkit::Moto;
 
 use crate::daemon::Sandbox;
 
 /// The test clients (tests/clients): the boto3 and JavaScript loops, the moto user script.
-pub(super) fn clients_dir() -> PathBuf {
+pub(crate) fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients")
 }
 
 /// (ARN, access key id, secret) of new IAM users.
-pub(super) fn users(moto: &Moto, names: &[&str]) -> anyhow::Result<Vec<(String, String, String)>> {
+pub(crate) fn users(moto: &Moto, names: &[&str]) -> anyhow::Result<Vec<(String, String, String)>> {
     let out = Command::new("python3")
         .arg(clients_dir().join("moto_users.py"))
         .arg(&moto.url)
@@ -34,7 +34,7 @@ pub(super) fn users(moto: &Moto, names: &[&str]) -> anyhow::Result<Vec<(String, 
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-pub(super) fn creds(user: &(String, String, String)) -> String {
+pub(crate) fn creds(user: &(String, String, String)) -> String {
     format!(
         "[acme]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
         user.1, user.2
@@ -42,14 +42,14 @@ pub(super) fn creds(user: &(String, String, String)) -> String {
 }
 
 /// A long-running client: every line it prints is `<unix millis> <ARN or error>`.
-pub(super) struct Client {
-    pub(super) name: &'static str,
+pub(crate) struct Client {
+    pub(crate) name: &'static str,
     child: Child,
     lines: Arc<Mutex<Vec<(u128, String)>>>,
 }
 
 impl Client {
-    pub(super) fn spawn(name: &'static str, mut cmd: Command) -> anyhow::Result<Client> {
+    pub(crate) fn spawn(name: &'static str, mut cmd: Command) -> anyhow::Result<Client> {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -73,7 +73,7 @@ impl Client {
 
     /// A client that has already answered `lines` (a `true` process stands in for it).
     #[cfg(test)]
-    pub(super) fn answered(lines: Vec<(u128, String)>) -> Client {
+    pub(crate) fn answered(lines: Vec<(u128, String)>) -> Client {
         Client {
             name: "test",
             child: Command::new("true").spawn().expect("spawn true"),
@@ -82,7 +82,7 @@ impl Client {
     }
 
     /// When (unix millis) it first answered `arn` at or after `since`.
-    pub(super) fn first(&self, arn: &str, since: u128) -> Option<u128> {
+    pub(crate) fn first(&self, arn: &str, since: u128) -> Option<u128> {
         self.lines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -92,12 +92,12 @@ impl Client {
     }
 
     /// When it first answered `arn` in `[since, until)`.
-    pub(super) fn first_between(&self, arn: &str, since: u128, until: u128) -> Option<u128> {
+    pub(crate) fn first_between(&self, arn: &str, since: u128, until: u128) -> Option<u128> {
         self.first(arn, since).filter(|at| *at < until)
     }
 
     /// What it answered last before `at`.
-    pub(super) fn last_before(&self, at: u128) -> Option<String> {
+    pub(crate) fn last_before(&self, at: u128) -> Option<String> {
         self.lines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -107,8 +107,18 @@ impl Client {
             .map(|(_, rest)| rest.clone())
     }
 
+    /// Calls in `[since, until)` that printed an error.
+    pub(crate) fn failed_between(&self, since: u128, until: u128) -> usize {
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(t, rest)| *t >= since && *t < until && rest.starts_with("error:"))
+            .count()
+    }
+
     /// Calls it made in `[since, until)`.
-    pub(super) fn calls_between(&self, since: u128, until: u128) -> usize {
+    pub(crate) fn calls_between(&self, since: u128, until: u128) -> usize {
         self.lines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -125,13 +135,13 @@ impl Drop for Client {
     }
 }
 
-pub(super) fn now_ms() -> u128 {
+pub(crate) fn now_ms() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis())
 }
 
-pub(super) fn ctl_ok(sb: &Sandbox, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn ctl_ok(sb: &Sandbox, args: &[&str]) -> anyhow::Result<String> {
     let out = sb.ctl().args(args).output().context("cmdrctl")?;
     if !out.status.success() {
         bail!("cmdrctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -139,7 +149,7 @@ pub(super) fn ctl_ok(sb: &Sandbox, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-pub(super) fn state(sb: &Sandbox) -> String {
+pub(crate) fn state(sb: &Sandbox) -> String {
     ctl_ok(sb, &["accounts", "show", "acme", "--json"])
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -148,12 +158,12 @@ pub(super) fn state(sb: &Sandbox) -> String {
 }
 
 /// One GET of the endpoint on a new connection, as the SDKs do; returns the status.
-pub(super) fn fetch(url: &str, token: &str) -> anyhow::Result<u16> {
+pub(crate) fn fetch(url: &str, token: &str) -> anyhow::Result<u16> {
     Ok(fetch_with(url, token, "")?.0)
 }
 
 /// One GET with extra header lines (each ending in CRLF); returns the status and body.
-pub(super) fn fetch_with(url: &str, token: &str, headers: &str) -> anyhow::Result<(u16, String)> {
+pub(crate) fn fetch_with(url: &str, token: &str, headers: &str) -> anyhow::Result<(u16, String)> {
     let rest = url.strip_prefix("http://").context("http url")?;
     let (host, path) = rest.split_once('/').context("path")?;
     let mut stream = TcpStream::connect(host)?;
@@ -176,7 +186,7 @@ pub(super) fn fetch_with(url: &str, token: &str, headers: &str) -> anyhow::Resul
 
 /// How a client gets its credentials.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Via {
+pub(crate) enum Via {
     /// `cmdrctl exec acme --`: the credentials endpoint (cmdr's way).
     Endpoint,
     /// `credential_process = cmdrctl credential-process acme` (the baseline that also follows).
@@ -185,14 +195,14 @@ pub(super) enum Via {
     Static,
 }
 
-pub(super) struct Probe {
-    pub(super) sdk: &'static str,
-    pub(super) via: Via,
-    pub(super) client: Client,
+pub(crate) struct Probe {
+    pub(crate) sdk: &'static str,
+    pub(crate) via: Via,
+    pub(crate) client: Client,
 }
 
 /// A `credential_process` wrapper that counts its runs (one line each in `<script>.count`).
-pub(super) fn counting_process(sb: &Sandbox, tag: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn counting_process(sb: &Sandbox, tag: &str) -> anyhow::Result<PathBuf> {
     let script = sb.home.join(format!("credential-process-{tag}"));
     std::fs::write(
         &script,
@@ -207,19 +217,19 @@ pub(super) fn counting_process(sb: &Sandbox, tag: &str) -> anyhow::Result<PathBu
     Ok(script)
 }
 
-pub(super) fn process_runs(script: &Path) -> usize {
+pub(crate) fn process_runs(script: &Path) -> usize {
     std::fs::read_to_string(script.with_extension("count")).map_or(0, |t| t.lines().count())
 }
 
 /// Seconds from now to the `Expiration` of a credentials JSON document.
-pub(super) fn lifetime_secs(body: &str) -> anyhow::Result<i64> {
+pub(crate) fn lifetime_secs(body: &str) -> anyhow::Result<i64> {
     let value: serde_json::Value = serde_json::from_str(body).context("credentials JSON")?;
     let at = value["Expiration"].as_str().context("no Expiration")?;
     let at = chrono::DateTime::parse_from_rfc3339(at).context("Expiration")?;
     Ok((at.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds() + 1)
 }
 
-pub(super) fn fmt_secs(s: i64) -> String {
+pub(crate) fn fmt_secs(s: i64) -> String {
     if s >= 120 {
         format!("{} min {} s", s / 60, s % 60)
     } else {
@@ -227,7 +237,7 @@ pub(super) fn fmt_secs(s: i64) -> String {
     }
 }
 
-pub(super) fn wait_for(
+pub(crate) fn wait_for(
     c: &Client,
     arn: &str,
     since: u128,
@@ -249,7 +259,7 @@ pub(super) fn wait_for(
 pub(super) const FETCH_LINE: &str = "served an account's credentials";
 
 /// Endpoint fetches served so far, by client family, from the daemon's debug log.
-pub(super) fn count_fetches(log: &str) -> std::collections::BTreeMap<&'static str, usize> {
+pub(crate) fn count_fetches(log: &str) -> std::collections::BTreeMap<&'static str, usize> {
     let mut out = std::collections::BTreeMap::new();
     for line in log.lines().filter(|l| l.contains(FETCH_LINE)) {
         for family in ["botocore", "js-v3", "rust", "other"] {
