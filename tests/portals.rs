@@ -384,6 +384,15 @@ fn paste_option_2(sb: &Sandbox, ic: &IdentityCenter, expires_in: &str) {
         })
         .expect("paste");
     assert!(paste.status.success(), "paste: {}", stderr(&paste));
+    // A running daemon reads the file a moment later: what follows may bind the profile.
+    if sb.pid().is_none() {
+        return;
+    }
+    sb.wait_until("the pasted profile is seen", || {
+        sb.json(&["profiles"])
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "111111111111_ReadOnly"))
+    });
 }
 
 /// How soon a running SDK process uses a newly accepted token (PRODUCT.md, "Running

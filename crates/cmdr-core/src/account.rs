@@ -176,9 +176,15 @@ pub fn profile_problem(profile: &Profile, account: &str) -> Option<String> {
         ProfileKind::Login => Some(format!(
             "profile `{name}` uses an `aws login` session (login_session), which cmdrd cannot resolve yet: bind a profile with keys, SSO, a role or a credential_process"
         )),
-        ProfileKind::Sso if profile.fingerprint.is_none() => Some(format!(
-            "profile `{name}` is not signed in to SSO: run `cmdrctl renew {account}` (it runs `aws sso login --profile {name}`, which needs the AWS CLI v2, or opens the portal)"
-        )),
+        ProfileKind::Sso if profile.fingerprint.is_none() => Some(match &profile.sso {
+            Some(sso) => format!(
+                "profile `{name}` is not signed in to its portal: run `cmdrctl login {}` (or `cmdrctl renew {account}`, which signs in and fetches the credentials at once)",
+                sso.session
+            ),
+            None => format!(
+                "profile `{name}` is not signed in to SSO: run `cmdrctl renew {account}` (a legacy SSO profile without sso_session: it runs `aws sso login --profile {name}`, which needs the AWS CLI v2, or opens the portal)"
+            ),
+        }),
         _ => None,
     }
 }

@@ -402,6 +402,11 @@ fn token_changed(
     now: DateTime<Utc>,
 ) -> Vec<AccountChange> {
     let profile_expiry = expiry(profile);
+    // The first sign-in of an SSO profile that names its account and role: the identity is
+    // the config's, not the token's, and signing in (`login`, `aws sso login`) was the
+    // person's doing; there is nothing to ask.
+    let first_sign_in =
+        old_fingerprint.is_none() && profile.kind == ProfileKind::Sso && profile.sso.is_some();
     let mut out = vec![AccountChange::TokenChanged {
         account: account.name.clone(),
         profile: profile.name.clone(),
@@ -409,7 +414,7 @@ fn token_changed(
         new_fingerprint,
         expiry: profile_expiry.clone(),
     }];
-    if account.on_change == OnChange::Auto {
+    if account.on_change == OnChange::Auto || first_sign_in {
         account.accept(profile, profile_expiry, now);
         out.push(AccountChange::TokenAccepted {
             account: account.name.clone(),

@@ -468,3 +468,40 @@ fn editing_the_target_forgets_the_old_targets_verdicts() {
     let a = accounts.get("a").expect("a");
     assert!(a.invalid.is_none() && !a.confirmed && !a.unreachable);
 }
+
+/// An SSO account bound before its portal was signed in to takes the first sign-in by
+/// itself (the identity is the profile's account and role); a pasted profile's first token
+/// is still asked about, and so is a later change of a signed-in SSO profile.
+#[test]
+fn the_first_sign_in_of_an_sso_profile_needs_no_accept() {
+    use std::collections::BTreeMap;
+    let config = b"[profile p]\nsso_session = corp\nsso_account_id = 111111111111\nsso_role_name = R\n\
+                   [sso-session corp]\nsso_start_url = https://x.awsapps.com/start\nsso_region = us-east-1\n";
+    let name = format!(
+        "{}.json",
+        hex::encode(<sha1::Sha1 as sha1::Digest>::digest(b"corp"))
+    );
+    let sso = |cache: &BTreeMap<String, Vec<u8>>| {
+        crate::profile::parse_view(crate::profile::Inputs {
+            config,
+            credentials: b"",
+            sso_cache: cache,
+        })
+        .expect("parses")
+    };
+    let now = Utc::now();
+    let signed_out = sso(&BTreeMap::new());
+    let mut accounts = with_a(OnChange::Ask, &signed_out, now);
+    let token = r#"{"accessToken":"A","expiresAt":"2030-01-01T00:00:00Z","clientId":"c","clientSecret":"s","refreshToken":"r"}"#;
+    let signed_in = sso(&BTreeMap::from([(name, token.as_bytes().to_vec())]));
+    let changes = accounts.apply(&diff(&signed_out, &signed_in), &signed_in, &files_only, now);
+    assert_eq!(kinds(&changes), [("a", "changed"), ("a", "accepted")]);
+    assert_ne!(state(&accounts, "a", &signed_in), AccountState::Changed);
+
+    // A pasted profile bound while missing: its first token is asked about.
+    let empty = parse("");
+    let mut pasted = with_a(OnChange::Ask, &empty, now);
+    let pasted_view = view("FIRST");
+    let changes = pasted.apply(&diff(&empty, &pasted_view), &pasted_view, &files_only, now);
+    assert_eq!(kinds(&changes), [("a", "changed")]);
+}
