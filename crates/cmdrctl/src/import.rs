@@ -43,7 +43,7 @@ pub async fn run(o: Options<'_>) -> ExitCode {
     match try_run(&o).await {
         Ok(code) => code,
         Err(err) => match err.downcast_ref::<ClientError>() {
-            Some(client) => crate::report(client),
+            Some(client) => crate::report::report(client),
             None => {
                 eprintln!("cmdrctl: {}", escape_controls(&format!("{err:#}")));
                 ExitCode::from(1)
