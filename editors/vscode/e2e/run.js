@@ -192,25 +192,66 @@ async function main() {
     // slow machine can spend between an event and the next check: every toast ever shown is
     // recorded in the page as it appears, and a button is clicked in the notification center
     // when its toast is already gone.
-    await page.evaluate(() => {
+    /** Records every toast's text in the page as it appears (`window.cmdrToasts`). */
+    const recordToasts = () => {
       const shown = /** @type {string[]} */ ([]);
       Object.assign(window, { cmdrToasts: shown });
-      new MutationObserver(() => {
-        for (const toast of document.querySelectorAll('.notification-toast')) {
-          const text = toast.textContent || '';
-          if (!shown.includes(text)) {
-            shown.push(text);
+      const start = () =>
+        new MutationObserver(() => {
+          for (const toast of document.querySelectorAll('.notification-toast')) {
+            const text = toast.textContent || '';
+            if (!shown.includes(text)) {
+              shown.push(text);
+            }
           }
-        }
-      }).observe(document.body, { subtree: true, childList: true, characterData: true });
-    });
-    /** Waits until a toast whose text matches all of `res` has been shown. */
-    const waitToast = (/** @type {RegExp[]} */ ...res) =>
+        }).observe(document.body, { subtree: true, childList: true, characterData: true });
+      if (document.body) {
+        start();
+      } else {
+        document.addEventListener('DOMContentLoaded', start);
+      }
+    };
+    // In this document and in any the workbench loads later (a reload after an install).
+    await page.evaluateOnNewDocument(recordToasts);
+    await page.evaluate(recordToasts);
+    /** The recorded toasts and the notification center's items whose text matches all of `sources`. */
+    const seenNotice = (/** @type {string[]} */ sources, /** @type {number} */ timeout) =>
       page.waitForFunction(
-        (sources) => /** @type {any} */ (window).cmdrToasts.some((t) => sources.every((s) => new RegExp(s).test(t))),
-        { polling: 100 },
-        res.map((re) => re.source),
+        (sources) => {
+          const match = (/** @type {string} */ t) => sources.every((s) => new RegExp(s).test(t));
+          const toasts = /** @type {string[]} */ (/** @type {any} */ (window).cmdrToasts || []);
+          const center = [...document.querySelectorAll('.notifications-center .notification-list-item')].map((e) => e.textContent || '');
+          return toasts.some(match) || center.some(match);
+        },
+        { polling: 100, timeout },
+        sources,
       );
+    /**
+     * Waits until a notification whose text matches all of `res` has been shown: as a toast,
+     * or, when none was seen within 20 s, in the notification center (where every notification
+     * stays until dismissed, whatever happened to its toast). Says what was there if not.
+     */
+    const waitToast = async (/** @type {RegExp[]} */ ...res) => {
+      const sources = res.map((re) => re.source);
+      try {
+        await seenNotice(sources, 20_000);
+        return;
+      } catch {
+        // Not as a toast yet: the center.
+      }
+      await command('Notifications: Show Notifications');
+      try {
+        await seenNotice(sources, WAIT);
+      } catch (error) {
+        const toasts = await page.evaluate(() => /** @type {any} */ (window).cmdrToasts || []);
+        const center = await page.$$eval('.notifications-center .notification-list-item', (els) => els.map((e) => e.textContent || ''));
+        console.log(`# no notification matching ${sources.join(' & ')}; toasts seen: ${JSON.stringify(toasts)}; center: ${JSON.stringify(center)}`);
+        throw error;
+      } finally {
+        await page.keyboard.press('Escape');
+        await page.waitForFunction(() => !document.querySelector('.notifications-center.visible'), { polling: 100 });
+      }
+    };
     /** Runs a command by its title through the command palette. */
     const command = async (/** @type {string} */ title) => {
       await page.keyboard.press('F1');
