@@ -277,6 +277,40 @@ fn session_end_asks_once_and_login_resumes() {
 
 /// A pasted "Option 2" block renews itself: GetRoleCredentials through the keeper, written
 /// into the credentials file, accepted, `token_renewed`, and served by the endpoint.
+/// The portal's block says nothing of its end: cmdr would estimate 12 h while the real role
+/// credentials may last one. Such an account is renewed at once, and the block written
+/// carries the real end (walkthrough of 2026-12-06).
+#[test]
+fn a_pasted_block_without_its_end_is_renewed_at_once() {
+    let ic = IdentityCenter::start();
+    let mut sb = portal_sandbox(&ic, "");
+    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\n");
+    login(&sb, &ic);
+    remember_token(&sb);
+    paste_option_2(&sb, &ic, "");
+    sb.start();
+    let mut watch = sb.watch();
+    let out = sb.ctl(&[
+        "accounts",
+        "add",
+        "acme",
+        "--profile",
+        "111111111111_ReadOnly",
+        "--portal",
+        URL,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let renewed = watch.wait_for_within("token_renewed", Duration::from_secs(60), |e| {
+        e["type"] == "token_renewed"
+    });
+    assert_eq!(renewed["account"], "acme", "{renewed}");
+    sb.wait_until("the real end", || {
+        sb.account("acme")["expiry_source"] != "estimated"
+    });
+    let text = std::fs::read_to_string(sb.credentials()).expect("credentials");
+    assert!(text.contains("x_security_token_expires"), "written with its end");
+}
+
 #[test]
 fn a_pasted_option_2_account_renews_itself() {
     let ic = IdentityCenter::start();
@@ -366,9 +400,13 @@ fn paste_option_2(sb: &Sandbox, ic: &IdentityCenter, expires_in: &str) {
     assert!(out.status.success(), "{}", stderr(&out));
     let block = stdout(&out);
     sb.remember_secrets(&block.replace('=', " = "));
+    let mut args = vec!["paste"];
+    if !expires_in.is_empty() {
+        args.extend(["--expires-in", expires_in]);
+    }
     let paste = sb
         .command("cmdrctl")
-        .args(["paste", "--expires-in", expires_in])
+        .args(&args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -293,6 +293,17 @@ impl Engine {
         let at = match self.renewing.get(name) {
             Some(Pending::InFlight | Pending::Written(_)) => return,
             Some(Pending::Failed { retry_at, .. }) => *retry_at,
+            // The portal's "Option 2" block says nothing of its end, so its expiry is only
+            // estimated (first seen + the default session length, 12 h) while the real one
+            // may be an hour away: renew it now, and the written block carries the real end.
+            None if account
+                .accepted
+                .expiry
+                .as_ref()
+                .is_some_and(|e| *e.source() == cmdr_core::ExpirySource::Estimated) =>
+            {
+                self.clock.now()
+            }
             None => {
                 let Some(end) = account.accepted.expiry.as_ref().and_then(|e| e.when()) else {
                     return;
