@@ -246,6 +246,12 @@ fn session_end_asks_once_and_login_resumes() {
     }
     let status = sb.json(&["status"]);
     assert_eq!(status["portals"][0]["state"], "signin_required", "{status}");
+    // A check while signed out finds a0 misconfigured; signing in again clears that verdict
+    // (walkthrough of 2026-12-06: it stayed, and a0's processes kept failing).
+    assert!(!sb.ctl(&["validate", "a0"]).status.success());
+    sb.wait_until("a0 misconfigured", || {
+        sb.account("a0")["state"] == "misconfigured"
+    });
     // Sign in again: `signed_in`, and everything resumes.
     login(&sb, &ic);
     remember_token(&sb);
@@ -266,6 +272,9 @@ fn session_end_asks_once_and_login_resumes() {
         1,
         "{seen:#?}"
     );
+    sb.wait_until("a0 checked again after the sign-in", || {
+        sb.account("a0")["state"] != "misconfigured"
+    });
     credentials(&sb, "a0");
     credentials(&sb, "a1");
     assert!(
@@ -275,8 +284,6 @@ fn session_end_asks_once_and_login_resumes() {
     );
 }
 
-/// A pasted "Option 2" block renews itself: GetRoleCredentials through the keeper, written
-/// into the credentials file, accepted, `token_renewed`, and served by the endpoint.
 /// The portal's block says nothing of its end: cmdr would estimate 12 h while the real role
 /// credentials may last one. Such an account is renewed at once, and the block written
 /// carries the real end (walkthrough of 2026-12-06).
@@ -308,9 +315,14 @@ fn a_pasted_block_without_its_end_is_renewed_at_once() {
         sb.account("acme")["expiry_source"] != "estimated"
     });
     let text = std::fs::read_to_string(sb.credentials()).expect("credentials");
-    assert!(text.contains("x_security_token_expires"), "written with its end");
+    assert!(
+        text.contains("x_security_token_expires"),
+        "written with its end"
+    );
 }
 
+/// A pasted "Option 2" block renews itself: GetRoleCredentials through the keeper, written
+/// into the credentials file, accepted, `token_renewed`, and served by the endpoint.
 #[test]
 fn a_pasted_option_2_account_renews_itself() {
     let ic = IdentityCenter::start();

@@ -162,7 +162,25 @@ impl Engine {
     pub(super) fn portal_news_arrived(&mut self, news: News) {
         match news {
             News::SignedIn { session, portal } => {
+                // The SSO accounts of this portal that a check found signed out or refused
+                // while the session was over are checked again: their verdict is stale.
+                let stale: Vec<String> = self
+                    .accounts
+                    .iter()
+                    .filter(|a| {
+                        self.view
+                            .get(&a.profile)
+                            .and_then(|p| p.sso.as_ref())
+                            .is_some_and(|sso| sso.session == session)
+                            && (a.misconfigured.is_some() || a.invalid.is_some())
+                    })
+                    .map(|a| a.name.clone())
+                    .collect();
                 self.emit(EventKind::SignedIn { portal, session });
+                for name in stale {
+                    self.resolved.remove(&name);
+                    self.start_validation(&name, None);
+                }
                 // Renewals that failed for want of a sign-in go again now.
                 for pending in self.renewing.values_mut() {
                     if let Pending::Failed { retry_at, .. } = pending {

@@ -76,6 +76,14 @@ impl Engine {
             if changed && let Err(err) = self.accept(name) {
                 tracing::warn!(account = name, error = %err.message, "cannot accept the renewed sign-in");
             }
+            // A verdict from while the sign-in was over is stale now: check again.
+            let stale = self
+                .accounts
+                .get(name)
+                .is_ok_and(|a| a.misconfigured.is_some() || a.invalid.is_some());
+            if stale {
+                self.start_validation(name, None);
+            }
         }
         self.answer_renew_waiters(name, result);
     }
