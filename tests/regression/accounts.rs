@@ -155,3 +155,26 @@ fn expired_auto_account_is_not_told_to_accept() {
         stderr(&ask)
     );
 }
+
+/// Walkthrough of 2026-12-06: `paste` then `accounts add` at once failed 1 time in 3 ("not
+/// in the AWS config or credentials file"), and every time in a fresh HOME (no `~/.aws`
+/// when the daemon started). An unknown profile now waits for a fresh read first.
+#[test]
+fn an_account_added_right_after_a_paste_finds_the_profile() {
+    let mut sb = Sandbox::new();
+    sb.start();
+    for i in 0..10 {
+        let block = format!(
+            "[race{i}]\naws_access_key_id = ASIAIOSFODNN7RACE{i:03}\naws_secret_access_key = wJalrXUtnFEMIK7MDENGbPxRfiCYRACE{i:06}\naws_session_token = TOKEN-RACE-{i}-0123456789\n"
+        );
+        sb.remember_secrets(&block);
+        let pasted = crate::paste_trust::paste(&sb, &[], block.as_bytes());
+        assert!(pasted.status.success(), "{}", stderr(&pasted));
+        let name = format!("race{i}");
+        let added = sb.ctl(&["accounts", "add", &name, "--profile", &name]);
+        assert!(added.status.success(), "round {i}: {}", stderr(&added));
+    }
+    // A profile that is really not there is still refused (after the fresh read).
+    let out = sb.ctl(&["accounts", "add", "ghost", "--profile", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+}

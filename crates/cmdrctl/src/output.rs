@@ -157,7 +157,7 @@ pub fn status(status: &StatusInfo, json: bool) {
     // The portals: the second clock, of the sign-in itself.
     for p in &status.portals {
         let until = match &p.signed_in_until {
-            Some(at) => format!("signed in until {at} ({} left)", time_left(Some(at), None)),
+            Some(at) => format!("signed in until {at} ({})", time_left(Some(at), None)),
             None => "not signed in".to_owned(),
         };
         let refresh = if p.refreshable { ", refreshable" } else { "" };

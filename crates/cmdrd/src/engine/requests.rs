@@ -28,11 +28,13 @@ fn binds(command: &Command) -> Option<&str> {
 
 impl Engine {
     /// Runs a client's command, unless it binds a profile whose secrets must first be read
-    /// from the files: then it waits for the watcher's fresh read (`resume`), so that
-    /// `accounts add X --profile P` followed at once by `exec X` hands out P's keys.
+    /// from the files, or one the view does not have yet: then it waits for the watcher's
+    /// fresh read (`resume`), so that `accounts add X --profile P` followed at once by
+    /// `exec X` hands out P's keys, and `paste` followed at once by `accounts add` finds
+    /// the pasted profile (before the watcher's own read of that change has come).
     pub(super) fn handle(&mut self, command: Command) {
         if let Some(profile) = binds(&command)
-            && self.lacks_secrets(profile)
+            && (self.lacks_secrets(profile) || !self.view.profiles.contains_key(profile))
             && let Some(asked) = self.reread.fresh()
         {
             self.awaiting = Some(Awaiting {

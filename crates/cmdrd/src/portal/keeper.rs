@@ -122,6 +122,9 @@ impl Keeper {
 
     pub(super) async fn run(mut self, cancel: CancellationToken) {
         tracing::debug!(session = %self.spec.session, "portal keeper started");
+        // What it holds from the start (a sign-in that made this portal known), not only
+        // after its first turn.
+        self.publish();
         loop {
             let now = self.clock.now();
             let sleep = self.deadline().map(|d| timers::sleep_for(d, now));
