@@ -269,7 +269,7 @@ fn sso_accounts_are_served_role_credentials_from_the_cache_token() {
     });
     let (status, body) = get(&format!("{base}dev"), Some(&secret));
     assert_eq!(status, 409, "{body}");
-    assert!(body.contains("aws sso login"), "{body}");
+    assert!(body.contains("cmdrctl login corp"), "{body}");
 }
 
 /// Raises this process's descriptor limit to its hard limit (10,000 sockets).
