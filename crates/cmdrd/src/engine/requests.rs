@@ -62,6 +62,21 @@ impl Engine {
         }
     }
 
+    /// One page of accounts after the cursor `after`, each as `item` describes it.
+    fn accounts_page<T: serde::Serialize>(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        item: impl Fn(&Self, &cmdr_core::Account) -> T,
+        name: impl Fn(&T) -> &str,
+    ) -> Page<T> {
+        Page::fill(
+            self.accounts.iter_after(after).map(|a| item(self, a)),
+            limit,
+            name,
+        )
+    }
+
     fn run_command(&mut self, command: Command) {
         match command {
             Command::Validate { name, reply } => self.start_validation(&name, Some(reply)),
@@ -101,13 +116,7 @@ impl Engine {
                 reply,
             } => answer(
                 reply,
-                Ok(Page::fill(
-                    self.accounts
-                        .iter_after(after.as_deref())
-                        .map(|a| self.account_info(a)),
-                    limit,
-                    |a| &a.name,
-                )),
+                Ok(self.accounts_page(after.as_deref(), limit, Self::account_info, |a| &a.name)),
             ),
             Command::Show { name, reply } => answer(reply, self.show(&name)),
             Command::Detail { name, reply } => answer(reply, self.detail(&name)),
@@ -146,13 +155,8 @@ impl Engine {
                 reply,
             } => answer(
                 reply,
-                Ok(Page::fill(
-                    self.accounts
-                        .iter_after(after.as_deref())
-                        .map(|a| self.renewal_facts(a)),
-                    limit,
-                    |f| &f.account,
-                )),
+                Ok(self
+                    .accounts_page(after.as_deref(), limit, Self::renewal_facts, |f| &f.account)),
             ),
             Command::RenewNow { name, reply } => self.renew_now(&name, reply),
         }
