@@ -55,19 +55,14 @@ fn creds(n: u32) -> RoleCredentials {
     }
 }
 
-/// The race of `a_pasted_option_2_account_renews_itself` (round 1 saw `token_changed`),
-/// forced both ways instead of left to luck: the watcher's delivery of the renewed file
-/// is taken in *before* the write reports (the old order registered the fingerprint
-/// only then), and after it. Either way: `token_accepted` + `token_renewed`, never
-/// `token_changed`, and the written token is the accepted one.
-#[tokio::test]
-async fn a_renewal_is_known_before_its_file_arrives() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("credentials"), OLD).expect("write");
+/// An engine over `dir` (the credentials file holding `OLD`) with account `acme` bound to
+/// the portal-named profile.
+fn engine_with_acme(dir: &std::path::Path) -> (Engine, EngineHandle) {
+    std::fs::write(dir.join("credentials"), OLD).expect("write");
     let (reread, _asked) = crate::watch::Reread::new();
     let (mut engine, handle, _commands) = Engine::start(
-        Arc::new(settings(dir.path())),
-        snapshot_of(dir.path()),
+        Arc::new(settings(dir)),
+        snapshot_of(dir),
         reread,
         Arc::new(crate::timers::SystemClock),
         None,
@@ -83,6 +78,18 @@ async fn a_renewal_is_known_before_its_file_arrives() {
             portal: None,
         })
         .expect("add");
+    (engine, handle)
+}
+
+/// The race of `a_pasted_option_2_account_renews_itself` (round 1 saw `token_changed`),
+/// forced both ways instead of left to luck: the watcher's delivery of the renewed file
+/// is taken in *before* the write reports (the old order registered the fingerprint
+/// only then), and after it. Either way: `token_accepted` + `token_renewed`, never
+/// `token_changed`, and the written token is the accepted one.
+#[tokio::test]
+async fn a_renewal_is_known_before_its_file_arrives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut engine, handle) = engine_with_acme(dir.path());
     let mut events = handle.subscribe();
     for (round, file_first) in [(1, true), (2, false), (3, true), (4, false)] {
         engine.renewing.insert("acme".into(), Pending::InFlight);
@@ -138,26 +145,7 @@ async fn a_renewal_is_known_before_its_file_arrives() {
 #[tokio::test]
 async fn a_failed_write_clears_what_it_registered() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("credentials"), OLD).expect("write");
-    let (reread, _asked) = crate::watch::Reread::new();
-    let (mut engine, _handle, _commands) = Engine::start(
-        Arc::new(settings(dir.path())),
-        snapshot_of(dir.path()),
-        reread,
-        Arc::new(crate::timers::SystemClock),
-        None,
-    )
-    .expect("engine");
-    engine
-        .add(cmdr_core::NewAccount {
-            name: "acme".into(),
-            profile: "111111111111_ReadOnly".into(),
-            region: None,
-            target: cmdr_core::Target::Aws,
-            on_change: cmdr_core::OnChange::Ask,
-            portal: None,
-        })
-        .expect("add");
+    let (mut engine, _handle) = engine_with_acme(dir.path());
     engine.renewing.insert("acme".into(), Pending::InFlight);
     let c = creds(7);
     let fingerprint = cmdr_core::profile::keys_fingerprint(
