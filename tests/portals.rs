@@ -845,3 +845,101 @@ fn desktop_renew_renews_through_the_portal() {
         rec.calls()
     );
 }
+
+/// A portal given with `--sso-region` (issue 25 item 3): a user with no sso-session pastes
+/// "Option 2", binds it with `accounts add prod --profile 111111111111_ReadOnly --portal URL
+/// --sso-region R`, which adds the portal's `[sso-session]` to the config file (every other
+/// byte kept) and says so; `cmdrctl login prod` finds the portal from the account; the
+/// account then renews itself. A second region for the same start URL is refused.
+#[test]
+fn a_portal_given_with_its_region_renews_a_pasted_account() {
+    let ic = IdentityCenter::start();
+    let mut sb = Sandbox::new();
+    sb.set_env("AWS_ENDPOINT_URL_SSO_OIDC", &ic.url);
+    sb.set_env("AWS_ENDPOINT_URL_SSO", &ic.url);
+    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\n");
+    std::fs::create_dir_all(&sb.aws).expect("aws dir");
+    let before = "# mine\n[profile other]\nregion = eu-west-1\n";
+    std::fs::write(sb.config(), before).expect("config");
+    // The block as the portal shows it (no end: cmdrd renews it as soon as it can).
+    let block = "[111111111111_ReadOnly]\naws_access_key_id = ASIAPASTEDPASTED1234\naws_secret_access_key = pastedSecretKeyOfOption2pastedSecretKey01\naws_session_token = pastedSessionTokenOfOption2Block\n";
+    sb.remember_secrets(block);
+    sb.write_credentials(block);
+    sb.start();
+    let mut watch = sb.watch();
+    let out = sb.ctl(&[
+        "accounts",
+        "add",
+        "prod",
+        "--profile",
+        "111111111111_ReadOnly",
+        "--portal",
+        URL,
+        "--sso-region",
+        "us-east-1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("added [sso-session acme]")
+            && stdout(&out).contains("cmdrctl login acme"),
+        "{}",
+        stdout(&out)
+    );
+    let config = std::fs::read_to_string(sb.config()).expect("config");
+    assert!(
+        config.starts_with(before)
+            && config.contains(&format!(
+                "[sso-session acme]\nsso_start_url = {URL}\nsso_region = us-east-1\n"
+            )),
+        "{config}"
+    );
+    // Not signed in yet: the account says how it will renew and what it waits for.
+    sb.wait_until("the portal kept", || {
+        sb.json(&["status"])["portals"][0]["session"] == "acme"
+    });
+    let shown = sb.account("prod");
+    assert!(
+        shown["renewal"]
+            .as_str()
+            .is_some_and(|r| r.contains("through sso-session acme") && r.contains("cmdrctl login acme")),
+        "{shown}"
+    );
+    // The same URL in another region is refused, and nothing is written.
+    let out = sb.ctl(&[
+        "accounts",
+        "edit",
+        "prod",
+        "--portal",
+        URL,
+        "--sso-region",
+        "eu-west-1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already names"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(sb.config()).expect("config"), config);
+    // `login ACCOUNT`: the portal comes from the account.
+    ic.post("/_test/auto_approve", "{\"on\": true}");
+    let out = sb.ctl(&["login", "prod", "--device-code"]);
+    assert!(out.status.success(), "login: {}", stderr(&out));
+    assert!(stdout(&out).contains("sso-session acme"), "{}", stdout(&out));
+    remember_token(&sb);
+    let renewed = watch.wait_for_within("token_renewed", Duration::from_secs(90), |e| {
+        e["type"] == "token_renewed"
+    });
+    assert_eq!(renewed["account"], "prod", "{renewed}");
+    let text = std::fs::read_to_string(sb.credentials()).expect("credentials");
+    sb.remember_secrets(&text);
+    assert!(
+        !text.contains("ASIAPASTEDPASTED1234") && text.contains("x_security_token_expires"),
+        "{text}"
+    );
+    let shown = sb.account("prod");
+    assert_eq!(shown["auto_renew"], true, "{shown}");
+    assert_eq!(shown["state"], "ok", "{shown}");
+    credentials(&sb, "prod");
+    assert!(
+        !watch.seen.iter().any(|e| e["type"] == "token_changed"),
+        "{:#?}",
+        watch.seen
+    );
+}

@@ -24,6 +24,11 @@ pub fn name_from_url(url: &str) -> Option<String> {
     .then(|| label.to_owned())
 }
 
+/// Whether two start URLs name the same portal (a trailing `/` aside).
+pub fn same_start_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
 /// The section text for a portal.
 pub fn section(portal: &Portal) -> String {
     format!(
@@ -67,6 +72,14 @@ mod tests {
             Some("127")
         );
         assert_eq!(name_from_url("https://ex ample.com"), None);
+    }
+
+    #[test]
+    fn start_urls_match_with_or_without_a_trailing_slash() {
+        let url = "https://acme.awsapps.com/start";
+        assert!(same_start_url(url, "https://acme.awsapps.com/start/"));
+        assert!(same_start_url(url, url));
+        assert!(!same_start_url(url, "https://acme.awsapps.com/start2"));
     }
 
     #[test]

@@ -428,6 +428,11 @@ pub struct AccountArgs {
     /// profile's sso_start_url).
     #[arg(long, value_name = "URL")]
     pub portal: Option<String>,
+    /// The portal's region: with --portal, an IAM Identity Center portal cmdrd can renew
+    /// the account through (adds an [sso-session] section for it to the config file when
+    /// none has its start URL, as `login --portal URL --sso-region R` does).
+    #[arg(long, value_name = "REGION", value_parser = region, requires = "portal")]
+    pub sso_region: Option<String>,
 }
 
 impl AccountArgs {

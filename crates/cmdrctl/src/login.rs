@@ -11,6 +11,20 @@ use cmdr_signin::{Flow, Paths, Portal};
 
 /// The sso-sessions of the config file: name → (start URL, region).
 pub(crate) fn sessions(settings: &cmdr_config::Settings) -> BTreeMap<String, (String, String)> {
+    sections(settings)
+        .into_iter()
+        .filter_map(|(name, props)| {
+            let url = props.get("sso_start_url")?.clone();
+            let region = props.get("sso_region")?.clone();
+            Some((name, (url, region)))
+        })
+        .collect()
+}
+
+/// Every `[sso-session]` section of the config file, complete or not: name → properties.
+pub(crate) fn sections(
+    settings: &cmdr_config::Settings,
+) -> BTreeMap<String, BTreeMap<String, String>> {
     // Bounded, and never blocked by a FIFO or device where the file should be.
     let config = match cmdr_config::userfile::read_bounded(
         &settings.aws_config,
@@ -36,15 +50,7 @@ pub(crate) fn sessions(settings: &cmdr_config::Settings) -> BTreeMap<String, (St
         [b"", b""],
         cmdr_core::Detail::FULL,
     );
-    view.unwrap_or_default()
-        .sso_sessions
-        .into_iter()
-        .filter_map(|(name, props)| {
-            let url = props.get("sso_start_url")?.clone();
-            let region = props.get("sso_region")?.clone();
-            Some((name, (url, region)))
-        })
-        .collect()
+    view.unwrap_or_default().sso_sessions
 }
 
 /// The portal NAME means, and whether its section must be added to the config file.
@@ -102,7 +108,9 @@ async fn resolve(
     }
     // An account: its portal, as the daemon knows it, names an sso-session.
     if let Some(url) = account_portal(settings, &session).await
-        && let Some((name, (_, region))) = known.iter().find(|(_, (u, _))| *u == url)
+        && let Some((name, (_, region))) = known
+            .iter()
+            .find(|(_, (u, _))| cmdr_signin::session::same_start_url(u, &url))
     {
         let portal = Portal {
             session: name.clone(),
@@ -112,7 +120,7 @@ async fn resolve(
         return Ok((portal, false));
     }
     bail!(
-        "{config}: no [sso-session {session}] (with sso_start_url and sso_region), nor an account of that name whose portal is one; give --portal URL --sso-region R to add it"
+        "{config}: no [sso-session {session}] (with sso_start_url and sso_region), nor an account of that name whose portal is one; give --portal URL --sso-region R to add it (for an account: `cmdrctl accounts edit NAME --portal URL --sso-region R`)"
     )
 }
 
@@ -207,20 +215,26 @@ pub(crate) async fn sign_in(
     let say = |text: &str| eprintln!("{text}");
     let token = cmdr_signin::login(portal, &paths(settings), flow, &say).await?;
     if add {
-        // paste's safe write: through symlinks (stow, chezmoi), under the lock beside the
-        // file that paste takes too.
-        let path = crate::paste::resolve_symlinks(&settings.aws_config)?;
-        let _lock = cmdr_config::replace::lock_beside(&path)
-            .with_context(|| format!("cannot lock {}", path.display()))?;
-        cmdr_signin::session::add_section(&path, portal).with_context(|| {
-            format!(
-                "cannot add [sso-session {}] to {}",
-                portal.session,
-                path.display()
-            )
-        })?;
+        add_session(settings, portal)?;
     }
     Ok(token)
+}
+
+/// Adds the portal's `[sso-session]` section to the config file with paste's safe write:
+/// through symlinks (stow, chezmoi), under the lock beside the file that paste takes too,
+/// atomic, every other byte and the file's mode kept. `login` and `accounts add/edit
+/// --sso-region` both add sections through this.
+pub(crate) fn add_session(settings: &cmdr_config::Settings, portal: &Portal) -> anyhow::Result<()> {
+    let path = crate::paste::resolve_symlinks(&settings.aws_config)?;
+    let _lock = cmdr_config::replace::lock_beside(&path)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    cmdr_signin::session::add_section(&path, portal).with_context(|| {
+        format!(
+            "cannot add [sso-session {}] to {}",
+            portal.session,
+            path.display()
+        )
+    })
 }
 
 async fn try_logout(

@@ -30,6 +30,7 @@ mod import;
 mod login;
 mod output;
 mod paste;
+mod portal;
 mod prompt;
 mod renew;
 mod report;
@@ -103,6 +104,11 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         | Command::Logout { config, .. }
         | Command::Accounts(AccountsCommand::Import { config, .. }) => Some(config.as_deref()),
         Command::Service { .. } | Command::Renew { .. } => Some(None),
+        Command::Accounts(AccountsCommand::Add { spec, .. } | AccountsCommand::Edit { spec, .. })
+            if spec.sso_region.is_some() =>
+        {
+            Some(None)
+        }
         _ => None,
     };
     if let Some(config) = writes_locally
@@ -112,6 +118,29 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         eprintln!("cmdrctl: {message}");
         return Ok(ExitCode::from(EXIT_FAILURE));
     }
+    // `--portal URL --sso-region R`: the portal's [sso-session], decided before the daemon
+    // is asked and written once it took the account.
+    let session = match &cli.command {
+        Command::Accounts(
+            AccountsCommand::Add { name, spec } | AccountsCommand::Edit { name, spec, .. },
+        ) => match (&spec.portal, &spec.sso_region) {
+            (Some(url), Some(region)) => {
+                let planned = cmdr_config::Settings::load(None, None).and_then(|settings| {
+                    let plan = portal::plan(&settings, url, region, name)?;
+                    Ok((settings, plan, name.clone()))
+                });
+                match planned {
+                    Ok(planned) => Some(planned),
+                    Err(err) => {
+                        eprintln!("cmdrctl: {err:#}");
+                        return Ok(ExitCode::from(EXIT_FAILURE));
+                    }
+                }
+            }
+            _ => None,
+        },
+        _ => None,
+    };
     let request = match cli.command {
         Command::Doctor { config } => return Ok(doctor::run(config.as_deref(), json)),
         Command::Login {
@@ -385,6 +414,9 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         | Response::RenewalsPage(_)
         | Response::Renewed(_) => {}
         Response::AccountDetail(detail) => output::account_detail(&detail, json),
+    }
+    if let Some((settings, plan, account)) = session {
+        return Ok(portal::finish(&settings, plan, &account, json));
     }
     Ok(ExitCode::SUCCESS)
 }

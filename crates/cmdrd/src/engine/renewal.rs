@@ -236,7 +236,7 @@ impl Engine {
                 let Some((account_id, role)) = role.filter(|_| portal.is_some()) else {
                     return Renewal::Cannot(match portal {
                         None => format!(
-                            "no portal known: `cmdrctl accounts edit {name} --portal URL` with its start URL (`cmdrctl login --portal URL --sso-region R` signs in and adds the sso-session)"
+                            "no portal known: `cmdrctl accounts edit {name} --portal URL --sso-region R` with its start URL and region (adds its sso-session; then `cmdrctl login {name}`)"
                         ),
                         Some(_) => format!(
                             "profile `{}` does not say which portal role it is: name it ACCOUNTID_ROLE as the portal does, or validate it (`cmdrctl validate {name}`: STS names its AWSReservedSSO role)",
@@ -247,14 +247,14 @@ impl Engine {
                 let keeper = match portal {
                     None => {
                         return Renewal::Cannot(format!(
-                            "no portal known: `cmdrctl accounts edit {name} --portal URL` with its start URL (`cmdrctl login --portal URL --sso-region R` signs in and adds the sso-session)"
+                            "no portal known: `cmdrctl accounts edit {name} --portal URL --sso-region R` with its start URL and region (adds its sso-session; then `cmdrctl login {name}`)"
                         ));
                     }
                     Some(url) => match portals.by_url(url) {
                         Some(keeper) => keeper,
                         None => {
                             return Renewal::Cannot(format!(
-                                "no [sso-session] has the start URL {url}: `cmdrctl login --portal {url} --sso-region R` adds one"
+                                "no [sso-session] has the start URL {url}: `cmdrctl accounts edit {name} --portal {url} --sso-region R` adds one (or `cmdrctl login --portal {url} --sso-region R`, which also signs in)"
                             ));
                         }
                     },
