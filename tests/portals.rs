@@ -363,6 +363,7 @@ fn a_pasted_option_2_account_renews_itself() {
         assert!(text.contains("renews itself at "), "{args:?}: {text}");
     }
     let mut watch = sb.watch();
+    let text_watch = TextWatch::start(&sb);
     let first = credentials(&sb, "acme")["AccessKeyId"].clone();
     for round in 0..2 {
         let renewed = watch.wait_for_within("token_renewed", Duration::from_secs(60), |e| {
@@ -374,9 +375,21 @@ fn a_pasted_option_2_account_renews_itself() {
         assert!(text.contains("x_security_token_expires"), "{text}");
         let now = credentials(&sb, "acme")["AccessKeyId"].clone();
         assert_ne!(now, first, "round {round}");
-        // Accepted (its 40 s tokens are always within warn_before: `expiring`).
-        assert_eq!(sb.account("acme")["state"], "expiring");
+        // Accepted. Its 40 s tokens are always within warn_before, but cmdrd renews each
+        // before it ends (issue 25 item 5): no alarm, `ok`, not `expiring`.
+        assert_eq!(sb.account("acme")["state"], "ok");
     }
+    // `watch` says when it renews itself instead of telling to renew (each renewed token is
+    // at once within warn_before: `expiring_soon`).
+    let line = text_watch.wait_line("expiring_soon of acme", |l| {
+        l.contains("expiring_soon") && l.contains("account=acme")
+    });
+    assert!(
+        line.contains("(renews itself at ") && !line.contains("cmdrctl renew"),
+        "{line}"
+    );
+    let list = sb.json(&["accounts", "list"]);
+    assert!(list[0]["renews_at"].is_string(), "{list}");
     // Not offered for `accept`: a renewal is accepted by itself.
     assert!(
         !watch.seen.iter().any(|e| e["type"] == "token_changed"),
@@ -656,6 +669,98 @@ fn renew_signs_in_and_fetches_now() {
     assert!(rec.calls().is_empty(), "{:?}", rec.calls());
 }
 
+/// `cmdrctl watch` in text, as a person reads it.
+struct TextWatch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl TextWatch {
+    fn start(sb: &Sandbox) -> TextWatch {
+        use std::io::BufRead as _;
+        let before = sb.json(&["status"])["subscribers"].as_u64().unwrap_or(0);
+        let mut child = sb
+            .command("cmdrctl")
+            .arg("watch")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("watch");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        sb.wait_until("text watch subscribed", || {
+            sb.json(&["status"])["subscribers"].as_u64().unwrap_or(0) > before
+        });
+        TextWatch { child, lines }
+    }
+
+    fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no {what} from `cmdrctl watch`; saw:\n{}", seen.join("\n"));
+    }
+}
+
+impl Drop for TextWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `cmdrctl renew` right after the portal session ended, while cmdrd still counted it
+/// signed in (nothing had asked the portal since): the refused fetch shows the session
+/// ended, and `renew` signs in and fetches again in the same run, instead of failing with
+/// "run `cmdrctl login`" (walkthrough finding, issue 25).
+#[test]
+fn renew_right_after_the_session_ended_signs_in_in_one_step() {
+    let ic = IdentityCenter::start();
+    let mut sb = portal_sandbox(&ic, "");
+    let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0), ("aws", 0)], false);
+    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\n");
+    login(&sb, &ic);
+    remember_token(&sb);
+    sb.start();
+    sb.add_account_with("a0", "p0");
+    credentials(&sb, "a0");
+    ic.post("/_test/end_session", "{}");
+    let before = counter(&ic, "CreateToken.device_code");
+    let out = sb.ctl(&["renew", "a0", "--device-code"]);
+    assert!(
+        out.status.success(),
+        "renew: {}\n{}",
+        stderr(&out),
+        sb.log_tail()
+    );
+    assert!(stdout(&out).contains("renewed a0"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("signing in to"), "{}", stderr(&out));
+    assert_eq!(
+        counter(&ic, "CreateToken.device_code"),
+        before + 1,
+        "{}",
+        ic.counters()
+    );
+    remember_token(&sb);
+    credentials(&sb, "a0");
+    assert!(rec.calls().is_empty(), "{:?}", rec.calls());
+}
+
 impl Sandbox {
     fn add_account_with(&self, name: &str, profile: &str) {
         let out = self.ctl(&["accounts", "add", name, "--profile", profile]);
@@ -899,9 +1004,9 @@ fn a_portal_given_with_its_region_renews_a_pasted_account() {
     });
     let shown = sb.account("prod");
     assert!(
-        shown["renewal"]
-            .as_str()
-            .is_some_and(|r| r.contains("through sso-session acme") && r.contains("cmdrctl login acme")),
+        shown["renewal"].as_str().is_some_and(
+            |r| r.contains("through sso-session acme") && r.contains("cmdrctl login acme")
+        ),
         "{shown}"
     );
     // The same URL in another region is refused, and nothing is written.
@@ -916,12 +1021,19 @@ fn a_portal_given_with_its_region_renews_a_pasted_account() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("already names"), "{}", stderr(&out));
-    assert_eq!(std::fs::read_to_string(sb.config()).expect("config"), config);
+    assert_eq!(
+        std::fs::read_to_string(sb.config()).expect("config"),
+        config
+    );
     // `login ACCOUNT`: the portal comes from the account.
     ic.post("/_test/auto_approve", "{\"on\": true}");
     let out = sb.ctl(&["login", "prod", "--device-code"]);
     assert!(out.status.success(), "login: {}", stderr(&out));
-    assert!(stdout(&out).contains("sso-session acme"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("sso-session acme"),
+        "{}",
+        stdout(&out)
+    );
     remember_token(&sb);
     let renewed = watch.wait_for_within("token_renewed", Duration::from_secs(90), |e| {
         e["type"] == "token_renewed"

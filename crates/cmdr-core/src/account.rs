@@ -219,6 +219,20 @@ impl Account {
         now: DateTime<Utc>,
         warn_before: Duration,
     ) -> Status {
+        self.status_renewing(profile, now, warn_before, None)
+    }
+
+    /// [`Account::status`] of an account whose token is renewed at `renews_at` by the
+    /// daemon itself, with nobody's help: a renewal before the token ends means that
+    /// nearing that end is no alarm, so it stays `ok` inside `warn_before` (the renewal
+    /// comes first). Past its end it is `expired` all the same.
+    pub fn status_renewing(
+        &self,
+        profile: Option<&Profile>,
+        now: DateTime<Utc>,
+        warn_before: Duration,
+        renews_at: Option<DateTime<Utc>>,
+    ) -> Status {
         let name = &self.name;
         let Some(profile) = profile else {
             return Status::new(
@@ -294,7 +308,7 @@ impl Account {
                 status.renewable = self.renewable(Some(profile));
                 return status;
             }
-            Some(at) if at - warn_before <= now => {
+            Some(at) if at - warn_before <= now && !renews_at.is_some_and(|r| r < at) => {
                 return Status::new(AccountState::Expiring, None);
             }
             _ => {}
@@ -316,6 +330,18 @@ impl Account {
         warn_before: Duration,
     ) -> AccountState {
         self.status(profile, now, warn_before).state
+    }
+
+    /// The state alone (see [`Account::status_renewing`]).
+    pub fn state_renewing(
+        &self,
+        profile: Option<&Profile>,
+        now: DateTime<Utc>,
+        warn_before: Duration,
+        renews_at: Option<DateTime<Utc>>,
+    ) -> AccountState {
+        self.status_renewing(profile, now, warn_before, renews_at)
+            .state
     }
 
     /// Whether `cmdrctl renew` has a way to get a new token for this account: a portal to

@@ -154,6 +154,69 @@ fn renewals_are_added_at_the_end_with_golden_encodings() {
     assert_eq!(frame[4..8], [2, 1, 0, 16]);
 }
 
+/// `renewal_plans` (issue 25 item 5: when an account renews itself) comes after every
+/// request and answer before it, with a golden encoding of its own; the older
+/// `renewals_page` is answered as before.
+#[test]
+fn renewal_plans_are_added_at_the_end_with_a_golden_encoding() {
+    let ask = ClientMessage::Request {
+        id: 1,
+        request: Request::RenewalPlans(PageRequest {
+            after: None,
+            limit: 1000,
+        }),
+    };
+    let frame = encode(Codec::Binary, &ask).expect("encode");
+    assert_eq!(frame[4..7], [1, 1, 22]);
+    let json = String::from_utf8(encode(Codec::JsonLines, &ask).expect("encode")).expect("utf8");
+    assert_eq!(
+        json.trim_end(),
+        r#"{"request":{"id":1,"request":{"renewal_plans":{"after":null,"limit":1000}}}}"#
+    );
+    let plan = RenewalPlan {
+        account: "acme".into(),
+        auto_renew: true,
+        session: Some("acme".into()),
+        signin_expires_at: Some("2026-11-29T18:00:00Z".into()),
+        renews_at: Some("2026-11-29T09:50:00Z".into()),
+    };
+    let answer = ServerMessage::Response {
+        id: 1,
+        outcome: Outcome::Ok(Response::RenewalPlans(Page {
+            items: vec![plan.clone()],
+            next: None,
+        })),
+    };
+    let frame = encode(Codec::Binary, &answer).expect("encode");
+    assert_eq!(frame[4..8], [2, 1, 0, 17]);
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, GOLDEN_RENEWAL_PLANS_BIN);
+    for codec in [Codec::Binary, Codec::JsonLines] {
+        let got: ServerMessage = decode(codec, &encode(codec, &answer).expect("encode"));
+        assert_eq!(got, answer, "{codec:?}");
+    }
+    let got: ServerMessage = decode(Codec::Binary, &hex_bytes(GOLDEN_RENEWAL_PLANS_BIN));
+    assert_eq!(got, answer);
+    let json = String::from_utf8(encode(Codec::JsonLines, &answer).expect("encode")).expect("utf8");
+    assert!(
+        json.contains(r#""renews_at":"2026-11-29T09:50:00Z""#),
+        "{json}"
+    );
+    // What `renewals_page` says of the same account, and a plan made from it.
+    let facts = plan.clone().facts();
+    assert_eq!(facts.signin_expires_at, plan.signin_expires_at);
+    let back = RenewalPlan::from_facts(facts);
+    assert_eq!(back.renews_at, None);
+    assert!(!back.signin_needed());
+    assert!(
+        RenewalPlan {
+            signin_expires_at: None,
+            ..plan
+        }
+        .signin_needed()
+    );
+}
+
 fn hex_bytes(hex: &str) -> Vec<u8> {
     (0..hex.len())
         .step_by(2)
@@ -163,3 +226,5 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
 
 const GOLDEN_RENEWALS_PAGE_BIN: &str =
     "000000280201000f010461636d6501010461636d650114323032362d31312d32395431383a30303a30305a00";
+
+const GOLDEN_RENEWAL_PLANS_BIN: &str = "0000003e02010011010461636d6501010461636d650114323032362d31312d32395431383a30303a30305a0114323032362d31312d32395430393a35303a30305a00";

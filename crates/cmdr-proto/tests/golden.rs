@@ -77,6 +77,10 @@ fn client_messages() -> Vec<ClientMessage> {
             limit: 1000,
         }),
         Request::RenewNow { name: "a".into() },
+        Request::RenewalPlans(PageRequest {
+            after: Some("acme".into()),
+            limit: 1,
+        }),
     ];
     let mut out = vec![ClientMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
@@ -271,6 +275,16 @@ fn server_messages() -> Vec<ServerMessage> {
         Response::Renewed(Renewed {
             account: account_info(),
             expires_at: Some("2026-11-29T10:00:00Z".into()),
+        }),
+        Response::RenewalPlans(Page {
+            items: vec![RenewalPlan {
+                account: "acme".into(),
+                auto_renew: true,
+                session: Some("acme".into()),
+                signin_expires_at: None,
+                renews_at: None,
+            }],
+            next: None,
         }),
     ];
     let mut out = vec![

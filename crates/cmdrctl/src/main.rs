@@ -33,6 +33,7 @@ mod paste;
 mod portal;
 mod prompt;
 mod renew;
+mod renewals;
 mod report;
 mod service;
 mod stdout;
@@ -104,11 +105,9 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         | Command::Logout { config, .. }
         | Command::Accounts(AccountsCommand::Import { config, .. }) => Some(config.as_deref()),
         Command::Service { .. } | Command::Renew { .. } => Some(None),
-        Command::Accounts(AccountsCommand::Add { spec, .. } | AccountsCommand::Edit { spec, .. })
-            if spec.sso_region.is_some() =>
-        {
-            Some(None)
-        }
+        Command::Accounts(
+            AccountsCommand::Add { spec, .. } | AccountsCommand::Edit { spec, .. },
+        ) if spec.sso_region.is_some() => Some(None),
         _ => None,
     };
     if let Some(config) = writes_locally
@@ -365,7 +364,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             output::status(&status, json);
             // The accounts that renew themselves, and when: the second clock beside the
             // portals' (only from a daemon that says how accounts renew).
-            if let Some(renewals) = renewals(&mut client).await?
+            if let Some(renewals) = renewals::all(&mut client).await?
                 && renewals.values().any(|f| f.auto_renew)
             {
                 let accounts = client.accounts().await?;
@@ -374,11 +373,11 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         }
         Response::Profiles(profiles) => output::profiles(&profiles, json),
         Response::Accounts(accounts) if json => {
-            let renewals = renewals(&mut client).await?;
+            let renewals = renewals::all(&mut client).await?;
             output::accounts_json(&accounts, renewals.as_ref());
         }
         Response::Accounts(accounts) => {
-            let renewals = renewals(&mut client).await?;
+            let renewals = renewals::all(&mut client).await?;
             output::accounts(&accounts, renewals.as_ref(), json);
         }
         // After `add`/`edit`, an account in a state that needs fixing says why.
@@ -412,6 +411,7 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         | Response::ChildEnv(_)
         | Response::ConsoleUrl(_)
         | Response::RenewalsPage(_)
+        | Response::RenewalPlans(_)
         | Response::Renewed(_) => {}
         Response::AccountDetail(detail) => output::account_detail(&detail, json),
     }
@@ -419,39 +419,6 @@ async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         return Ok(portal::finish(&settings, plan, &account, json));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// How each account renews (`renewals_page`, page by page), by account; `None` from a
-/// daemon older than that request.
-async fn renewals(
-    client: &mut Client,
-) -> Result<Option<std::collections::HashMap<String, cmdr_proto::RenewalFacts>>, ClientError> {
-    let knows = client
-        .welcome()
-        .features
-        .iter()
-        .any(|f| f == cmdr_proto::FEATURE_RENEWALS);
-    if !knows {
-        return Ok(None);
-    }
-    let mut all = std::collections::HashMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let ask = cmdr_proto::PageRequest {
-            after: after.clone(),
-            limit: cmdr_proto::MAX_PAGE_ITEMS,
-        };
-        let Response::RenewalsPage(page) = client.request(Request::RenewalsPage(ask)).await? else {
-            return Err(unexpected("a renewals request"));
-        };
-        all.extend(page.items.into_iter().map(|f| (f.account.clone(), f)));
-        match page.next {
-            // A cursor that does not advance would never end.
-            Some(next) if after.as_ref().is_none_or(|a| next > *a) => after = Some(next),
-            Some(_) => return Err(unexpected("a renewals request (the cursor went back)")),
-            None => return Ok(Some(all)),
-        }
-    }
 }
 
 /// The request of an `accounts` subcommand.

@@ -1,7 +1,9 @@
 //! How cmdrctl prints: aligned text for people, the documented JSON shapes for programs.
 
 use chrono::{DateTime, Utc};
-use cmdr_proto::{AccountDetail, AccountInfo, Event, Identity, ProfileInfo, StatusInfo};
+use cmdr_proto::{
+    AccountDetail, AccountInfo, Event, Identity, ProfileInfo, RenewalPlan, StatusInfo,
+};
 use serde::Serialize;
 
 /// Prints one line of text output with its control characters escaped
@@ -183,24 +185,29 @@ pub fn status(status: &StatusInfo, json: bool) {
     }
 }
 
-/// `status`: each account that renews itself, with when.
+/// `status`: each account that renews itself, with when (or that a sign-in comes first).
 pub fn renewing(
     accounts: &[AccountInfo],
-    renewals: &std::collections::HashMap<String, cmdr_proto::RenewalFacts>,
+    renewals: &std::collections::HashMap<String, RenewalPlan>,
 ) {
     let now = Utc::now();
-    let before = renew_before();
     for a in accounts {
-        let facts = renewals.get(&a.name);
-        if let Some(at) = renews_at(a, facts, before, now) {
-            let signin = signin_first(a, facts, now)
+        let plan = renewals.get(&a.name);
+        if let Some(at) = renews_at(plan, now) {
+            let signin = signin_first(a, plan, now)
                 .map(|s| format!(" ({s})"))
                 .unwrap_or_default();
-            let session = facts
-                .and_then(|f| f.session.as_deref())
+            let session = plan
+                .and_then(|p| p.session.as_deref())
                 .map(|s| format!(" through sso-session {s}"))
                 .unwrap_or_default();
-            println!("account: {} {at}{session}{signin}", a.name);
+            let login = match plan.and_then(|p| p.session.as_deref()) {
+                Some(session) if plan.is_some_and(RenewalPlan::signin_needed) => {
+                    format!(": `cmdrctl login {session}`")
+                }
+                _ => String::new(),
+            };
+            println!("account: {} {at}{session}{signin}{login}", a.name);
         }
     }
 }
@@ -242,28 +249,32 @@ pub fn profiles(profiles: &[ProfileInfo], json: bool) {
 }
 
 /// `accounts list --json`: each account with how it renews (`signin_expires_at`,
-/// `auto_renew`; null and false from a daemon that does not say).
+/// `auto_renew`, `renews_at`; null and false from a daemon that does not say).
 pub fn accounts_json(
     accounts: &[AccountInfo],
-    renewals: Option<&std::collections::HashMap<String, cmdr_proto::RenewalFacts>>,
+    renewals: Option<&std::collections::HashMap<String, RenewalPlan>>,
 ) {
     let list: Vec<serde_json::Value> = accounts
         .iter()
         .map(|a| {
             let mut value = serde_json::to_value(a).unwrap_or_default();
-            let facts = renewals.and_then(|r| r.get(&a.name));
+            let plan = renewals.and_then(|r| r.get(&a.name));
             if let serde_json::Value::Object(map) = &mut value {
                 map.insert(
                     "signin_expires_at".into(),
-                    facts.and_then(|f| f.signin_expires_at.clone()).into(),
+                    plan.and_then(|f| f.signin_expires_at.clone()).into(),
                 );
                 map.insert(
                     "auto_renew".into(),
-                    facts.is_some_and(|f| f.auto_renew).into(),
+                    plan.is_some_and(|f| f.auto_renew).into(),
                 );
                 map.insert(
                     "portal_session".into(),
-                    facts.and_then(|f| f.session.clone()).into(),
+                    plan.and_then(|f| f.session.clone()).into(),
+                );
+                map.insert(
+                    "renews_at".into(),
+                    plan.and_then(|f| f.renews_at.clone()).into(),
                 );
             }
             value
@@ -272,34 +283,19 @@ pub fn accounts_json(
     print_json(&list);
 }
 
-/// When an account that renews itself will be renewed, as local `HH:MM`: its accepted
-/// token's end less `renew_before`, but never before half the token's life (from when it
-/// was accepted), as cmdrd schedules it; never before now (a retry after a failure may be
-/// later).
-pub fn renews_at(
-    account: &AccountInfo,
-    facts: Option<&cmdr_proto::RenewalFacts>,
-    renew_before: chrono::Duration,
-    now: DateTime<Utc>,
-) -> Option<String> {
-    if !facts.is_some_and(|f| f.auto_renew) {
-        return None;
+/// What an account that renews itself says of it: when, as local `HH:MM`, as cmdrd
+/// scheduled it (never before now); or that its portal needs a sign-in first. Nothing
+/// when it does not renew itself, or cmdrd does not say when (a renewal that failed, or a
+/// daemon older than `renews_at`).
+pub fn renews_at(plan: Option<&RenewalPlan>, now: DateTime<Utc>) -> Option<String> {
+    let plan = plan.filter(|p| p.auto_renew)?;
+    if plan.signin_needed() {
+        return Some("sign-in needed".to_owned());
     }
-    let parse = |t: &str| {
-        DateTime::parse_from_rfc3339(t)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    };
-    let end = parse(account.expires_at.as_deref()?)?;
-    let since = account
-        .accepted_at
-        .as_deref()
-        .and_then(parse)
-        .unwrap_or(end);
-    let before = renew_before
-        .min((end - since) / 2)
-        .max(chrono::Duration::zero());
-    let at = (end - before).max(now);
+    let at = DateTime::parse_from_rfc3339(plan.renews_at.as_deref()?)
+        .ok()?
+        .with_timezone(&Utc)
+        .max(now);
     Some(format!(
         "renews itself at {}",
         at.with_timezone(&chrono::Local).format("%H:%M")
@@ -310,10 +306,10 @@ pub fn renews_at(
 /// token is the last one until someone signs in): `sign-in 40m`.
 pub fn signin_first(
     account: &AccountInfo,
-    facts: Option<&cmdr_proto::RenewalFacts>,
+    plan: Option<&RenewalPlan>,
     now: DateTime<Utc>,
 ) -> Option<String> {
-    let signin = facts?.signin_expires_at.as_deref()?;
+    let signin = plan?.signin_expires_at.as_deref()?;
     let until = remaining(Some(signin), now)?;
     let token = remaining(account.expires_at.as_deref(), now)?;
     (until < token).then(|| {
@@ -325,23 +321,15 @@ pub fn signin_first(
     })
 }
 
-/// The renew-before setting as cmdrd reads it (the same config file), for `renews_at`.
-pub fn renew_before() -> chrono::Duration {
-    cmdr_config::Settings::load(None, None)
-        .map(|s| s.renew_before)
-        .unwrap_or_else(|_| chrono::Duration::minutes(10))
-}
-
 pub fn accounts(
     accounts: &[AccountInfo],
-    renewals: Option<&std::collections::HashMap<String, cmdr_proto::RenewalFacts>>,
+    renewals: Option<&std::collections::HashMap<String, RenewalPlan>>,
     json: bool,
 ) {
     if json {
         return print_json(accounts);
     }
     let now = Utc::now();
-    let before = renew_before();
     if accounts.is_empty() {
         println!("no accounts; add one with `cmdrctl accounts add NAME --profile PROFILE`");
         return;
@@ -360,15 +348,12 @@ pub fn accounts(
                 a.on_change.to_string(),
                 a.state.to_string(),
                 {
-                    let facts = renewals.and_then(|r| r.get(&a.name));
+                    let plan = renewals.and_then(|r| r.get(&a.name));
                     let mut left = time_left(a.expires_at.as_deref(), a.expiry_source.as_deref());
-                    let notes: Vec<String> = [
-                        renews_at(a, facts, before, now),
-                        signin_first(a, facts, now),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect();
+                    let notes: Vec<String> = [renews_at(plan, now), signin_first(a, plan, now)]
+                        .into_iter()
+                        .flatten()
+                        .collect();
                     if !notes.is_empty() {
                         left = format!("{left} ({})", notes.join(", "));
                     }
@@ -507,7 +492,15 @@ pub fn event(event: &Event, json: bool) {
 }
 
 /// One event as a text line, then the command that acts on it, if any.
-pub fn event_with_hint(event: &Event, hint: Option<&str>) {
+/// What `watch` adds to an event's line: the command that acts on it, or a note when
+/// nothing needs doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hint {
+    Run(String),
+    Note(String),
+}
+
+pub fn event_with_hint(event: &Event, hint: Option<&Hint>) {
     let mut line = format!("{} {}", event.at, event.kind.type_name());
     if let Ok(serde_json::Value::Object(fields)) = event.to_json() {
         for (key, value) in fields {
@@ -521,8 +514,10 @@ pub fn event_with_hint(event: &Event, hint: Option<&str>) {
             line.push_str(&format!(" {key}={text}"));
         }
     }
-    if let Some(hint) = hint {
-        line.push_str(&format!("  -> run `{hint}`"));
+    match hint {
+        Some(Hint::Run(command)) => line.push_str(&format!("  -> run `{command}`")),
+        Some(Hint::Note(note)) => line.push_str(&format!("  ({note})")),
+        None => {}
     }
     println!("{line}");
 }

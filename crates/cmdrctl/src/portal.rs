@@ -27,9 +27,8 @@ pub(crate) fn plan(
     region: &str,
     account: &str,
 ) -> anyhow::Result<Plan> {
-    decide(&crate::login::sections(settings), url, region, account).map_err(|why| {
-        anyhow::anyhow!("{}: {why}", settings.aws_config.display())
-    })
+    decide(&crate::login::sections(settings), url, region, account)
+        .map_err(|why| anyhow::anyhow!("{}: {why}", settings.aws_config.display()))
 }
 
 fn decide(
@@ -56,8 +55,7 @@ fn decide(
     }
     // Named after the URL's host as `login --portal` names it, never taking a name that
     // is in use (also by a section without a start URL or region).
-    let base =
-        cmdr_signin::session::name_from_url(url).unwrap_or_else(|| account.to_owned());
+    let base = cmdr_signin::session::name_from_url(url).unwrap_or_else(|| account.to_owned());
     let session = std::iter::once(base.clone())
         .chain((2..).map(|n| format!("{base}-{n}")))
         .find(|name| !sections.contains_key(name))
@@ -149,18 +147,36 @@ mod tests {
         };
         check(&[], Ok(added("acme")));
         check(
-            &[("corp", &[("sso_start_url", "https://acme.awsapps.com/start/"), ("sso_region", "us-east-1")])],
+            &[(
+                "corp",
+                &[
+                    ("sso_start_url", "https://acme.awsapps.com/start/"),
+                    ("sso_region", "us-east-1"),
+                ],
+            )],
             Ok(Plan::Known("corp".into())),
         );
         check(
-            &[("corp", &[("sso_start_url", URL), ("sso_region", "eu-west-1")])],
+            &[(
+                "corp",
+                &[("sso_start_url", URL), ("sso_region", "eu-west-1")],
+            )],
             Err("already names"),
         );
-        check(&[("corp", &[("sso_start_url", URL)])], Err("without sso_region"));
+        check(
+            &[("corp", &[("sso_start_url", URL)])],
+            Err("without sso_region"),
+        );
         // The host's name is taken by another portal, or by an unfinished section.
         check(
             &[
-                ("acme", &[("sso_start_url", "https://other.example/start"), ("sso_region", "us-east-1")]),
+                (
+                    "acme",
+                    &[
+                        ("sso_start_url", "https://other.example/start"),
+                        ("sso_region", "us-east-1"),
+                    ],
+                ),
                 ("acme-2", &[]),
             ],
             Ok(added("acme-3")),

@@ -113,7 +113,11 @@ pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> Exi
         .await
         .unwrap_or_default(),
     };
-    let fact = |a: &AccountInfo| facts.iter().find(|f| f.account == a.name);
+    let plans: Vec<cmdr_proto::RenewalPlan> = facts
+        .into_iter()
+        .map(cmdr_proto::RenewalPlan::from_facts)
+        .collect();
+    let fact = |a: &AccountInfo| plans.iter().find(|f| f.account == a.name);
     if json {
         let entries: Vec<Entry<'_>> = shown
             .iter()

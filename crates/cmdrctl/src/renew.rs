@@ -1,7 +1,8 @@
 //! `cmdrctl renew NAME`: gets a new token for an account, in the user's terminal. An
 //! account with a portal that is an sso-session (an SSO profile, or a pasted "Option 2"
-//! block cmdrd renews) takes `login`'s path: sign in if the portal is not signed in, then
-//! `RenewNow`, and cmdrd fetches the role's credentials at once. Any other account: open its
+//! block cmdrd renews) takes `login`'s path: sign in if the portal is not signed in (also
+//! when the fetch finds its session ended), then `RenewNow`, and cmdrd fetches the role's
+//! credentials at once. Any other account: open its
 //! access portal in the browser, or for an SSO profile cmdrd does not keep run `aws sso
 //! login` (the plan and the runner are `cmdr_config::renew`).
 
@@ -25,29 +26,17 @@ pub async fn run(
         .features
         .iter()
         .any(|f| f == cmdr_proto::FEATURE_RENEW_NOW);
-    if through_portal {
-        let asked = client
-            .request(Request::RenewalsPage(cmdr_proto::PageRequest {
-                after: Some(before(&name)),
-                limit: 1,
-            }))
-            .await?;
-        if let Response::RenewalsPage(page) = asked
-            && let Some(facts) = page.items.into_iter().find(|f| f.account == name)
-            && let Some(session) = facts.session
-        {
-            drop(client);
-            return Ok(portal(
-                socket,
-                &name,
-                &session,
-                facts.signin_expires_at,
-                device_code,
-                no_browser,
-                json,
-            )
-            .await);
-        }
+    if through_portal
+        && let Some(plan) = crate::renewals::one(&mut client, &name).await?
+        && let Some(session) = plan.session
+    {
+        drop(client);
+        let way = SignIn {
+            device_code,
+            no_browser,
+            json,
+        };
+        return Ok(portal(socket, &name, &session, plan.signin_expires_at, way).await);
     }
     let info = match client.request(Request::ShowAccount { name }).await? {
         Response::Account(info) => info,
@@ -134,16 +123,24 @@ pub(crate) fn before(name: &str) -> String {
     cursor
 }
 
-/// `renew` through the portal: sign in if the portal is not signed in for at least another
-/// minute, then cmdrd fetches the credentials now.
+/// How `renew` signs in when it must, and how it answers.
+#[derive(Clone, Copy)]
+struct SignIn {
+    device_code: bool,
+    no_browser: bool,
+    json: bool,
+}
+
+/// `renew` through the portal, in one step: sign in if the portal is not signed in for at
+/// least another minute, then cmdrd fetches the credentials now. A portal session that
+/// ended while cmdrd still counted it signed in (its refresh or the fetch is refused only
+/// when asked) is found by the refused fetch: then sign in and fetch again, once.
 async fn portal(
     socket: &Path,
     name: &str,
     session: &str,
     signed_in_until: Option<String>,
-    device_code: bool,
-    no_browser: bool,
-    json: bool,
+    way: SignIn,
 ) -> ExitCode {
     let fail = |err: &dyn std::fmt::Display| {
         eprintln!("cmdrctl: renew {name}: {err}");
@@ -154,52 +151,23 @@ async fn portal(
         .as_deref()
         .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
         .is_some_and(|at| at > soon);
-    if !signed_in {
-        let settings = match cmdr_config::Settings::load(None, None) {
-            Ok(settings) => settings,
-            Err(err) => return fail(&format!("{err:#}")),
-        };
-        let Some(portal) = crate::login::session_portal(&settings, session) else {
-            return fail(&format!(
-                "{}: no [sso-session {session}] with sso_start_url and sso_region",
-                settings.aws_config.display()
-            ));
-        };
-        if !json {
-            eprintln!("signing in to {} (sso-session {session})", portal.start_url);
-        }
-        if let Err(err) =
-            crate::login::sign_in(&settings, &portal, false, device_code, no_browser).await
-        {
-            return fail(&format!("{err:#}"));
-        }
+    if !signed_in && let Err(err) = sign_in(session, way).await {
+        return fail(&err);
     }
-    let renewed = || async {
-        let mut client = Client::connect(socket, "cmdrctl").await?;
-        client
-            .request(Request::RenewNow {
-                name: name.to_owned(),
-            })
-            .await
-    };
-    // After a sign-in the daemon sees the new token through its watch of the SSO cache;
-    // a keeper that has not yet may answer that it needs one: ask again briefly.
-    let mut tries = 0;
-    let answer = loop {
-        match renewed().await {
-            Err(ClientError::Daemon(err))
-                if !signed_in && tries < 10 && err.code == cmdr_proto::ErrorCode::Internal =>
-            {
-                tries += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            }
-            other => break other,
+    let mut answer = renew_now(socket, name, !signed_in).await;
+    if signed_in
+        && matches!(answer, Err(ClientError::Daemon(_)))
+        && signin_needed(socket, name).await
+    {
+        if let Err(err) = sign_in(session, way).await {
+            return fail(&err);
         }
-    };
+        answer = renew_now(socket, name, true).await;
+    }
     match answer {
         Ok(Response::Renewed(renewed)) => {
             let until = renewed.expires_at.as_deref().unwrap_or("unknown");
-            if json {
+            if way.json {
                 println!(
                     "{}",
                     serde_json::json!({
@@ -218,6 +186,57 @@ async fn portal(
         }
         Ok(_) => fail(&"unexpected answer to a renew request"),
         Err(err) => fail(&err),
+    }
+}
+
+/// Signs in to sso-session `session` as `login` does.
+async fn sign_in(session: &str, way: SignIn) -> anyhow::Result<()> {
+    let settings = cmdr_config::Settings::load(None, None)?;
+    let Some(portal) = crate::login::session_portal(&settings, session) else {
+        anyhow::bail!(
+            "{}: no [sso-session {session}] with sso_start_url and sso_region",
+            settings.aws_config.display()
+        );
+    };
+    if !way.json {
+        eprintln!("signing in to {} (sso-session {session})", portal.start_url);
+    }
+    crate::login::sign_in(&settings, &portal, false, way.device_code, way.no_browser).await?;
+    Ok(())
+}
+
+/// Whether cmdrd now says account `name`'s portal needs a sign-in.
+async fn signin_needed(socket: &Path, name: &str) -> bool {
+    let asked = async {
+        let mut client = Client::connect(socket, "cmdrctl").await?;
+        crate::renewals::one(&mut client, name).await
+    };
+    matches!(asked.await, Ok(Some(plan)) if plan.signin_needed())
+}
+
+/// `RenewNow`. Right after a sign-in the daemon sees the new token through its watch of
+/// the SSO cache; a keeper that has not yet may answer that it needs one: ask again
+/// briefly.
+async fn renew_now(socket: &Path, name: &str, after_signin: bool) -> Result<Response, ClientError> {
+    let renewed = || async {
+        let mut client = Client::connect(socket, "cmdrctl").await?;
+        client
+            .request(Request::RenewNow {
+                name: name.to_owned(),
+            })
+            .await
+    };
+    let mut tries = 0;
+    loop {
+        match renewed().await {
+            Err(ClientError::Daemon(err))
+                if after_signin && tries < 10 && err.code == cmdr_proto::ErrorCode::Internal =>
+            {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cmdr_client::{Client, ClientError};
-use cmdr_proto::{AccountInfo, EventKind, OnChange, Request, Response};
+use cmdr_proto::{AccountInfo, EventKind, OnChange, RenewalPlan, Request, Response};
 
-use crate::output;
+use crate::output::{self, Hint};
 
 /// Reconnect attempts: 100 ms doubling to 2 s, so a restarted daemon is back in the
 /// stream within about 2 s.
@@ -90,10 +90,10 @@ async fn stream(client: &mut Client, socket: &Path, json: bool) -> Result<Ended,
             output::event(&event, true);
         } else {
             let hint = match next_step(&event.kind) {
-                Some(step) => step.command(&account_info(socket, &step).await),
+                Some(step) => step.hint(&about(socket, &step).await, chrono::Utc::now()),
                 None => None,
             };
-            output::event_with_hint(&event, hint.as_deref());
+            output::event_with_hint(&event, hint.as_ref());
         }
         if matches!(event.kind, EventKind::DaemonStopping) {
             return Ok(Ended::Stopped);
@@ -133,6 +133,8 @@ enum Step {
     /// Another AWS account than the one validated before: accepting is a decision.
     AcceptIfIntended(String),
     Renew(String),
+    /// The token nears its end: renew, unless cmdrd renews it itself first.
+    RenewSoon(String),
     Show(String),
     Doctor,
     /// Sign in to a portal (an sso-session) again.
@@ -143,9 +145,8 @@ fn next_step(kind: &EventKind) -> Option<Step> {
     match kind {
         EventKind::TokenChanged { account, .. } => Some(Step::Accept(account.clone())),
         EventKind::IdentityChanged { account, .. } => Some(Step::AcceptIfIntended(account.clone())),
-        EventKind::ExpiringSoon { account, .. } | EventKind::Expired { account, .. } => {
-            Some(Step::Renew(account.clone()))
-        }
+        EventKind::ExpiringSoon { account, .. } => Some(Step::RenewSoon(account.clone())),
+        EventKind::Expired { account, .. } => Some(Step::Renew(account.clone())),
         EventKind::ValidationFailed { account, .. } => Some(Step::Show(account.clone())),
         EventKind::FileError { .. } => Some(Step::Doctor),
         EventKind::SigninRequired { session, .. } => Some(Step::Login(session.clone())),
@@ -167,17 +168,31 @@ fn next_step(kind: &EventKind) -> Option<Step> {
     }
 }
 
+/// What the daemon says of the account behind a step, asked when the event arrives.
+#[derive(Debug, Default)]
+struct About {
+    info: Option<AccountInfo>,
+    /// How it renews (`None` from a daemon that does not say).
+    plan: Option<RenewalPlan>,
+}
+
 impl Step {
     fn account(&self) -> Option<&str> {
         match self {
-            Step::Accept(a) | Step::AcceptIfIntended(a) | Step::Renew(a) | Step::Show(a) => Some(a),
+            Step::Accept(a)
+            | Step::AcceptIfIntended(a)
+            | Step::Renew(a)
+            | Step::RenewSoon(a)
+            | Step::Show(a) => Some(a),
             Step::Doctor | Step::Login(_) => None,
         }
     }
 
-    /// The command, given the account as the daemon describes it now (`None`: not known).
-    fn command(&self, info: &Option<AccountInfo>) -> Option<String> {
-        Some(match self {
+    /// The hint, given the account as the daemon describes it now (nothing known: the
+    /// plain command).
+    fn hint(&self, about: &About, now: chrono::DateTime<chrono::Utc>) -> Option<Hint> {
+        let info = &about.info;
+        Some(Hint::Run(match self {
             // An `auto` account has accepted by itself: nothing to do.
             Step::Accept(_) if info.as_ref().is_some_and(|i| i.on_change == OnChange::Auto) => {
                 return None;
@@ -186,37 +201,74 @@ impl Step {
             Step::AcceptIfIntended(a) => {
                 format!("cmdrctl accept {a}, only if this AWS account is the one you meant")
             }
-            Step::Renew(a) => match info.as_ref().map(cmdr_config::renew::plan) {
-                Some(Err(_)) => "cmdrctl paste (a new token)".to_owned(),
-                _ => format!("cmdrctl renew {a}"),
-            },
+            // cmdrd renews it before it ends, by itself: a note, not a command.
+            Step::RenewSoon(_) if about.plan.as_ref().is_some_and(|p| p.renews_at.is_some()) => {
+                return output::renews_at(about.plan.as_ref(), now).map(Hint::Note);
+            }
+            Step::Renew(a) | Step::RenewSoon(a) => {
+                match info.as_ref().map(cmdr_config::renew::plan) {
+                    // A portal account signs in first when it must (`renew` is one step).
+                    _ if about.plan.as_ref().is_some_and(|p| p.session.is_some()) => {
+                        format!("cmdrctl renew {a}")
+                    }
+                    Some(Err(_)) => "cmdrctl paste (a new token)".to_owned(),
+                    _ => format!("cmdrctl renew {a}"),
+                }
+            }
             Step::Show(a) => format!("cmdrctl accounts show {a}"),
             Step::Doctor => "cmdrctl doctor".to_owned(),
             Step::Login(session) => format!("cmdrctl login {session}"),
-        })
+        }))
     }
 }
 
-/// The account behind a step, asked on a connection of its own (the watch connection
-/// carries only events); `None` if the daemon cannot say within a second.
-async fn account_info(socket: &Path, step: &Step) -> Option<AccountInfo> {
-    let name = step.account()?.to_owned();
+/// The account behind a step and how it renews, asked on a connection of its own (the
+/// watch connection carries only events); nothing if the daemon cannot say within a
+/// second.
+async fn about(socket: &Path, step: &Step) -> About {
+    let Some(name) = step.account().map(str::to_owned) else {
+        return About::default();
+    };
     let deadline = Duration::from_secs(1);
-    let mut client = Client::connect_within(socket, "cmdrctl", deadline)
+    let asked = async {
+        let mut client = Client::connect_within(socket, "cmdrctl", deadline)
+            .await
+            .ok()?;
+        let info = match client
+            .request(Request::ShowAccount { name: name.clone() })
+            .await
+        {
+            Ok(Response::Account(info)) => Some(info),
+            _ => None,
+        };
+        let plan = match step {
+            Step::Renew(_) | Step::RenewSoon(_) => crate::renewals::one(&mut client, &name)
+                .await
+                .ok()
+                .flatten(),
+            _ => None,
+        };
+        Some(About { info, plan })
+    };
+    tokio::time::timeout(deadline * 2, asked)
         .await
-        .ok()?;
-    match client.request(Request::ShowAccount { name }).await {
-        Ok(Response::Account(info)) => Some(info),
-        _ => None,
-    }
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn run(text: &str) -> Option<Hint> {
+        Some(Hint::Run(text.to_owned()))
+    }
+
     #[test]
     fn events_name_the_command_that_acts_on_them() {
+        let now = chrono::Utc::now();
+        let none = About::default();
         let changed = EventKind::TokenChanged {
             account: "acme".into(),
             profile: "acme".into(),
@@ -226,14 +278,14 @@ mod tests {
             expiry_source: None,
         };
         let step = next_step(&changed).expect("a step");
-        assert_eq!(step.command(&None).as_deref(), Some("cmdrctl accept acme"));
+        assert_eq!(step.hint(&none, now), run("cmdrctl accept acme"));
         let expired = EventKind::Expired {
             account: "acme".into(),
             profile: "acme".into(),
             expires_at: "t".into(),
         };
         let step = next_step(&expired).expect("a step");
-        assert_eq!(step.command(&None).as_deref(), Some("cmdrctl renew acme"));
+        assert_eq!(step.hint(&none, now), run("cmdrctl renew acme"));
         assert_eq!(next_step(&EventKind::DaemonStopping), None);
         let ended = EventKind::SigninRequired {
             portal: "https://acme.awsapps.com/start".into(),
@@ -241,6 +293,43 @@ mod tests {
             reason: "refused".into(),
         };
         let step = next_step(&ended).expect("a step");
-        assert_eq!(step.command(&None).as_deref(), Some("cmdrctl login acme"));
+        assert_eq!(step.hint(&none, now), run("cmdrctl login acme"));
+    }
+
+    /// `expiring_soon` of an account cmdrd renews before its end: when, not a command; one
+    /// whose portal needs a sign-in: `renew` (which signs in first).
+    #[test]
+    fn an_account_that_renews_itself_is_not_told_to_renew() {
+        let now = chrono::Utc::now();
+        let soon = EventKind::ExpiringSoon {
+            account: "acme".into(),
+            profile: "acme".into(),
+            expires_at: "t".into(),
+        };
+        let step = next_step(&soon).expect("a step");
+        let at = now + chrono::Duration::minutes(5);
+        let plan = |renews_at: Option<String>, signin: Option<String>| About {
+            info: None,
+            plan: Some(RenewalPlan {
+                account: "acme".into(),
+                auto_renew: true,
+                session: Some("corp".into()),
+                signin_expires_at: signin,
+                renews_at,
+            }),
+        };
+        let renewing = plan(
+            Some(at.to_rfc3339()),
+            Some((now + chrono::Duration::hours(8)).to_rfc3339()),
+        );
+        assert_eq!(
+            step.hint(&renewing, now),
+            Some(Hint::Note(format!(
+                "renews itself at {}",
+                at.with_timezone(&chrono::Local).format("%H:%M")
+            )))
+        );
+        assert_eq!(step.hint(&plan(None, None), now), run("cmdrctl renew acme"));
+        assert_eq!(step.hint(&About::default(), now), run("cmdrctl renew acme"));
     }
 }

@@ -58,12 +58,20 @@ enum Ask {
     },
 }
 
+/// What a keeper says of itself: what `status` shows, and when it refreshes the portal's
+/// token next (`None`: it will not by itself — no refresh token, or the session ended).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub info: PortalInfo,
+    pub refresh_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// A running keeper: where to ask it, what it says of itself.
 #[derive(Clone)]
 pub struct KeeperHandle {
     spec: Spec,
     asks: mpsc::Sender<Ask>,
-    info: watch::Receiver<PortalInfo>,
+    info: watch::Receiver<Kept>,
 }
 
 impl KeeperHandle {
@@ -104,7 +112,12 @@ impl KeeperHandle {
     }
 
     pub fn info(&self) -> PortalInfo {
-        self.info.borrow().clone()
+        self.info.borrow().info.clone()
+    }
+
+    /// When the keeper refreshes the portal's token next by itself.
+    pub fn refresh_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.info.borrow().refresh_at
     }
 }
 
@@ -196,7 +209,10 @@ impl Portals {
             }
             let stop = self.cancel.child_token();
             let (asks, rx) = mpsc::channel(64);
-            let (info_tx, info) = watch::channel(keeper::info_of(&spec, None, None));
+            let (info_tx, info) = watch::channel(Kept {
+                info: keeper::info_of(&spec, None, None),
+                refresh_at: None,
+            });
             let keeper = keeper::Keeper::new(
                 spec.clone(),
                 self.cache_dir.join(Self::file_name(&name)),

@@ -42,6 +42,7 @@ pub const FEATURES: &[&str] = &[
     cmdr_proto::FEATURE_CONTAINER_ENV,
     cmdr_proto::FEATURE_RENEWALS,
     cmdr_proto::FEATURE_RENEW_NOW,
+    cmdr_proto::FEATURE_RENEWAL_PLANS,
 ];
 
 /// Runs one session in `slot`; it ends early when the slot is shed for a newcomer.

@@ -152,6 +152,23 @@ fn states() {
     check(Some(now + Duration::hours(1)), AccountState::Ok);
     check(Some(now + Duration::minutes(10)), AccountState::Expiring);
     check(Some(now - Duration::seconds(1)), AccountState::Expired);
+    // Renewed by the daemon before it ends: nearing the end is no alarm; a renewal only
+    // after the end (or none) is; past the end it is expired all the same.
+    let renewing = |exp: DateTime<Utc>, renews: Option<DateTime<Utc>>, want: AccountState| {
+        let mut a = accounts.get("a").expect("a").clone();
+        a.accepted.expiry = Some(Expiry::at(exp, ExpirySource::Estimated));
+        assert_eq!(
+            a.state_renewing(p, now, m, renews),
+            want,
+            "{exp} {renews:?}"
+        );
+    };
+    let end = now + Duration::minutes(10);
+    renewing(end, Some(end - Duration::minutes(5)), AccountState::Ok);
+    renewing(end, Some(now), AccountState::Ok);
+    renewing(end, Some(end), AccountState::Expiring);
+    renewing(end, None, AccountState::Expiring);
+    renewing(now - Duration::seconds(1), Some(now), AccountState::Expired);
     let a = accounts.get("a").expect("a");
     assert_eq!(a.state(None, now, m), AccountState::Missing);
     assert_eq!(a.state(view("two").get("p"), now, m), AccountState::Changed);

@@ -13,12 +13,13 @@ fn info(expires_at: &str, accepted_at: &str) -> AccountInfo {
     .expect("account")
 }
 
-fn facts(auto_renew: bool, signin: Option<&str>) -> cmdr_proto::RenewalFacts {
-    cmdr_proto::RenewalFacts {
+fn plan(auto_renew: bool, signin: Option<&str>, renews: Option<&str>) -> RenewalPlan {
+    RenewalPlan {
         account: "acme".into(),
         auto_renew,
         session: Some("corp".into()),
         signin_expires_at: signin.map(str::to_owned),
+        renews_at: renews.map(str::to_owned),
     }
 }
 
@@ -38,41 +39,49 @@ fn local(t: &str) -> String {
 #[test]
 fn when_an_account_renews_itself() {
     let now = at("2026-11-20T10:00:00Z");
-    let ten = chrono::Duration::minutes(10);
-    let hour = info("2026-11-20T11:00:00Z", "2026-11-20T09:00:00Z");
-    let f = facts(true, Some("2026-11-20T18:00:00Z"));
+    let signed_in = Some("2026-11-20T18:00:00Z");
+    // When cmdrd says, never before now (a renewal under way is now).
+    let p = plan(true, signed_in, Some("2026-11-20T10:50:00Z"));
     assert_eq!(
-        renews_at(&hour, Some(&f), ten, now),
+        renews_at(Some(&p), now),
         Some(format!(
             "renews itself at {}",
             local("2026-11-20T10:50:00Z")
         ))
     );
-    // A 4-minute token: halfway through, not 10 minutes before its end.
-    let short = info("2026-11-20T10:04:00Z", "2026-11-20T10:00:00Z");
+    let p = plan(true, signed_in, Some("2026-11-20T09:59:00Z"));
     assert_eq!(
-        renews_at(&short, Some(&f), ten, now),
+        renews_at(Some(&p), now),
         Some(format!(
             "renews itself at {}",
-            local("2026-11-20T10:02:00Z")
+            local("2026-11-20T10:00:00Z")
         ))
     );
-    assert_eq!(renews_at(&hour, Some(&facts(false, None)), ten, now), None);
-    assert_eq!(renews_at(&hour, None, ten, now), None);
+    // The portal needs a sign-in first: that, not a time.
+    let p = plan(true, None, Some("2026-11-20T10:50:00Z"));
+    assert_eq!(renews_at(Some(&p), now).as_deref(), Some("sign-in needed"));
+    // Not said: a renewal that failed, a daemon older than `renews_at`, auto-renew off.
+    assert_eq!(renews_at(Some(&plan(true, signed_in, None)), now), None);
+    let off = plan(false, signed_in, Some("2026-11-20T10:50:00Z"));
+    assert_eq!(renews_at(Some(&off), now), None);
+    assert_eq!(renews_at(None, now), None);
 }
 
 #[test]
 fn the_portal_clock_only_when_the_sign_in_ends_first() {
     let now = at("2026-11-20T10:00:00Z");
     let hour = info("2026-11-20T11:00:00Z", "2026-11-20T09:00:00Z");
-    let early = facts(true, Some("2026-11-20T10:40:00Z"));
+    let early = plan(true, Some("2026-11-20T10:40:00Z"), None);
     assert_eq!(
         signin_first(&hour, Some(&early), now).as_deref(),
         Some("sign-in 40m")
     );
-    let late = facts(true, Some("2026-11-20T18:00:00Z"));
+    let late = plan(true, Some("2026-11-20T18:00:00Z"), None);
     assert_eq!(signin_first(&hour, Some(&late), now), None);
-    assert_eq!(signin_first(&hour, Some(&facts(true, None)), now), None);
+    assert_eq!(
+        signin_first(&hour, Some(&plan(true, None, None)), now),
+        None
+    );
 }
 
 #[test]

@@ -79,11 +79,11 @@ pub enum Command {
         name: String,
         reply: Reply<ChildEnv>,
     },
-    /// How each account renews, a page at a time (`accounts list --json`).
+    /// How each account renews and when, a page at a time (`accounts list --json`).
     RenewalsPage {
         after: Option<String>,
         limit: u32,
-        reply: Reply<Page<cmdr_proto::RenewalFacts>>,
+        reply: Reply<Page<cmdr_proto::RenewalPlan>>,
     },
     /// Renew the account through its portal now (`cmdrctl renew`).
     RenewNow {
@@ -114,7 +114,8 @@ pub struct Accepted {
 pub struct EngineEvent {
     pub event: Event,
     pub account: Option<Arc<AccountInfo>>,
-    /// Whether that account renews itself (its expiry is then no alarm).
+    /// Whether cmdrd renews that account's token itself before it ends, with nobody's
+    /// help (`renews_at`): its expiry is then no alarm.
     pub auto_renew: bool,
 }
 
@@ -253,7 +254,7 @@ impl EngineHandle {
         &self,
         after: Option<String>,
         limit: u32,
-    ) -> Pending<Page<cmdr_proto::RenewalFacts>> {
+    ) -> Pending<Page<cmdr_proto::RenewalPlan>> {
         self.queue(|reply| Command::RenewalsPage {
             after,
             limit,

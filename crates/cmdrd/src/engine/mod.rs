@@ -461,7 +461,8 @@ impl Engine {
         tracing::info!(event = %kind.type_name(), account = ?kind.account(), "event");
         let found = kind.account().and_then(|name| self.accounts.get(name).ok());
         let account = found.map(|a| Arc::new(self.account_info(a)));
-        let auto_renew = found.is_some_and(|a| self.renewal(a).renews());
+        // Renewed by cmdrd before its token ends: its expiry is no alarm (the desktop).
+        let auto_renew = found.is_some_and(|a| self.renews_at(a).is_some());
         // No receivers is fine: nobody is listening.
         let _ = self.events.send(EngineEvent {
             event: Event {

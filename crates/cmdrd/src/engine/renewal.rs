@@ -279,6 +279,42 @@ impl Engine {
         }
     }
 
+    /// When cmdrd next renews `account`'s token by itself, before that token ends and with
+    /// nobody's help; `None` when it will not (then its expiry is an alarm). A pasted
+    /// block: its scheduled renewal (now, while one is under way), if its portal will
+    /// still be signed in then — refreshable, or signed in past that time — and no
+    /// renewal has failed since (a retry may fail again). An SSO profile: the keeper's
+    /// next refresh of the portal's token, which is the account's token.
+    pub(super) fn renews_at(&self, account: &cmdr_core::Account) -> Option<DateTime<Utc>> {
+        let end = account.accepted.expiry.as_ref().and_then(|e| e.when())?;
+        let signed_in = |keeper: &KeeperHandle, at: DateTime<Utc>| {
+            let info = keeper.info();
+            info.state == "signed_in"
+                && (info.refreshable
+                    || info
+                        .signed_in_until
+                        .as_deref()
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .is_some_and(|until| until > at))
+        };
+        let at = match self.renewal(account) {
+            Renewal::Paste { keeper, .. } => {
+                let at = match self.renewing.get(&account.name) {
+                    Some(Pending::InFlight | Pending::Written(_)) => self.now(),
+                    Some(Pending::Failed { .. }) => return None,
+                    None => *self.renew_at.get(&account.name)?,
+                };
+                signed_in(&keeper, at).then_some(at)?
+            }
+            Renewal::Portal(keeper) => {
+                let at = keeper.refresh_at()?;
+                signed_in(&keeper, at).then_some(at)?
+            }
+            Renewal::Off { .. } | Renewal::Cannot(_) => return None,
+        };
+        (at < end).then_some(at)
+    }
+
     /// Where an SSO profile's role credentials come from: its portal's keeper.
     pub(super) fn portal_route(&self, profile: Option<&Profile>) -> Option<crate::validate::Route> {
         let sso = profile?.sso.as_ref().filter(|s| !s.own_endpoints)?;

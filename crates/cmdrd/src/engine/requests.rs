@@ -155,22 +155,22 @@ impl Engine {
                 reply,
             } => answer(
                 reply,
-                Ok(self
-                    .accounts_page(after.as_deref(), limit, Self::renewal_facts, |f| &f.account)),
+                Ok(self.accounts_page(after.as_deref(), limit, Self::renewal_plan, |f| &f.account)),
             ),
             Command::RenewNow { name, reply } => self.renew_now(&name, reply),
         }
     }
 
-    /// How `account` renews, as `accounts list --json` shows it.
-    fn renewal_facts(&self, account: &cmdr_core::Account) -> cmdr_proto::RenewalFacts {
+    /// How `account` renews and when, as `accounts list --json` shows it.
+    fn renewal_plan(&self, account: &cmdr_core::Account) -> cmdr_proto::RenewalPlan {
         let renewal = self.renewal(account);
         let info = renewal.keeper().map(|k| k.info());
-        cmdr_proto::RenewalFacts {
+        cmdr_proto::RenewalPlan {
             account: account.name.clone(),
             auto_renew: renewal.renews(),
             session: info.as_ref().map(|i| i.session.clone()),
             signin_expires_at: info.and_then(signed_in_until),
+            renews_at: self.renews_at(account).map(timestamp),
         }
     }
 

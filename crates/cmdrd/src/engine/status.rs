@@ -1,5 +1,6 @@
 //! What the engine tells about itself and its accounts: `status` (files, counts,
-//! portals, warnings) and one account's state with its reason.
+//! portals, warnings) and one account's state with its reason (an account cmdrd renews by
+//! itself before its token ends is not `expiring`: `renewal.rs`, `renews_at`).
 
 use super::*;
 
@@ -69,11 +70,14 @@ impl Engine {
             socket_note: self.settings.socket.note.clone(),
             files,
             profiles: u32::try_from(self.view.profiles.len()).unwrap_or(u32::MAX),
-            accounts: wire::state_counts(
-                self.accounts
-                    .iter()
-                    .map(|a| a.state(self.view.get(&a.profile), now, self.settings.warn_before)),
-            ),
+            accounts: wire::state_counts(self.accounts.iter().map(|a| {
+                a.state_renewing(
+                    self.view.get(&a.profile),
+                    now,
+                    self.settings.warn_before,
+                    self.renews_at(a),
+                )
+            })),
             changes_while_down: self
                 .changes_while_down
                 .iter()
@@ -117,10 +121,11 @@ impl Engine {
         account: &cmdr_core::Account,
         now: DateTime<Utc>,
     ) -> cmdr_core::account::Status {
-        let mut status = account.status(
+        let mut status = account.status_renewing(
             self.view.get(&account.profile),
             now,
             self.settings.warn_before,
+            self.renews_at(account),
         );
         if status.state != cmdr_core::AccountState::Missing {
             return status;
@@ -143,7 +148,12 @@ impl Engine {
 
     pub(super) fn account_info(&self, account: &cmdr_core::Account) -> AccountInfo {
         let profile = self.view.get(&account.profile);
-        let state = account.state(profile, self.now(), self.settings.warn_before);
+        let state = account.state_renewing(
+            profile,
+            self.now(),
+            self.settings.warn_before,
+            self.renews_at(account),
+        );
         wire::account_info(account, profile, state)
     }
 }

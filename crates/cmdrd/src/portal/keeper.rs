@@ -21,7 +21,7 @@ use cmdr_signin::keep::{self, RefreshError, RoleCredentials, RoleError};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Ask, News, Spec};
+use super::{Ask, Kept, News, Spec};
 use crate::timers::{self, Clock};
 use crate::validate::Failure;
 use crate::wire::timestamp;
@@ -53,7 +53,7 @@ pub(super) struct Keeper {
     roles: HashMap<(String, String), (RoleCredentials, DateTime<Utc>)>,
     asks: mpsc::Receiver<Ask>,
     news: mpsc::Sender<News>,
-    info: watch::Sender<PortalInfo>,
+    info: watch::Sender<Kept>,
     clock: Arc<dyn Clock>,
     timeout: Duration,
 }
@@ -95,7 +95,7 @@ impl Keeper {
         bytes: Option<Vec<u8>>,
         asks: mpsc::Receiver<Ask>,
         news: mpsc::Sender<News>,
-        info: watch::Sender<PortalInfo>,
+        info: watch::Sender<Kept>,
         clock: Arc<dyn Clock>,
         timeout: Duration,
     ) -> Keeper {
@@ -135,6 +135,9 @@ impl Keeper {
                     Some(Ask::File(bytes)) => self.file_changed(bytes).await,
                     Some(Ask::Role { account_id, role, min_valid, reply }) => {
                         let answer = self.role(&account_id, &role, min_valid).await;
+                        // What the fetch learnt (a session found ended) is known before
+                        // the answer: whoever was refused can ask why at once.
+                        self.publish();
                         let _ = reply.send(answer);
                     }
                 },
@@ -150,7 +153,13 @@ impl Keeper {
     }
 
     fn publish(&self) {
-        let info = info_of(&self.spec, self.token.as_ref(), self.ended.as_deref());
+        let refresh_at = self
+            .deadline()
+            .filter(|_| self.token.as_ref().is_some_and(refreshable));
+        let info = Kept {
+            info: info_of(&self.spec, self.token.as_ref(), self.ended.as_deref()),
+            refresh_at,
+        };
         self.info.send_if_modified(|old| {
             let changed = *old != info;
             *old = info;

@@ -77,9 +77,21 @@ pub async fn submit(engine: &EngineHandle, request: Request) -> Answer {
         }),
         Request::ChildEnv { name } => reply(engine.child_env(name).await, child_env),
         Request::ContainerEnv { name } => reply(engine.container_env(name).await, child_env),
-        Request::RenewalsPage(page) => reply(
+        Request::RenewalsPage(page) => {
+            reply(engine.renewals_page(page.after, page.limit).await, |p| {
+                Response::RenewalsPage(cmdr_proto::Page {
+                    items: p
+                        .items
+                        .into_iter()
+                        .map(cmdr_proto::RenewalPlan::facts)
+                        .collect(),
+                    next: p.next,
+                })
+            })
+        }
+        Request::RenewalPlans(page) => reply(
             engine.renewals_page(page.after, page.limit).await,
-            Response::RenewalsPage,
+            Response::RenewalPlans,
         ),
         Request::RenewNow { name } => reply(engine.renew_now(name).await, |r| {
             Response::Renewed(cmdr_proto::Renewed {

@@ -190,3 +190,159 @@ fn portal_names_and_reserved_roles() {
         None
     );
 }
+
+const URL: &str = "https://acme.awsapps.com/start";
+
+/// An engine whose config names `[sso-session acme]` (and SSO profile `p0` on it) and whose
+/// SSO cache holds its token, ending at `until` (`refreshable`: with a refresh token),
+/// keepers running; `acme` is the pasted block with `--portal`, accepted, its token ending
+/// at `end`; `a0` is bound to `p0`.
+async fn engine_on_portal(
+    dir: &std::path::Path,
+    end: DateTime<Utc>,
+    until: DateTime<Utc>,
+    refreshable: bool,
+) -> Engine {
+    let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::fs::write(
+        dir.join("credentials"),
+        format!("{OLD}x_security_token_expires = {}\n", stamp(end)),
+    )
+    .expect("write");
+    let config = format!(
+        "[sso-session acme]\nsso_start_url = {URL}\nsso_region = eu-west-1\n\n[profile p0]\nsso_session = acme\nsso_account_id = 111111111111\nsso_role_name = ReadOnly\n"
+    );
+    let token = cmdr_signin::CachedToken {
+        start_url: URL.into(),
+        region: "eu-west-1".into(),
+        access_token: "aoa-test-access".into(),
+        expires_at: cmdr_signin::cache::timestamp(until),
+        client_id: refreshable.then(|| "client".into()),
+        client_secret: refreshable.then(|| "client-secret".into()),
+        registration_expires_at: None,
+        refresh_token: refreshable.then(|| "refresh".into()),
+    };
+    let mut sso_cache = BTreeMap::new();
+    sso_cache.insert(
+        crate::portal::Portals::file_name("acme"),
+        serde_json::to_vec(&token).expect("json"),
+    );
+    let snapshot = Snapshot {
+        config: FileRead::Bytes(config.into_bytes()),
+        credentials: FileRead::Bytes(std::fs::read(dir.join("credentials")).expect("read")),
+        sso_cache,
+        sso_unreadable: Default::default(),
+    };
+    let (reread, _asked) = crate::watch::Reread::new();
+    let (mut engine, _handle, _commands) = Engine::start(
+        Arc::new(settings(dir)),
+        snapshot,
+        reread,
+        Arc::new(crate::timers::SystemClock),
+        None,
+    )
+    .expect("engine");
+    let (news_tx, news_rx) = mpsc::channel(8);
+    engine.keep_portals(
+        crate::portal::Portals::new(
+            dir.join("sso"),
+            tokio_util::task::TaskTracker::new(),
+            CancellationToken::new(),
+            news_tx,
+            Arc::new(crate::timers::SystemClock),
+            Duration::from_secs(5),
+        ),
+        news_rx,
+    );
+    for (name, profile, portal) in [
+        ("acme", "111111111111_ReadOnly", Some(URL.to_owned())),
+        ("a0", "p0", None),
+    ] {
+        engine
+            .add(cmdr_core::NewAccount {
+                name: name.into(),
+                profile: profile.into(),
+                region: None,
+                target: cmdr_core::Target::Aws,
+                on_change: cmdr_core::OnChange::Ask,
+                portal,
+            })
+            .expect("add");
+    }
+    // The keeper publishes what it holds as soon as it runs.
+    let keeper = engine
+        .portals
+        .as_ref()
+        .and_then(|p| p.get("acme"))
+        .expect("keeper");
+    let started = std::time::Instant::now();
+    while keeper.info().state != "signed_in" {
+        assert!(started.elapsed() < Duration::from_secs(10), "keeper");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    engine.schedule_renewals();
+    engine
+}
+
+fn state(engine: &Engine, name: &str) -> cmdr_proto::AccountState {
+    engine
+        .account_info(engine.accounts.get(name).expect("account"))
+        .state
+}
+
+/// Issue 25 item 5: an account cmdrd renews before its token ends is not `expiring` (no
+/// alarm) inside `warn_before`; one whose renewal failed, or whose portal's sign-in ends
+/// before the renewal, is. A pasted block renews on its schedule; an SSO profile's token
+/// is the portal's, which the keeper refreshes first when it can.
+#[tokio::test]
+async fn an_account_that_renews_itself_before_its_end_is_no_alarm() {
+    let now = Utc::now();
+    let end = now + chrono::Duration::minutes(12);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A refreshable portal whose token ends with the pasted block's: both renew
+    // themselves (the block 6 minutes before its end, half its life; the SSO profile's
+    // token, the portal's, refreshed by the keeper a third of its life before its end).
+    let mut engine = engine_on_portal(dir.path(), end, end, true).await;
+    let acme = engine.accounts.get("acme").expect("acme");
+    let at = engine.renews_at(acme).expect("renews");
+    assert!(at > now && at < end, "{at}");
+    assert_eq!(state(&engine, "acme"), cmdr_proto::AccountState::Ok);
+    let a0 = engine.accounts.get("a0").expect("a0");
+    assert!(engine.renews_at(a0).is_some());
+    assert_eq!(state(&engine, "a0"), cmdr_proto::AccountState::Ok);
+    // A renewal that failed may fail again: the alarm is back until one succeeds.
+    engine.renewing.insert(
+        "acme".into(),
+        Pending::Failed {
+            retry_at: now + chrono::Duration::minutes(1),
+            failures: 1,
+        },
+    );
+    assert_eq!(state(&engine, "acme"), cmdr_proto::AccountState::Expiring);
+    // Under way: renewed now.
+    engine.renewing.insert("acme".into(), Pending::InFlight);
+    assert_eq!(state(&engine, "acme"), cmdr_proto::AccountState::Ok);
+
+    // A portal without a refresh token: its session really ends in 12 minutes, and with
+    // it the SSO profile's token (an alarm); the pasted block is still renewed 6 minutes
+    // before its end, while signed in.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine_on_portal(dir.path(), end, end, false).await;
+    assert!(
+        engine
+            .renews_at(engine.accounts.get("a0").expect("a0"))
+            .is_none()
+    );
+    assert_eq!(state(&engine, "a0"), cmdr_proto::AccountState::Expiring);
+    assert_eq!(state(&engine, "acme"), cmdr_proto::AccountState::Ok);
+    // Signed in for less long than that: the renewal cannot happen, the end is an alarm.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let short = now + chrono::Duration::minutes(3);
+    let engine = engine_on_portal(dir.path(), end, short, false).await;
+    assert!(
+        engine
+            .renews_at(engine.accounts.get("acme").expect("acme"))
+            .is_none()
+    );
+    assert_eq!(state(&engine, "acme"), cmdr_proto::AccountState::Expiring);
+}
