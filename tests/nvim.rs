@@ -137,16 +137,24 @@ local function said(pattern)
     return false
   end
 end
-cmdr.setup({ socket = SOCKET, reconnect = 1 })
+cmdr.setup({ socket = SOCKET, reconnect = 1, cmdrctl = CMDRCTL })
 wait('connect', function() return cmdr.state.connected end)
 write('ready')
 wait('expired offer', function() return #prompts > 0 end)
 write('prompt ' .. prompts[1])
-wait('portal opened', said('opened the portal of acme'))
+wait('renew acme', said('renew acme: done'))
 vim.cmd('CmdrRenew corp')
-wait('sso login', said('signed in'))
+wait('renew corp', said('renew corp: done'))
 vim.cmd('CmdrRenew plain')
 wait('no portal', said('plain has no portal'))
+-- What `cmdrctl renew` said, in its terminals.
+for _, buf in ipairs(vim.api.nvim_list_bufs()) do
+  if vim.bo[buf].buftype == 'terminal' then
+    for _, l in ipairs(vim.api.nvim_buf_get_lines(buf, 0, -1, false)) do
+      if l ~= '' then write('terminal ' .. l) end
+    end
+  end
+end
 for _, m in ipairs(shown) do write('notify ' .. m:gsub('\n', ' | ')) end
 write('done')
 vim.cmd('qall!')
@@ -164,9 +172,12 @@ fn headless_neovim_offers_renew_on_expiry() {
         creds("acme", "TOKEN-EXPIRED-ONE"),
         creds("plain", "TOKEN-PLAIN-ONE")
     ));
+    // A legacy SSO profile (no sso-session: no portal cmdrd keeps), which `cmdrctl renew`
+    // signs in to with the user's own `aws sso login` (one on a kept sso-session takes
+    // `login`'s path: tests/portals.rs).
     std::fs::write(
         sb.config(),
-        "[profile corp]\nsso_session = corp\nsso_account_id = 111122223333\nsso_role_name = Admin\n\n[sso-session corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = eu-west-1\n",
+        "[profile corp]\nsso_start_url = https://corp.awsapps.com/start\nsso_region = eu-west-1\nsso_account_id = 111122223333\nsso_role_name = Admin\n",
     )
     .expect("config");
     let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("aws", 0)], false);
@@ -183,6 +194,10 @@ fn headless_neovim_offers_renew_on_expiry() {
     let script = RENEW_SCRIPT
         .replace("PLUGIN_DIR", &lua_string(plugin))
         .replace("SOCKET", &lua_string(&sb.socket().display().to_string()))
+        .replace(
+            "CMDRCTL",
+            &lua_string(&crate::sandbox::bin("cmdrctl").display().to_string()),
+        )
         .replace("OUT", &lua_string(&out.display().to_string()));
     let script_path = sb.root.join("renew.lua");
     std::fs::write(&script_path, script).expect("script");
@@ -228,6 +243,12 @@ fn headless_neovim_offers_renew_on_expiry() {
         "{text}"
     );
     assert!(text.contains(":CmdrRenew acme"), "{text}");
+    // `:CmdrRenew` ran `cmdrctl renew NAME` in a terminal, which said what it did.
+    assert!(
+        text.contains("terminal opened the portal of acme"),
+        "{text}"
+    );
+    assert!(text.contains("aws sso login --profile corp"), "{text}");
     assert!(
         text.contains("cmdrctl accounts edit plain --portal URL"),
         "{text}"

@@ -22,7 +22,7 @@ end, {
   complete = function()
     return require("cmdr").account_names()
   end,
-  desc = "cmdr: open the account's portal, or run `aws sso login` for an SSO profile",
+  desc = "cmdr: get a new token (`cmdrctl renew NAME` in a terminal: sign in if needed, then fetch now)",
 })
 
 vim.api.nvim_create_user_command("CmdrLogin", function(args)

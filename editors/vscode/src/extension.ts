@@ -123,18 +123,23 @@ class Cmdr implements vscode.Disposable {
       });
   }
 
-  /** Every account's renewal facts (`renewals_page`, page by page); none from an older daemon. */
+  /**
+   * Every account's renewal facts, page by page: `renewal_plans` (with `renews_at`), or
+   * `renewals_page` of an older daemon; none from one older still.
+   */
   private async renewals(): Promise<RenewalFacts[]> {
-    if (!this.connection.features.includes('renewals')) {
+    const features = this.connection.features;
+    const kind = features.includes('renewal_plans') ? 'renewal_plans' : features.includes('renewals') ? 'renewals_page' : undefined;
+    if (kind === undefined) {
       return [];
     }
     const all: RenewalFacts[] = [];
     let after: string | null = null;
     for (let pages = 0; pages < 1000; pages++) {
-      const value = (await this.connection.request({ renewals_page: { after, limit: 1000 } })) as
-        | { renewals_page?: { items?: RenewalFacts[]; next?: string | null } }
+      const value = (await this.connection.request({ [kind]: { after, limit: 1000 } })) as
+        | Record<string, { items?: RenewalFacts[]; next?: string | null } | undefined>
         | undefined;
-      const page = value?.renewals_page;
+      const page = value?.[kind];
       all.push(...(page?.items ?? []));
       const next = page?.next ?? null;
       if (next === null || (after !== null && next <= after)) {

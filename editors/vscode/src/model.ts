@@ -23,15 +23,24 @@ export interface Account {
   signin_expires_at?: string | null;
   /** The sso-session (portal) it renews through. */
   session?: string | null;
+  /**
+   * When cmdrd renews it next by itself, before its token ends (`renewal_plans`): null when
+   * it will not; unset from a daemon older than that.
+   */
+  renews_at?: string | null;
   [field: string]: unknown;
 }
 
-/** How one account renews, as the daemon's `renewals_page` gives it. */
+/**
+ * How one account renews, as the daemon's `renewal_plans` gives it (`renewals_page` of an
+ * older daemon: no `renews_at`).
+ */
 export interface RenewalFacts {
   account: string;
   auto_renew: boolean;
   session?: string | null;
   signin_expires_at?: string | null;
+  renews_at?: string | null;
 }
 
 /** The accounts with how each renews merged in (fields of a daemon that says nothing stay unset). */
@@ -39,18 +48,29 @@ export function withRenewals(accounts: Account[], facts: RenewalFacts[]): Accoun
   const by = new Map(facts.map((f) => [f.account, f]));
   return accounts.map((a) => {
     const f = by.get(a.name);
-    return f ? { ...a, auto_renew: f.auto_renew, session: f.session ?? null, signin_expires_at: f.signin_expires_at ?? null } : a;
+    if (!f) {
+      return a;
+    }
+    const merged: Account = { ...a, auto_renew: f.auto_renew, session: f.session ?? null, signin_expires_at: f.signin_expires_at ?? null };
+    if (f.renews_at !== undefined) {
+      merged.renews_at = f.renews_at;
+    }
+    return merged;
   });
 }
 
 /**
- * Whether the account renews itself before its token ends: cmdrd renews it, and the
- * portal's sign-in lasts beyond the token (else the token is the last one until someone
- * signs in). Its `expiring_soon` is then no alarm.
+ * Whether the account renews itself before its token ends, with nobody's help. Its
+ * `expiring_soon` is then no alarm. The daemon says so (`renews_at`); from an older one
+ * that only says it renews it, the portal's sign-in must also last beyond the token (else
+ * the token is the last one until someone signs in).
  */
 export function renewsItself(account: Account | undefined): boolean {
   if (!account || account.auto_renew !== true) {
     return false;
+  }
+  if (account.renews_at !== undefined) {
+    return account.renews_at !== null;
   }
   const signin = remaining(account.signin_expires_at, new Date(0));
   const token = remaining(account.expires_at, new Date(0));

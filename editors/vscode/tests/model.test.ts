@@ -68,6 +68,18 @@ describe('accounts that renew themselves (issue 25)', () => {
     assert.equal(renewsItself({ ...renewing, auto_renew: false }), false);
     assert.equal(renewsItself(undefined), false);
   });
+  test('the daemon says whether it renews itself (renewal_plans)', () => {
+    // An SSO account: its token is the portal's, refreshed by cmdrd before it ends.
+    const sso = { ...renewing, signin_expires_at: token, renews_at: '2026-11-20T10:05:00Z' };
+    assert.equal(renewsItself(sso), true);
+    assert.equal(renewsItself({ ...sso, renews_at: null }), false);
+    assert.equal(renewsItself({ ...sso, auto_renew: false }), false);
+    const merged = withRenewals([account('acme', 'ok', token)], [{ account: 'acme', auto_renew: true, session: 'corp', signin_expires_at: null, renews_at: null }]);
+    assert.equal(merged[0].renews_at, null);
+    assert.equal(renewsItself(merged[0]), false);
+    const older = withRenewals([account('acme', 'ok', token)], [{ account: 'acme', auto_renew: true, session: 'corp', signin_expires_at: null }]);
+    assert.equal(older[0].renews_at, undefined);
+  });
   test('expiring is not yellow when it renews itself', () => {
     assert.equal(severity(renewing, NOW), 'ok');
     assert.equal(severity({ ...renewing, auto_renew: false }, NOW), 'warning');

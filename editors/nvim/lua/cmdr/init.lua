@@ -1,7 +1,7 @@
 -- cmdr.nvim: cmdr's events in Neovim. Talks to cmdrd over its socket with the JSON-lines
 -- codec (see README "Talking to the socket"): shows events with vim.notify, offers
--- :CmdrAccept, :CmdrRenew, :CmdrLogin and :CmdrStatus, "Renew" on expiring_soon/expired,
--- "Sign in" on signin_required, and a statusline component. Reconnects when the daemon restarts; stays quiet while it is absent.
+-- :CmdrAccept, :CmdrRenew and :CmdrLogin (cmdrctl renew/login in a terminal), :CmdrStatus,
+-- "Renew" on expiring_soon/expired, "Sign in" on signin_required, and a statusline component. Reconnects when the daemon restarts; stays quiet while it is absent.
 -- Everything is asynchronous, with deadlines on the handshake and each request.
 local M = {}
 
@@ -35,7 +35,7 @@ local defaults = {
   -- On signin_required, offer "Sign in" with vim.ui.select: `cmdrctl login SESSION` in a
   -- terminal (the browser's page or the device code needs a person).
   signin_prompt = true,
-  -- The cmdrctl program that :CmdrLogin and "Sign in" run.
+  -- The cmdrctl program that :CmdrRenew, :CmdrLogin, "Renew" and "Sign in" run.
   cmdrctl = "cmdrctl",
   -- Statusline: which account (nil: $CMDR_ACCOUNT, else all) and the template.
   statusline_account = nil,
@@ -147,18 +147,22 @@ local function known(value)
   return value ~= nil and value ~= vim.NIL and value or nil
 end
 
--- How each account renews (`renewals_page`, page by page): `auto_renew`, its sso-session
--- and `signin_expires_at`, the portal's clock; `done(facts)` by account name.
+-- How each account renews (`renewal_plans`, or `renewals_page` of an older daemon, page by
+-- page): `auto_renew`, its sso-session, `signin_expires_at` (the portal's clock) and
+-- `renews_at` (when cmdrd renews it by itself); `done(facts, judged)` by account name,
+-- `judged` when the daemon says `renews_at`.
 local function fetch_renewals(done)
-  if not has_feature("renewals") then
-    return done({})
+  local kind = has_feature("renewal_plans") and "renewal_plans" or (has_feature("renewals") and "renewals_page")
+  if not kind then
+    return done({}, false)
   end
+  local judged = kind == "renewal_plans"
   local facts = {}
   local function page(after)
-    M.request({ renewals_page = { after = after or vim.NIL, limit = 1000 } }, function(ok, value)
-      local got = ok and known(value.renewals_page)
+    M.request({ [kind] = { after = after or vim.NIL, limit = 1000 } }, function(ok, value)
+      local got = ok and known(value[kind])
       if not got then
-        return done(facts)
+        return done(facts, judged)
       end
       for _, f in ipairs(got.items or {}) do
         facts[f.account] = f
@@ -167,7 +171,7 @@ local function fetch_renewals(done)
       if next and (not after or next > after) then
         page(next)
       else
-        done(facts)
+        done(facts, judged)
       end
     end)
   end
@@ -177,7 +181,7 @@ end
 local function refresh_accounts()
   M.request("list_accounts", function(ok, value)
     if ok and value.accounts then
-      fetch_renewals(function(facts)
+      fetch_renewals(function(facts, judged)
         local by_name = {}
         for _, account in ipairs(value.accounts) do
           local f = facts[account.name]
@@ -185,6 +189,8 @@ local function refresh_accounts()
             account.auto_renew = f.auto_renew
             account.session = known(f.session)
             account.signin_expires_at = known(f.signin_expires_at)
+            account.renews_at = known(f.renews_at)
+            account.judged = judged
           end
           by_name[account.name] = account
         end
@@ -196,11 +202,15 @@ end
 
 local utc_seconds
 
---- Whether cmdrd renews `account` before its token ends: it renews it, and the portal's
---- sign-in lasts beyond the token. Its expiry is then no alarm.
+--- Whether cmdrd renews `account` before its token ends, with nobody's help. Its expiry is
+--- then no alarm. The daemon says so (`renews_at`); an older one only that it renews it,
+--- so then the portal's sign-in must also last beyond the token.
 function M.renews_itself(account)
   if not account or account.auto_renew ~= true then
     return false
+  end
+  if account.judged then
+    return account.renews_at ~= nil
   end
   local signin = account.signin_expires_at and utc_seconds(account.signin_expires_at)
   local token = account.expires_at and known(account.expires_at) and utc_seconds(account.expires_at)
@@ -417,8 +427,9 @@ function M.accept(name, callback)
   end)
 end
 
--- What renewing means, as `cmdrctl renew` decides (crates/cmdr-config/src/renew.rs): `aws sso login`
--- for an SSO profile, else open the portal; nil and why when neither is possible.
+-- Whether `cmdrctl renew` has a way to get a new token for `account` (as the daemon's
+-- `renewable` decides): a portal to open or sign in to, or an SSO profile. nil and why when
+-- neither is possible.
 local function portal_ok(url)
   -- http(s), printable ASCII without spaces, as the daemon checks it.
   return type(url) == "string" and #url <= 2048 and url:lower():match("^https?://[!-~]+$") ~= nil
@@ -441,117 +452,71 @@ function M.renew_plan(account)
   return nil, ("%s has no portal: set one with `cmdrctl accounts edit %s --portal URL`"):format(account.name, account.name)
 end
 
--- Runs `cmd` without a terminal; `done(ok, detail, missing)` once, with the exit code or
--- why it did not run. Past `deadline` seconds the job is stopped (nothing waits forever), or
--- with `keep` counted as a success and left running (an opener waiting for its browser).
-local function run_job(cmd, deadline, done, keep)
-  if vim.fn.executable(cmd[1]) == 0 then
-    done(false, ("`%s` is not installed"):format(cmd[1]), true)
-    return
+-- A command name cmdrctl takes as one argument (no option, no control character).
+local function plain_name(name)
+  return type(name) == "string" and name ~= "" and name:sub(1, 1) ~= "-" and not name:find("%c")
+end
+
+-- Runs `cmdrctl ARGS…` in a terminal window (a sign-in may need a person: the browser's
+-- page or a device code); `done(ok, code)` when it exits.
+local function in_terminal(args, done)
+  local cmdrctl = state.config.cmdrctl or "cmdrctl"
+  local shown = "cmdrctl " .. table.concat(args, " ")
+  if vim.fn.executable(cmdrctl) == 0 then
+    notify(("`%s` is not installed: run `%s` yourself"):format(cmdrctl, shown), vim.log.levels.ERROR)
+    return nil
   end
-  local finished = false
-  local function once(...)
-    if not finished then
-      finished = true
-      done(...)
-    end
-  end
-  local output = {}
-  local function collect(_, lines)
-    for _, line in ipairs(lines or {}) do
-      if line ~= "" and #output < 50 then
-        table.insert(output, (line:gsub("%c", "")))
-      end
-    end
-  end
-  local timer
-  local job = vim.fn.jobstart(cmd, {
-    on_stdout = collect,
-    on_stderr = collect,
+  local cmd = { cmdrctl }
+  vim.list_extend(cmd, args)
+  vim.cmd("botright new")
+  local job = vim.fn.termopen(cmd, {
+    env = { CMDR_SOCKET = socket_path() },
     on_exit = function(_, code)
-      if timer then
-        timer:stop()
-        timer:close()
-        timer = nil
+      if done then
+        vim.schedule(function()
+          done(code == 0, code)
+        end)
       end
-      vim.schedule(function()
-        once(code == 0, code == 0 and "" or ("exit status %d: %s"):format(code, table.concat(output, " | ")))
-      end)
     end,
   })
   if job <= 0 then
-    once(false, ("cannot run `%s`"):format(cmd[1]), false)
-    return
+    notify(("cannot run `%s`"):format(shown), vim.log.levels.ERROR)
+    return nil
   end
-  timer = uv.new_timer()
-  timer:start(deadline * 1000, 0, function()
-    vim.schedule(function()
-      if timer then
-        timer:close()
-        timer = nil
-      end
-      if keep then
-        once(true, "")
-      else
-        pcall(vim.fn.jobstop, job)
-      end
-    end)
-  end)
-end
-
-local function open_url(url, done)
-  local cmd
-  if vim.fn.has("mac") == 1 then
-    cmd = { "open", url }
-  elseif vim.fn.has("win32") == 1 then
-    -- `start` is a cmd built-in: escape cmd's metacharacters; "" is the window title.
-    cmd = { "cmd", "/C", "start", "", (url:gsub('[%^&|<>()%%!"]', "^%0")) }
-  else
-    cmd = { "xdg-open", url }
-  end
-  -- Some openers stay until the browser quits: after 10 s that is success, left running.
-  run_job(cmd, 10, done, true)
+  return job
 end
 
 local function renew_with(account, callback)
-  local plan, why = M.renew_plan(account)
-  local function finish(ok, message, level)
-    notify(message, level or (ok and vim.log.levels.INFO or vim.log.levels.ERROR))
+  local function finish(ok, message)
+    notify(message, ok and vim.log.levels.INFO or vim.log.levels.ERROR)
     if callback then
       callback(ok, message)
     end
   end
+  local plan, why = M.renew_plan(account)
   if not plan then
     return finish(false, why)
   end
   local name = account.name
-  local accept = account.on_change == "ask" and (", then :CmdrAccept %s"):format(name) or ""
-  local function open_portal(url, prefix)
-    open_url(url, function(ok, detail)
-      if ok then
-        finish(true, ("%sopened the portal of %s: copy \"Option 2\", then run `cmdrctl paste --clipboard`%s"):format(prefix, name, accept))
-      else
-        finish(false, ("renew %s: opening %s failed: %s"):format(name, url, detail))
-      end
-    end)
+  if not plain_name(name) then
+    return finish(false, ("not an account name: %s"):format(vim.inspect(name)))
   end
-  if plan.url then
-    return open_portal(plan.url, "")
-  end
-  notify(("running `aws sso login --profile %s` (a browser opens)"):format(plan.sso_profile), vim.log.levels.INFO)
-  run_job({ "aws", "sso", "login", "--profile", plan.sso_profile }, 15 * 60, function(ok, detail, missing)
+  -- `cmdrctl renew NAME` decides what renewing means, as the desktop's and VS Code's Renew:
+  -- through a kept portal, sign in if needed and fetch now; else open the portal, or
+  -- `aws sso login` for an SSO profile cmdrd does not keep.
+  state.renew_job = in_terminal({ "renew", name }, function(ok, code)
     if ok then
-      finish(true, ("signed in: `aws sso login --profile %s` succeeded%s"):format(plan.sso_profile, accept))
-    elseif missing and plan.portal then
-      open_portal(plan.portal, "the AWS CLI is not installed: ")
+      finish(true, ("renew %s: done (its terminal says what happened)"):format(name))
     else
-      finish(false, ("renew %s: `aws sso login --profile %s` failed: %s"):format(name, plan.sso_profile, detail))
+      finish(false, ("renew %s failed (exit status %d): see its terminal"):format(name, code))
     end
+    refresh_accounts()
   end)
 end
 
---- Starts getting a new token for `name`, like `cmdrctl renew`: opens the account's portal
---- in the browser, or for an SSO profile runs `aws sso login`; reports the outcome.
+--- Gets a new token for `name` by running `cmdrctl renew NAME` in a terminal window: for an
+--- account with a portal cmdrd keeps, sign in if needed and fetch now; otherwise open its
+--- portal, or for an SSO profile run `aws sso login`. Reports the outcome.
 function M.renew(name, callback)
   M.request({ show_account = { name = name } }, function(ok, value)
     if ok and value.account then
@@ -588,23 +553,11 @@ end
 --- (the browser's page or the device code needs a person); cmdrd sees the new token by
 --- itself (`signed_in`). Only ever after the user asked.
 function M.login(session)
-  if type(session) ~= "string" or session == "" or session:sub(1, 1) == "-" or session:find("%c") then
+  if not plain_name(session) then
     notify(("not an sso-session name: %s"):format(vim.inspect(session)), vim.log.levels.ERROR)
     return
   end
-  local cmdrctl = state.config.cmdrctl or "cmdrctl"
-  if vim.fn.executable(cmdrctl) == 0 then
-    notify(("`%s` is not installed: run `cmdrctl login %s` yourself"):format(cmdrctl, session), vim.log.levels.ERROR)
-    return
-  end
-  vim.cmd("botright new")
-  local job = vim.fn.termopen({ cmdrctl, "login", session }, {
-    env = { CMDR_SOCKET = socket_path() },
-  })
-  state.login_job = job
-  if job <= 0 then
-    notify(("cannot run `%s login %s`"):format(cmdrctl, session), vim.log.levels.ERROR)
-  end
+  state.login_job = in_terminal({ "login", session })
 end
 
 -- "Sign in" for a portal whose session ended.
