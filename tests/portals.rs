@@ -252,6 +252,24 @@ fn session_end_asks_once_and_login_resumes() {
     sb.wait_until("a0 misconfigured", || {
         sb.account("a0")["state"] == "misconfigured"
     });
+    // What a process is told (the endpoint's refusal, as `credential-process` shows it):
+    // the contract's code, `misconfigured` ("SSO not signed in"), with the sign-in that
+    // fixes it, not "fix the profile".
+    let out = sb.ctl(&["credential-process", "a0"]);
+    assert!(!out.status.success());
+    let told = stderr(&out);
+    assert!(
+        told.contains("(sso-session acme) ended")
+            && told.contains("`cmdrctl login acme`")
+            && !told.contains("fix the profile"),
+        "{told}"
+    );
+    let shown = sb.account("a0");
+    let reason = shown["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("`cmdrctl login acme`") && !reason.contains("fix the profile"),
+        "{shown}"
+    );
     // Sign in again: `signed_in`, and everything resumes.
     login(&sb, &ic);
     remember_token(&sb);
@@ -1004,11 +1022,19 @@ fn a_portal_given_with_its_region_renews_a_pasted_account() {
     });
     let shown = sb.account("prod");
     assert!(
-        shown["renewal"].as_str().is_some_and(
-            |r| r.contains("through sso-session acme") && r.contains("cmdrctl login acme")
-        ),
+        shown["renewal"].as_str().is_some_and(|r| r
+            .starts_with("sign-in needed (`cmdrctl login acme`), then it renews itself")
+            && r.contains("through sso-session acme")),
         "{shown}"
     );
+    // In text too, and never a time it cannot keep.
+    for args in [&["accounts", "show", "prod"][..], &["accounts", "list"][..]] {
+        let text = stdout(&sb.ctl(args));
+        assert!(
+            text.contains("sign-in needed") && !text.contains("renews itself at"),
+            "{args:?}: {text}"
+        );
+    }
     // The same URL in another region is refused, and nothing is written.
     let out = sb.ctl(&[
         "accounts",

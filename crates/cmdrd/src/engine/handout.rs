@@ -126,20 +126,28 @@ impl Engine {
                     Failure::Unreachable(_) => ErrorCode::Internal,
                     _ => ErrorCode::Misconfigured,
                 };
-                let message = format!(
-                    "cannot get credentials for `{name}` from its profile: {failure}{}",
-                    match self
-                        .accounts
-                        .get(name)
-                        .ok()
-                        .and_then(|a| self.view.get(&a.profile))
-                        .map(|p| p.kind)
-                    {
-                        Some(ProfileKind::Sso) =>
-                            format!(" (sign in again: `cmdrctl renew {name}` or `aws sso login`)"),
-                        _ => String::new(),
-                    }
-                );
+                let signin = self
+                    .accounts
+                    .get(name)
+                    .ok()
+                    .and_then(|a| self.signin_reason(a));
+                let message = signin.unwrap_or_else(|| {
+                    format!(
+                        "cannot get credentials for `{name}` from its profile: {failure}{}",
+                        match self
+                            .accounts
+                            .get(name)
+                            .ok()
+                            .and_then(|a| self.view.get(&a.profile))
+                            .map(|p| p.kind)
+                        {
+                            Some(ProfileKind::Sso) => format!(
+                                " (sign in again: `cmdrctl renew {name}` or `aws sso login`)"
+                            ),
+                            _ => String::new(),
+                        }
+                    )
+                });
                 for (deliver, _) in waiters {
                     deliver(Err(ErrorReply {
                         code,

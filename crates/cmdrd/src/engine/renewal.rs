@@ -90,16 +90,26 @@ impl Renewal {
         renew_before: chrono::Duration,
         at: Option<DateTime<Utc>>,
     ) -> String {
+        // While the portal needs a sign-in, that comes first: no time is promised.
+        let needs_signin = |k: &KeeperHandle| k.info().state != "signed_in";
         let when = at.map_or_else(String::new, |at| {
             format!(" at {}", at.with_timezone(&chrono::Local).format("%H:%M"))
         });
+        let renews = |k: &KeeperHandle, when: &str| {
+            if needs_signin(k) {
+                format!(
+                    "sign-in needed (`cmdrctl login {}`), then it renews itself",
+                    k.info().session
+                )
+            } else {
+                format!("renews itself{when}")
+            }
+        };
         let until = |k: &KeeperHandle| {
             let info = k.info();
+            // The sign-in a portal needs is said first (`renews`).
             match (info.signed_in_until, info.state.as_str()) {
-                (_, "signin_required") => format!(
-                    "; the portal needs a sign-in: `cmdrctl login {}`",
-                    info.session
-                ),
+                (_, "signin_required") => "; the portal's session ended".to_owned(),
                 (Some(at), _) => format!(
                     "; signed in until {at}{}",
                     if info.refreshable {
@@ -108,12 +118,13 @@ impl Renewal {
                         ""
                     }
                 ),
-                (None, _) => format!("; not signed in: `cmdrctl login {}`", info.session),
+                (None, _) => String::new(),
             }
         };
         match self {
             Renewal::Portal(k) => format!(
-                "renews itself: role credentials through sso-session {}{}",
+                "{}: role credentials through sso-session {}{}",
+                renews(k, ""),
                 k.info().session,
                 until(k)
             ),
@@ -122,7 +133,8 @@ impl Renewal {
                 account_id,
                 role,
             } => format!(
-                "renews itself{when} ({} min before its token ends): GetRoleCredentials of {role} in {account_id} through sso-session {}, written into the credentials file and accepted{} (`cmdrctl accounts edit {name} --auto-renew off` stops it)",
+                "{} ({} min before its token ends): GetRoleCredentials of {role} in {account_id} through sso-session {}, written into the credentials file and accepted{} (`cmdrctl accounts edit {name} --auto-renew off` stops it)",
+                renews(keeper, &when),
                 renew_before.num_minutes(),
                 keeper.info().session,
                 until(keeper)
@@ -313,6 +325,32 @@ impl Engine {
             Renewal::Off { .. } | Renewal::Cannot(_) => return None,
         };
         (at < end).then_some(at)
+    }
+
+    /// Why an SSO profile on a kept portal gets no credentials while that portal is not
+    /// signed in, with the sign-in that fixes it (not the profile: nothing is wrong with
+    /// it). `None` while the portal is signed in, or for any other account.
+    pub(super) fn signin_reason(&self, account: &cmdr_core::Account) -> Option<String> {
+        let Renewal::Portal(keeper) = self.renewal(account) else {
+            return None;
+        };
+        let info = keeper.info();
+        let name = &account.name;
+        let (url, session) = (&info.start_url, &info.session);
+        let what = match info.state.as_str() {
+            "signed_in" => return None,
+            "signin_required" => format!(
+                "the sign-in to {url} (sso-session {session}) ended{}",
+                info.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ),
+            _ => format!("not signed in to {url} (sso-session {session})"),
+        };
+        Some(format!(
+            "{what}: run `cmdrctl login {session}` (or `cmdrctl renew {name}`); `{name}` gets credentials again by itself once signed in"
+        ))
     }
 
     /// Where an SSO profile's role credentials come from: its portal's keeper.

@@ -127,6 +127,12 @@ impl Engine {
             self.settings.warn_before,
             self.renews_at(account),
         );
+        // Misconfigured for want of a sign-in to its kept portal: the sign-in is the fix.
+        if status.state == cmdr_core::AccountState::Misconfigured
+            && let Some(why) = self.signin_reason(account)
+        {
+            status.reason = Some(why);
+        }
         if status.state != cmdr_core::AccountState::Missing {
             return status;
         }
