@@ -308,7 +308,7 @@ impl Account {
                 status.renewable = self.renewable(Some(profile));
                 return status;
             }
-            Some(at) if at - warn_before <= now && !renews_at.is_some_and(|r| r < at) => {
+            Some(at) if at - warn_before <= now && renews_at.is_none_or(|r| r >= at) => {
                 return Status::new(AccountState::Expiring, None);
             }
             _ => {}
