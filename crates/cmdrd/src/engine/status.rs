@@ -1,6 +1,6 @@
 //! What the engine tells about itself and its accounts: `status` (files, counts,
 //! portals, warnings) and one account's state with its reason (an account cmdrd renews by
-//! itself before its token ends is not `expiring`: `renewal.rs`, `renews_at`).
+//! itself before its token ends is not `expiring`: `renewal/said.rs`, `renews_at`).
 
 use super::*;
 
