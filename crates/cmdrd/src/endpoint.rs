@@ -42,17 +42,17 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub use cmdr_config::{EndpointSettings, parse_listen};
 
 pub mod container;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod guard;
 mod tokens;
 
-/// The endpoint's guard process (`guard.rs`, Linux).
-#[cfg(target_os = "linux")]
+/// The endpoint's guard process (`guard.rs`, Linux and macOS).
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub use guard::Guard;
 /// No guard process on this platform: a crash leaves the port free (see README).
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 pub struct Guard;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 impl Guard {
     pub fn release(self) {}
 }
@@ -97,7 +97,7 @@ pub struct Paths<'a> {
 pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bound> {
     // A guard an earlier run left after a crash holds the port (its tokens are gone):
     // let it go, so this run can bind the same port and running processes follow.
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     guard::retire(paths.tokens);
     Tokens::clear(paths.tokens).with_context(|| {
         format!(
@@ -199,7 +199,7 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
 
 /// Starts the guard on the endpoint's listeners; without one (it could not start), a
 /// crash leaves the port free as before: warned, not fatal.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 fn spawn_guard(
     listener: &std::net::TcpListener,
     gateway: Option<&TcpListener>,
@@ -218,7 +218,7 @@ fn spawn_guard(
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn spawn_guard(
     _listener: &std::net::TcpListener,
     _gateway: Option<&TcpListener>,

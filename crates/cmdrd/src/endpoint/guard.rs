@@ -1,4 +1,4 @@
-//! The endpoint's guard (Linux): a small process, `cmdr-guard`, that holds the endpoint's
+//! The endpoint's guard (Linux and macOS): a small process, `cmdr-guard`, that holds the endpoint's
 //! listening sockets beside cmdrd, and outlives it when cmdrd dies without cleaning up
 //! (`kill -9`, the OOM killer, an abort).
 //!
@@ -17,7 +17,8 @@
 //! directory is deleted (the session ended: `/run/user/UID` goes at logout) or an hour
 //! passed with no cmdrd back (the tokens are long gone; only the port's continuity is
 //! lost). While cmdrd runs it uses no watch and no timer. Its pid is in a file beside the
-//! tokens, checked before it is signalled (its name and our uid).
+//! tokens, checked before it is signalled: our uid, and on Linux its name (`comm`), on
+//! macOS (where a process cannot rename itself) its start time, kept in the same file.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
@@ -55,15 +56,10 @@ impl Guard {
     /// Starts a guard holding `listeners` (duplicates are inherited; cmdrd keeps its
     /// own). `tokens` and `containers`: the token roots it clears when cmdrd dies.
     pub fn spawn(listeners: &[RawFd], tokens: &Path, containers: &Path) -> std::io::Result<Guard> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: pipe2 writes two new descriptors into the array when it returns 0.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: both were just created and are owned by nothing else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read, write) = cloexec_pipe()?;
         let mut command = std::process::Command::new(std::env::current_exe()?);
         command
+            .arg0(NAME)
             .arg(FLAG)
             .arg(tokens)
             .arg(containers)
@@ -92,7 +88,12 @@ impl Guard {
         let child = command.spawn()?;
         drop(read);
         let pid_file = pid_file(tokens);
-        cmdr_config::write_atomic(&pid_file, format!("{}\n", child.id()).as_bytes(), 0o600)?;
+        let pid = child.id();
+        let line = match started(pid as libc::pid_t) {
+            Some(start) => format!("{pid} {start}\n"),
+            None => format!("{pid}\n"),
+        };
+        cmdr_config::write_atomic(&pid_file, line.as_bytes(), 0o600)?;
         // Waited for only at a clean stop: after a crash it outlives cmdrd on purpose.
         Ok(Guard {
             pipe: write,
@@ -118,23 +119,31 @@ impl Guard {
 /// Only a process named `cmdr-guard` of our uid is signalled; waits until it is gone.
 pub fn retire(tokens: &Path) {
     let file = pid_file(tokens);
-    let Some(pid) = cmdr_config::userfile::read_bounded(&file, 64)
+    let text = cmdr_config::userfile::read_bounded(&file, 64)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|t| t.trim().parse::<libc::pid_t>().ok())
-        .filter(|p| *p > 1)
+        .unwrap_or_default();
+    let mut words = text.split_whitespace();
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let Some(pid) = words
+        .next()
+        .and_then(|p| p.parse::<libc::pid_t>().ok())
+        .filter(|p| *p > 1 && *p != me)
     else {
         let _ = std::fs::remove_file(&file);
         return;
     };
-    if is_our_guard(pid) {
+    let start = words.next().map(str::to_owned);
+    let ours = || is_our_guard(pid, start.as_deref());
+    if ours() {
         // SAFETY: kill has no memory preconditions.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        let start = Instant::now();
-        while is_our_guard(pid) && start.elapsed() < RETIRE_WAIT {
+        let begun = Instant::now();
+        while ours() && begun.elapsed() < RETIRE_WAIT {
             std::thread::sleep(Duration::from_millis(5));
         }
-        if is_our_guard(pid) {
+        if ours() {
             tracing::warn!(pid, "the endpoint guard of an earlier run did not exit");
         } else {
             tracing::info!(pid, "retired the endpoint guard an earlier run left");
@@ -143,8 +152,79 @@ pub fn retire(tokens: &Path) {
     let _ = std::fs::remove_file(&file);
 }
 
-/// A live (not zombie) process named `cmdr-guard` owned by our effective uid.
-fn is_our_guard(pid: libc::pid_t) -> bool {
+/// A pipe whose two ends are closed on exec (the guard's end is opened up in its child).
+fn cloexec_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 writes two new descriptors into the array when it returns 0.
+    #[cfg(target_os = "linux")]
+    let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    // macOS has no pipe2: the flag is set right after (cmdrd starts the guard before it
+    // starts any other process, so no fork can come in between).
+    // SAFETY: pipe writes two new descriptors into the array when it returns 0.
+    #[cfg(not(target_os = "linux"))]
+    let made = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    if made != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both were just created and are owned by nothing else.
+    let ends = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    #[cfg(not(target_os = "linux"))]
+    for fd in fds {
+        // SAFETY: fcntl on a descriptor owned by `ends`.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(ends)
+}
+
+/// When `pid` started, as macOS says (seconds and microseconds): with the pid, it names
+/// one process, whatever pid is reused later. Linux names the guard by `comm` instead.
+#[cfg(target_os = "macos")]
+fn started(pid: libc::pid_t) -> Option<String> {
+    let info = bsd_info(pid)?;
+    Some(format!("{}.{}", info.pbi_start_tvsec, info.pbi_start_tvusec))
+}
+
+#[cfg(target_os = "linux")]
+fn started(_pid: libc::pid_t) -> Option<String> {
+    None
+}
+
+#[cfg(target_os = "macos")]
+fn bsd_info(pid: libc::pid_t) -> Option<libc::proc_bsdinfo> {
+    // SAFETY: proc_bsdinfo is plain data; proc_pidinfo fills at most `size` bytes of it.
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: a live buffer of `size` bytes.
+    let got = unsafe {
+        libc::proc_pidinfo(
+            pid,
+            libc::PROC_PIDTBSDINFO,
+            0,
+            (&raw mut info).cast(),
+            size,
+        )
+    };
+    (got == size).then_some(info)
+}
+
+/// A live (not zombie) process owned by our effective uid that started when the pid file
+/// says (macOS).
+#[cfg(target_os = "macos")]
+fn is_our_guard(pid: libc::pid_t, start: Option<&str>) -> bool {
+    let Some(info) = bsd_info(pid) else {
+        return false;
+    };
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let when = format!("{}.{}", info.pbi_start_tvsec, info.pbi_start_tvusec);
+    info.pbi_uid == euid && info.pbi_status != libc::SZOMB && start == Some(when.as_str())
+}
+
+/// A live (not zombie) process named `cmdr-guard` owned by our effective uid (Linux).
+#[cfg(target_os = "linux")]
+fn is_our_guard(pid: libc::pid_t, _start: Option<&str>) -> bool {
     let proc = PathBuf::from(format!("/proc/{pid}"));
     let comm = std::fs::read_to_string(proc.join("comm")).unwrap_or_default();
     let status = std::fs::read_to_string(proc.join("status")).unwrap_or_default();
@@ -182,6 +262,7 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
         .iter()
         .filter_map(|l| l.to_str()?.parse().ok())
         .collect();
+    #[cfg(target_os = "linux")]
     if let Ok(name) = CString::new(NAME) {
         // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
         unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
@@ -201,14 +282,14 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
     };
     let mut crashed = false;
     // After a crash: readable when the socket's directory goes.
-    let mut gone: Option<OwnedFd> = None;
+    let mut gone: Option<Gone> = None;
     loop {
         if STOP.load(Ordering::SeqCst) {
             wipe();
             return ExitCode::SUCCESS;
         }
         let watched = if crashed {
-            gone.as_ref().map_or(-1, |g| g.as_raw_fd())
+            gone.as_ref().map_or(-1, Gone::fd)
         } else {
             pipe
         };
@@ -251,9 +332,24 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
     }
 }
 
-/// An inotify descriptor that becomes readable when `dir` is deleted or moved away (one
+/// A descriptor that becomes readable when a directory is deleted or moved away (one
 /// watch, taken only after a crash, when cmdrd's own watches are gone).
-fn watch_gone(dir: &Path) -> Option<OwnedFd> {
+struct Gone {
+    /// inotify (Linux) or kqueue (macOS): both can be polled.
+    queue: OwnedFd,
+    /// macOS: the directory, open for events only, while it is watched.
+    #[cfg(target_os = "macos")]
+    _dir: OwnedFd,
+}
+
+impl Gone {
+    fn fd(&self) -> RawFd {
+        self.queue.as_raw_fd()
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn watch_gone(dir: &Path) -> Option<Gone> {
     use std::os::unix::ffi::OsStrExt as _;
     // SAFETY: inotify_init1 returns a new descriptor or -1.
     let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
@@ -271,5 +367,46 @@ fn watch_gone(dir: &Path) -> Option<OwnedFd> {
             libc::IN_DELETE_SELF | libc::IN_MOVE_SELF,
         )
     };
-    (watch >= 0).then_some(fd)
+    (watch >= 0).then_some(Gone { queue: fd })
+}
+
+#[cfg(target_os = "macos")]
+fn watch_gone(dir: &Path) -> Option<Gone> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a live NUL-terminated path; open returns a new descriptor or -1.
+    let raw = unsafe { libc::open(path.as_ptr(), libc::O_EVTONLY | libc::O_CLOEXEC) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: a descriptor just opened and owned by nothing else.
+    let dir_fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: kqueue returns a new descriptor or -1.
+    let raw = unsafe { libc::kqueue() };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: a descriptor just created and owned by nothing else.
+    let queue = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: kevent is plain data.
+    let mut change: libc::kevent = unsafe { std::mem::zeroed() };
+    change.ident = dir_fd.as_raw_fd() as libc::uintptr_t;
+    change.filter = libc::EVFILT_VNODE;
+    change.flags = libc::EV_ADD | libc::EV_CLEAR;
+    change.fflags = libc::NOTE_DELETE | libc::NOTE_RENAME | libc::NOTE_REVOKE;
+    // SAFETY: one change from a live struct, no events asked back.
+    let added = unsafe {
+        libc::kevent(
+            queue.as_raw_fd(),
+            &raw const change,
+            1,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    (added == 0).then_some(Gone {
+        queue,
+        _dir: dir_fd,
+    })
 }
