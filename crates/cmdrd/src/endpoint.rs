@@ -42,17 +42,17 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub use cmdr_config::{EndpointSettings, parse_listen};
 
 pub mod container;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub mod guard;
 mod tokens;
 
-/// The endpoint's guard process (`guard.rs`, Linux and macOS).
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+/// The endpoint's guard process (`guard.rs`: Linux, macOS, Windows).
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub use guard::Guard;
 /// No guard process on this platform: a crash leaves the port free (see README).
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 pub struct Guard;
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 impl Guard {
     pub fn release(self) {}
 }
@@ -97,7 +97,7 @@ pub struct Paths<'a> {
 pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bound> {
     // A guard an earlier run left after a crash holds the port (its tokens are gone):
     // let it go, so this run can bind the same port and running processes follow.
-    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     guard::retire(paths.tokens);
     Tokens::clear(paths.tokens).with_context(|| {
         format!(
@@ -199,15 +199,22 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
 
 /// Starts the guard on the endpoint's listeners; without one (it could not start), a
 /// crash leaves the port free as before: warned, not fatal.
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 fn spawn_guard(
     listener: &std::net::TcpListener,
     gateway: Option<&TcpListener>,
     paths: &Paths<'_>,
 ) -> Option<Guard> {
-    use std::os::fd::AsRawFd;
-    let fds: Vec<_> = std::iter::once(listener.as_raw_fd())
-        .chain(gateway.map(AsRawFd::as_raw_fd))
+    #[cfg(unix)]
+    fn raw(socket: &impl std::os::fd::AsRawFd) -> std::os::fd::RawFd {
+        socket.as_raw_fd()
+    }
+    #[cfg(windows)]
+    fn raw(socket: &impl std::os::windows::io::AsRawSocket) -> std::os::windows::io::RawSocket {
+        socket.as_raw_socket()
+    }
+    let fds: Vec<_> = std::iter::once(raw(listener))
+        .chain(gateway.map(raw))
         .collect();
     match Guard::spawn(&fds, paths.tokens, paths.containers) {
         Ok(guard) => Some(guard),
@@ -218,7 +225,7 @@ fn spawn_guard(
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 fn spawn_guard(
     _listener: &std::net::TcpListener,
     _gateway: Option<&TcpListener>,
