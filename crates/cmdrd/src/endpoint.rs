@@ -54,6 +54,7 @@ pub use guard::Guard;
 pub struct Guard;
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 impl Guard {
+    pub fn stopping(&self) {}
     pub fn release(self) {}
 }
 pub use tokens::{Check, Tokens};
@@ -175,7 +176,7 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
             None
         }
     };
-    let guard = spawn_guard(&listener, gateway.as_ref(), paths);
+    let guard = spawn_guard(&listener, gateway.as_ref(), paths, addr.port());
     let gateway_url = gateway
         .as_ref()
         .map(|_| format!("http://{}:{}{PATH_PREFIX}", container::GATEWAY, addr.port()));
@@ -204,6 +205,7 @@ fn spawn_guard(
     listener: &std::net::TcpListener,
     gateway: Option<&TcpListener>,
     paths: &Paths<'_>,
+    port: u16,
 ) -> Option<Guard> {
     #[cfg(unix)]
     fn raw(socket: &impl std::os::fd::AsRawFd) -> std::os::fd::RawFd {
@@ -216,7 +218,7 @@ fn spawn_guard(
     let fds: Vec<_> = std::iter::once(raw(listener))
         .chain(gateway.map(raw))
         .collect();
-    match Guard::spawn(&fds, paths.tokens, paths.containers) {
+    match Guard::spawn(&fds, paths.tokens, paths.containers, port) {
         Ok(guard) => Some(guard),
         Err(err) => {
             tracing::warn!(error = %err, "cannot start the endpoint's guard: after a crash, another program could take the port");
@@ -230,6 +232,7 @@ fn spawn_guard(
     _listener: &std::net::TcpListener,
     _gateway: Option<&TcpListener>,
     _paths: &Paths<'_>,
+    _port: u16,
 ) -> Option<Guard> {
     None
 }

@@ -7,11 +7,13 @@
 //! it is signalled it is checked: our uid, and on Linux its name (`comm`), on macOS
 //! (where a process cannot rename itself) its start time, kept in the pid file.
 
-use super::{FLAG, HOLD_AFTER_CRASH, NAME, RETIRE_WAIT, pid_file, wipe};
+use super::{FLAG, HOLD_AFTER_CRASH, NAME, RETIRE_WAIT, Spec, pid_file, wipe};
 use std::ffi::CString;
+use std::io::Write;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,75 +21,54 @@ use std::time::{Duration, Instant};
 /// [`HOLD_AFTER_CRASH`] for `poll`.
 const HOLD_AFTER_CRASH_MS: libc::c_int = HOLD_AFTER_CRASH.as_millis() as libc::c_int;
 
-/// cmdrd's end of a running guard. Dropped without [`Guard::release`] — cmdrd died —
-/// the guard removes the tokens and keeps the port.
-pub struct Guard {
-    pipe: OwnedFd,
-    pid_file: PathBuf,
-    child: std::process::Child,
-}
+/// A listening socket as the guard is given it.
+pub type Raw = RawFd;
 
-impl Guard {
-    /// Starts a guard holding `listeners` (duplicates are inherited; cmdrd keeps its
-    /// own). `tokens` and `containers`: the token roots it clears when cmdrd dies.
-    pub fn spawn(listeners: &[RawFd], tokens: &Path, containers: &Path) -> std::io::Result<Guard> {
-        let (read, write) = cloexec_pipe()?;
-        let mut command = std::process::Command::new(std::env::current_exe()?);
-        command
-            .arg0(NAME)
-            .arg(FLAG)
-            .arg(tokens)
-            .arg(containers)
-            .arg(read.as_raw_fd().to_string())
-            .args(listeners.iter().map(RawFd::to_string))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let inherit: Vec<RawFd> = std::iter::once(read.as_raw_fd())
-            .chain(listeners.iter().copied())
-            .collect();
-        // SAFETY: runs in the forked child before exec and calls only async-signal-safe
-        // functions (fcntl, setsid) on descriptors that exist in it.
-        unsafe {
-            command.pre_exec(move || {
-                for &fd in &inherit {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
+/// Starts a guard holding `spec.listeners` (inherited duplicates) and writes its pid file;
+/// returns it and the write end of its pipe.
+pub(super) fn start(spec: &Spec) -> std::io::Result<(Child, Box<dyn Write + Send>)> {
+    let (read, write) = cloexec_pipe()?;
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .arg0(NAME)
+        .arg(FLAG)
+        .arg(&spec.tokens)
+        .arg(&spec.containers)
+        .arg(read.as_raw_fd().to_string())
+        .args(spec.listeners.iter().map(RawFd::to_string))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let inherit: Vec<RawFd> = std::iter::once(read.as_raw_fd())
+        .chain(spec.listeners.iter().copied())
+        .collect();
+    // SAFETY: runs in the forked child before exec and calls only async-signal-safe
+    // functions (fcntl, setsid) on descriptors that exist in it.
+    unsafe {
+        command.pre_exec(move || {
+            for &fd in &inherit {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
-                // Its own session: a Ctrl-C in cmdrd's terminal is for cmdrd.
-                libc::setsid();
-                Ok(())
-            });
-        }
-        let child = command.spawn()?;
-        drop(read);
-        let pid_file = pid_file(tokens);
-        let pid = child.id();
-        let line = match started(pid as libc::pid_t) {
-            Some(start) => format!("{pid} {start}\n"),
-            None => format!("{pid}\n"),
-        };
-        cmdr_config::write_atomic(&pid_file, line.as_bytes(), 0o600)?;
-        // Waited for only at a clean stop: after a crash it outlives cmdrd on purpose.
-        Ok(Guard {
-            pipe: write,
-            pid_file,
-            child,
-        })
+            }
+            // Its own session: a Ctrl-C in cmdrd's terminal is for cmdrd.
+            libc::setsid();
+            Ok(())
+        });
     }
-
-    /// A clean stop (the tokens are gone already): the guard exits and frees the port
-    /// before cmdrd does, so a cmdrd started right after binds it again.
-    pub fn release(mut self) {
-        // SAFETY: writes one byte from a live buffer to a descriptor this value owns.
-        let _ = unsafe { libc::write(self.pipe.as_raw_fd(), b"q".as_ptr().cast(), 1) };
-        let start = Instant::now();
-        while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < RETIRE_WAIT {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let _ = std::fs::remove_file(&self.pid_file);
+    let mut child = command.spawn()?;
+    drop(read);
+    let pid = child.id();
+    let line = match started(pid as libc::pid_t) {
+        Some(start) => format!("{pid} {start}\n"),
+        None => format!("{pid}\n"),
+    };
+    if let Err(err) = cmdr_config::write_atomic(&spec.pid_file, line.as_bytes(), 0o600) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(err);
     }
+    Ok((child, Box::new(std::fs::File::from(write))))
 }
 
 /// Stops the guard an earlier cmdrd left (after a crash), so its port can be bound again.
@@ -164,9 +145,14 @@ fn started(pid: libc::pid_t) -> Option<String> {
     ))
 }
 
+/// When `pid` started, in clock ticks since boot (`/proc/PID/stat`, field 22): with the pid,
+/// it names one process, whatever pid is reused later.
 #[cfg(target_os = "linux")]
-fn started(_pid: libc::pid_t) -> Option<String> {
-    None
+fn started(pid: libc::pid_t) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name (field 2) is in parentheses and may hold spaces: count after its end.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19).map(str::to_owned)
 }
 
 #[cfg(target_os = "macos")]
@@ -193,9 +179,13 @@ fn is_our_guard(pid: libc::pid_t, start: Option<&str>) -> bool {
     info.pbi_uid == euid && info.pbi_status != libc::SZOMB && start == Some(when.as_str())
 }
 
-/// A live (not zombie) process named `cmdr-guard` owned by our effective uid (Linux).
+/// A live (not zombie) process named `cmdr-guard` owned by our effective uid that started
+/// when the pid file says (Linux; a pid file of an older version has no start time).
 #[cfg(target_os = "linux")]
-fn is_our_guard(pid: libc::pid_t, _start: Option<&str>) -> bool {
+fn is_our_guard(pid: libc::pid_t, start: Option<&str>) -> bool {
+    if start.is_some() && started(pid).as_deref() != start {
+        return false;
+    }
     let proc = PathBuf::from(format!("/proc/{pid}"));
     let comm = std::fs::read_to_string(proc.join("comm")).unwrap_or_default();
     let status = std::fs::read_to_string(proc.join("status")).unwrap_or_default();
@@ -253,7 +243,12 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
     let mut gone: Option<Gone> = None;
     loop {
         if STOP.load(Ordering::SeqCst) {
-            wipe();
+            // Signalled while cmdrd runs (a stray kill, a service manager stopping both):
+            // the tokens are cmdrd's to remove, and cmdrd replaces this guard. Only a dead
+            // cmdrd's tokens are removed here.
+            if crashed || ended(pipe) {
+                wipe();
+            }
             return ExitCode::SUCCESS;
         }
         let watched = if crashed {
@@ -290,7 +285,11 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
                 // stays held for the next cmdrd, while its directory is there.
                 wipe();
                 crashed = true;
-                let dir = tokens.parent().unwrap_or(Path::new("/"));
+                // `SOCKET_DIR/cmdrd.endpoint/PORT`: the socket's directory is two up.
+                let dir = tokens
+                    .parent()
+                    .and_then(Path::parent)
+                    .unwrap_or(Path::new("/"));
                 gone = watch_gone(dir);
                 if !dir.exists() {
                     return ExitCode::SUCCESS;
@@ -298,6 +297,24 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
             }
         }
     }
+}
+
+/// Whether cmdrd's end of the pipe is closed (cmdrd died), asked without waiting.
+fn ended(pipe: RawFd) -> bool {
+    let mut polled = [libc::pollfd {
+        fd: pipe,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: polls one pollfd of a live array, without waiting.
+    let ready = unsafe { libc::poll(polled.as_mut_ptr(), 1, 0) };
+    if ready <= 0 {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    // SAFETY: reads at most one byte into a live buffer.
+    let n = unsafe { libc::read(pipe, byte.as_mut_ptr().cast(), 1) };
+    n == 0
 }
 
 /// A descriptor that becomes readable when a directory is deleted or moved away (one

@@ -4,12 +4,11 @@
 //! clean stop, its end cmdrd's death. Before it is stopped ([`retire`]: `TerminateProcess`,
 //! Windows has no SIGTERM) it is checked by its creation time, kept in the pid file.
 
-use std::io::{Read as _, Write as _};
+use std::io::{Read as _, Write};
 use std::os::windows::io::AsRawHandle as _;
 use std::os::windows::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::process::{Child, ExitCode};
 
 use windows_sys::Win32::Foundation::{CloseHandle, FILETIME, HANDLE, WAIT_OBJECT_0};
 use windows_sys::Win32::Networking::WinSock::{
@@ -21,7 +20,7 @@ use windows_sys::Win32::System::Threading::{
     PROCESS_TERMINATE, TerminateProcess, WaitForSingleObject,
 };
 
-use super::{FLAG, HOLD_AFTER_CRASH, RETIRE_WAIT, pid_file, wipe};
+use super::{FLAG, HOLD_AFTER_CRASH, RETIRE_WAIT, Spec, pid_file, wipe};
 
 /// No console window, and not in cmdrd's console group (Ctrl+C there is for cmdrd).
 const CREATE_NO_WINDOW: u32 = 0x0800_0000;
@@ -31,75 +30,47 @@ const RECORD: usize = std::mem::size_of::<WSAPROTOCOL_INFOW>();
 /// At most this many listeners (the endpoint's, and the containers' gateway).
 const MAX_LISTENERS: u8 = 4;
 
-/// cmdrd's end of a running guard. Dropped without [`Guard::release`] — cmdrd died —
-/// the guard removes the tokens and keeps the port.
-pub struct Guard {
-    stdin: std::process::ChildStdin,
-    pid_file: PathBuf,
-    child: std::process::Child,
-}
+/// A listening socket as the guard is given it.
+pub type Raw = std::os::windows::io::RawSocket;
 
-impl Guard {
-    /// Starts a guard holding duplicates of `listeners` (cmdrd keeps its own). `tokens`
-    /// and `containers`: the token roots it clears when cmdrd dies.
-    pub fn spawn(
-        listeners: &[std::os::windows::io::RawSocket],
-        tokens: &Path,
-        containers: &Path,
-    ) -> std::io::Result<Guard> {
-        let count = u8::try_from(listeners.len())
-            .ok()
-            .filter(|n| *n <= MAX_LISTENERS)
-            .ok_or_else(|| std::io::Error::other("too many listeners"))?;
-        let mut child = std::process::Command::new(std::env::current_exe()?)
-            .arg(FLAG)
-            .arg(tokens)
-            .arg(containers)
-            .creation_flags(CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        match hand_over(&mut child, count, listeners, tokens) {
-            Ok((stdin, pid_file)) => Ok(Guard {
-                stdin,
-                pid_file,
-                child,
-            }),
-            Err(err) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(err)
-            }
+/// Starts a guard holding duplicates of `spec.listeners` and writes its pid file; returns
+/// it and its standard input (the pipe that tells it of a clean stop or cmdrd's death).
+pub(super) fn start(spec: &Spec) -> std::io::Result<(Child, Box<dyn Write + Send>)> {
+    let count = u8::try_from(spec.listeners.len())
+        .ok()
+        .filter(|n| *n <= MAX_LISTENERS)
+        .ok_or_else(|| std::io::Error::other("too many listeners"))?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg(FLAG)
+        .arg(&spec.tokens)
+        .arg(&spec.containers)
+        .creation_flags(CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    match hand_over(&mut child, count, spec) {
+        Ok(stdin) => Ok((child, Box::new(stdin))),
+        Err(err) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(err)
         }
-    }
-
-    /// A clean stop (the tokens are gone already): the guard exits and frees the port
-    /// before cmdrd does, so a cmdrd started right after binds it again.
-    pub fn release(mut self) {
-        let _ = self.stdin.write_all(b"q");
-        let _ = self.stdin.flush();
-        let start = Instant::now();
-        while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < RETIRE_WAIT {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let _ = std::fs::remove_file(&self.pid_file);
     }
 }
 
 /// Gives the guard its sockets and writes its pid file; the guard's stdin is returned open.
 fn hand_over(
-    child: &mut std::process::Child,
+    child: &mut Child,
     count: u8,
-    listeners: &[std::os::windows::io::RawSocket],
-    tokens: &Path,
-) -> std::io::Result<(std::process::ChildStdin, PathBuf)> {
+    spec: &Spec,
+) -> std::io::Result<std::process::ChildStdin> {
     let mut stdin = child
         .stdin
         .take()
         .ok_or_else(|| std::io::Error::other("no pipe to the guard"))?;
     let mut records = vec![count];
-    for &socket in listeners {
+    for &socket in &spec.listeners {
         // SAFETY: WSAPROTOCOL_INFOW is plain data, filled by the call.
         let mut info: WSAPROTOCOL_INFOW = unsafe { std::mem::zeroed() };
         // SAFETY: a live socket of this process and a live record to fill.
@@ -112,13 +83,12 @@ fn hand_over(
     }
     stdin.write_all(&records)?;
     stdin.flush()?;
-    let pid_file = pid_file(tokens);
     let line = match creation_time(child.as_raw_handle() as HANDLE) {
         Some(at) => format!("{} {at}\n", child.id()),
         None => format!("{}\n", child.id()),
     };
-    cmdr_config::write_atomic(&pid_file, line.as_bytes(), 0o600)?;
-    Ok((stdin, pid_file))
+    cmdr_config::write_atomic(&spec.pid_file, line.as_bytes(), 0o600)?;
+    Ok(stdin)
 }
 
 /// When the process behind `handle` was created (100 ns since 1601): with its pid, it
