@@ -204,6 +204,8 @@ fn a_squatted_port_at_restart_gets_no_token_and_says_so() {
     cmd.current_dir(clients_dir()).env("EVERY_MS", "500");
     let rust = Loop::spawn("Rust SDK", cmd);
     rust.wait_for(&alice[0].arn, Duration::from_secs(60));
+    // A watcher that outlives the restart (it reconnects).
+    let mut across = sb.watch();
 
     sb.stop();
     let port: u16 = old_url
@@ -234,6 +236,36 @@ fn a_squatted_port_at_restart_gets_no_token_and_says_so() {
     assert!(!old_file.exists(), "the old port's token file is gone");
     let text = stdout(&sb.ctl(&["status"]));
     assert!(text.contains("endpoint moved"), "{text}");
+    // And in an event: it happened before anyone could subscribe, so every subscriber
+    // (the one that reconnected, and one that comes later) is told first.
+    for watch in [&mut across, &mut sb.watch()] {
+        let moved = watch.wait_type("endpoint_moved");
+        assert_eq!(moved["old_url"], endpoint["moved_from"], "{moved}");
+        assert_eq!(moved["new_url"], endpoint["url"], "{moved}");
+    }
+    // `watch` in text says which command fixes it.
+    let mut text_watch = sb
+        .command("cmdrctl")
+        .arg("watch")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn watch");
+    let out = text_watch.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let first = std::io::BufRead::lines(std::io::BufReader::new(out)).next();
+        let _ = tx.send(first);
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30));
+    let _ = text_watch.kill();
+    let _ = text_watch.wait();
+    let first = first.ok().flatten().expect("a line").expect("text");
+    assert!(
+        first.contains("endpoint_moved") && first.contains("-> run `cmdrctl exec"),
+        "{first}"
+    );
 
     // The process started before fails closed at its next refresh (the Rust SDK refreshes
     // within seconds of a fetch) and sends nothing to the squatter.

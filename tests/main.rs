@@ -58,6 +58,9 @@ mod renew;
 mod right_account;
 // Endpoint tokens: one per account, dead with their port, none sent to a squatter.
 mod endpoint_tokens;
+// The endpoint's crash guard: replaced when it dies, removes only its port's tokens, and
+// only the guard the pid file names is stopped.
+mod endpoint_guard;
 // Containers on the `cmdr` network follow the account: real Podman, setup, env, restart.
 mod containers;
 // console: the federation sign-in against a loopback sign-in server.

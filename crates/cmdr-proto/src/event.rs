@@ -17,7 +17,7 @@ pub struct Event {
 /// Every event `type` a daemon sends, in the enum's order: the golden list of the contract
 /// (`watch --json` in PRODUCT.md). `tests/events.rs` checks it against the enum, so a new
 /// variant cannot go unlisted.
-pub const EVENT_TYPES: [&str; 20] = [
+pub const EVENT_TYPES: [&str; 21] = [
     "profile_added",
     "profile_removed",
     "profile_changed",
@@ -38,6 +38,7 @@ pub const EVENT_TYPES: [&str; 20] = [
     "signed_in",
     "signin_required",
     "token_renewed",
+    "endpoint_moved",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +136,14 @@ pub enum EventKind {
         profile: String,
         expires_at: Option<String>,
     },
+    /// cmdrd could not get its credentials endpoint's port back at start (another program
+    /// held it) and listens on `new_url` instead. Every token of the old URL is dead:
+    /// processes started with it fail closed until started again with `cmdrctl exec`.
+    /// Given to each client as it subscribes, for as long as this daemon runs.
+    EndpointMoved {
+        old_url: String,
+        new_url: String,
+    },
     /// An event type this build does not know (a newer daemon's); clients ignore it.
     /// Never sent.
     #[serde(other)]
@@ -174,6 +183,7 @@ impl EventKind {
             | EventKind::DaemonStopping
             | EventKind::SignedIn { .. }
             | EventKind::SigninRequired { .. }
+            | EventKind::EndpointMoved { .. }
             | EventKind::Unknown => None,
         }
     }

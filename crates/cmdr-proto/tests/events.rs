@@ -28,6 +28,7 @@ fn position(kind: &EventKind) -> Option<usize> {
         EventKind::SignedIn { .. } => 17,
         EventKind::SigninRequired { .. } => 18,
         EventKind::TokenRenewed { .. } => 19,
+        EventKind::EndpointMoved { .. } => 20,
         EventKind::Unknown => return None,
     })
 }
@@ -168,6 +169,10 @@ fn examples() -> Vec<EventKind> {
             account: a(),
             profile: a(),
             expires_at: Some(expiry()),
+        },
+        EventKind::EndpointMoved {
+            old_url: a(),
+            new_url: a(),
         },
     ]
 }

@@ -180,6 +180,10 @@ fn event_kinds() -> Vec<EventKind> {
             profile: a(),
             expires_at: Some("2026-11-29T10:00:00Z".into()),
         },
+        EventKind::EndpointMoved {
+            old_url: "http://127.0.0.1:41001/v1/credentials/".into(),
+            new_url: "http://127.0.0.1:41002/v1/credentials/".into(),
+        },
     ]
 }
 
@@ -473,6 +477,7 @@ fn golden_encodings_keep_decoding() {
         (GOLDEN_PAGE_JSON, false),
         (GOLDEN_SIGNIN_REQUIRED_JSON, false),
         (GOLDEN_TOKEN_RENEWED_JSON, false),
+        (GOLDEN_ENDPOINT_MOVED_JSON, false),
     ] {
         let mut decoder = FrameDecoder::detecting();
         decoder.extend(json.as_bytes());
@@ -540,6 +545,7 @@ const GOLDEN_STATUS_JSON: &str = r#"{"request":{"id":1,"request":"status"}}"#;
 const GOLDEN_EVENT_JSON: &str = r#"{"event":{"type":"token_accepted","at":"2026-11-29T09:00:00Z","account":"acme","profile":"acme"}}"#;
 const GOLDEN_SIGNIN_REQUIRED_JSON: &str = r#"{"event":{"type":"signin_required","at":"2026-11-29T09:00:00Z","portal":"https://acme.awsapps.com/start","session":"acme","reason":"the portal refused the refresh"}}"#;
 const GOLDEN_TOKEN_RENEWED_JSON: &str = r#"{"event":{"type":"token_renewed","at":"2026-11-29T09:00:00Z","account":"acme","profile":"111111111111_ReadOnly","expires_at":"2026-11-29T10:00:00Z"}}"#;
+const GOLDEN_ENDPOINT_MOVED_JSON: &str = r#"{"event":{"type":"endpoint_moved","at":"2026-12-06T09:00:00Z","old_url":"http://127.0.0.1:41001/v1/credentials/","new_url":"http://127.0.0.1:41002/v1/credentials/"}}"#;
 const GOLDEN_RESPONSE_JSON: &str = r#"{"response":{"id":3,"outcome":{"ok":"done"}}}"#;
 const GOLDEN_PROFILES_PAGE_BIN: &str = "0000000b01040d010461636d65f403";
 const GOLDEN_PROFILES_PAGE_JSON: &str =

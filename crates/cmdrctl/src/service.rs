@@ -68,6 +68,9 @@ Type=notify
 ExecStart={}
 Restart=on-failure
 RestartSec=2s
+# Only cmdrd is signalled: after a crash its endpoint guard (cmdr-guard) keeps the port
+# until the restarted cmdrd takes it back; a clean stop ends the guard itself.
+KillMode=process
 Environment=RUST_LOG=info
 UMask=0077
 NoNewPrivileges=yes

@@ -39,27 +39,10 @@ pub async fn run(socket: &Path, json: bool, once: bool) -> Result<ExitCode, Clie
             return Ok(ExitCode::SUCCESS);
         };
         client = again;
+        // A restarted daemon that could not get its endpoint's port back says so with
+        // `endpoint_moved`, first in the new stream.
         eprintln!("cmdrctl: reconnected to cmdrd");
-        if let Some(notice) = moved_notice(socket).await {
-            eprintln!("cmdrctl: {}", cmdr_core::text::escape_controls(&notice));
-        }
     }
-}
-
-/// What a restarted daemon said about its endpoint when it could not get its port back:
-/// it happened before anyone could subscribe, so `status` keeps it and this says it.
-async fn moved_notice(socket: &Path) -> Option<String> {
-    let mut client = Client::connect(socket, "cmdrctl").await.ok()?;
-    let status = match client.request(cmdr_proto::Request::Status).await.ok()? {
-        cmdr_proto::Response::Status(status) => status,
-        _ => return None,
-    };
-    let endpoint = status.endpoint?;
-    let from = endpoint.moved_from?;
-    Some(format!(
-        "the credentials endpoint moved from {from} to {} (another program held its port): processes started with the old URL fail closed; start them again with `cmdrctl exec`",
-        endpoint.url
-    ))
 }
 
 enum Ended {
@@ -139,6 +122,8 @@ enum Step {
     Doctor,
     /// Sign in to a portal (an sso-session) again.
     Login(String),
+    /// Start again, with `cmdrctl exec`, what was started for the endpoint's old URL.
+    ExecAgain,
 }
 
 fn next_step(kind: &EventKind) -> Option<Step> {
@@ -150,6 +135,7 @@ fn next_step(kind: &EventKind) -> Option<Step> {
         EventKind::ValidationFailed { account, .. } => Some(Step::Show(account.clone())),
         EventKind::FileError { .. } => Some(Step::Doctor),
         EventKind::SigninRequired { session, .. } => Some(Step::Login(session.clone())),
+        EventKind::EndpointMoved { .. } => Some(Step::ExecAgain),
         // Nothing to do about these. Every type is named: a new one must be placed.
         EventKind::ProfileAdded { .. }
         | EventKind::ProfileRemoved { .. }
@@ -184,7 +170,7 @@ impl Step {
             | Step::Renew(a)
             | Step::RenewSoon(a)
             | Step::Show(a) => Some(a),
-            Step::Doctor | Step::Login(_) => None,
+            Step::Doctor | Step::Login(_) | Step::ExecAgain => None,
         }
     }
 
@@ -218,6 +204,8 @@ impl Step {
             Step::Show(a) => format!("cmdrctl accounts show {a}"),
             Step::Doctor => "cmdrctl doctor".to_owned(),
             Step::Login(session) => format!("cmdrctl login {session}"),
+            // Processes started for the old URL: no account is named by the event.
+            Step::ExecAgain => "cmdrctl exec ACCOUNT -- COMMAND".to_owned(),
         }))
     }
 }

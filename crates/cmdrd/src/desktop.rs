@@ -116,6 +116,16 @@ pub fn note_for(
             login: None,
             urgent: true,
         }),
+        EventKind::EndpointMoved { old_url, new_url } => Some(Note {
+            summary: "cmdr's credentials endpoint moved".to_owned(),
+            body: format!(
+                "Another program held {old_url} when cmdrd started, so it now listens on {new_url}. Programs started before with `cmdrctl exec` (or in a cmdr terminal) get no credentials until started again."
+            ),
+            ask: None,
+            renew: None,
+            login: None,
+            urgent: true,
+        }),
         // Once per portal session end, whatever number of accounts it serves; the daemon
         // never opens a browser by itself: the click does (`cmdrctl login SESSION`).
         EventKind::SigninRequired {
@@ -164,19 +174,25 @@ pub async fn run(engine: EngineHandle, settings: DesktopSettings, cancel: Cancel
         return;
     }
     let mut events = engine.subscribe();
+    // What happened at start, before this could subscribe, comes first.
+    let mut standing = engine.standing().to_vec().into_iter();
     let warned = Arc::new(AtomicBool::new(false));
     loop {
         let EngineEvent {
             event,
             account,
             auto_renew,
-        } = tokio::select! {
+        } = if let Some(told) = standing.next() {
+            told
+        } else {
+            tokio::select! {
             () = cancel.cancelled() => return,
             received = events.recv() => match received {
                 Ok(event) => event,
                 Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => return,
             },
+            }
         };
         // The account as it was right after the event, which carries it.
         let ask_account = account.as_ref().is_some_and(|info| {

@@ -42,18 +42,19 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub use cmdr_config::{EndpointSettings, parse_listen};
 
 pub mod container;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub mod guard;
 mod tokens;
 
-/// The endpoint's guard process (`guard.rs`, Linux).
-#[cfg(target_os = "linux")]
+/// The endpoint's guard process (`guard.rs`: Linux, macOS, Windows).
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub use guard::Guard;
 /// No guard process on this platform: a crash leaves the port free (see README).
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 pub struct Guard;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 impl Guard {
+    pub fn stopping(&self) {}
     pub fn release(self) {}
 }
 pub use tokens::{Check, Tokens};
@@ -97,7 +98,7 @@ pub struct Paths<'a> {
 pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bound> {
     // A guard an earlier run left after a crash holds the port (its tokens are gone):
     // let it go, so this run can bind the same port and running processes follow.
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     guard::retire(paths.tokens);
     Tokens::clear(paths.tokens).with_context(|| {
         format!(
@@ -175,7 +176,7 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
             None
         }
     };
-    let guard = spawn_guard(&listener, gateway.as_ref(), paths);
+    let guard = spawn_guard(&listener, gateway.as_ref(), paths, addr.port());
     let gateway_url = gateway
         .as_ref()
         .map(|_| format!("http://{}:{}{PATH_PREFIX}", container::GATEWAY, addr.port()));
@@ -199,17 +200,25 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
 
 /// Starts the guard on the endpoint's listeners; without one (it could not start), a
 /// crash leaves the port free as before: warned, not fatal.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 fn spawn_guard(
     listener: &std::net::TcpListener,
     gateway: Option<&TcpListener>,
     paths: &Paths<'_>,
+    port: u16,
 ) -> Option<Guard> {
-    use std::os::fd::AsRawFd;
-    let fds: Vec<_> = std::iter::once(listener.as_raw_fd())
-        .chain(gateway.map(AsRawFd::as_raw_fd))
+    #[cfg(unix)]
+    fn raw(socket: &impl std::os::fd::AsRawFd) -> std::os::fd::RawFd {
+        socket.as_raw_fd()
+    }
+    #[cfg(windows)]
+    fn raw(socket: &impl std::os::windows::io::AsRawSocket) -> std::os::windows::io::RawSocket {
+        socket.as_raw_socket()
+    }
+    let fds: Vec<_> = std::iter::once(raw(listener))
+        .chain(gateway.map(raw))
         .collect();
-    match Guard::spawn(&fds, paths.tokens, paths.containers) {
+    match Guard::spawn(&fds, paths.tokens, paths.containers, port) {
         Ok(guard) => Some(guard),
         Err(err) => {
             tracing::warn!(error = %err, "cannot start the endpoint's guard: after a crash, another program could take the port");
@@ -218,11 +227,12 @@ fn spawn_guard(
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 fn spawn_guard(
     _listener: &std::net::TcpListener,
     _gateway: Option<&TcpListener>,
     _paths: &Paths<'_>,
+    _port: u16,
 ) -> Option<Guard> {
     None
 }

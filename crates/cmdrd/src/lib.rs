@@ -165,6 +165,10 @@ pub async fn run(
     if let Some(tokens) = tokens {
         tokens.remove_all();
     }
+    // The listeners close below: a guard that exits from now on is not replaced.
+    if let Some(guard) = &guard {
+        guard.stopping();
+    }
     // The stages in their order (`shutdown.rs`), then the tracker, then the socket file.
     stages.stop().await;
     tracker.close();

@@ -15,7 +15,7 @@ use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     // The endpoint's guard process (crates/cmdrd/src/endpoint/guard.rs), started by cmdrd.
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     {
         let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
         if argv

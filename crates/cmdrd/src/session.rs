@@ -146,8 +146,13 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
             }
             message = read_message(&mut reader, &mut decoder), if answers.len() < MAX_OPEN_REQUESTS => match message {
                 Ok(Some(ClientMessage::Request { id, request })) => {
+                    // What a new subscriber is told right after `subscribed`.
+                    let mut standing = None;
                     let outcome = match request {
                         Request::Subscribe => {
+                            if events.is_none() {
+                                standing = Some(engine.standing());
+                            }
                             events = Some(engine.subscribe());
                             counted.get_or_insert_with(|| engine.count_subscriber());
                             Outcome::Ok(Response::Subscribed)
@@ -176,7 +181,11 @@ pub async fn run(stream: Stream, engine: EngineHandle, shutdown: CancellationTok
                     if answers.is_empty() {
                         slot.set(if events.is_some() { Phase::Subscribed } else { Phase::Idle });
                     }
-                    if !send(ServerMessage::Response { id, outcome }).await {
+                    let mut sent = send(ServerMessage::Response { id, outcome }).await;
+                    for told in standing.iter().flat_map(|s| s.iter()) {
+                        sent = sent && send(ServerMessage::Event(told.event.clone())).await;
+                    }
+                    if !sent {
                         break;
                     }
                 }

@@ -273,6 +273,12 @@ export function notice(event: { type: string; [field: string]: unknown }, onChan
         actions: ['accept'],
         account,
       };
+    case 'endpoint_moved':
+      return {
+        level: 'warning',
+        message: `cmdr: another program held the credentials endpoint's port (${sanitize(event.old_url)}) when cmdrd started; it now listens on ${sanitize(event.new_url)}. Terminals opened before (cmdr: Open Terminal) and programs started with \`cmdrctl exec\` get no credentials until opened again.`,
+        actions: [],
+      };
     case 'file_error':
       return {
         level: 'warning',

@@ -153,6 +153,12 @@ describe('notifications', () => {
     assert.equal(n?.level, 'error');
     assert.match(n?.message ?? '', /222222222222.*111111111111/);
   });
+  test('endpoint_moved warns that what was started before must start again', () => {
+    const n = notice({ type: 'endpoint_moved', at: '', old_url: 'http://127.0.0.1:1/v1/credentials/', new_url: 'http://127.0.0.1:2/v1/credentials/\u001b[31m' }, undefined, NOW);
+    assert.equal(n?.level, 'warning');
+    assert.match(n?.message ?? '', /127\.0\.0\.1:1\/.*now listens on http:\/\/127\.0\.0\.1:2\/.*opened again/);
+    assert.doesNotMatch(n?.message ?? '', /\u001b/);
+  });
   test('file_error names path and line', () =>
     assert.match(notice({ type: 'file_error', at: '', path: '/h/.aws/credentials', line: 3, message: 'bad' }, undefined, NOW)?.message ?? '', /credentials line 3: bad/));
   test('unknown event types are ignored', () => assert.equal(notice({ type: 'brand_new_event', at: '', account: 'acme' }, 'ask', NOW), undefined));

@@ -73,16 +73,22 @@ impl ContainerDirs {
     /// running containers have mounted: call before binding.
     pub fn clear_tokens(root: &Path) -> std::io::Result<()> {
         for port in read_dir_or_empty(root)? {
-            for account in read_dir_or_empty(&port)? {
-                match std::fs::remove_file(account.join(TOKEN_FILE)) {
-                    Err(err)
-                        if err.kind() != std::io::ErrorKind::NotFound
-                            && err.kind() != std::io::ErrorKind::NotADirectory =>
-                    {
-                        return Err(err);
-                    }
-                    _ => {}
+            ContainerDirs::clear_port_tokens(&port)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the token files of one port's container directories (`root/PORT`).
+    pub fn clear_port_tokens(port: &Path) -> std::io::Result<()> {
+        for account in read_dir_or_empty(port)? {
+            match std::fs::remove_file(account.join(TOKEN_FILE)) {
+                Err(err)
+                    if err.kind() != std::io::ErrorKind::NotFound
+                        && err.kind() != std::io::ErrorKind::NotADirectory =>
+                {
+                    return Err(err);
                 }
+                _ => {}
             }
         }
         Ok(())

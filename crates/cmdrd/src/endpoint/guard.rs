@@ -1,4 +1,4 @@
-//! The endpoint's guard (Linux): a small process, `cmdr-guard`, that holds the endpoint's
+//! The endpoint's guard (Linux, macOS, Windows): a small process, `cmdr-guard`, that holds the endpoint's
 //! listening sockets beside cmdrd, and outlives it when cmdrd dies without cleaning up
 //! (`kill -9`, the OOM killer, an abort).
 //!
@@ -12,264 +12,192 @@
 //! so processes started before the crash follow the new cmdrd with new tokens in the same
 //! files. A clean stop ([`Guard::release`]) removes the tokens itself and lets the guard go.
 //!
-//! The guard exits on SIGTERM/SIGINT/SIGHUP (removing the tokens first: a service manager
-//! stopping the unit after a crash), on a clean stop, and, after a crash, when the socket's
-//! directory is deleted (the session ended: `/run/user/UID` goes at logout) or an hour
-//! passed with no cmdrd back (the tokens are long gone; only the port's continuity is
-//! lost). While cmdrd runs it uses no watch and no timer. Its pid is in a file beside the
-//! tokens, checked before it is signalled (its name and our uid).
+//! The guard exits on a clean stop, and, after a crash, when an hour passed with no cmdrd
+//! back (the tokens are long gone; only the port's continuity is lost). It removes only
+//! the tokens of its own port: an old guard that outlives its retirement never touches a
+//! later run's. While cmdrd runs, a thread of cmdrd waits on the guard: a guard that dies
+//! (killed, out of memory) is reported and replaced, so the protection does not silently
+//! end. Its pid is in a file beside the tokens, checked before it is stopped. How it is done per platform:
+//! `guard/unix.rs` (inherited descriptors, a pipe whose end tells of cmdrd's death) and
+//! `guard/windows.rs` (sockets duplicated with `WSADuplicateSocketW`, the same pipe as the
+//! guard's standard input).
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt as _;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as imp;
+#[cfg(unix)]
+pub use unix::{Raw, retire, run};
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as imp;
+#[cfg(windows)]
+pub use windows::{Raw, retire, run};
 
 /// The hidden first argument that makes the cmdrd binary a guard.
 pub const FLAG: &str = "--guard-endpoint";
-/// The guard's process name (`comm`): not `cmdrd`, so `pkill cmdrd` leaves it.
+/// The guard's process name: not `cmdrd`, so `pkill cmdrd` leaves it (Linux).
+#[cfg(unix)]
 const NAME: &str = "cmdr-guard";
 /// How long [`retire`] waits for an old guard to let its port go.
 const RETIRE_WAIT: Duration = Duration::from_secs(2);
 /// How long the port is held after a crash for a cmdrd that may come back.
-const HOLD_AFTER_CRASH_MS: libc::c_int = 60 * 60 * 1000;
+const HOLD_AFTER_CRASH: Duration = Duration::from_secs(60 * 60);
+/// Back-off between attempts to replace a guard that died, doubling up to the second.
+const RESTART_FIRST: Duration = Duration::from_millis(500);
+const RESTART_MAX: Duration = Duration::from_secs(60);
 
-/// cmdrd's end of a running guard. Dropped without [`Guard::release`] — cmdrd died —
-/// the guard removes the tokens and keeps the port.
-pub struct Guard {
-    pipe: OwnedFd,
-    pid_file: PathBuf,
-    child: std::process::Child,
-}
-
-/// The guard's pid file, beside the token directories.
+/// The guard's pid file, beside the token directories: the pid, then what names that one
+/// process (its start time) where the platform says it.
 pub fn pid_file(tokens: &Path) -> PathBuf {
     let mut name = tokens.as_os_str().to_owned();
     name.push("-guard.pid");
     PathBuf::from(name)
 }
 
+/// What a guard is started with.
+struct Spec {
+    listeners: Vec<Raw>,
+    /// `cmdrd.endpoint/PORT`: this run's token directory, the only one it removes.
+    tokens: PathBuf,
+    /// `cmdrd.containers/PORT`: this run's container directories (their token files go).
+    containers: PathBuf,
+    pid_file: PathBuf,
+}
+
+/// Removes the tokens of this port, the accounts' and the containers': cmdrd died.
+fn wipe(tokens: &Path, containers: &Path) {
+    let _ = super::Tokens::clear(tokens);
+    let _ = super::container::ContainerDirs::clear_port_tokens(containers);
+}
+
+/// cmdrd's end of a running guard. Dropped without [`Guard::release`] — cmdrd died —
+/// the guard removes the tokens and keeps the port.
+pub struct Guard {
+    /// Set at a clean stop: a guard that exits is then not replaced.
+    released: Arc<AtomicBool>,
+    /// The pipe to the current guard: a byte on it is a clean stop, its end cmdrd's death.
+    pipe: Arc<Mutex<Box<dyn Write + Send>>>,
+    /// Wakes the supervisor from a back-off; dropped, it ends it.
+    wake: mpsc::Sender<()>,
+    /// The supervisor ended: the guard exited after the release.
+    done: mpsc::Receiver<()>,
+    pid_file: PathBuf,
+}
+
 impl Guard {
-    /// Starts a guard holding `listeners` (duplicates are inherited; cmdrd keeps its
-    /// own). `tokens` and `containers`: the token roots it clears when cmdrd dies.
-    pub fn spawn(listeners: &[RawFd], tokens: &Path, containers: &Path) -> std::io::Result<Guard> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: pipe2 writes two new descriptors into the array when it returns 0.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: both were just created and are owned by nothing else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let mut command = std::process::Command::new(std::env::current_exe()?);
-        command
-            .arg(FLAG)
-            .arg(tokens)
-            .arg(containers)
-            .arg(read.as_raw_fd().to_string())
-            .args(listeners.iter().map(RawFd::to_string))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let inherit: Vec<RawFd> = std::iter::once(read.as_raw_fd())
-            .chain(listeners.iter().copied())
-            .collect();
-        // SAFETY: runs in the forked child before exec and calls only async-signal-safe
-        // functions (fcntl, setsid) on descriptors that exist in it.
-        unsafe {
-            command.pre_exec(move || {
-                for &fd in &inherit {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                // Its own session: a Ctrl-C in cmdrd's terminal is for cmdrd.
-                libc::setsid();
-                Ok(())
-            });
-        }
-        let child = command.spawn()?;
-        drop(read);
-        let pid_file = pid_file(tokens);
-        cmdr_config::write_atomic(&pid_file, format!("{}\n", child.id()).as_bytes(), 0o600)?;
-        // Waited for only at a clean stop: after a crash it outlives cmdrd on purpose.
+    /// Starts a guard holding `listeners` (duplicates; cmdrd keeps its own) for `port`,
+    /// whose tokens are under `tokens`/PORT and `containers`/PORT, and a thread that
+    /// replaces it if it dies while cmdrd runs.
+    pub fn spawn(
+        listeners: &[Raw],
+        tokens: &Path,
+        containers: &Path,
+        port: u16,
+    ) -> std::io::Result<Guard> {
+        let spec = Spec {
+            listeners: listeners.to_vec(),
+            tokens: tokens.join(port.to_string()),
+            containers: containers.join(port.to_string()),
+            pid_file: pid_file(tokens),
+        };
+        let (child, pipe) = imp::start(&spec)?;
+        let released = Arc::new(AtomicBool::new(false));
+        let pipe = Arc::new(Mutex::new(pipe));
+        let (wake, woken) = mpsc::channel();
+        let (ended, done) = mpsc::channel();
+        let pid_file = spec.pid_file.clone();
+        let watch = Supervisor {
+            spec,
+            released: Arc::clone(&released),
+            pipe: Arc::clone(&pipe),
+            woken,
+            ended,
+        };
+        std::thread::Builder::new()
+            .name("endpoint-guard".into())
+            .spawn(move || watch.run(child))?;
         Ok(Guard {
-            pipe: write,
+            released,
+            pipe,
+            wake,
+            done,
             pid_file,
-            child,
         })
+    }
+
+    /// cmdrd is stopping: a guard that exits from now on is not replaced (the listeners it
+    /// would be given are closing).
+    pub fn stopping(&self) {
+        self.released.store(true, Ordering::SeqCst);
+        let _ = self.wake.send(());
     }
 
     /// A clean stop (the tokens are gone already): the guard exits and frees the port
     /// before cmdrd does, so a cmdrd started right after binds it again.
-    pub fn release(mut self) {
-        // SAFETY: writes one byte from a live buffer to a descriptor this value owns.
-        let _ = unsafe { libc::write(self.pipe.as_raw_fd(), b"q".as_ptr().cast(), 1) };
-        let start = Instant::now();
-        while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < RETIRE_WAIT {
-            std::thread::sleep(Duration::from_millis(2));
+    pub fn release(self) {
+        self.stopping();
+        if let Ok(mut pipe) = self.pipe.lock() {
+            let _ = pipe.write_all(b"q");
+            let _ = pipe.flush();
         }
+        let _ = self.done.recv_timeout(RETIRE_WAIT);
         let _ = std::fs::remove_file(&self.pid_file);
     }
 }
 
-/// Stops the guard an earlier cmdrd left (after a crash), so its port can be bound again.
-/// Only a process named `cmdr-guard` of our uid is signalled; waits until it is gone.
-pub fn retire(tokens: &Path) {
-    let file = pid_file(tokens);
-    let Some(pid) = cmdr_config::userfile::read_bounded(&file, 64)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|t| t.trim().parse::<libc::pid_t>().ok())
-        .filter(|p| *p > 1)
-    else {
-        let _ = std::fs::remove_file(&file);
-        return;
-    };
-    if is_our_guard(pid) {
-        // SAFETY: kill has no memory preconditions.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let start = Instant::now();
-        while is_our_guard(pid) && start.elapsed() < RETIRE_WAIT {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if is_our_guard(pid) {
-            tracing::warn!(pid, "the endpoint guard of an earlier run did not exit");
-        } else {
-            tracing::info!(pid, "retired the endpoint guard an earlier run left");
-        }
-    }
-    let _ = std::fs::remove_file(&file);
+/// The thread that waits on the guard (and reaps it) while cmdrd runs.
+struct Supervisor {
+    spec: Spec,
+    released: Arc<AtomicBool>,
+    pipe: Arc<Mutex<Box<dyn Write + Send>>>,
+    woken: mpsc::Receiver<()>,
+    ended: mpsc::Sender<()>,
 }
 
-/// A live (not zombie) process named `cmdr-guard` owned by our effective uid.
-fn is_our_guard(pid: libc::pid_t) -> bool {
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    let comm = std::fs::read_to_string(proc.join("comm")).unwrap_or_default();
-    let status = std::fs::read_to_string(proc.join("status")).unwrap_or_default();
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let uid_ok = field("Uid:").split_whitespace().nth(1) == Some(&euid.to_string());
-    comm.trim() == NAME && uid_ok && !field("State:").starts_with('Z')
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// The guard's `main`: `cmdrd --guard-endpoint TOKENS CONTAINERS PIPE LISTENER…`.
-pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
-    let [tokens, containers, pipe, listeners @ ..] = args else {
-        return ExitCode::from(2);
-    };
-    let (tokens, containers) = (PathBuf::from(tokens), PathBuf::from(containers));
-    let Some(pipe) = pipe.to_str().and_then(|p| p.parse::<RawFd>().ok()) else {
-        return ExitCode::from(2);
-    };
-    // The listening sockets are only held, never accepted on: they stay open until exit.
-    let _held: Vec<RawFd> = listeners
-        .iter()
-        .filter_map(|l| l.to_str()?.parse().ok())
-        .collect();
-    if let Ok(name) = CString::new(NAME) {
-        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
-    }
-    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: a zeroed sigaction with a handler that only stores an atomic; no
-        // SA_RESTART, so poll returns EINTR and the loop sees STOP.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
-    }
-    let wipe = || {
-        let _ = super::Tokens::clear(&tokens);
-        let _ = super::container::ContainerDirs::clear_tokens(&containers);
-    };
-    let mut crashed = false;
-    // After a crash: readable when the socket's directory goes.
-    let mut gone: Option<OwnedFd> = None;
-    loop {
-        if STOP.load(Ordering::SeqCst) {
-            wipe();
-            return ExitCode::SUCCESS;
-        }
-        let watched = if crashed {
-            gone.as_ref().map_or(-1, |g| g.as_raw_fd())
-        } else {
-            pipe
-        };
-        let mut polled = [libc::pollfd {
-            fd: watched,
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        let timeout = if crashed { HOLD_AFTER_CRASH_MS } else { -1 };
-        // SAFETY: polls one pollfd of a live array (a negative fd is skipped).
-        let ready = unsafe { libc::poll(polled.as_mut_ptr(), 1, timeout) };
-        if ready < 0 {
-            continue; // EINTR: a signal; STOP says which.
-        }
-        if ready == 0 || crashed {
-            // An hour after the crash and no cmdrd came back, or the socket's directory
-            // is gone: let the port go.
-            return ExitCode::SUCCESS;
-        }
-        if !crashed && polled[0].revents != 0 {
-            let mut byte = [0u8; 1];
-            // SAFETY: reads at most one byte into a live buffer.
-            let n = unsafe { libc::read(pipe, byte.as_mut_ptr().cast(), 1) };
-            if n == 1 {
-                // cmdrd stopped cleanly and removed its tokens.
-                return ExitCode::SUCCESS;
+impl Supervisor {
+    fn run(self, mut child: Child) {
+        let mut backoff = RESTART_FIRST;
+        'guard: loop {
+            let status = child.wait();
+            if self.released.load(Ordering::SeqCst) {
+                break;
             }
-            if n == 0 {
-                // cmdrd died: no token may wait for whoever binds the port next. The port
-                // stays held for the next cmdrd, while its directory is there.
-                wipe();
-                crashed = true;
-                let dir = tokens.parent().unwrap_or(Path::new("/"));
-                gone = watch_gone(dir);
-                if !dir.exists() {
-                    return ExitCode::SUCCESS;
+            tracing::warn!(status = ?status.ok(), "the endpoint's guard exited while cmdrd runs; starting another (until then, a crash of cmdrd would leave the port free)");
+            loop {
+                if let Err(mpsc::RecvTimeoutError::Disconnected) = self.woken.recv_timeout(backoff)
+                {
+                    // No `Guard` to wake this any more: wait out the back-off all the same.
+                    std::thread::sleep(backoff);
+                }
+                if self.released.load(Ordering::SeqCst) {
+                    break 'guard;
+                }
+                match imp::start(&self.spec) {
+                    Ok((next, pipe)) => {
+                        if let Ok(mut current) = self.pipe.lock() {
+                            *current = pipe;
+                        }
+                        tracing::info!(pid = next.id(), "started another endpoint guard");
+                        child = next;
+                        backoff = RESTART_FIRST;
+                        continue 'guard;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot start another endpoint guard; trying again");
+                        backoff = (backoff * 2).min(RESTART_MAX);
+                    }
                 }
             }
         }
+        let _ = self.ended.send(());
     }
-}
-
-/// An inotify descriptor that becomes readable when `dir` is deleted or moved away (one
-/// watch, taken only after a crash, when cmdrd's own watches are gone).
-fn watch_gone(dir: &Path) -> Option<OwnedFd> {
-    use std::os::unix::ffi::OsStrExt as _;
-    // SAFETY: inotify_init1 returns a new descriptor or -1.
-    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: a descriptor just created and owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: a live NUL-terminated path and a valid inotify descriptor.
-    let watch = unsafe {
-        libc::inotify_add_watch(
-            fd.as_raw_fd(),
-            path.as_ptr(),
-            libc::IN_DELETE_SELF | libc::IN_MOVE_SELF,
-        )
-    };
-    (watch >= 0).then_some(fd)
 }

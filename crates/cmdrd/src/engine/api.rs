@@ -126,6 +126,9 @@ pub struct EngineHandle {
     pub(super) events: broadcast::Sender<EngineEvent>,
     pub(super) subscribers: Arc<AtomicU32>,
     pub(super) settings: Arc<Settings>,
+    /// Events that hold for this whole run, given to each subscriber before any other
+    /// (they happened at start, before anyone could subscribe): `endpoint_moved`.
+    pub(super) standing: Arc<[EngineEvent]>,
 }
 
 /// One client subscribed over the socket, counted for `status` while this is alive (the
@@ -274,6 +277,11 @@ impl EngineHandle {
 
     pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
         self.events.subscribe()
+    }
+
+    /// What a new subscriber is told first (see [`EngineHandle::standing`]'s field).
+    pub fn standing(&self) -> Arc<[EngineEvent]> {
+        Arc::clone(&self.standing)
     }
 
     pub fn count_subscriber(&self) -> Subscriber {

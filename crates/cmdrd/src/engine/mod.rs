@@ -283,13 +283,35 @@ impl Engine {
         for name in waiting {
             engine.after_validation(&name);
         }
+        let standing = engine.standing_events();
         let handle = EngineHandle {
             commands,
             events,
             subscribers: Arc::clone(&engine.subscribers),
             settings: Arc::clone(&engine.settings),
+            standing,
         };
         Ok((engine, handle, rx))
+    }
+
+    /// The events of this run's start that every subscriber is told first: the endpoint
+    /// could not get its port back.
+    fn standing_events(&self) -> Arc<[EngineEvent]> {
+        let moved = self.endpoint.as_ref().and_then(|e| {
+            let old_url = e.info.moved_from.clone()?;
+            Some(EngineEvent {
+                event: Event {
+                    at: timestamp(self.started_at),
+                    kind: EventKind::EndpointMoved {
+                        old_url,
+                        new_url: e.info.url.clone(),
+                    },
+                },
+                account: None,
+                auto_renew: false,
+            })
+        });
+        moved.into_iter().collect()
     }
 
     pub async fn run(

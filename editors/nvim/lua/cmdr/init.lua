@@ -28,6 +28,7 @@ local defaults = {
     file_error = vim.log.levels.WARN,
     file_recovered = vim.log.levels.INFO,
     signin_required = vim.log.levels.WARN,
+    endpoint_moved = vim.log.levels.WARN,
   },
   -- On expiring_soon/expired, offer "Renew" with vim.ui.select for accounts that can be
   -- renewed (a portal, or an SSO profile).
@@ -234,6 +235,9 @@ local function describe(event)
     return ("%s now uses the new token"):format(event.account)
   elseif t == "expiring_soon" and M.renews_itself(state.accounts[event.account]) then
     return ("%s expires at %s; cmdrd renews it before then"):format(event.account, event.expires_at)
+  elseif t == "endpoint_moved" then
+    return ("another program held the credentials endpoint's port (%s) at start; cmdrd now listens on %s: start again with `cmdrctl exec` what was started before"):format(
+      event.old_url, event.new_url)
   elseif t == "signin_required" then
     return ("the sign-in to %s (sso-session %s) ended (%s): :CmdrLogin %s"):format(
       event.portal, event.session, tostring(event.reason or "?"), event.session)

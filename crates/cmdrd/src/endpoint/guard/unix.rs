@@ -1,0 +1,397 @@
+//! The guard on Unix: the listening sockets are inherited by a `cmdrd --guard-endpoint`
+//! child, with the read end of a pipe whose write end only cmdrd holds: a byte on it is a
+//! clean stop, its end (EOF) cmdrd's death. The guard exits on SIGTERM/SIGINT/SIGHUP too
+//! (removing the tokens first: a service manager stopping the unit after a crash), and
+//! after a crash when the socket's directory is deleted (the session ended:
+//! `/run/user/UID` goes at logout). While cmdrd runs it uses no watch and no timer. Before
+//! it is signalled it is checked: our uid, and on Linux its name (`comm`), on macOS
+//! (where a process cannot rename itself) its start time, kept in the pid file.
+
+use super::{FLAG, HOLD_AFTER_CRASH, NAME, RETIRE_WAIT, Spec, pid_file, wipe};
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// [`HOLD_AFTER_CRASH`] for `poll`.
+const HOLD_AFTER_CRASH_MS: libc::c_int = HOLD_AFTER_CRASH.as_millis() as libc::c_int;
+
+/// A listening socket as the guard is given it.
+pub type Raw = RawFd;
+
+/// Starts a guard holding `spec.listeners` (inherited duplicates) and writes its pid file;
+/// returns it and the write end of its pipe.
+pub(super) fn start(spec: &Spec) -> std::io::Result<(Child, Box<dyn Write + Send>)> {
+    let (read, write) = cloexec_pipe()?;
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .arg0(NAME)
+        .arg(FLAG)
+        .arg(&spec.tokens)
+        .arg(&spec.containers)
+        .arg(read.as_raw_fd().to_string())
+        .args(spec.listeners.iter().map(RawFd::to_string))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let inherit: Vec<RawFd> = std::iter::once(read.as_raw_fd())
+        .chain(spec.listeners.iter().copied())
+        .collect();
+    // SAFETY: runs in the forked child before exec and calls only async-signal-safe
+    // functions (fcntl, setsid) on descriptors that exist in it.
+    unsafe {
+        command.pre_exec(move || {
+            for &fd in &inherit {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // Its own session: a Ctrl-C in cmdrd's terminal is for cmdrd.
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
+    drop(read);
+    let pid = child.id();
+    let line = match started(pid as libc::pid_t) {
+        Some(start) => format!("{pid} {start}\n"),
+        None => format!("{pid}\n"),
+    };
+    if let Err(err) = cmdr_config::write_atomic(&spec.pid_file, line.as_bytes(), 0o600) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(err);
+    }
+    Ok((child, Box::new(std::fs::File::from(write))))
+}
+
+/// Stops the guard an earlier cmdrd left (after a crash), so its port can be bound again.
+/// Only a process named `cmdr-guard` of our uid is signalled; waits until it is gone.
+pub fn retire(tokens: &Path) {
+    let file = pid_file(tokens);
+    let text = cmdr_config::userfile::read_bounded(&file, 64)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default();
+    let mut words = text.split_whitespace();
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let Some(pid) = words
+        .next()
+        .and_then(|p| p.parse::<libc::pid_t>().ok())
+        .filter(|p| *p > 1 && *p != me)
+    else {
+        let _ = std::fs::remove_file(&file);
+        return;
+    };
+    let start = words.next().map(str::to_owned);
+    let ours = || is_our_guard(pid, start.as_deref());
+    if ours() {
+        // SAFETY: kill has no memory preconditions.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let begun = Instant::now();
+        while ours() && begun.elapsed() < RETIRE_WAIT {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if ours() {
+            tracing::warn!(pid, "the endpoint guard of an earlier run did not exit");
+        } else {
+            tracing::info!(pid, "retired the endpoint guard an earlier run left");
+        }
+    }
+    let _ = std::fs::remove_file(&file);
+}
+
+/// A pipe whose two ends are closed on exec (the guard's end is opened up in its child).
+fn cloexec_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 writes two new descriptors into the array when it returns 0.
+    #[cfg(target_os = "linux")]
+    let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    // macOS has no pipe2: the flag is set right after (cmdrd starts the guard before it
+    // starts any other process, so no fork can come in between).
+    // SAFETY: pipe writes two new descriptors into the array when it returns 0.
+    #[cfg(not(target_os = "linux"))]
+    let made = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    if made != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both were just created and are owned by nothing else.
+    let ends = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    #[cfg(not(target_os = "linux"))]
+    for fd in fds {
+        // SAFETY: fcntl on a descriptor owned by `ends`.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(ends)
+}
+
+/// When `pid` started, as macOS says (seconds and microseconds): with the pid, it names
+/// one process, whatever pid is reused later. Linux names the guard by `comm` instead.
+#[cfg(target_os = "macos")]
+fn started(pid: libc::pid_t) -> Option<String> {
+    let info = bsd_info(pid)?;
+    Some(format!(
+        "{}.{}",
+        info.pbi_start_tvsec, info.pbi_start_tvusec
+    ))
+}
+
+/// When `pid` started, in clock ticks since boot (`/proc/PID/stat`, field 22): with the pid,
+/// it names one process, whatever pid is reused later.
+#[cfg(target_os = "linux")]
+fn started(pid: libc::pid_t) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name (field 2) is in parentheses and may hold spaces: count after its end.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19).map(str::to_owned)
+}
+
+#[cfg(target_os = "macos")]
+fn bsd_info(pid: libc::pid_t) -> Option<libc::proc_bsdinfo> {
+    // SAFETY: proc_bsdinfo is plain data; proc_pidinfo fills at most `size` bytes of it.
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: a live buffer of `size` bytes.
+    let got =
+        unsafe { libc::proc_pidinfo(pid, libc::PROC_PIDTBSDINFO, 0, (&raw mut info).cast(), size) };
+    (got == size).then_some(info)
+}
+
+/// A live (not zombie) process owned by our effective uid that started when the pid file
+/// says (macOS).
+#[cfg(target_os = "macos")]
+fn is_our_guard(pid: libc::pid_t, start: Option<&str>) -> bool {
+    let Some(info) = bsd_info(pid) else {
+        return false;
+    };
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let when = format!("{}.{}", info.pbi_start_tvsec, info.pbi_start_tvusec);
+    info.pbi_uid == euid && info.pbi_status != libc::SZOMB && start == Some(when.as_str())
+}
+
+/// A live (not zombie) process named `cmdr-guard` owned by our effective uid that started
+/// when the pid file says (Linux; a pid file of an older version has no start time).
+#[cfg(target_os = "linux")]
+fn is_our_guard(pid: libc::pid_t, start: Option<&str>) -> bool {
+    if start.is_some() && started(pid).as_deref() != start {
+        return false;
+    }
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let comm = std::fs::read_to_string(proc.join("comm")).unwrap_or_default();
+    let status = std::fs::read_to_string(proc.join("status")).unwrap_or_default();
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let uid_ok = field("Uid:").split_whitespace().nth(1) == Some(&euid.to_string());
+    comm.trim() == NAME && uid_ok && !field("State:").starts_with('Z')
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// The guard's `main`: `cmdrd --guard-endpoint TOKENS CONTAINERS PIPE LISTENER…`.
+pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
+    let [tokens, containers, pipe, listeners @ ..] = args else {
+        return ExitCode::from(2);
+    };
+    let (tokens, containers) = (PathBuf::from(tokens), PathBuf::from(containers));
+    let Some(pipe) = pipe.to_str().and_then(|p| p.parse::<RawFd>().ok()) else {
+        return ExitCode::from(2);
+    };
+    // The listening sockets are only held, never accepted on: they stay open until exit.
+    let _held: Vec<RawFd> = listeners
+        .iter()
+        .filter_map(|l| l.to_str()?.parse().ok())
+        .collect();
+    #[cfg(target_os = "linux")]
+    if let Ok(name) = CString::new(NAME) {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+    }
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction with a handler that only stores an atomic; no
+        // SA_RESTART, so poll returns EINTR and the loop sees STOP.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+    let wipe = || wipe(&tokens, &containers);
+    let mut crashed = false;
+    // After a crash: readable when the socket's directory goes.
+    let mut gone: Option<Gone> = None;
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            // Signalled while cmdrd runs (a stray kill, a service manager stopping both):
+            // the tokens are cmdrd's to remove, and cmdrd replaces this guard. Only a dead
+            // cmdrd's tokens are removed here.
+            if crashed || ended(pipe) {
+                wipe();
+            }
+            return ExitCode::SUCCESS;
+        }
+        let watched = if crashed {
+            gone.as_ref().map_or(-1, Gone::fd)
+        } else {
+            pipe
+        };
+        let mut polled = [libc::pollfd {
+            fd: watched,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let timeout = if crashed { HOLD_AFTER_CRASH_MS } else { -1 };
+        // SAFETY: polls one pollfd of a live array (a negative fd is skipped).
+        let ready = unsafe { libc::poll(polled.as_mut_ptr(), 1, timeout) };
+        if ready < 0 {
+            continue; // EINTR: a signal; STOP says which.
+        }
+        if ready == 0 || crashed {
+            // An hour after the crash and no cmdrd came back, or the socket's directory
+            // is gone: let the port go.
+            return ExitCode::SUCCESS;
+        }
+        if !crashed && polled[0].revents != 0 {
+            let mut byte = [0u8; 1];
+            // SAFETY: reads at most one byte into a live buffer.
+            let n = unsafe { libc::read(pipe, byte.as_mut_ptr().cast(), 1) };
+            if n == 1 {
+                // cmdrd stopped cleanly and removed its tokens.
+                return ExitCode::SUCCESS;
+            }
+            if n == 0 {
+                // cmdrd died: no token may wait for whoever binds the port next. The port
+                // stays held for the next cmdrd, while its directory is there.
+                wipe();
+                crashed = true;
+                // `SOCKET_DIR/cmdrd.endpoint/PORT`: the socket's directory is two up.
+                let dir = tokens
+                    .parent()
+                    .and_then(Path::parent)
+                    .unwrap_or(Path::new("/"));
+                gone = watch_gone(dir);
+                if !dir.exists() {
+                    return ExitCode::SUCCESS;
+                }
+            }
+        }
+    }
+}
+
+/// Whether cmdrd's end of the pipe is closed (cmdrd died), asked without waiting.
+fn ended(pipe: RawFd) -> bool {
+    let mut polled = [libc::pollfd {
+        fd: pipe,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: polls one pollfd of a live array, without waiting.
+    let ready = unsafe { libc::poll(polled.as_mut_ptr(), 1, 0) };
+    if ready <= 0 {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    // SAFETY: reads at most one byte into a live buffer.
+    let n = unsafe { libc::read(pipe, byte.as_mut_ptr().cast(), 1) };
+    n == 0
+}
+
+/// A descriptor that becomes readable when a directory is deleted or moved away (one
+/// watch, taken only after a crash, when cmdrd's own watches are gone).
+struct Gone {
+    /// inotify (Linux) or kqueue (macOS): both can be polled.
+    queue: OwnedFd,
+    /// macOS: the directory, open for events only, while it is watched.
+    #[cfg(target_os = "macos")]
+    _dir: OwnedFd,
+}
+
+impl Gone {
+    fn fd(&self) -> RawFd {
+        self.queue.as_raw_fd()
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn watch_gone(dir: &Path) -> Option<Gone> {
+    use std::os::unix::ffi::OsStrExt as _;
+    // SAFETY: inotify_init1 returns a new descriptor or -1.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a descriptor just created and owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a live NUL-terminated path and a valid inotify descriptor.
+    let watch = unsafe {
+        libc::inotify_add_watch(
+            fd.as_raw_fd(),
+            path.as_ptr(),
+            libc::IN_DELETE_SELF | libc::IN_MOVE_SELF,
+        )
+    };
+    (watch >= 0).then_some(Gone { queue: fd })
+}
+
+#[cfg(target_os = "macos")]
+fn watch_gone(dir: &Path) -> Option<Gone> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a live NUL-terminated path; open returns a new descriptor or -1.
+    let raw = unsafe { libc::open(path.as_ptr(), libc::O_EVTONLY | libc::O_CLOEXEC) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: a descriptor just opened and owned by nothing else.
+    let dir_fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: kqueue returns a new descriptor or -1.
+    let raw = unsafe { libc::kqueue() };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: a descriptor just created and owned by nothing else.
+    let queue = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: kevent is plain data.
+    let mut change: libc::kevent = unsafe { std::mem::zeroed() };
+    change.ident = dir_fd.as_raw_fd() as libc::uintptr_t;
+    change.filter = libc::EVFILT_VNODE;
+    change.flags = libc::EV_ADD | libc::EV_CLEAR;
+    change.fflags = libc::NOTE_DELETE | libc::NOTE_RENAME | libc::NOTE_REVOKE;
+    // SAFETY: one change from a live struct, no events asked back.
+    let added = unsafe {
+        libc::kevent(
+            queue.as_raw_fd(),
+            &raw const change,
+            1,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    (added == 0).then_some(Gone {
+        queue,
+        _dir: dir_fd,
+    })
+}

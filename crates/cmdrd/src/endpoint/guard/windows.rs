@@ -1,0 +1,227 @@
+//! The guard on Windows: a `cmdrd.exe --guard-endpoint` child without a console. cmdrd
+//! duplicates each listening socket into it (`WSADuplicateSocketW`) and writes the
+//! protocol records to the guard's standard input, which stays open: a `q` on it is a
+//! clean stop, its end cmdrd's death. Before it is stopped ([`retire`]: `TerminateProcess`,
+//! Windows has no SIGTERM) it is checked by its creation time, kept in the pid file.
+
+use std::io::{Read as _, Write};
+use std::os::windows::io::AsRawHandle as _;
+use std::os::windows::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode};
+
+use windows_sys::Win32::Foundation::{CloseHandle, FILETIME, HANDLE, WAIT_OBJECT_0};
+use windows_sys::Win32::Networking::WinSock::{
+    FROM_PROTOCOL_INFO, INVALID_SOCKET, SOCKET, WSA_FLAG_NO_HANDLE_INHERIT, WSA_FLAG_OVERLAPPED,
+    WSADATA, WSADuplicateSocketW, WSAPROTOCOL_INFOW, WSASocketW, WSAStartup,
+};
+use windows_sys::Win32::System::Threading::{
+    GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
+    PROCESS_TERMINATE, TerminateProcess, WaitForSingleObject,
+};
+
+use super::{FLAG, HOLD_AFTER_CRASH, RETIRE_WAIT, Spec, pid_file, wipe};
+
+/// No console window, and not in cmdrd's console group (Ctrl+C there is for cmdrd).
+const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+/// The size of one socket's record on the guard's standard input.
+const RECORD: usize = std::mem::size_of::<WSAPROTOCOL_INFOW>();
+/// At most this many listeners (the endpoint's, and the containers' gateway).
+const MAX_LISTENERS: u8 = 4;
+
+/// A listening socket as the guard is given it.
+pub type Raw = std::os::windows::io::RawSocket;
+
+/// Starts a guard holding duplicates of `spec.listeners` and writes its pid file; returns
+/// it and its standard input (the pipe that tells it of a clean stop or cmdrd's death).
+pub(super) fn start(spec: &Spec) -> std::io::Result<(Child, Box<dyn Write + Send>)> {
+    let count = u8::try_from(spec.listeners.len())
+        .ok()
+        .filter(|n| *n <= MAX_LISTENERS)
+        .ok_or_else(|| std::io::Error::other("too many listeners"))?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg(FLAG)
+        .arg(&spec.tokens)
+        .arg(&spec.containers)
+        .creation_flags(CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    match hand_over(&mut child, count, spec) {
+        Ok(stdin) => Ok((child, Box::new(stdin))),
+        Err(err) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(err)
+        }
+    }
+}
+
+/// Gives the guard its sockets and writes its pid file; the guard's stdin is returned open.
+fn hand_over(
+    child: &mut Child,
+    count: u8,
+    spec: &Spec,
+) -> std::io::Result<std::process::ChildStdin> {
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("no pipe to the guard"))?;
+    let mut records = vec![count];
+    for &socket in &spec.listeners {
+        // SAFETY: WSAPROTOCOL_INFOW is plain data, filled by the call.
+        let mut info: WSAPROTOCOL_INFOW = unsafe { std::mem::zeroed() };
+        // SAFETY: a live socket of this process and a live record to fill.
+        if unsafe { WSADuplicateSocketW(socket as SOCKET, child.id(), &raw mut info) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the record's bytes, read while it lives.
+        let bytes = unsafe { std::slice::from_raw_parts((&raw const info).cast::<u8>(), RECORD) };
+        records.extend_from_slice(bytes);
+    }
+    stdin.write_all(&records)?;
+    stdin.flush()?;
+    let line = match creation_time(child.as_raw_handle() as HANDLE) {
+        Some(at) => format!("{} {at}\n", child.id()),
+        None => format!("{}\n", child.id()),
+    };
+    cmdr_config::write_atomic(&spec.pid_file, line.as_bytes(), 0o600)?;
+    Ok(stdin)
+}
+
+/// When the process behind `handle` was created (100 ns since 1601): with its pid, it
+/// names one process whatever pid is reused later.
+fn creation_time(handle: HANDLE) -> Option<u64> {
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: a live process handle and four live FILETIMEs to fill.
+    let ok = unsafe {
+        GetProcessTimes(
+            handle,
+            &raw mut created,
+            &raw mut exited,
+            &raw mut kernel,
+            &raw mut user,
+        )
+    };
+    (ok != 0).then(|| (u64::from(created.dwHighDateTime) << 32) | u64::from(created.dwLowDateTime))
+}
+
+/// An open process handle, closed on drop.
+struct Process(HANDLE);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // SAFETY: a handle this value owns.
+        unsafe { CloseHandle(self.0) };
+    }
+}
+
+/// Stops the guard an earlier cmdrd left (after a crash), so its port can be bound again.
+/// Only the process the pid file names (pid and creation time) is stopped; waits until it
+/// is gone.
+pub fn retire(tokens: &Path) {
+    let file = pid_file(tokens);
+    let text = cmdr_config::userfile::read_bounded(&file, 64)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default();
+    let _ = std::fs::remove_file(&file);
+    let mut words = text.split_whitespace();
+    let (Some(pid), Some(created)) = (
+        words.next().and_then(|p| p.parse::<u32>().ok()),
+        words.next().and_then(|c| c.parse::<u64>().ok()),
+    ) else {
+        return;
+    };
+    if pid == std::process::id() {
+        return;
+    }
+    // SAFETY: OpenProcess returns a new handle or null.
+    let handle = unsafe {
+        OpenProcess(
+            PROCESS_TERMINATE | PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE,
+            0,
+            pid,
+        )
+    };
+    if handle.is_null() {
+        return; // gone, or not ours to open
+    }
+    let process = Process(handle);
+    if creation_time(process.0) != Some(created) {
+        return; // the pid was reused
+    }
+    // SAFETY: a live handle opened with PROCESS_TERMINATE and PROCESS_SYNCHRONIZE.
+    let gone = unsafe {
+        TerminateProcess(process.0, 0);
+        WaitForSingleObject(process.0, RETIRE_WAIT.as_millis() as u32)
+    };
+    if gone == WAIT_OBJECT_0 {
+        tracing::info!(pid, "retired the endpoint guard an earlier run left");
+    } else {
+        tracing::warn!(pid, "the endpoint guard of an earlier run did not exit");
+    }
+}
+
+/// The guard's `main`: `cmdrd --guard-endpoint TOKENS CONTAINERS`, its sockets' records on
+/// standard input.
+pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
+    let [tokens, containers] = args else {
+        return ExitCode::from(2);
+    };
+    let (tokens, containers) = (PathBuf::from(tokens), PathBuf::from(containers));
+    let mut stdin = std::io::stdin().lock();
+    let mut count = [0u8; 1];
+    if stdin.read_exact(&mut count).is_err() || count[0] > MAX_LISTENERS {
+        return ExitCode::from(2);
+    }
+    // SAFETY: WSADATA is plain data, filled by the call.
+    let mut data: WSADATA = unsafe { std::mem::zeroed() };
+    // SAFETY: a live WSADATA; version 2.2.
+    if unsafe { WSAStartup(0x0202, &raw mut data) } != 0 {
+        return ExitCode::from(2);
+    }
+    // The listening sockets are only held, never accepted on: they stay open until the
+    // process exits.
+    let mut held: Vec<SOCKET> = Vec::new();
+    for _ in 0..count[0] {
+        let mut bytes = [0u8; RECORD];
+        if stdin.read_exact(&mut bytes).is_err() {
+            return ExitCode::from(2);
+        }
+        // SAFETY: the bytes of a record cmdrd wrote from a WSAPROTOCOL_INFOW (plain data).
+        let info: WSAPROTOCOL_INFOW = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        // SAFETY: a live record from WSADuplicateSocketW for this process.
+        let socket = unsafe {
+            WSASocketW(
+                FROM_PROTOCOL_INFO,
+                FROM_PROTOCOL_INFO,
+                FROM_PROTOCOL_INFO,
+                &raw const info,
+                0,
+                WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT,
+            )
+        };
+        if socket != INVALID_SOCKET {
+            held.push(socket);
+        }
+    }
+    let mut byte = [0u8; 1];
+    match stdin.read(&mut byte) {
+        // cmdrd stopped cleanly and removed its tokens.
+        Ok(1) => ExitCode::SUCCESS,
+        // cmdrd died: no token may wait for whoever binds the port next. The port stays
+        // held for the next cmdrd (which stops this), or an hour.
+        _ => {
+            wipe(&tokens, &containers);
+            std::thread::sleep(HOLD_AFTER_CRASH);
+            ExitCode::SUCCESS
+        }
+    }
+}

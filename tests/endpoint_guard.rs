@@ -1,0 +1,163 @@
+//! The endpoint's crash guard (`crates/cmdrd/src/endpoint/guard.rs`), as an attacker
+//! found it: a guard killed while cmdrd runs is replaced (else the next crash would free
+//! the port); a late guard removes only its own port's tokens, never a later run's; and
+//! only the guard the pid file names (pid and start time) is stopped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use crate::endpoint::{alice_and_bob, get};
+use crate::sandbox::{Sandbox, stderr, stdout};
+
+/// The account's endpoint URL and token file, as `exec` gives them.
+fn child_env(sb: &Sandbox, name: &str) -> (String, PathBuf) {
+    let out = sb
+        .command("cmdrctl")
+        .args(["exec", name, "--", "sh", "-c"])
+        .arg("printf '%s\\n%s\\n' \"$AWS_CONTAINER_CREDENTIALS_FULL_URI\" \"$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE\"")
+        .output()
+        .expect("exec");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let url = lines.next().expect("url").to_owned();
+    (url, PathBuf::from(lines.next().expect("token file")))
+}
+
+fn port_of(url: &str) -> u16 {
+    url.strip_prefix("http://127.0.0.1:")
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("port")
+}
+
+/// `…/cmdrd.endpoint-guard.pid`, from a token file `…/cmdrd.endpoint/PORT/NAME`.
+fn pid_file(token_file: &Path) -> PathBuf {
+    let root = token_file
+        .parent()
+        .and_then(Path::parent)
+        .expect("token root");
+    let mut name = root.as_os_str().to_owned();
+    name.push("-guard.pid");
+    PathBuf::from(name)
+}
+
+/// The live guard's pid, from its pid file.
+fn guard_pid(token_file: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(pid_file(token_file)).ok()?;
+    let pid: i32 = text.split_whitespace().next()?.parse().ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = state
+        .rsplit(')')
+        .next()?
+        .split_whitespace()
+        .next()?
+        .to_owned();
+    (comm.trim() == "cmdr-guard" && state != "Z").then_some(pid)
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit(')').next()?.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
+}
+
+fn signal(pid: i32, signal: &str) {
+    let ok = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {signal} {pid}");
+}
+
+/// A guard killed while cmdrd runs is replaced within seconds, so a crash after that
+/// still finds the port held and the tokens removed.
+#[test]
+fn a_guard_killed_while_cmdrd_runs_is_replaced() {
+    let (mut sb, _moto, _users) = alice_and_bob();
+    let (url, file) = child_env(&sb, "acme");
+    let first = guard_pid(&file).expect("a guard runs beside cmdrd");
+    signal(first, "-KILL");
+    sb.wait_until("another guard runs", || {
+        guard_pid(&file).is_some_and(|pid| pid != first)
+    });
+    assert!(
+        !alive(first),
+        "the killed guard was reaped, not left a zombie"
+    );
+    assert!(
+        stdout(&sb.ctl(&["status"])).contains("endpoint"),
+        "cmdrd kept serving"
+    );
+    sb.kill9();
+    sb.wait_until("the token file is removed after the crash", || {
+        !file.exists()
+    });
+    assert!(
+        TcpListener::bind(("127.0.0.1", port_of(&url))).is_err(),
+        "the replacement guard holds the port after the crash"
+    );
+    sb.start();
+    assert_eq!(
+        child_env(&sb, "acme").0,
+        url,
+        "the same URL after the restart"
+    );
+}
+
+/// A guard that did not let go when the next cmdrd retired it (here: stopped) and acts
+/// later removes only the tokens of its own port: the new run, on another port, keeps
+/// serving.
+#[test]
+fn a_late_guard_removes_only_its_own_ports_tokens() {
+    let (mut sb, _moto, _users) = alice_and_bob();
+    let (url, file) = child_env(&sb, "acme");
+    let old = guard_pid(&file).expect("a guard");
+    sb.kill9();
+    sb.wait_until("the token file is removed after the crash", || {
+        !file.exists()
+    });
+    signal(old, "-STOP");
+    // The next cmdrd cannot retire the stopped guard: its port stays taken, so it moves.
+    sb.start();
+    let (moved, new_file) = child_env(&sb, "acme");
+    assert_ne!(moved, url);
+    let token = std::fs::read_to_string(&new_file).expect("the new run's token");
+    signal(old, "-CONT");
+    sb.wait_until("the old guard ends (its SIGTERM was pending)", || {
+        !alive(old)
+    });
+    assert!(
+        new_file.exists(),
+        "the old guard removed the new run's token"
+    );
+    assert_eq!(get(&moved, Some(&token)).0, 200);
+}
+
+/// Only the guard the pid file names is stopped at start: a process of ours that is named
+/// `cmdr-guard` but started at another time (a reused pid) is left alone.
+#[test]
+fn only_the_guard_the_pid_file_names_is_stopped() {
+    let (mut sb, _moto, _users) = alice_and_bob();
+    let (_, file) = child_env(&sb, "acme");
+    sb.stop();
+    // A process named cmdr-guard (`comm` comes from the file name): a copy of sleep.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = dir.path().join("cmdr-guard");
+    std::fs::copy("/bin/sleep", &fake).expect("copy sleep");
+    let mut other: Child = Command::new(&fake).arg("600").spawn().expect("spawn");
+    let pid = other.id() as i32;
+    std::fs::write(pid_file(&file), format!("{pid} 1\n")).expect("pid file");
+    sb.start();
+    let stopped = !alive(pid);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(
+        !stopped,
+        "cmdrd stopped a process the pid file did not name"
+    );
+}
