@@ -105,6 +105,19 @@ impl Timers {
     }
 }
 
+impl Timers {
+    /// Gives `account`'s `expiring_soon` again at the next poll if its token is still
+    /// within `warn_before` (and not yet expired): the one given before was no alarm, since
+    /// cmdrd was to renew it, and now its renewal failed.
+    pub fn warn_again(&mut self, account: &str) {
+        if let Some(fired) = self.fired.get_mut(account)
+            && !fired.expired
+        {
+            fired.warned = false;
+        }
+    }
+}
+
 /// One account's timers at `now`: what fired before (`previous`), the events now due, and
 /// its next deadline.
 fn step(
@@ -174,6 +187,31 @@ mod tests {
 
     fn names(events: &[EventKind]) -> Vec<String> {
         events.iter().map(EventKind::type_name).collect()
+    }
+
+    /// A warning given again (a renewal failed) fires once more while the token is within
+    /// `warn_before`; never after it expired.
+    #[test]
+    fn a_warning_can_be_given_again() {
+        let warn = chrono::Duration::minutes(15);
+        let mut timers = Timers::default();
+        let d = |exp| Deadline {
+            account: "a",
+            profile: "p",
+            expires_at: Some(exp),
+        };
+        let (ev, _) = timers.poll([d(t(20))], t(10), warn);
+        assert_eq!(names(&ev), ["expiring_soon"]);
+        timers.warn_again("a");
+        let (ev, _) = timers.poll([d(t(20))], t(11), warn);
+        assert_eq!(names(&ev), ["expiring_soon"]);
+        let (ev, _) = timers.poll([d(t(20))], t(12), warn);
+        assert!(ev.is_empty());
+        let (ev, _) = timers.poll([d(t(20))], t(21), warn);
+        assert_eq!(names(&ev), ["expired"]);
+        timers.warn_again("a");
+        let (ev, _) = timers.poll([d(t(20))], t(22), warn);
+        assert!(ev.is_empty(), "{:?}", names(&ev));
     }
 
     /// One account's change leaves the others' timers alone, and agrees with a full poll.

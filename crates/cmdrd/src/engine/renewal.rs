@@ -427,6 +427,11 @@ impl Engine {
         let retry_at = self.now() + delay;
         self.renewing
             .insert(name.to_owned(), Pending::Failed { retry_at, failures });
+        // Its `expiring_soon`, if given, was no alarm since cmdrd was to renew it; now it
+        // is one: given again (once, not at every retry), at the engine's next tick.
+        if failures == 1 {
+            self.timers.warn_again(name);
+        }
         self.schedule_renewal(name);
         for reply in self.renew_waiters.remove(name).unwrap_or_default() {
             let _ = reply.send(Err(ErrorReply {

@@ -310,15 +310,44 @@ async fn an_account_that_renews_itself_before_its_end_is_no_alarm() {
     let a0 = engine.accounts.get("a0").expect("a0");
     assert!(engine.renews_at(a0).is_some());
     assert_eq!(state(&engine, "a0"), cmdr_proto::AccountState::Ok);
-    // A renewal that failed may fail again: the alarm is back until one succeeds.
-    engine.renewing.insert(
-        "acme".into(),
-        Pending::Failed {
-            retry_at: now + chrono::Duration::minutes(1),
-            failures: 1,
-        },
-    );
+    // A renewal that fails may fail again: the alarm is back until one succeeds, and its
+    // `expiring_soon` (given while it was no alarm) is given again, once.
+    let mut events = engine.events.subscribe();
+    engine.tick();
+    let soon = |events: &mut tokio::sync::broadcast::Receiver<EngineEvent>| {
+        let mut n = 0;
+        while let Ok(e) = events.try_recv() {
+            if e.event.kind.account() == Some("acme") && e.event.kind.type_name() == "expiring_soon"
+            {
+                assert_eq!(
+                    e.auto_renew,
+                    n == 0,
+                    "renewing at the first, an alarm after"
+                );
+                n += 1;
+            }
+        }
+        n
+    };
+    assert_eq!(soon(&mut events), 1);
+    for why in ["the portal is down", "still down"] {
+        // As `start_renewal` does: a retry keeps its count of failures.
+        if let Some(Pending::Failed { failures, .. }) = engine.renewing.get("acme") {
+            engine.renew_failures.insert("acme".into(), *failures);
+        }
+        engine.renewing.insert("acme".into(), Pending::InFlight);
+        engine.finish_fetch("acme", Err(why.into()));
+        engine.tick();
+    }
     assert_eq!(state(&engine, "acme"), cmdr_proto::AccountState::Expiring);
+    let mut again = 0;
+    while let Ok(e) = events.try_recv() {
+        if e.event.kind.account() == Some("acme") && e.event.kind.type_name() == "expiring_soon" {
+            assert!(!e.auto_renew, "an alarm now");
+            again += 1;
+        }
+    }
+    assert_eq!(again, 1, "given again once, not at every failure");
     // Under way: renewed now.
     engine.renewing.insert("acme".into(), Pending::InFlight);
     assert_eq!(state(&engine, "acme"), cmdr_proto::AccountState::Ok);
