@@ -146,7 +146,7 @@ pub async fn resolve(job: &Job) -> Result<Resolved, Failure> {
     for (kind, text) in job.files.as_ref().into_pairs() {
         let Some(text) = text else {
             return Err(Failure::Misconfigured(format!(
-                "the AWS {} file does not parse; fix it and try again",
+                "the AWS {} file cannot be used (it does not parse or cannot be read); fix it and try again",
                 kind.label()
             )));
         };

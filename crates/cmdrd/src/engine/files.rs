@@ -11,8 +11,8 @@
 
 use super::*;
 
-pub(super) use crate::watch::FileProblem;
 use crate::validate::FileText;
+pub(super) use crate::watch::FileProblem;
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct FileHealth {
@@ -267,11 +267,7 @@ impl Engine {
             match candidate {
                 Ok(bytes) => {
                     self.good[kind] = cmdr_core::profile::redact_secrets(&bytes);
-                    self.sdk_files[kind] = if for_sdk {
-                        FileText::new(bytes)
-                    } else {
-                        None
-                    };
+                    self.sdk_files[kind] = if for_sdk { FileText::new(bytes) } else { None };
                     self.health[kind].error = None;
                     if was_error {
                         recovered.push(kind);
@@ -316,9 +312,10 @@ impl Engine {
     /// files' text, secrets and all, for them ([`Job::files`](crate::validate::Job)).
     /// Otherwise the lean view's rule holds: no secrets but those of bound profiles.
     pub(super) fn sdk_needs_files(&self, view: &ProfileView) -> bool {
-        self.keeps_secrets()
-            .iter()
-            .any(|name| view.get(name).is_some_and(|p| crate::handout::resolvable(p.kind)))
+        self.keeps_secrets().iter().any(|name| {
+            view.get(name)
+                .is_some_and(|p| crate::handout::resolvable(p.kind))
+        })
     }
 
     /// True when binding `profile` needs the files' text the engine does not keep (see

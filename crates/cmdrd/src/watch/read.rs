@@ -305,7 +305,10 @@ mod tests {
         let wanted = BTreeSet::from(["zz.json".to_owned(), "../outside.json".to_owned()]);
         let (read, _, partial) = read_cache(&cache, &wanted);
         assert!(partial);
-        assert_eq!(read.get("zz.json").map(Vec::as_slice), Some(&b"{\"named\": 1}"[..]));
+        assert_eq!(
+            read.get("zz.json").map(Vec::as_slice),
+            Some(&b"{\"named\": 1}"[..])
+        );
         assert!(!read.contains_key("../outside.json"));
     }
 }
