@@ -207,6 +207,86 @@ fn sso_tokens_the_config_names_are_read_however_crowded_the_cache() {
     assert!(!sb.log_text().contains("SSO-ACCESS-TOKEN-VALUE"));
 }
 
+/// The watcher does not parse the files: with more cache files than it reads, it looks up
+/// first the token files the engine's last parse named. A config that comes to name a
+/// token file past the bound, while the daemon runs, makes the engine ask for a read that
+/// looks it up: the profile arrives with its token (the read without it is laid aside,
+/// so no event ever shows it without), an account on it works, and a change to the token
+/// file is seen.
+#[test]
+fn a_token_file_past_the_cache_bound_is_read_once_the_config_names_it() {
+    let mut sb = Sandbox::new();
+    let cache = sb.aws.join("sso/cache");
+    std::fs::create_dir_all(&cache).expect("cache");
+    // `-` sorts before every hex digit: these fill the 1000 files read in sorted order.
+    for i in 0..1_100 {
+        std::fs::write(cache.join(format!("-junk-{i:05}.json")), "{}").expect("junk");
+    }
+    std::fs::write(sb.config(), "[profile other]\nregion = eu-west-1\n").expect("config");
+    let name = {
+        use sha1::Digest as _;
+        format!("{}.json", hex::encode(sha1::Sha1::digest(b"corp")))
+    };
+    let token = |access: &str, expires: &str| {
+        format!(r#"{{"accessToken": "{access}", "expiresAt": "{expires}"}}"#)
+    };
+    std::fs::write(
+        cache.join(&name),
+        token("SSO-PAST-BOUND-TOKEN-1", "2098-01-01T00:00:00Z"),
+    )
+    .expect("token");
+    sb.start();
+
+    let mut watch = sb.watch();
+    assert_eq!(sso_profile(&sb), name);
+    let added = watch.wait_for("profile_added s", |e| {
+        e["type"] == "profile_added" && e["profile"] == "s"
+    });
+    let s = sb
+        .json(&["profiles"])
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "s"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(s["expiry_source"], "sso_cache", "{s}\n{added}");
+    assert!(
+        s["expires_at"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("2098-01-01")),
+        "{s}"
+    );
+
+    let out = sb.ctl(&["accounts", "add", "acme", "--profile", "s"]);
+    assert!(out.status.success(), "{}", crate::sandbox::stderr(&out));
+    let acme = sb.json(&["accounts", "show", "acme"]);
+    assert_eq!(acme["state"], "ok", "{acme}");
+    assert!(
+        acme["expires_at"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("2098-01-01")),
+        "{acme}"
+    );
+
+    // A new sign-in's token in the same file: a token change of the account.
+    std::fs::write(
+        cache.join(&name),
+        token("SSO-PAST-BOUND-TOKEN-2", "2099-01-01T00:00:00Z"),
+    )
+    .expect("token");
+    let changed = watch.wait_for("token_changed acme", |e| {
+        e["type"] == "token_changed" && e["account"] == "acme"
+    });
+    assert!(
+        changed["expires_at"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("2099-01-01")),
+        "{changed}"
+    );
+    let text = serde_json::to_string(&watch.seen).expect("events");
+    assert!(!text.contains("SSO-PAST-BOUND-TOKEN"));
+    assert!(!sb.log_text().contains("SSO-PAST-BOUND-TOKEN"));
+}
+
 /// A token file the config names that is garbage, or larger than any real token, is a
 /// `file_error` naming that file (and `status` says so), never silence; a good one again
 /// is `file_recovered`. The file's contents never reach the message.

@@ -15,7 +15,7 @@ mod sso;
 mod tests;
 mod view;
 
-pub use sso::{sso_cache_files, sso_token_problem};
+pub use sso::sso_token_problem;
 #[cfg(test)]
 pub(crate) use view::parse_files;
 pub use view::{
@@ -197,7 +197,8 @@ pub struct ProfileView {
     pub sso_sessions: BTreeMap<String, BTreeMap<String, String>>,
     /// Things the SDKs silently ignore that a user probably did not mean.
     pub warnings: Vec<String>,
-    /// The SSO token cache files the two files name ([`sso_cache_files`]).
+    /// The SSO token cache files the two files name (`<sha1>.json` of each `sso_session`
+    /// and `sso_start_url`).
     pub sso_cache_files: BTreeSet<String>,
 }
 

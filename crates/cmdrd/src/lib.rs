@@ -57,9 +57,9 @@ pub async fn run(
         credentials: settings.aws_credentials.clone(),
         sso_cache: settings.sso_cache.clone(),
     };
-    let snapshot = Snapshot::read(&targets);
-    let last = watch::Last::of(&snapshot);
     let (reread, asked) = watch::Reread::new();
+    // What the engine starts from, for the watcher to compare its reads with.
+    let mut last = watch::Last::default();
     let (snapshot_tx, snapshot_rx) = mpsc::channel(4);
     let endpoint = if settings.endpoint.enabled {
         Some(endpoint::bind(
@@ -77,7 +77,11 @@ pub async fn run(
     let clock: Arc<dyn timers::Clock> = Arc::new(timers::SystemClock);
     let (mut engine, handle, commands) = Engine::start(
         settings.clone(),
-        snapshot,
+        |named| {
+            let snapshot = Snapshot::read(&targets, named);
+            last = watch::Last::of(&snapshot);
+            snapshot
+        },
         reread,
         Arc::clone(&clock),
         endpoint.as_ref().map(|e| e.access.clone()),

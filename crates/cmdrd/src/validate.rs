@@ -2,7 +2,7 @@
 //! a fresh SDK config per call (the SDK caches profiles and credentials inside a config),
 //! a timeout, and errors classified so that "offline" is never "invalid".
 
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::profile::ProfileFileCredentialsProvider;
@@ -15,10 +15,37 @@ use aws_sdk_sts::config::{
 };
 use aws_sdk_sts::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError;
-use cmdr_core::Verdict;
+use cmdr_core::{FileKind, PerFile, Verdict};
+use zeroize::Zeroizing;
+
+/// One AWS file's text as the engine took it in, for the SDK's providers: secrets and all,
+/// so it is zeroed when its last holder drops it and never printed.
+#[derive(Clone)]
+pub struct FileText(Arc<Zeroizing<String>>);
+
+impl FileText {
+    /// `None` when the bytes are not UTF-8 — never for a file the engine took in: it refuses
+    /// such a file (`file_error`, "file is not valid UTF-8") and keeps its last good bytes,
+    /// so the SDK, which would read it as empty, is never handed one.
+    pub fn new(bytes: Vec<u8>) -> Option<FileText> {
+        String::from_utf8(bytes)
+            .ok()
+            .map(|text| FileText(Arc::new(Zeroizing::new(text))))
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::fmt::Debug for FileText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileText(** redacted **)")
+    }
+}
 
 /// What to validate. `credentials` are the profile's keys when it has them; otherwise the
-/// SDK resolves the profile (SSO, assume-role, …) from the files.
+/// SDK resolves the profile (SSO, assume-role, …) from `files`.
 pub struct Job {
     pub profile: String,
     pub region: Option<String>,
@@ -27,8 +54,10 @@ pub struct Job {
     /// Of the token validated: a verdict counts for the account only if it is the one it
     /// has accepted.
     pub fingerprint: Option<String>,
-    pub config_file: PathBuf,
-    pub credentials_file: PathBuf,
+    /// The two files as the engine took them in (the bytes its view was built from): the
+    /// SDK resolves from these, never from the disk, so it judges the files the engine
+    /// judged. `None`: not at hand (a file that did not parse before anything needed them).
+    pub files: PerFile<Option<FileText>>,
     pub timeout: Duration,
     /// An SSO profile on a kept portal: its role credentials come through the portal's
     /// keeper (one token, one refresh for every account on it), not the SDK's provider.
@@ -95,7 +124,9 @@ impl std::fmt::Debug for Resolved {
 
 /// Resolves the profile's credentials with the SDK's own provider chain (it runs the
 /// profile's `credential_process`, reads the SSO token cache and calls the portal, assumes
-/// the role through its source profile, …), reading the files fresh every time.
+/// the role through its source profile, …), from the files as the engine took them in.
+/// (The legacy SSO provider still reads the token cache itself: aws-config's file-system
+/// shim, `ProviderConfig::with_fs`, is `pub(crate)`.)
 pub async fn resolve(job: &Job) -> Result<Resolved, Failure> {
     if let Some(route) = &job.portal {
         let creds = route
@@ -111,19 +142,20 @@ pub async fn resolve(job: &Job) -> Result<Resolved, Failure> {
             },
         });
     }
-    // The SDK refuses a named file that does not exist; SSO users often have no
-    // credentials file at all, so a missing one counts as empty, as it does for the SDK's
-    // default locations.
     let mut files = EnvConfigFiles::builder();
-    for (kind, path) in [
-        (EnvConfigFileKind::Config, &job.config_file),
-        (EnvConfigFileKind::Credentials, &job.credentials_file),
-    ] {
-        files = if path.exists() {
-            files.with_file(kind, path)
-        } else {
-            files.with_contents(kind, "")
+    for (kind, text) in job.files.as_ref().into_pairs() {
+        let Some(text) = text else {
+            return Err(Failure::Misconfigured(format!(
+                "the AWS {} file cannot be used (it does not parse or cannot be read); fix it and try again",
+                kind.label()
+            )));
         };
+        let kind = match kind {
+            FileKind::Config => EnvConfigFileKind::Config,
+            FileKind::Credentials => EnvConfigFileKind::Credentials,
+        };
+        // A missing file is empty text, as it is for the SDK's default locations.
+        files = files.with_contents(kind, text.as_str());
     }
     // The region of the STS (and SSO) calls the provider makes, e.g. to assume a role: the
     // account's, as the SDK would take the profile's from its region chain. Without one,

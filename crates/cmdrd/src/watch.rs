@@ -16,9 +16,11 @@ use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
 mod read;
+mod reread;
 
-pub use read::{FileProblem, FileRead, Last, MAX_FILE_LEN, Snapshot};
+pub use read::{FileProblem, FileRead, Last, MAX_FILE_LEN, Snapshot, TokenFiles};
 use read::{Stamp, now_ns};
+pub use reread::{Delivery, Reread, RereadRx};
 
 /// A storm of events still produces a read this often.
 const MAX_DEBOUNCE_WAIT: Duration = Duration::from_millis(500);
@@ -39,71 +41,6 @@ const DESCRIPTOR_RETRIES: usize = 20;
 pub const SAFETY_RESCAN: Duration = Duration::from_secs(60);
 /// Rescan interval while some directory could not be watched (e.g. inotify limits).
 const DEGRADED_RESCAN: Duration = Duration::from_secs(2);
-
-/// What the engine may ask of the watcher. It never awaits the watcher: a rescan is a
-/// `try_send` on a channel of one (full means one is pending already) and a fresh read a
-/// counter on a `watch` channel, neither of which can block. Only the watcher awaits the
-/// engine (sending snapshots), so the two cannot wait on each other.
-#[derive(Debug, Clone)]
-pub struct Reread {
-    rescan: mpsc::Sender<()>,
-    fresh: tokio::sync::watch::Sender<u64>,
-}
-
-/// The watcher's end of [`Reread`].
-pub struct RereadRx {
-    pub rescan: mpsc::Receiver<()>,
-    pub fresh: tokio::sync::watch::Receiver<u64>,
-}
-
-impl Reread {
-    pub fn new() -> (Reread, RereadRx) {
-        let (rescan, rescan_rx) = mpsc::channel(1);
-        let (fresh, fresh_rx) = tokio::sync::watch::channel(0);
-        let rx = RereadRx {
-            rescan: rescan_rx,
-            fresh: fresh_rx,
-        };
-        (Reread { rescan, fresh }, rx)
-    }
-
-    /// Read the files again (a file that did not parse may have been caught mid-write);
-    /// forwarded only if they changed.
-    pub fn rescan(&self) {
-        let _ = self.rescan.try_send(());
-    }
-
-    /// Read the files now and forward them even if unchanged, as a [`Delivery`] that
-    /// answers the returned request; `None` when no watcher runs.
-    pub fn fresh(&self) -> Option<u64> {
-        if self.fresh.is_closed() {
-            return None;
-        }
-        let mut asked = 0;
-        self.fresh.send_modify(|n| {
-            *n += 1;
-            asked = *n;
-        });
-        Some(asked)
-    }
-}
-
-/// A snapshot on its way to the engine; `answers`: the latest [`Reread::fresh`] request
-/// whose read it is (every earlier one too).
-#[derive(Debug)]
-pub struct Delivery {
-    pub snapshot: Snapshot,
-    pub answers: Option<u64>,
-}
-
-impl From<Snapshot> for Delivery {
-    fn from(snapshot: Snapshot) -> Delivery {
-        Delivery {
-            snapshot,
-            answers: None,
-        }
-    }
-}
 
 /// The paths to watch.
 #[derive(Debug, Clone)]
@@ -420,6 +357,7 @@ impl FileWatcher {
     ) {
         let force = matches!(why, Read::Rescan | Read::Settled);
         let targets = self.targets.clone();
+        let named = Arc::clone(&self.asked.named.borrow());
         let last = stamp.take();
         let read = tokio::task::spawn_blocking(move || {
             let read_at = now_ns();
@@ -435,7 +373,7 @@ impl FileWatcher {
             // of connections is being shed meanwhile), and report nothing.
             tracing::trace!("reading the watched files");
             for _ in 0..DESCRIPTOR_RETRIES {
-                let snapshot = Snapshot::read(&targets);
+                let snapshot = Snapshot::read(&targets, &named);
                 if !snapshot.out_of_descriptors() {
                     return (Some(snapshot), Some((now, read_at)));
                 }

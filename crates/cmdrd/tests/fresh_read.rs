@@ -25,6 +25,7 @@ fn snapshot() -> Snapshot {
         ),
         sso_cache: Default::default(),
         sso_unreadable: Default::default(),
+        sso_partial: None,
     }
 }
 
@@ -34,7 +35,7 @@ async fn an_add_waits_for_a_fresh_read_then_hands_out_the_keys() {
     let (reread, mut asked) = Reread::new();
     let (engine, handle, commands) = Engine::start(
         Arc::new(settings(dir.path())),
-        snapshot(),
+        |_| snapshot(),
         reread,
         Arc::new(SystemClock),
         None,
@@ -81,6 +82,107 @@ async fn an_add_waits_for_a_fresh_read_then_hands_out_the_keys() {
         .await
         .expect("hand-out");
     assert_eq!(handout.credentials.access_key_id, "AKIAFRESHREADEXAMPLE");
+
+    cancel.cancel();
+    task.await.expect("engine");
+}
+
+/// A config whose `proc` profile's `credential_process` prints keys `key`.
+fn process_snapshot(key: &str) -> Snapshot {
+    let config = format!(
+        "[profile proc]\ncredential_process = printf '{{\"Version\": 1, \"AccessKeyId\": \"{key}\", \"SecretAccessKey\": \"process-secret\"}}'\n"
+    );
+    Snapshot {
+        config: FileRead::Bytes(config.into_bytes()),
+        credentials: FileRead::Missing,
+        sso_cache: Default::default(),
+        sso_unreadable: Default::default(),
+        sso_partial: None,
+    }
+}
+
+/// A profile the SDK's providers resolve gets the files as the watcher read them, never
+/// the disk (which here says otherwise): the engine keeps their text only while an account
+/// needs it, so an `add` of such a profile asks for a fresh read first, and a hand-out
+/// right after resolves from it; a later snapshot is what the next resolution uses.
+#[tokio::test]
+async fn the_sdk_resolves_from_the_files_the_watcher_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("config"),
+        "[profile proc]\ncredential_process = printf '{\"Version\": 1, \"AccessKeyId\": \"AKIAONDISKNOTREAD\", \"SecretAccessKey\": \"disk\"}'\n",
+    )
+    .expect("config on disk");
+    let (reread, mut asked) = Reread::new();
+    let (engine, handle, commands) = Engine::start(
+        Arc::new(settings(dir.path())),
+        |_| process_snapshot("AKIAFIRSTREADEXAMPLE"),
+        reread,
+        Arc::new(SystemClock),
+        None,
+    )
+    .expect("engine");
+    let (deliveries, snapshots) = mpsc::channel(4);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(engine.run(commands, snapshots, cancel.clone()));
+
+    let added = handle
+        .add(NewAccount {
+            name: "proc".into(),
+            profile: "proc".into(),
+            region: None,
+            target: Target::Aws,
+            on_change: OnChange::Ask,
+            portal: None,
+        })
+        .await;
+    tokio::time::timeout(Duration::from_secs(5), asked.fresh.changed())
+        .await
+        .expect("the engine asks for a fresh read")
+        .expect("asked");
+    let request = *asked.fresh.borrow_and_update();
+    deliveries
+        .send(Delivery {
+            snapshot: process_snapshot("AKIAFRESHREADEXAMPLE"),
+            answers: Some(request),
+        })
+        .await
+        .expect("send");
+    added.answer().await.expect("added");
+    let key = |handle: &cmdrd::engine::EngineHandle| {
+        let handle = handle.clone();
+        async move {
+            handle
+                .hand_out("proc".into(), true)
+                .await
+                .answer()
+                .await
+                .expect("hand-out")
+                .credentials
+                .access_key_id
+                .clone()
+        }
+    };
+    assert_eq!(key(&handle).await, "AKIAFRESHREADEXAMPLE");
+
+    // The next change reaches the SDK through the watcher too.
+    deliveries
+        .send(process_snapshot("AKIASECONDREADEXAMPLE").into())
+        .await
+        .expect("send");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = key(&handle).await;
+        if now == "AKIASECONDREADEXAMPLE" {
+            break;
+        }
+        assert_eq!(now, "AKIAFRESHREADEXAMPLE");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second read never reached the SDK"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     cancel.cancel();
     task.await.expect("engine");

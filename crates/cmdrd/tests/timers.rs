@@ -62,13 +62,14 @@ async fn warnings_fire_on_time_and_after_a_clock_jump() {
         credentials: FileRead::Bytes(text.into_bytes()),
         sso_cache: Default::default(),
         sso_unreadable: Default::default(),
+        sso_partial: None,
     };
     let expires = base + chrono::Duration::hours(1);
     // No watcher: the engine reads nothing, and a request waits for no read.
     let (reread, _) = cmdrd::watch::Reread::new();
     let (engine, handle, commands) = Engine::start(
         Arc::new(settings(dir.path())),
-        snapshot(credentials(expires)),
+        |_| snapshot(credentials(expires)),
         reread,
         clock.clone(),
         None,

@@ -11,20 +11,9 @@ use crate::grammar;
 
 /// The SSO cache files the two files name: `<sha1>.json` of every `sso_session` and
 /// `sso_start_url` (a profile's own and its `[sso-session]`'s), which the view looks up.
-/// Files that do not parse name none. The daemon learns these from its one parse
-/// ([`ProfileView::sso_cache_files`](super::ProfileView)); the watcher parses for them only
-/// when the cache holds more files than it reads.
-pub fn sso_cache_files(config: &[u8], credentials: &[u8]) -> BTreeSet<String> {
-    let (Ok(config), Ok(credentials)) = (
-        std::str::from_utf8(config),
-        std::str::from_utf8(credentials),
-    ) else {
-        return BTreeSet::new();
-    };
-    grammar::parse(config, credentials).map_or_else(|_| BTreeSet::new(), |p| named_files(&p))
-}
-
-/// [`sso_cache_files`] of files already parsed.
+/// The daemon learns these from its one parse of a change
+/// ([`ProfileView::sso_cache_files`](super::ProfileView)) and tells its watcher, which
+/// reads them first from a cache holding more files than it reads.
 pub(super) fn named_files(parsed: &grammar::Parsed<'_>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut add = |key: &str| {

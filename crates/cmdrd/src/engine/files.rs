@@ -2,14 +2,16 @@
 //! snapshots the watcher sends, first-seen tracking and the expiry the daemon knows.
 //!
 //! A snapshot is taken in by steps that update the engine's own state and return what
-//! else is to happen ([`Effects`]: events, validations, a save, a retry): `take_files`
-//! (parse, health, SSO token problems), `hold_half_pairs` (`settle.rs`), `adopt` (the
-//! view) and `follow` (the accounts). [`Engine::apply`] carries the effects out, in one
+//! else is to happen ([`Effects`]: events, validations, a save, a retry): `parse_files`
+//! (the one parse of a change), `take_files` (health, SSO token problems, the text the
+//! SDK's providers get), `hold_half_pairs` (`settle.rs`), `adopt` (the view) and `follow`
+//! (the accounts). [`Engine::apply`] carries the effects out, in one
 //! place; the start-up path (`Engine::start`) drops the events instead: nobody listens
 //! yet, and `report_changes_while_down` says what changed.
 
 use super::*;
 
+use crate::validate::FileText;
 pub(super) use crate::watch::FileProblem;
 
 #[derive(Debug, Clone, Default)]
@@ -90,6 +92,21 @@ impl Effects {
     }
 }
 
+/// A snapshot's files parsed, not yet taken in ([`Engine::parse_files`]).
+pub(super) struct Parsed {
+    view: Option<ProfileView>,
+    /// Each file's bytes, or why they cannot be used (unreadable, or did not parse).
+    candidates: PerFile<Result<Vec<u8>, FileProblem>>,
+    exists: PerFile<bool>,
+    /// The token files the files name.
+    named: BTreeSet<String>,
+    sso_cache: BTreeMap<String, Vec<u8>>,
+    sso_unreadable: BTreeMap<String, String>,
+    /// The files name a token file the watcher did not look up: it read only part of a
+    /// large cache, with names told before this change named the file.
+    pub(super) lacking: bool,
+}
+
 /// The files of one snapshot taken in: the view they give (`None`: even the last good
 /// files do not parse together), whether every file parsed, and what to publish.
 pub(super) struct Taken {
@@ -121,36 +138,54 @@ impl Engine {
     }
 
     /// A new snapshot while running: its files taken in, half-changed keys held, the view
-    /// adopted and followed by the accounts.
-    pub(super) fn on_snapshot(&mut self, snapshot: Snapshot) -> Effects {
+    /// adopted and followed by the accounts. `None`: laid aside, as it lacks a token file
+    /// its own parse names (see [`Parsed::lacking`]); a fresh read was asked for, and the
+    /// delivery answering it is taken in instead.
+    pub(super) fn on_snapshot(&mut self, snapshot: Snapshot) -> Option<Effects> {
+        let parsed = self.parse_files(snapshot);
+        // Laid aside once at most: if the next snapshot lacks one too (the files keep
+        // naming new token files), it is taken in as it is, and the read `take_files`
+        // asks for brings the rest; so a stream of changes cannot stall the engine.
+        if parsed.lacking && !self.laid_aside && self.reread.fresh().is_some() {
+            self.laid_aside = true;
+            return None;
+        }
+        self.laid_aside = false;
         let Taken {
             view,
             healthy,
             mut effects,
-        } = self.take_files(snapshot);
+        } = self.take_files(parsed);
         if let Some(view) = view {
             let view = self.hold_half_pairs(view);
             effects.extend(self.follow(view, healthy));
         }
         self.sync_portals();
-        effects
+        Some(effects)
     }
 
-    /// Takes in a snapshot's files: each file that parses replaces its last good bytes; one
-    /// that does not keeps them and reports `file_error` once, until `file_recovered`.
-    /// Returns the view the files give; the engine's view is not touched yet.
-    pub(super) fn take_files(&mut self, snapshot: Snapshot) -> Taken {
+    /// Parses a snapshot's files together (one `parse_view_or`, the only parse of a
+    /// change), each broken or unreadable file falling back to its last good bytes, and
+    /// tells the watcher which token files the files name (`Reread::name`). The engine's
+    /// state is not touched: [`Engine::take_files`] takes the result in.
+    pub(super) fn parse_files(&self, snapshot: Snapshot) -> Parsed {
         // One line per parse: `scripts/bench` counts them in a storm of writes.
         tracing::debug!("parsing snapshot");
+        let Snapshot {
+            config,
+            credentials,
+            sso_cache,
+            sso_unreadable,
+            sso_partial,
+        } = snapshot;
         // Each file's new bytes, or why they cannot be used, and whether it exists.
-        let read = PerFile::new(snapshot.config, snapshot.credentials).map(|_, read| match read {
+        let read = PerFile::new(config, credentials).map(|_, read| match read {
             FileRead::Missing => (false, Ok(Vec::new())),
             FileRead::Bytes(bytes) => (true, Ok(bytes)),
             FileRead::Failed(message) => (true, Err((None, message))),
         });
         let exists = read.as_ref().map(|_, r| r.0);
         let mut candidates: PerFile<Result<Vec<u8>, FileProblem>> = read.map(|_, r| r.1);
-        self.sso_cache = snapshot.sso_cache;
         // Parse the new bytes together (one SDK load when all is well); a broken file falls
         // back to its last good bytes, as does one that could not be read.
         let pick = |kind: FileKind| match &candidates[kind] {
@@ -160,31 +195,70 @@ impl Engine {
         let inputs = cmdr_core::Inputs {
             config: pick(FileKind::Config),
             credentials: pick(FileKind::Credentials),
-            sso_cache: &self.sso_cache,
+            sso_cache: &sso_cache,
         };
-        // A profile a request waits to bind keeps its secrets too (`Awaiting`).
-        let mut bound = self.bound_profiles();
-        bound.extend(self.awaiting.as_ref().map(|a| a.profile.clone()));
         let (view, errors) = cmdr_core::parse_view_or(
             inputs,
             [
                 self.good.config.as_slice(),
                 self.good.credentials.as_slice(),
             ],
-            lean(&bound, &self.view),
+            lean(&self.keeps_secrets(), &self.view),
         );
-        if view.is_none() {
-            tracing::warn!("the last good files do not parse together; keeping the last view");
-        }
-        // The token files the AWS files name, as this parse (or the last view) says.
-        let named = view.as_ref().unwrap_or(&self.view).sso_cache_files.clone();
-        let mut effects = Effects {
-            events: self.note_sso_problems(&named, &snapshot.sso_unreadable),
-            ..Effects::default()
-        };
         for e in errors {
             candidates[e.file] = Err((e.line, e.message));
         }
+        // The token files the AWS files name, as this parse (or the last view) says: every
+        // read the watcher starts from now on looks them up first.
+        let named = view.as_ref().unwrap_or(&self.view).sso_cache_files.clone();
+        self.reread.name(&named);
+        let lacking = sso_partial.is_some_and(|read| !named.is_subset(&read));
+        Parsed {
+            view,
+            candidates,
+            exists,
+            named,
+            sso_cache,
+            sso_unreadable,
+            lacking,
+        }
+    }
+
+    /// Profiles whose secrets the view keeps: the bound ones, and the one a request waits
+    /// to bind (`Awaiting`).
+    fn keeps_secrets(&self) -> BTreeSet<String> {
+        let mut bound = self.bound_profiles();
+        bound.extend(self.awaiting.as_ref().map(|a| a.profile.clone()));
+        bound
+    }
+
+    /// Takes in parsed files: each file that parsed replaces its last good bytes; one that
+    /// did not keeps them and reports `file_error` once, until `file_recovered`. Returns the
+    /// view the files give; the engine's view is not touched yet.
+    pub(super) fn take_files(&mut self, parsed: Parsed) -> Taken {
+        let Parsed {
+            view,
+            candidates,
+            exists,
+            named,
+            sso_cache,
+            sso_unreadable,
+            lacking,
+        } = parsed;
+        if lacking {
+            // Taken in all the same (see `on_snapshot`): the next read, asked for after
+            // the names were told, looks the missing ones up.
+            self.reread.rescan();
+        }
+        if view.is_none() {
+            tracing::warn!("the last good files do not parse together; keeping the last view");
+        }
+        self.sso_cache = sso_cache;
+        let mut effects = Effects {
+            events: self.note_sso_problems(&named, &sso_unreadable),
+            ..Effects::default()
+        };
+        let for_sdk = self.sdk_needs_files(view.as_ref().unwrap_or(&self.view));
         let mut recovered = Vec::new();
         let mut healthy = true;
         for (kind, candidate) in candidates.into_pairs() {
@@ -193,6 +267,7 @@ impl Engine {
             match candidate {
                 Ok(bytes) => {
                     self.good[kind] = cmdr_core::profile::redact_secrets(&bytes);
+                    self.sdk_files[kind] = if for_sdk { FileText::new(bytes) } else { None };
                     self.health[kind].error = None;
                     if was_error {
                         recovered.push(kind);
@@ -200,6 +275,10 @@ impl Engine {
                 }
                 Err(error) => {
                     healthy = false;
+                    // The SDK keeps the bytes the view keeps: the last good ones.
+                    if !for_sdk {
+                        self.sdk_files[kind] = None;
+                    }
                     if self.health[kind].error.as_ref() != Some(&error) {
                         let path = self.path_of(kind).display().to_string();
                         tracing::warn!(path = %path, line = ?error.0, message = %error.1, "file does not parse; keeping the last good view");
@@ -225,6 +304,33 @@ impl Engine {
             view,
             healthy,
             effects,
+        }
+    }
+
+    /// True when an account (or a request waiting to bind one) is on a profile in `view`
+    /// that the SDK's providers resolve from the files: only then does the engine keep the
+    /// files' text, secrets and all, for them ([`Job::files`](crate::validate::Job)).
+    /// Otherwise the lean view's rule holds: no secrets but those of bound profiles.
+    pub(super) fn sdk_needs_files(&self, view: &ProfileView) -> bool {
+        self.keeps_secrets().iter().any(|name| {
+            view.get(name)
+                .is_some_and(|p| crate::handout::resolvable(p.kind))
+        })
+    }
+
+    /// True when binding `profile` needs the files' text the engine does not keep (see
+    /// [`Engine::sdk_needs_files`]): a fresh read brings it.
+    pub(super) fn lacks_sdk_files(&self, profile: &str) -> bool {
+        self.view
+            .get(profile)
+            .is_some_and(|p| crate::handout::resolvable(p.kind))
+            && self.sdk_files.values().iter().all(|f| f.is_none())
+    }
+
+    /// Forgets the files' text once no account needs it (after a `remove` or an `edit`).
+    pub(super) fn forget_sdk_files(&mut self) {
+        if !self.sdk_needs_files(&self.view) {
+            self.sdk_files = PerFile::default();
         }
     }
 

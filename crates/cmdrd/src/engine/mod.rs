@@ -24,8 +24,8 @@ use crate::Settings;
 use crate::handout::{Cached, ChildEnv, Grant, HandOut};
 use crate::store::{JournalEntry, Store};
 use crate::timers::{self, Clock, Deadline, Timers};
-use crate::validate::{self, Failure, Identity, Job, Resolved};
-use crate::watch::{Delivery, FileRead, Reread, Snapshot};
+use crate::validate::{self, Failure, FileText, Identity, Job, Resolved};
+use crate::watch::{Delivery, FileRead, Reread, Snapshot, TokenFiles};
 use crate::wire::{self, account_event, bad_request, error_reply, profile_event, timestamp};
 
 /// Retries of a file that failed to parse, in case it was caught mid-write.
@@ -84,6 +84,9 @@ pub struct Engine {
     /// The last bytes of each file that parsed, secrets redacted: a broken file keeps
     /// these (with the secrets the view had), so no token is held twice.
     good: PerFile<Vec<u8>>,
+    /// The text the view was built from, secrets and all, for the SDK's providers; kept
+    /// only while an account needs it (`Engine::sdk_needs_files`).
+    sdk_files: PerFile<Option<FileText>>,
     /// When the credentials of `credential_process` profiles end, as the process said when
     /// last validated; forgotten when the profile changes.
     process_expiry: BTreeMap<String, DateTime<Utc>>,
@@ -101,6 +104,8 @@ pub struct Engine {
     /// A request that binds a profile, waiting for a fresh read of the files that holds
     /// its secrets (commands wait meanwhile, so they keep their order).
     awaiting: Option<Awaiting>,
+    /// The last snapshot was laid aside for lacking a token file (`on_snapshot`).
+    laid_aside: bool,
     retries: usize,
     started_at: DateTime<Utc>,
     /// What changed while cmdrd was not running, with the account each line is about:
@@ -203,11 +208,12 @@ impl Engine {
         self.schedule_renewals();
     }
 
-    /// Builds the engine from the state file and the files as they are now, and works out
-    /// what changed while the daemon was not running.
+    /// Builds the engine from the state file and the files as they are now (`read`, the
+    /// watcher's reader, given the token files to look up first), and works out what
+    /// changed while the daemon was not running.
     pub fn start(
         settings: Arc<Settings>,
-        snapshot: Snapshot,
+        mut read: impl FnMut(&TokenFiles) -> Snapshot,
         reread: Reread,
         clock: Arc<dyn Clock>,
         endpoint: Option<crate::endpoint::Access>,
@@ -224,6 +230,7 @@ impl Engine {
             store,
             view: ProfileView::default(),
             good: PerFile::default(),
+            sdk_files: PerFile::default(),
             process_expiry: BTreeMap::new(),
             sso_cache: BTreeMap::new(),
             sso_problems: BTreeMap::new(),
@@ -234,6 +241,7 @@ impl Engine {
             subscribers: Arc::default(),
             reread,
             awaiting: None,
+            laid_aside: false,
             retries: 0,
             started_at: clock.now(),
             changes_while_down: Vec::new(),
@@ -263,7 +271,14 @@ impl Engine {
         // Nobody listens yet, and `report_changes_while_down` tells what changed while the
         // daemon was down: of the effects only the retry is kept, and the state is saved
         // below; the accounts are reconciled with the view there too.
-        let taken = engine.take_files(snapshot);
+        // Nobody has told the reader which token files the files name yet: when the cache
+        // holds more files than are read, the first read may lack one; then the files are
+        // read again, with the names the parse told (once: the second is taken in as is).
+        let mut parsed = engine.parse_files(read(&engine.reread.named()));
+        if parsed.lacking {
+            parsed = engine.parse_files(read(&engine.reread.named()));
+        }
+        let taken = engine.take_files(parsed);
         engine.retry(taken.effects.retry);
         if let Some(view) = taken.view {
             let view = engine.hold_half_pairs(view);
@@ -331,10 +346,14 @@ impl Engine {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 Some(delivery) = snapshots.recv() => {
-                    let effects = self.on_snapshot(delivery.snapshot);
-                    self.apply(effects);
+                    let taken = self.on_snapshot(delivery.snapshot);
+                    let laid_aside = taken.is_none();
+                    if let Some(effects) = taken {
+                        self.apply(effects);
+                    }
                     release_free_memory();
-                    if let Some(answers) = delivery.answers {
+                    // A read laid aside answers nobody: the fresh read it asked for does.
+                    if let Some(answers) = delivery.answers.filter(|_| !laid_aside) {
                         self.resume(answers);
                     }
                 }

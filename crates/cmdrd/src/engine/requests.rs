@@ -27,14 +27,18 @@ fn binds(command: &Command) -> Option<&str> {
 }
 
 impl Engine {
-    /// Runs a client's command, unless it binds a profile whose secrets must first be read
-    /// from the files, or one the view does not have yet: then it waits for the watcher's
-    /// fresh read (`resume`), so that `accounts add X --profile P` followed at once by
-    /// `exec X` hands out P's keys, and `paste` followed at once by `accounts add` finds
-    /// the pasted profile (before the watcher's own read of that change has come).
+    /// Runs a client's command, unless it binds a profile whose secrets (or, for a profile
+    /// the SDK resolves, the files' text) must first be read from the files, or one the view
+    /// does not have yet: then it waits for the watcher's fresh read (`resume`), so that
+    /// `accounts add X --profile P` followed at once by `exec X` hands out P's keys (or
+    /// what the SDK resolves for P from the files as read), and `paste` followed at once by
+    /// `accounts add` finds the pasted profile (before the watcher's own read of that change
+    /// has come).
     pub(super) fn handle(&mut self, command: Command) {
         if let Some(profile) = binds(&command)
-            && (self.lacks_secrets(profile) || !self.view.profiles.contains_key(profile))
+            && (self.lacks_secrets(profile)
+                || self.lacks_sdk_files(profile)
+                || !self.view.profiles.contains_key(profile))
             && let Some(asked) = self.reread.fresh()
         {
             self.awaiting = Some(Awaiting {
@@ -224,6 +228,7 @@ impl Engine {
                 .edit(name, patch, view, expiry, now)
                 .map_err(|e| error_reply(&e))
         });
+        self.forget_sdk_files();
         if edited.as_ref().is_ok_and(|changes| !changes.is_empty()) && revalidate {
             self.resolved.remove(name);
             self.revalidate.reset(name);
@@ -239,6 +244,7 @@ impl Engine {
         let removed = self.mutate(name, |accounts, _, _| {
             accounts.remove(name).map_err(|e| error_reply(&e))
         });
+        self.forget_sdk_files();
         if removed.is_ok()
             && let Some(endpoint) = &self.endpoint
         {

@@ -43,8 +43,7 @@ impl Engine {
             endpoint: account.target.endpoint().map(str::to_owned),
             credentials: profile.and_then(|p| p.credentials.as_deref().cloned()),
             fingerprint: profile.and_then(|p| p.fingerprint.clone()),
-            config_file: self.settings.aws_config.clone(),
-            credentials_file: self.settings.aws_credentials.clone(),
+            files: self.sdk_files.clone(),
             timeout: self.settings.validate_timeout,
             portal: self.portal_route(profile),
         }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cmdr_config::userfile;
@@ -34,6 +35,10 @@ pub enum FileRead {
 /// names that is not a token): the line (if known) and the message.
 pub type FileProblem = (Option<u32>, String);
 
+/// The SSO token files the AWS files name, as the engine's last parse found them
+/// (`Reread::name`): a cache holding more files than are read has these read first.
+pub type TokenFiles = Arc<BTreeSet<String>>;
+
 /// Both files and the SSO cache, read at one moment. Nothing here is parsed: the engine
 /// parses the AWS files once per change, and learns from that parse which token files
 /// they name (and so which of `sso_cache` and `sso_unreadable` are problems).
@@ -44,27 +49,25 @@ pub struct Snapshot {
     pub sso_cache: BTreeMap<String, Vec<u8>>,
     /// Token cache files that exist but could not be read, with why.
     pub sso_unreadable: BTreeMap<String, String>,
+    /// `Some` when the cache held more files than are read: the token files the engine
+    /// had named, which were read first (the rest in sorted order, up to the bound). A
+    /// parse that names a file not in it has not seen that file. Part of the digest, so a
+    /// read with new names is forwarded even if the bytes are the same.
+    pub sso_partial: Option<TokenFiles>,
 }
 
 impl Snapshot {
-    pub fn read(targets: &Targets) -> Snapshot {
+    /// Reads both files and the cache; `named`: the token files to look up first.
+    pub fn read(targets: &Targets, named: &TokenFiles) -> Snapshot {
         let config = read_file(&targets.config);
         let credentials = read_file(&targets.credentials);
-        // Only a cache holding more files than are read needs to know which ones the AWS
-        // files name (read first, always): then, and only then, the watcher parses too.
-        let wanted = || {
-            let bytes = |read: &FileRead| match read {
-                FileRead::Bytes(bytes) => bytes.clone(),
-                _ => Vec::new(),
-            };
-            cmdr_core::profile::sso_cache_files(&bytes(&config), &bytes(&credentials))
-        };
-        let (sso_cache, sso_unreadable) = read_cache(&targets.sso_cache, wanted);
+        let (sso_cache, sso_unreadable, partial) = read_cache(&targets.sso_cache, named);
         Snapshot {
             config,
             credentials,
             sso_cache,
             sso_unreadable,
+            sso_partial: partial.then(|| Arc::clone(named)),
         }
     }
 
@@ -143,13 +146,13 @@ fn cache_names(dir: &Path) -> Vec<(String, PathBuf)> {
 }
 
 /// The SSO token cache: `*.json` files, bounded in number and size, each that cannot be
-/// read noted with why. When there are more than [`MAX_CACHE_FILES`], the files the AWS
-/// files name (`wanted`, asked only then) are read first and always, then others in
-/// sorted order up to the bound: the cache holds unrelated files too.
+/// read noted with why. When there are more than [`MAX_CACHE_FILES`] (then the last value
+/// is true), the files the AWS files name (`wanted`) are read first and always, then others
+/// in sorted order up to the bound: the cache holds unrelated files too.
 fn read_cache(
     dir: &Path,
-    wanted: impl FnOnce() -> BTreeSet<String>,
-) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
+    wanted: &BTreeSet<String>,
+) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>, bool) {
     let mut out = BTreeMap::new();
     let mut unreadable = BTreeMap::new();
     let mut read = |name: &str, path: &Path| {
@@ -167,15 +170,23 @@ fn read_cache(
         }
     };
     let names = cache_names(dir);
-    if names.len() > MAX_CACHE_FILES {
-        for name in wanted() {
-            read(&name, &dir.join(&name));
+    let partial = names.len() > MAX_CACHE_FILES;
+    if partial {
+        // Names from the engine's parse of the files, never paths: one with a separator
+        // or `..` is no file of the cache.
+        for name in wanted.iter().filter(|n| is_plain_name(n)) {
+            read(name, &dir.join(name));
         }
     }
     for (name, path) in names.iter().take(MAX_CACHE_FILES) {
         read(name, path);
     }
-    (out, unreadable)
+    (out, unreadable, partial)
+}
+
+/// A file name in the cache directory itself (the engine names `<sha1 hex>.json`).
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != ".." && name != "." && !name.contains(['/', '\\'])
 }
 
 /// The identities of everything a [`Snapshot`] reads: when none changed since a read made
@@ -229,6 +240,7 @@ mod tests {
             credentials: FileRead::Bytes(credentials.as_bytes().to_vec()),
             sso_cache: BTreeMap::new(),
             sso_unreadable: BTreeMap::new(),
+            sso_partial: None,
         }
     }
 
@@ -269,12 +281,34 @@ mod tests {
         std::fs::create_dir(&cache).expect("mkdir");
         std::fs::write(cache.join("a.json"), "{}").expect("write");
         std::fs::write(cache.join("b.txt"), "{}").expect("write");
+        let (read, _, partial) = read_cache(&cache, &BTreeSet::new());
+        assert_eq!(read.keys().collect::<Vec<_>>(), vec!["a.json"]);
+        assert!(!partial);
+    }
+
+    /// Past the bound, the files named are read first whatever their place in the order,
+    /// and the read says it is partial; a name that is not a plain file name is ignored.
+    #[test]
+    fn a_large_cache_reads_the_named_files_first() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cache = tmp.path().join("cache");
+        std::fs::create_dir(&cache).expect("mkdir");
+        for n in 0..=MAX_CACHE_FILES {
+            std::fs::write(cache.join(format!("a{n:05}.json")), "{}").expect("write");
+        }
+        std::fs::write(cache.join("zz.json"), "{\"named\": 1}").expect("write");
+        std::fs::write(tmp.path().join("outside.json"), "{}").expect("write");
+        let (read, _, partial) = read_cache(&cache, &BTreeSet::new());
+        assert!(partial);
+        assert_eq!(read.len(), MAX_CACHE_FILES);
+        assert!(!read.contains_key("zz.json"));
+        let wanted = BTreeSet::from(["zz.json".to_owned(), "../outside.json".to_owned()]);
+        let (read, _, partial) = read_cache(&cache, &wanted);
+        assert!(partial);
         assert_eq!(
-            read_cache(&cache, BTreeSet::new)
-                .0
-                .keys()
-                .collect::<Vec<_>>(),
-            vec!["a.json"]
+            read.get("zz.json").map(Vec::as_slice),
+            Some(&b"{\"named\": 1}"[..])
         );
+        assert!(!read.contains_key("../outside.json"));
     }
 }

@@ -43,6 +43,7 @@ fn snapshot_of(dir: &std::path::Path) -> Snapshot {
         credentials: FileRead::Bytes(std::fs::read(dir.join("credentials")).expect("read")),
         sso_cache: Default::default(),
         sso_unreadable: Default::default(),
+        sso_partial: None,
     }
 }
 
@@ -62,7 +63,7 @@ fn engine_with_acme(dir: &std::path::Path) -> (Engine, EngineHandle) {
     let (reread, _asked) = crate::watch::Reread::new();
     let (mut engine, handle, _commands) = Engine::start(
         Arc::new(settings(dir)),
-        snapshot_of(dir),
+        |_| snapshot_of(dir),
         reread,
         Arc::new(crate::timers::SystemClock),
         None,
@@ -100,12 +101,12 @@ async fn a_renewal_is_known_before_its_file_arrives() {
         result.expect("written");
         if file_first {
             let effects = engine.on_snapshot(snapshot_of(dir.path()));
-            engine.apply(effects);
+            engine.apply(effects.expect("taken in"));
             engine.finish_renewal(&account, Ok(()));
         } else {
             engine.finish_renewal(&account, Ok(()));
             let effects = engine.on_snapshot(snapshot_of(dir.path()));
-            engine.apply(effects);
+            engine.apply(effects.expect("taken in"));
         }
         let mut types = Vec::new();
         while let Ok(e) = events.try_recv() {
