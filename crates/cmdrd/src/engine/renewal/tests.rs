@@ -233,11 +233,12 @@ async fn engine_on_portal(
         credentials: FileRead::Bytes(std::fs::read(dir.join("credentials")).expect("read")),
         sso_cache,
         sso_unreadable: Default::default(),
+        sso_partial: Default::default(),
     };
     let (reread, _asked) = crate::watch::Reread::new();
     let (mut engine, _handle, _commands) = Engine::start(
         Arc::new(settings(dir)),
-        snapshot,
+        move |_| snapshot.clone(),
         reread,
         Arc::new(crate::timers::SystemClock),
         None,
