@@ -2,6 +2,7 @@
 //! it (one resolution in flight per account, with the clients waiting for it).
 
 use super::*;
+use cmdr_core::AccountState;
 
 /// Where a hand-out goes: to the client that asked, in the shape it asked for.
 pub(super) type Deliver = Box<dyn FnOnce(Result<HandOut, ErrorReply>) + Send>;
@@ -28,9 +29,17 @@ impl Engine {
         // now hold the new token).
         let at_hand = account.accepted.credentials.is_some() || cached.is_some();
         if let Some(why) = cmdr_core::handout::refusal(account, &status, at_hand, force) {
+            // Ended while its portal needs a sign-in: the sign-in is the fix, not a paste.
+            let message = match (status.state, self.signin_reason(account)) {
+                (AccountState::Expired, Some(signin)) => format!(
+                    "{}; {signin}",
+                    status.reason.as_deref().unwrap_or("its credentials ended")
+                ),
+                _ => why,
+            };
             return deliver(Err(ErrorReply {
                 code: crate::handout::refusal_code(status.state),
-                message: why,
+                message,
             }));
         }
         let expiry_source = wire::expiry_source(account.accepted.expiry.as_ref());

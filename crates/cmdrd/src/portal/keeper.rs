@@ -37,6 +37,9 @@ const RETRY_MAX: chrono::Duration = chrono::Duration::minutes(5);
 /// Role credentials are fetched again this long before they end, at most (and at most a
 /// third of their lifetime).
 const ROLE_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+/// After the session ended, cached role credentials are served until this long before
+/// they end.
+const ENDED_MARGIN: chrono::Duration = chrono::Duration::seconds(15);
 
 pub(super) struct Keeper {
     spec: Spec,
@@ -267,7 +270,8 @@ impl Keeper {
             return;
         }
         tracing::warn!(session = %self.spec.session, reason = %reason, "the portal session ended; a sign-in is required");
-        self.roles.clear();
+        // Role credentials already fetched stay valid until they end (a session's end does
+        // not revoke them, and botocore keeps using its own): they are served until then.
         self.ended = Some(reason.clone());
         let _ = self
             .news
@@ -361,6 +365,11 @@ impl Keeper {
                 .min((creds.expires_at - *fetched) / 3)
                 .max(min_valid);
             if now < creds.expires_at - margin {
+                return Ok(creds.clone());
+            }
+            // Nothing newer can be fetched until a sign-in: what is left of these is
+            // better than a refusal (running tools keep working until they end).
+            if self.ended.is_some() && now < creds.expires_at - ENDED_MARGIN {
                 return Ok(creds.clone());
             }
         }

@@ -56,7 +56,7 @@ impl Renewal {
                 account_id,
                 role,
             } => format!(
-                "{} ({} min before its token ends): GetRoleCredentials of {role} in {account_id} through sso-session {}, written into the credentials file and accepted{} (`cmdrctl accounts edit {name} --auto-renew off` stops it)",
+                "{} ({} min before its token ends, or halfway through a shorter one): GetRoleCredentials of {role} in {account_id} through sso-session {}, written into the credentials file and accepted{} (`cmdrctl accounts edit {name} --auto-renew off` stops it)",
                 renews(keeper, &when),
                 renew_before.num_minutes(),
                 keeper.info().session,
