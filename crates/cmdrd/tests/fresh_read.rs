@@ -88,6 +88,9 @@ async fn an_add_waits_for_a_fresh_read_then_hands_out_the_keys() {
 }
 
 /// A config whose `proc` profile's `credential_process` prints keys `key`.
+// The profile's `credential_process` is a `printf` for a Unix shell (Windows runs it with
+// cmd, which has none): this test and its snapshot are Unix-only.
+#[cfg(unix)]
 fn process_snapshot(key: &str) -> Snapshot {
     let config = format!(
         "[profile proc]\ncredential_process = printf '{{\"Version\": 1, \"AccessKeyId\": \"{key}\", \"SecretAccessKey\": \"process-secret\"}}'\n"
@@ -105,6 +108,7 @@ fn process_snapshot(key: &str) -> Snapshot {
 /// the disk (which here says otherwise): the engine keeps their text only while an account
 /// needs it, so an `add` of such a profile asks for a fresh read first, and a hand-out
 /// right after resolves from it; a later snapshot is what the next resolution uses.
+#[cfg(unix)]
 #[tokio::test]
 async fn the_sdk_resolves_from_the_files_the_watcher_read() {
     let dir = tempfile::tempdir().expect("tempdir");
