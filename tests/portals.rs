@@ -246,6 +246,11 @@ fn session_end_asks_once_and_login_resumes() {
     }
     let status = sb.json(&["status"]);
     assert_eq!(status["portals"][0]["state"], "signin_required", "{status}");
+    // A shell prompt says so too (walkthrough: it showed only the time left).
+    let prompt = stdout(&sb.ctl(&["prompt", "--account", "a0"]));
+    assert!(prompt.contains("sign-in needed"), "{prompt}");
+    let prompt = sb.json(&["prompt", "--account", "a0"]);
+    assert_eq!(prompt[0]["signin_needed"], true, "{prompt}");
     // Once they end (60 s role credentials), nothing more can be handed out: a check while
     // signed out finds a0 misconfigured; signing in again clears that verdict
     // (walkthrough of 2026-12-06: it stayed, and a0's processes kept failing).

@@ -30,6 +30,10 @@ struct Entry<'a> {
     /// otherwise, so the documented shape is unchanged for other accounts).
     #[serde(skip_serializing_if = "Option::is_none")]
     signin_expires_at: Option<&'a str>,
+    /// The account renews itself through a portal that needs a sign-in first (absent when
+    /// false).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    signin_needed: bool,
 }
 
 /// How the shown accounts renew: one page of one for a single account, else every page
@@ -118,6 +122,7 @@ pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> Exi
         .map(cmdr_proto::RenewalPlan::from_facts)
         .collect();
     let fact = |a: &AccountInfo| plans.iter().find(|f| f.account == a.name);
+    let needs_signin = |a: &AccountInfo| fact(a).is_some_and(|p| p.auto_renew && p.signin_needed());
     if json {
         let entries: Vec<Entry<'_>> = shown
             .iter()
@@ -127,6 +132,7 @@ pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> Exi
                 expires_at: a.expires_at.as_deref(),
                 left: left(a, now),
                 signin_expires_at: fact(a).and_then(|f| f.signin_expires_at.as_deref()),
+                signin_needed: needs_signin(a),
             })
             .collect();
         crate::output::print_json(&entries);
@@ -136,7 +142,12 @@ pub async fn run(socket: &Path, pick: Pick<'_>, format: &str, json: bool) -> Exi
         .iter()
         .map(|a| {
             let shown = render(a, format, now);
-            match crate::output::signin_first(a, fact(a), now) {
+            let note = if needs_signin(a) {
+                Some("sign-in needed".to_owned())
+            } else {
+                crate::output::signin_first(a, fact(a), now)
+            };
+            match note {
                 Some(signin) if !shown.is_empty() => format!("{shown} ({signin})"),
                 _ => shown,
             }
