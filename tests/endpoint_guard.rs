@@ -3,12 +3,17 @@
 //! the port); a late guard removes only its own port's tokens, never a later run's; and
 //! only the guard the pid file names (pid and start time) is stopped.
 
+use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 
+use cmdr_testkit::skip::need_root;
+
+use crate::another_user::bin_copy;
 use crate::endpoint::{alice_and_bob, get};
-use crate::sandbox::{Sandbox, stderr, stdout};
+use crate::sandbox::{NOBODY, Sandbox, set_mode, stderr, stdout};
 
 /// The account's endpoint URL and token file, as `exec` gives them.
 fn child_env(sb: &Sandbox, name: &str) -> (String, PathBuf) {
@@ -107,6 +112,56 @@ fn a_guard_killed_while_cmdrd_runs_is_replaced() {
         url,
         "the same URL after the restart"
     );
+}
+
+/// After a crash, another user binding the port as fast as it can, with SO_REUSEADDR and
+/// SO_REUSEPORT, never gets it: not while the guard holds it, and not while the next
+/// cmdrd takes it over (its listener joins the guard's before the guard goes; the kernel
+/// lets only sockets of one uid share a port). Walkthrough of 2026-12-06: the guard was
+/// retired before the bind, and a squatter won that gap on its first try.
+#[test]
+fn another_user_never_gets_the_port_across_a_crash_and_restart() {
+    if !need_root("binding as another uid") {
+        return;
+    }
+    let (mut sb, _moto, alice) = alice_and_bob();
+    let (url, file) = child_env(&sb, "acme");
+    sb.kill9();
+    sb.wait_until("the token file is removed after the crash", || {
+        !file.exists()
+    });
+    set_mode(&sb.root, 0o755);
+    let peer = bin_copy("cmdr-test-peer", &sb.root);
+    let stop_dir = tempfile::tempdir().expect("tempdir");
+    set_mode(stop_dir.path(), 0o755);
+    let stop = stop_dir.path().join("stop");
+    let mut squatter = Command::new(&peer)
+        .arg("squat")
+        .arg(port_of(&url).to_string())
+        .arg(&stop)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the squatter");
+    let mut lines = BufReader::new(squatter.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(first, "trying", "the guard holds the port after the crash");
+    sb.start();
+    let (again, token_file) = child_env(&sb, "acme");
+    std::fs::write(&stop, "").expect("stop the squatter");
+    let last = lines.next().and_then(Result::ok).unwrap_or_default();
+    let _ = squatter.wait();
+    assert!(
+        last.starts_with("held "),
+        "another user took the port: {last}"
+    );
+    assert_eq!(again, url, "the same URL after the restart");
+    let token = std::fs::read_to_string(&token_file).expect("the new run's token");
+    let (code, body) = get(&url, Some(&token));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&alice[0].id), "{body}");
 }
 
 /// A guard that did not let go when the next cmdrd retired it (here: stopped) and acts

@@ -7,6 +7,11 @@
 //!   daemon.
 //! - `hello SOCKET`: connects, says hello in JSON lines, and prints whatever comes back
 //!   until the other side closes (at most 5 s): a raw client that checks nothing.
+//! - `squat PORT STOP`: binds 127.0.0.1:PORT with SO_REUSEADDR and SO_REUSEPORT as fast as
+//!   it can until the file STOP exists (at most 5 min; tests/endpoint_guard.rs): prints
+//!   `trying` once its first attempt failed, then `bound` (exit 1) as soon as one
+//!   succeeds, else `held N` (the attempts) at the end: a squatter waiting for the
+//!   endpoint's port to come free.
 
 #[cfg(not(unix))]
 fn main() {
@@ -36,8 +41,11 @@ mod unix {
         {
             ["relay", listen, target] => relay(listen, target),
             ["hello", socket] => hello(socket),
+            ["squat", port, stop] => squat(port, stop),
             _ => {
-                eprintln!("usage: cmdr-test-peer relay LISTEN TARGET | hello SOCKET");
+                eprintln!(
+                    "usage: cmdr-test-peer relay LISTEN TARGET | hello SOCKET | squat PORT STOP"
+                );
                 std::process::exit(2);
             }
         }
@@ -66,6 +74,32 @@ mod unix {
     fn pump(mut from: UnixStream, mut to: UnixStream) {
         let _ = std::io::copy(&mut from, &mut to);
         let _ = to.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn squat(port: &str, stop: &str) {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let port: u16 = port.parse().expect("port");
+        let stop = std::path::Path::new(stop);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let until = std::time::Instant::now() + Duration::from_secs(300);
+        let mut attempts: u64 = 0;
+        while std::time::Instant::now() < until && !(attempts.is_multiple_of(256) && stop.exists())
+        {
+            let socket =
+                Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+            socket.set_reuse_address(true).expect("SO_REUSEADDR");
+            socket.set_reuse_port(true).expect("SO_REUSEPORT");
+            attempts += 1;
+            if socket.bind(&addr.into()).is_ok() && socket.listen(16).is_ok() {
+                println!("bound");
+                std::process::exit(1);
+            }
+            if attempts == 1 {
+                println!("trying");
+                std::io::stdout().flush().expect("stdout");
+            }
+        }
+        println!("held {attempts}");
     }
 
     fn hello(socket: &str) {

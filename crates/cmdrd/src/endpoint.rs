@@ -7,7 +7,7 @@
 //! `cmdr` network reach the same URLs on 169.254.170.2 (`endpoint/container.rs`).
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,9 +96,16 @@ pub struct Paths<'a> {
 /// kept one is replaced, with a warning and `moved_from` (processes started for it fail
 /// closed: their tokens are gone).
 pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bound> {
-    // A guard an earlier run left after a crash holds the port (its tokens are gone):
-    // let it go, so this run can bind the same port and running processes follow.
-    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    // A guard an earlier run left after a crash holds the port (its tokens are gone), so
+    // this run can take the same port and running processes follow. On Linux this run's
+    // listeners join the guard's (SO_REUSEPORT, which the kernel allows only between
+    // sockets of one uid) and the guard is retired after: the port is never free for
+    // another user to take in between. Elsewhere the guard is retired first.
+    #[cfg(target_os = "linux")]
+    let guarded = guard::holds(paths.tokens);
+    #[cfg(not(target_os = "linux"))]
+    let guarded = false;
+    #[cfg(any(target_os = "macos", windows))]
     guard::retire(paths.tokens);
     Tokens::clear(paths.tokens).with_context(|| {
         format!(
@@ -123,48 +130,41 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
         }
         _ => {}
     }
-    let mut moved_from = None;
-    let listener = match settings.listen {
-        Some(addr) => std::net::TcpListener::bind(addr).with_context(|| {
-            format!(
-                "cannot listen on {addr} for the credentials endpoint (is another program using the port? set endpoint.listen in config.toml, or endpoint.enabled = false)"
-            )
-        })?,
-        None => {
-            let kept = std::fs::read_to_string(paths.port_file)
-                .ok()
-                .and_then(|t| t.trim().parse::<u16>().ok())
-                .filter(|p| *p != 0);
-            let any = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
-            let listener = match kept {
-                Some(port) => match std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
-                    Ok(l) => l,
-                    Err(err) => {
-                        tracing::warn!(port, error = %err, "the credentials endpoint's port is taken; choosing another: processes started with the old URL fail until started again with `cmdrctl exec`");
-                        moved_from = Some(format!(
-                            "http://{}:{port}{PATH_PREFIX}",
-                            Ipv4Addr::LOCALHOST
-                        ));
-                        std::net::TcpListener::bind(any)
-                            .context("cannot listen on 127.0.0.1 for the credentials endpoint")?
-                    }
-                },
-                None => std::net::TcpListener::bind(any)
-                    .context("cannot listen on 127.0.0.1 for the credentials endpoint")?,
-            };
-            let port = listener.local_addr()?.port();
-            if kept != Some(port) {
-                cmdr_config::write_atomic(paths.port_file, format!("{port}\n").as_bytes(), 0o600)
-                    .with_context(|| format!("cannot write {}", paths.port_file.display()))?;
-            }
-            listener
-        }
-    };
+    let (mut listener, mut moved_from) = listen(settings, paths, guarded)?;
+    let mut gateway = container::bind_gateway(listener.local_addr()?.port());
+    // Both listeners are bound: the guard of an earlier run can go now (see above).
+    #[cfg(target_os = "linux")]
+    if guarded && !guard::retire(paths.tokens) {
+        // It did not let go: on its port, its late wipe would remove this run's tokens.
+        let port = listener.local_addr()?.port();
+        anyhow::ensure!(
+            settings.listen.is_none(),
+            "cannot take the credentials endpoint's port {port} from the endpoint guard of an earlier run; stop it (its pid is in {}) and start cmdrd again",
+            guard::pid_file(paths.tokens).display()
+        );
+        tracing::warn!(
+            port,
+            "the endpoint guard of an earlier run holds the port; choosing another: processes started with the old URL fail until started again with `cmdrctl exec`"
+        );
+        listener = listen_shared(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .context("cannot listen on 127.0.0.1 for the credentials endpoint")?;
+        keep_port(paths, listener.local_addr()?.port())?;
+        moved_from = Some(local_url(port));
+        gateway = container::bind_gateway(listener.local_addr()?.port());
+    }
+    // A guard of an older version held the gateway without SO_REUSEPORT: bound now.
+    if guarded
+        && gateway
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
+    {
+        gateway = container::bind_gateway(listener.local_addr()?.port());
+    }
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let mut tokens = Tokens::new(paths.tokens.to_owned(), addr.port())
         .with_context(|| format!("cannot create {}", paths.tokens.display()))?;
-    let gateway = match container::bind_gateway(addr.port()) {
+    let gateway = match gateway {
         Ok(listener) => {
             let dirs = container::ContainerDirs::new(paths.containers.to_owned(), addr.port())
                 .with_context(|| format!("cannot create {}", paths.containers.display()))?;
@@ -196,6 +196,103 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
         },
         guard,
     })
+}
+
+/// The endpoint's listener: on `listen`'s address, or on the port kept from an earlier
+/// start, or on a new one that is then kept; with the old URL when the kept port was taken.
+fn listen(
+    settings: &EndpointSettings,
+    paths: &Paths<'_>,
+    guarded: bool,
+) -> anyhow::Result<(std::net::TcpListener, Option<String>)> {
+    let take = |addr: SocketAddr| take_port(addr, guarded, paths.tokens);
+    if let Some(addr) = settings.listen {
+        let listener = take(addr).with_context(|| {
+            format!(
+                "cannot listen on {addr} for the credentials endpoint (is another program using the port? set endpoint.listen in config.toml, or endpoint.enabled = false)"
+            )
+        })?;
+        return Ok((listener, None));
+    }
+    let kept = std::fs::read_to_string(paths.port_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<u16>().ok())
+        .filter(|p| *p != 0);
+    let mut moved_from = None;
+    let again = kept.and_then(|port| match take(SocketAddr::from((Ipv4Addr::LOCALHOST, port))) {
+        Ok(listener) => Some(listener),
+        Err(err) => {
+            tracing::warn!(port, error = %err, "the credentials endpoint's port is taken; choosing another: processes started with the old URL fail until started again with `cmdrctl exec`");
+            moved_from = Some(local_url(port));
+            None
+        }
+    });
+    let listener = match again {
+        Some(listener) => listener,
+        None => listen_shared(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .context("cannot listen on 127.0.0.1 for the credentials endpoint")?,
+    };
+    let port = listener.local_addr()?.port();
+    if kept != Some(port) {
+        keep_port(paths, port)?;
+    }
+    Ok((listener, moved_from))
+}
+
+/// Keeps `port` for the next start, so running processes keep their URL.
+fn keep_port(paths: &Paths<'_>, port: u16) -> anyhow::Result<()> {
+    cmdr_config::write_atomic(paths.port_file, format!("{port}\n").as_bytes(), 0o600)
+        .with_context(|| format!("cannot write {}", paths.port_file.display()))
+}
+
+/// The endpoint's base URL on loopback `port`.
+fn local_url(port: u16) -> String {
+    format!("http://{}:{port}{PATH_PREFIX}", Ipv4Addr::LOCALHOST)
+}
+
+/// Listens on `addr` for the endpoint. A port the guard of an earlier run holds
+/// (`guarded`) is joined (Linux, see [`bind`]); any other holder, even a process of this
+/// uid, makes it an error (the port is taken). A guard of an older version, whose socket
+/// cannot be shared, is retired first.
+fn take_port(
+    addr: SocketAddr,
+    guarded: bool,
+    tokens: &Path,
+) -> std::io::Result<std::net::TcpListener> {
+    if cfg!(target_os = "linux") && !guarded {
+        // Not free: not joined, whoever holds it.
+        drop(std::net::TcpListener::bind(addr)?);
+    }
+    let shared = listen_shared(addr);
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    if guarded
+        && shared
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
+    {
+        guard::retire(tokens);
+        return listen_shared(addr);
+    }
+    shared
+}
+
+/// A listener the next run can join while this run's guard holds it after a crash
+/// (SO_REUSEPORT: only sockets of this uid can; Linux). Elsewhere a plain listener.
+#[cfg(target_os = "linux")]
+fn listen_shared(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std does on Unix: a restart may rebind while old connections are in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn listen_shared(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr)
 }
 
 /// Starts the guard on the endpoint's listeners; without one (it could not start), a

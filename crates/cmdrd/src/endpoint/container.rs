@@ -46,6 +46,8 @@ pub fn bind_gateway(port: u16) -> std::io::Result<std::net::TcpListener> {
     socket.set_freebind_v4(true)?;
     // As std does on Unix: a restart may rebind while old connections are in TIME_WAIT.
     socket.set_reuse_address(true)?;
+    // As the loopback listener: the next run joins it while this run's guard holds it.
+    socket.set_reuse_port(true)?;
     socket.bind(&SockAddr::from(std::net::SocketAddrV4::new(GATEWAY, port)))?;
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;

@@ -34,7 +34,7 @@ mod unix;
 #[cfg(unix)]
 use unix as imp;
 #[cfg(unix)]
-pub use unix::{Raw, retire, run};
+pub use unix::{Raw, holds, retire, run};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]

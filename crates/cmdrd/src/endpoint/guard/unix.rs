@@ -71,26 +71,36 @@ pub(super) fn start(spec: &Spec) -> std::io::Result<(Child, Box<dyn Write + Send
     Ok((child, Box::new(std::fs::File::from(write))))
 }
 
-/// Stops the guard an earlier cmdrd left (after a crash), so its port can be bound again.
-/// Only a process named `cmdr-guard` of our uid is signalled; waits until it is gone.
-pub fn retire(tokens: &Path) {
-    let file = pid_file(tokens);
-    let text = cmdr_config::userfile::read_bounded(&file, 64)
+/// The guard the pid file names, if that pid is not ours: its pid and start time.
+fn named_guard(file: &Path) -> Option<(libc::pid_t, Option<String>)> {
+    let text = cmdr_config::userfile::read_bounded(file, 64)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .unwrap_or_default();
     let mut words = text.split_whitespace();
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
-    let Some(pid) = words
+    let pid = words
         .next()
         .and_then(|p| p.parse::<libc::pid_t>().ok())
-        .filter(|p| *p > 1 && *p != me)
-    else {
+        .filter(|p| *p > 1 && *p != me)?;
+    Some((pid, words.next().map(str::to_owned)))
+}
+
+/// Whether a guard an earlier cmdrd left (after a crash) is alive: it holds the port.
+pub fn holds(tokens: &Path) -> bool {
+    named_guard(&pid_file(tokens)).is_some_and(|(pid, start)| is_our_guard(pid, start.as_deref()))
+}
+
+/// Stops the guard an earlier cmdrd left (after a crash), so its port can be bound again.
+/// Only a process named `cmdr-guard` of our uid is signalled; waits until it is gone.
+/// False when it did not go.
+pub fn retire(tokens: &Path) -> bool {
+    let file = pid_file(tokens);
+    let Some((pid, start)) = named_guard(&file) else {
         let _ = std::fs::remove_file(&file);
-        return;
+        return true;
     };
-    let start = words.next().map(str::to_owned);
     let ours = || is_our_guard(pid, start.as_deref());
     if ours() {
         // SAFETY: kill has no memory preconditions.
@@ -105,7 +115,9 @@ pub fn retire(tokens: &Path) {
             tracing::info!(pid, "retired the endpoint guard an earlier run left");
         }
     }
+    let gone = !ours();
     let _ = std::fs::remove_file(&file);
+    gone
 }
 
 /// A pipe whose two ends are closed on exec (the guard's end is opened up in its child).
