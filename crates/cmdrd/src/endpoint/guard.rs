@@ -66,8 +66,11 @@ pub fn pid_file(tokens: &Path) -> PathBuf {
 /// What a guard is started with.
 struct Spec {
     listeners: Vec<Raw>,
-    /// `cmdrd.endpoint/PORT`: this run's token directory, the only one it removes.
+    /// This run's token directory, the only one it removes (`Tokens::real`).
     tokens: PathBuf,
+    /// `cmdrd.endpoint/PORT`, the link processes read their tokens through, pointed into
+    /// the guard once it runs (`tokens.rs`; Linux).
+    link: Option<PathBuf>,
     /// `cmdrd.containers/PORT`: this run's container directories (their token files go).
     containers: PathBuf,
     pid_file: PathBuf,
@@ -95,19 +98,21 @@ pub struct Guard {
 
 impl Guard {
     /// Starts a guard holding `listeners` (duplicates; cmdrd keeps its own) for `port`,
-    /// whose tokens are under `tokens`/PORT and `containers`/PORT, and a thread that
-    /// replaces it if it dies while cmdrd runs.
+    /// whose tokens are `tokens` and under `containers`/PORT, and a thread that replaces it
+    /// if it dies while cmdrd runs.
     pub fn spawn(
         listeners: &[Raw],
-        tokens: &Path,
+        tokens: &super::Tokens,
+        root: &Path,
         containers: &Path,
         port: u16,
     ) -> std::io::Result<Guard> {
         let spec = Spec {
             listeners: listeners.to_vec(),
-            tokens: tokens.join(port.to_string()),
+            tokens: tokens.real().to_owned(),
+            link: (tokens.real() != tokens.dir()).then(|| tokens.dir().to_owned()),
             containers: containers.join(port.to_string()),
-            pid_file: pid_file(tokens),
+            pid_file: pid_file(root),
         };
         let (child, pipe) = imp::start(&spec)?;
         let released = Arc::new(AtomicBool::new(false));
