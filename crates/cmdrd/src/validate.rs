@@ -58,6 +58,9 @@ pub struct Job {
     /// SDK resolves from these, never from the disk, so it judges the files the engine
     /// judged. `None`: not at hand (a file that did not parse before anything needed them).
     pub files: PerFile<Option<FileText>>,
+    /// Why the profile cannot give credentials by any provider (no keys, no SSO, role or
+    /// process), as `accounts show` says it: the engine keeps no files' text for it.
+    pub unresolvable: Option<String>,
     pub timeout: Duration,
     /// An SSO profile on a kept portal: its role credentials come through the portal's
     /// keeper (one token, one refresh for every account on it), not the SDK's provider.
@@ -141,6 +144,9 @@ pub async fn resolve(job: &Job) -> Result<Resolved, Failure> {
                 session_token: Some(creds.session_token.clone()),
             },
         });
+    }
+    if let Some(problem) = &job.unresolvable {
+        return Err(Failure::Misconfigured(problem.clone()));
     }
     let mut files = EnvConfigFiles::builder();
     for (kind, text) in job.files.as_ref().into_pairs() {

@@ -44,6 +44,9 @@ impl Engine {
             credentials: profile.and_then(|p| p.credentials.as_deref().cloned()),
             fingerprint: profile.and_then(|p| p.fingerprint.clone()),
             files: self.sdk_files.clone(),
+            unresolvable: profile
+                .filter(|p| p.credentials.is_none() && !crate::handout::resolvable(p.kind))
+                .and_then(|p| cmdr_core::account::profile_problem(p, &account.name)),
             timeout: self.settings.validate_timeout,
             portal: self.portal_route(profile),
         }
