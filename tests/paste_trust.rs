@@ -226,6 +226,50 @@ fn paste_warns_when_the_daemon_watches_another_file() {
     assert!(!stderr(&out).contains("watches"), "{}", stderr(&out));
 }
 
+/// A paste into a credentials file that others can read says so, and `status` says it too
+/// (walkthrough of 2026-12-06: only `doctor` did, and another user read the pasted secret).
+/// The file's mode is the user's: kept as it was.
+#[test]
+fn a_paste_into_a_file_others_can_read_warns() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut sb = Sandbox::with_profile("TOKEN-ONE-KEEP");
+    crate::sandbox::set_mode(&sb.credentials(), 0o644);
+    sb.start();
+    let status = sb.json(&["status"]);
+    let expected = "is readable by other users (mode 644)";
+    assert!(
+        status["warnings"].to_string().contains(expected),
+        "{status}"
+    );
+    let block = "[acme]\naws_access_key_id = ASIAEXPOSEDFILE\naws_secret_access_key = wJalrXUtnFEMI-SECRET-exposed\naws_session_token = TOKEN-EXPOSED-FILE\n";
+    sb.remember_secrets(block);
+    let out = paste(&sb, &[], block.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("warning: {}", sb.credentials().display())),
+        "{err}"
+    );
+    assert!(err.contains(expected), "{err}");
+    let mode = std::fs::metadata(sb.credentials())
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644, "paste changed the file's mode");
+    crate::sandbox::set_mode(&sb.credentials(), 0o600);
+    let out = paste(&sb, &[], block.as_bytes());
+    assert!(
+        !stderr(&out).contains("readable by other users"),
+        "{}",
+        stderr(&out)
+    );
+    let status = sb.json(&["status"]);
+    assert!(
+        !status["warnings"].to_string().contains("readable"),
+        "{status}"
+    );
+}
+
 fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
     let mut child = cmd
         .arg("paste")

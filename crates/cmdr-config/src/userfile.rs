@@ -32,6 +32,29 @@ impl Identity {
     }
 }
 
+/// "… is readable by other users …" when the file at `path`, which holds secrets (the
+/// credentials file), has any group or other permission bits (Unix); `doctor`, `paste` and
+/// `status` say it alike. cmdr never changes a file's mode itself: it is the user's.
+pub fn exposed_warning(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "{} is readable by other users (mode {mode:o}); run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            )
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
 /// The identity of the file at `path` (symlinks followed); `Ok(None)` when it is missing.
 pub fn identity(path: &Path) -> io::Result<Option<Identity>> {
     match std::fs::metadata(path) {

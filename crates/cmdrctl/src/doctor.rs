@@ -44,7 +44,9 @@ pub fn run(config_file: Option<&Path>, json: bool) -> ExitCode {
         };
         match cmdr_config::userfile::read_bounded(path, cmdr_config::userfile::MAX_USER_FILE_LEN) {
             Ok(bytes) => {
-                warn_permissions(kind, path, &mut warnings);
+                if kind == FileKind::Credentials {
+                    warnings.extend(cmdr_config::userfile::exposed_warning(path));
+                }
                 bytes
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -298,24 +300,3 @@ fn print_text(report: &Report, settings: &cmdr_config::Settings) {
         say("no problems found");
     }
 }
-
-#[cfg(unix)]
-fn warn_permissions(kind: FileKind, path: &Path, warnings: &mut Vec<String>) {
-    use std::os::unix::fs::PermissionsExt as _;
-    if kind != FileKind::Credentials {
-        return;
-    }
-    if let Ok(meta) = std::fs::metadata(path) {
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            warnings.push(format!(
-                "{} is readable by other users (mode {mode:o}); run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            ));
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_permissions(_kind: FileKind, _path: &Path, _warnings: &mut Vec<String>) {}

@@ -78,6 +78,10 @@ pub async fn run(options: Options<'_>) -> ExitCode {
                 )
             };
             eprintln!("{}", escape_controls(&message));
+            // The secret just written is as readable as the file: say so, as `doctor` does.
+            if let Some(warning) = cmdr_config::userfile::exposed_warning(Path::new(&done.path)) {
+                eprintln!("warning: {}", escape_controls(&warning));
+            }
             if json {
                 crate::output::print_json(&done);
             }

@@ -101,6 +101,9 @@ impl Engine {
                 cmdr_core::profile::default_credentials_warning(kind, &self.good[kind])
             })
             .collect();
+        out.extend(cmdr_config::userfile::exposed_warning(
+            self.path_of(FileKind::Credentials),
+        ));
         if let Some(old) = self
             .endpoint
             .as_ref()
