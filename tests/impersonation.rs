@@ -258,6 +258,22 @@ fn attacker_in_a_world_writable_runtime_dir_is_refused() {
         why,
     );
     victim_daemon_refused(victim.command("cmdrd"), why);
+
+    // And before anyone made `cmdr` there (walkthrough of 2026-12-06): cmdrctl said "not
+    // running" instead of naming the unsafe directory, and cmdrd made `cmdr` before it
+    // refused.
+    std::fs::remove_dir_all(&dir).expect("remove the victim's dir");
+    victim_refused(
+        &mut victim.command("cmdrctl"),
+        &["status"],
+        &victim.run_dir,
+        why,
+    );
+    victim_daemon_refused(victim.command("cmdrd"), why);
+    assert!(
+        !dir.exists(),
+        "cmdrd made its socket directory in an unsafe place"
+    );
 }
 
 #[test]

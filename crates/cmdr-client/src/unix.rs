@@ -20,9 +20,10 @@ pub fn current_euid() -> u32 {
 
 /// Checks the socket directory `dir` for the user `euid`: a real directory owned by
 /// `euid` that neither group nor others may write, whose ancestors (symlinks resolved)
-/// are owned by `euid` or root and writable by others only when sticky. A directory that
-/// does not exist yet is not checked (nobody listens in it). `Err` names the offending
-/// directory and its owner.
+/// are owned by `euid` or root and writable by others only when sticky. Of a directory
+/// that does not exist yet only the ancestors are checked (nobody listens in it, but
+/// whoever could make it first could listen there). `Err` names the offending directory
+/// and its owner.
 pub fn check_socket_dir(dir: &Path, euid: u32) -> Result<(), UnsafeDir> {
     use std::os::unix::fs::MetadataExt as _;
     let unsafe_dir = |path: &Path, reason: String| UnsafeDir {
@@ -31,7 +32,9 @@ pub fn check_socket_dir(dir: &Path, euid: u32) -> Result<(), UnsafeDir> {
     };
     let meta = match dir.symlink_metadata() {
         Ok(meta) => meta,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return check_ancestors(dir, euid);
+        }
         Err(err) => return Err(unsafe_dir(dir, format!("cannot inspect it: {err}"))),
     };
     if meta.file_type().is_symlink() {
@@ -56,8 +59,23 @@ pub fn check_socket_dir(dir: &Path, euid: u32) -> Result<(), UnsafeDir> {
             ),
         ));
     }
-    // Whoever may rename entries of an ancestor could swap the directory for their own.
-    let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) else {
+    check_ancestors(dir, euid)
+}
+
+/// Whoever may rename entries of an ancestor of `dir` could swap it for their own.
+fn check_ancestors(dir: &Path, euid: u32) -> Result<(), UnsafeDir> {
+    use std::os::unix::fs::MetadataExt as _;
+    let unsafe_dir = |path: &Path, reason: String| UnsafeDir {
+        path: path.to_owned(),
+        reason,
+    };
+    // The nearest ancestor that exists (a socket directory may be made with its parents).
+    let Some(parent) = dir
+        .ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty())
+        .find(|p| p.exists())
+    else {
         return Ok(());
     };
     let parent = parent

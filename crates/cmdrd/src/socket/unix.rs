@@ -19,6 +19,13 @@ pub fn bind(location: &SocketLocation, is_default: bool) -> Result<Bound, BindEr
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_owned();
+    if !dir.exists() {
+        // Nothing is made in a place another user controls: its ancestors first.
+        unsafe_dir_error(
+            &dir,
+            cmdr_client::unix::check_socket_dir(&dir, current_euid()),
+        )?;
+    }
     create_private_dir(&dir).map_err(io_err(&dir))?;
     check_dir(&dir, is_default)?;
 
@@ -101,7 +108,15 @@ fn check_dir(dir: &Path, is_default: bool) -> Result<(), BindError> {
             tracing::warn!(dir = %dir.display(), mode = format!("{:o}", meta.mode() & 0o777), "socket directory is readable by others; connections are still checked by uid");
         }
     }
-    cmdr_client::unix::check_socket_dir(dir, euid).map_err(|unsafe_dir| BindError::UnsafeDir {
+    unsafe_dir_error(dir, cmdr_client::unix::check_socket_dir(dir, euid))
+}
+
+/// The socket directory check's refusal as cmdrd says it.
+fn unsafe_dir_error(
+    dir: &Path,
+    checked: Result<(), cmdr_client::UnsafeDir>,
+) -> Result<(), BindError> {
+    checked.map_err(|unsafe_dir| BindError::UnsafeDir {
         dir: dir.to_owned(),
         reason: if unsafe_dir.path == dir {
             unsafe_dir.reason
