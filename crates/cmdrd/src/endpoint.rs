@@ -130,11 +130,11 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
         }
         _ => {}
     }
-    let (mut listener, mut moved_from) = listen(settings, paths, guarded)?;
-    let mut gateway = container::bind_gateway(listener.local_addr()?.port());
+    let (listener, moved_from) = listen(settings, paths, guarded)?;
+    let gateway = container::bind_gateway(listener.local_addr()?.port());
     // Both listeners are bound: the guard of an earlier run can go now (see above).
     #[cfg(target_os = "linux")]
-    if guarded && !guard::retire(paths.tokens) {
+    let (listener, moved_from, gateway) = if guarded && !guard::retire(paths.tokens) {
         // It did not let go: on its port, its late wipe would remove this run's tokens.
         let port = listener.local_addr()?.port();
         anyhow::ensure!(
@@ -146,20 +146,22 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
             port,
             "the endpoint guard of an earlier run holds the port; choosing another: processes started with the old URL fail until started again with `cmdrctl exec`"
         );
-        listener = listen_shared(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        let listener = listen_shared(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .context("cannot listen on 127.0.0.1 for the credentials endpoint")?;
-        keep_port(paths, listener.local_addr()?.port())?;
-        moved_from = Some(local_url(port));
-        gateway = container::bind_gateway(listener.local_addr()?.port());
-    }
+        let new_port = listener.local_addr()?.port();
+        keep_port(paths, new_port)?;
+        let gateway = container::bind_gateway(new_port);
+        (listener, Some(local_url(port)), gateway)
+    } else {
+        (listener, moved_from, gateway)
+    };
     // A guard of an older version held the gateway without SO_REUSEPORT: bound now.
-    if guarded
-        && gateway
-            .as_ref()
-            .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
-    {
-        gateway = container::bind_gateway(listener.local_addr()?.port());
-    }
+    let gateway = match gateway {
+        Err(err) if guarded && err.kind() == std::io::ErrorKind::AddrInUse => {
+            container::bind_gateway(listener.local_addr()?.port())
+        }
+        other => other,
+    };
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let mut tokens = Tokens::new(paths.tokens.to_owned(), addr.port())

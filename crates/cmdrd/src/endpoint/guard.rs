@@ -70,6 +70,7 @@ struct Spec {
     tokens: PathBuf,
     /// `cmdrd.endpoint/PORT`, the link processes read their tokens through, pointed into
     /// the guard once it runs (`tokens.rs`; Linux).
+    #[cfg(target_os = "linux")]
     link: Option<PathBuf>,
     /// `cmdrd.containers/PORT`: this run's container directories (their token files go).
     containers: PathBuf,
@@ -110,6 +111,7 @@ impl Guard {
         let spec = Spec {
             listeners: listeners.to_vec(),
             tokens: tokens.real().to_owned(),
+            #[cfg(target_os = "linux")]
             link: (tokens.real() != tokens.dir()).then(|| tokens.dir().to_owned()),
             containers: containers.join(port.to_string()),
             pid_file: pid_file(root),
