@@ -254,14 +254,38 @@ fn read_config_file(config_file: Option<&Path>) -> anyhow::Result<(Option<PathBu
         .and_then(|bytes| String::from_utf8(bytes).map_err(std::io::Error::other));
     match read {
         Ok(text) => {
-            let file = toml::from_str::<ConfigFile>(&text)
-                .with_context(|| format!("invalid config file {}", path.display()))?;
+            let file = toml::from_str::<ConfigFile>(&text).map_err(|err| {
+                anyhow::anyhow!(
+                    "invalid config file {}: {}",
+                    path.display(),
+                    one_line(&err, &text)
+                )
+            })?;
             Ok((Some(path), file))
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && !explicit => {
             Ok((None, ConfigFile::default()))
         }
         Err(err) => Err(err).with_context(|| format!("cannot read config file {}", path.display())),
+    }
+}
+
+/// A TOML error on one line, `line L, column C: MESSAGE` (toml's own display draws the
+/// line under a caret over several lines, which a terminal-safe message escapes to `\n`).
+fn one_line(err: &toml::de::Error, text: &str) -> String {
+    let message = err
+        .message()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    match err.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
     }
 }
 
@@ -475,5 +499,10 @@ mod tests {
         let paste = toml::from_str::<ConfigFile>("[paste]\nclear_clipboard = true\n");
         assert_eq!(paste.ok().and_then(|f| f.paste.clear_clipboard), Some(true));
         assert!(toml::from_str::<ConfigFile>("[paste]\nclear = true\n").is_err());
+        let text = "[daemon]\nthis is = = not toml [\n";
+        let err = toml::from_str::<ConfigFile>(text).expect_err("not toml");
+        let said = one_line(&err, text);
+        assert!(said.starts_with("line 2, column 6: "), "{said}");
+        assert!(!said.contains('\n'), "{said}");
     }
 }
