@@ -246,6 +246,12 @@ fn session_end_asks_once_and_login_resumes() {
     }
     let status = sb.json(&["status"]);
     assert_eq!(status["portals"][0]["state"], "signin_required", "{status}");
+    // Not also "signed in until …, refreshable" (walkthrough of 2026-12-06).
+    assert!(
+        status["portals"][0]["signed_in_until"].is_null(),
+        "{status}"
+    );
+    assert_eq!(status["portals"][0]["refreshable"], false, "{status}");
     // A shell prompt says so too (walkthrough: it showed only the time left).
     let prompt = stdout(&sb.ctl(&["prompt", "--account", "a0"]));
     assert!(prompt.contains("sign-in needed"), "{prompt}");
@@ -438,6 +444,69 @@ fn a_pasted_option_2_account_renews_itself() {
         shown["renewal"]
             .as_str()
             .is_some_and(|r| r.contains("auto-renew is off")),
+        "{shown}"
+    );
+}
+
+/// After the portal session ended, a renewal that can get nothing newer fails and backs
+/// off: nothing written, no `token_renewed` for the credentials already in use, and the
+/// account's `expiring_soon` comes again as an alarm. Walkthrough of 2026-12-06: the
+/// keeper handed the renewal the role credentials in use, which were written again, said
+/// `token_renewed` and were due again at once: 12,414 events in 15 s to every client.
+#[test]
+fn a_renewal_after_the_session_ended_writes_nothing_and_backs_off() {
+    let ic = IdentityCenter::start();
+    // Access tokens of 10 s: the keeper refreshes often, so it knows of the session's end
+    // before the next renewal is due.
+    ic.post("/_test/lifetimes", "{\"accessToken\": 10, \"role\": 60}");
+    let mut sb = portal_sandbox(&ic, "");
+    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\n");
+    login(&sb, &ic);
+    remember_token(&sb);
+    paste_option_2(&sb, &ic, "60s");
+    sb.start();
+    let out = sb.ctl(&[
+        "accounts",
+        "add",
+        "acme",
+        "--profile",
+        "111111111111_ReadOnly",
+        "--portal",
+        URL,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut watch = sb.watch();
+    watch.wait_for_within("the first renewal", Duration::from_secs(90), |e| {
+        e["type"] == "token_renewed"
+    });
+    sb.remember_secrets(&std::fs::read_to_string(sb.credentials()).expect("credentials"));
+    let written = std::fs::read(sb.credentials()).expect("credentials");
+    ic.post("/_test/end_session", "{}");
+    watch.wait_for_within("signin_required", Duration::from_secs(40), |e| {
+        e["type"] == "signin_required"
+    });
+    // The next renewal is due about 30 s after the first; it fails, and the alarm follows.
+    let from = watch.seen.len();
+    watch.wait_for_within(
+        "the alarm of the failed renewal",
+        Duration::from_secs(90),
+        |e| e["type"] == "expiring_soon" && e["account"] == "acme",
+    );
+    let renewed = watch.seen[from..]
+        .iter()
+        .filter(|e| e["type"] == "token_renewed")
+        .count();
+    assert_eq!(renewed, 0, "{:#?}", &watch.seen[from..]);
+    assert_eq!(
+        std::fs::read(sb.credentials()).expect("credentials"),
+        written,
+        "a renewal wrote the credentials file after the session ended"
+    );
+    let shown = sb.json(&["accounts", "show", "acme"]);
+    assert!(
+        shown["renewal"]
+            .as_str()
+            .is_some_and(|r| r.contains("cmdrctl login acme")),
         "{shown}"
     );
 }

@@ -83,6 +83,15 @@ impl Renewal {
     }
 }
 
+/// The fingerprint role credentials have once written into the credentials file.
+fn fingerprint_of(creds: &RoleCredentials) -> String {
+    cmdr_core::profile::keys_fingerprint(
+        &creds.access_key_id,
+        &creds.secret_access_key,
+        Some(&creds.session_token),
+    )
+}
+
 /// The account id and role of a profile named as the portal names it: `123456789012_Role`.
 fn portal_name(profile: &str) -> Option<(String, String)> {
     let (id, role) = profile.split_once('_')?;
@@ -355,6 +364,12 @@ impl Engine {
             return;
         }
         match result {
+            // Nothing newer (the portal's session ended, only what is in use is cached):
+            // written again, it would be "renewed" at once, and again.
+            Ok(creds) if self.in_use(name, &creds) => self.renewal_failed(
+                name,
+                "the portal gave the credentials already in use, nothing newer".into(),
+            ),
             Ok(creds) => match self.begin_write(name, creds) {
                 Some(write) => {
                     self.tasks.spawn(write);
@@ -363,6 +378,14 @@ impl Engine {
             },
             Err(why) => self.renewal_failed(name, why),
         }
+    }
+
+    /// Whether `creds` are the account's accepted token already.
+    fn in_use(&self, name: &str, creds: &RoleCredentials) -> bool {
+        let fingerprint = fingerprint_of(creds);
+        self.accounts
+            .get(name)
+            .is_ok_and(|a| a.accepted.fingerprint.as_deref() == Some(fingerprint.as_str()))
     }
 
     /// Registers the fingerprint a renewal is about to write into the credentials file as
@@ -376,11 +399,7 @@ impl Engine {
         creds: RoleCredentials,
     ) -> Option<impl Future<Output = Done> + Send + 'static> {
         let profile = self.accounts.get(name).ok()?.profile.clone();
-        let fingerprint = cmdr_core::profile::keys_fingerprint(
-            &creds.access_key_id,
-            &creds.secret_access_key,
-            Some(&creds.session_token),
-        );
+        let fingerprint = fingerprint_of(&creds);
         let expires_at = creds.expires_at;
         self.renewing.insert(
             name.to_owned(),

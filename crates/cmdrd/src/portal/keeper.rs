@@ -72,10 +72,13 @@ pub(super) fn info_of(spec: &Spec, token: Option<&CachedToken>, ended: Option<&s
         session: spec.session.clone(),
         start_url: spec.start_url.clone(),
         region: spec.region.clone(),
+        // An ended session is signed in until nothing: its token is kept only to tell a
+        // newer one from an older one.
         signed_in_until: token
+            .filter(|_| ended.is_none())
             .and_then(|t| cache::parse_timestamp(&t.expires_at))
             .map(timestamp),
-        refreshable: token.is_some_and(refreshable),
+        refreshable: ended.is_none() && token.is_some_and(refreshable),
         state: state.to_owned(),
         reason: ended.map(str::to_owned),
     }
@@ -207,6 +210,10 @@ impl Keeper {
         let Some(old) = self.token.clone() else {
             return;
         };
+        // Signed out since (`logout` removed the file): the refresh token is not used.
+        if self.file_removed().await {
+            return;
+        }
         tracing::debug!(session = %self.spec.session, "refreshing the portal's access token");
         let result = keep::refresh(&old, self.timeout).await;
         // Another program (botocore, `aws sso login`) may have written the file while the
@@ -253,10 +260,26 @@ impl Keeper {
         }
     }
 
+    /// Whether the token file we knew is gone (`cmdrctl logout`, `aws sso logout`): then the
+    /// keeper is signed out at once, before the watcher's news of it arrives, and keeps no
+    /// refresh token to bring the sign-in back with.
+    async fn file_removed(&mut self) -> bool {
+        if self.basis.is_none() || self.file.exists() {
+            return false;
+        }
+        self.file_changed(None).await;
+        true
+    }
+
     /// Reads the token file: if another program wrote a usable token of this portal since
     /// we last knew it, adopts it and says so.
     async fn theirs_appeared(&mut self) -> bool {
         let bytes = cmdr_config::userfile::read_bounded(&self.file, 1 << 20).ok();
+        if bytes.is_none() && self.basis.is_some() {
+            // Removed while the refresh ran (`logout`): never written back.
+            self.file_changed(None).await;
+            return true;
+        }
         if bytes.is_none() || bytes == self.basis {
             return false;
         }
@@ -369,7 +392,9 @@ impl Keeper {
             }
             // Nothing newer can be fetched until a sign-in: what is left of these is
             // better than a refusal (running tools keep working until they end).
-            if self.ended.is_some() && now < creds.expires_at - ENDED_MARGIN {
+            // Not for a renewal, which needs them to last `min_valid`: it would write
+            // what it has already.
+            if self.ended.is_some() && now < creds.expires_at - ENDED_MARGIN.max(min_valid) {
                 return Ok(creds.clone());
             }
         }

@@ -164,6 +164,52 @@ async fn a_failed_write_clears_what_it_registered() {
     ));
 }
 
+/// A fetch that brings the credentials in use (the portal's session ended and only they
+/// were cached) is no renewal: nothing written, no `token_renewed`, retried with back-off.
+/// Walkthrough of 2026-12-06: each retry wrote them again, said `token_renewed` and was
+/// due again at once, 12,414 times in 15 s.
+#[tokio::test]
+async fn a_fetch_of_the_credentials_in_use_is_a_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut engine, handle) = engine_with_acme(dir.path());
+    let mut events = handle.subscribe();
+    // Renewed once: its token is the one in use.
+    engine.renewing.insert("acme".into(), Pending::InFlight);
+    let write = engine.begin_write("acme", creds(1)).expect("write");
+    let Done::Renewed { account, result } = write.await else {
+        panic!("not the write's report");
+    };
+    result.expect("written");
+    engine.finish_renewal(&account, Ok(()));
+    let effects = engine.on_snapshot(snapshot_of(dir.path()));
+    engine.apply(effects.expect("taken in"));
+    while events.try_recv().is_ok() {}
+    let before = std::fs::read(dir.path().join("credentials")).expect("read");
+    for failures in 1..=2 {
+        engine.renewing.insert("acme".into(), Pending::InFlight);
+        engine.finish_fetch("acme", Ok(creds(1)));
+        let Some(Pending::Failed {
+            retry_at,
+            failures: f,
+        }) = engine.renewing.get("acme")
+        else {
+            panic!("failure {failures}: not a failure");
+        };
+        assert_eq!(*f, failures);
+        assert!(*retry_at >= Utc::now() + retry_delay(failures) - chrono::Duration::seconds(5));
+        engine.renew_failures.insert("acme".into(), failures);
+    }
+    let mut types = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        types.push(e.event.kind.type_name().to_owned());
+    }
+    assert!(!types.iter().any(|t| t == "token_renewed"), "{types:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join("credentials")).expect("read"),
+        before
+    );
+}
+
 #[test]
 fn failed_renewals_back_off_to_a_cap() {
     let minutes: Vec<i64> = (1..=8).map(|n| retry_delay(n).num_minutes()).collect();
