@@ -386,3 +386,33 @@ fn login_to_an_account_signs_in_to_its_portals_session() {
         stderr(&out)
     );
 }
+
+/// `logout` of a name that is no sso-session lists the ones there are (it said "give
+/// --portal URL --sso-region R", which logout does not take), and neither `login` nor
+/// `logout` passes a control character from its argument to the terminal (walkthrough of
+/// 2026-12-06: an ESC came through).
+#[test]
+fn login_and_logout_name_what_there_is_and_pass_no_control_character() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(&sb.aws).expect("aws dir");
+    std::fs::write(
+        sb.config(),
+        "[sso-session acme]\nsso_start_url = https://acme.awsapps.com/start\nsso_region = us-east-1\n",
+    )
+    .expect("config");
+    let out = sb.ctl(&["logout", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no sso-session nobody to sign out of (known: acme)"),
+        "{err}"
+    );
+    assert!(!err.contains("--portal"), "{err}");
+    for verb in ["login", "logout"] {
+        let out = sb.ctl(&[verb, "x\u{1b}[31m"]);
+        assert_eq!(out.status.code(), Some(1), "{verb}");
+        let err = stderr(&out);
+        assert!(!err.contains('\u{1b}'), "{verb}: {err:?}");
+        assert!(err.contains("x\\e[31m"), "{verb}: {err:?}");
+    }
+}

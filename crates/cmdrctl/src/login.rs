@@ -242,7 +242,23 @@ async fn try_logout(
     name: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let settings = cmdr_config::Settings::load(config_file, None)?;
-    let (portal, _) = resolve(&settings, name, None, None).await?;
+    let (portal, _) = match resolve(&settings, name.clone(), None, None).await {
+        Ok(found) => found,
+        // Not login's hint (`--portal`, which logout does not take): what there is.
+        Err(err) => {
+            let known: Vec<String> = sessions(&settings).into_keys().collect();
+            let Some(name) = name else { return Err(err) };
+            bail!(
+                "{}: no sso-session {name} to sign out of (known: {})",
+                settings.aws_config.display(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+    };
     if cmdr_signin::logout(&portal, &paths(&settings)).await? {
         println!(
             "signed out of {} (sso-session {})",
@@ -259,7 +275,11 @@ async fn try_logout(
 
 fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     result.unwrap_or_else(|e| {
-        eprintln!("cmdrctl: {e:#}");
+        // A name from the command line or the files: no control character passes.
+        eprintln!(
+            "cmdrctl: {}",
+            cmdr_core::text::escape_controls(&format!("{e:#}"))
+        );
         ExitCode::from(1)
     })
 }
