@@ -450,3 +450,34 @@ fn container_env_formats() {
     let out = sb.ctl(&["container", "env", "nobody"]);
     assert!(!out.status.success());
 }
+
+/// Another program on 169.254.170.2 and the endpoint's port when cmdrd starts (any user can
+/// bind it with IP_FREEBIND): containers are not served, and `status` says so and why (a
+/// restart keeps the same port; walkthrough of 2026-12-06: only an INFO log line said it).
+#[test]
+fn a_taken_gateway_port_is_a_status_warning() {
+    let (mut sb, _moto, _users) = alice_and_bob();
+    let status = sb.json(&["status"]);
+    let url = status["endpoint"]["url"].as_str().expect("url").to_owned();
+    let port: u16 = url
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    sb.stop();
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_freebind_v4(true).expect("freebind");
+    socket
+        .bind(&SocketAddrV4::new(GATEWAY, port).into())
+        .expect("take the gateway's port");
+    socket.listen(4).expect("listen");
+    sb.start();
+    let status = sb.json(&["status"]);
+    assert!(status["endpoint"]["gateway_url"].is_null(), "{status}");
+    let warned = format!("containers are not served: another program holds {GATEWAY}:{port}");
+    assert!(status["warnings"].to_string().contains(&warned), "{status}");
+    let text = stdout(&sb.ctl(&["status"]));
+    assert!(text.contains(&warned), "{text}");
+    drop(socket);
+}

@@ -64,6 +64,8 @@ pub use tokens::{Check, Tokens};
 pub struct Access {
     pub info: EndpointInfo,
     pub tokens: Arc<Tokens>,
+    /// Why containers are not served although they could be (`status` warns).
+    pub gateway_problem: Option<String>,
 }
 
 /// A bound endpoint, before it serves.
@@ -166,6 +168,7 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
     let addr = listener.local_addr()?;
     let mut tokens = Tokens::new(paths.tokens.to_owned(), addr.port())
         .with_context(|| format!("cannot create {}", paths.tokens.display()))?;
+    let mut gateway_problem = None;
     let gateway = match gateway {
         Ok(listener) => {
             let dirs = container::ContainerDirs::new(paths.containers.to_owned(), addr.port())
@@ -175,6 +178,15 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
         }
         Err(err) => {
             tracing::info!(port = addr.port(), error = %err, "containers are not served (no listener on {})", container::GATEWAY);
+            // Another program on the containers' address and this port (any user can
+            // bind it with IP_FREEBIND): said, since restarting keeps the same port.
+            if err.kind() == std::io::ErrorKind::AddrInUse {
+                gateway_problem = Some(format!(
+                    "containers are not served: another program holds {}:{} (`ss -ltnp` names it); stop it, then restart cmdrd",
+                    container::GATEWAY,
+                    addr.port()
+                ));
+            }
             None
         }
     };
@@ -195,6 +207,7 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
                 gateway_url,
             },
             tokens: Arc::new(tokens),
+            gateway_problem,
         },
         guard,
     })

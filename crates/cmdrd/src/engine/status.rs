@@ -104,6 +104,11 @@ impl Engine {
         out.extend(cmdr_config::userfile::exposed_warning(
             self.path_of(FileKind::Credentials),
         ));
+        out.extend(
+            self.endpoint
+                .as_ref()
+                .and_then(|e| e.gateway_problem.clone()),
+        );
         if let Some(old) = self
             .endpoint
             .as_ref()
