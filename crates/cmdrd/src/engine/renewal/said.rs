@@ -6,7 +6,8 @@ use super::*;
 
 impl Renewal {
     /// `accounts show`'s line: how it renews, or why not (with the fix).
-    /// `at`: when the account is renewed next, if scheduled (shown as local `HH:MM`).
+    /// `at`: when the account is renewed next, if scheduled (RFC 3339 UTC, as the other
+    /// times of the line: the daemon's time zone need not be the reader's).
     pub(in crate::engine) fn describe(
         &self,
         name: &str,
@@ -15,9 +16,7 @@ impl Renewal {
     ) -> String {
         // While the portal needs a sign-in, that comes first: no time is promised.
         let needs_signin = |k: &KeeperHandle| k.info().state != "signed_in";
-        let when = at.map_or_else(String::new, |at| {
-            format!(" at {}", at.with_timezone(&chrono::Local).format("%H:%M"))
-        });
+        let when = at.map_or_else(String::new, |at| format!(" at {}", timestamp(at)));
         let renews = |k: &KeeperHandle, when: &str| {
             if needs_signin(k) {
                 format!(
