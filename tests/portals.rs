@@ -336,16 +336,7 @@ fn a_pasted_block_without_its_end_is_renewed_at_once() {
     paste_option_2(&sb, &ic, "");
     sb.start();
     let mut watch = sb.watch();
-    let out = sb.ctl(&[
-        "accounts",
-        "add",
-        "acme",
-        "--profile",
-        "111111111111_ReadOnly",
-        "--portal",
-        URL,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    bind_pasted_acme(&sb);
     let renewed = watch.wait_for_within("token_renewed", Duration::from_secs(60), |e| {
         e["type"] == "token_renewed"
     });
@@ -372,16 +363,7 @@ fn a_pasted_option_2_account_renews_itself() {
     remember_token(&sb);
     paste_option_2(&sb, &ic, "30s");
     sb.start();
-    let out = sb.ctl(&[
-        "accounts",
-        "add",
-        "acme",
-        "--profile",
-        "111111111111_ReadOnly",
-        "--portal",
-        URL,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    bind_pasted_acme(&sb);
     let shown = sb.json(&["accounts", "show", "acme"]);
     assert_eq!(shown["auto_renew"], true, "{shown}");
     assert!(
@@ -465,16 +447,7 @@ fn a_renewal_after_the_session_ended_writes_nothing_and_backs_off() {
     remember_token(&sb);
     paste_option_2(&sb, &ic, "60s");
     sb.start();
-    let out = sb.ctl(&[
-        "accounts",
-        "add",
-        "acme",
-        "--profile",
-        "111111111111_ReadOnly",
-        "--portal",
-        URL,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    bind_pasted_acme(&sb);
     let mut watch = sb.watch();
     watch.wait_for_within("the first renewal", Duration::from_secs(90), |e| {
         e["type"] == "token_renewed"
@@ -509,6 +482,20 @@ fn a_renewal_after_the_session_ended_writes_nothing_and_backs_off() {
             .is_some_and(|r| r.contains("cmdrctl login acme")),
         "{shown}"
     );
+}
+
+/// `accounts add acme` for the pasted portal profile, with the portal's start URL.
+fn bind_pasted_acme(sb: &Sandbox) {
+    let out = sb.ctl(&[
+        "accounts",
+        "add",
+        "acme",
+        "--profile",
+        "111111111111_ReadOnly",
+        "--portal",
+        URL,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// Pastes the block the portal's "Option 2" shows for `111111111111_ReadOnly`, as a person
@@ -726,16 +713,7 @@ fn renew_signs_in_and_fetches_now() {
 
     // A pasted "Option 2" account, auto-renew off: renew renews it now.
     paste_option_2(&sb, &ic, "1h");
-    let out = sb.ctl(&[
-        "accounts",
-        "add",
-        "acme",
-        "--profile",
-        "111111111111_ReadOnly",
-        "--portal",
-        URL,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    bind_pasted_acme(&sb);
     let out = sb.ctl(&["accounts", "edit", "acme", "--auto-renew", "off"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let before = credentials(&sb, "acme")["AccessKeyId"].clone();
