@@ -7,12 +7,11 @@
 //! `cmdr` network reach the same URLs on 169.254.170.2 (`endpoint/container.rs`).
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use chrono::Utc;
 use cmdr_proto::{EndpointInfo, ErrorCode};
 use http_body_util::Full;
@@ -41,6 +40,7 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 pub use cmdr_config::{EndpointSettings, parse_listen};
 
+mod bind;
 pub mod container;
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub mod guard;
@@ -57,6 +57,7 @@ impl Guard {
     pub fn stopping(&self) {}
     pub fn release(self) {}
 }
+pub use bind::bind;
 pub use tokens::{Check, Tokens};
 
 /// What the engine knows of the endpoint: where it is (`status`) and its tokens.
@@ -89,266 +90,6 @@ pub struct Paths<'a> {
     pub legacy_token: &'a Path,
     /// Containers' token directories (see `container.rs`).
     pub containers: &'a Path,
-}
-
-/// Binds the endpoint. Every token an earlier run left is removed first, so none waits in
-/// a file while another program may hold its port. The port is `listen`'s, or the one
-/// kept in `port_file` from an earlier start (so running processes keep their URL across
-/// restarts), or a free one that is then kept. A configured port in use is an error; a
-/// kept one is replaced, with a warning and `moved_from` (processes started for it fail
-/// closed: their tokens are gone).
-pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bound> {
-    // A guard an earlier run left after a crash holds the port (its tokens are gone), so
-    // this run can take the same port and running processes follow. On Linux this run's
-    // listeners join the guard's (SO_REUSEPORT, which the kernel allows only between
-    // sockets of one uid) and the guard is retired after: the port is never free for
-    // another user to take in between. Elsewhere the guard is retired first.
-    #[cfg(target_os = "linux")]
-    let guarded = guard::holds(paths.tokens);
-    #[cfg(not(target_os = "linux"))]
-    let guarded = false;
-    #[cfg(any(target_os = "macos", windows))]
-    guard::retire(paths.tokens);
-    Tokens::clear(paths.tokens).with_context(|| {
-        format!(
-            "cannot remove the endpoint tokens of an earlier run in {}",
-            paths.tokens.display()
-        )
-    })?;
-    container::ContainerDirs::clear_tokens(paths.containers).with_context(|| {
-        format!(
-            "cannot remove the container tokens of an earlier run in {}",
-            paths.containers.display()
-        )
-    })?;
-    match std::fs::remove_file(paths.legacy_token) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-            return Err(err).with_context(|| {
-                format!(
-                    "cannot remove the old token file {}",
-                    paths.legacy_token.display()
-                )
-            });
-        }
-        _ => {}
-    }
-    let (listener, moved_from) = listen(settings, paths, guarded)?;
-    let gateway = container::bind_gateway(listener.local_addr()?.port());
-    // Both listeners are bound: the guard of an earlier run can go now (see above).
-    #[cfg(target_os = "linux")]
-    let (listener, moved_from, gateway) = if guarded && !guard::retire(paths.tokens) {
-        // It did not let go: on its port, its late wipe would remove this run's tokens.
-        let port = listener.local_addr()?.port();
-        anyhow::ensure!(
-            settings.listen.is_none(),
-            "cannot take the credentials endpoint's port {port} from the endpoint guard of an earlier run; stop it (its pid is in {}) and start cmdrd again",
-            guard::pid_file(paths.tokens).display()
-        );
-        tracing::warn!(
-            port,
-            "the endpoint guard of an earlier run holds the port; choosing another: processes started with the old URL fail until started again with `cmdrctl exec`"
-        );
-        let listener = listen_shared(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-            .context("cannot listen on 127.0.0.1 for the credentials endpoint")?;
-        let new_port = listener.local_addr()?.port();
-        keep_port(paths, new_port)?;
-        let gateway = container::bind_gateway(new_port);
-        (listener, Some(local_url(port)), gateway)
-    } else {
-        (listener, moved_from, gateway)
-    };
-    // A guard of an older version held the gateway without SO_REUSEPORT: bound now.
-    let gateway = match gateway {
-        Err(err) if guarded && err.kind() == std::io::ErrorKind::AddrInUse => {
-            container::bind_gateway(listener.local_addr()?.port())
-        }
-        other => other,
-    };
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    let mut tokens = Tokens::new(paths.tokens.to_owned(), addr.port())
-        .with_context(|| format!("cannot create {}", paths.tokens.display()))?;
-    let mut gateway_problem = None;
-    let gateway = match gateway {
-        Ok(listener) => {
-            let dirs = container::ContainerDirs::new(paths.containers.to_owned(), addr.port())
-                .with_context(|| format!("cannot create {}", paths.containers.display()))?;
-            tokens = tokens.with_containers(dirs);
-            Some(TcpListener::from_std(listener)?)
-        }
-        Err(err) => {
-            tracing::info!(port = addr.port(), error = %err, "containers are not served (no listener on {})", container::GATEWAY);
-            // Another program on the containers' address and this port (any user can
-            // bind it with IP_FREEBIND): said, since restarting keeps the same port.
-            if err.kind() == std::io::ErrorKind::AddrInUse {
-                gateway_problem = Some(format!(
-                    "containers are not served: another program holds {}:{} (`ss -ltnp` names it); stop it, then restart cmdrd",
-                    container::GATEWAY,
-                    addr.port()
-                ));
-            }
-            None
-        }
-    };
-    let guard = spawn_guard(&listener, gateway.as_ref(), &tokens, paths, addr.port());
-    let gateway_url = gateway
-        .as_ref()
-        .map(|_| format!("http://{}:{}{PATH_PREFIX}", container::GATEWAY, addr.port()));
-    let mut token_dir = tokens.dir().display().to_string();
-    token_dir.push(std::path::MAIN_SEPARATOR);
-    Ok(Bound {
-        listener: TcpListener::from_std(listener)?,
-        gateway,
-        access: Access {
-            info: EndpointInfo {
-                url: format!("http://{addr}{PATH_PREFIX}"),
-                token_file: token_dir,
-                moved_from,
-                gateway_url,
-            },
-            tokens: Arc::new(tokens),
-            gateway_problem,
-        },
-        guard,
-    })
-}
-
-/// The endpoint's listener: on `listen`'s address, or on the port kept from an earlier
-/// start, or on a new one that is then kept; with the old URL when the kept port was taken.
-fn listen(
-    settings: &EndpointSettings,
-    paths: &Paths<'_>,
-    guarded: bool,
-) -> anyhow::Result<(std::net::TcpListener, Option<String>)> {
-    let take = |addr: SocketAddr| take_port(addr, guarded, paths.tokens);
-    if let Some(addr) = settings.listen {
-        let listener = take(addr).with_context(|| {
-            format!(
-                "cannot listen on {addr} for the credentials endpoint (is another program using the port? set endpoint.listen in config.toml, or endpoint.enabled = false)"
-            )
-        })?;
-        return Ok((listener, None));
-    }
-    let kept = std::fs::read_to_string(paths.port_file)
-        .ok()
-        .and_then(|t| t.trim().parse::<u16>().ok())
-        .filter(|p| *p != 0);
-    let mut moved_from = None;
-    let again = kept.and_then(|port| match take(SocketAddr::from((Ipv4Addr::LOCALHOST, port))) {
-        Ok(listener) => Some(listener),
-        Err(err) => {
-            tracing::warn!(port, error = %err, "the credentials endpoint's port is taken; choosing another: processes started with the old URL fail until started again with `cmdrctl exec`");
-            moved_from = Some(local_url(port));
-            None
-        }
-    });
-    let listener = match again {
-        Some(listener) => listener,
-        None => listen_shared(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-            .context("cannot listen on 127.0.0.1 for the credentials endpoint")?,
-    };
-    let port = listener.local_addr()?.port();
-    if kept != Some(port) {
-        keep_port(paths, port)?;
-    }
-    Ok((listener, moved_from))
-}
-
-/// Keeps `port` for the next start, so running processes keep their URL.
-fn keep_port(paths: &Paths<'_>, port: u16) -> anyhow::Result<()> {
-    cmdr_config::write_atomic(paths.port_file, format!("{port}\n").as_bytes(), 0o600)
-        .with_context(|| format!("cannot write {}", paths.port_file.display()))
-}
-
-/// The endpoint's base URL on loopback `port`.
-fn local_url(port: u16) -> String {
-    format!("http://{}:{port}{PATH_PREFIX}", Ipv4Addr::LOCALHOST)
-}
-
-/// Listens on `addr` for the endpoint. A port the guard of an earlier run holds
-/// (`guarded`) is joined (Linux, see [`bind`]); any other holder, even a process of this
-/// uid, makes it an error (the port is taken). A guard of an older version, whose socket
-/// cannot be shared, is retired first.
-fn take_port(
-    addr: SocketAddr,
-    guarded: bool,
-    tokens: &Path,
-) -> std::io::Result<std::net::TcpListener> {
-    if cfg!(target_os = "linux") && !guarded {
-        // Not free: not joined, whoever holds it.
-        drop(std::net::TcpListener::bind(addr)?);
-    }
-    let shared = listen_shared(addr);
-    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
-    if guarded
-        && shared
-            .as_ref()
-            .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
-    {
-        guard::retire(tokens);
-        return listen_shared(addr);
-    }
-    shared
-}
-
-/// A listener the next run can join while this run's guard holds it after a crash
-/// (SO_REUSEPORT: only sockets of this uid can; Linux). Elsewhere a plain listener.
-#[cfg(target_os = "linux")]
-fn listen_shared(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // As std does on Unix: a restart may rebind while old connections are in TIME_WAIT.
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
-#[cfg(not(target_os = "linux"))]
-fn listen_shared(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    std::net::TcpListener::bind(addr)
-}
-
-/// Starts the guard on the endpoint's listeners; without one (it could not start), a
-/// crash leaves the port free as before: warned, not fatal.
-#[cfg(any(target_os = "linux", target_os = "macos", windows))]
-fn spawn_guard(
-    listener: &std::net::TcpListener,
-    gateway: Option<&TcpListener>,
-    tokens: &Tokens,
-    paths: &Paths<'_>,
-    port: u16,
-) -> Option<Guard> {
-    #[cfg(unix)]
-    fn raw(socket: &impl std::os::fd::AsRawFd) -> std::os::fd::RawFd {
-        socket.as_raw_fd()
-    }
-    #[cfg(windows)]
-    fn raw(socket: &impl std::os::windows::io::AsRawSocket) -> std::os::windows::io::RawSocket {
-        socket.as_raw_socket()
-    }
-    let fds: Vec<_> = std::iter::once(raw(listener))
-        .chain(gateway.map(raw))
-        .collect();
-    match Guard::spawn(&fds, tokens, paths.tokens, paths.containers, port) {
-        Ok(guard) => Some(guard),
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot start the endpoint's guard: after a crash, another program could take the port");
-            None
-        }
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
-fn spawn_guard(
-    _listener: &std::net::TcpListener,
-    _gateway: Option<&TcpListener>,
-    _tokens: &Tokens,
-    _paths: &Paths<'_>,
-    _port: u16,
-) -> Option<Guard> {
-    None
 }
 
 /// What stays as it is in an account's URL: RFC 3986's unreserved characters.
