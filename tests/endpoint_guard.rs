@@ -164,50 +164,6 @@ fn another_user_never_gets_the_port_across_a_crash_and_restart() {
     assert!(body.contains(&alice[0].id), "{body}");
 }
 
-/// cmdrd and its guard killed together (a cgroup kill, systemd-oomd): nobody is left to
-/// remove the token files, and the port is free. Processes read their token through a link
-/// into the guard (`crates/cmdrd/src/endpoint/tokens.rs`), so the path dies with it: a
-/// process started with `exec` has no token to send to whoever takes the port, and a
-/// squatter's answer never reaches it. Walkthrough of 2026-12-06: the files stayed, a
-/// squatter received acme's token and a boto3 loop ran on the squatter's keys.
-#[test]
-fn cmdrd_and_its_guard_killed_together_leave_no_token_to_read() {
-    let (mut sb, _moto, alice) = alice_and_bob();
-    let (url, file) = child_env(&sb, "acme");
-    let token = std::fs::read_to_string(&file).expect("the token, through the link");
-    assert_eq!(get(&url, Some(&token)).0, 200);
-    let guard = guard_pid(&file).expect("a guard runs beside cmdrd");
-    let daemon = sb.pid().expect("cmdrd runs") as i32;
-    // Both in one kill(1): no moment for cmdrd to start another guard.
-    let killed = Command::new("kill")
-        .args(["-KILL", &guard.to_string(), &daemon.to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(killed, "kill both");
-    sb.kill9();
-    sb.wait_until("the guard is gone", || !alive(guard));
-    let read = std::fs::read(&file);
-    assert!(
-        read.as_ref()
-            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound),
-        "a token is readable after cmdrd and its guard died: {:?}",
-        read.map(|b| b.len())
-    );
-    // The port is free now: whoever takes it gets no request with a token from a process
-    // started before (its SDK stops at the missing file).
-    let squatter = TcpListener::bind(("127.0.0.1", port_of(&url))).expect("the port is free");
-    drop(squatter);
-    // The next cmdrd serves the same URL again, through a new guard.
-    sb.start();
-    let (again, file) = child_env(&sb, "acme");
-    assert_eq!(again, url);
-    let token = std::fs::read_to_string(&file).expect("the new token");
-    let (code, body) = get(&url, Some(&token));
-    assert_eq!(code, 200, "{body}");
-    assert!(body.contains(&alice[0].id), "{body}");
-}
-
 /// A guard that did not let go when the next cmdrd retired it (here: stopped) and acts
 /// later removes only the tokens of its own port: the new run, on another port, keeps
 /// serving.

@@ -66,12 +66,8 @@ pub fn pid_file(tokens: &Path) -> PathBuf {
 /// What a guard is started with.
 struct Spec {
     listeners: Vec<Raw>,
-    /// This run's token directory, the only one it removes (`Tokens::real`).
+    /// `cmdrd.endpoint/PORT`: this run's token directory, the only one it removes.
     tokens: PathBuf,
-    /// `cmdrd.endpoint/PORT`, the link processes read their tokens through, pointed into
-    /// the guard once it runs (`tokens.rs`; Linux).
-    #[cfg(target_os = "linux")]
-    link: Option<PathBuf>,
     /// `cmdrd.containers/PORT`: this run's container directories (their token files go).
     containers: PathBuf,
     pid_file: PathBuf,
@@ -110,9 +106,7 @@ impl Guard {
     ) -> std::io::Result<Guard> {
         let spec = Spec {
             listeners: listeners.to_vec(),
-            tokens: tokens.real().to_owned(),
-            #[cfg(target_os = "linux")]
-            link: (tokens.real() != tokens.dir()).then(|| tokens.dir().to_owned()),
+            tokens: tokens.dir().to_owned(),
             containers: containers.join(port.to_string()),
             pid_file: pid_file(root),
         };

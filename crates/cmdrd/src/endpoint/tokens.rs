@@ -9,15 +9,6 @@
 //! the old one do not know: their next fetch fails (the file is gone) before it sends
 //! anything. Why per account: a child started for `acme` holds acme's token only, which
 //! every other account's URL refuses.
-//!
-//! Why a link (Linux): the files must not outlive every process that could remove them.
-//! If cmdrd and its guard die together (a cgroup kill, systemd-oomd), nobody is left to
-//! remove them and the port is free. So the files are written to `<tokens dir>/<port>.<nonce>`
-//! and processes are given `<tokens dir>/<port>/<account>`, where `<port>` is a symlink to
-//! `/proc/<guard pid>/cwd/<port>.<nonce>` (the guard runs in the tokens directory): the
-//! path resolves only while that guard lives, and a reused pid cannot resolve it (another
-//! user's process is not readable; one of ours has no such directory beside it). Until a
-//! guard runs, or without one, the link points at the files directly.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,10 +29,8 @@ pub enum Check {
 
 pub struct Tokens {
     root: PathBuf,
-    /// `root/<port>`: where processes are told their tokens are (see the link above).
+    /// `root/<port>`: the only directory of live tokens.
     dir: PathBuf,
-    /// The only directory of live tokens: `root/<port>.<nonce>` on Linux, else `dir`.
-    real: PathBuf,
     live: RwLock<HashMap<String, Arc<str>>>,
     /// Containers' copies of the same tokens (`container.rs`), when containers are served.
     containers: Option<ContainerDirs>,
@@ -60,32 +49,13 @@ impl Tokens {
     /// The (empty) token directory for `port`.
     pub fn new(root: PathBuf, port: u16) -> std::io::Result<Tokens> {
         let dir = root.join(port.to_string());
-        #[cfg(target_os = "linux")]
-        let real = {
-            let nonce = new_token().map_err(std::io::Error::other)?;
-            let real = root.join(format!("{port}.{}", &nonce[..16]));
-            cmdr_config::create_private_dir(&real)?;
-            // Straight to the files until a guard runs (`point`).
-            point(&dir, Path::new(real.file_name().unwrap_or_default()))?;
-            real
-        };
-        #[cfg(not(target_os = "linux"))]
-        let real = {
-            cmdr_config::create_private_dir(&dir)?;
-            dir.clone()
-        };
+        cmdr_config::create_private_dir(&dir)?;
         Ok(Tokens {
             root,
             dir,
-            real,
             live: RwLock::new(HashMap::new()),
             containers: None,
         })
-    }
-
-    /// Where the token files are written (the guard removes it when cmdrd dies).
-    pub fn real(&self) -> &Path {
-        &self.real
     }
 
     /// Containers are served too: an account's token is also written to its container
@@ -105,13 +75,13 @@ impl Tokens {
     pub fn issue(&self, account: &str) -> anyhow::Result<PathBuf> {
         // Names are checked when accounts are made; a path separator must never get here.
         cmdr_core::input::check_name(account)?;
-        let path = self.real.join(account);
+        let path = self.dir.join(account);
         let known = self.read().get(account).cloned();
         if let Some(token) = known
             && path.is_file()
         {
             self.copy_for_containers(account, &token, false)?;
-            return Ok(self.dir.join(account));
+            return Ok(path);
         }
         let token = new_token()?;
         // No newline: the SDKs send the file's bytes as the header value, and botocore
@@ -119,7 +89,7 @@ impl Tokens {
         cmdr_config::write_atomic(&path, token.as_bytes(), 0o600)?;
         self.copy_for_containers(account, &token, true)?;
         self.write().insert(account.to_owned(), token.into());
-        Ok(self.dir.join(account))
+        Ok(path)
     }
 
     /// The account's token file for containers (`<dir>/token`, the directory to mount),
@@ -147,7 +117,7 @@ impl Tokens {
     /// The account's token is dead: its file goes, and its URL refuses it.
     pub fn revoke(&self, account: &str) {
         if self.write().remove(account).is_some() {
-            let _ = std::fs::remove_file(self.real.join(account));
+            let _ = std::fs::remove_file(self.dir.join(account));
         }
         if let Some(containers) = &self.containers {
             containers.remove(account);
@@ -187,19 +157,6 @@ impl Tokens {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<str>>> {
         self.live.write().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// Makes `link` a symlink to `target`, replacing what was there in one rename.
-#[cfg(target_os = "linux")]
-pub fn point(link: &Path, target: &Path) -> std::io::Result<()> {
-    let mut name = link.as_os_str().to_owned();
-    name.push(format!(".link-{}", std::process::id()));
-    let temp = PathBuf::from(name);
-    let _ = std::fs::remove_file(&temp);
-    std::os::unix::fs::symlink(target, &temp)?;
-    std::fs::rename(&temp, link).inspect_err(|_| {
-        let _ = std::fs::remove_file(&temp);
-    })
 }
 
 /// 256 random bits, hex.

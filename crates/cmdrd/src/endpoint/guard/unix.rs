@@ -39,10 +39,6 @@ pub(super) fn start(spec: &Spec) -> std::io::Result<(Child, Box<dyn Write + Send
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // In the tokens' parent: `/proc/PID/cwd` leads to them while the guard lives.
-    if let Some(parent) = spec.tokens.parent() {
-        command.current_dir(parent);
-    }
     let inherit: Vec<RawFd> = std::iter::once(read.as_raw_fd())
         .chain(spec.listeners.iter().copied())
         .collect();
@@ -63,18 +59,6 @@ pub(super) fn start(spec: &Spec) -> std::io::Result<(Child, Box<dyn Write + Send
     let mut child = command.spawn()?;
     drop(read);
     let pid = child.id();
-    #[cfg(target_os = "linux")]
-    if let (Some(link), Some(name)) = (&spec.link, spec.tokens.file_name()) {
-        let target = Path::new("/proc")
-            .join(pid.to_string())
-            .join("cwd")
-            .join(name);
-        if let Err(err) = super::super::tokens::point(link, &target) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(err);
-        }
-    }
     let line = match started(pid as libc::pid_t) {
         Some(start) => format!("{pid} {start}\n"),
         None => format!("{pid}\n"),
@@ -255,10 +239,6 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
     if let Ok(name) = CString::new(NAME) {
         // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
         unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
-        // Our uid's processes read their tokens through `/proc/PID/cwd` (`tokens.rs`),
-        // which needs this; the guard holds no secret.
-        // SAFETY: prctl(PR_SET_DUMPABLE, 1) takes no pointers and only changes a flag.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
     }
     for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: a zeroed sigaction with a handler that only stores an atomic; no
