@@ -24,9 +24,9 @@ pub struct Instance {
     _lock: File,
 }
 
-/// Takes the data directory's lock for the daemon listening on `socket`. Fails with
-/// [`BindError::AlreadyRunning`] (naming the other daemon's socket) when it is taken.
-pub fn claim(data_dir: &Path, socket: &Path) -> Result<Instance, BindError> {
+/// Takes the data directory's lock. Fails with [`BindError::AlreadyRunning`] (naming the
+/// other daemon's socket) when it is taken.
+pub fn claim(data_dir: &Path) -> Result<Instance, BindError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| BindError::Io { path, source }
@@ -49,15 +49,22 @@ pub fn claim(data_dir: &Path, socket: &Path) -> Result<Instance, BindError> {
             });
         }
     }
-    let note = data_dir.join(NOTE_FILE);
-    let mut text = socket.as_os_str().to_string_lossy().into_owned();
-    text.push('\n');
-    // Only a hint for a second daemon: a full or read-only data directory must not keep
-    // this one from starting (it then serves read-only; `status` says so).
-    if let Err(err) = write_atomic(&note, text.as_bytes(), 0o600) {
-        tracing::warn!(path = %note.display(), error = %err, "cannot note the socket for a second daemon");
-    }
     Ok(Instance { _lock: lock })
+}
+
+impl Instance {
+    /// Notes `socket` for a second daemon (and for cmdrctl's "runs on another socket"):
+    /// only once it is bound, so a start refused there points nobody at it.
+    pub fn note_socket(&self, data_dir: &Path, socket: &Path) {
+        let note = data_dir.join(NOTE_FILE);
+        let mut text = socket.as_os_str().to_string_lossy().into_owned();
+        text.push('\n');
+        // Only a hint: a full or read-only data directory must not keep this daemon from
+        // starting (it then serves read-only; `status` says so).
+        if let Err(err) = write_atomic(&note, text.as_bytes(), 0o600) {
+            tracing::warn!(path = %note.display(), error = %err, "cannot note the socket for a second daemon");
+        }
+    }
 }
 
 /// The socket of the daemon holding the lock, if its note is there and sane.
@@ -79,8 +86,9 @@ mod tests {
     #[test]
     fn second_claim_names_the_first_socket() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = claim(dir.path(), Path::new("/run/a/cmdrd.sock")).expect("first claim");
-        match claim(dir.path(), Path::new("/run/b/cmdrd.sock")) {
+        let first = claim(dir.path()).expect("first claim");
+        first.note_socket(dir.path(), Path::new("/run/a/cmdrd.sock"));
+        match claim(dir.path()) {
             Err(err @ BindError::AlreadyRunning(_)) => assert_eq!(
                 err.to_string(),
                 "cmdrd is already running (socket /run/a/cmdrd.sock)"
@@ -88,7 +96,13 @@ mod tests {
             other => panic!("expected AlreadyRunning, got {other:?}"),
         }
         drop(first);
-        claim(dir.path(), Path::new("/run/b/cmdrd.sock")).expect("claim after release");
+        let second = claim(dir.path()).expect("claim after release");
+        // Not noted before its socket is bound (a start refused there points nobody at it).
+        assert_eq!(
+            read_note(dir.path()),
+            Some(PathBuf::from("/run/a/cmdrd.sock"))
+        );
+        second.note_socket(dir.path(), Path::new("/run/b/cmdrd.sock"));
         assert_eq!(
             read_note(dir.path()),
             Some(PathBuf::from("/run/b/cmdrd.sock"))

@@ -46,8 +46,9 @@ pub async fn run(
     let settings = Arc::new(settings);
     let is_default = settings.socket.source == cmdr_client::SocketSource::Default;
     // One daemon per data directory first, so a second one touches neither state nor socket.
-    let _instance = instance::claim(&settings.data_dir, &settings.socket.path)?;
+    let instance = instance::claim(&settings.data_dir)?;
     let bound = socket::bind(&settings.socket, is_default)?;
+    instance.note_socket(&settings.data_dir, &settings.socket.path);
     if let Some(note) = &settings.socket.note {
         tracing::warn!("{note}");
     }
