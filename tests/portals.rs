@@ -323,6 +323,39 @@ fn session_end_asks_once_and_login_resumes() {
     );
 }
 
+/// Once `logout` returns, cmdrd is signed out too: `status` says so and an SSO account is
+/// refused at once, five times over (walkthrough of 2026-12-06: for tens of milliseconds
+/// after `logout` cmdrd still said signed in and handed out the role's credentials).
+#[test]
+fn once_logout_returns_cmdrd_is_signed_out() {
+    let ic = IdentityCenter::start();
+    let mut sb = portal_sandbox(&ic, "");
+    sb.start();
+    sb.add_account_with("a0", "p0");
+    for round in 0..5 {
+        login(&sb, &ic);
+        remember_token(&sb);
+        sb.wait_until("the sign-in is seen", || {
+            sb.json(&["status"])["portals"][0]["state"] == "signed_in"
+        });
+        credentials(&sb, "a0");
+        let out = sb.ctl(&["logout", "acme"]);
+        assert!(out.status.success(), "round {round}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("warning"),
+            "round {round}: {}",
+            stderr(&out)
+        );
+        let status = sb.json(&["status"]);
+        assert_ne!(
+            status["portals"][0]["state"], "signed_in",
+            "round {round}: {status}"
+        );
+        let out = sb.ctl(&["credential-process", "a0"]);
+        assert!(!out.status.success(), "round {round}: served after logout");
+    }
+}
+
 /// The portal's block says nothing of its end: cmdr would estimate 12 h while the real role
 /// credentials may last one. Such an account is renewed at once, and the block written
 /// carries the real end (walkthrough of 2026-12-06).

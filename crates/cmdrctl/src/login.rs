@@ -124,6 +124,35 @@ async fn resolve(
     )
 }
 
+/// Waits, at most 3 s, until a running cmdrd no longer counts `session` signed in (its
+/// watcher sees the removed token file within milliseconds): once `logout` returns, what
+/// runs next is refused, not served from the old sign-in (walkthrough of 2026-12-06).
+/// True when signed out there, or no cmdrd runs. No event says "signed out": `status` is
+/// asked again every 50 ms.
+async fn daemon_signed_out(settings: &cmdr_config::Settings, session: &str) -> bool {
+    let Ok(mut client) = cmdr_client::Client::connect(&settings.socket.path, "cmdrctl").await
+    else {
+        return true;
+    };
+    let ask = async {
+        loop {
+            match client.request(cmdr_proto::Request::Status).await {
+                Ok(cmdr_proto::Response::Status(status))
+                    if status
+                        .portals
+                        .iter()
+                        .any(|p| p.session == session && p.state == "signed_in") => {}
+                Ok(cmdr_proto::Response::Status(_)) => return true,
+                _ => return false,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(3), ask)
+        .await
+        .unwrap_or(false)
+}
+
 /// The portal of account NAME, if the daemon runs and answers within 2 s.
 async fn account_portal(settings: &cmdr_config::Settings, name: &str) -> Option<String> {
     let ask = async {
@@ -260,6 +289,12 @@ async fn try_logout(
         }
     };
     if cmdr_signin::logout(&portal, &paths(&settings)).await? {
+        if !daemon_signed_out(&settings, &portal.session).await {
+            eprintln!(
+                "warning: cmdrd still counts sso-session {} signed in; it stops using it once it sees the token file gone",
+                portal.session
+            );
+        }
         println!(
             "signed out of {} (sso-session {})",
             portal.start_url, portal.session
