@@ -157,6 +157,8 @@ pub struct Engine {
     renew_waiters: HashMap<String, Vec<api::Reply<api::RenewedNow>>>,
     /// Failures in a row of a renewal being retried, while the retry runs.
     renew_failures: HashMap<String, u32>,
+    /// The last renewal of each account: when it completed, and its token's end.
+    renewed: HashMap<String, (DateTime<Utc>, DateTime<Utc>)>,
 }
 /// `profile_expiry` over the engine's fields, as a closure that borrows only them (so the
 /// accounts can be borrowed mutably beside it).
@@ -267,6 +269,7 @@ impl Engine {
             renew_at: BTreeMap::new(),
             renew_waiters: HashMap::new(),
             renew_failures: HashMap::new(),
+            renewed: HashMap::new(),
         };
         // Nobody listens yet, and `report_changes_while_down` tells what changed while the
         // daemon was down: of the effects only the retry is kept, and the state is saved

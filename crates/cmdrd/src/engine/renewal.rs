@@ -504,6 +504,7 @@ impl Engine {
                 expires_at: Some(timestamp(expires_at)),
             });
             self.renew_failures.remove(&name);
+            self.renewed.insert(name.clone(), (self.now(), expires_at));
             self.schedule_renewal(&name);
             self.answer_renew_waiters(&name, Ok(expires_at));
         }

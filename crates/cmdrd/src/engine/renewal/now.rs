@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// A renewal this recent answers a `renew` request.
+const JUST_RENEWED: chrono::Duration = chrono::Duration::seconds(30);
+
 impl Engine {
     /// `cmdrctl renew NAME` (`Request::RenewNow`): a pasted account is renewed now (also
     /// with auto-renew off), written and accepted; an SSO account's role credentials are
@@ -20,6 +23,19 @@ impl Engine {
                     .entry(name.to_owned())
                     .or_default()
                     .push(reply);
+                // Renewed moments ago (by the sign-in `renew` just did, which starts the
+                // renewals that had failed): that one is the answer, not a second one
+                // (walkthrough of 2026-12-06: two renewals, two writes, two events).
+                let now = self.now();
+                if let Some((_, expires_at)) = self
+                    .renewed
+                    .get(name)
+                    .filter(|(when, _)| now - *when < JUST_RENEWED)
+                    .copied()
+                {
+                    self.answer_renew_waiters(name, Ok(expires_at));
+                    return;
+                }
                 if !matches!(
                     self.renewing.get(name),
                     Some(Pending::InFlight | Pending::Written(_))

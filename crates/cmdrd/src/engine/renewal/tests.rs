@@ -423,3 +423,38 @@ async fn an_account_that_renews_itself_before_its_end_is_no_alarm() {
     );
     assert_eq!(state(&engine, "acme"), cmdr_proto::AccountState::Expiring);
 }
+
+/// `cmdrctl renew` right after a renewal (the one its own sign-in started) is answered with
+/// that renewal, not a second fetch, write and `token_renewed` (walkthrough of 2026-12-06:
+/// every renewal after a sign-in happened twice).
+#[tokio::test]
+async fn a_renew_request_right_after_a_renewal_is_answered_by_it() {
+    let now = Utc::now();
+    let end = now + chrono::Duration::minutes(12);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut engine = engine_on_portal(dir.path(), end, end, true).await;
+    let renewed_until = now + chrono::Duration::hours(1);
+    engine.renewed.insert(
+        "acme".into(),
+        (now - chrono::Duration::seconds(3), renewed_until),
+    );
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    engine.renew_now("acme", reply);
+    let answered = answer.await.expect("answered").expect("renewed");
+    assert_eq!(answered.expires_at, Some(renewed_until));
+    assert!(
+        !engine.renewing.contains_key("acme"),
+        "a second renewal started"
+    );
+    // Long after it, a request renews again.
+    engine.renewed.insert(
+        "acme".into(),
+        (now - chrono::Duration::minutes(5), renewed_until),
+    );
+    let (reply, _answer) = tokio::sync::oneshot::channel();
+    engine.renew_now("acme", reply);
+    assert!(matches!(
+        engine.renewing.get("acme"),
+        Some(Pending::InFlight)
+    ));
+}
