@@ -40,7 +40,8 @@ impl Engine {
                     self.renewing.get(name),
                     Some(Pending::InFlight | Pending::Written(_))
                 ) {
-                    self.renewing.remove(name);
+                    // A failed renewal's count stays (`start_renewal` keeps it): a failure
+                    // now is not the first, and gives no second alarm.
                     self.renew_at.remove(name);
                     self.start_renewal(name, true);
                 }

@@ -458,3 +458,28 @@ async fn a_renew_request_right_after_a_renewal_is_answered_by_it() {
         Some(Pending::InFlight)
     ));
 }
+
+/// A `renew` request that fails while a renewal was already failing counts on (the next
+/// retry waits longer) and is not the first failure again, which would give the account's
+/// `expiring_soon` alarm a second time (walkthrough of 2026-12-06).
+#[tokio::test]
+async fn a_renew_request_keeps_the_count_of_failures() {
+    let now = Utc::now();
+    let end = now + chrono::Duration::minutes(12);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut engine = engine_on_portal(dir.path(), end, end, true).await;
+    engine.renewing.insert(
+        "acme".into(),
+        Pending::Failed {
+            retry_at: now + chrono::Duration::minutes(1),
+            failures: 1,
+        },
+    );
+    let (reply, _answer) = tokio::sync::oneshot::channel();
+    engine.renew_now("acme", reply);
+    engine.finish_fetch("acme", Err("the portal refused".into()));
+    assert!(matches!(
+        engine.renewing.get("acme"),
+        Some(Pending::Failed { failures: 2, .. })
+    ));
+}
