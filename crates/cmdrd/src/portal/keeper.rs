@@ -264,7 +264,9 @@ impl Keeper {
     /// keeper is signed out at once, before the watcher's news of it arrives, and keeps no
     /// refresh token to bring the sign-in back with.
     async fn file_removed(&mut self) -> bool {
-        if self.basis.is_none() || self.file.exists() {
+        let gone =
+            std::fs::metadata(&self.file).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if self.basis.is_none() || !gone {
             return false;
         }
         self.file_changed(None).await;
@@ -275,9 +277,8 @@ impl Keeper {
     /// we last knew it, adopts it and says so.
     async fn theirs_appeared(&mut self) -> bool {
         let bytes = cmdr_config::userfile::read_bounded(&self.file, 1 << 20).ok();
-        if bytes.is_none() && self.basis.is_some() {
+        if bytes.is_none() && self.file_removed().await {
             // Removed while the refresh ran (`logout`): never written back.
-            self.file_changed(None).await;
             return true;
         }
         if bytes.is_none() || bytes == self.basis {
