@@ -114,7 +114,7 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
             None
         }
     };
-    let guard = spawn_guard(&listener, gateway.as_ref(), &tokens, paths, addr.port());
+    let guard = spawn_guard(&listener, gateway.as_ref(), paths, addr.port());
     let gateway_url = gateway
         .as_ref()
         .map(|_| format!("http://{}:{}{PATH_PREFIX}", container::GATEWAY, addr.port()));
@@ -240,7 +240,6 @@ fn listen_shared(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 fn spawn_guard(
     listener: &std::net::TcpListener,
     gateway: Option<&TcpListener>,
-    tokens: &Tokens,
     paths: &Paths<'_>,
     port: u16,
 ) -> Option<Guard> {
@@ -255,7 +254,7 @@ fn spawn_guard(
     let fds: Vec<_> = std::iter::once(raw(listener))
         .chain(gateway.map(raw))
         .collect();
-    match Guard::spawn(&fds, tokens, paths.tokens, paths.containers, port) {
+    match Guard::spawn(&fds, paths.tokens, paths.containers, port) {
         Ok(guard) => Some(guard),
         Err(err) => {
             tracing::warn!(error = %err, "cannot start the endpoint's guard: after a crash, another program could take the port");
@@ -268,7 +267,6 @@ fn spawn_guard(
 fn spawn_guard(
     _listener: &std::net::TcpListener,
     _gateway: Option<&TcpListener>,
-    _tokens: &Tokens,
     _paths: &Paths<'_>,
     _port: u16,
 ) -> Option<Guard> {

@@ -95,20 +95,19 @@ pub struct Guard {
 
 impl Guard {
     /// Starts a guard holding `listeners` (duplicates; cmdrd keeps its own) for `port`,
-    /// whose tokens are `tokens` and under `containers`/PORT, and a thread that replaces it
-    /// if it dies while cmdrd runs.
+    /// whose tokens are under `tokens`/PORT and `containers`/PORT, and a thread that
+    /// replaces it if it dies while cmdrd runs.
     pub fn spawn(
         listeners: &[Raw],
-        tokens: &super::Tokens,
-        root: &Path,
+        tokens: &Path,
         containers: &Path,
         port: u16,
     ) -> std::io::Result<Guard> {
         let spec = Spec {
             listeners: listeners.to_vec(),
-            tokens: tokens.dir().to_owned(),
+            tokens: tokens.join(port.to_string()),
             containers: containers.join(port.to_string()),
-            pid_file: pid_file(root),
+            pid_file: pid_file(tokens),
         };
         let (child, pipe) = imp::start(&spec)?;
         let released = Arc::new(AtomicBool::new(false));
