@@ -363,11 +363,7 @@ fn once_logout_returns_cmdrd_is_signed_out() {
 fn a_pasted_block_without_its_end_is_renewed_at_once() {
     let ic = IdentityCenter::start();
     let mut sb = portal_sandbox(&ic, "");
-    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\n");
-    login(&sb, &ic);
-    remember_token(&sb);
-    paste_option_2(&sb, &ic, "");
-    sb.start();
+    paste_signed_in(&mut sb, &ic, "[daemon]\nvalidate_on_change = false\n", "");
     let mut watch = sb.watch();
     bind_pasted_acme(&sb);
     let renewed = watch.wait_for_within("token_renewed", Duration::from_secs(60), |e| {
@@ -391,11 +387,12 @@ fn a_pasted_option_2_account_renews_itself() {
     let ic = IdentityCenter::start();
     ic.post("/_test/lifetimes", "{\"role\": 40}");
     let mut sb = portal_sandbox(&ic, "");
-    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\nrenew_before = \"25s\"\n");
-    login(&sb, &ic);
-    remember_token(&sb);
-    paste_option_2(&sb, &ic, "30s");
-    sb.start();
+    paste_signed_in(
+        &mut sb,
+        &ic,
+        "[daemon]\nvalidate_on_change = false\nrenew_before = \"25s\"\n",
+        "30s",
+    );
     bind_pasted_acme(&sb);
     let shown = sb.json(&["accounts", "show", "acme"]);
     assert_eq!(shown["auto_renew"], true, "{shown}");
@@ -475,11 +472,12 @@ fn a_renewal_after_the_session_ended_writes_nothing_and_backs_off() {
     // before the next renewal is due.
     ic.post("/_test/lifetimes", "{\"accessToken\": 10, \"role\": 60}");
     let mut sb = portal_sandbox(&ic, "");
-    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\n");
-    login(&sb, &ic);
-    remember_token(&sb);
-    paste_option_2(&sb, &ic, "60s");
-    sb.start();
+    paste_signed_in(
+        &mut sb,
+        &ic,
+        "[daemon]\nvalidate_on_change = false\n",
+        "60s",
+    );
     bind_pasted_acme(&sb);
     let mut watch = sb.watch();
     watch.wait_for_within("the first renewal", Duration::from_secs(90), |e| {
@@ -515,6 +513,16 @@ fn a_renewal_after_the_session_ended_writes_nothing_and_backs_off() {
             .is_some_and(|r| r.contains("cmdrctl login acme")),
         "{shown}"
     );
+}
+
+/// The morning's start: cmdrd's `config`, `login` to the portal, the portal's "Option 2"
+/// block pasted (`expires_in` as `paste --expires-in` takes it, or empty), cmdrd started.
+fn paste_signed_in(sb: &mut Sandbox, ic: &IdentityCenter, config: &str, expires_in: &str) {
+    sb.write_cmdr_config(config);
+    login(sb, ic);
+    remember_token(sb);
+    paste_option_2(sb, ic, expires_in);
+    sb.start();
 }
 
 /// `accounts add acme` for the pasted portal profile, with the portal's start URL.
@@ -600,11 +608,12 @@ fn running_loops_follow_three_renewals() {
     ic.post("/_test/lifetimes", "{\"role\": 180}");
     let mut sb = portal_sandbox(&ic, "");
     let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0)], false);
-    sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\n");
-    login(&sb, &ic);
-    remember_token(&sb);
-    paste_option_2(&sb, &ic, "180s");
-    sb.start();
+    paste_signed_in(
+        &mut sb,
+        &ic,
+        "[daemon]\nvalidate_on_change = false\n",
+        "180s",
+    );
     let out = sb.ctl(&[
         "accounts",
         "add",
@@ -1010,13 +1019,12 @@ fn desktop_renew_renews_through_the_portal() {
     let mut sb = portal_sandbox(&ic, "");
     let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0)], false);
     sb.set_env("DBUS_SESSION_BUS_ADDRESS", &desktop.address);
-    sb.write_cmdr_config(
+    paste_signed_in(
+        &mut sb,
+        &ic,
         "[daemon]\nvalidate_on_change = false\n\n[notifications]\nexpiring_soon = false\n",
+        "30s",
     );
-    login(&sb, &ic);
-    remember_token(&sb);
-    paste_option_2(&sb, &ic, "30s");
-    sb.start();
     // Bound without a portal first, so nothing renews it before auto-renew is off.
     for args in [
         &[
