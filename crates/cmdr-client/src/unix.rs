@@ -26,10 +26,6 @@ pub fn current_euid() -> u32 {
 /// and its owner.
 pub fn check_socket_dir(dir: &Path, euid: u32) -> Result<(), UnsafeDir> {
     use std::os::unix::fs::MetadataExt as _;
-    let unsafe_dir = |path: &Path, reason: String| UnsafeDir {
-        path: path.to_owned(),
-        reason,
-    };
     let meta = match dir.symlink_metadata() {
         Ok(meta) => meta,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -62,13 +58,17 @@ pub fn check_socket_dir(dir: &Path, euid: u32) -> Result<(), UnsafeDir> {
     check_ancestors(dir, euid)
 }
 
+/// `path` is not safe for a socket directory, and why.
+fn unsafe_dir(path: &Path, reason: String) -> UnsafeDir {
+    UnsafeDir {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
 /// Whoever may rename entries of an ancestor of `dir` could swap it for their own.
 fn check_ancestors(dir: &Path, euid: u32) -> Result<(), UnsafeDir> {
     use std::os::unix::fs::MetadataExt as _;
-    let unsafe_dir = |path: &Path, reason: String| UnsafeDir {
-        path: path.to_owned(),
-        reason,
-    };
     // The nearest ancestor that exists (a socket directory may be made with its parents).
     let Some(parent) = dir
         .ancestors()
