@@ -259,6 +259,7 @@ impl Engine {
         self.renew_at.remove(name);
         let Ok(account) = self.accounts.get(name) else {
             self.renewing.remove(name);
+            self.renewed.remove(name);
             return;
         };
         if !matches!(self.renewal(account), Renewal::Paste { .. }) {
