@@ -16,7 +16,7 @@ use crate::endpoint::{alice_and_bob, get};
 use crate::sandbox::{NOBODY, Sandbox, set_mode, stderr, stdout};
 
 /// The account's endpoint URL and token file, as `exec` gives them.
-fn child_env(sb: &Sandbox, name: &str) -> (String, PathBuf) {
+pub fn child_env(sb: &Sandbox, name: &str) -> (String, PathBuf) {
     let out = sb
         .command("cmdrctl")
         .args(["exec", name, "--", "sh", "-c"])
@@ -30,7 +30,7 @@ fn child_env(sb: &Sandbox, name: &str) -> (String, PathBuf) {
     (url, PathBuf::from(lines.next().expect("token file")))
 }
 
-fn port_of(url: &str) -> u16 {
+pub fn port_of(url: &str) -> u16 {
     url.strip_prefix("http://127.0.0.1:")
         .and_then(|r| r.split('/').next())
         .and_then(|p| p.parse().ok())
@@ -49,7 +49,7 @@ fn pid_file(token_file: &Path) -> PathBuf {
 }
 
 /// The live guard's pid, from its pid file.
-fn guard_pid(token_file: &Path) -> Option<i32> {
+pub fn guard_pid(token_file: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(pid_file(token_file)).ok()?;
     let pid: i32 = text.split_whitespace().next()?.parse().ok()?;
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
@@ -63,7 +63,7 @@ fn guard_pid(token_file: &Path) -> Option<i32> {
     (comm.trim() == "cmdr-guard" && state != "Z").then_some(pid)
 }
 
-fn alive(pid: i32) -> bool {
+pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| Some(s.rsplit(')').next()?.split_whitespace().next()? != "Z"))

@@ -3,13 +3,12 @@
 //! the port at restart, every token of the old port is dead, so running processes fail
 //! closed instead of sending a token to whoever holds the old port.
 
-use std::io::Read as _;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::endpoint::{Loop, alice_and_bob, clients_dir, get, user_creds};
+use crate::endpoint_sentinel::squat;
 use crate::sandbox::{Sandbox, bin, stderr, stdout};
 
 /// What `cmdrctl exec NAME` gives its child: the URL and the token file.
@@ -213,20 +212,7 @@ fn a_squatted_port_at_restart_gets_no_token_and_says_so() {
         .and_then(|r| r.split('/').next())
         .and_then(|p| p.parse().ok())
         .expect("port");
-    let squatter = TcpListener::bind(("127.0.0.1", port)).expect("take the old port");
-    let received = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = Arc::clone(&received);
-    std::thread::spawn(move || {
-        for stream in squatter.incoming() {
-            let Ok(mut stream) = stream else { break };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut buf = vec![0u8; 8192];
-            let n = stream.read(&mut buf).unwrap_or(0);
-            sink.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    });
+    let received = squat(port);
     sb.start();
 
     let status = sb.json(&["status"]);

@@ -61,6 +61,8 @@ mod endpoint_tokens;
 // The endpoint's crash guard: replaced when it dies, removes only its port's tokens, and
 // only the guard the pid file names is stopped.
 mod endpoint_guard;
+// The endpoint's sentinel: cmdrd and its guard killed together leave no token behind.
+mod endpoint_sentinel;
 // Containers on the `cmdr` network follow the account: real Podman, setup, env, restart.
 mod containers;
 // console: the federation sign-in against a loopback sign-in server.

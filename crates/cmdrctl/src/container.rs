@@ -268,6 +268,7 @@ async fn env(
             "unexpected answer to a container_env request".to_owned(),
         )));
     };
+    crate::sentinel::ensure(socket, &child.url);
     let token_file = cmdr_proto::path_from_wire(&child.token_file);
     let Some(dir) = token_file.parent().and_then(|d| d.to_str()) else {
         eprintln!(

@@ -35,6 +35,7 @@ mod prompt;
 mod renew;
 mod renewals;
 mod report;
+mod sentinel;
 mod service;
 mod stdout;
 mod watch;
@@ -543,7 +544,10 @@ async fn served(
         )));
     }
     match client.request(Request::ChildEnv { name }).await? {
-        Response::ChildEnv(child) => Ok(handout::served_variables(&child)),
+        Response::ChildEnv(child) => {
+            sentinel::ensure(socket, &child.url);
+            Ok(handout::served_variables(&child))
+        }
         _ => Err(unexpected("a child_env request")),
     }
 }

@@ -166,7 +166,7 @@ fn home() -> anyhow::Result<PathBuf> {
 }
 
 /// The installed cmdrd: next to this cmdrctl, else on PATH.
-fn find_cmdrd() -> anyhow::Result<PathBuf> {
+pub fn find_cmdrd() -> anyhow::Result<PathBuf> {
     let name = if cfg!(windows) { "cmdrd.exe" } else { "cmdrd" };
     if let Some(sibling) = std::env::current_exe()
         .ok()

@@ -44,11 +44,24 @@ mod bind;
 pub mod container;
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub mod guard;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub mod sentinel;
 mod tokens;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+mod vnode;
 
 /// The endpoint's guard process (`guard.rs`: Linux, macOS, Windows).
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub use guard::Guard;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub use sentinel::PortLock;
+/// No sentinel on this platform (Windows: see README).
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub struct PortLock;
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+impl PortLock {
+    pub fn forget(&self) {}
+}
 /// No guard process on this platform: a crash leaves the port free (see README).
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 pub struct Guard;
@@ -78,6 +91,9 @@ pub struct Bound {
     /// Holds the port while cmdrd runs and after a crash (`guard.rs`); released at a
     /// clean stop, after the tokens are gone.
     pub guard: Option<Guard>,
+    /// This port's token lock (`endpoint/sentinel.rs`): forgotten at a clean stop, held
+    /// until exit.
+    pub port_lock: Option<PortLock>,
 }
 
 /// Where the endpoint keeps its state on disk.

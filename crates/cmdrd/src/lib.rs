@@ -138,6 +138,7 @@ pub async fn run(
     let tokens = endpoint.as_ref().map(|e| e.access.tokens.clone());
     let mut endpoint = endpoint;
     let guard = endpoint.as_mut().and_then(|e| e.guard.take());
+    let port_lock = endpoint.as_mut().and_then(|e| e.port_lock.take());
     if let Some(endpoint) = endpoint {
         let stop = stages.token(Stage::Intake);
         let run = endpoint::run(endpoint, handle.clone(), stop, tracker.clone());
@@ -170,6 +171,10 @@ pub async fn run(
     if let Some(tokens) = tokens {
         tokens.remove_all();
     }
+    // Said before the lock goes with this process: nothing is left for a sentinel to remove.
+    if let Some(lock) = &port_lock {
+        lock.forget();
+    }
     // The listeners close below: a guard that exits from now on is not replaced.
     if let Some(guard) = &guard {
         guard.stopping();
@@ -188,6 +193,7 @@ pub async fn run(
     if let Some(guard) = guard {
         guard.release();
     }
+    drop(port_lock);
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("stopped");
     Ok(())

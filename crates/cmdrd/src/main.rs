@@ -24,6 +24,14 @@ fn main() -> ExitCode {
         {
             return cmdrd::endpoint::guard::run(&argv[2..]);
         }
+        // The endpoint's sentinel (crates/cmdrd/src/endpoint/sentinel.rs), started by cmdrctl.
+        #[cfg(any(target_os = "linux", target_os = "macos"))]
+        if argv
+            .get(1)
+            .is_some_and(|a| a == cmdrd::endpoint::sentinel::FLAG)
+        {
+            return cmdrd::endpoint::sentinel::run(&argv[2..]);
+        }
     }
     tune_allocator();
     let args = Args::parse();

@@ -12,6 +12,8 @@ use tokio::net::TcpListener;
 
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 use super::guard;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+use super::sentinel;
 use super::{Access, Bound, Guard, PATH_PREFIX, Paths, Tokens, container};
 use cmdr_config::EndpointSettings;
 
@@ -90,6 +92,16 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
     };
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    // Held from before the first token is written until exit (and by the guard after a
+    // crash): a sentinel removes this port's tokens only once both are gone.
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let port_lock = sentinel::PortLock::take(paths.tokens, addr.port()).with_context(|| {
+        format!(
+            "cannot lock the endpoint tokens of port {} beside {}",
+            addr.port(),
+            paths.tokens.display()
+        )
+    })?;
     let mut tokens = Tokens::new(paths.tokens.to_owned(), addr.port())
         .with_context(|| format!("cannot create {}", paths.tokens.display()))?;
     let mut gateway_problem = None;
@@ -114,7 +126,16 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
             None
         }
     };
-    let guard = spawn_guard(&listener, gateway.as_ref(), paths, addr.port());
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let guard = spawn_guard(
+        &listener,
+        gateway.as_ref(),
+        Some(port_lock.raw()),
+        paths,
+        addr.port(),
+    );
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    let guard = spawn_guard(&listener, gateway.as_ref(), None, paths, addr.port());
     let gateway_url = gateway
         .as_ref()
         .map(|_| format!("http://{}:{}{PATH_PREFIX}", container::GATEWAY, addr.port()));
@@ -134,6 +155,10 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
             gateway_problem,
         },
         guard,
+        #[cfg(any(target_os = "linux", target_os = "macos"))]
+        port_lock: Some(port_lock),
+        #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+        port_lock: None,
     })
 }
 
@@ -234,12 +259,14 @@ fn listen_shared(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     std::net::TcpListener::bind(addr)
 }
 
-/// Starts the guard on the endpoint's listeners; without one (it could not start), a
-/// crash leaves the port free as before: warned, not fatal.
+/// Starts the guard on the endpoint's listeners, holding the port's token lock with cmdrd
+/// (Unix); without one (it could not start), a crash leaves the port free as before:
+/// warned, not fatal.
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 fn spawn_guard(
     listener: &std::net::TcpListener,
     gateway: Option<&TcpListener>,
+    lock: Option<guard::Raw>,
     paths: &Paths<'_>,
     port: u16,
 ) -> Option<Guard> {
@@ -253,6 +280,7 @@ fn spawn_guard(
     }
     let fds: Vec<_> = std::iter::once(raw(listener))
         .chain(gateway.map(raw))
+        .chain(lock)
         .collect();
     match Guard::spawn(&fds, paths.tokens, paths.containers, port) {
         Ok(guard) => Some(guard),
@@ -267,6 +295,7 @@ fn spawn_guard(
 fn spawn_guard(
     _listener: &std::net::TcpListener,
     _gateway: Option<&TcpListener>,
+    _lock: Option<()>,
     _paths: &Paths<'_>,
     _port: u16,
 ) -> Option<Guard> {

@@ -65,6 +65,8 @@ pub fn pid_file(tokens: &Path) -> PathBuf {
 
 /// What a guard is started with.
 struct Spec {
+    /// What it holds until it exits: the listening sockets, and on Unix the port's token
+    /// lock (`sentinel.rs`), so that lock is free only once cmdrd and its guard are gone.
     listeners: Vec<Raw>,
     /// `cmdrd.endpoint/PORT`: this run's token directory, the only one it removes.
     tokens: PathBuf,
@@ -74,7 +76,7 @@ struct Spec {
 }
 
 /// Removes the tokens of this port, the accounts' and the containers': cmdrd died.
-fn wipe(tokens: &Path, containers: &Path) {
+pub(super) fn wipe(tokens: &Path, containers: &Path) {
     let _ = super::Tokens::clear(tokens);
     let _ = super::container::ContainerDirs::clear_port_tokens(containers);
 }
@@ -94,7 +96,8 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Starts a guard holding `listeners` (duplicates; cmdrd keeps its own) for `port`,
+    /// Starts a guard holding `listeners` (duplicates; cmdrd keeps its own; on Unix the
+    /// port's token lock among them) for `port`,
     /// whose tokens are under `tokens`/PORT and `containers`/PORT, and a thread that
     /// replaces it if it dies while cmdrd runs.
     pub fn spawn(

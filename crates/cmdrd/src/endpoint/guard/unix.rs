@@ -8,6 +8,7 @@
 //! (where a process cannot rename itself) its start time, kept in the pid file.
 
 use super::{FLAG, HOLD_AFTER_CRASH, NAME, RETIRE_WAIT, Spec, pid_file, wipe};
+use crate::endpoint::vnode::{On, Watch};
 use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
@@ -252,7 +253,7 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
     let wipe = || wipe(&tokens, &containers);
     let mut crashed = false;
     // After a crash: readable when the socket's directory goes.
-    let mut gone: Option<Gone> = None;
+    let mut gone: Option<Watch> = None;
     loop {
         if STOP.load(Ordering::SeqCst) {
             // Signalled while cmdrd runs (a stray kill, a service manager stopping both):
@@ -264,7 +265,7 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         let watched = if crashed {
-            gone.as_ref().map_or(-1, Gone::fd)
+            gone.as_ref().map_or(-1, Watch::fd)
         } else {
             pipe
         };
@@ -302,7 +303,7 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
                     .parent()
                     .and_then(Path::parent)
                     .unwrap_or(Path::new("/"));
-                gone = watch_gone(dir);
+                gone = Watch::of(dir, On::Gone);
                 if !dir.exists() {
                     return ExitCode::SUCCESS;
                 }
@@ -327,83 +328,4 @@ fn ended(pipe: RawFd) -> bool {
     // SAFETY: reads at most one byte into a live buffer.
     let n = unsafe { libc::read(pipe, byte.as_mut_ptr().cast(), 1) };
     n == 0
-}
-
-/// A descriptor that becomes readable when a directory is deleted or moved away (one
-/// watch, taken only after a crash, when cmdrd's own watches are gone).
-struct Gone {
-    /// inotify (Linux) or kqueue (macOS): both can be polled.
-    queue: OwnedFd,
-    /// macOS: the directory, open for events only, while it is watched.
-    #[cfg(target_os = "macos")]
-    _dir: OwnedFd,
-}
-
-impl Gone {
-    fn fd(&self) -> RawFd {
-        self.queue.as_raw_fd()
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn watch_gone(dir: &Path) -> Option<Gone> {
-    use std::os::unix::ffi::OsStrExt as _;
-    // SAFETY: inotify_init1 returns a new descriptor or -1.
-    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: a descriptor just created and owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: a live NUL-terminated path and a valid inotify descriptor.
-    let watch = unsafe {
-        libc::inotify_add_watch(
-            fd.as_raw_fd(),
-            path.as_ptr(),
-            libc::IN_DELETE_SELF | libc::IN_MOVE_SELF,
-        )
-    };
-    (watch >= 0).then_some(Gone { queue: fd })
-}
-
-#[cfg(target_os = "macos")]
-fn watch_gone(dir: &Path) -> Option<Gone> {
-    use std::os::unix::ffi::OsStrExt as _;
-    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: a live NUL-terminated path; open returns a new descriptor or -1.
-    let raw = unsafe { libc::open(path.as_ptr(), libc::O_EVTONLY | libc::O_CLOEXEC) };
-    if raw < 0 {
-        return None;
-    }
-    // SAFETY: a descriptor just opened and owned by nothing else.
-    let dir_fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: kqueue returns a new descriptor or -1.
-    let raw = unsafe { libc::kqueue() };
-    if raw < 0 {
-        return None;
-    }
-    // SAFETY: a descriptor just created and owned by nothing else.
-    let queue = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: kevent is plain data.
-    let mut change: libc::kevent = unsafe { std::mem::zeroed() };
-    change.ident = dir_fd.as_raw_fd() as libc::uintptr_t;
-    change.filter = libc::EVFILT_VNODE;
-    change.flags = libc::EV_ADD | libc::EV_CLEAR;
-    change.fflags = libc::NOTE_DELETE | libc::NOTE_RENAME | libc::NOTE_REVOKE;
-    // SAFETY: one change from a live struct, no events asked back.
-    let added = unsafe {
-        libc::kevent(
-            queue.as_raw_fd(),
-            &raw const change,
-            1,
-            std::ptr::null_mut(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    (added == 0).then_some(Gone {
-        queue,
-        _dir: dir_fd,
-    })
 }
