@@ -143,7 +143,7 @@ pub fn run(args: &[OsString]) -> ExitCode {
     let lock = lock_file(&tokens, port);
     let port_dir = |root: &Path| root.join(port.to_string());
     loop {
-        let Ok(held) = File::open(&lock) else {
+        let Ok(held) = open_lock(&lock) else {
             break; // removed: the run stopped cleanly
         };
         if held.lock().is_err() {
@@ -177,7 +177,7 @@ fn next_run(lock: &Path, dir: &Path, watch: &Watch) -> bool {
         if !dir.is_dir() {
             return false;
         }
-        match File::open(lock).map(|f| f.try_lock()) {
+        match open_lock(lock).map(|f| f.try_lock()) {
             Err(_) => return false,
             Ok(Err(std::fs::TryLockError::WouldBlock)) => return true,
             Ok(_) => {} // free: no run yet (the probe's lock went with its file)
@@ -187,4 +187,13 @@ fn next_run(lock: &Path, dir: &Path, watch: &Watch) -> bool {
             return false;
         }
     }
+}
+
+/// The lock file, read-only, not through a symlink.
+fn open_lock(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
