@@ -81,21 +81,21 @@ impl Status {
             AccountState::Changed | AccountState::Missing | AccountState::Misconfigured => {
                 Some(reason.to_owned())
             }
-            AccountState::Expired => {
-                let get = if self.renewable {
-                    format!("paste a new one (or run `cmdrctl renew {account}`)")
-                } else {
-                    "paste a new one (`cmdrctl paste`)".to_owned()
-                };
-                Some(match on_change {
-                    OnChange::Ask => {
-                        format!("{reason}: {get}, then run `cmdrctl accept {account}`")
-                    }
-                    OnChange::Auto => {
-                        format!("{reason}: {get}; `{account}` switches to it by itself")
-                    }
-                })
-            }
+            // `renew` accepts what it fetches: no `accept` after it.
+            AccountState::Expired => Some(match (self.renewable, on_change) {
+                (true, OnChange::Ask) => format!(
+                    "{reason}: run `cmdrctl renew {account}`, or paste a new one and run `cmdrctl accept {account}`"
+                ),
+                (true, OnChange::Auto) => format!(
+                    "{reason}: run `cmdrctl renew {account}`, or paste a new one (`{account}` switches to it by itself)"
+                ),
+                (false, OnChange::Ask) => format!(
+                    "{reason}: paste a new one (`cmdrctl paste`), then run `cmdrctl accept {account}`"
+                ),
+                (false, OnChange::Auto) => format!(
+                    "{reason}: paste a new one (`cmdrctl paste`); `{account}` switches to it by itself"
+                ),
+            }),
             AccountState::Invalid => Some(format!(
                 "{reason}; after fixing it, run `cmdrctl accept {account}`"
             )),
