@@ -44,7 +44,7 @@ mod bind;
 pub mod container;
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub mod guard;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub mod sentinel;
 mod tokens;
 #[cfg(any(target_os = "linux", target_os = "macos"))]
@@ -53,12 +53,12 @@ mod vnode;
 /// The endpoint's guard process (`guard.rs`: Linux, macOS, Windows).
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub use guard::Guard;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub use sentinel::PortLock;
-/// No sentinel on this platform (Windows: see README).
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+/// No sentinel on this platform.
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 pub struct PortLock;
-#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 impl PortLock {
     pub fn forget(&self) {}
 }

@@ -25,7 +25,6 @@ fn main() -> ExitCode {
             return cmdrd::endpoint::guard::run(&argv[2..]);
         }
         // The endpoint's sentinel (crates/cmdrd/src/endpoint/sentinel.rs), started by cmdrctl.
-        #[cfg(any(target_os = "linux", target_os = "macos"))]
         if argv
             .get(1)
             .is_some_and(|a| a == cmdrd::endpoint::sentinel::FLAG)

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 use super::guard;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 use super::sentinel;
 use super::{Access, Bound, Guard, PATH_PREFIX, Paths, Tokens, container};
 use cmdr_config::EndpointSettings;
@@ -94,7 +94,7 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
     let addr = listener.local_addr()?;
     // Held from before the first token is written until exit (and by the guard after a
     // crash): a sentinel removes this port's tokens only once both are gone.
-    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     let port_lock = sentinel::PortLock::take(paths.tokens, addr.port()).with_context(|| {
         format!(
             "cannot lock the endpoint tokens of port {} beside {}",
@@ -155,9 +155,9 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
             gateway_problem,
         },
         guard,
-        #[cfg(any(target_os = "linux", target_os = "macos"))]
+        #[cfg(any(target_os = "linux", target_os = "macos", windows))]
         port_lock: Some(port_lock),
-        #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+        #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
         port_lock: None,
     })
 }

@@ -40,6 +40,8 @@ mod windows;
 #[cfg(windows)]
 use windows as imp;
 #[cfg(windows)]
+pub(in crate::endpoint) use windows::{Process, creation_time};
+#[cfg(windows)]
 pub use windows::{Raw, retire, run};
 
 /// The hidden first argument that makes the cmdrd binary a guard.

@@ -9,7 +9,6 @@
 
 use super::{FLAG, HOLD_AFTER_CRASH, NAME, RETIRE_WAIT, Spec, pid_file, wipe};
 use crate::endpoint::vnode::{On, Watch};
-use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt as _;
@@ -237,7 +236,7 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
         .filter_map(|l| l.to_str()?.parse().ok())
         .collect();
     #[cfg(target_os = "linux")]
-    if let Ok(name) = CString::new(NAME) {
+    if let Ok(name) = std::ffi::CString::new(NAME) {
         // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
         unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
     }

@@ -93,7 +93,7 @@ fn hand_over(
 
 /// When the process behind `handle` was created (100 ns since 1601): with its pid, it
 /// names one process whatever pid is reused later.
-fn creation_time(handle: HANDLE) -> Option<u64> {
+pub(in crate::endpoint) fn creation_time(handle: HANDLE) -> Option<u64> {
     let zero = FILETIME {
         dwLowDateTime: 0,
         dwHighDateTime: 0,
@@ -113,7 +113,7 @@ fn creation_time(handle: HANDLE) -> Option<u64> {
 }
 
 /// An open process handle, closed on drop.
-struct Process(HANDLE);
+pub(in crate::endpoint) struct Process(pub(in crate::endpoint) HANDLE);
 
 impl Drop for Process {
     fn drop(&mut self) {

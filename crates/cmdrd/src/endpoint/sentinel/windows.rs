@@ -1,0 +1,157 @@
+//! The sentinel on Windows: `cmdrctl` starts it detached (no fork there), and it waits on
+//! processes, not on a lock: a Windows lock dies with the process that took it, not with
+//! the last handle to the file. It waits for the cmdrd the run file names, then for that
+//! run's guard (the guard pid file), both named by pid and creation time; then, unless a
+//! new run already holds the port's lock, it removes the port's tokens. A clean stop
+//! removes the run file first, which ends it.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use windows_sys::Win32::Foundation::{HANDLE, INVALID_HANDLE_VALUE, WAIT_OBJECT_0};
+use windows_sys::Win32::Storage::FileSystem::{
+    FILE_NOTIFY_CHANGE_FILE_NAME, FILE_NOTIFY_CHANGE_LAST_WRITE, FindCloseChangeNotification,
+    FindFirstChangeNotificationW, FindNextChangeNotification,
+};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, INFINITE, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    PROCESS_SYNCHRONIZE, WaitForSingleObject,
+};
+
+use super::{WAIT_FOR_NEXT_RUN, lock_file, run_file, sentinel_file};
+use crate::endpoint::guard::{self, Process, creation_time};
+
+/// This process as a run file names it: its pid and creation time.
+pub(super) fn this_run() -> String {
+    // SAFETY: the pseudo-handle of this process; it needs no closing.
+    let created = creation_time(unsafe { GetCurrentProcess() }).unwrap_or(0);
+    format!("{} {created}\n", std::process::id())
+}
+
+/// The live process `file` names (pid and creation time), open for waiting on.
+fn named(file: &Path) -> Option<Process> {
+    let text = cmdr_config::userfile::read_bounded(file, 64).ok()?;
+    let text = String::from_utf8(text).ok()?;
+    let mut words = text.split_whitespace();
+    let pid = words.next()?.parse::<u32>().ok()?;
+    let created = words.next()?.parse::<u64>().ok()?;
+    if pid == std::process::id() {
+        return None;
+    }
+    // SAFETY: OpenProcess returns a new handle or null.
+    let handle = unsafe {
+        OpenProcess(
+            PROCESS_SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION,
+            0,
+            pid,
+        )
+    };
+    if handle.is_null() {
+        return None;
+    }
+    let process = Process(handle);
+    (creation_time(process.0) == Some(created)).then_some(process)
+}
+
+/// The sentinel's `main`: `cmdrd --sentinel-endpoint SOCKET PORT`.
+pub fn run(args: &[OsString]) -> ExitCode {
+    let [socket, port] = args else {
+        return ExitCode::from(2);
+    };
+    let Some(port) = port.to_str().and_then(|p| p.parse::<u16>().ok()) else {
+        return ExitCode::from(2);
+    };
+    // The directories of cmdrd's own settings for this socket (never a path from an
+    // argument).
+    let Ok(settings) = cmdr_config::Settings::load(None, Some(PathBuf::from(socket))) else {
+        return ExitCode::FAILURE;
+    };
+    let (tokens, containers) = (
+        settings.endpoint_tokens_dir(),
+        settings.container_tokens_dir(),
+    );
+    let Ok(single) = cmdr_config::open_own(&sentinel_file(&tokens, port), false) else {
+        return ExitCode::FAILURE;
+    };
+    if single.try_lock().is_err() {
+        return ExitCode::SUCCESS; // one runs already
+    }
+    let (run, lock) = (run_file(&tokens, port), lock_file(&tokens, port));
+    let dir = tokens.parent().unwrap_or(Path::new(".")).to_owned();
+    let port_dir = |root: &Path| root.join(port.to_string());
+    loop {
+        // The run the file names; already gone if this started just after it ended.
+        if let Some(daemon) = named(&run) {
+            // SAFETY: a live process handle opened with PROCESS_SYNCHRONIZE.
+            unsafe { WaitForSingleObject(daemon.0, INFINITE) };
+        }
+        // The guard holds the port after a crash until the next run retires it.
+        if let Some(held) = named(&guard::pid_file(&tokens)) {
+            // SAFETY: as above.
+            unsafe { WaitForSingleObject(held.0, INFINITE) };
+        }
+        if !run.exists() {
+            break; // a clean stop (or none ever): the tokens went with it
+        }
+        // Free: no run holds the port (a new one would have cleared the tokens itself).
+        if let Ok(file) = std::fs::File::open(&lock)
+            && file.try_lock().is_ok()
+        {
+            guard::wipe(&port_dir(&tokens), &port_dir(&containers));
+        }
+        if !next_run(&run, &dir) {
+            break;
+        }
+    }
+    drop(single);
+    ExitCode::SUCCESS
+}
+
+/// Waits for a live cmdrd in the run file, at most [`WAIT_FOR_NEXT_RUN`].
+fn next_run(run: &Path, dir: &Path) -> bool {
+    let wide: Vec<u16> = dir.as_os_str().encode_wide_nul();
+    // SAFETY: a live NUL-terminated wide path; returns a handle or INVALID_HANDLE_VALUE.
+    let change: HANDLE = unsafe {
+        FindFirstChangeNotificationW(
+            wide.as_ptr(),
+            0,
+            FILE_NOTIFY_CHANGE_FILE_NAME | FILE_NOTIFY_CHANGE_LAST_WRITE,
+        )
+    };
+    if change == INVALID_HANDLE_VALUE {
+        return false;
+    }
+    let until = Instant::now() + WAIT_FOR_NEXT_RUN;
+    let found = loop {
+        if named(run).is_some() {
+            break true;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        let ms = u32::try_from(left.as_millis()).unwrap_or(INFINITE - 1);
+        // SAFETY: a live change-notification handle.
+        if left.is_zero() || unsafe { WaitForSingleObject(change, ms) } != WAIT_OBJECT_0 {
+            break false;
+        }
+        // SAFETY: as above; re-arms it.
+        if unsafe { FindNextChangeNotification(change) } == 0 {
+            break false;
+        }
+    };
+    // SAFETY: a handle this function owns.
+    unsafe { FindCloseChangeNotification(change) };
+    found
+}
+
+/// A path as Windows' wide, NUL-terminated string.
+trait WideNul {
+    fn encode_wide_nul(&self) -> Vec<u16>;
+}
+
+impl WideNul for std::ffi::OsStr {
+    fn encode_wide_nul(&self) -> Vec<u16> {
+        use std::os::windows::ffi::OsStrExt as _;
+        self.encode_wide().chain(std::iter::once(0)).collect()
+    }
+}
