@@ -365,7 +365,7 @@ impl Settings {
             }),
         };
         let d = &file.daemon;
-        let settings = Settings {
+        let mut settings = Settings {
             aws_config: absolute(aws_config)?,
             aws_credentials: absolute(aws_credentials)?,
             sso_cache: absolute(sso_cache)?,
@@ -418,7 +418,19 @@ impl Settings {
                 })
                 .transpose()?,
         };
+        settings.socket.path = absolute_socket(settings.socket.path);
         Ok(settings)
+    }
+}
+
+/// A relative socket path (`CMDR_SOCKET=rt/cmdrd.sock`) made absolute, so the paths
+/// beside it (the endpoint's token files, handed to processes that change directory) name
+/// the same files from anywhere. A Windows pipe name is left as it is.
+fn absolute_socket(path: PathBuf) -> PathBuf {
+    if cfg!(unix) {
+        std::path::absolute(&path).unwrap_or(path)
+    } else {
+        path
     }
 }
 
@@ -430,11 +442,15 @@ pub fn client_socket(flag: Option<PathBuf>) -> SocketLocation {
         Ok(settings) => settings.socket,
         Err(_) => match flag {
             Some(path) => SocketLocation {
-                path,
+                path: absolute_socket(path),
                 note: None,
                 source: SocketSource::Flag,
             },
-            None => cmdr_client::default_socket(),
+            None => {
+                let mut location = cmdr_client::default_socket();
+                location.path = absolute_socket(location.path);
+                location
+            }
         },
     }
 }

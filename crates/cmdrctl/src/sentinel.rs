@@ -10,6 +10,11 @@ use std::path::Path;
 /// when the cmdrd binary is missing, and then says so (the process still runs: the guard
 /// covers every crash of cmdrd alone).
 pub fn ensure(socket: &Path, url: &str) {
+    // It leaves the working directory: a relative socket would name another one.
+    let Ok(socket) = std::path::absolute(socket) else {
+        return;
+    };
+    let socket = socket.as_path();
     let (Some(port), Some(tokens)) = (port_of(url), tokens_dir(socket)) else {
         return;
     };
@@ -48,6 +53,11 @@ fn start(cmdrd: &Path, socket: &Path, port: u16) -> anyhow::Result<()> {
     let status = command(cmdrd, socket, port)
         .arg0("cmdr-sentinel")
         .status()?;
+    // 3: cmdrd holds no lock for the port (`sentinel/unix.rs`).
+    anyhow::ensure!(
+        status.code() != Some(3),
+        "the running cmdrd keeps no lock for port {port}; it is older than this cmdrctl: restart it"
+    );
     anyhow::ensure!(status.success(), "it exited with {status}");
     Ok(())
 }

@@ -58,10 +58,6 @@ pub use sentinel::PortLock;
 /// No sentinel on this platform.
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 pub struct PortLock;
-#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
-impl PortLock {
-    pub fn forget(&self) {}
-}
 /// No guard process on this platform: a crash leaves the port free (see README).
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 pub struct Guard;
@@ -91,8 +87,7 @@ pub struct Bound {
     /// Holds the port while cmdrd runs and after a crash (`guard.rs`); released at a
     /// clean stop, after the tokens are gone.
     pub guard: Option<Guard>,
-    /// This port's token lock (`endpoint/sentinel.rs`): forgotten at a clean stop, held
-    /// until exit.
+    /// This port's token lock (`endpoint/sentinel.rs`), held until exit.
     pub port_lock: Option<PortLock>,
 }
 

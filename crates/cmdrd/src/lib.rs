@@ -171,10 +171,6 @@ pub async fn run(
     if let Some(tokens) = tokens {
         tokens.remove_all();
     }
-    // Said before the lock goes with this process: nothing is left for a sentinel to remove.
-    if let Some(lock) = &port_lock {
-        lock.forget();
-    }
     // The listeners close below: a guard that exits from now on is not replaced.
     if let Some(guard) = &guard {
         guard.stopping();

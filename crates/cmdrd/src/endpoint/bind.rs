@@ -223,8 +223,10 @@ fn take_port(
     guarded: bool,
     tokens: &Path,
 ) -> std::io::Result<std::net::TcpListener> {
-    if cfg!(target_os = "linux") && !guarded {
-        // Not free: not joined, whoever holds it.
+    // Not free: not joined, whoever holds it, unless it is our guard or our sentinel
+    // (`sentinel.rs`: it reserves the port for this uid).
+    #[cfg(target_os = "linux")]
+    if !guarded && !sentinel::holds(tokens, addr.port()) {
         drop(std::net::TcpListener::bind(addr)?);
     }
     let shared = listen_shared(addr);

@@ -1,20 +1,23 @@
-//! The endpoint's sentinel (Linux, macOS, Windows): the backstop for when cmdrd and its guard die
-//! together (`systemctl --user kill -s KILL cmdrd`, systemd-oomd, any kill of the
-//! service's whole cgroup or process group). Then nobody is left to remove the token
+//! The endpoint's sentinel (Linux, macOS, Windows): the backstop for when cmdrd and its
+//! guard die together (`systemctl --user kill -s KILL cmdrd`, systemd-oomd, any kill of
+//! the service's whole cgroup or process group). Then nobody is left to remove the token
 //! files, the port is free, and another local user who binds it receives the token of
 //! every running `exec`'d process and can answer with their own keys.
 //!
 //! The sentinel is started by `cmdrctl` (`exec`, `env --serve`, `container env`), so it
 //! lives where those processes live (the user's session), not in cmdrd's service. One runs
-//! per port (`<tokens>-PORT.sentinel` is locked while it does). It waits on a lock, with
-//! no timer: cmdrd holds `<tokens>-PORT.lock` for as long as it serves that port, and its
-//! guard holds the same open file, so the lock is free only once both are gone. Then:
-//! - the lock file was removed: a clean stop (cmdrd removes it with its tokens); it exits;
-//! - else a crash: it removes the port's tokens (a fetch then fails closed: the SDK has no
-//!   token to send), and waits, at most an hour, for the next cmdrd on the same port (that
-//!   run marks the lock file once it holds it) to guard it in turn. The socket's directory
-//!   gone (the session ended) ends it too; so does the hour, when the next run moved to
-//!   another port (whose own sentinel the next `cmdrctl exec` starts).
+//! per port (`<tokens>-PORT.sentinel` is locked while it does). On Linux it also reserves
+//! the port for this uid (`sentinel/unix.rs`), so nobody else can bind it even for a
+//! moment. It waits with no timer: on Unix on `<tokens>-PORT.lock`, which cmdrd holds for
+//! as long as it serves that port and its guard holds through the same open file, so the
+//! lock is free only once both are gone; on Windows on the two processes
+//! (`sentinel/windows.rs`). Then it removes the port's tokens (a fetch fails closed: the
+//! SDK has no token to send) and waits for the next cmdrd on the same port (which marks
+//! the lock file, or on Windows the run file, once it holds the lock) to guard it in turn:
+//! after a crash and after a clean stop alike, since processes started before follow a
+//! restart on the same port. It ends when the socket's directory goes (the session
+//! ended) or when a later run serves another port (which removes this port's lock file:
+//! processes started for this one cannot follow it).
 //!
 //! cmdrd takes the lock before it writes a token of the port, so a sentinel's late removal
 //! can never hit a new run's tokens; it waits a moment for a sentinel that holds the lock
@@ -40,8 +43,9 @@ pub const FLAG: &str = "--sentinel-endpoint";
 pub const NAME: &str = "cmdr-sentinel";
 /// How long cmdrd waits for a sentinel that holds the lock while it removes old tokens.
 const TAKE_WAIT: Duration = Duration::from_secs(2);
-/// How long a sentinel waits after a crash for a cmdrd on the same port.
-const WAIT_FOR_NEXT_RUN: Duration = Duration::from_secs(60 * 60);
+/// A sentinel waiting for the next run looks again this often even with no event (a
+/// missed one cannot keep it waiting for ever).
+const WAKE_ANYWAY: Duration = Duration::from_secs(60 * 60);
 
 /// `<tokens>-PORT.lock`: held by the cmdrd serving `port` (and its guard).
 pub fn lock_file(tokens: &Path, port: u16) -> PathBuf {
@@ -72,8 +76,6 @@ pub struct PortLock {
     /// Held open (and locked) until dropped; only Unix hands it on (to the guard).
     #[cfg_attr(not(unix), expect(dead_code, reason = "held for its lock, never read"))]
     file: File,
-    /// What a clean stop removes: the lock file (Unix), the run file (Windows).
-    mark: PathBuf,
 }
 
 impl PortLock {
@@ -101,19 +103,19 @@ impl PortLock {
             }
         }
         #[cfg(unix)]
-        let mark = {
+        {
             use std::io::Write as _;
             file.set_len(0)?;
             (&file).write_all(format!("{}\n", std::process::id()).as_bytes())?;
-            path
-        };
+        }
         #[cfg(windows)]
-        let mark = {
-            let mark = run_file(tokens, port);
-            cmdr_config::write_atomic(&mark, windows::this_run().as_bytes(), 0o600)?;
-            mark
-        };
-        Ok(PortLock { file, mark })
+        cmdr_config::write_atomic(
+            &run_file(tokens, port),
+            windows::this_run().as_bytes(),
+            0o600,
+        )?;
+        sweep_other_ports(tokens, port);
+        Ok(PortLock { file })
     }
 
     /// The open lock, for the guard to hold with cmdrd.
@@ -122,10 +124,44 @@ impl PortLock {
         use std::os::fd::AsRawFd as _;
         self.file.as_raw_fd()
     }
+}
 
-    /// A clean stop, the tokens removed: the mark goes (the lock stays held until exit),
-    /// so the sentinel that gets the lock next knows there is nothing to remove.
-    pub fn forget(&self) {
-        let _ = std::fs::remove_file(&self.mark);
+/// Whether the sentinel of `port` runs: then the port is reserved for this uid by it
+/// (Linux), and the next cmdrd joins it as it joins its guard.
+pub fn holds(tokens: &Path, port: u16) -> bool {
+    std::fs::File::open(sentinel_file(tokens, port))
+        .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
+/// Removes the lock, run and sentinel files of every other port that nobody holds: their
+/// port is dead (this run serves another one), so their sentinels end.
+fn sweep_other_ports(tokens: &Path, port: u16) {
+    let (Some(dir), Some(stem)) = (tokens.parent(), tokens.file_name()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!("{}-", stem.to_string_lossy());
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some((number, kind)) = rest.split_once('.') else {
+            continue;
+        };
+        if !matches!(kind, "lock" | "run" | "sentinel")
+            || number.parse::<u16>().map_or(true, |n| n == port)
+        {
+            continue;
+        }
+        let path = entry.path();
+        // Held: its run or its sentinel is alive (the next look removes it).
+        if let Ok(file) = std::fs::File::open(&path)
+            && file.try_lock().is_ok()
+        {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }

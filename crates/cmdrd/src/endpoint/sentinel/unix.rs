@@ -1,29 +1,42 @@
-//! The sentinel on Unix: it forks away from the `cmdrctl` that started it and waits on the
-//! port's lock (`flock`, held by cmdrd and its guard through one open file).
+//! The sentinel on Unix. Before it forks away from the `cmdrctl` that started it (which
+//! hears of any failure up to then by its exit code), it closes every descriptor it was
+//! given, checks that cmdrd holds the port's lock, and on Linux reserves the port: a
+//! socket bound (never listening) with `SO_REUSEPORT`, which the kernel shares only
+//! between sockets of one uid. So when cmdrd and its guard die, nobody else can bind the
+//! port at all: an SDK's fetch, or its retry of a fetch that was under way, is refused,
+//! never answered by another user. The next cmdrd joins the reservation; listening
+//! sockets alone get connections, so it costs cmdrd nothing. Then it waits on the port's
+//! lock (`flock`, held by cmdrd and its guard through one open file).
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
-use super::{WAIT_FOR_NEXT_RUN, lock_file, sentinel_file};
+use super::{WAKE_ANYWAY, lock_file, sentinel_file};
 use crate::endpoint::vnode::{On, Watch};
 
-/// The sentinel's `main`. It forks at once, so the `cmdrctl` that started it waits only
-/// for the parent's exit; an `Err` here is a usage error (exit 2).
+/// Exit codes `cmdrctl` tells apart: the arguments are wrong; cmdrd holds no lock for the
+/// port (an older cmdrd, or none on that port).
+const USAGE: u8 = 2;
+pub const NO_LOCK: u8 = 3;
+
+/// The sentinel's `main`: `cmdrd --sentinel-endpoint SOCKET PORT`.
 pub fn run(args: &[OsString]) -> ExitCode {
+    // Nothing the caller had open is kept: a pipe it held would never end (`$(…)`).
+    close_inherited();
     let [socket, port] = args else {
-        return ExitCode::from(2);
+        return ExitCode::from(USAGE);
     };
-    let socket = PathBuf::from(socket);
+    let Ok(socket) = std::path::absolute(PathBuf::from(socket)) else {
+        return ExitCode::from(USAGE);
+    };
     let Some(port) = port.to_str().and_then(|p| p.parse::<u16>().ok()) else {
-        return ExitCode::from(2);
+        return ExitCode::from(USAGE);
     };
     // Only ever cmdrd's own directories for this socket (never a path from an argument).
-    let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) else {
-        return ExitCode::from(2);
+    let Some(dir) = socket.parent() else {
+        return ExitCode::from(USAGE);
     };
     let tokens = cmdr_config::endpoint_tokens_dir(&socket, dir);
     let containers = cmdr_config::container_tokens_dir(&socket, dir);
@@ -33,6 +46,12 @@ pub fn run(args: &[OsString]) -> ExitCode {
     if single.try_lock().is_err() {
         return ExitCode::SUCCESS; // one runs already
     }
+    let lock = lock_file(&tokens, port);
+    if open_lock(&lock).is_err() {
+        return ExitCode::from(NO_LOCK);
+    }
+    #[cfg(target_os = "linux")]
+    let _reserved = reserve(port);
     // SAFETY: no thread was started in this process yet (cmdrd's `main` dispatches here
     // first), so the child may go on with any call.
     match unsafe { libc::fork() } {
@@ -48,19 +67,16 @@ pub fn run(args: &[OsString]) -> ExitCode {
         // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
         unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
     }
-    let lock = lock_file(&tokens, port);
     let port_dir = |root: &Path| root.join(port.to_string());
     loop {
         let Ok(held) = open_lock(&lock) else {
-            break; // removed: the run stopped cleanly
+            break; // removed: a later run serves another port, this one is dead
         };
         if held.lock().is_err() {
             break;
         }
-        // cmdrd and its guard are both gone.
-        if !held.metadata().is_ok_and(|m| m.nlink() > 0) {
-            break; // a clean stop removed the file: the tokens went with it
-        }
+        // cmdrd and its guard are both gone: stopped cleanly (the tokens are gone already)
+        // or killed (they are not).
         crate::endpoint::guard::wipe(&port_dir(&tokens), &port_dir(&containers));
         // Watched before the lock is let go, so the next run's mark is not missed.
         let mut watch = Watch::new();
@@ -78,9 +94,8 @@ pub fn run(args: &[OsString]) -> ExitCode {
 }
 
 /// Waits for a cmdrd holding `lock` (it marks the file after taking it): `false` when the
-/// file or the socket's directory went, or after [`WAIT_FOR_NEXT_RUN`].
+/// file went (a later run on another port removed it) or the socket's directory did.
 fn next_run(lock: &Path, dir: &Path, watch: &Watch) -> bool {
-    let until = Instant::now() + WAIT_FOR_NEXT_RUN;
     loop {
         if !dir.is_dir() {
             return false;
@@ -90,10 +105,7 @@ fn next_run(lock: &Path, dir: &Path, watch: &Watch) -> bool {
             Ok(Err(std::fs::TryLockError::WouldBlock)) => return true,
             Ok(_) => {} // free: no run yet (the probe's lock went with its file)
         }
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() || !watch.wait(left) {
-            return false;
-        }
+        watch.wait(WAKE_ANYWAY);
     }
 }
 
@@ -104,4 +116,53 @@ fn open_lock(path: &Path) -> std::io::Result<File> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
+}
+
+/// Closes every descriptor above standard error (the standard ones are /dev/null: cmdrctl
+/// starts it so).
+fn close_inherited() {
+    let open: Vec<i32> = std::fs::read_dir(if cfg!(target_os = "linux") {
+        "/proc/self/fd"
+    } else {
+        "/dev/fd"
+    })
+    .map(|entries| {
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect()
+    })
+    .unwrap_or_default();
+    for fd in open.into_iter().filter(|fd| *fd > 2) {
+        // SAFETY: closes a descriptor of this single-threaded process that nothing here
+        // owns yet (the listing's own is already closed: EBADF, ignored).
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// The port reserved for this uid on loopback and on the containers' address: sockets
+/// bound with `SO_REUSEPORT`, never listening. A port cmdrd holds without it (an older
+/// cmdrd) cannot be shared: then nothing is reserved and only the tokens' removal guards.
+#[cfg(target_os = "linux")]
+fn reserve(port: u16) -> Vec<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    use std::net::{Ipv4Addr, SocketAddr};
+    let bind = |ip: Ipv4Addr, freebind: bool| -> std::io::Result<Socket> {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        // Not SO_REUSEADDR: two sockets with it share a port while neither listens, so
+        // anybody's with it could bind beside this one once cmdrd's listener is gone.
+        socket.set_reuse_port(true)?;
+        if freebind {
+            socket.set_freebind_v4(true)?;
+        }
+        socket.bind(&SocketAddr::from((ip, port)).into())?;
+        Ok(socket)
+    };
+    [
+        (Ipv4Addr::LOCALHOST, false),
+        (crate::endpoint::container::GATEWAY, true),
+    ]
+    .into_iter()
+    .filter_map(|(ip, freebind)| bind(ip, freebind).ok())
+    .collect()
 }

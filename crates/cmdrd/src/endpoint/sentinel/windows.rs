@@ -2,13 +2,12 @@
 //! processes, not on a lock: a Windows lock dies with the process that took it, not with
 //! the last handle to the file. It waits for the cmdrd the run file names, then for that
 //! run's guard (the guard pid file), both named by pid and creation time; then, unless a
-//! new run already holds the port's lock, it removes the port's tokens. A clean stop
-//! removes the run file first, which ends it.
+//! new run already holds the port's lock, it removes the port's tokens, and waits for the
+//! next run (the run file changes).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use windows_sys::Win32::Foundation::{HANDLE, INVALID_HANDLE_VALUE, WAIT_OBJECT_0};
 use windows_sys::Win32::Storage::FileSystem::{
@@ -20,7 +19,7 @@ use windows_sys::Win32::System::Threading::{
     PROCESS_SYNCHRONIZE, WaitForSingleObject,
 };
 
-use super::{WAIT_FOR_NEXT_RUN, lock_file, run_file, sentinel_file};
+use super::{WAKE_ANYWAY, lock_file, run_file, sentinel_file};
 use crate::endpoint::guard::{self, Process, creation_time};
 
 /// This process as a run file names it: its pid and creation time.
@@ -92,8 +91,8 @@ pub fn run(args: &[OsString]) -> ExitCode {
             // SAFETY: as above.
             unsafe { WaitForSingleObject(held.0, INFINITE) };
         }
-        if !run.exists() {
-            break; // a clean stop (or none ever): the tokens went with it
+        if !lock.exists() {
+            break; // a later run on another port removed it: this port is dead
         }
         // Free: no run holds the port (a new one would have cleared the tokens itself).
         if let Ok(file) = std::fs::File::open(&lock)
@@ -101,7 +100,7 @@ pub fn run(args: &[OsString]) -> ExitCode {
         {
             guard::wipe(&port_dir(&tokens), &port_dir(&containers));
         }
-        if !next_run(&run, &dir) {
+        if !next_run(&run, &lock, &dir) {
             break;
         }
     }
@@ -109,8 +108,9 @@ pub fn run(args: &[OsString]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Waits for a live cmdrd in the run file, at most [`WAIT_FOR_NEXT_RUN`].
-fn next_run(run: &Path, dir: &Path) -> bool {
+/// Waits for a live cmdrd in the run file: `false` when the port's lock file went (a later
+/// run on another port removed it) or its directory did.
+fn next_run(run: &Path, lock: &Path, dir: &Path) -> bool {
     let wide: Vec<u16> = dir.as_os_str().encode_wide_nul();
     // SAFETY: a live NUL-terminated wide path; returns a handle or INVALID_HANDLE_VALUE.
     let change: HANDLE = unsafe {
@@ -123,19 +123,19 @@ fn next_run(run: &Path, dir: &Path) -> bool {
     if change == INVALID_HANDLE_VALUE {
         return false;
     }
-    let until = Instant::now() + WAIT_FOR_NEXT_RUN;
+    let wake = u32::try_from(WAKE_ANYWAY.as_millis()).unwrap_or(INFINITE - 1);
     let found = loop {
         if named(run).is_some() {
             break true;
         }
-        let left = until.saturating_duration_since(Instant::now());
-        let ms = u32::try_from(left.as_millis()).unwrap_or(INFINITE - 1);
-        // SAFETY: a live change-notification handle.
-        if left.is_zero() || unsafe { WaitForSingleObject(change, ms) } != WAIT_OBJECT_0 {
+        if !lock.exists() || !dir.is_dir() {
             break false;
         }
-        // SAFETY: as above; re-arms it.
-        if unsafe { FindNextChangeNotification(change) } == 0 {
+        // SAFETY: a live change-notification handle.
+        if unsafe { WaitForSingleObject(change, wake) } == WAIT_OBJECT_0
+            // SAFETY: as above; re-arms it.
+            && unsafe { FindNextChangeNotification(change) } == 0
+        {
             break false;
         }
     };
