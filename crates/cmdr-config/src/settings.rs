@@ -488,6 +488,18 @@ fn absolute(path: PathBuf) -> anyhow::Result<PathBuf> {
 mod tests {
     use super::*;
 
+    /// A relative socket (`CMDR_SOCKET=rt/cmdrd.sock`) names the same files from any
+    /// directory: the endpoint's token files beside it are handed to processes that move.
+    #[cfg(unix)]
+    #[test]
+    fn a_relative_socket_is_made_absolute() {
+        let path = absolute_socket(PathBuf::from("rt/cmdrd.sock"));
+        assert!(path.is_absolute(), "{}", path.display());
+        assert!(path.ends_with("rt/cmdrd.sock"));
+        let tokens = endpoint_tokens_dir(&path, Path::new("/data"));
+        assert!(tokens.is_absolute(), "{}", tokens.display());
+    }
+
     #[test]
     fn home_expansion() {
         let home = Path::new("/home/u");
