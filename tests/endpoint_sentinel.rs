@@ -3,7 +3,7 @@
 //! of the service's whole cgroup), the sentinel `cmdrctl exec` started in the caller's
 //! session removes the port's tokens and (Linux) keeps the port reserved for this uid, so a
 //! process started before sends nothing to anyone else; it guards every next run on the
-//! same port and ends once a later run serves another one.
+//! same port, whatever ran on other ports in between.
 //! Walkthrough of 2026-12-06: nothing was left to remove the token files, and another
 //! user's server on the port received acme's token from a running boto3 loop.
 
@@ -128,10 +128,11 @@ fn cmdrd_and_its_guard_killed_together_leave_no_token_and_no_port() {
 /// One sentinel per port, however many processes are started. It guards every next run
 /// on the same port, after a kill and after a clean stop alike (processes started before
 /// follow a restart on the same port; walkthrough of 2026-12-06: after a clean stop and a
-/// restart, a kill of both left the token to another user's server), and ends once a
-/// later run serves another port.
+/// restart, a kill of both left the token to another user's server), and a run on another
+/// port in between too (the second recheck: a run on another port ended it, and the
+/// processes came back unguarded when a later run served the port again).
 #[test]
-fn the_sentinel_guards_every_next_run_and_ends_when_the_port_moves() {
+fn the_sentinel_guards_every_next_run_on_its_port() {
     let (mut sb, _moto, _users) = alice_and_bob();
     let (url, file) = child_env(&sb, "acme");
     child_env(&sb, "acme");
@@ -157,15 +158,12 @@ fn the_sentinel_guards_every_next_run_and_ends_when_the_port_moves() {
     sb.start();
     sb.stop();
     sb.start();
-    let status = sb.json(&["status"]);
-    assert_eq!(status["endpoint"]["url"], url.trim_end_matches("acme"));
-    let file = std::path::PathBuf::from(format!(
-        "{}acme",
-        status["endpoint"]["token_file"]
-            .as_str()
-            .expect("token_file")
-    ));
-    assert!(file.exists(), "the restart issued acme's token again");
+    assert_eq!(
+        token_file_of(&sb),
+        file,
+        "the restart issued acme's token again"
+    );
+    assert!(file.exists());
     assert_eq!(
         sentinels(&file),
         first,
@@ -177,19 +175,39 @@ fn the_sentinel_guards_every_next_run_and_ends_when_the_port_moves() {
         || !file.exists(),
     );
 
-    // A later run on another port: this port is dead, and its sentinel ends.
+    // A run on another port (`listen` leaves the kept port as it was), then back.
+    let config = std::fs::read_to_string(sb.cmdr_config()).unwrap_or_default();
     let other = TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let config = std::fs::read_to_string(sb.cmdr_config()).unwrap_or_default();
     sb.write_cmdr_config(&format!(
         "{config}\n[endpoint]\nlisten = \"127.0.0.1:{other}\"\n"
     ));
     sb.start();
-    sb.wait_until("the old port's sentinel ends", || {
-        sentinels(&file).is_empty()
+    assert_ne!(child_env(&sb, "acme").0, url);
+    let now = sentinels(&file);
+    assert!(
+        now.len() == 2 && now.contains(&first[0]),
+        "the first port's sentinel stays beside the other port's: {now:?}"
+    );
+    sb.stop();
+    sb.write_cmdr_config(&config);
+    sb.start();
+    assert_eq!(token_file_of(&sb), file, "back on the first port");
+    kill_both(&mut sb, &file);
+    sb.wait_until("the token file is removed after the return", || {
+        !file.exists()
     });
+}
+
+/// acme's token file, as `status` names its directory.
+fn token_file_of(sb: &Sandbox) -> std::path::PathBuf {
+    let status = sb.json(&["status"]);
+    let dir = status["endpoint"]["token_file"]
+        .as_str()
+        .expect("token_file");
+    std::path::PathBuf::from(format!("{dir}acme"))
 }
 
 /// What `cmdrctl exec` was given beyond its standard streams is not kept by the sentinel

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::endpoint::{Loop, alice_and_bob, clients_dir, get, user_creds};
+use crate::endpoint_guard::alive;
 use crate::endpoint_sentinel::{sentinels, squat};
 use crate::sandbox::{Sandbox, bin, stderr, stdout};
 
@@ -210,12 +211,13 @@ fn a_squatted_port_at_restart_gets_no_token_and_says_so() {
     sb.stop();
     // With no sentinel (the session that started it ended): it would keep the port for
     // this uid (`endpoint_sentinel.rs`), and nobody could take it.
-    for pid in sentinels(&old_file) {
+    let running = sentinels(&old_file);
+    for pid in &running {
         let _ = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status();
     }
-    sb.wait_until("no sentinel", || sentinels(&old_file).is_empty());
+    sb.wait_until("no sentinel", || !running.iter().any(|pid| alive(*pid)));
     let port: u16 = old_url
         .strip_prefix("http://127.0.0.1:")
         .and_then(|r| r.split('/').next())

@@ -173,7 +173,7 @@ fn listen(
     if let Some(addr) = settings.listen {
         let listener = take(addr).with_context(|| {
             format!(
-                "cannot listen on {addr} for the credentials endpoint (is another program using the port? set endpoint.listen in config.toml, or endpoint.enabled = false)"
+                "cannot listen on {addr} for the credentials endpoint (is another program using the port? a `cmdr-sentinel` of a cmdrd with another socket keeps its port until that socket's directory goes: `pgrep -a cmdr-sentinel`; else set endpoint.listen in config.toml, or endpoint.enabled = false)"
             )
         })?;
         return Ok((listener, None));

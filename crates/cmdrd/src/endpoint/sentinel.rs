@@ -15,9 +15,9 @@
 //! SDK has no token to send) and waits for the next cmdrd on the same port (which marks
 //! the lock file, or on Windows the run file, once it holds the lock) to guard it in turn:
 //! after a crash and after a clean stop alike, since processes started before follow a
-//! restart on the same port. It ends when the socket's directory goes (the session
-//! ended) or when a later run serves another port (which removes this port's lock file:
-//! processes started for this one cannot follow it).
+//! restart on the same port. It ends only when the socket's directory goes (the session
+//! ended): a run on another port does not end it, since a later run may serve this port
+//! again, and processes started for it would follow.
 //!
 //! cmdrd takes the lock before it writes a token of the port, so a sentinel's late removal
 //! can never hit a new run's tokens; it waits a moment for a sentinel that holds the lock
@@ -133,8 +133,9 @@ pub fn holds(tokens: &Path, port: u16) -> bool {
         .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
-/// Removes the lock, run and sentinel files of every other port that nobody holds: their
-/// port is dead (this run serves another one), so their sentinels end.
+/// Removes the lock, run and sentinel files of every other port whose sentinel is gone
+/// (none is left to end: a live one stays, since a later run may serve its port again,
+/// and processes started for it would follow).
 fn sweep_other_ports(tokens: &Path, port: u16) {
     let (Some(dir), Some(stem)) = (tokens.parent(), tokens.file_name()) else {
         return;
@@ -151,9 +152,10 @@ fn sweep_other_ports(tokens: &Path, port: u16) {
         let Some((number, kind)) = rest.split_once('.') else {
             continue;
         };
-        if !matches!(kind, "lock" | "run" | "sentinel")
-            || number.parse::<u16>().map_or(true, |n| n == port)
-        {
+        let Some(other) = number.parse::<u16>().ok().filter(|n| *n != port) else {
+            continue;
+        };
+        if !matches!(kind, "lock" | "run" | "sentinel") || holds(tokens, other) {
             continue;
         }
         let path = entry.path();

@@ -115,7 +115,7 @@ impl Engine {
             .and_then(|e| e.info.moved_from.as_ref())
         {
             out.push(format!(
-                "the credentials endpoint moved: another program held {old} at start; processes started before with `cmdrctl exec` or `env --serve` fail until started again"
+                "the credentials endpoint moved: another program held {old} at start (a `cmdr-sentinel` of a cmdrd with another socket would: `pgrep -a cmdr-sentinel`); processes started before with `cmdrctl exec` or `env --serve` fail until started again"
             ));
         }
         out

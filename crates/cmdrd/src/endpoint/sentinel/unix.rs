@@ -70,7 +70,7 @@ pub fn run(args: &[OsString]) -> ExitCode {
     let port_dir = |root: &Path| root.join(port.to_string());
     loop {
         let Ok(held) = open_lock(&lock) else {
-            break; // removed: a later run serves another port, this one is dead
+            break; // removed (by hand: a run removes only the files of dead sentinels)
         };
         if held.lock().is_err() {
             break;
@@ -94,7 +94,7 @@ pub fn run(args: &[OsString]) -> ExitCode {
 }
 
 /// Waits for a cmdrd holding `lock` (it marks the file after taking it): `false` when the
-/// file went (a later run on another port removed it) or the socket's directory did.
+/// file went or the socket's directory did.
 fn next_run(lock: &Path, dir: &Path, watch: &Watch) -> bool {
     loop {
         if !dir.is_dir() {

@@ -92,7 +92,7 @@ pub fn run(args: &[OsString]) -> ExitCode {
             unsafe { WaitForSingleObject(held.0, INFINITE) };
         }
         if !lock.exists() {
-            break; // a later run on another port removed it: this port is dead
+            break; // removed by hand: nothing to guard
         }
         // Free: no run holds the port (a new one would have cleared the tokens itself).
         if let Ok(file) = std::fs::File::open(&lock)
@@ -108,8 +108,8 @@ pub fn run(args: &[OsString]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Waits for a live cmdrd in the run file: `false` when the port's lock file went (a later
-/// run on another port removed it) or its directory did.
+/// Waits for a live cmdrd in the run file: `false` when the port's lock file went or its
+/// directory did.
 fn next_run(run: &Path, lock: &Path, dir: &Path) -> bool {
     let wide: Vec<u16> = dir.as_os_str().encode_wide_nul();
     // SAFETY: a live NUL-terminated wide path; returns a handle or INVALID_HANDLE_VALUE.
