@@ -108,12 +108,16 @@ impl PortLock {
             file.set_len(0)?;
             (&file).write_all(format!("{}\n", std::process::id()).as_bytes())?;
         }
+        // In place, not renamed over: Windows refuses to replace a file another process
+        // has open (the sentinel reads it); a reader that sees it half written waits for
+        // the next change.
         #[cfg(windows)]
-        cmdr_config::write_atomic(
-            &run_file(tokens, port),
-            windows::this_run().as_bytes(),
-            0o600,
-        )?;
+        {
+            use std::io::Write as _;
+            let run = cmdr_config::open_own(&run_file(tokens, port), false)?;
+            run.set_len(0)?;
+            (&run).write_all(windows::this_run().as_bytes())?;
+        }
         sweep_other_ports(tokens, port);
         Ok(PortLock { file })
     }
