@@ -79,6 +79,69 @@ fn signal(pid: i32, signal: &str) {
     assert!(ok, "kill {signal} {pid}");
 }
 
+/// No program, not even one of this uid (a plain bind, `SO_REUSEADDR` as std sets it),
+/// can bind `port` on loopback for two seconds: the port of `whose` stays held.
+pub fn nobody_binds_for_two_seconds(port: u16, whose: &str) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        assert!(
+            TcpListener::bind(("127.0.0.1", port)).is_err(),
+            "another program took the port of {whose}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Another user (`nobody`) binding a port as fast as it can, with SO_REUSEADDR and
+/// SO_REUSEPORT (`cmdr-test-peer squat`), from `start` until `never_bound`.
+pub struct Squatter {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    stop: PathBuf,
+    _stop_dir: tempfile::TempDir,
+}
+
+impl Squatter {
+    /// Starts it; returns once it has tried and failed (someone holds the port).
+    pub fn start(sb: &Sandbox, port: u16) -> Squatter {
+        set_mode(&sb.root, 0o755);
+        let peer = bin_copy("cmdr-test-peer", &sb.root);
+        let stop_dir = tempfile::tempdir().expect("tempdir");
+        set_mode(stop_dir.path(), 0o755);
+        let stop = stop_dir.path().join("stop");
+        let mut child = Command::new(&peer)
+            .arg("squat")
+            .arg(port.to_string())
+            .arg(&stop)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the squatter");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert_eq!(first, "trying", "someone of ours holds the port");
+        Squatter {
+            child,
+            lines,
+            stop,
+            _stop_dir: stop_dir,
+        }
+    }
+
+    /// Stops it and asserts it never bound the port.
+    pub fn never_bound(mut self) {
+        std::fs::write(&self.stop, "").expect("stop the squatter");
+        let last = self.lines.next().and_then(Result::ok).unwrap_or_default();
+        let _ = self.child.wait();
+        assert!(
+            last.starts_with("held "),
+            "another user took the port: {last}"
+        );
+    }
+}
+
 /// A guard killed while cmdrd runs is replaced within seconds, so a crash after that
 /// still finds the port held and the tokens removed.
 #[test]
@@ -130,33 +193,10 @@ fn another_user_never_gets_the_port_across_a_crash_and_restart() {
     sb.wait_until("the token file is removed after the crash", || {
         !file.exists()
     });
-    set_mode(&sb.root, 0o755);
-    let peer = bin_copy("cmdr-test-peer", &sb.root);
-    let stop_dir = tempfile::tempdir().expect("tempdir");
-    set_mode(stop_dir.path(), 0o755);
-    let stop = stop_dir.path().join("stop");
-    let mut squatter = Command::new(&peer)
-        .arg("squat")
-        .arg(port_of(&url).to_string())
-        .arg(&stop)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the squatter");
-    let mut lines = BufReader::new(squatter.stdout.take().expect("stdout")).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert_eq!(first, "trying", "the guard holds the port after the crash");
+    let squatter = Squatter::start(&sb, port_of(&url));
     sb.start();
     let (again, token_file) = child_env(&sb, "acme");
-    std::fs::write(&stop, "").expect("stop the squatter");
-    let last = lines.next().and_then(Result::ok).unwrap_or_default();
-    let _ = squatter.wait();
-    assert!(
-        last.starts_with("held "),
-        "another user took the port: {last}"
-    );
+    squatter.never_bound();
     assert_eq!(again, url, "the same URL after the restart");
     let token = std::fs::read_to_string(&token_file).expect("the new run's token");
     let (code, body) = get(&url, Some(&token));

@@ -7,20 +7,20 @@
 //! Walkthrough of 2026-12-06: nothing was left to remove the token files, and another
 //! user's server on the port received acme's token from a running boto3 loop.
 
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::Read as _;
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cmdr_testkit::skip::need_root;
 
-use crate::another_user::bin_copy;
 use crate::endpoint::{Loop, alice_and_bob, clients_dir};
-use crate::endpoint_guard::{alive, child_env, guard_pid, port_of};
-use crate::sandbox::{NOBODY, Sandbox, bin, set_mode};
+use crate::endpoint_guard::{
+    Squatter, alive, child_env, guard_pid, nobody_binds_for_two_seconds, port_of,
+};
+use crate::sandbox::{Sandbox, bin};
 
 /// Kills cmdrd and its guard with one `kill -9`, as a kill of their cgroup does.
 fn kill_both(sb: &mut Sandbox, token_file: &Path) {
@@ -104,15 +104,7 @@ fn cmdrd_and_its_guard_killed_together_leave_no_token_and_no_port() {
 
     kill_both(&mut sb, &file);
     sb.wait_until("the sentinel removes the token file", || !file.exists());
-    let port = port_of(&url);
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
-        assert!(
-            TcpListener::bind(("127.0.0.1", port)).is_err(),
-            "another program took the port of a killed cmdrd and guard"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    nobody_binds_for_two_seconds(port_of(&url), "a killed cmdrd and guard");
     let seen = rust.lines().len();
     let deadline = Instant::now() + Duration::from_secs(180);
     while !rust.since(seen).iter().any(|l| l.contains("error:")) {
@@ -256,35 +248,12 @@ fn another_user_never_gets_the_port_when_cmdrd_and_its_guard_are_killed_together
     }
     let (mut sb, _moto, _users) = alice_and_bob();
     let (url, file) = child_env(&sb, "acme");
-    set_mode(&sb.root, 0o755);
-    let peer = bin_copy("cmdr-test-peer", &sb.root);
-    let stop_dir = tempfile::tempdir().expect("tempdir");
-    set_mode(stop_dir.path(), 0o755);
-    let stop = stop_dir.path().join("stop");
-    let mut squatter = Command::new(&peer)
-        .arg("squat")
-        .arg(port_of(&url).to_string())
-        .arg(&stop)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the squatter");
-    let mut lines = BufReader::new(squatter.stdout.take().expect("stdout")).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    assert_eq!(first, "trying", "cmdrd holds the port");
+    let squatter = Squatter::start(&sb, port_of(&url));
     kill_both(&mut sb, &file);
     sb.wait_until("the token file is removed", || !file.exists());
     std::thread::sleep(Duration::from_secs(1));
     sb.start();
     let (again, _) = child_env(&sb, "acme");
-    std::fs::write(&stop, "").expect("stop the squatter");
-    let last = lines.next().and_then(Result::ok).unwrap_or_default();
-    let _ = squatter.wait();
-    assert!(
-        last.starts_with("held "),
-        "another user took the port: {last}"
-    );
+    squatter.never_bound();
     assert_eq!(again, url, "the same URL after the restart");
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::endpoint::{Loop, alice_and_bob, clients_dir, get, user_creds};
-use crate::endpoint_guard::alive;
+use crate::endpoint_guard::{alive, nobody_binds_for_two_seconds};
 use crate::endpoint_sentinel::{sentinels, squat};
 use crate::sandbox::{Sandbox, bin, stderr, stdout};
 
@@ -160,15 +160,7 @@ fn after_a_crash_nobody_takes_the_port_and_a_running_process_follows_the_restart
     sb.kill9();
     sb.wait_until("token file removed", || !file.exists());
     // An attacker retrying the bind gets nowhere while cmdrd is down.
-    let port = port_of(&url);
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
-        assert!(
-            TcpListener::bind(("127.0.0.1", port)).is_err(),
-            "another program took the port of a crashed cmdrd"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    nobody_binds_for_two_seconds(port_of(&url), "a crashed cmdrd");
     let seen = rust.lines().len();
     sb.start();
     let status = sb.json(&["status"]);
