@@ -53,8 +53,8 @@ pub fn lock_file(tokens: &Path, port: u16) -> PathBuf {
 }
 
 /// `<tokens>-PORT.run` (Windows): the pid and creation time of the cmdrd serving `port`,
-/// written once it holds the lock, removed at a clean stop. (A Windows lock is mandatory:
-/// nobody could read the lock file while it is held.)
+/// written once it holds the lock. (A Windows lock is mandatory: nobody could read the lock
+/// file while it is held.)
 #[cfg(windows)]
 pub fn run_file(tokens: &Path, port: u16) -> PathBuf {
     beside(tokens, &format!("-{port}.run"))
