@@ -24,9 +24,13 @@ const ROLES: [(&str, &str); 6] = [
     ("333333333333", "ReadOnly"),
 ];
 
-/// A sandbox on the loopback Identity Center with `[sso-session acme]` and one SSO profile
-/// per account-role (`p0`…`p5`), plus `extra` config text.
-fn portal_sandbox(ic: &IdentityCenter, extra: &str) -> Sandbox {
+/// A loopback Identity Center (its tokens' `lifetimes` set when not empty) and a sandbox on
+/// it with `[sso-session acme]` and one SSO profile per account-role (`p0`…`p5`).
+fn portal(lifetimes: &str) -> (IdentityCenter, Sandbox) {
+    let ic = IdentityCenter::start();
+    if !lifetimes.is_empty() {
+        ic.post("/_test/lifetimes", lifetimes);
+    }
     let mut sb = Sandbox::new();
     sb.set_env("AWS_ENDPOINT_URL_SSO_OIDC", &ic.url);
     sb.set_env("AWS_ENDPOINT_URL_SSO", &ic.url);
@@ -39,9 +43,8 @@ fn portal_sandbox(ic: &IdentityCenter, extra: &str) -> Sandbox {
             "\n[profile p{i}]\nsso_session = acme\nsso_account_id = {id}\nsso_role_name = {role}\nregion = eu-west-1\n"
         ));
     }
-    config.push_str(extra);
     std::fs::write(sb.config(), config).expect("config");
-    sb
+    (ic, sb)
 }
 
 /// `cmdrctl login acme --device-code`, approved at once by the server.
@@ -95,10 +98,8 @@ fn credentials(sb: &Sandbox, account: &str) -> Value {
 /// GetRoleCredentials once per account, and the cache file always whole.
 #[test]
 fn six_accounts_on_one_portal_share_one_token() {
-    let ic = IdentityCenter::start();
     // Tokens of 40 s: the keeper refreshes once or so within the window.
-    ic.post("/_test/lifetimes", "{\"accessToken\": 40}");
-    let mut sb = portal_sandbox(&ic, "");
+    let (ic, mut sb) = portal("{\"accessToken\": 40}");
     login(&sb, &ic);
     remember_token(&sb);
     sb.start();
@@ -145,9 +146,7 @@ fn six_accounts_on_one_portal_share_one_token() {
 /// `aws sso login`) writes is picked up, and its refresh token is the one used next.
 #[test]
 fn silent_refresh_and_another_programs_token() {
-    let ic = IdentityCenter::start();
-    ic.post("/_test/lifetimes", "{\"accessToken\": 24}");
-    let mut sb = portal_sandbox(&ic, "");
+    let (ic, mut sb) = portal("{\"accessToken\": 24}");
     login(&sb, &ic);
     remember_token(&sb);
     let first = cached(&sb)["accessToken"].clone();
@@ -212,9 +211,7 @@ fn silent_refresh_and_another_programs_token() {
 /// (not per account, not per client), no browser opened; `login` brings everything back.
 #[test]
 fn session_end_asks_once_and_login_resumes() {
-    let ic = IdentityCenter::start();
-    ic.post("/_test/lifetimes", "{\"accessToken\": 20, \"role\": 60}");
-    let mut sb = portal_sandbox(&ic, "");
+    let (ic, mut sb) = portal("{\"accessToken\": 20, \"role\": 60}");
     let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0)], false);
     login(&sb, &ic);
     remember_token(&sb);
@@ -328,8 +325,7 @@ fn session_end_asks_once_and_login_resumes() {
 /// after `logout` cmdrd still said signed in and handed out the role's credentials).
 #[test]
 fn once_logout_returns_cmdrd_is_signed_out() {
-    let ic = IdentityCenter::start();
-    let mut sb = portal_sandbox(&ic, "");
+    let (ic, mut sb) = portal("");
     sb.start();
     sb.add_account_with("a0", "p0");
     for round in 0..5 {
@@ -361,8 +357,7 @@ fn once_logout_returns_cmdrd_is_signed_out() {
 /// carries the real end (walkthrough of 2026-12-06).
 #[test]
 fn a_pasted_block_without_its_end_is_renewed_at_once() {
-    let ic = IdentityCenter::start();
-    let mut sb = portal_sandbox(&ic, "");
+    let (ic, mut sb) = portal("");
     paste_signed_in(&mut sb, &ic, "[daemon]\nvalidate_on_change = false\n", "");
     let mut watch = sb.watch();
     bind_pasted_acme(&sb);
@@ -384,9 +379,7 @@ fn a_pasted_block_without_its_end_is_renewed_at_once() {
 /// into the credentials file, accepted, `token_renewed`, and served by the endpoint.
 #[test]
 fn a_pasted_option_2_account_renews_itself() {
-    let ic = IdentityCenter::start();
-    ic.post("/_test/lifetimes", "{\"role\": 40}");
-    let mut sb = portal_sandbox(&ic, "");
+    let (ic, mut sb) = portal("{\"role\": 40}");
     paste_signed_in(
         &mut sb,
         &ic,
@@ -467,11 +460,9 @@ fn a_pasted_option_2_account_renews_itself() {
 /// `token_renewed` and were due again at once: 12,414 events in 15 s to every client.
 #[test]
 fn a_renewal_after_the_session_ended_writes_nothing_and_backs_off() {
-    let ic = IdentityCenter::start();
     // Access tokens of 10 s: the keeper refreshes often, so it knows of the session's end
     // before the next renewal is due.
-    ic.post("/_test/lifetimes", "{\"accessToken\": 10, \"role\": 60}");
-    let mut sb = portal_sandbox(&ic, "");
+    let (ic, mut sb) = portal("{\"accessToken\": 10, \"role\": 60}");
     paste_signed_in(
         &mut sb,
         &ic,
@@ -603,10 +594,8 @@ const FOLLOW_BOUND_MS: i64 = 10_000;
 #[test]
 fn running_loops_follow_three_renewals() {
     let moto = cmdr_testkit::Moto::start(&[]).expect("moto_server");
-    let ic = IdentityCenter::start();
+    let (ic, mut sb) = portal("{\"role\": 180}");
     ic.post("/_test/moto", &format!("{{\"url\": \"{}\"}}", moto.url));
-    ic.post("/_test/lifetimes", "{\"role\": 180}");
-    let mut sb = portal_sandbox(&ic, "");
     let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0)], false);
     paste_signed_in(
         &mut sb,
@@ -709,8 +698,7 @@ fn running_loops_follow_three_renewals() {
 /// clock (`signin_expires_at`) and `auto_renew`. No `aws`, no browser.
 #[test]
 fn renew_signs_in_and_fetches_now() {
-    let ic = IdentityCenter::start();
-    let mut sb = portal_sandbox(&ic, "");
+    let (ic, mut sb) = portal("");
     let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0), ("aws", 0)], false);
     sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\n");
     sb.start();
@@ -852,8 +840,7 @@ impl Drop for TextWatch {
 /// "run `cmdrctl login`" (walkthrough finding, issue 25).
 #[test]
 fn renew_right_after_the_session_ended_signs_in_in_one_step() {
-    let ic = IdentityCenter::start();
-    let mut sb = portal_sandbox(&ic, "");
+    let (ic, mut sb) = portal("");
     let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0), ("aws", 0)], false);
     sb.write_cmdr_config("[daemon]\nvalidate_on_change = false\n");
     login(&sb, &ic);
@@ -936,9 +923,7 @@ fn neovim_offers_sign_in_when_the_portal_session_ends() {
     if !cmdr_testkit::skip::need("nvim", "Debian package `neovim`") {
         return;
     }
-    let ic = IdentityCenter::start();
-    ic.post("/_test/lifetimes", "{\"accessToken\": 20}");
-    let mut sb = portal_sandbox(&ic, "");
+    let (ic, mut sb) = portal("{\"accessToken\": 20}");
     let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0)], false);
     // No display: `login` takes the device code flow, as over SSH.
     sb.set_env("DISPLAY", "");
@@ -1015,8 +1000,7 @@ fn desktop_renew_renews_through_the_portal() {
     let Some(desktop) = crate::desktop::Desktop::start(root.path()) else {
         return;
     };
-    let ic = IdentityCenter::start();
-    let mut sb = portal_sandbox(&ic, "");
+    let (ic, mut sb) = portal("");
     let rec = Recorder::install(&mut sb, &[("xdg-open", 0), ("open", 0)], false);
     sb.set_env("DBUS_SESSION_BUS_ADDRESS", &desktop.address);
     paste_signed_in(
