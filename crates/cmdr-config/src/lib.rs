@@ -21,5 +21,6 @@ pub use files::{
 pub use root::{ALLOW_ROOT_VAR, refuse_root_on_foreign_files};
 pub use settings::{
     DesktopSettings, EndpointSettings, PasteSettings, Settings, client_socket,
-    container_tokens_dir, endpoint_tokens_dir, parse_listen, service_aws_paths, token_file,
+    container_tokens_dir, endpoint_sentinel_file, endpoint_sentinel_runs, endpoint_tokens_dir,
+    parse_listen, service_aws_paths, token_file,
 };

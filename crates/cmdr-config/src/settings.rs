@@ -95,6 +95,20 @@ pub fn endpoint_tokens_dir(socket: &Path, data_dir: &Path) -> PathBuf {
     beside_socket(socket, data_dir, "endpoint")
 }
 
+/// `<tokens>-PORT.sentinel`: locked by the one endpoint sentinel of `port` while it runs
+/// (cmdrd's `endpoint/sentinel.rs`; cmdrctl starts it).
+pub fn endpoint_sentinel_file(tokens: &Path, port: u16) -> PathBuf {
+    let mut name = tokens.as_os_str().to_owned();
+    name.push(format!("-{port}.sentinel"));
+    PathBuf::from(name)
+}
+
+/// Whether the endpoint sentinel of `port` runs: its file is locked.
+pub fn endpoint_sentinel_runs(tokens: &Path, port: u16) -> bool {
+    std::fs::File::open(endpoint_sentinel_file(tokens, port))
+        .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
 /// Containers' token directories: `<this>/<port>/<account>/token`, each directory
 /// bind-mounted read-only into the containers of one account. The token files go when
 /// cmdrd stops and before it binds; the directories stay while the port does, so a running

@@ -18,11 +18,7 @@ pub fn ensure(socket: &Path, url: &str) {
     let (Some(port), Some(tokens)) = (port_of(url), tokens_dir(socket)) else {
         return;
     };
-    let mut single = tokens.into_os_string();
-    single.push(format!("-{port}.sentinel"));
-    if let Ok(file) = std::fs::File::open(&single)
-        && let Err(std::fs::TryLockError::WouldBlock) = file.try_lock()
-    {
+    if cmdr_config::endpoint_sentinel_runs(&tokens, port) {
         return;
     }
     if let Err(err) = crate::service::find_cmdrd().and_then(|cmdrd| start(&cmdrd, socket, port)) {

@@ -40,7 +40,7 @@ mod windows;
 #[cfg(windows)]
 use windows as imp;
 #[cfg(windows)]
-pub(in crate::endpoint) use windows::{Process, creation_time};
+pub(in crate::endpoint) use windows::{Process, creation_time, open_named};
 #[cfg(windows)]
 pub use windows::{Raw, retire, run};
 

@@ -60,11 +60,6 @@ pub fn run_file(tokens: &Path, port: u16) -> PathBuf {
     beside(tokens, &format!("-{port}.run"))
 }
 
-/// `<tokens>-PORT.sentinel`: held by the one sentinel of `port`.
-pub fn sentinel_file(tokens: &Path, port: u16) -> PathBuf {
-    beside(tokens, &format!("-{port}.sentinel"))
-}
-
 fn beside(tokens: &Path, suffix: &str) -> PathBuf {
     let mut name = tokens.as_os_str().to_owned();
     name.push(suffix);
@@ -132,10 +127,7 @@ impl PortLock {
 
 /// Whether the sentinel of `port` runs: then the port is reserved for this uid by it
 /// (Linux), and the next cmdrd joins it as it joins its guard.
-pub fn holds(tokens: &Path, port: u16) -> bool {
-    std::fs::File::open(sentinel_file(tokens, port))
-        .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
-}
+pub use cmdr_config::endpoint_sentinel_runs as holds;
 
 /// Removes the lock, run and sentinel files of every other port whose sentinel is gone
 /// (none is left to end: a live one stays, since a later run may serve its port again,

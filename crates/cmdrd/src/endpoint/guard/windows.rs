@@ -122,6 +122,25 @@ impl Drop for Process {
     }
 }
 
+/// The live process that `text` names ("PID CREATION", as a pid or run file holds it),
+/// opened with `access` (and the right to read its creation time); `None` when it is this
+/// process, gone, not ours to open, or another process that got the pid since.
+pub(in crate::endpoint) fn open_named(text: &str, access: u32) -> Option<(u32, Process)> {
+    let mut words = text.split_whitespace();
+    let pid = words.next()?.parse::<u32>().ok()?;
+    let created = words.next()?.parse::<u64>().ok()?;
+    if pid == std::process::id() {
+        return None;
+    }
+    // SAFETY: OpenProcess returns a new handle or null.
+    let handle = unsafe { OpenProcess(access | PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if handle.is_null() {
+        return None;
+    }
+    let process = Process(handle);
+    (creation_time(process.0) == Some(created)).then_some((pid, process))
+}
+
 /// Stops the guard an earlier cmdrd left (after a crash), so its port can be bound again.
 /// Only the process the pid file names (pid and creation time) is stopped; waits until it
 /// is gone.
@@ -132,31 +151,10 @@ pub fn retire(tokens: &Path) {
         .and_then(|b| String::from_utf8(b).ok())
         .unwrap_or_default();
     let _ = std::fs::remove_file(&file);
-    let mut words = text.split_whitespace();
-    let (Some(pid), Some(created)) = (
-        words.next().and_then(|p| p.parse::<u32>().ok()),
-        words.next().and_then(|c| c.parse::<u64>().ok()),
-    ) else {
+    // Gone, not ours to open, or the pid was reused: nothing to stop.
+    let Some((pid, process)) = open_named(&text, PROCESS_TERMINATE | PROCESS_SYNCHRONIZE) else {
         return;
     };
-    if pid == std::process::id() {
-        return;
-    }
-    // SAFETY: OpenProcess returns a new handle or null.
-    let handle = unsafe {
-        OpenProcess(
-            PROCESS_TERMINATE | PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE,
-            0,
-            pid,
-        )
-    };
-    if handle.is_null() {
-        return; // gone, or not ours to open
-    }
-    let process = Process(handle);
-    if creation_time(process.0) != Some(created) {
-        return; // the pid was reused
-    }
     // SAFETY: a live handle opened with PROCESS_TERMINATE and PROCESS_SYNCHRONIZE.
     let gone = unsafe {
         TerminateProcess(process.0, 0);

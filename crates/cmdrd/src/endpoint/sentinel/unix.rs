@@ -13,7 +13,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{WAKE_ANYWAY, lock_file, sentinel_file};
+use super::{WAKE_ANYWAY, lock_file};
 use crate::endpoint::vnode::{On, Watch};
 
 /// Exit codes `cmdrctl` tells apart: the arguments are wrong; cmdrd holds no lock for the
@@ -40,7 +40,9 @@ pub fn run(args: &[OsString]) -> ExitCode {
     };
     let tokens = cmdr_config::endpoint_tokens_dir(&socket, dir);
     let containers = cmdr_config::container_tokens_dir(&socket, dir);
-    let Ok(single) = cmdr_config::open_own(&sentinel_file(&tokens, port), false) else {
+    let Ok(single) =
+        cmdr_config::open_own(&cmdr_config::endpoint_sentinel_file(&tokens, port), false)
+    else {
         return ExitCode::FAILURE;
     };
     if single.try_lock().is_err() {

@@ -15,11 +15,10 @@ use windows_sys::Win32::Storage::FileSystem::{
     FindFirstChangeNotificationW, FindNextChangeNotification,
 };
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, INFINITE, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
-    PROCESS_SYNCHRONIZE, WaitForSingleObject,
+    GetCurrentProcess, INFINITE, PROCESS_SYNCHRONIZE, WaitForSingleObject,
 };
 
-use super::{WAKE_ANYWAY, lock_file, run_file, sentinel_file};
+use super::{WAKE_ANYWAY, lock_file, run_file};
 use crate::endpoint::guard::{self, Process, creation_time};
 
 /// This process as a run file names it: its pid and creation time.
@@ -33,25 +32,7 @@ pub(super) fn this_run() -> String {
 fn named(file: &Path) -> Option<Process> {
     let text = cmdr_config::userfile::read_bounded(file, 64).ok()?;
     let text = String::from_utf8(text).ok()?;
-    let mut words = text.split_whitespace();
-    let pid = words.next()?.parse::<u32>().ok()?;
-    let created = words.next()?.parse::<u64>().ok()?;
-    if pid == std::process::id() {
-        return None;
-    }
-    // SAFETY: OpenProcess returns a new handle or null.
-    let handle = unsafe {
-        OpenProcess(
-            PROCESS_SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION,
-            0,
-            pid,
-        )
-    };
-    if handle.is_null() {
-        return None;
-    }
-    let process = Process(handle);
-    (creation_time(process.0) == Some(created)).then_some(process)
+    guard::open_named(&text, PROCESS_SYNCHRONIZE).map(|(_, process)| process)
 }
 
 /// The sentinel's `main`: `cmdrd --sentinel-endpoint SOCKET PORT`.
@@ -71,7 +52,9 @@ pub fn run(args: &[OsString]) -> ExitCode {
         settings.endpoint_tokens_dir(),
         settings.container_tokens_dir(),
     );
-    let Ok(single) = cmdr_config::open_own(&sentinel_file(&tokens, port), false) else {
+    let Ok(single) =
+        cmdr_config::open_own(&cmdr_config::endpoint_sentinel_file(&tokens, port), false)
+    else {
         return ExitCode::FAILURE;
     };
     if single.try_lock().is_err() {
