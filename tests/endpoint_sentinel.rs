@@ -23,7 +23,7 @@ use crate::endpoint_guard::{
 use crate::sandbox::{Sandbox, bin};
 
 /// Kills cmdrd and its guard with one `kill -9`, as a kill of their cgroup does.
-fn kill_both(sb: &mut Sandbox, token_file: &Path) {
+pub fn kill_both(sb: &mut Sandbox, token_file: &Path) {
     let guard = guard_pid(token_file).expect("a guard runs beside cmdrd");
     let status = sb.json(&["status"]);
     let daemon = status["pid"].as_u64().expect("cmdrd's pid in status");

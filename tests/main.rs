@@ -63,6 +63,9 @@ mod endpoint_tokens;
 mod endpoint_guard;
 // The endpoint's sentinel: cmdrd and its guard killed together leave no token behind.
 mod endpoint_sentinel;
+// The endpoint's sockets handed on: the next cmdrd serves the socket the guard or the
+// sentinel held, never binding the port again.
+mod endpoint_handover;
 // Containers on the `cmdr` network follow the account: real Podman, setup, env, restart.
 mod containers;
 // console: the federation sign-in against a loopback sign-in server.

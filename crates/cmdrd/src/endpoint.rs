@@ -44,6 +44,8 @@ mod bind;
 pub mod container;
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub mod guard;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub mod handover;
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub mod sentinel;
 mod tokens;
@@ -67,6 +69,17 @@ impl Guard {
     pub fn release(self) {}
 }
 pub use bind::bind;
+
+/// What the next cmdrd takes over from the guard or sentinel of an earlier run
+/// (`handover.rs`): the loopback listener, and the containers' if there was one.
+#[cfg_attr(
+    not(any(target_os = "linux", target_os = "macos")),
+    expect(dead_code, reason = "only Unix hands sockets on")
+)]
+pub struct Taken {
+    pub listener: std::net::TcpListener,
+    pub gateway: Option<std::net::TcpListener>,
+}
 pub use tokens::{Check, Tokens};
 
 /// What the engine knows of the endpoint: where it is (`status`) and its tokens.

@@ -24,17 +24,31 @@ use cmdr_config::EndpointSettings;
 /// kept one is replaced, with a warning and `moved_from` (processes started for it fail
 /// closed: their tokens are gone).
 pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bound> {
-    // A guard an earlier run left after a crash holds the port (its tokens are gone), so
-    // this run can take the same port and running processes follow. On Linux this run's
+    // The guard an earlier run left after a crash, or the port's sentinel once cmdrd and
+    // its guard were both gone, holds the port's listening sockets and hands them on
+    // (`handover.rs`, Unix): this run serves the same sockets, so the port is never free
+    // and running processes follow. The guard is retired after.
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let taken = wanted(settings, paths).and_then(|want| super::handover::take(paths.tokens, want));
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    let taken: Option<super::Taken> = None;
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    let let_go = taken.is_none() || guard::retire(paths.tokens);
+    #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+    let let_go = true;
+    // Without a handover, a guard an earlier run left holds the port (its tokens are gone),
+    // so this run can take the same port and running processes follow. On Linux this run's
     // listeners join the guard's (SO_REUSEPORT, which the kernel allows only between
     // sockets of one uid) and the guard is retired after: the port is never free for
     // another user to take in between. Elsewhere the guard is retired first.
     #[cfg(target_os = "linux")]
-    let guarded = guard::holds(paths.tokens);
+    let guarded = taken.is_none() && guard::holds(paths.tokens);
     #[cfg(not(target_os = "linux"))]
     let guarded = false;
     #[cfg(any(target_os = "macos", windows))]
-    guard::retire(paths.tokens);
+    if taken.is_none() {
+        guard::retire(paths.tokens);
+    }
     Tokens::clear(paths.tokens).with_context(|| {
         format!(
             "cannot remove the endpoint tokens of an earlier run in {}",
@@ -58,30 +72,37 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
         }
         _ => {}
     }
-    let (listener, moved_from) = listen(settings, paths, guarded)?;
-    let gateway = container::bind_gateway(listener.local_addr()?.port());
-    // Both listeners are bound: the guard of an earlier run can go now (see above).
-    #[cfg(target_os = "linux")]
-    let (listener, moved_from, gateway) = if guarded && !guard::retire(paths.tokens) {
-        // It did not let go: on its port, its late wipe would remove this run's tokens.
-        let port = listener.local_addr()?.port();
-        anyhow::ensure!(
-            settings.listen.is_none(),
-            "cannot take the credentials endpoint's port {port} from the endpoint guard of an earlier run; stop it (its pid is in {}) and start cmdrd again",
-            guard::pid_file(paths.tokens).display()
-        );
-        tracing::warn!(
-            port,
-            "the endpoint guard of an earlier run holds the port; choosing another: processes started with the old URL fail until started again with `cmdrctl exec`"
-        );
-        let listener = listen_shared(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-            .context("cannot listen on 127.0.0.1 for the credentials endpoint")?;
-        let new_port = listener.local_addr()?.port();
-        keep_port(paths, new_port)?;
-        let gateway = container::bind_gateway(new_port);
-        (listener, Some(local_url(port)), gateway)
-    } else {
-        (listener, moved_from, gateway)
+    let (listener, moved_from, gateway) = match taken {
+        Some(taken) if let_go => {
+            let port = taken.listener.local_addr()?.port();
+            tracing::info!(
+                port,
+                "took over the endpoint's listening sockets from the guard or sentinel of an earlier run"
+            );
+            let gateway = taken
+                .gateway
+                .map_or_else(|| container::bind_gateway(port), Ok);
+            (taken.listener, None, gateway)
+        }
+        Some(taken) => {
+            // Taken, but the guard did not let go: on its port, its late wipe would remove
+            // this run's tokens.
+            let port = taken.listener.local_addr()?.port();
+            drop(taken);
+            away_from_guard(settings, paths, port)?
+        }
+        None => {
+            let (listener, moved_from) = listen(settings, paths, guarded)?;
+            let port = listener.local_addr()?.port();
+            let gateway = container::bind_gateway(port);
+            // Both listeners are bound: the guard of an earlier run can go now (see above).
+            if guarded && !guard_let_go(paths) {
+                drop(gateway);
+                away_from_guard(settings, paths, port)?
+            } else {
+                (listener, moved_from, gateway)
+            }
+        }
     };
     // A guard of an older version held the gateway without SO_REUSEPORT: bound now.
     let gateway = match gateway {
@@ -92,6 +113,17 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
     };
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    // Made before the lock is taken, so a sentinel that sees this run can ask for the
+    // sockets at once (it waits for the guard's answer).
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let offer = super::handover::path(paths.tokens, addr.port(), super::handover::Holder::Guard)
+        .and_then(|path| {
+            super::handover::offer(&path)
+                .inspect_err(|err| tracing::warn!(path = %path.display(), error = %err, "cannot offer the endpoint's sockets for the next run: after a crash it binds the port again"))
+                .ok()
+        });
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    let offer = None;
     // Held from before the first token is written until exit (and by the guard after a
     // crash): a sentinel removes this port's tokens only once both are gone.
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
@@ -131,11 +163,12 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
         &listener,
         gateway.as_ref(),
         Some(port_lock.raw()),
+        offer,
         paths,
         addr.port(),
     );
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-    let guard = spawn_guard(&listener, gateway.as_ref(), None, paths, addr.port());
+    let guard = spawn_guard(&listener, gateway.as_ref(), None, offer, paths, addr.port());
     let gateway_url = gateway
         .as_ref()
         .map(|_| format!("http://{}:{}{PATH_PREFIX}", container::GATEWAY, addr.port()));
@@ -162,6 +195,60 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
     })
 }
 
+/// The address this run listens on if it can: `listen`'s, or loopback with the port kept
+/// from an earlier start.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+fn wanted(settings: &EndpointSettings, paths: &Paths<'_>) -> Option<SocketAddr> {
+    settings
+        .listen
+        .or_else(|| kept_port(paths).map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port))))
+}
+
+/// The port kept in `port_file` by an earlier start.
+fn kept_port(paths: &Paths<'_>) -> Option<u16> {
+    std::fs::read_to_string(paths.port_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<u16>().ok())
+        .filter(|p| *p != 0)
+}
+
+/// Whether the guard an earlier run left let its port go (Linux: retired after this run
+/// joined its port).
+fn guard_let_go(paths: &Paths<'_>) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    return guard::retire(paths.tokens);
+    #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+    return true;
+}
+
+/// The guard of an earlier run holds `port` and did not exit: a configured `listen` is an
+/// error; otherwise another port is chosen, with the old URL as `moved_from`.
+fn away_from_guard(
+    settings: &EndpointSettings,
+    paths: &Paths<'_>,
+    port: u16,
+) -> anyhow::Result<(
+    std::net::TcpListener,
+    Option<String>,
+    std::io::Result<std::net::TcpListener>,
+)> {
+    anyhow::ensure!(
+        settings.listen.is_none(),
+        "cannot take the credentials endpoint's port {port} from the endpoint guard of an earlier run; stop it (its pid is in {}) and start cmdrd again",
+        guard::pid_file(paths.tokens).display()
+    );
+    tracing::warn!(
+        port,
+        "the endpoint guard of an earlier run holds the port; choosing another: processes started with the old URL fail until started again with `cmdrctl exec`"
+    );
+    let listener = listen_shared(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .context("cannot listen on 127.0.0.1 for the credentials endpoint")?;
+    let new_port = listener.local_addr()?.port();
+    keep_port(paths, new_port)?;
+    let gateway = container::bind_gateway(new_port);
+    Ok((listener, Some(local_url(port)), gateway))
+}
+
 /// The endpoint's listener: on `listen`'s address, or on the port kept from an earlier
 /// start, or on a new one that is then kept; with the old URL when the kept port was taken.
 fn listen(
@@ -178,10 +265,7 @@ fn listen(
         })?;
         return Ok((listener, None));
     }
-    let kept = std::fs::read_to_string(paths.port_file)
-        .ok()
-        .and_then(|t| t.trim().parse::<u16>().ok())
-        .filter(|p| *p != 0);
+    let kept = kept_port(paths);
     let mut moved_from = None;
     let again = kept.and_then(|port| match take(SocketAddr::from((Ipv4Addr::LOCALHOST, port))) {
         Ok(listener) => Some(listener),
@@ -269,6 +353,7 @@ fn spawn_guard(
     listener: &std::net::TcpListener,
     gateway: Option<&TcpListener>,
     lock: Option<guard::Raw>,
+    offer: Option<guard::Offer>,
     paths: &Paths<'_>,
     port: u16,
 ) -> Option<Guard> {
@@ -284,7 +369,7 @@ fn spawn_guard(
         .chain(gateway.map(raw))
         .chain(lock)
         .collect();
-    match Guard::spawn(&fds, paths.tokens, paths.containers, port) {
+    match Guard::spawn(&fds, offer, paths.tokens, paths.containers, port) {
         Ok(guard) => Some(guard),
         Err(err) => {
             tracing::warn!(error = %err, "cannot start the endpoint's guard: after a crash, another program could take the port");
@@ -298,6 +383,7 @@ fn spawn_guard(
     _listener: &std::net::TcpListener,
     _gateway: Option<&TcpListener>,
     _lock: Option<()>,
+    _offer: Option<()>,
     _paths: &Paths<'_>,
     _port: u16,
 ) -> Option<Guard> {

@@ -46,6 +46,13 @@ pub use windows::{Raw, retire, run};
 
 /// The hidden first argument that makes the cmdrd binary a guard.
 pub const FLAG: &str = "--guard-endpoint";
+/// What the guard offers the listening sockets on, for the next cmdrd and the sentinel to
+/// take (`handover.rs`; Unix).
+#[cfg(unix)]
+pub type Offer = std::os::unix::net::UnixListener;
+#[cfg(windows)]
+pub type Offer = std::convert::Infallible;
+
 /// The guard's process name: not `cmdrd`, so `pkill cmdrd` leaves it (Linux).
 #[cfg(unix)]
 const NAME: &str = "cmdr-guard";
@@ -70,6 +77,9 @@ struct Spec {
     /// What it holds until it exits: the listening sockets, and on Unix the port's token
     /// lock (`sentinel.rs`), so that lock is free only once cmdrd and its guard are gone.
     listeners: Vec<Raw>,
+    /// Where it hands them on (cmdrd keeps it open to give each guard it starts).
+    #[cfg(unix)]
+    offer: Option<Offer>,
     /// `cmdrd.endpoint/PORT`: this run's token directory, the only one it removes.
     tokens: PathBuf,
     /// `cmdrd.containers/PORT`: this run's container directories (their token files go).
@@ -95,21 +105,32 @@ pub struct Guard {
     /// The supervisor ended: the guard exited after the release.
     done: mpsc::Receiver<()>,
     pid_file: PathBuf,
+    /// The offer's socket file, removed at a clean stop.
+    offer_path: Option<PathBuf>,
 }
 
 impl Guard {
     /// Starts a guard holding `listeners` (duplicates; cmdrd keeps its own; on Unix the
-    /// port's token lock among them) for `port`,
+    /// port's token lock among them) for `port`, handing them on at `offer` (Unix),
     /// whose tokens are under `tokens`/PORT and `containers`/PORT, and a thread that
     /// replaces it if it dies while cmdrd runs.
     pub fn spawn(
         listeners: &[Raw],
+        offer: Option<Offer>,
         tokens: &Path,
         containers: &Path,
         port: u16,
     ) -> std::io::Result<Guard> {
+        #[cfg(unix)]
+        let offer_path = offer
+            .as_ref()
+            .and_then(|o| o.local_addr().ok()?.as_pathname().map(Path::to_owned));
+        #[cfg(windows)]
+        let offer_path = offer.map(|never| match never {});
         let spec = Spec {
             listeners: listeners.to_vec(),
+            #[cfg(unix)]
+            offer,
             tokens: tokens.join(port.to_string()),
             containers: containers.join(port.to_string()),
             pid_file: pid_file(tokens),
@@ -136,6 +157,7 @@ impl Guard {
             wake,
             done,
             pid_file,
+            offer_path,
         })
     }
 
@@ -156,6 +178,9 @@ impl Guard {
         }
         let _ = self.done.recv_timeout(RETIRE_WAIT);
         let _ = std::fs::remove_file(&self.pid_file);
+        if let Some(path) = &self.offer_path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

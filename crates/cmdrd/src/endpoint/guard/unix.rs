@@ -8,6 +8,7 @@
 //! (where a process cannot rename itself) its start time, kept in the pid file.
 
 use super::{FLAG, HOLD_AFTER_CRASH, NAME, RETIRE_WAIT, Spec, pid_file, wipe};
+use crate::endpoint::handover;
 use crate::endpoint::vnode::{On, Watch};
 use std::io::Write;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
@@ -16,10 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-/// [`HOLD_AFTER_CRASH`] for `poll`.
-const HOLD_AFTER_CRASH_MS: libc::c_int = HOLD_AFTER_CRASH.as_millis() as libc::c_int;
+/// After a crash, the wall clock is looked at again at least this often (the hour held is
+/// the wall clock's: a machine asleep does not stop it).
+const RECHECK_CLOCK: Duration = Duration::from_secs(60);
 
 /// A listening socket as the guard is given it.
 pub type Raw = RawFd;
@@ -35,11 +37,17 @@ pub(super) fn start(spec: &Spec) -> std::io::Result<(Child, Box<dyn Write + Send
         .arg(&spec.tokens)
         .arg(&spec.containers)
         .arg(read.as_raw_fd().to_string())
+        .arg(
+            spec.offer
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |o| o.as_raw_fd().to_string()),
+        )
         .args(spec.listeners.iter().map(RawFd::to_string))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let inherit: Vec<RawFd> = std::iter::once(read.as_raw_fd())
+        .chain(spec.offer.as_ref().map(|o| o.as_raw_fd()))
         .chain(spec.listeners.iter().copied())
         .collect();
     // SAFETY: runs in the forked child before exec and calls only async-signal-safe
@@ -221,17 +229,29 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-/// The guard's `main`: `cmdrd --guard-endpoint TOKENS CONTAINERS PIPE LISTENER…`.
+/// The guard's `main`: `cmdrd --guard-endpoint TOKENS CONTAINERS PIPE OFFER LISTENER…`
+/// (OFFER is `-` when there is none).
 pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
-    let [tokens, containers, pipe, listeners @ ..] = args else {
+    let [tokens, containers, pipe, offer, listeners @ ..] = args else {
         return ExitCode::from(2);
     };
     let (tokens, containers) = (PathBuf::from(tokens), PathBuf::from(containers));
     let Some(pipe) = pipe.to_str().and_then(|p| p.parse::<RawFd>().ok()) else {
         return ExitCode::from(2);
     };
-    // The listening sockets are only held, never accepted on: they stay open until exit.
-    let _held: Vec<RawFd> = listeners
+    // SAFETY: the descriptor cmdrd handed this process for its offer, owned by nothing else
+    // here.
+    let offer = offer
+        .to_str()
+        .and_then(|o| o.parse::<RawFd>().ok())
+        .map(|fd| unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) });
+    if let Some(offer) = &offer {
+        let _ = offer.set_nonblocking(true);
+    }
+    // The listening sockets are held, never served: they stay open until exit, are handed
+    // on to the sentinel and the next cmdrd, and after a crash their waiting connections
+    // are refused.
+    let held: Vec<RawFd> = listeners
         .iter()
         .filter_map(|l| l.to_str()?.parse().ok())
         .collect();
@@ -250,62 +270,90 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
         }
     }
     let wipe = || wipe(&tokens, &containers);
-    let mut crashed = false;
+    // After a crash: until when the port is held, by the wall clock (a laptop sleeps).
+    let mut crashed: Option<SystemTime> = None;
     // After a crash: readable when the socket's directory goes.
     let mut gone: Option<Watch> = None;
+    // The next cmdrd took the sockets: it serves them now, nothing is refused.
+    let mut handed = false;
+    let refusing: Vec<RawFd> = held
+        .iter()
+        .copied()
+        .filter(|fd| handover::listening(*fd))
+        .collect();
     loop {
         if STOP.load(Ordering::SeqCst) {
             // Signalled while cmdrd runs (a stray kill, a service manager stopping both):
             // the tokens are cmdrd's to remove, and cmdrd replaces this guard. Only a dead
             // cmdrd's tokens are removed here.
-            if crashed || ended(pipe) {
+            if crashed.is_some() || ended(pipe) {
                 wipe();
             }
             return ExitCode::SUCCESS;
         }
-        let watched = if crashed {
-            gone.as_ref().map_or(-1, Watch::fd)
-        } else {
-            pipe
-        };
-        let mut polled = [libc::pollfd {
-            fd: watched,
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        let timeout = if crashed { HOLD_AFTER_CRASH_MS } else { -1 };
-        // SAFETY: polls one pollfd of a live array (a negative fd is skipped).
-        let ready = unsafe { libc::poll(polled.as_mut_ptr(), 1, timeout) };
-        if ready < 0 {
-            continue; // EINTR: a signal; STOP says which.
+        let mut watched = vec![
+            match crashed {
+                Some(_) => gone.as_ref().map_or(-1, Watch::fd),
+                None => pipe,
+            },
+            offer.as_ref().map_or(-1, |o| o.as_raw_fd()),
+        ];
+        if crashed.is_some() && !handed {
+            watched.extend(&refusing);
         }
-        if ready == 0 || crashed {
-            // An hour after the crash and no cmdrd came back, or the socket's directory
-            // is gone: let the port go.
+        let timeout = crashed.map(|until| {
+            until
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .min(RECHECK_CLOCK)
+        });
+        let ready = handover::poll(&watched, timeout);
+        if let Some(until) = crashed
+            && SystemTime::now() >= until
+        {
+            // An hour after the crash and no cmdrd came back: let the port go.
             return ExitCode::SUCCESS;
         }
-        if !crashed && polled[0].revents != 0 {
-            let mut byte = [0u8; 1];
-            // SAFETY: reads at most one byte into a live buffer.
-            let n = unsafe { libc::read(pipe, byte.as_mut_ptr().cast(), 1) };
-            if n == 1 {
-                // cmdrd stopped cleanly and removed its tokens.
+        if ready[1]
+            && let Some(offer) = &offer
+            && handover::give(offer, &held)
+        {
+            // Taken by the sentinel while cmdrd runs, or by the next cmdrd after a crash.
+            handed |= crashed.is_some();
+        }
+        for (fd, _) in watched.iter().zip(&ready).skip(2).filter(|(_, r)| **r) {
+            handover::refuse(*fd);
+        }
+        if !ready[0] {
+            continue; // a timeout, a signal (STOP says which), or the offer
+        }
+        if crashed.is_some() {
+            // The socket's directory is gone: let the port go.
+            return ExitCode::SUCCESS;
+        }
+        let mut byte = [0u8; 1];
+        // SAFETY: reads at most one byte into a live buffer.
+        let n = unsafe { libc::read(pipe, byte.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            // cmdrd stopped cleanly and removed its tokens.
+            return ExitCode::SUCCESS;
+        }
+        if n == 0 {
+            // cmdrd died: no token may wait for whoever binds the port next. The port
+            // stays held for the next cmdrd, while its directory is there.
+            wipe();
+            crashed = Some(SystemTime::now() + HOLD_AFTER_CRASH);
+            for fd in &refusing {
+                handover::set_nonblocking(*fd);
+            }
+            // `SOCKET_DIR/cmdrd.endpoint/PORT`: the socket's directory is two up.
+            let dir = tokens
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("/"));
+            gone = Watch::of(dir, On::Gone);
+            if !dir.exists() {
                 return ExitCode::SUCCESS;
-            }
-            if n == 0 {
-                // cmdrd died: no token may wait for whoever binds the port next. The port
-                // stays held for the next cmdrd, while its directory is there.
-                wipe();
-                crashed = true;
-                // `SOCKET_DIR/cmdrd.endpoint/PORT`: the socket's directory is two up.
-                let dir = tokens
-                    .parent()
-                    .and_then(Path::parent)
-                    .unwrap_or(Path::new("/"));
-                gone = Watch::of(dir, On::Gone);
-                if !dir.exists() {
-                    return ExitCode::SUCCESS;
-                }
             }
         }
     }

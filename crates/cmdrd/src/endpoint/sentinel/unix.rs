@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::{WAKE_ANYWAY, lock_file};
+use crate::endpoint::handover::{self, Holder};
 use crate::endpoint::vnode::{On, Watch};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::time::Duration;
 
 /// Exit codes `cmdrctl` tells apart: the arguments are wrong; cmdrd holds no lock for the
 /// port (an older cmdrd, or none on that port).
@@ -70,10 +74,17 @@ pub fn run(args: &[OsString]) -> ExitCode {
         unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
     }
     let port_dir = |root: &Path| root.join(port.to_string());
+    let offers = (
+        handover::path(&tokens, port, Holder::Guard),
+        handover::path(&tokens, port, Holder::Sentinel),
+    );
+    // The port's listening sockets, taken from the guard of the run that serves it.
+    let mut sockets: Vec<OwnedFd> = Vec::new();
     loop {
         let Ok(held) = open_lock(&lock) else {
             break; // removed (by hand: a run removes only the files of dead sentinels)
         };
+        hold_the_runs(offers.0.as_deref(), port, &mut sockets);
         if held.lock().is_err() {
             break;
         }
@@ -85,19 +96,72 @@ pub fn run(args: &[OsString]) -> ExitCode {
         let watching = watch
             .as_mut()
             .is_some_and(|w| w.add(&lock, On::Changed) && w.add(dir, On::Gone));
+        let offer = offers
+            .1
+            .as_deref()
+            .and_then(|path| handover::offer(path).ok());
         drop(held);
-        match watch {
-            Some(watch) if watching && next_run(&lock, dir, &watch) => {}
-            _ => break,
+        let next = match watch {
+            Some(watch) if watching => next_run(&lock, dir, &watch, offer.as_ref(), &sockets),
+            _ => false,
+        };
+        if offer.is_some()
+            && let Some(path) = &offers.1
+        {
+            let _ = std::fs::remove_file(path);
+        }
+        if !next {
+            break;
         }
     }
     drop(single);
     ExitCode::SUCCESS
 }
 
+/// Holds the listening sockets of the run that now serves `port`, taken from its guard's
+/// offer at `guard`; the ones held before are kept when they are the same sockets (the run
+/// took them over), else let go. None is kept when the run's guard hands nothing on: a
+/// socket this run does not serve must not wait on its port (on Linux it would share the
+/// port's connections with the run's).
+fn hold_the_runs(guard: Option<&Path>, port: u16, sockets: &mut Vec<OwnedFd>) {
+    let theirs: Vec<OwnedFd> = guard
+        .and_then(|path| handover::take_from(path).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|fd| {
+            handover::listening(fd.as_raw_fd())
+                && fd
+                    .try_clone()
+                    .ok()
+                    .map(std::net::TcpListener::from)
+                    .and_then(|l| l.local_addr().ok())
+                    .is_some_and(|a| a.port() == port)
+        })
+        .collect();
+    let same = match (sockets.first(), theirs.first()) {
+        (Some(ours), Some(new)) => handover::same_socket(ours.as_raw_fd(), new.as_raw_fd()),
+        _ => false,
+    };
+    if !same {
+        *sockets = theirs;
+    }
+}
+
 /// Waits for a cmdrd holding `lock` (it marks the file after taking it): `false` when the
-/// file went or the socket's directory did.
-fn next_run(lock: &Path, dir: &Path, watch: &Watch) -> bool {
+/// file went or the socket's directory did. Meanwhile the port's sockets are offered to
+/// the next cmdrd at `offer`, and until one takes them every connection is refused at once.
+fn next_run(
+    lock: &Path,
+    dir: &Path,
+    watch: &Watch,
+    offer: Option<&UnixListener>,
+    sockets: &[OwnedFd],
+) -> bool {
+    let raw: Vec<RawFd> = sockets.iter().map(AsRawFd::as_raw_fd).collect();
+    for fd in &raw {
+        handover::set_nonblocking(*fd);
+    }
+    let mut handed = false;
     loop {
         if !dir.is_dir() {
             return false;
@@ -107,7 +171,23 @@ fn next_run(lock: &Path, dir: &Path, watch: &Watch) -> bool {
             Ok(Err(std::fs::TryLockError::WouldBlock)) => return true,
             Ok(_) => {} // free: no run yet (the probe's lock went with its file)
         }
-        watch.wait(WAKE_ANYWAY);
+        let mut watched = vec![watch.fd(), offer.map_or(-1, AsRawFd::as_raw_fd)];
+        if !handed {
+            watched.extend(&raw);
+        }
+        let ready = handover::poll(&watched, Some(WAKE_ANYWAY));
+        if ready[0] {
+            watch.wait(Duration::ZERO); // drains it
+        }
+        if ready[1]
+            && let Some(offer) = offer
+        {
+            // The next run takes them: it serves them from now on.
+            handed |= handover::give(offer, &raw);
+        }
+        for (fd, _) in watched.iter().zip(&ready).skip(2).filter(|(_, r)| **r) {
+            handover::refuse(*fd);
+        }
     }
 }
 

@@ -1,0 +1,194 @@
+//! The endpoint's sockets handed on (`crates/cmdrd/src/endpoint/handover.rs`): after a
+//! crash the next cmdrd serves the very listening socket the guard held, and once cmdrd
+//! and its guard are both gone the sentinel holds that socket itself and hands it to the
+//! next run. So the port is never free between runs on any Unix, without relying on
+//! Linux's `SO_REUSEPORT` (macOS has no such rule: there the guard was retired before the
+//! bind, and the sentinel held nothing). While nobody serves the port, a client is
+//! refused at once. Shown here by the socket's inode: the same socket, never bound again.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::endpoint::{Loop, alice_and_bob, clients_dir, get};
+use crate::endpoint_guard::{alive, child_env, guard_pid, port_of};
+use crate::endpoint_sentinel::{kill_both, sentinels};
+use crate::sandbox::bin;
+
+/// The inodes of the TCP sockets listening on 127.0.0.1:`port` (`/proc/net/tcp`).
+fn listening_sockets(port: u16) -> Vec<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"0A"))
+                .then(|| fields.get(9)?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// The inodes of the sockets process `pid` holds.
+fn held_sockets(pid: i32) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    let link = std::fs::read_link(e.path()).ok()?;
+                    let link = link.to_str()?;
+                    link.strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A request to `port` is answered by the connection's end, not left waiting: nobody
+/// serves the port, and whoever holds it says so at once (a wait of 10 s fails).
+fn refused_at_once(port: u16) {
+    let mut stream = match TcpStream::connect(("127.0.0.1", port)) {
+        Ok(stream) => stream,
+        Err(err) => panic!("the port is held, so the connection is accepted first: {err}"),
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let _ = stream.write_all(b"GET /v1/credentials/acme HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!(
+            "nobody serves the port, yet it answered: {}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(err) => panic!("the connection was left waiting: {err}"),
+    }
+}
+
+/// After `kill -9` of cmdrd, the guard refuses every connection at once, and the next
+/// cmdrd takes its listening socket over: the same socket (inode) serves, and the old
+/// guard is gone. Before: the guard held the socket unanswered (clients waited for their
+/// timeout), and on macOS and Windows it was retired before the next cmdrd bound the
+/// port, leaving a moment for another user to take it.
+#[test]
+fn a_restart_after_a_crash_serves_the_socket_the_guard_held() {
+    let (mut sb, _moto, alice) = alice_and_bob();
+    let (url, file) = child_env(&sb, "acme");
+    let port = port_of(&url);
+    let before = listening_sockets(port);
+    assert_eq!(
+        before.len(),
+        1,
+        "one listening socket on the port: {before:?}"
+    );
+    let guard = guard_pid(&file).expect("a guard runs beside cmdrd");
+    assert!(
+        held_sockets(guard).contains(&before[0]),
+        "the guard holds it"
+    );
+
+    sb.kill9();
+    sb.wait_until("the token file is removed after the crash", || {
+        !file.exists()
+    });
+    refused_at_once(port);
+
+    sb.start();
+    let (again, token_file) = child_env(&sb, "acme");
+    assert_eq!(again, url, "the same URL after the restart");
+    assert_eq!(
+        listening_sockets(port),
+        before,
+        "the same socket, not bound again"
+    );
+    let daemon = i32::try_from(sb.pid().expect("cmdrd runs")).expect("pid");
+    assert!(held_sockets(daemon).contains(&before[0]), "cmdrd serves it");
+    sb.wait_until("the old guard is retired", || !alive(guard));
+    assert!(
+        sb.log_text()
+            .contains("took over the endpoint's listening sockets"),
+        "{}",
+        sb.log_tail()
+    );
+    let token = std::fs::read_to_string(&token_file).expect("the new run's token");
+    let (code, body) = get(&url, Some(&token));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&alice[0].id), "{body}");
+}
+
+/// With a process started by `exec`, the sentinel holds the port's listening socket
+/// itself (taken from the guard). When cmdrd and its guard are killed together the port
+/// stays held by that socket, a client is refused at once, and the next cmdrd serves the
+/// same socket again, taken from the sentinel; so does the run after a clean stop. On
+/// macOS the sentinel reserved nothing: the port was free after a kill of both.
+#[test]
+fn the_sentinel_holds_the_socket_and_hands_it_to_the_next_run() {
+    let (mut sb, _moto, alice) = alice_and_bob();
+    let mut cmd = sb.command("cmdrctl");
+    cmd.args(["exec", "acme", "--"]).arg(bin("cmdr-sts-loop"));
+    cmd.current_dir(clients_dir()).env("EVERY_MS", "500");
+    let rust = Loop::spawn("Rust SDK", cmd);
+    rust.wait_for(&alice[0].arn, Duration::from_secs(60));
+    let (url, file) = child_env(&sb, "acme");
+    let port = port_of(&url);
+    let socket = listening_sockets(port);
+    assert_eq!(
+        socket.len(),
+        1,
+        "one listening socket on the port: {socket:?}"
+    );
+    let sentinel = *sentinels(&file).first().expect("a sentinel");
+    sb.wait_until("the sentinel holds the listening socket", || {
+        held_sockets(sentinel).contains(&socket[0])
+    });
+
+    let seen = rust.lines().len();
+    kill_both(&mut sb, &file);
+    sb.wait_until("the sentinel removes the token file", || !file.exists());
+    sb.wait_until("the process fails closed", || {
+        rust.since(seen).iter().any(|l| l.contains("error:"))
+    });
+    assert_eq!(
+        listening_sockets(port),
+        socket,
+        "the port is still held by it"
+    );
+    refused_at_once(port);
+
+    sb.start();
+    let (again, _) = child_env(&sb, "acme");
+    assert_eq!(again, url, "the same URL after the restart");
+    let daemon = i32::try_from(sb.pid().expect("cmdrd runs")).expect("pid");
+    assert!(
+        held_sockets(daemon).contains(&socket[0]),
+        "cmdrd serves the same socket"
+    );
+    rust.wait_for(&alice[0].arn, Duration::from_secs(120));
+
+    sb.stop();
+    assert_eq!(
+        listening_sockets(port),
+        socket,
+        "held after a clean stop too"
+    );
+    refused_at_once(port);
+    sb.start();
+    let daemon = i32::try_from(sb.pid().expect("cmdrd runs")).expect("pid");
+    assert!(
+        held_sockets(daemon).contains(&socket[0]),
+        "and served again"
+    );
+    assert_eq!(
+        sentinels(&file),
+        vec![sentinel],
+        "the same sentinel throughout"
+    );
+}
