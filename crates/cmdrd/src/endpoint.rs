@@ -44,7 +44,7 @@ mod bind;
 pub mod container;
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub mod guard;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub mod handover;
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub mod sentinel;
@@ -73,8 +73,8 @@ pub use bind::bind;
 /// What the next cmdrd takes over from the guard or sentinel of an earlier run
 /// (`handover.rs`): the loopback listener, and the containers' if there was one.
 #[cfg_attr(
-    not(any(target_os = "linux", target_os = "macos")),
-    expect(dead_code, reason = "only Unix hands sockets on")
+    not(any(target_os = "linux", target_os = "macos", windows)),
+    expect(dead_code, reason = "no guard or sentinel hands sockets on here")
 )]
 pub struct Taken {
     pub listener: std::net::TcpListener,

@@ -26,6 +26,8 @@ use unix as platform;
 mod windows;
 #[cfg(windows)]
 use windows as platform;
+#[cfg(windows)]
+pub use windows::pipe_sddl;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {

@@ -28,9 +28,9 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
     // its guard were both gone, holds the port's listening sockets and hands them on
     // (`handover.rs`, Unix): this run serves the same sockets, so the port is never free
     // and running processes follow. The guard is retired after.
-    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     let taken = wanted(settings, paths).and_then(|want| super::handover::take(paths.tokens, want));
-    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
     let taken: Option<super::Taken> = None;
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     let let_go = taken.is_none() || guard::retire(paths.tokens);
@@ -197,7 +197,7 @@ pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bo
 
 /// The address this run listens on if it can: `listen`'s, or loopback with the port kept
 /// from an earlier start.
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 fn wanted(settings: &EndpointSettings, paths: &Paths<'_>) -> Option<SocketAddr> {
     settings
         .listen

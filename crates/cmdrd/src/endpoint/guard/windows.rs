@@ -21,6 +21,7 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use super::{FLAG, HOLD_AFTER_CRASH, RETIRE_WAIT, Spec, pid_file, wipe};
+use crate::endpoint::handover;
 
 /// No console window, and not in cmdrd's console group (Ctrl+C there is for cmdrd).
 const CREATE_NO_WINDOW: u32 = 0x0800_0000;
@@ -44,6 +45,7 @@ pub(super) fn start(spec: &Spec) -> std::io::Result<(Child, Box<dyn Write + Send
         .arg(FLAG)
         .arg(&spec.tokens)
         .arg(&spec.containers)
+        .arg(offer_name(&spec.tokens))
         .creation_flags(CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -144,7 +146,7 @@ pub(in crate::endpoint) fn open_named(text: &str, access: u32) -> Option<(u32, P
 /// Stops the guard an earlier cmdrd left (after a crash), so its port can be bound again.
 /// Only the process the pid file names (pid and creation time) is stopped; waits until it
 /// is gone.
-pub fn retire(tokens: &Path) {
+pub fn retire(tokens: &Path) -> bool {
     let file = pid_file(tokens);
     let text = cmdr_config::userfile::read_bounded(&file, 64)
         .ok()
@@ -153,7 +155,7 @@ pub fn retire(tokens: &Path) {
     let _ = std::fs::remove_file(&file);
     // Gone, not ours to open, or the pid was reused: nothing to stop.
     let Some((pid, process)) = open_named(&text, PROCESS_TERMINATE | PROCESS_SYNCHRONIZE) else {
-        return;
+        return true;
     };
     // SAFETY: a live handle opened with PROCESS_TERMINATE and PROCESS_SYNCHRONIZE.
     let gone = unsafe {
@@ -165,12 +167,26 @@ pub fn retire(tokens: &Path) {
     } else {
         tracing::warn!(pid, "the endpoint guard of an earlier run did not exit");
     }
+    gone == WAIT_OBJECT_0
 }
 
-/// The guard's `main`: `cmdrd --guard-endpoint TOKENS CONTAINERS`, its sockets' records on
-/// standard input.
+/// The name the guard of `tokens` (`cmdrd.endpoint/PORT`) offers its sockets at
+/// (`handover.rs`), `-` when the path says no port.
+fn offer_name(tokens: &Path) -> String {
+    let port = tokens
+        .file_name()
+        .and_then(|n| n.to_str()?.parse::<u16>().ok());
+    match (tokens.parent(), port) {
+        (Some(root), Some(port)) => handover::path(root, port, handover::Holder::Guard),
+        _ => "-".to_owned(),
+    }
+}
+
+/// The guard's `main`: `cmdrd --guard-endpoint TOKENS CONTAINERS OFFER`, its sockets'
+/// records on standard input; it offers them to the sentinel and the next cmdrd at the
+/// pipe OFFER (`-`: nowhere).
 pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
-    let [tokens, containers] = args else {
+    let [tokens, containers, offer] = args else {
         return ExitCode::from(2);
     };
     let (tokens, containers) = (PathBuf::from(tokens), PathBuf::from(containers));
@@ -209,6 +225,10 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
         if socket != INVALID_SOCKET {
             held.push(socket);
         }
+    }
+    if let Some(name) = offer.to_str().filter(|o| *o != "-") {
+        // Without it, the next cmdrd retires this guard before it binds the port.
+        let _ = handover::offer(name, held.iter().map(|s| *s as Raw).collect());
     }
     let mut byte = [0u8; 1];
     match stdin.read(&mut byte) {

@@ -18,8 +18,15 @@ use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, INFINITE, PROCESS_SYNCHRONIZE, WaitForSingleObject,
 };
 
+use std::os::windows::io::{IntoRawSocket, RawSocket};
+use std::time::{Duration, Instant};
+
 use super::{WAKE_ANYWAY, lock_file, run_file};
 use crate::endpoint::guard::{self, Process, creation_time};
+use crate::endpoint::handover::{self, Holder};
+
+/// How long a guard that is starting may take to offer its sockets.
+const GUARD_START: Duration = Duration::from_secs(2);
 
 /// This process as a run file names it: its pid and creation time.
 pub(super) fn this_run() -> String {
@@ -63,9 +70,11 @@ pub fn run(args: &[OsString]) -> ExitCode {
     let (run, lock) = (run_file(&tokens, port), lock_file(&tokens, port));
     let dir = tokens.parent().unwrap_or(Path::new(".")).to_owned();
     let port_dir = |root: &Path| root.join(port.to_string());
+    let mut offered = false;
     loop {
         // The run the file names; already gone if this started just after it ended.
         if let Some(daemon) = named(&run) {
+            offered = offered || hold_and_offer(&tokens, port);
             // SAFETY: a live process handle opened with PROCESS_SYNCHRONIZE.
             unsafe { WaitForSingleObject(daemon.0, INFINITE) };
         }
@@ -89,6 +98,29 @@ pub fn run(args: &[OsString]) -> ExitCode {
     }
     drop(single);
     ExitCode::SUCCESS
+}
+
+/// Takes the port's listening sockets from the guard of the run that serves it, holds them
+/// until exit and offers them to the next cmdrd (`handover.rs`): once cmdrd and its guard
+/// are gone the port stays held. Waits a moment for a guard that is just starting. False
+/// when there was nothing to take (an older cmdrd): the next run is asked again.
+fn hold_and_offer(tokens: &Path, port: u16) -> bool {
+    let from = handover::path(tokens, port, Holder::Guard);
+    let until = Instant::now() + GUARD_START;
+    let sockets = loop {
+        match handover::take_from(&from) {
+            Ok(sockets) => break sockets,
+            Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => return false,
+        }
+    };
+    let held: Vec<RawSocket> = sockets
+        .into_iter()
+        .filter(|s| s.local_addr().is_ok_and(|a| a.port() == port))
+        .map(IntoRawSocket::into_raw_socket)
+        .collect();
+    !held.is_empty()
+        && handover::offer(&handover::path(tokens, port, Holder::Sentinel), held).is_ok()
 }
 
 /// Waits for a live cmdrd in the run file: `false` when the port's lock file went or its
