@@ -8,12 +8,18 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
+use cmdr_testkit::skip::need_root;
+
+use crate::another_user::bin_copy;
 use crate::endpoint::{Loop, alice_and_bob, clients_dir, get};
 use crate::endpoint_guard::{alive, child_env, guard_pid, port_of};
 use crate::endpoint_sentinel::{kill_both, sentinels};
-use crate::sandbox::bin;
+use crate::sandbox::{NOBODY, bin, set_mode};
 
 /// The inodes of the TCP sockets listening on 127.0.0.1:`port` (`/proc/net/tcp`).
 fn listening_sockets(port: u16) -> Vec<u64> {
@@ -191,4 +197,64 @@ fn the_sentinel_holds_the_socket_and_hands_it_to_the_next_run() {
         vec![sentinel],
         "the same sentinel throughout"
     );
+}
+
+/// Another user who can reach an offer (its directory and socket file opened up here,
+/// which cmdrd itself never does) still gets nothing: the guard and the sentinel hand
+/// the sockets on only to a peer of their own uid. Fails without that check: `nobody` was
+/// handed the byte that carries the sockets.
+#[test]
+fn another_user_who_reaches_an_offer_gets_nothing() {
+    if !need_root("connecting as another uid") {
+        return;
+    }
+    let (mut sb, _moto, _alice) = alice_and_bob();
+    let (url, file) = child_env(&sb, "acme");
+    let port = port_of(&url);
+    let socket_dir = file.ancestors().nth(3).expect("the socket's directory");
+    let peer = bin_copy("cmdr-test-peer", &sb.root);
+    let root = sb.root.clone();
+    let open_up = |offer: &Path| {
+        for dir in socket_dir.ancestors().take_while(|d| d.starts_with(&root)) {
+            set_mode(dir, 0o711);
+        }
+        set_mode(offer, 0o666);
+    };
+    let ask_as_nobody = |offer: &Path| {
+        let out = Command::new(&peer)
+            .arg("hello")
+            .arg(offer)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .expect("run the peer as nobody");
+        assert!(
+            out.status.success(),
+            "nobody could not even connect to {}: {}",
+            offer.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "another user was answered at {}: {:?}",
+            offer.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    };
+    let guard_offer = socket_dir.join(format!("cmdrd.endpoint-{port}.guard.sock"));
+    open_up(&guard_offer);
+    ask_as_nobody(&guard_offer);
+
+    // The sentinel's offer, once cmdrd and its guard are gone.
+    assert!(sb.ctl(&["env", "acme", "--serve"]).status.success());
+    kill_both(&mut sb, &file);
+    let sentinel_offer = socket_dir.join(format!("cmdrd.endpoint-{port}.sentinel.sock"));
+    sb.wait_until("the sentinel offers the sockets", || {
+        sentinel_offer.exists()
+    });
+    open_up(&sentinel_offer);
+    ask_as_nobody(&sentinel_offer);
+    sb.start();
+    let (again, _) = child_env(&sb, "acme");
+    assert_eq!(again, url, "the next run still took the sockets over");
 }
