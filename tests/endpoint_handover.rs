@@ -17,12 +17,12 @@ use cmdr_testkit::skip::need_root;
 
 use crate::another_user::bin_copy;
 use crate::endpoint::{Loop, alice_and_bob, clients_dir, get};
-use crate::endpoint_guard::{alive, child_env, guard_pid, port_of};
+use crate::endpoint_guard::{alive, child_env, guard_pid, nobody_binds_for_two_seconds, port_of};
 use crate::endpoint_sentinel::{kill_both, sentinels};
 use crate::sandbox::{NOBODY, bin, set_mode};
 
 /// The inodes of the TCP sockets listening on 127.0.0.1:`port` (`/proc/net/tcp`).
-fn listening_sockets(port: u16) -> Vec<u64> {
+pub fn listening_sockets(port: u16) -> Vec<u64> {
     let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
     let local = format!("0100007F:{port:04X}");
     table
@@ -38,7 +38,7 @@ fn listening_sockets(port: u16) -> Vec<u64> {
 }
 
 /// The inodes of the sockets process `pid` holds.
-fn held_sockets(pid: i32) -> Vec<u64> {
+pub fn held_sockets(pid: i32) -> Vec<u64> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|entries| {
             entries
@@ -257,4 +257,86 @@ fn another_user_who_reaches_an_offer_gets_nothing() {
     sb.start();
     let (again, _) = child_env(&sb, "acme");
     assert_eq!(again, url, "the next run still took the sockets over");
+}
+
+/// A sentinel killed on its own (`kill -9`, the OOM killer) is replaced at once by its
+/// buddy, a process beside it in the same session that learns of its death by a pipe; the
+/// new sentinel takes the port's socket from the guard again. So a later kill of cmdrd and
+/// its guard together still leaves no token and no free port. Second-user walkthrough of
+/// 2026-12-07: with the sentinel killed first, that kill let another user's server take
+/// the port, receive the running loop's token and answer with its own keys (the loop then
+/// ran as the attacker's user).
+#[test]
+fn a_sentinel_killed_on_its_own_is_replaced_by_its_buddy() {
+    let (mut sb, _moto, alice) = alice_and_bob();
+    let mut cmd = sb.command("cmdrctl");
+    cmd.args(["exec", "acme", "--"]).arg(bin("cmdr-sts-loop"));
+    cmd.current_dir(clients_dir()).env("EVERY_MS", "500");
+    let rust = Loop::spawn("Rust SDK", cmd);
+    rust.wait_for(&alice[0].arn, Duration::from_secs(60));
+    let (url, file) = child_env(&sb, "acme");
+    let port = port_of(&url);
+    let socket = listening_sockets(port);
+    let first = *sentinels(&file).first().expect("a sentinel");
+
+    let ok = Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -KILL {first}");
+    let mut next = 0;
+    sb.wait_until("another sentinel replaces the killed one", || {
+        next = sentinels(&file)
+            .into_iter()
+            .find(|p| *p != first)
+            .unwrap_or(0);
+        next != 0
+    });
+    sb.wait_until("the new sentinel holds the listening socket", || {
+        held_sockets(next).contains(&socket[0])
+    });
+
+    let seen = rust.lines().len();
+    kill_both(&mut sb, &file);
+    sb.wait_until("the new sentinel removes the token file", || !file.exists());
+    nobody_binds_for_two_seconds(port, "cmdrd and its guard killed after the sentinel");
+    assert_eq!(
+        listening_sockets(port),
+        socket,
+        "the port is still held by it"
+    );
+    sb.wait_until("the process fails closed", || {
+        rust.since(seen).iter().any(|l| l.contains("error:"))
+    });
+    sb.start();
+    rust.wait_for(&alice[0].arn, Duration::from_secs(120));
+    assert_eq!(sentinels(&file), vec![next], "one sentinel, the new one");
+}
+
+/// Whatever was left at the guard's offer (a plain file, a symlink: only this user can
+/// write there) is replaced at the next start, so the handover still works after a crash.
+/// Walkthrough of 2026-12-07: a file there switched the handover off, with a log line
+/// that spoke of an address in use.
+#[test]
+fn a_file_left_at_the_guards_offer_is_replaced() {
+    let (mut sb, _moto, _alice) = alice_and_bob();
+    let (url, file) = child_env(&sb, "acme");
+    let port = port_of(&url);
+    let socket_dir = file.ancestors().nth(3).expect("the socket's directory");
+    let offer = socket_dir.join(format!("cmdrd.endpoint-{port}.guard.sock"));
+    sb.stop();
+    assert!(!offer.exists(), "a clean stop removes the offer");
+    std::fs::write(&offer, "left here\n").expect("a file at the offer");
+    sb.start();
+    let socket = listening_sockets(port);
+    sb.kill9();
+    sb.start();
+    let (again, _) = child_env(&sb, "acme");
+    assert_eq!(again, url, "the same URL after the crash");
+    assert_eq!(
+        listening_sockets(port),
+        socket,
+        "the guard's socket was taken over"
+    );
 }

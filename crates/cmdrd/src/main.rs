@@ -31,6 +31,14 @@ fn main() -> ExitCode {
         {
             return cmdrd::endpoint::sentinel::run(&argv[2..]);
         }
+        // The sentinel's buddy, started by the sentinel (Unix).
+        #[cfg(unix)]
+        if argv
+            .get(1)
+            .is_some_and(|a| a == cmdrd::endpoint::sentinel::BUDDY_FLAG)
+        {
+            return cmdrd::endpoint::sentinel::buddy(&argv[2..]);
+        }
     }
     tune_allocator();
     let args = Args::parse();

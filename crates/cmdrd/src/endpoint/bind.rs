@@ -270,7 +270,7 @@ fn listen(
     let again = kept.and_then(|port| match take(SocketAddr::from((Ipv4Addr::LOCALHOST, port))) {
         Ok(listener) => Some(listener),
         Err(err) => {
-            tracing::warn!(port, error = %err, "the credentials endpoint's port is taken; choosing another: processes started with the old URL fail until started again with `cmdrctl exec`");
+            tracing::warn!(port, error = %err, "the credentials endpoint's port is taken; choosing another: processes started with the old URL fail until started again with `cmdrctl exec` (a `cmdr-sentinel` of a cmdrd with another socket directory keeps its port: `pgrep -a cmdr-sentinel`)");
             moved_from = Some(local_url(port));
             None
         }

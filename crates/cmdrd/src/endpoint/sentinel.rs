@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
-pub use unix::run;
+pub use unix::{BUDDY_FLAG, buddy, run};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]

@@ -5,7 +5,6 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
-use std::os::unix::fs::FileTypeExt as _;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,13 +28,21 @@ pub fn path(tokens: &Path, port: u16, holder: Holder) -> Option<PathBuf> {
     (name.len() < 104).then(|| PathBuf::from(name))
 }
 
-/// Listens at `path` for takers, replacing a socket left there (its holder is gone or is
-/// being replaced: only the newest offer is asked). Non-blocking, for the holder's poll.
+/// Listens at `path` for takers, replacing what is left there: a socket (its holder is
+/// gone or is being replaced: only the newest offer is asked), or any other file or
+/// symlink (the name is cmdr's, in cmdr's own directory). A directory there is an error
+/// that says so. Non-blocking, for the holder's poll.
 pub fn offer(path: &Path) -> std::io::Result<UnixListener> {
-    if let Ok(meta) = std::fs::symlink_metadata(path)
-        && meta.file_type().is_socket()
-    {
-        std::fs::remove_file(path)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(std::io::Error::other(format!(
+                "{} is a directory; remove it",
+                path.display()
+            )));
+        }
+        Ok(_) => std::fs::remove_file(path)?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;

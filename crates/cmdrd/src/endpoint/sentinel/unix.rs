@@ -25,10 +25,17 @@ use std::time::Duration;
 const USAGE: u8 = 2;
 pub const NO_LOCK: u8 = 3;
 
+/// The hidden first argument of the sentinel's buddy: `cmdrd --sentinel-buddy SOCKET PORT`.
+pub const BUDDY_FLAG: &str = "--sentinel-buddy";
+/// Back-off between attempts to start a buddy, doubling up to the second.
+const BUDDY_FIRST: Duration = Duration::from_millis(500);
+const BUDDY_MAX: Duration = Duration::from_secs(60);
+
 /// The sentinel's `main`: `cmdrd --sentinel-endpoint SOCKET PORT`.
 pub fn run(args: &[OsString]) -> ExitCode {
     // Nothing the caller had open is kept: a pipe it held would never end (`$(…)`).
     close_inherited();
+    default_signals();
     let [socket, port] = args else {
         return ExitCode::from(USAGE);
     };
@@ -73,6 +80,7 @@ pub fn run(args: &[OsString]) -> ExitCode {
         // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
         unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
     }
+    keep_a_buddy(socket.clone(), port);
     let port_dir = |root: &Path| root.join(port.to_string());
     let offers = (
         handover::path(&tokens, port, Holder::Guard),
@@ -116,6 +124,96 @@ pub fn run(args: &[OsString]) -> ExitCode {
     }
     drop(single);
     ExitCode::SUCCESS
+}
+
+/// Keeps a buddy running beside the sentinel, in the same session and cgroup (it is forked
+/// from it): a process whose standard input is a pipe only the sentinel holds, so it learns
+/// of the sentinel's death (`kill -9`, the OOM killer) and starts another in its place
+/// ([`buddy`]). A buddy that dies is started again here. Only a kill of both (or of the
+/// session) ends the protection, until the next `exec`.
+fn keep_a_buddy(socket: PathBuf, port: u16) {
+    let spawn = move || -> std::io::Result<(std::process::Child, std::fs::File)> {
+        use std::os::unix::process::CommandExt as _;
+        let (read, write) = std::io::pipe()?;
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .arg0(super::NAME)
+            .arg(BUDDY_FLAG)
+            .arg(&socket)
+            .arg(port.to_string())
+            .stdin(read)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        Ok((child, std::fs::File::from(OwnedFd::from(write))))
+    };
+    let _ = std::thread::Builder::new()
+        .name("sentinel-buddy".into())
+        .spawn(move || {
+            let mut backoff = BUDDY_FIRST;
+            loop {
+                match spawn() {
+                    Ok((mut child, _held)) => {
+                        let _ = child.wait();
+                        backoff = BUDDY_FIRST;
+                    }
+                    Err(_) => backoff = (backoff * 2).min(BUDDY_MAX),
+                }
+                std::thread::sleep(backoff);
+            }
+        });
+}
+
+/// The buddy's `main`: `cmdrd --sentinel-buddy SOCKET PORT`, its standard input a pipe the
+/// sentinel holds. When that pipe ends the sentinel is gone: unless its socket's directory
+/// went too (the session ended, as the sentinel does then), the buddy becomes the next
+/// sentinel (`exec`), which takes the port's sockets from the guard again and starts a
+/// buddy of its own.
+pub fn buddy(args: &[OsString]) -> ExitCode {
+    default_signals();
+    let [socket, port] = args else {
+        return ExitCode::from(USAGE);
+    };
+    #[cfg(target_os = "linux")]
+    if let Ok(name) = std::ffi::CString::new(super::NAME) {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+    }
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: reads at most one byte into a live buffer from standard input.
+        let n = unsafe { libc::read(0, byte.as_mut_ptr().cast(), 1) };
+        if n == 0
+            || (n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
+        {
+            break; // the sentinel is gone
+        }
+    }
+    let socket = PathBuf::from(socket);
+    if !socket.parent().is_some_and(Path::is_dir) {
+        return ExitCode::SUCCESS;
+    }
+    use std::os::unix::process::CommandExt as _;
+    let Ok(exe) = std::env::current_exe() else {
+        return ExitCode::FAILURE;
+    };
+    let err = std::process::Command::new(exe)
+        .arg0(super::NAME)
+        .arg(super::FLAG)
+        .arg(&socket)
+        .arg(port)
+        .stdin(std::process::Stdio::null())
+        .exec();
+    drop(err);
+    ExitCode::FAILURE
+}
+
+/// SIGTERM and SIGINT end the process, whatever its starter ignored (an ignored signal
+/// stays ignored across `exec`).
+fn default_signals() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: restores the default action; no handler runs.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
 }
 
 /// Holds the listening sockets of the run that now serves `port`, taken from its guard's
