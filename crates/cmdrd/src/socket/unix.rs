@@ -19,8 +19,9 @@ pub fn bind(location: &SocketLocation, is_default: bool) -> Result<Bound, BindEr
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_owned();
-    if !dir.exists() {
-        // Nothing is made in a place another user controls: its ancestors first.
+    if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        // Nothing is made in a place another user controls: its ancestors first (and a
+        // file or symlink in its place is named as such).
         unsafe_dir_error(
             &dir,
             cmdr_client::unix::check_socket_dir(&dir, current_euid()),
