@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cmdr_client::windows::{current_user_sid, process_user_sid};
 use interprocess::local_socket::prelude::*;
-use interprocess::local_socket::{GenericNamespaced, ListenerOptions, Stream, ToNsName as _};
+use interprocess::local_socket::{GenericNamespaced, ListenerOptions, Stream};
 use interprocess::os::windows::local_socket::ListenerOptionsExt as _;
 use interprocess::os::windows::security_descriptor::SecurityDescriptor;
 use windows_sys::Win32::Networking::WinSock::{
