@@ -31,8 +31,7 @@ fn main() -> ExitCode {
         {
             return cmdrd::endpoint::sentinel::run(&argv[2..]);
         }
-        // The sentinel's buddy, started by the sentinel (Unix).
-        #[cfg(unix)]
+        // The sentinel's buddy, started by the sentinel.
         if argv
             .get(1)
             .is_some_and(|a| a == cmdrd::endpoint::sentinel::BUDDY_FLAG)

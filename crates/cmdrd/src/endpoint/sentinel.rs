@@ -30,15 +30,21 @@ use std::time::{Duration, Instant};
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
-pub use unix::{BUDDY_FLAG, buddy, run};
+pub use unix::{buddy, run};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub use windows::run;
+pub use windows::{buddy, run};
 
 /// The hidden first argument that makes the cmdrd binary a sentinel:
 /// `cmdrd --sentinel-endpoint SOCKET PORT`.
 pub const FLAG: &str = "--sentinel-endpoint";
+/// The hidden first argument of the sentinel's buddy: `cmdrd --sentinel-buddy SOCKET PORT`,
+/// a process beside the sentinel that starts another when it is killed on its own.
+pub const BUDDY_FLAG: &str = "--sentinel-buddy";
+/// Back-off between attempts to start a buddy, doubling up to the second.
+const BUDDY_FIRST: Duration = Duration::from_millis(500);
+const BUDDY_MAX: Duration = Duration::from_secs(60);
 /// The name it runs under (`arg0`; on Linux also its `comm`).
 pub const NAME: &str = "cmdr-sentinel";
 /// How long cmdrd waits for a sentinel that holds the lock while it removes old tokens.

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{WAKE_ANYWAY, lock_file};
+use super::{BUDDY_FIRST, BUDDY_FLAG, BUDDY_MAX, WAKE_ANYWAY, lock_file};
 use crate::endpoint::handover::{self, Holder};
 use crate::endpoint::vnode::{On, Watch};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -24,12 +24,6 @@ use std::time::Duration;
 /// port (an older cmdrd, or none on that port).
 const USAGE: u8 = 2;
 pub const NO_LOCK: u8 = 3;
-
-/// The hidden first argument of the sentinel's buddy: `cmdrd --sentinel-buddy SOCKET PORT`.
-pub const BUDDY_FLAG: &str = "--sentinel-buddy";
-/// Back-off between attempts to start a buddy, doubling up to the second.
-const BUDDY_FIRST: Duration = Duration::from_millis(500);
-const BUDDY_MAX: Duration = Duration::from_secs(60);
 
 /// The sentinel's `main`: `cmdrd --sentinel-endpoint SOCKET PORT`.
 pub fn run(args: &[OsString]) -> ExitCode {

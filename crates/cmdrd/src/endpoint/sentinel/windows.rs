@@ -21,7 +21,10 @@ use windows_sys::Win32::System::Threading::{
 use std::os::windows::io::{IntoRawSocket, RawSocket};
 use std::time::{Duration, Instant};
 
-use super::{WAKE_ANYWAY, lock_file, run_file};
+use std::io::Read as _;
+use std::os::windows::process::CommandExt as _;
+
+use super::{BUDDY_FIRST, BUDDY_FLAG, BUDDY_MAX, WAKE_ANYWAY, lock_file, run_file};
 use crate::endpoint::guard::{self, Process, creation_time};
 use crate::endpoint::handover::{self, Holder};
 
@@ -42,10 +45,21 @@ fn named(file: &Path) -> Option<Process> {
     guard::open_named(&text, PROCESS_SYNCHRONIZE).map(|(_, process)| process)
 }
 
-/// The sentinel's `main`: `cmdrd --sentinel-endpoint SOCKET PORT`.
+/// No console window; its own process group (a Ctrl+C where it was started is not for it).
+const DETACHED_PROCESS: u32 = 0x0000_0008;
+const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+/// The argument a sentinel started by the buddy gets after PORT: the killed one's lock may
+/// take a moment to be released.
+const AFTER_BUDDY: &str = "--after-buddy";
+/// How long such a sentinel waits for that lock.
+const LOCK_RELEASE: Duration = Duration::from_secs(2);
+
+/// The sentinel's `main`: `cmdrd --sentinel-endpoint SOCKET PORT [--after-buddy]`.
 pub fn run(args: &[OsString]) -> ExitCode {
-    let [socket, port] = args else {
-        return ExitCode::from(2);
+    let (socket, port, after_buddy) = match args {
+        [socket, port] => (socket, port, false),
+        [socket, port, flag] if flag == AFTER_BUDDY => (socket, port, true),
+        _ => return ExitCode::from(2),
     };
     let Some(port) = port.to_str().and_then(|p| p.parse::<u16>().ok()) else {
         return ExitCode::from(2);
@@ -64,9 +78,19 @@ pub fn run(args: &[OsString]) -> ExitCode {
     else {
         return ExitCode::FAILURE;
     };
-    if single.try_lock().is_err() {
-        return ExitCode::SUCCESS; // one runs already
+    let until = Instant::now()
+        + if after_buddy {
+            LOCK_RELEASE
+        } else {
+            Duration::ZERO
+        };
+    while single.try_lock().is_err() {
+        if Instant::now() >= until {
+            return ExitCode::SUCCESS; // one runs already
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
+    keep_a_buddy(socket.clone(), port);
     let (run, lock) = (run_file(&tokens, port), lock_file(&tokens, port));
     let dir = tokens.parent().unwrap_or(Path::new(".")).to_owned();
     let port_dir = |root: &Path| root.join(port.to_string());
@@ -98,6 +122,68 @@ pub fn run(args: &[OsString]) -> ExitCode {
     }
     drop(single);
     ExitCode::SUCCESS
+}
+
+/// Keeps a buddy running beside the sentinel: a process whose standard input is a pipe only
+/// the sentinel holds, so it learns of the sentinel's death (Task Manager, the OOM killer)
+/// and starts another ([`buddy`]). A buddy that dies is started again here.
+fn keep_a_buddy(socket: OsString, port: u16) {
+    let _ = std::thread::Builder::new()
+        .name("sentinel-buddy".into())
+        .spawn(move || {
+            let mut backoff = BUDDY_FIRST;
+            loop {
+                let spawned = std::env::current_exe().and_then(|exe| {
+                    std::process::Command::new(exe)
+                        .arg(BUDDY_FLAG)
+                        .arg(&socket)
+                        .arg(port.to_string())
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP)
+                        .spawn()
+                });
+                match spawned {
+                    Ok(mut child) => {
+                        let _held = child.stdin.take();
+                        let _ = child.wait();
+                        backoff = BUDDY_FIRST;
+                    }
+                    Err(_) => backoff = (backoff * 2).min(BUDDY_MAX),
+                }
+                std::thread::sleep(backoff);
+            }
+        });
+}
+
+/// The buddy's `main`: `cmdrd --sentinel-buddy SOCKET PORT`, its standard input a pipe the
+/// sentinel holds. When the pipe breaks the sentinel is gone, and another is started (one
+/// with nothing left to guard exits at once).
+pub fn buddy(args: &[OsString]) -> ExitCode {
+    let [socket, port] = args else {
+        return ExitCode::from(2);
+    };
+    let mut byte = [0u8; 1];
+    while matches!(std::io::stdin().read(&mut byte), Ok(n) if n > 0) {}
+    let Ok(exe) = std::env::current_exe() else {
+        return ExitCode::FAILURE;
+    };
+    let started = std::process::Command::new(exe)
+        .arg(super::FLAG)
+        .arg(socket)
+        .arg(port)
+        .arg(AFTER_BUDDY)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP)
+        .spawn();
+    if started.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Takes the port's listening sockets from the guard of the run that serves it, holds them
