@@ -9,7 +9,7 @@
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use crate::another_user::bin_copy;
 use crate::endpoint::{Loop, alice_and_bob, clients_dir, get};
 use crate::endpoint_guard::{alive, child_env, guard_pid, nobody_binds_for_two_seconds, port_of};
 use crate::endpoint_sentinel::{kill_both, sentinels};
-use crate::sandbox::{NOBODY, bin, set_mode};
+use crate::sandbox::{NOBODY, Sandbox, bin, set_mode};
 
 /// The inodes of the TCP sockets listening on 127.0.0.1:`port` (`/proc/net/tcp`).
 pub fn listening_sockets(port: u16) -> Vec<u64> {
@@ -77,6 +77,24 @@ fn refused_at_once(port: u16) {
         Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
         Err(err) => panic!("the connection was left waiting: {err}"),
     }
+}
+
+/// A Rust SDK loop run by `exec acme` (which starts the port's sentinel), answering as
+/// `arn` already; with acme's URL and token file and the port's one listening socket.
+fn acme_loop(sb: &Sandbox, arn: &str) -> (Loop, String, PathBuf, Vec<u64>) {
+    let mut cmd = sb.command("cmdrctl");
+    cmd.args(["exec", "acme", "--"]).arg(bin("cmdr-sts-loop"));
+    cmd.current_dir(clients_dir()).env("EVERY_MS", "500");
+    let rust = Loop::spawn("Rust SDK", cmd);
+    rust.wait_for(arn, Duration::from_secs(60));
+    let (url, file) = child_env(sb, "acme");
+    let socket = listening_sockets(port_of(&url));
+    assert_eq!(
+        socket.len(),
+        1,
+        "one listening socket on the port: {socket:?}"
+    );
+    (rust, url, file, socket)
 }
 
 /// After `kill -9` of cmdrd, the guard refuses every connection at once, and the next
@@ -138,19 +156,8 @@ fn a_restart_after_a_crash_serves_the_socket_the_guard_held() {
 #[test]
 fn the_sentinel_holds_the_socket_and_hands_it_to_the_next_run() {
     let (mut sb, _moto, alice) = alice_and_bob();
-    let mut cmd = sb.command("cmdrctl");
-    cmd.args(["exec", "acme", "--"]).arg(bin("cmdr-sts-loop"));
-    cmd.current_dir(clients_dir()).env("EVERY_MS", "500");
-    let rust = Loop::spawn("Rust SDK", cmd);
-    rust.wait_for(&alice[0].arn, Duration::from_secs(60));
-    let (url, file) = child_env(&sb, "acme");
+    let (rust, url, file, socket) = acme_loop(&sb, &alice[0].arn);
     let port = port_of(&url);
-    let socket = listening_sockets(port);
-    assert_eq!(
-        socket.len(),
-        1,
-        "one listening socket on the port: {socket:?}"
-    );
     let sentinel = *sentinels(&file).first().expect("a sentinel");
     sb.wait_until("the sentinel holds the listening socket", || {
         held_sockets(sentinel).contains(&socket[0])
@@ -269,14 +276,8 @@ fn another_user_who_reaches_an_offer_gets_nothing() {
 #[test]
 fn a_sentinel_killed_on_its_own_is_replaced_by_its_buddy() {
     let (mut sb, _moto, alice) = alice_and_bob();
-    let mut cmd = sb.command("cmdrctl");
-    cmd.args(["exec", "acme", "--"]).arg(bin("cmdr-sts-loop"));
-    cmd.current_dir(clients_dir()).env("EVERY_MS", "500");
-    let rust = Loop::spawn("Rust SDK", cmd);
-    rust.wait_for(&alice[0].arn, Duration::from_secs(60));
-    let (url, file) = child_env(&sb, "acme");
+    let (rust, url, file, socket) = acme_loop(&sb, &alice[0].arn);
     let port = port_of(&url);
-    let socket = listening_sockets(port);
     let first = *sentinels(&file).first().expect("a sentinel");
 
     let ok = Command::new("kill")

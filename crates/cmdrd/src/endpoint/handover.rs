@@ -30,6 +30,8 @@ mod windows;
 use windows as imp;
 #[cfg(windows)]
 pub use windows::{offer, path, take, take_from};
+#[cfg(windows)]
+pub(in crate::endpoint) use windows::{read_records, records_for};
 
 /// Who offers: the guard (while cmdrd runs, and after a crash) or the sentinel (once both
 /// are gone).

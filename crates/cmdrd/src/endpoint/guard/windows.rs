@@ -11,10 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode};
 
 use windows_sys::Win32::Foundation::{CloseHandle, FILETIME, HANDLE, WAIT_OBJECT_0};
-use windows_sys::Win32::Networking::WinSock::{
-    FROM_PROTOCOL_INFO, INVALID_SOCKET, SOCKET, WSA_FLAG_NO_HANDLE_INHERIT, WSA_FLAG_OVERLAPPED,
-    WSADATA, WSADuplicateSocketW, WSAPROTOCOL_INFOW, WSASocketW, WSAStartup,
-};
 use windows_sys::Win32::System::Threading::{
     GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
     PROCESS_TERMINATE, TerminateProcess, WaitForSingleObject,
@@ -26,10 +22,6 @@ use crate::endpoint::handover;
 /// No console window, and not in cmdrd's console group (Ctrl+C there is for cmdrd).
 const CREATE_NO_WINDOW: u32 = 0x0800_0000;
 const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
-/// The size of one socket's record on the guard's standard input.
-const RECORD: usize = std::mem::size_of::<WSAPROTOCOL_INFOW>();
-/// At most this many listeners (the endpoint's, and the containers' gateway).
-const MAX_LISTENERS: u8 = 4;
 
 /// A listening socket as the guard is given it.
 pub type Raw = std::os::windows::io::RawSocket;
@@ -37,10 +29,6 @@ pub type Raw = std::os::windows::io::RawSocket;
 /// Starts a guard holding duplicates of `spec.listeners` and writes its pid file; returns
 /// it and its standard input (the pipe that tells it of a clean stop or cmdrd's death).
 pub(super) fn start(spec: &Spec) -> std::io::Result<(Child, Box<dyn Write + Send>)> {
-    let count = u8::try_from(spec.listeners.len())
-        .ok()
-        .filter(|n| *n <= MAX_LISTENERS)
-        .ok_or_else(|| std::io::Error::other("too many listeners"))?;
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .arg(FLAG)
         .arg(&spec.tokens)
@@ -51,7 +39,7 @@ pub(super) fn start(spec: &Spec) -> std::io::Result<(Child, Box<dyn Write + Send
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()?;
-    match hand_over(&mut child, count, spec) {
+    match hand_over(&mut child, spec) {
         Ok(stdin) => Ok((child, Box::new(stdin))),
         Err(err) => {
             let _ = child.kill();
@@ -62,28 +50,12 @@ pub(super) fn start(spec: &Spec) -> std::io::Result<(Child, Box<dyn Write + Send
 }
 
 /// Gives the guard its sockets and writes its pid file; the guard's stdin is returned open.
-fn hand_over(
-    child: &mut Child,
-    count: u8,
-    spec: &Spec,
-) -> std::io::Result<std::process::ChildStdin> {
+fn hand_over(child: &mut Child, spec: &Spec) -> std::io::Result<std::process::ChildStdin> {
     let mut stdin = child
         .stdin
         .take()
         .ok_or_else(|| std::io::Error::other("no pipe to the guard"))?;
-    let mut records = vec![count];
-    for &socket in &spec.listeners {
-        // SAFETY: WSAPROTOCOL_INFOW is plain data, filled by the call.
-        let mut info: WSAPROTOCOL_INFOW = unsafe { std::mem::zeroed() };
-        // SAFETY: a live socket of this process and a live record to fill.
-        if unsafe { WSADuplicateSocketW(socket as SOCKET, child.id(), &raw mut info) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: the record's bytes, read while it lives.
-        let bytes = unsafe { std::slice::from_raw_parts((&raw const info).cast::<u8>(), RECORD) };
-        records.extend_from_slice(bytes);
-    }
-    stdin.write_all(&records)?;
+    stdin.write_all(&handover::records_for(&spec.listeners, child.id())?)?;
     stdin.flush()?;
     let line = match creation_time(child.as_raw_handle() as HANDLE) {
         Some(at) => format!("{} {at}\n", child.id()),
@@ -191,44 +163,14 @@ pub fn run(args: &[std::ffi::OsString]) -> ExitCode {
     };
     let (tokens, containers) = (PathBuf::from(tokens), PathBuf::from(containers));
     let mut stdin = std::io::stdin().lock();
-    let mut count = [0u8; 1];
-    if stdin.read_exact(&mut count).is_err() || count[0] > MAX_LISTENERS {
-        return ExitCode::from(2);
-    }
-    // SAFETY: WSADATA is plain data, filled by the call.
-    let mut data: WSADATA = unsafe { std::mem::zeroed() };
-    // SAFETY: a live WSADATA; version 2.2.
-    if unsafe { WSAStartup(0x0202, &raw mut data) } != 0 {
-        return ExitCode::from(2);
-    }
     // The listening sockets are only held, never accepted on: they stay open until the
     // process exits.
-    let mut held: Vec<SOCKET> = Vec::new();
-    for _ in 0..count[0] {
-        let mut bytes = [0u8; RECORD];
-        if stdin.read_exact(&mut bytes).is_err() {
-            return ExitCode::from(2);
-        }
-        // SAFETY: the bytes of a record cmdrd wrote from a WSAPROTOCOL_INFOW (plain data).
-        let info: WSAPROTOCOL_INFOW = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-        // SAFETY: a live record from WSADuplicateSocketW for this process.
-        let socket = unsafe {
-            WSASocketW(
-                FROM_PROTOCOL_INFO,
-                FROM_PROTOCOL_INFO,
-                FROM_PROTOCOL_INFO,
-                &raw const info,
-                0,
-                WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT,
-            )
-        };
-        if socket != INVALID_SOCKET {
-            held.push(socket);
-        }
-    }
+    let Ok(held) = handover::read_records(&mut stdin) else {
+        return ExitCode::from(2);
+    };
     if let Some(name) = offer.to_str().filter(|o| *o != "-") {
         // Without it, the next cmdrd retires this guard before it binds the port.
-        let _ = handover::offer(name, held.iter().map(|s| *s as Raw).collect());
+        let _ = handover::offer(name, held);
     }
     let mut byte = [0u8; 1];
     match stdin.read(&mut byte) {

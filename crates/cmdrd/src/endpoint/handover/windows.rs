@@ -6,7 +6,7 @@
 //! records; the taker checks the holder's user the same way before it uses them. Nothing
 //! here refuses connections while nobody serves the port: they wait for their timeout.
 
-use std::io::{Read as _, Write as _};
+use std::io::{Read, Write as _};
 use std::net::{SocketAddr, TcpListener};
 use std::os::windows::io::{AsRawSocket as _, FromRawSocket as _, RawSocket};
 use std::path::Path;
@@ -75,21 +75,9 @@ pub fn offer(name: &str, sockets: Vec<RawSocket>) -> std::io::Result<()> {
                 let Ok(Some(pid)) = stream.peer_creds().map(|c| c.pid()) else {
                     continue;
                 };
-                let mut records = vec![0u8];
-                for &socket in &sockets {
-                    // SAFETY: WSAPROTOCOL_INFOW is plain data, filled by the call.
-                    let mut info: WSAPROTOCOL_INFOW = unsafe { std::mem::zeroed() };
-                    // SAFETY: a socket this process holds and a live record to fill.
-                    if unsafe { WSADuplicateSocketW(socket as SOCKET, pid, &raw mut info) } != 0 {
-                        continue;
-                    }
-                    // SAFETY: the record's bytes, read while it lives.
-                    let bytes = unsafe {
-                        std::slice::from_raw_parts((&raw const info).cast::<u8>(), RECORD)
-                    };
-                    records.extend_from_slice(bytes);
-                    records[0] += 1;
-                }
+                let Ok(records) = records_for(&sockets, pid) else {
+                    continue;
+                };
                 if stream.write_all(&records).is_ok() {
                     // The taker closes once it has read them: a pipe disconnected before
                     // that would lose them.
@@ -139,8 +127,44 @@ fn read_offer(name: &str) -> std::io::Result<Vec<TcpListener>> {
             format!("the pipe {name} is held by another user"),
         ));
     }
+    Ok(read_records(&mut stream)?
+        .into_iter()
+        // SAFETY: sockets just made for this process, owned by nothing else.
+        .map(|socket| unsafe { TcpListener::from_raw_socket(socket) })
+        .collect())
+}
+
+/// The records that give process `pid` its own descriptors of `sockets`: a count, then one
+/// `WSAPROTOCOL_INFOW` each (`WSADuplicateSocketW`). The guard's standard input and an
+/// offer's pipe carry them alike.
+pub(in crate::endpoint) fn records_for(
+    sockets: &[RawSocket],
+    pid: u32,
+) -> std::io::Result<Vec<u8>> {
+    let count = u8::try_from(sockets.len())
+        .ok()
+        .filter(|n| *n <= MAX_SOCKETS)
+        .ok_or_else(|| std::io::Error::other("too many sockets"))?;
+    let mut records = vec![count];
+    for &socket in sockets {
+        // SAFETY: WSAPROTOCOL_INFOW is plain data, filled by the call.
+        let mut info: WSAPROTOCOL_INFOW = unsafe { std::mem::zeroed() };
+        // SAFETY: a socket this process holds and a live record to fill.
+        if unsafe { WSADuplicateSocketW(socket as SOCKET, pid, &raw mut info) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the record's bytes, read while it lives.
+        let bytes = unsafe { std::slice::from_raw_parts((&raw const info).cast::<u8>(), RECORD) };
+        records.extend_from_slice(bytes);
+    }
+    Ok(records)
+}
+
+/// Reads records [`records_for`] wrote for this process and makes its sockets from them (a
+/// record that makes none is left out).
+pub(in crate::endpoint) fn read_records(from: &mut impl Read) -> std::io::Result<Vec<RawSocket>> {
     let mut count = [0u8; 1];
-    stream.read_exact(&mut count)?;
+    from.read_exact(&mut count)?;
     if count[0] > MAX_SOCKETS {
         return Err(std::io::Error::other("too many sockets offered"));
     }
@@ -154,8 +178,8 @@ fn read_offer(name: &str) -> std::io::Result<Vec<TcpListener>> {
     let mut sockets = Vec::new();
     for _ in 0..count[0] {
         let mut bytes = [0u8; RECORD];
-        stream.read_exact(&mut bytes)?;
-        // SAFETY: the bytes of a record the holder filled for this process (plain data).
+        from.read_exact(&mut bytes)?;
+        // SAFETY: the bytes of a record filled for this process (plain data).
         let info: WSAPROTOCOL_INFOW = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
         // SAFETY: a live record from WSADuplicateSocketW for this process.
         let socket = unsafe {
@@ -169,8 +193,7 @@ fn read_offer(name: &str) -> std::io::Result<Vec<TcpListener>> {
             )
         };
         if socket != INVALID_SOCKET {
-            // SAFETY: a socket just made for this process, owned by nothing else.
-            sockets.push(unsafe { TcpListener::from_raw_socket(socket as RawSocket) });
+            sockets.push(socket as RawSocket);
         }
     }
     Ok(sockets)
