@@ -18,7 +18,7 @@ use cmdr_testkit::skip::need_root;
 use crate::another_user::bin_copy;
 use crate::endpoint::{Loop, alice_and_bob, clients_dir, get};
 use crate::endpoint_guard::{alive, child_env, guard_pid, nobody_binds_for_two_seconds, port_of};
-use crate::endpoint_sentinel::{kill_both, sentinels};
+use crate::endpoint_sentinel::{buddies, kill_both, sentinels};
 use crate::sandbox::{NOBODY, Sandbox, bin, set_mode};
 
 /// The inodes of the TCP sockets listening on 127.0.0.1:`port` (`/proc/net/tcp`).
@@ -340,4 +340,29 @@ fn a_file_left_at_the_guards_offer_is_replaced() {
         socket,
         "the guard's socket was taken over"
     );
+}
+
+/// A sentinel stopped on purpose (`kill PID`, `pkill cmdr-sentinel`: SIGTERM) takes its
+/// buddy with it, so nothing starts it again; the next `exec` does.
+#[test]
+fn a_sentinel_stopped_with_sigterm_takes_its_buddy_along() {
+    let (sb, _moto, _alice) = alice_and_bob();
+    let (_, file) = child_env(&sb, "acme");
+    let sentinel = *sentinels(&file).first().expect("a sentinel");
+    let mut buddy = 0;
+    sb.wait_until("the sentinel has a buddy", || {
+        buddy = buddies(&file).first().copied().unwrap_or(0);
+        buddy != 0
+    });
+    let ok = Command::new("kill")
+        .args(["-TERM", &sentinel.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -TERM {sentinel}");
+    sb.wait_until("the sentinel and its buddy are gone", || {
+        !alive(sentinel) && !alive(buddy)
+    });
+    child_env(&sb, "acme");
+    assert_eq!(sentinels(&file).len(), 1, "the next exec starts one again");
 }

@@ -40,6 +40,16 @@ pub fn kill_both(sb: &mut Sandbox, token_file: &Path) {
 /// The pids of the sentinels of the socket beside `token_file`
 /// (`SOCKET_DIR/cmdrd.endpoint/PORT/NAME`).
 pub fn sentinels(token_file: &Path) -> Vec<i32> {
+    cmdrd_helpers(token_file, "--sentinel-endpoint")
+}
+
+/// The pids of the sentinels' buddies of the socket beside `token_file`.
+pub fn buddies(token_file: &Path) -> Vec<i32> {
+    cmdrd_helpers(token_file, "--sentinel-buddy")
+}
+
+/// The live processes `cmdrd FLAG SOCKET …` of the socket beside `token_file`.
+fn cmdrd_helpers(token_file: &Path, flag: &str) -> Vec<i32> {
     let dir = token_file
         .ancestors()
         .nth(3)
@@ -58,7 +68,7 @@ pub fn sentinels(token_file: &Path) -> Vec<i32> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args.get(1).is_some_and(|a| a == "--sentinel-endpoint")
+        if args.get(1).is_some_and(|a| a == flag)
             && args.get(2).is_some_and(|s| s.starts_with(&dir))
             && alive(pid)
         {

@@ -18,6 +18,7 @@ use crate::endpoint::handover::{self, Holder};
 use crate::endpoint::vnode::{On, Watch};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 /// Exit codes `cmdrctl` tells apart: the arguments are wrong; cmdrd holds no lock for the
@@ -74,6 +75,7 @@ pub fn run(args: &[OsString]) -> ExitCode {
         // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
         unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
     }
+    stop_with_the_buddy();
     keep_a_buddy(socket.clone(), port);
     let port_dir = |root: &Path| root.join(port.to_string());
     let offers = (
@@ -147,7 +149,9 @@ fn keep_a_buddy(socket: PathBuf, port: u16) {
             loop {
                 match spawn() {
                     Ok((mut child, _held)) => {
+                        BUDDY.store(child.id() as libc::pid_t, Ordering::SeqCst);
                         let _ = child.wait();
+                        BUDDY.store(0, Ordering::SeqCst);
                         backoff = BUDDY_FIRST;
                     }
                     Err(_) => backoff = (backoff * 2).min(BUDDY_MAX),
@@ -199,6 +203,34 @@ pub fn buddy(args: &[OsString]) -> ExitCode {
         .exec();
     drop(err);
     ExitCode::FAILURE
+}
+
+/// The pid of the sentinel's current buddy (0: none), for [`stop_with_the_buddy`].
+static BUDDY: AtomicI32 = AtomicI32::new(0);
+
+/// SIGTERM or SIGINT to the sentinel (`kill PID`, `pkill cmdr-sentinel`) is a deliberate
+/// stop: its buddy goes first, so nothing starts it again. `kill -9`, the OOM killer: the
+/// buddy replaces it.
+fn stop_with_the_buddy() {
+    extern "C" fn stop(_: libc::c_int) {
+        let buddy = BUDDY.load(Ordering::SeqCst);
+        // SAFETY: kill and _exit are async-signal-safe.
+        unsafe {
+            if buddy > 0 {
+                libc::kill(buddy, libc::SIGKILL);
+            }
+            libc::_exit(0);
+        }
+    }
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler calls only async-signal-safe functions.
+        unsafe {
+            libc::signal(
+                signal,
+                stop as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
 }
 
 /// SIGTERM and SIGINT end the process, whatever its starter ignored (an ignored signal
