@@ -2,11 +2,13 @@
 //! hears of any failure up to then by its exit code), it closes every descriptor it was
 //! given, checks that cmdrd holds the port's lock, and on Linux reserves the port: a
 //! socket bound (never listening) with `SO_REUSEPORT`, which the kernel shares only
-//! between sockets of one uid. So when cmdrd and its guard die, nobody else can bind the
-//! port at all: an SDK's fetch, or its retry of a fetch that was under way, is refused,
-//! never answered by another user. The next cmdrd joins the reservation; listening
-//! sockets alone get connections, so it costs cmdrd nothing. Then it waits on the port's
-//! lock (`flock`, held by cmdrd and its guard through one open file).
+//! between sockets of one uid; the next cmdrd joins it at no cost (only listening sockets
+//! get connections). Then it starts its buddy ([`buddy`]), takes the port's listening
+//! sockets from the guard's offer (`handover.rs`) and waits on the port's lock (`flock`,
+//! held by cmdrd and its guard through one open file). When the lock frees it removes the
+//! port's tokens, refuses every connection at once and offers the sockets to the next
+//! cmdrd: on every Unix nobody else can bind the port in between, so an SDK's fetch, or
+//! its retry of a fetch that was under way, is refused, never answered by another user.
 
 use std::ffi::OsString;
 use std::fs::File;
