@@ -6,11 +6,12 @@
 //! file on every fetch. If cmdrd died and another local user bound the freed port, that
 //! process would send the token there and take whatever credentials came back — another
 //! account's, the attacker's. The guard closes that gap: while it holds the sockets nobody
-//! else can bind the port (connections wait unanswered and time out); when cmdrd dies it
-//! removes every token file first (a fetch then fails closed: the SDK has no token to send),
-//! and keeps the port until the next cmdrd retires it ([`retire`]) and binds the same port,
-//! so processes started before the crash follow the new cmdrd with new tokens in the same
-//! files. A clean stop ([`Guard::release`]) removes the tokens itself and lets the guard go.
+//! else can bind the port; when cmdrd dies it removes every token file first (a fetch then
+//! fails closed: the SDK has no token to send), refuses connections at once (Unix; on
+//! Windows they wait for their timeout), and offers the sockets to the next cmdrd
+//! (`handover.rs`), which serves the same sockets and retires it ([`retire`]), so
+//! processes started before the crash follow the new cmdrd with new tokens in the same
+//! files. The sentinel takes the sockets from the same offer while cmdrd runs. A clean stop ([`Guard::release`]) removes the tokens itself and lets the guard go.
 //!
 //! The guard exits on a clean stop, and, after a crash, when an hour passed with no cmdrd
 //! back (the tokens are long gone; only the port's continuity is lost). It removes only

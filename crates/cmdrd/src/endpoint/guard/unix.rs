@@ -1,6 +1,7 @@
 //! The guard on Unix: the listening sockets are inherited by a `cmdrd --guard-endpoint`
 //! child, with the read end of a pipe whose write end only cmdrd holds: a byte on it is a
-//! clean stop, its end (EOF) cmdrd's death. The guard exits on SIGTERM/SIGINT/SIGHUP too
+//! clean stop, its end (EOF) cmdrd's death; and the offer cmdrd made for them
+//! (`handover.rs`), which it answers all along. The guard exits on SIGTERM/SIGINT/SIGHUP too
 //! (removing the tokens first: a service manager stopping the unit after a crash), and
 //! after a crash when the socket's directory is deleted (the session ended:
 //! `/run/user/UID` goes at logout). While cmdrd runs it uses no watch and no timer. Before
