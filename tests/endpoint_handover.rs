@@ -266,57 +266,90 @@ fn another_user_who_reaches_an_offer_gets_nothing() {
     assert_eq!(again, url, "the next run still took the sockets over");
 }
 
-/// A sentinel killed on its own (`kill -9`, the OOM killer) is replaced at once by its
-/// buddy, a process beside it in the same session that learns of its death by a pipe; the
-/// new sentinel takes the port's socket from the guard again. So a later kill of cmdrd and
-/// its guard together still leaves no token and no free port. Second-user walkthrough of
-/// 2026-12-07: with the sentinel killed first, that kill let another user's server take
-/// the port, receive the running loop's token and answer with its own keys (the loop then
-/// ran as the attacker's user).
+/// `kill -9` of every pid in `pids` at once.
+fn kill9(pids: &[i32]) {
+    let ok = Command::new("kill")
+        .arg("-KILL")
+        .args(pids.iter().map(i32::to_string))
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -KILL {pids:?}");
+}
+
+/// The sentinel that is not `old`, once one runs and holds `socket`.
+fn another_sentinel(sb: &Sandbox, file: &Path, old: i32, socket: u64) -> i32 {
+    let mut next = 0;
+    sb.wait_until("another sentinel replaces the killed one", || {
+        next = sentinels(file).into_iter().find(|p| *p != old).unwrap_or(0);
+        next != 0
+    });
+    sb.wait_until("the new sentinel holds the listening socket", || {
+        held_sockets(next).contains(&socket)
+    });
+    next
+}
+
+/// A sentinel killed (`kill -9`, the OOM killer) is replaced at once by its buddy, a
+/// process beside it in the same session that holds the port's sockets with it; the new
+/// sentinel starts with them. So neither a kill of the sentinel with cmdrd and its guard
+/// at the same moment, nor a kill of the sentinel while cmdrd is down, frees the port or
+/// leaves a token. Second-user walkthroughs of 2026-12-07: with the sentinel killed first,
+/// a kill of cmdrd and its guard let another user's server take the port, receive the
+/// running loop's token and answer with its own keys (the loop then ran as the attacker's
+/// user); with a buddy that held nothing, the same within the ~50 ms its new sentinel
+/// took to start, and a sentinel killed while cmdrd was down freed the port.
 #[test]
-fn a_sentinel_killed_on_its_own_is_replaced_by_its_buddy() {
+fn a_killed_sentinel_is_replaced_by_its_buddy_with_the_port_held_throughout() {
     let (mut sb, _moto, alice) = alice_and_bob();
     let (rust, url, file, socket) = acme_loop(&sb, &alice[0].arn);
     let port = port_of(&url);
     let first = *sentinels(&file).first().expect("a sentinel");
-
-    let ok = Command::new("kill")
-        .args(["-KILL", &first.to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill -KILL {first}");
-    let mut next = 0;
-    sb.wait_until("another sentinel replaces the killed one", || {
-        next = sentinels(&file)
-            .into_iter()
-            .find(|p| *p != first)
-            .unwrap_or(0);
-        next != 0
-    });
-    sb.wait_until("the new sentinel holds the listening socket", || {
-        held_sockets(next).contains(&socket[0])
+    sb.wait_until("the buddy holds the listening socket too", || {
+        buddies(&file)
+            .iter()
+            .any(|b| held_sockets(*b).contains(&socket[0]))
     });
 
+    // The sentinel, cmdrd and its guard killed at the same moment.
     let seen = rust.lines().len();
-    kill_both(&mut sb, &file);
+    let daemon = i32::try_from(sb.pid().expect("cmdrd runs")).expect("pid");
+    kill9(&[
+        first,
+        daemon,
+        guard_pid(&file).expect("a guard runs beside cmdrd"),
+    ]);
+    sb.kill9(); // reaps cmdrd
     sb.wait_until("the new sentinel removes the token file", || !file.exists());
-    nobody_binds_for_two_seconds(port, "cmdrd and its guard killed after the sentinel");
-    assert_eq!(
-        listening_sockets(port),
-        socket,
-        "the port is still held by it"
-    );
+    nobody_binds_for_two_seconds(port, "cmdrd, its guard and the sentinel killed together");
+    assert_eq!(listening_sockets(port), socket, "the port is still held");
+    let second = another_sentinel(&sb, &file, first, socket[0]);
     sb.wait_until("the process fails closed", || {
         rust.since(seen).iter().any(|l| l.contains("error:"))
     });
     sb.start();
     rust.wait_for(&alice[0].arn, Duration::from_secs(120));
-    assert_eq!(sentinels(&file), vec![next], "one sentinel, the new one");
+
+    // cmdrd and its guard killed, then the sentinel while cmdrd is down.
+    kill_both(&mut sb, &file);
+    sb.wait_until("the sentinel removes the token file", || !file.exists());
+    kill9(&[second]);
+    let third = another_sentinel(&sb, &file, second, socket[0]);
+    nobody_binds_for_two_seconds(port, "the sentinel killed while cmdrd is down");
+    assert_eq!(listening_sockets(port), socket, "the port is still held");
+    sb.start();
+    rust.wait_for(&alice[0].arn, Duration::from_secs(120));
+    let daemon = i32::try_from(sb.pid().expect("cmdrd runs")).expect("pid");
+    assert!(
+        held_sockets(daemon).contains(&socket[0]),
+        "cmdrd serves the same socket"
+    );
+    assert_eq!(sentinels(&file), vec![third], "one sentinel, the newest");
 }
 
 /// Whatever was left at the guard's offer (a plain file, a symlink: only this user can
-/// write there) is replaced at the next start, so the handover still works after a crash.
+/// write there) is replaced at the next start, so the handover still works after a crash;
+/// the offers of other ports nobody serves are removed.
 /// Walkthrough of 2026-12-07: a file there switched the handover off, with a log line
 /// that spoke of an address in use.
 #[test]
@@ -329,7 +362,17 @@ fn a_file_left_at_the_guards_offer_is_replaced() {
     sb.stop();
     assert!(!offer.exists(), "a clean stop removes the offer");
     std::fs::write(&offer, "left here\n").expect("a file at the offer");
+    // Offers of a port no run serves any more are swept.
+    let stale: Vec<_> = ["guard", "sentinel"]
+        .map(|kind| socket_dir.join(format!("cmdrd.endpoint-1.{kind}.sock")))
+        .into();
+    for path in &stale {
+        std::os::unix::net::UnixListener::bind(path).expect("a stale offer");
+    }
     sb.start();
+    for path in &stale {
+        assert!(!path.exists(), "{} was left", path.display());
+    }
     let socket = listening_sockets(port);
     sb.kill9();
     sb.start();

@@ -40,7 +40,19 @@ pub fn kill_both(sb: &mut Sandbox, token_file: &Path) {
 /// The pids of the sentinels of the socket beside `token_file`
 /// (`SOCKET_DIR/cmdrd.endpoint/PORT/NAME`).
 pub fn sentinels(token_file: &Path) -> Vec<i32> {
+    // Once it runs, a sentinel leads its own session: not the moment before it forks away
+    // from its starter (cmdrctl, or a buddy that became it), when the pid is another's.
     cmdrd_helpers(token_file, "--sentinel-endpoint")
+        .into_iter()
+        .filter(|pid| session_of(*pid) == Some(*pid))
+        .collect()
+}
+
+/// The session `pid` belongs to (`/proc/PID/stat`, field 6).
+fn session_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// The pids of the sentinels' buddies of the socket beside `token_file`.
@@ -80,7 +92,16 @@ fn cmdrd_helpers(token_file: &Path, flag: &str) -> Vec<i32> {
 
 /// Another program listening on `port`, keeping what each connection sent.
 pub fn squat(port: u16) -> Arc<Mutex<Vec<String>>> {
-    let squatter = TcpListener::bind(("127.0.0.1", port)).expect("take the port");
+    // Retried a while, as an attacker would: on this busy machine another test's outgoing
+    // connection can hold the freed port as its source port for a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let squatter = loop {
+        match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(listener) => break listener,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(err) => panic!("take the port: {err}"),
+        }
+    };
     let received = Arc::new(Mutex::new(Vec::<String>::new()));
     let sink = Arc::clone(&received);
     std::thread::spawn(move || {

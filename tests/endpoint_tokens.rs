@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::endpoint::{Loop, alice_and_bob, clients_dir, get, user_creds};
 use crate::endpoint_guard::{alive, nobody_binds_for_two_seconds};
-use crate::endpoint_sentinel::{sentinels, squat};
+use crate::endpoint_sentinel::{buddies, sentinels, squat};
 use crate::sandbox::{Sandbox, bin, stderr, stdout};
 
 /// What `cmdrctl exec NAME` gives its child: the URL and the token file.
@@ -201,12 +201,16 @@ fn a_squatted_port_at_restart_gets_no_token_and_says_so() {
     let mut across = sb.watch();
 
     sb.stop();
-    // With no sentinel (the session that started it ended): it would keep the port for
-    // this uid (`endpoint_sentinel.rs`), and nobody could take it.
-    let running = sentinels(&old_file);
-    for pid in &running {
+    // With no sentinel (stopped: SIGTERM takes its buddy along, which would start another
+    // after a `kill -9`): it would keep the port for this uid (`endpoint_sentinel.rs`),
+    // and nobody could take it.
+    let running: Vec<i32> = sentinels(&old_file)
+        .into_iter()
+        .chain(buddies(&old_file))
+        .collect();
+    for pid in sentinels(&old_file) {
         let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status();
     }
     sb.wait_until("no sentinel", || !running.iter().any(|pid| alive(*pid)));

@@ -22,8 +22,11 @@ mod unix;
 use unix as imp;
 #[cfg(unix)]
 pub use unix::{
-    give, listening, offer, path, poll, refuse, same_socket, set_nonblocking, take, take_from,
+    give, listening, offer, path, poll, refuse, same_socket, set_cloexec, set_nonblocking, take,
+    take_from,
 };
+#[cfg(unix)]
+pub(in crate::endpoint) use unix::{recv_fds, send_fds};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]

@@ -137,7 +137,7 @@ pub use cmdr_config::endpoint_sentinel_runs as holds;
 
 /// Removes the lock, run and sentinel files of every other port whose sentinel is gone
 /// (none is left to end: a live one stays, since a later run may serve its port again,
-/// and processes started for it would follow).
+/// and processes started for it would follow), and the offers (Unix) nobody answers.
 fn sweep_other_ports(tokens: &Path, port: u16) {
     let (Some(dir), Some(stem)) = (tokens.parent(), tokens.file_name()) else {
         return;
@@ -157,10 +157,22 @@ fn sweep_other_ports(tokens: &Path, port: u16) {
         let Some(other) = number.parse::<u16>().ok().filter(|n| *n != port) else {
             continue;
         };
+        let path = entry.path();
+        // An offer of another port (Unix): a sentinel's only while that sentinel runs, a
+        // guard's while a guard of an earlier run may still hold its port (asked without
+        // connecting: a holder answers any connection with its sockets).
+        #[cfg(unix)]
+        if matches!(kind, "guard.sock" | "sentinel.sock") {
+            let live = holds(tokens, other)
+                || (kind == "guard.sock" && crate::endpoint::guard::holds(tokens));
+            if !live {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
         if !matches!(kind, "lock" | "run" | "sentinel") || holds(tokens, other) {
             continue;
         }
-        let path = entry.path();
         // Held: its run or its sentinel is alive (the next look removes it).
         if let Ok(file) = std::fs::File::open(&path)
             && file.try_lock().is_ok()

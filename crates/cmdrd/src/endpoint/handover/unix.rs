@@ -132,6 +132,12 @@ pub fn refuse(fd: RawFd) {
     }
 }
 
+/// Makes `fd` close-on-exec; false when it is not open.
+pub fn set_cloexec(fd: RawFd) -> bool {
+    // SAFETY: fcntl on a descriptor number; EBADF when it is not open.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0 }
+}
+
 /// Makes `fd` non-blocking (so [`refuse`] never waits).
 pub fn set_nonblocking(fd: RawFd) {
     // SAFETY: fcntl on a descriptor we hold.
@@ -204,7 +210,7 @@ fn peer_uid(fd: RawFd) -> Option<u32> {
 }
 
 /// Sends one byte with `fds` attached (`SCM_RIGHTS`).
-fn send_fds(stream: &UnixStream, fds: &[RawFd]) -> std::io::Result<()> {
+pub(in crate::endpoint) fn send_fds(stream: &UnixStream, fds: &[RawFd]) -> std::io::Result<()> {
     let byte = [b'h'];
     let iov = [IoSlice::new(&byte)];
     let payload = std::mem::size_of_val(fds);
@@ -242,7 +248,7 @@ fn send_fds(stream: &UnixStream, fds: &[RawFd]) -> std::io::Result<()> {
 }
 
 /// Receives the byte and the descriptors [`send_fds`] sent (close-on-exec).
-fn recv_fds(stream: &UnixStream) -> std::io::Result<Vec<OwnedFd>> {
+pub(in crate::endpoint) fn recv_fds(stream: &UnixStream) -> std::io::Result<Vec<OwnedFd>> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
     let payload = MAX_FDS * std::mem::size_of::<RawFd>();

@@ -18,24 +18,49 @@ use std::process::ExitCode;
 use super::{BUDDY_FIRST, BUDDY_FLAG, BUDDY_MAX, WAKE_ANYWAY, lock_file};
 use crate::endpoint::handover::{self, Holder};
 use crate::endpoint::vnode::{On, Watch};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixListener;
+use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The argument that gives a sentinel the sockets its buddy held (`--held N`).
+const HELD: &str = "--held";
+/// At most this many: the loopback and containers' listeners and their reservations.
+const MAX_HELD: i32 = 4;
+/// How long a sentinel started by a buddy waits for the killed one's lock.
+const LOCK_RELEASE: Duration = Duration::from_secs(2);
+/// A buddy that dies sooner than this after its start is started again after a back-off.
+const BUDDY_YOUNG: Duration = Duration::from_secs(1);
 
 /// Exit codes `cmdrctl` tells apart: the arguments are wrong; cmdrd holds no lock for the
 /// port (an older cmdrd, or none on that port).
 const USAGE: u8 = 2;
 pub const NO_LOCK: u8 = 3;
 
-/// The sentinel's `main`: `cmdrd --sentinel-endpoint SOCKET PORT`.
+/// The sentinel's `main`: `cmdrd --sentinel-endpoint SOCKET PORT [--held N]`; with
+/// `--held`, descriptors 3 to 3+N-1 are the port's sockets its buddy held for it.
 pub fn run(args: &[OsString]) -> ExitCode {
-    // Nothing the caller had open is kept: a pipe it held would never end (`$(…)`).
-    close_inherited();
-    default_signals();
-    let [socket, port] = args else {
-        return ExitCode::from(USAGE);
+    let (socket, port, held) = match args {
+        [socket, port] => (socket, port, 0),
+        [socket, port, flag, count] if flag == HELD => {
+            let count = count.to_str().and_then(|n| n.parse::<i32>().ok());
+            match count.filter(|n| (0..=MAX_HELD).contains(n)) {
+                Some(count) => (socket, port, count),
+                None => return ExitCode::from(USAGE),
+            }
+        }
+        _ => return ExitCode::from(USAGE),
     };
+    // Nothing the caller had open is kept (a pipe it held would never end: `$(…)`), but
+    // what a buddy handed on.
+    close_inherited(3 + held);
+    default_signals();
+    let inherited: Vec<OwnedFd> = (3..3 + held)
+        .filter(|fd| handover::set_cloexec(*fd))
+        // SAFETY: descriptors the buddy made for this process, owned by nothing else here.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
     let Ok(socket) = std::path::absolute(PathBuf::from(socket)) else {
         return ExitCode::from(USAGE);
     };
@@ -53,15 +78,33 @@ pub fn run(args: &[OsString]) -> ExitCode {
     else {
         return ExitCode::FAILURE;
     };
-    if single.try_lock().is_err() {
-        return ExitCode::SUCCESS; // one runs already
+    // Started by a buddy: the killed sentinel's lock may be released a moment after the
+    // buddy heard of its death.
+    let until = Instant::now()
+        + if held > 0 {
+            LOCK_RELEASE
+        } else {
+            Duration::ZERO
+        };
+    while single.try_lock().is_err() {
+        if Instant::now() >= until {
+            return ExitCode::SUCCESS; // one runs already
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     let lock = lock_file(&tokens, port);
     if open_lock(&lock).is_err() {
         return ExitCode::from(NO_LOCK);
     }
+    let (mut sockets, reserved): (Vec<OwnedFd>, Vec<OwnedFd>) = inherited
+        .into_iter()
+        .partition(|fd| handover::listening(fd.as_raw_fd()));
     #[cfg(target_os = "linux")]
-    let _reserved = reserve(port);
+    let reserved = if reserved.is_empty() {
+        reserve(port)
+    } else {
+        reserved
+    };
     // SAFETY: no thread was started in this process yet (cmdrd's `main` dispatches here
     // first), so the child may go on with any call.
     match unsafe { libc::fork() } {
@@ -78,21 +121,32 @@ pub fn run(args: &[OsString]) -> ExitCode {
         unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
     }
     stop_with_the_buddy();
-    keep_a_buddy(socket.clone(), port);
+    let shared = Arc::new(Mutex::new(Shared {
+        fds: held_fds(&sockets, &reserved),
+        buddy: None,
+    }));
+    keep_a_buddy(socket.clone(), port, Arc::clone(&shared));
     let port_dir = |root: &Path| root.join(port.to_string());
     let offers = (
         handover::path(&tokens, port, Holder::Guard),
         handover::path(&tokens, port, Holder::Sentinel),
     );
-    // The port's listening sockets, taken from the guard of the run that serves it.
-    let mut sockets: Vec<OwnedFd> = Vec::new();
     loop {
         let Ok(held) = open_lock(&lock) else {
             break; // removed (by hand: a run removes only the files of dead sentinels)
         };
-        hold_the_runs(offers.0.as_deref(), port, &mut sockets);
-        if held.lock().is_err() {
-            break;
+        match held.try_lock() {
+            // No run serves the port: what is held stays held.
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                // The port's listening sockets, taken from the guard of the run that
+                // serves it.
+                hold_the_runs(offers.0.as_deref(), port, &mut sockets, &reserved, &shared);
+                if held.lock().is_err() {
+                    break;
+                }
+            }
+            Err(std::fs::TryLockError::Error(_)) => break,
         }
         // cmdrd and its guard are both gone: stopped cleanly (the tokens are gone already)
         // or killed (they are not).
@@ -124,39 +178,77 @@ pub fn run(args: &[OsString]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// What the sentinel shares with the thread that keeps its buddy: the descriptors the
+/// buddy holds too, and the current buddy's end of their socket pair.
+struct Shared {
+    fds: Vec<RawFd>,
+    buddy: Option<UnixStream>,
+}
+
+impl Shared {
+    /// Tells the buddy what the sentinel holds now (it holds the same).
+    fn tell(&self) {
+        if let Some(buddy) = &self.buddy {
+            let _ = handover::send_fds(buddy, &self.fds);
+        }
+    }
+}
+
+/// The sockets a buddy holds with the sentinel: the listening ones, then the reservation.
+fn held_fds(sockets: &[OwnedFd], reserved: &[OwnedFd]) -> Vec<RawFd> {
+    sockets
+        .iter()
+        .chain(reserved)
+        .map(AsRawFd::as_raw_fd)
+        .take(MAX_HELD as usize)
+        .collect()
+}
+
 /// Keeps a buddy running beside the sentinel, in the same session and cgroup (it is forked
-/// from it): a process whose standard input is a pipe only the sentinel holds, so it learns
-/// of the sentinel's death (`kill -9`, the OOM killer) and starts another in its place
-/// ([`buddy`]). A buddy that dies is started again here. Only a kill of both (or of the
+/// from it): a process whose standard input is one end of a socket pair only the sentinel
+/// holds the other end of. On it the buddy is given every socket the sentinel holds of the
+/// port, and holds them too, so the port stays held whatever kills the sentinel; the end of
+/// the pair tells it of the sentinel's death (`kill -9`, the OOM killer), and it becomes
+/// the next sentinel with those sockets ([`buddy`]). A buddy that dies is started again at
+/// once (after a back-off only when one dies young). Only a kill of both (or of the
 /// session) ends the protection, until the next `exec`.
-fn keep_a_buddy(socket: PathBuf, port: u16) {
-    let spawn = move || -> std::io::Result<(std::process::Child, std::fs::File)> {
+fn keep_a_buddy(socket: PathBuf, port: u16, shared: Arc<Mutex<Shared>>) {
+    let spawn = move || -> std::io::Result<std::process::Child> {
         use std::os::unix::process::CommandExt as _;
-        let (read, write) = std::io::pipe()?;
+        let (ours, theirs) = UnixStream::pair()?;
         let child = std::process::Command::new(std::env::current_exe()?)
             .arg0(super::NAME)
             .arg(BUDDY_FLAG)
             .arg(&socket)
             .arg(port.to_string())
-            .stdin(read)
+            .stdin(OwnedFd::from(theirs))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;
-        Ok((child, std::fs::File::from(OwnedFd::from(write))))
+        if let Ok(mut shared) = shared.lock() {
+            shared.buddy = Some(ours);
+            shared.tell();
+        }
+        Ok(child)
     };
     let _ = std::thread::Builder::new()
         .name("sentinel-buddy".into())
         .spawn(move || {
-            let mut backoff = BUDDY_FIRST;
+            let mut backoff = Duration::ZERO;
             loop {
+                let started = Instant::now();
                 match spawn() {
-                    Ok((mut child, _held)) => {
+                    Ok(mut child) => {
                         BUDDY.store(child.id() as libc::pid_t, Ordering::SeqCst);
                         let _ = child.wait();
                         BUDDY.store(0, Ordering::SeqCst);
-                        backoff = BUDDY_FIRST;
+                        backoff = if started.elapsed() > BUDDY_YOUNG {
+                            Duration::ZERO
+                        } else {
+                            (backoff * 2).clamp(BUDDY_FIRST, BUDDY_MAX)
+                        };
                     }
-                    Err(_) => backoff = (backoff * 2).min(BUDDY_MAX),
+                    Err(_) => backoff = (backoff * 2).clamp(BUDDY_FIRST, BUDDY_MAX),
                 }
                 std::thread::sleep(backoff);
             }
@@ -178,19 +270,37 @@ pub fn buddy(args: &[OsString]) -> ExitCode {
         // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
         unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
     }
-    let mut byte = [0u8; 1];
+    // SAFETY: standard input is this process's end of the sentinel's socket pair.
+    let pair = unsafe { UnixStream::from_raw_fd(0) };
+    // What the sentinel holds, held here too: each message replaces the last.
+    let mut held: Vec<OwnedFd> = Vec::new();
     loop {
-        // SAFETY: reads at most one byte into a live buffer from standard input.
-        let n = unsafe { libc::read(0, byte.as_mut_ptr().cast(), 1) };
-        if n == 0
-            || (n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
-        {
-            break; // the sentinel is gone
+        match handover::recv_fds(&pair) {
+            Ok(fds) => held = fds,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break, // the sentinel is gone
         }
     }
     let socket = PathBuf::from(socket);
     if !socket.parent().is_some_and(Path::is_dir) {
         return ExitCode::SUCCESS;
+    }
+    // The sockets move to 3, 4, …, the next sentinel's `--held` (through high numbers
+    // first, so none is overwritten on the way).
+    let high: Vec<RawFd> = held
+        .iter()
+        .take(MAX_HELD as usize)
+        // SAFETY: duplicates a descriptor this process holds.
+        .map(|fd| unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 64) })
+        .filter(|fd| *fd >= 0)
+        .collect();
+    drop(held);
+    drop(pair);
+    for (at, fd) in (3..).zip(&high) {
+        // SAFETY: dup2 onto a low number this process does not use (0-2 are the standard
+        // ones; the pair and the sockets held were just closed); the copy is not
+        // close-on-exec.
+        unsafe { libc::dup2(*fd, at) };
     }
     use std::os::unix::process::CommandExt as _;
     let Ok(exe) = std::env::current_exe() else {
@@ -201,6 +311,8 @@ pub fn buddy(args: &[OsString]) -> ExitCode {
         .arg(super::FLAG)
         .arg(&socket)
         .arg(port)
+        .arg(HELD)
+        .arg(high.len().to_string())
         .stdin(std::process::Stdio::null())
         .exec();
     drop(err);
@@ -246,13 +358,21 @@ fn default_signals() {
 
 /// Holds the listening sockets of the run that now serves `port`, taken from its guard's
 /// offer at `guard`; the ones held before are kept when they are the same sockets (the run
-/// took them over), else let go. None is kept when the run's guard hands nothing on: a
-/// socket this run does not serve must not wait on its port (on Linux it would share the
-/// port's connections with the run's).
-fn hold_the_runs(guard: Option<&Path>, port: u16, sockets: &mut Vec<OwnedFd>) {
-    let theirs: Vec<OwnedFd> = guard
-        .and_then(|path| handover::take_from(path).ok())
-        .unwrap_or_default()
+/// took them over), else let go: a socket the run does not serve must not wait on its port
+/// (on Linux it would share the port's connections with the run's). When the guard hands
+/// nothing on, what is held is kept.
+fn hold_the_runs(
+    guard: Option<&Path>,
+    port: u16,
+    sockets: &mut Vec<OwnedFd>,
+    reserved: &[OwnedFd],
+    shared: &Mutex<Shared>,
+) {
+    // Nothing taken (the run's guard is starting, or dying with it): what is held stays.
+    let Some(taken) = guard.and_then(|path| handover::take_from(path).ok()) else {
+        return;
+    };
+    let theirs: Vec<OwnedFd> = taken
         .into_iter()
         .filter(|fd| {
             handover::listening(fd.as_raw_fd())
@@ -269,7 +389,11 @@ fn hold_the_runs(guard: Option<&Path>, port: u16, sockets: &mut Vec<OwnedFd>) {
         _ => false,
     };
     if !same {
+        // Told to the buddy before the old ones close: it never holds a stale number.
+        let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
         *sockets = theirs;
+        shared.fds = held_fds(sockets, reserved);
+        shared.tell();
     }
 }
 
@@ -326,9 +450,9 @@ fn open_lock(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Closes every descriptor above standard error (the standard ones are /dev/null: cmdrctl
-/// starts it so).
-fn close_inherited() {
+/// Closes every descriptor from `keep` up (the standard ones are /dev/null: cmdrctl starts
+/// it so; 3 up to `keep` are what a buddy handed on).
+fn close_inherited(keep: i32) {
     let open: Vec<i32> = std::fs::read_dir(if cfg!(target_os = "linux") {
         "/proc/self/fd"
     } else {
@@ -341,7 +465,7 @@ fn close_inherited() {
             .collect()
     })
     .unwrap_or_default();
-    for fd in open.into_iter().filter(|fd| *fd > 2) {
+    for fd in open.into_iter().filter(|fd| *fd >= keep.max(3)) {
         // SAFETY: closes a descriptor of this single-threaded process that nothing here
         // owns yet (the listing's own is already closed: EBADF, ignored).
         unsafe { libc::close(fd) };
@@ -352,7 +476,7 @@ fn close_inherited() {
 /// bound with `SO_REUSEPORT`, never listening. A port cmdrd holds without it (an older
 /// cmdrd) cannot be shared: then nothing is reserved and only the tokens' removal guards.
 #[cfg(target_os = "linux")]
-fn reserve(port: u16) -> Vec<socket2::Socket> {
+fn reserve(port: u16) -> Vec<OwnedFd> {
     use socket2::{Domain, Socket, Type};
     use std::net::{Ipv4Addr, SocketAddr};
     let bind = |ip: Ipv4Addr, freebind: bool| -> std::io::Result<Socket> {
@@ -372,5 +496,6 @@ fn reserve(port: u16) -> Vec<socket2::Socket> {
     ]
     .into_iter()
     .filter_map(|(ip, freebind)| bind(ip, freebind).ok())
+    .map(OwnedFd::from)
     .collect()
 }
