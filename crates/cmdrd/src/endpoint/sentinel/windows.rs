@@ -21,8 +21,11 @@ use windows_sys::Win32::System::Threading::{
 use std::os::windows::io::{IntoRawSocket, RawSocket};
 use std::time::{Duration, Instant};
 
-use std::io::Read as _;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::os::windows::io::{AsRawSocket, FromRawSocket as _};
 use std::os::windows::process::CommandExt as _;
+use std::sync::{Arc, Mutex};
 
 use super::{BUDDY_FIRST, BUDDY_FLAG, BUDDY_MAX, WAKE_ANYWAY, lock_file, run_file};
 use crate::endpoint::guard::{self, Process, creation_time};
@@ -54,7 +57,8 @@ const AFTER_BUDDY: &str = "--after-buddy";
 /// How long such a sentinel waits for that lock.
 const LOCK_RELEASE: Duration = Duration::from_secs(2);
 
-/// The sentinel's `main`: `cmdrd --sentinel-endpoint SOCKET PORT [--after-buddy]`.
+/// The sentinel's `main`: `cmdrd --sentinel-endpoint SOCKET PORT [--after-buddy]` (then
+/// the sockets its buddy held come as records on standard input).
 pub fn run(args: &[OsString]) -> ExitCode {
     let (socket, port, after_buddy) = match args {
         [socket, port] => (socket, port, false),
@@ -90,15 +94,31 @@ pub fn run(args: &[OsString]) -> ExitCode {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    keep_a_buddy(socket.clone(), port);
+    // Started by a buddy: the sockets it held with the killed sentinel, as records on
+    // standard input; held and offered at once.
+    let inherited: Vec<RawSocket> = if after_buddy {
+        handover::read_records(&mut std::io::stdin().lock()).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let mut offered = !inherited.is_empty()
+        && handover::offer(
+            &handover::path(&tokens, port, Holder::Sentinel),
+            inherited.clone(),
+        )
+        .is_ok();
+    let shared = Arc::new(Mutex::new(Shared {
+        sockets: inherited,
+        buddy: None,
+    }));
+    keep_a_buddy(socket.clone(), port, Arc::clone(&shared));
     let (run, lock) = (run_file(&tokens, port), lock_file(&tokens, port));
     let dir = tokens.parent().unwrap_or(Path::new(".")).to_owned();
     let port_dir = |root: &Path| root.join(port.to_string());
-    let mut offered = false;
     loop {
         // The run the file names; already gone if this started just after it ended.
         if let Some(daemon) = named(&run) {
-            offered = offered || hold_and_offer(&tokens, port);
+            offered = offered || hold_and_offer(&tokens, port, &shared);
             // SAFETY: a live process handle opened with PROCESS_SYNCHRONIZE.
             unsafe { WaitForSingleObject(daemon.0, INFINITE) };
         }
@@ -124,10 +144,30 @@ pub fn run(args: &[OsString]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// What the sentinel shares with the thread that keeps its buddy: the sockets it holds, and
+/// the current buddy's pipe and pid.
+struct Shared {
+    sockets: Vec<RawSocket>,
+    buddy: Option<(std::process::ChildStdin, u32)>,
+}
+
+impl Shared {
+    /// Gives the buddy its own descriptors of the sockets held now (it holds them too).
+    fn tell(&mut self) {
+        if let Some((pipe, pid)) = &mut self.buddy
+            && let Ok(records) = handover::records_for(&self.sockets, *pid)
+        {
+            let _ = pipe.write_all(&records);
+        }
+    }
+}
+
 /// Keeps a buddy running beside the sentinel: a process whose standard input is a pipe only
-/// the sentinel holds, so it learns of the sentinel's death (Task Manager, the OOM killer)
-/// and starts another ([`buddy`]). A buddy that dies is started again here.
-fn keep_a_buddy(socket: OsString, port: u16) {
+/// the sentinel holds. On it the buddy is given its own descriptors of every socket the
+/// sentinel holds, and it holds them too; the pipe's end tells it of the sentinel's death
+/// (Task Manager, the OOM killer), and it starts another with them ([`buddy`]). A buddy
+/// that dies is started again here.
+fn keep_a_buddy(socket: OsString, port: u16, shared: Arc<Mutex<Shared>>) {
     let _ = std::thread::Builder::new()
         .name("sentinel-buddy".into())
         .spawn(move || {
@@ -146,7 +186,10 @@ fn keep_a_buddy(socket: OsString, port: u16) {
                 });
                 match spawned {
                     Ok(mut child) => {
-                        let _held = child.stdin.take();
+                        if let Ok(mut shared) = shared.lock() {
+                            shared.buddy = child.stdin.take().map(|pipe| (pipe, child.id()));
+                            shared.tell();
+                        }
                         let _ = child.wait();
                         backoff = BUDDY_FIRST;
                     }
@@ -158,14 +201,22 @@ fn keep_a_buddy(socket: OsString, port: u16) {
 }
 
 /// The buddy's `main`: `cmdrd --sentinel-buddy SOCKET PORT`, its standard input a pipe the
-/// sentinel holds. When the pipe breaks the sentinel is gone, and another is started (one
-/// with nothing left to guard exits at once).
+/// sentinel holds, on which it is given the sockets the sentinel holds (each message
+/// replaces the last). When the pipe breaks the sentinel is gone, and another is started
+/// and given those sockets (one with nothing left to guard exits at once).
 pub fn buddy(args: &[OsString]) -> ExitCode {
     let [socket, port] = args else {
         return ExitCode::from(2);
     };
-    let mut byte = [0u8; 1];
-    while matches!(std::io::stdin().read(&mut byte), Ok(n) if n > 0) {}
+    let mut stdin = std::io::stdin().lock();
+    let mut held: Vec<TcpListener> = Vec::new();
+    while let Ok(sockets) = handover::read_records(&mut stdin) {
+        held = sockets
+            .into_iter()
+            // SAFETY: sockets just made for this process, owned by nothing else.
+            .map(|socket| unsafe { TcpListener::from_raw_socket(socket) })
+            .collect();
+    }
     let Ok(exe) = std::env::current_exe() else {
         return ExitCode::FAILURE;
     };
@@ -174,23 +225,28 @@ pub fn buddy(args: &[OsString]) -> ExitCode {
         .arg(socket)
         .arg(port)
         .arg(AFTER_BUDDY)
-        .stdin(std::process::Stdio::null())
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP)
         .spawn();
-    if started.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    let Ok(mut sentinel) = started else {
+        return ExitCode::FAILURE;
+    };
+    let raw: Vec<RawSocket> = held.iter().map(AsRawSocket::as_raw_socket).collect();
+    if let Some(mut pipe) = sentinel.stdin.take()
+        && let Ok(records) = handover::records_for(&raw, sentinel.id())
+    {
+        let _ = pipe.write_all(&records);
     }
+    ExitCode::SUCCESS
 }
 
 /// Takes the port's listening sockets from the guard of the run that serves it, holds them
 /// until exit and offers them to the next cmdrd (`handover.rs`): once cmdrd and its guard
 /// are gone the port stays held. Waits a moment for a guard that is just starting. False
 /// when there was nothing to take (an older cmdrd): the next run is asked again.
-fn hold_and_offer(tokens: &Path, port: u16) -> bool {
+fn hold_and_offer(tokens: &Path, port: u16, shared: &Mutex<Shared>) -> bool {
     let from = handover::path(tokens, port, Holder::Guard);
     let until = Instant::now() + GUARD_START;
     let sockets = loop {
@@ -205,8 +261,14 @@ fn hold_and_offer(tokens: &Path, port: u16) -> bool {
         .filter(|s| s.local_addr().is_ok_and(|a| a.port() == port))
         .map(IntoRawSocket::into_raw_socket)
         .collect();
-    !held.is_empty()
-        && handover::offer(&handover::path(tokens, port, Holder::Sentinel), held).is_ok()
+    if held.is_empty() {
+        return false;
+    }
+    if let Ok(mut shared) = shared.lock() {
+        shared.sockets = held.clone();
+        shared.tell();
+    }
+    handover::offer(&handover::path(tokens, port, Holder::Sentinel), held).is_ok()
 }
 
 /// Waits for a live cmdrd in the run file: `false` when the port's lock file went or its
