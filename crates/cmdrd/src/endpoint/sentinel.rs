@@ -53,6 +53,28 @@ const TAKE_WAIT: Duration = Duration::from_secs(2);
 /// missed one cannot keep it waiting for ever).
 const WAKE_ANYWAY: Duration = Duration::from_secs(60 * 60);
 
+/// How long a sentinel started by a buddy waits for the killed sentinel's lock, which may be
+/// released a moment after the buddy heard of its death.
+const LOCK_RELEASE: Duration = Duration::from_secs(2);
+
+/// Takes the lock that keeps one sentinel per port (`single`, `<tokens>-PORT.sentinel`):
+/// false when another sentinel holds it. One started by a buddy waits for it a moment.
+fn the_only_one(single: &File, by_buddy: bool) -> bool {
+    let until = Instant::now()
+        + if by_buddy {
+            LOCK_RELEASE
+        } else {
+            Duration::ZERO
+        };
+    while single.try_lock().is_err() {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 /// `<tokens>-PORT.lock`: held by the cmdrd serving `port` (and its guard).
 pub fn lock_file(tokens: &Path, port: u16) -> PathBuf {
     beside(tokens, &format!("-{port}.lock"))

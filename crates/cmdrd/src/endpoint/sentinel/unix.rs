@@ -28,8 +28,6 @@ use std::time::{Duration, Instant};
 const HELD: &str = "--held";
 /// At most this many: the loopback and containers' listeners and their reservations.
 const MAX_HELD: i32 = 4;
-/// How long a sentinel started by a buddy waits for the killed one's lock.
-const LOCK_RELEASE: Duration = Duration::from_secs(2);
 /// A buddy that dies sooner than this after its start is started again after a back-off.
 const BUDDY_YOUNG: Duration = Duration::from_secs(1);
 
@@ -78,19 +76,8 @@ pub fn run(args: &[OsString]) -> ExitCode {
     else {
         return ExitCode::FAILURE;
     };
-    // Started by a buddy: the killed sentinel's lock may be released a moment after the
-    // buddy heard of its death.
-    let until = Instant::now()
-        + if held > 0 {
-            LOCK_RELEASE
-        } else {
-            Duration::ZERO
-        };
-    while single.try_lock().is_err() {
-        if Instant::now() >= until {
-            return ExitCode::SUCCESS; // one runs already
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if !super::the_only_one(&single, held > 0) {
+        return ExitCode::SUCCESS; // one runs already
     }
     let lock = lock_file(&tokens, port);
     if open_lock(&lock).is_err() {

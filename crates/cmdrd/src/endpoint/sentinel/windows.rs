@@ -54,8 +54,6 @@ const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
 /// The argument a sentinel started by the buddy gets after PORT: the killed one's lock may
 /// take a moment to be released.
 const AFTER_BUDDY: &str = "--after-buddy";
-/// How long such a sentinel waits for that lock.
-const LOCK_RELEASE: Duration = Duration::from_secs(2);
 
 /// The sentinel's `main`: `cmdrd --sentinel-endpoint SOCKET PORT [--after-buddy]` (then
 /// the sockets its buddy held come as records on standard input).
@@ -82,17 +80,8 @@ pub fn run(args: &[OsString]) -> ExitCode {
     else {
         return ExitCode::FAILURE;
     };
-    let until = Instant::now()
-        + if after_buddy {
-            LOCK_RELEASE
-        } else {
-            Duration::ZERO
-        };
-    while single.try_lock().is_err() {
-        if Instant::now() >= until {
-            return ExitCode::SUCCESS; // one runs already
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if !super::the_only_one(&single, after_buddy) {
+        return ExitCode::SUCCESS; // one runs already
     }
     // Started by a buddy: the sockets it held with the killed sentinel, as records on
     // standard input; held and offered at once.
