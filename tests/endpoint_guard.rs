@@ -70,13 +70,15 @@ pub fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-fn signal(pid: i32, signal: &str) {
+/// `kill SIGNAL PID…`: every pid at the same moment.
+pub fn signal(pids: &[i32], signal: &str) {
     let ok = Command::new("kill")
-        .args([signal, &pid.to_string()])
+        .arg(signal)
+        .args(pids.iter().map(i32::to_string))
         .status()
         .expect("kill")
         .success();
-    assert!(ok, "kill {signal} {pid}");
+    assert!(ok, "kill {signal} {pids:?}");
 }
 
 /// No program, not even one of this uid (a plain bind, `SO_REUSEADDR` as std sets it),
@@ -149,7 +151,7 @@ fn a_guard_killed_while_cmdrd_runs_is_replaced() {
     let (mut sb, _moto, _users) = alice_and_bob();
     let (url, file) = child_env(&sb, "acme");
     let first = guard_pid(&file).expect("a guard runs beside cmdrd");
-    signal(first, "-KILL");
+    signal(&[first], "-KILL");
     sb.wait_until("another guard runs", || {
         guard_pid(&file).is_some_and(|pid| pid != first)
     });
@@ -216,13 +218,13 @@ fn a_late_guard_removes_only_its_own_ports_tokens() {
     sb.wait_until("the token file is removed after the crash", || {
         !file.exists()
     });
-    signal(old, "-STOP");
+    signal(&[old], "-STOP");
     // The next cmdrd cannot retire the stopped guard: its port stays taken, so it moves.
     sb.start();
     let (moved, new_file) = child_env(&sb, "acme");
     assert_ne!(moved, url);
     let token = std::fs::read_to_string(&new_file).expect("the new run's token");
-    signal(old, "-CONT");
+    signal(&[old], "-CONT");
     sb.wait_until("the old guard ends (its SIGTERM was pending)", || {
         !alive(old)
     });

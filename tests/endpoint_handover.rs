@@ -17,7 +17,9 @@ use cmdr_testkit::skip::need_root;
 
 use crate::another_user::bin_copy;
 use crate::endpoint::{Loop, alice_and_bob, clients_dir, get};
-use crate::endpoint_guard::{alive, child_env, guard_pid, nobody_binds_for_two_seconds, port_of};
+use crate::endpoint_guard::{
+    alive, child_env, guard_pid, nobody_binds_for_two_seconds, port_of, signal,
+};
 use crate::endpoint_sentinel::{buddies, kill_both, sentinels};
 use crate::sandbox::{NOBODY, Sandbox, bin, set_mode};
 
@@ -133,7 +135,7 @@ fn a_restart_after_a_crash_serves_the_socket_the_guard_held() {
         before,
         "the same socket, not bound again"
     );
-    let daemon = i32::try_from(sb.pid().expect("cmdrd runs")).expect("pid");
+    let daemon = daemon_pid(&sb);
     assert!(held_sockets(daemon).contains(&before[0]), "cmdrd serves it");
     sb.wait_until("the old guard is retired", || !alive(guard));
     assert!(
@@ -179,7 +181,7 @@ fn the_sentinel_holds_the_socket_and_hands_it_to_the_next_run() {
     sb.start();
     let (again, _) = child_env(&sb, "acme");
     assert_eq!(again, url, "the same URL after the restart");
-    let daemon = i32::try_from(sb.pid().expect("cmdrd runs")).expect("pid");
+    let daemon = daemon_pid(&sb);
     assert!(
         held_sockets(daemon).contains(&socket[0]),
         "cmdrd serves the same socket"
@@ -194,7 +196,7 @@ fn the_sentinel_holds_the_socket_and_hands_it_to_the_next_run() {
     );
     refused_at_once(port);
     sb.start();
-    let daemon = i32::try_from(sb.pid().expect("cmdrd runs")).expect("pid");
+    let daemon = daemon_pid(&sb);
     assert!(
         held_sockets(daemon).contains(&socket[0]),
         "and served again"
@@ -266,15 +268,9 @@ fn another_user_who_reaches_an_offer_gets_nothing() {
     assert_eq!(again, url, "the next run still took the sockets over");
 }
 
-/// `kill -9` of every pid in `pids` at once.
-fn kill9(pids: &[i32]) {
-    let ok = Command::new("kill")
-        .arg("-KILL")
-        .args(pids.iter().map(i32::to_string))
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill -KILL {pids:?}");
+/// cmdrd's pid.
+fn daemon_pid(sb: &Sandbox) -> i32 {
+    i32::try_from(sb.pid().expect("cmdrd runs")).expect("pid")
 }
 
 /// The sentinel that is not `old`, once one runs and holds `socket`.
@@ -313,12 +309,15 @@ fn a_killed_sentinel_is_replaced_by_its_buddy_with_the_port_held_throughout() {
 
     // The sentinel, cmdrd and its guard killed at the same moment.
     let seen = rust.lines().len();
-    let daemon = i32::try_from(sb.pid().expect("cmdrd runs")).expect("pid");
-    kill9(&[
-        first,
-        daemon,
-        guard_pid(&file).expect("a guard runs beside cmdrd"),
-    ]);
+    let daemon = daemon_pid(&sb);
+    signal(
+        &[
+            first,
+            daemon,
+            guard_pid(&file).expect("a guard runs beside cmdrd"),
+        ],
+        "-KILL",
+    );
     sb.kill9(); // reaps cmdrd
     sb.wait_until("the new sentinel removes the token file", || !file.exists());
     nobody_binds_for_two_seconds(port, "cmdrd, its guard and the sentinel killed together");
@@ -333,13 +332,13 @@ fn a_killed_sentinel_is_replaced_by_its_buddy_with_the_port_held_throughout() {
     // cmdrd and its guard killed, then the sentinel while cmdrd is down.
     kill_both(&mut sb, &file);
     sb.wait_until("the sentinel removes the token file", || !file.exists());
-    kill9(&[second]);
+    signal(&[second], "-KILL");
     let third = another_sentinel(&sb, &file, second, socket[0]);
     nobody_binds_for_two_seconds(port, "the sentinel killed while cmdrd is down");
     assert_eq!(listening_sockets(port), socket, "the port is still held");
     sb.start();
     rust.wait_for(&alice[0].arn, Duration::from_secs(120));
-    let daemon = i32::try_from(sb.pid().expect("cmdrd runs")).expect("pid");
+    let daemon = daemon_pid(&sb);
     assert!(
         held_sockets(daemon).contains(&socket[0]),
         "cmdrd serves the same socket"
@@ -397,12 +396,7 @@ fn a_sentinel_stopped_with_sigterm_takes_its_buddy_along() {
         buddy = buddies(&file).first().copied().unwrap_or(0);
         buddy != 0
     });
-    let ok = Command::new("kill")
-        .args(["-TERM", &sentinel.to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill -TERM {sentinel}");
+    signal(&[sentinel], "-TERM");
     sb.wait_until("the sentinel and its buddy are gone", || {
         !alive(sentinel) && !alive(buddy)
     });

@@ -167,38 +167,31 @@ pub(super) fn listens(socket: &std::net::TcpListener) -> bool {
 
 /// Whether `fd` is a TCP socket that listens.
 pub fn listening(fd: RawFd) -> bool {
-    let mut on: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into a live c_int.
-    let got = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&raw mut on).cast(),
-            &raw mut len,
-        )
-    };
-    got == 0 && on != 0
+    socket_option::<libc::c_int>(fd, libc::SO_ACCEPTCONN).is_some_and(|on| on != 0)
 }
 
 /// The uid of the process at the other end of the Unix socket `fd`.
 #[cfg(target_os = "linux")]
 fn peer_uid(fd: RawFd) -> Option<u32> {
-    // SAFETY: ucred is plain data.
-    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into a live ucred.
+    socket_option::<libc::ucred>(fd, libc::SO_PEERCRED).map(|cred| cred.uid)
+}
+
+/// A `SOL_SOCKET` option of `fd` whose value is the plain-data `T`.
+fn socket_option<T: Copy>(fd: RawFd, name: libc::c_int) -> Option<T> {
+    let mut value = std::mem::MaybeUninit::<T>::zeroed();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into a live, zeroed `T`.
     let got = unsafe {
         libc::getsockopt(
             fd,
             libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast(),
+            name,
+            value.as_mut_ptr().cast(),
             &raw mut len,
         )
     };
-    (got == 0).then_some(cred.uid)
+    // SAFETY: zeroed and then (partly) written by the kernel; `T` is plain data.
+    (got == 0).then(|| unsafe { value.assume_init() })
 }
 
 #[cfg(not(target_os = "linux"))]
