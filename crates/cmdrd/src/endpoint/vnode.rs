@@ -38,19 +38,11 @@ impl Watch {
 
     /// Waits at most `timeout` for an event and takes it in: `true` when one came.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let mut polled = [libc::pollfd {
-            fd: self.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: polls one pollfd of a live array.
-        let ready = unsafe { libc::poll(polled.as_mut_ptr(), 1, ms) };
-        if ready <= 0 {
-            return false;
+        let ready = super::handover::poll(&[self.fd()], Some(timeout))[0];
+        if ready {
+            self.drain();
         }
-        self.drain();
-        true
+        ready
     }
 
     #[cfg(target_os = "linux")]
