@@ -26,16 +26,13 @@ use cmdr_config::EndpointSettings;
 pub fn bind(settings: &EndpointSettings, paths: &Paths<'_>) -> anyhow::Result<Bound> {
     // The guard an earlier run left after a crash, or the port's sentinel once cmdrd and
     // its guard were both gone, holds the port's listening sockets and hands them on
-    // (`handover.rs`, Unix): this run serves the same sockets, so the port is never free
+    // (`handover.rs`): this run serves the same sockets, so the port is never free
     // and running processes follow. The guard is retired after.
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     let taken = wanted(settings, paths).and_then(|want| super::handover::take(paths.tokens, want));
     #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
     let taken: Option<super::Taken> = None;
-    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
-    let let_go = taken.is_none() || guard::retire(paths.tokens);
-    #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
-    let let_go = true;
+    let let_go = taken.is_none() || guard_let_go(paths);
     // Without a handover, a guard an earlier run left holds the port (its tokens are gone),
     // so this run can take the same port and running processes follow. On Linux this run's
     // listeners join the guard's (SO_REUSEPORT, which the kernel allows only between
@@ -212,8 +209,7 @@ fn kept_port(paths: &Paths<'_>) -> Option<u16> {
         .filter(|p| *p != 0)
 }
 
-/// Whether the guard an earlier run left let its port go (Linux: retired after this run
-/// joined its port).
+/// Retires the guard an earlier run left; whether it let its port go.
 fn guard_let_go(paths: &Paths<'_>) -> bool {
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     return guard::retire(paths.tokens);
